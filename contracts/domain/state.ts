@@ -1,0 +1,66 @@
+import { z } from 'zod';
+
+/** virDomainState, by name. */
+export const DomainStateName = z.enum([
+  'nostate',
+  'running',
+  'blocked',
+  'paused',
+  'shutdown',
+  'shutoff',
+  'crashed',
+  'pmsuspended',
+]);
+export type DomainStateName = z.infer<typeof DomainStateName>;
+
+/** libvirt's numeric virDomainState values, for `--json` output and virsh-style tooling. */
+export const DOMAIN_STATE_NUMBER: Record<DomainStateName, number> = {
+  nostate: 0,
+  running: 1,
+  blocked: 2,
+  paused: 3,
+  shutdown: 4,
+  shutoff: 5,
+  crashed: 6,
+  pmsuspended: 7,
+};
+
+/** How virsh prints each state (`virsh domstate`, `virsh list`). */
+export const VIRSH_STATE_LABEL: Record<DomainStateName, string> = {
+  nostate: 'no state',
+  running: 'running',
+  blocked: 'idle',
+  paused: 'paused',
+  shutdown: 'in shutdown',
+  shutoff: 'shut off',
+  crashed: 'crashed',
+  pmsuspended: 'pmsuspended',
+};
+
+/** State reasons, lower-case names of virDomain<State>Reason values. */
+export const StateReason = z.enum([
+  'unknown',
+  'booted',
+  'migrated',
+  'restored',
+  'from-snapshot',
+  'unpaused',
+  'wakeup',
+  'crashed',
+  'user',
+  'shutdown',
+  'destroyed',
+  'saved',
+  'failed',
+  'daemon',
+  'panicked',
+  'ioerror',
+  'starting-up',
+]);
+export type StateReason = z.infer<typeof StateReason>;
+
+export const ObservedState = z.object({ state: DomainStateName, reason: StateReason });
+export type ObservedState = z.infer<typeof ObservedState>;
+
+/** A domain is active (has a running process or simulated guest) in every state but shutoff. */
+export const isActive = (s: DomainStateName): boolean => s !== 'shutoff' && s !== 'nostate';

@@ -1,0 +1,58 @@
+import type { DomainDefinition } from '../contracts/domain/definition.ts';
+import type { ObservedState } from '../contracts/domain/state.ts';
+
+/**
+ * What a host agent needs from a hypervisor driver. Drivers are plain async code over the host OS:
+ * they know nothing of NATS, events or tasks. Every operation is idempotent: asking for the state a
+ * domain is already in reports that state and does nothing, so a redelivered task never runs a guest
+ * twice.
+ */
+export interface OperationOptions {
+  /** Aborted when the operation's deadline passes or the agent shuts down. */
+  signal?: AbortSignal;
+  /** Called with human-readable progress for long operations. */
+  progress?: (message: string, fraction?: number) => void;
+}
+
+export interface DriverDomain extends ObservedState {
+  uuid: string;
+  name: string;
+}
+
+/** An unexpected change the driver saw on its own (guest powered off, process died, guest paused). */
+export interface DomainObservation extends ObservedState {
+  uuid: string;
+  /** Process exit details or the QMP event that caused the change. */
+  cause?: string;
+}
+
+export interface DriverCapabilities {
+  driver: string;
+  /** `<domain type=...>` values this driver runs. */
+  domainTypes: string[];
+  cpus: number;
+  memoryKiB: number;
+  /** Free-form facts worth showing operators, e.g. `accel: kvm`. */
+  features: Record<string, string>;
+}
+
+export interface HypervisorDriver {
+  readonly name: string;
+  capabilities(): Promise<DriverCapabilities>;
+  /** Active domains the driver has (reattached ones included). */
+  list(): Promise<DriverDomain[]>;
+  /** Current state; a domain the driver has never seen is shutoff/unknown. */
+  state(uuid: string): Promise<ObservedState>;
+  start(def: DomainDefinition, opts?: OperationOptions & { paused?: boolean }): Promise<ObservedState>;
+  /** Asks the guest to shut down and resolves once it has, applying the domain's on_poweroff. */
+  shutdown(def: DomainDefinition, opts?: OperationOptions): Promise<ObservedState>;
+  destroy(uuid: string, opts?: OperationOptions): Promise<ObservedState>;
+  suspend(uuid: string, opts?: OperationOptions): Promise<ObservedState>;
+  resume(uuid: string, opts?: OperationOptions): Promise<ObservedState>;
+  /** Applies on_reboot: restart keeps the guest running, destroy leaves it shut off. */
+  reboot(def: DomainDefinition, opts?: OperationOptions): Promise<ObservedState>;
+  /** Subscribe to unexpected state changes; returns an unsubscribe function. */
+  onObservation(listener: (o: DomainObservation) => void): () => void;
+  /** Releases monitors and timers; running guests keep running. */
+  close(): Promise<void>;
+}
