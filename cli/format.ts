@@ -1,0 +1,66 @@
+import { VIRSH_STATE_LABEL } from '../contracts/domain/state.ts';
+import type { DomainView, HostView } from '../contracts/views.ts';
+import type { LifecycleEvent } from '../contracts/lifecycle.ts';
+
+/** Human output in virsh's shapes, so operators read it without thinking. */
+
+export const table = (headers: string[], rows: string[][]): string => {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => ` ${cells.map((c, i) => c.padEnd(widths[i]!)).join('   ')}`.trimEnd();
+  const total = widths.reduce((a, b) => a + b, 0) + 3 * (widths.length - 1) + 2;
+  return [line(headers), '-'.repeat(total), ...rows.map(line)].join('\n');
+};
+
+export const stateLabel = (v: DomainView): string => {
+  const label = VIRSH_STATE_LABEL[v.observed.state];
+  return v.pending ? `${label} (${v.pending.op} in progress)` : label;
+};
+
+export const domainList = (views: DomainView[]): string =>
+  table(
+    ['Name', 'State', 'Host', 'UUID'],
+    views.map((v) => [v.name, stateLabel(v), v.hostId, v.id]),
+  );
+
+export const dominfo = (v: DomainView): string => {
+  const d = v.definition;
+  const rows: Array<[string, string]> = [
+    ['Name', v.name],
+    ['UUID', v.id],
+    ['OS Type', d.os.type],
+    ['State', VIRSH_STATE_LABEL[v.observed.state]],
+    ['State reason', v.observed.reason],
+    ['Desired state', VIRSH_STATE_LABEL[v.desired]],
+    ['Operation', v.pending ? `${v.pending.op} since ${v.pending.requestedAt} (deadline ${v.pending.deadline})` : 'none'],
+    ['Last error', v.lastError ? `${v.lastError.op}: ${v.lastError.code}: ${v.lastError.message}` : 'none'],
+    ['Host', v.hostId],
+    ['Type', d.type],
+    ['CPU(s)', String(d.vcpus)],
+    ['Max memory', `${d.maxMemoryKiB ?? d.memoryKiB} KiB`],
+    ['Used memory', `${d.currentMemoryKiB ?? d.memoryKiB} KiB`],
+    ['Persistent', v.persistent ? 'yes' : 'no'],
+    ['Version', String(v.version)],
+  ];
+  const w = Math.max(...rows.map(([k]) => k.length)) + 2;
+  return rows.map(([k, val]) => `${`${k}:`.padEnd(w)}${val}`).join('\n');
+};
+
+export const hostList = (hosts: HostView[]): string =>
+  table(
+    ['Host', 'State', 'Driver', 'Domains', 'CPUs', 'Memory', 'Last heartbeat'],
+    hosts.map((h) => [
+      h.hostId,
+      h.alive ? 'up' : 'down',
+      h.capabilities?.driver ?? '-',
+      String(h.activeDomains ?? 0),
+      String(h.capabilities?.cpus ?? '-'),
+      h.capabilities ? `${Math.round(h.capabilities.memoryKiB / 1024)} MiB` : '-',
+      h.lastHeartbeat ?? 'never',
+    ]),
+  );
+
+const title = (s: string) => s.charAt(0) + s.slice(1).toLowerCase();
+
+/** `virsh event --loop` prints: event 'lifecycle' for domain 'vm1': Started Booted */
+export const lifecycleLine = (e: LifecycleEvent): string =>
+  `event 'lifecycle' for domain '${e.name}': ${title(e.event)} ${title(e.detail)}`;

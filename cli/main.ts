@@ -1,0 +1,218 @@
+import { readFile } from 'node:fs/promises';
+import { Command, Option } from 'commander';
+import { isVirtError, type VirtErrorBody } from '../contracts/errors.ts';
+import { VIRSH_STATE_LABEL } from '../contracts/domain/state.ts';
+import type { DomainOp } from '../contracts/domain/events.ts';
+import { VirtplaneClient, type CommandAccepted } from '../client/index.ts';
+import { ConfigError } from '../platform/config.ts';
+import { domainList, dominfo, hostList, lifecycleLine } from './format.ts';
+import { withProgress } from './progress.ts';
+
+interface Globals {
+  server?: string;
+  json?: boolean;
+  actor?: string;
+}
+
+class Output {
+  constructor(private readonly json: boolean) {}
+  result(human: string, data: unknown) {
+    process.stdout.write(`${this.json ? JSON.stringify(data, null, 2) : human}\n`);
+  }
+}
+
+/** Messages virsh prints on success, so scripts and people see what they expect. */
+const DONE: Record<DomainOp, (name: string) => string> = {
+  start: (n) => `Domain '${n}' started`,
+  shutdown: (n) => `Domain '${n}' is being shutdown`,
+  destroy: (n) => `Domain '${n}' destroyed`,
+  suspend: (n) => `Domain '${n}' suspended`,
+  resume: (n) => `Domain '${n}' resumed`,
+  reboot: (n) => `Domain '${n}' is being rebooted`,
+};
+
+/** virsh waits for these; shutdown and reboot only ask the guest, unless --wait. */
+const WAITS_BY_DEFAULT: Record<DomainOp, boolean> = {
+  start: true,
+  shutdown: false,
+  destroy: true,
+  suspend: true,
+  resume: true,
+  reboot: false,
+};
+
+export const buildProgram = (): Command => {
+  const program = new Command('virtplane')
+    .description('virsh verbs for a fleet: domains, hosts and lifecycle events over NATS')
+    .option('-s, --server <url>', 'NATS URL (default: the embedded server started by `npm start`; env VIRTPLANE_NATS_URL)')
+    .option('--json', 'print JSON instead of tables')
+    .option('--actor <name>', 'who the audit trail names for these commands (default user@host)')
+    .showHelpAfterError();
+
+  const globals = () => program.opts<Globals>();
+  const out = () => new Output(Boolean(globals().json));
+  const withClient = async <T>(fn: (c: VirtplaneClient) => Promise<T>): Promise<T> => {
+    const g = globals();
+    const c = await VirtplaneClient.connect({ ...(g.server ? { url: g.server } : {}), ...(g.actor ? { actor: g.actor } : {}) });
+    try {
+      return await fn(c);
+    } finally {
+      await c.close();
+    }
+  };
+
+  program
+    .command('list')
+    .description('list domains (active ones unless --all)')
+    .option('--all', 'include inactive domains')
+    .option('--host <hostId>', 'only domains placed on this host')
+    .option('--state <state>', 'only domains in this state (running, paused, shutoff, ...)')
+    .option('--name <text>', 'only domains whose name contains this')
+    .action(async (o: { all?: boolean; host?: string; state?: string; name?: string }) => {
+      const views = await withClient((c) =>
+        c.list({ all: Boolean(o.all) || o.state !== undefined, ...(o.host ? { host: o.host } : {}), ...(o.state ? { state: o.state as never } : {}), ...(o.name ? { name: o.name } : {}) }),
+      );
+      out().result(domainList(views), views);
+    });
+
+  program
+    .command('define')
+    .description('define a domain from libvirt XML or a JSON file, or from --name/--memory/--vcpus')
+    .argument('[file]', 'libvirt domain XML or a JSON definition')
+    .option('--name <name>', 'domain name')
+    .option('--memory <MiB>', 'memory in MiB')
+    .option('--vcpus <n>', 'virtual CPUs', '1')
+    .option('--type <type>', 'domain type (test, kvm, qemu)', 'test')
+    .option('--uuid <uuid>', 'domain uuid (generated when absent)')
+    .option('--host <hostId>', 'place the domain on this host')
+    .action(async (file: string | undefined, o: { name?: string; memory?: string; vcpus: string; type: string; uuid?: string; host?: string }) => {
+      const host = o.host ? { hostId: o.host } : {};
+      let input: Parameters<VirtplaneClient['define']>[0];
+      if (file) {
+        const text = await readFile(file, 'utf8');
+        input = text.trimStart().startsWith('<') ? { xml: text, ...host } : { definition: parseJson(text, file), ...host };
+      } else {
+        if (!o.name || !o.memory) throw new UsageError('define needs a FILE, or --name and --memory');
+        input = {
+          definition: { name: o.name, type: o.type, memoryKiB: Number(o.memory) * 1024, vcpus: Number(o.vcpus), ...(o.uuid ? { uuid: o.uuid } : {}) },
+          ...host,
+        };
+      }
+      const r = await withClient((c) => c.define(input));
+      out().result(`Domain '${r.name}' defined${file ? ` from ${file}` : ''}`, r);
+    });
+
+  program
+    .command('undefine')
+    .description('undefine a domain (a running one keeps running as transient)')
+    .argument('<domain>', 'name or uuid')
+    .action(async (domain: string) => {
+      const r = await withClient((c) => c.undefine(domain));
+      out().result(`Domain '${r.name}' has been undefined`, r);
+    });
+
+  for (const op of ['start', 'shutdown', 'destroy', 'suspend', 'resume', 'reboot'] as const) {
+    const cmd = program
+      .command(op)
+      .description(`${op} a domain`)
+      .argument('<domain>', 'name or uuid')
+      .addOption(new Option('--wait', 'wait until the host has finished').default(WAITS_BY_DEFAULT[op]))
+      .option('--no-wait', 'return once the command is accepted')
+      .option('--timeout <seconds>', 'deadline for the host to finish; the operation is recorded failed after it', '120');
+    if (op === 'start') cmd.option('--paused', 'leave the guest paused after start');
+    cmd.action(async (domain: string, o: { wait: boolean; paused?: boolean; timeout: string }) => {
+      const timeoutSeconds = Number(o.timeout);
+      const result = await withClient(async (c) => {
+        const opts = { timeoutSeconds };
+        const accepted: CommandAccepted = op === 'start' ? await c.start(domain, { ...opts, paused: Boolean(o.paused) }) : await c.operation(op, domain, opts);
+        if (!o.wait) return { accepted, view: null };
+        const view = await withProgress(`${op} ${accepted.name}`, timeoutSeconds * 1000, !globals().json, () => c.outcome(accepted, timeoutSeconds * 1000));
+        return { accepted, view };
+      });
+      const message = op === 'start' && o.paused ? `Domain '${result.accepted.name}' started (paused)` : DONE[op](result.accepted.name);
+      out().result(message, result);
+    });
+  }
+
+  program
+    .command('dominfo')
+    .description('domain information')
+    .argument('<domain>', 'name or uuid')
+    .action(async (domain: string) => {
+      const v = await withClient((c) => c.get(domain));
+      out().result(dominfo(v), v);
+    });
+
+  program
+    .command('domstate')
+    .description('domain state')
+    .argument('<domain>', 'name or uuid')
+    .option('--reason', 'also print the reason for the state')
+    .action(async (domain: string, o: { reason?: boolean }) => {
+      const v = await withClient((c) => c.get(domain));
+      const label = VIRSH_STATE_LABEL[v.observed.state];
+      out().result(o.reason ? `${label} (${v.observed.reason})` : label, { state: v.observed.state, reason: v.observed.reason });
+    });
+
+  program
+    .command('event')
+    .description('print lifecycle events (the first one, or all with --loop)')
+    .option('--domain <domain>', 'only events of this domain (name or uuid)')
+    .option('--loop', 'keep printing events until interrupted or --timeout')
+    .option('--all', 'start from the oldest stored event instead of new ones')
+    .option('--timeout <seconds>', 'stop after this many seconds')
+    .action(async (o: { domain?: string; loop?: boolean; all?: boolean; timeout?: string }) => {
+      await withClient(async (c) => {
+        const domainId = o.domain ? (await c.get(o.domain)).id : undefined;
+        const ac = new AbortController();
+        const timer = o.timeout ? setTimeout(() => ac.abort(), Number(o.timeout) * 1000) : null;
+        process.once('SIGINT', () => ac.abort());
+        const output = out();
+        let count = 0;
+        for await (const e of c.lifecycle({ ...(domainId ? { domainId } : {}), from: o.all ? 'all' : 'new', signal: ac.signal })) {
+          output.result(lifecycleLine(e), e);
+          count++;
+          if (!o.loop) break;
+        }
+        if (timer) clearTimeout(timer);
+        if (!globals().json) process.stdout.write(`events received: ${count}\n`);
+      });
+    });
+
+  program
+    .command('host-list')
+    .description('list hosts and their agents')
+    .action(async () => {
+      const hosts = await withClient((c) => c.hosts());
+      out().result(hostList(hosts), hosts);
+    });
+
+  return program;
+};
+
+class UsageError extends Error {}
+
+const parseJson = (text: string, file: string): Record<string, unknown> => {
+  try {
+    return JSON.parse(text) as Record<string, unknown>;
+  } catch (e) {
+    throw new UsageError(`${file}: malformed JSON: ${(e as Error).message}`);
+  }
+};
+
+/** Runs the CLI and returns the exit code: 0 on success, 1 on an error reply, 2 on a usage error. */
+export const main = async (argv: string[]): Promise<number> => {
+  const program = buildProgram();
+  const json = argv.includes('--json');
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (e) {
+    const body: VirtErrorBody = isVirtError(e)
+      ? e.toBody()
+      : { code: e instanceof UsageError || e instanceof ConfigError ? 'invalid-arg' : 'internal-error', message: (e as Error).message };
+    if (json) process.stdout.write(`${JSON.stringify({ ok: false, error: body }, null, 2)}\n`);
+    else process.stderr.write(`error: ${body.message}${isVirtError(e) ? ` [${body.code}]` : ''}\n`);
+    return e instanceof UsageError || e instanceof ConfigError ? 2 : 1;
+  }
+};

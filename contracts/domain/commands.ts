@@ -1,0 +1,73 @@
+import { z } from 'zod';
+import { DomainDefinition } from './definition.ts';
+import { CommandId, HostId } from '../ids.ts';
+import type { VirtErrorBody } from '../errors.ts';
+import type { DomainStateName, ObservedState, StateReason } from './state.ts';
+
+/** Fields every command request may carry; the client fills them, people need not. */
+export const CommandHeader = z.object({
+  commandId: CommandId.optional(),
+  actor: z.string().min(1).max(256).optional(),
+  correlationId: z.string().max(128).optional(),
+});
+
+/** A domain is addressed by uuid or by name, as virsh accepts either. */
+export const DomainRef = z.string().min(1).max(255);
+
+export const DefineDomainRequest = CommandHeader.extend({
+  /** The model as JSON, or libvirt XML; exactly one. */
+  definition: z.unknown().optional(),
+  xml: z.string().optional(),
+  /** Place on this host; the scheduler picks one when absent. */
+  hostId: HostId.optional(),
+}).refine((r) => (r.definition === undefined) !== (r.xml === undefined), {
+  message: 'give exactly one of "definition" or "xml"',
+});
+export type DefineDomainRequest = z.infer<typeof DefineDomainRequest>;
+
+export const DomainOpRequest = CommandHeader.extend({
+  domain: DomainRef,
+  /** How long the host may take before the operation is recorded as failed. */
+  timeoutSeconds: z.number().positive().max(3600).optional(),
+});
+export type DomainOpRequest = z.infer<typeof DomainOpRequest>;
+
+export const StartDomainRequest = DomainOpRequest.extend({ paused: z.boolean().optional() });
+export type StartDomainRequest = z.infer<typeof StartDomainRequest>;
+
+/** What the decider sees: names already resolved, definitions parsed, placement chosen. */
+export type DomainCommand =
+  | { type: 'define'; definition: DomainDefinition; hostId: string }
+  | { type: 'undefine' }
+  | { type: 'start'; paused: boolean; timeoutMs: number }
+  | { type: 'shutdown'; timeoutMs: number }
+  | { type: 'destroy'; timeoutMs: number }
+  | { type: 'suspend'; timeoutMs: number }
+  | { type: 'resume'; timeoutMs: number }
+  | { type: 'reboot'; timeoutMs: number }
+  | { type: 'complete'; taskId: string; observed: ObservedState }
+  | { type: 'fail'; taskId: string; error: VirtErrorBody; observed?: ObservedState }
+  | { type: 'observe'; state: DomainStateName; reason: StateReason; cause?: string }
+  | { type: 'expire'; taskId: string };
+
+export const DEFAULT_TIMEOUT_MS: Record<'start' | 'shutdown' | 'destroy' | 'suspend' | 'resume' | 'reboot', number> = {
+  start: 120_000,
+  shutdown: 300_000,
+  destroy: 60_000,
+  suspend: 60_000,
+  resume: 60_000,
+  reboot: 300_000,
+};
+
+export const CommandAccepted = z.object({
+  ok: z.literal(true),
+  domainId: z.string(),
+  name: z.string(),
+  version: z.number().int(),
+  commandId: z.string(),
+  /** True when this command id was already applied: the reply repeats the first outcome. */
+  duplicate: z.boolean().optional(),
+  /** The host task the command started, when it asked a host to act. */
+  taskId: z.string().optional(),
+});
+export type CommandAccepted = z.infer<typeof CommandAccepted>;

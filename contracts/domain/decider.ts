@@ -1,0 +1,341 @@
+import type { DomainDefinition } from './definition.ts';
+import type { DomainCommand } from './commands.ts';
+import { REQUESTED_EVENT, type DomainEventBody, type DomainOp } from './events.ts';
+import { isActive, type DomainStateName, type ObservedState } from './state.ts';
+import { virtError } from '../errors.ts';
+import type { Envelope } from '../envelope.ts';
+
+/**
+ * The domain decider: pure functions, no I/O. `decide` answers a command with events or throws a
+ * VirtError in libvirt's vocabulary; `evolve` folds one event into the state. The command service
+ * and the projector share `evolve`, so the view can never disagree with what the decider saw.
+ */
+
+export interface PendingOperation {
+  op: DomainOp;
+  /** The intent event's id, which is also the task id. */
+  taskId: string;
+  requestedAt: string;
+  deadline: string;
+}
+
+export interface DomainAggregate {
+  /** False before the first definition and after removal. */
+  exists: boolean;
+  /** True once a removal was recorded: the id is never reused. */
+  removed: boolean;
+  id: string;
+  name: string;
+  definition: DomainDefinition | null;
+  /** A definition recorded while the domain ran: it takes effect when the domain stops. */
+  nextDefinition: DomainDefinition | null;
+  persistent: boolean;
+  hostId: string;
+  placementEpoch: number;
+  observed: ObservedState;
+  /** What the last accepted operation asked for. */
+  desired: DomainStateName;
+  pending: PendingOperation | null;
+  lastError: { op: DomainOp; taskId: string; code: string; message: string; at: string } | null;
+  version: number;
+  /** Recent command ids and the version they produced: a retry after the dedupe window is recognised. */
+  recentCommands: Array<[string, number]>;
+}
+
+const RECENT_COMMANDS = 64;
+
+export const initialDomainState = (id: string): DomainAggregate => ({
+  exists: false,
+  removed: false,
+  id,
+  name: '',
+  definition: null,
+  nextDefinition: null,
+  persistent: false,
+  hostId: '',
+  placementEpoch: 0,
+  observed: { state: 'shutoff', reason: 'unknown' },
+  desired: 'shutoff',
+  pending: null,
+  lastError: null,
+  version: 0,
+  recentCommands: [],
+});
+
+const DESIRED_AFTER: Record<DomainOp, (paused: boolean) => DomainStateName> = {
+  start: (paused) => (paused ? 'paused' : 'running'),
+  shutdown: () => 'shutoff',
+  destroy: () => 'shutoff',
+  suspend: () => 'paused',
+  resume: () => 'running',
+  reboot: () => 'running',
+};
+
+export const commandVersion = (s: DomainAggregate, commandId: string): number | undefined =>
+  s.recentCommands.find(([id]) => id === commandId)?.[1];
+
+const pendingExpired = (p: PendingOperation, now: Date): boolean => Date.parse(p.deadline) <= now.getTime();
+
+const timeoutFailure = (p: PendingOperation): DomainEventBody => ({
+  type: 'DomainOperationFailed',
+  data: {
+    op: p.op,
+    taskId: p.taskId,
+    error: { code: 'timeout', message: `operation '${p.op}' did not finish before its deadline ${p.deadline}` },
+  },
+});
+
+const requestedEvent = (
+  s: DomainAggregate,
+  op: DomainOp,
+  now: Date,
+  timeoutMs: number,
+  paused?: boolean,
+): DomainEventBody => ({
+  type: REQUESTED_EVENT[op],
+  data: {
+    hostId: s.hostId,
+    placementEpoch: s.placementEpoch,
+    deadline: new Date(now.getTime() + timeoutMs).toISOString(),
+    ...(paused ? { paused } : {}),
+  },
+});
+
+const notRunning = (s: DomainAggregate) => virtError('operation-invalid', `domain '${s.name}' is not running`);
+
+/** Checks an operation against the last observed state, with libvirt's rules and messages. */
+const checkTransition = (op: DomainOp, s: DomainAggregate): void => {
+  const { state } = s.observed;
+  switch (op) {
+    case 'start':
+      // libvirt's test driver says INTERNAL_ERROR here; the QEMU driver and virtplane say OPERATION_INVALID.
+      if (isActive(state)) throw virtError('operation-invalid', `domain '${s.name}' is already running`);
+      return;
+    case 'shutdown':
+    case 'destroy':
+    case 'reboot':
+      if (!isActive(state)) throw notRunning(s);
+      return;
+    case 'suspend':
+      if (!isActive(state)) throw notRunning(s);
+      if (state === 'paused') throw virtError('operation-invalid', `domain '${s.name}' is already paused`);
+      return;
+    case 'resume':
+      if (state !== 'paused') throw virtError('operation-invalid', `domain '${s.name}' is not paused`);
+      return;
+  }
+};
+
+const decideOperation = (
+  op: DomainOp,
+  s: DomainAggregate,
+  now: Date,
+  timeoutMs: number,
+  paused = false,
+): DomainEventBody[] => {
+  const before: DomainEventBody[] = [];
+  const p = s.pending;
+  if (p && pendingExpired(p, now)) {
+    // An operation past its deadline never blocks the domain: record it failed, then go on.
+    before.push(timeoutFailure(p));
+    // The timeout settles the domain before the new operation: a transient one that is not running
+    // goes with it, and an intent for it would reach a host for a domain nobody can address.
+    if (!s.persistent && !isActive(s.observed.state)) requireDomain({ ...s, exists: false });
+  } else if (p) {
+    if (op === 'destroy' && p.op !== 'destroy') {
+      // destroy is how operators get out of a stuck operation, so it supersedes whatever is in flight.
+      before.push({
+        type: 'DomainOperationFailed',
+        data: {
+          op: p.op,
+          taskId: p.taskId,
+          error: { code: 'operation-failed', message: `operation '${p.op}' was superseded by destroy` },
+        },
+      });
+      return [...before, requestedEvent(s, 'destroy', now, timeoutMs)];
+    }
+    if (op === p.op && op === 'start') throw virtError('operation-invalid', `domain '${s.name}' is already being started`);
+    if (op === p.op && op === 'destroy') throw virtError('operation-invalid', `domain '${s.name}' is already being destroyed`);
+    throw virtError(
+      'operation-invalid',
+      `cannot acquire state change lock: domain '${s.name}' has operation '${p.op}' in progress since ${p.requestedAt}`,
+      { pending: p },
+    );
+  }
+  checkTransition(op, s);
+  return [...before, requestedEvent(s, op, now, timeoutMs, paused)];
+};
+
+const requireDomain = (s: DomainAggregate, ref: string = s.id) => {
+  if (!s.exists) throw virtError('no-domain', `Domain not found: no domain with matching uuid '${ref}'`);
+};
+
+export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): DomainEventBody[] => {
+  switch (cmd.type) {
+    case 'define': {
+      if (s.exists && s.name !== cmd.definition.name) {
+        throw virtError('operation-failed', `domain '${s.name}' is already defined with uuid ${s.id}`);
+      }
+      return [
+        {
+          type: 'DomainDefined',
+          data: {
+            definition: cmd.definition,
+            hostId: s.exists ? s.hostId : cmd.hostId,
+            placementEpoch: s.exists ? s.placementEpoch : s.placementEpoch + 1,
+            added: !s.exists || !s.persistent,
+          },
+        },
+      ];
+    }
+    case 'undefine': {
+      requireDomain(s);
+      const active = isActive(s.observed.state) || s.pending !== null;
+      if (active && !s.persistent) {
+        // The test driver silently accepts this; the QEMU driver's refusal is what operators rely on.
+        throw virtError('operation-invalid', `cannot undefine transient domain '${s.name}'`);
+      }
+      return [{ type: 'DomainUndefined', data: { removed: !active } }];
+    }
+    case 'start':
+      requireDomain(s);
+      return decideOperation('start', s, now, cmd.timeoutMs, cmd.paused);
+    case 'shutdown':
+    case 'destroy':
+    case 'suspend':
+    case 'resume':
+    case 'reboot':
+      requireDomain(s);
+      if (cmd.type === 'destroy' && s.pending?.op === 'start' && !pendingExpired(s.pending, now)) {
+        return decideOperation('destroy', s, now, cmd.timeoutMs);
+      }
+      return decideOperation(cmd.type, s, now, cmd.timeoutMs);
+    case 'complete':
+    case 'fail': {
+      requireDomain(s);
+      if (!s.pending || s.pending.taskId !== cmd.taskId) {
+        // A stale or repeated report: keep only what it says about the guest, if that is news.
+        return cmd.observed ? observationEvents(s, cmd.observed.state, cmd.observed.reason) : [];
+      }
+      if (cmd.type === 'complete') {
+        return [{ type: 'DomainOperationCompleted', data: { op: s.pending.op, taskId: cmd.taskId, observed: cmd.observed } }];
+      }
+      return [
+        {
+          type: 'DomainOperationFailed',
+          data: {
+            op: s.pending.op,
+            taskId: cmd.taskId,
+            error: cmd.error,
+            ...(cmd.observed ? { observed: cmd.observed } : {}),
+          },
+        },
+      ];
+    }
+    case 'observe':
+      requireDomain(s);
+      return observationEvents(s, cmd.state, cmd.reason, cmd.cause);
+    case 'expire':
+      if (!s.exists || !s.pending || s.pending.taskId !== cmd.taskId || !pendingExpired(s.pending, now)) return [];
+      return [timeoutFailure(s.pending)];
+  }
+};
+
+const observationEvents = (
+  s: DomainAggregate,
+  state: DomainStateName,
+  reason: ObservedState['reason'],
+  cause?: string,
+): DomainEventBody[] =>
+  s.observed.state === state && s.observed.reason === reason
+    ? []
+    : [{ type: 'DomainStateObserved', data: { state, reason, ...(cause ? { cause } : {}) } }];
+
+/** A domain that stops picks up a definition recorded while it ran; a transient one disappears. */
+const settle = (s: DomainAggregate): DomainAggregate => {
+  if (isActive(s.observed.state) || s.pending) return s;
+  const next = s.nextDefinition ? { ...s, definition: s.nextDefinition, nextDefinition: null } : s;
+  return next.persistent ? next : { ...next, exists: false, removed: true };
+};
+
+export const evolve = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAggregate => {
+  const recentCommands: Array<[string, number]> = s.recentCommands.some(([id]) => id === e.commandId)
+    ? s.recentCommands
+    : [...s.recentCommands, [e.commandId, e.version] as [string, number]].slice(-RECENT_COMMANDS);
+  const base = { ...s, version: e.version, recentCommands };
+  switch (e.type) {
+    case 'DomainDefined': {
+      const running = s.exists && (isActive(s.observed.state) || s.pending !== null);
+      return {
+        ...base,
+        exists: true,
+        removed: false,
+        name: e.data.definition.name,
+        definition: running && s.definition ? s.definition : e.data.definition,
+        nextDefinition: running && s.definition ? e.data.definition : null,
+        persistent: true,
+        hostId: e.data.hostId,
+        placementEpoch: e.data.placementEpoch,
+        ...(s.exists ? {} : { observed: { state: 'shutoff', reason: 'unknown' }, desired: 'shutoff', pending: null, lastError: null }),
+      };
+    }
+    case 'DomainUndefined':
+      return e.data.removed
+        ? { ...base, exists: false, removed: true, persistent: false, nextDefinition: null }
+        : { ...base, persistent: false, nextDefinition: null };
+    case 'DomainStartRequested':
+    case 'DomainShutdownRequested':
+    case 'DomainDestroyRequested':
+    case 'DomainSuspendRequested':
+    case 'DomainResumeRequested':
+    case 'DomainRebootRequested': {
+      const op = OP_OF[e.type];
+      // destroy superseding the start of a transient domain shares a commit with the failure it
+      // records, and that failure settled the domain away; the start may still be booting the guest,
+      // so the domain stays until the destroy reports.
+      const superseding = !s.exists && s.removed && s.version === e.version;
+      return {
+        ...base,
+        ...(superseding ? { exists: true, removed: false } : {}),
+        pending: { op, taskId: e.id, requestedAt: e.time, deadline: e.data.deadline },
+        desired: DESIRED_AFTER[op](e.data.paused ?? false),
+        lastError: null,
+      };
+    }
+    case 'DomainOperationCompleted':
+      return settle({
+        ...base,
+        pending: s.pending?.taskId === e.data.taskId ? null : s.pending,
+        observed: e.data.observed,
+        desired: e.data.observed.state,
+      });
+    case 'DomainOperationFailed': {
+      const observed = e.data.observed ?? s.observed;
+      return settle({
+        ...base,
+        pending: s.pending?.taskId === e.data.taskId ? null : s.pending,
+        observed,
+        desired: observed.state,
+        lastError: { op: e.data.op, taskId: e.data.taskId, code: e.data.error.code, message: e.data.error.message, at: e.time },
+      });
+    }
+    case 'DomainStateObserved':
+      return settle({
+        ...base,
+        observed: { state: e.data.state, reason: e.data.reason },
+        desired: s.pending ? s.desired : e.data.state,
+      });
+  }
+};
+
+const OP_OF = {
+  DomainStartRequested: 'start',
+  DomainShutdownRequested: 'shutdown',
+  DomainDestroyRequested: 'destroy',
+  DomainSuspendRequested: 'suspend',
+  DomainResumeRequested: 'resume',
+  DomainRebootRequested: 'reboot',
+} as const satisfies Record<string, DomainOp>;
+
+export const evolveAll = (s: DomainAggregate, events: Array<Envelope<DomainEventBody>>): DomainAggregate =>
+  events.reduce(evolve, s);

@@ -1,0 +1,71 @@
+import { z } from 'zod';
+import { DomainDefinition } from './definition.ts';
+import { DomainStateName, ObservedState, StateReason } from './state.ts';
+import { VirtErrorBody } from '../errors.ts';
+
+/** Operations a host carries out. Each has an intent event `Domain<Op>Requested`. */
+export const DomainOp = z.enum(['start', 'shutdown', 'destroy', 'suspend', 'resume', 'reboot']);
+export type DomainOp = z.infer<typeof DomainOp>;
+
+export const REQUESTED_EVENT = {
+  start: 'DomainStartRequested',
+  shutdown: 'DomainShutdownRequested',
+  destroy: 'DomainDestroyRequested',
+  suspend: 'DomainSuspendRequested',
+  resume: 'DomainResumeRequested',
+  reboot: 'DomainRebootRequested',
+} as const satisfies Record<DomainOp, string>;
+
+const Requested = z.object({
+  hostId: z.string(),
+  placementEpoch: z.number().int().nonnegative(),
+  /** When the operation is recorded as failed if the host has not reported by then. */
+  deadline: z.iso.datetime(),
+  paused: z.boolean().optional(),
+});
+
+const requested = <T extends string>(type: T) => z.object({ type: z.literal(type), data: Requested });
+
+export const DomainEventBody = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('DomainDefined'),
+    data: z.object({
+      definition: DomainDefinition,
+      hostId: z.string(),
+      placementEpoch: z.number().int().nonnegative(),
+      /** libvirt: DEFINED/ADDED for a new domain, DEFINED/UPDATED for a changed config. */
+      added: z.boolean(),
+    }),
+  }),
+  z.object({
+    type: z.literal('DomainUndefined'),
+    /** An active domain stays as a transient one; an inactive one is removed. */
+    data: z.object({ removed: z.boolean() }),
+  }),
+  requested('DomainStartRequested'),
+  requested('DomainShutdownRequested'),
+  requested('DomainDestroyRequested'),
+  requested('DomainSuspendRequested'),
+  requested('DomainResumeRequested'),
+  requested('DomainRebootRequested'),
+  z.object({
+    type: z.literal('DomainOperationCompleted'),
+    data: z.object({ op: DomainOp, taskId: z.string(), observed: ObservedState }),
+  }),
+  z.object({
+    type: z.literal('DomainOperationFailed'),
+    data: z.object({
+      op: DomainOp,
+      taskId: z.string(),
+      error: VirtErrorBody,
+      observed: ObservedState.optional(),
+    }),
+  }),
+  z.object({
+    /** A change the host saw that no operation asked for: a guest powered off, a process died. */
+    type: z.literal('DomainStateObserved'),
+    data: z.object({ state: DomainStateName, reason: StateReason, cause: z.string().optional() }),
+  }),
+]);
+export type DomainEventBody = z.infer<typeof DomainEventBody>;
+export type DomainEventType = DomainEventBody['type'];

@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import { decideRegister, evolveHost, initialHostState } from './decider.ts';
+import type { HostEventBody, RegisterHostRequest } from './events.ts';
+import { deciderSpec } from '../testing/decider-spec.ts';
+
+const spec = deciderSpec(
+  { decide: decideRegister, evolve: evolveHost, initialState: () => initialHostState('h1') },
+  { aggregateType: 'host', aggregateId: 'h1' },
+);
+
+const caps = { driver: 'test', domainTypes: ['test'], cpus: 4, memoryKiB: 8388608, features: {} };
+const register = (instanceId: string, capabilities = caps, agentVersion = '0.1.0'): RegisterHostRequest => ({
+  hostId: 'h1',
+  hostname: 'node1.example',
+  instanceId,
+  agentVersion,
+  capabilities,
+});
+const registered = (instanceId: string, capabilities = caps, agentVersion = '0.1.0'): HostEventBody => ({
+  type: 'HostRegistered',
+  data: { hostname: 'node1.example', instanceId, agentVersion, capabilities },
+});
+
+describe('host decider', () => {
+  it('a first registration is recorded', () => {
+    const { after } = spec.given().when(register('i-1')).then([registered('i-1')]);
+    expect(after).toEqual({
+      exists: true,
+      hostId: 'h1',
+      hostname: 'node1.example',
+      instanceId: 'i-1',
+      agentVersion: '0.1.0',
+      capabilities: caps,
+      registeredAt: '2025-01-01T00:00:00.000Z',
+      version: 1,
+    });
+  });
+
+  it('the same agent process registering again records nothing', () => {
+    spec.given([registered('i-1')]).when(register('i-1')).thenNothing();
+  });
+
+  it('every agent restart is recorded, even with nothing else changed', () => {
+    const { after } = spec.given([registered('i-1')]).when(register('i-2')).then([registered('i-2')]);
+    expect(after).toMatchObject({ instanceId: 'i-2', version: 2, registeredAt: '2025-01-01T00:00:01.000Z' });
+  });
+
+  it('changed capabilities from the same process are recorded', () => {
+    const more = { ...caps, domainTypes: ['test', 'kvm'] };
+    const { after } = spec.given([registered('i-1')]).when(register('i-1', more)).then([registered('i-1', more)]);
+    expect(after.capabilities).toEqual(more);
+  });
+
+  it('the host id is the aggregate id, not part of the event', () => {
+    const [e] = decideRegister(register('i-1'), initialHostState('h1'));
+    expect(e?.data).not.toHaveProperty('hostId');
+  });
+
+  it('the initial state is an unknown host', () => {
+    expect(initialHostState('h9')).toEqual({
+      exists: false,
+      hostId: 'h9',
+      hostname: '',
+      instanceId: '',
+      agentVersion: '',
+      capabilities: null,
+      registeredAt: null,
+      version: 0,
+    });
+  });
+});

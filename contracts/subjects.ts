@@ -1,0 +1,32 @@
+/** Every NATS subject and stream name in one place, so services cannot drift apart. */
+
+export const STREAMS = { events: 'EVENTS', tasks: 'TASKS', lifecycle: 'LIFECYCLE' } as const;
+
+export const BUCKETS = {
+  domains: 'views-domains',
+  hosts: 'views-hosts',
+  networks: 'views-networks',
+  hostLiveness: 'host-liveness',
+} as const;
+
+export type AggregateType = 'domain' | 'host' | 'network' | 'name';
+
+/** Names may hold any character but a subject token may not: encode them. */
+export const nameToken = (name: string): string => Buffer.from(name, 'utf8').toString('base64url') || '_';
+
+export const subjects = {
+  aggregate: (type: AggregateType, id: string) => `ev.${type}.${id}`,
+  allEvents: 'ev.>',
+  nameClaim: (scope: 'domain' | 'network', name: string) => `ev.name.${scope}.${nameToken(name)}`,
+  command: (aggregate: string, verb: string) => `cmd.${aggregate}.${verb}`,
+  allCommands: 'cmd.>',
+  agent: (hostId: string, verb: 'register' | 'heartbeat' | 'claim' | 'report') => `agent.${hostId}.${verb}`,
+  query: (view: string, verb: string) => `query.${view}.${verb}`,
+  task: (hostId: string) => `task.${hostId}`,
+  allTasks: 'task.>',
+  lifecycle: (hostId: string, domainId: string) => `lifecycle.${hostId}.${domainId}`,
+  allLifecycle: 'lifecycle.>',
+} as const;
+
+/** Queue groups: replicas of one service share the work of a subject. */
+export const QUEUES = { command: 'virtplane-command', query: 'virtplane-query' } as const;

@@ -1,0 +1,56 @@
+import { z } from 'zod';
+import { DomainDefinition } from './domain/definition.ts';
+import { DomainOp } from './domain/events.ts';
+import { ObservedState } from './domain/state.ts';
+import { VirtErrorBody } from './errors.ts';
+
+/**
+ * Work for one host, derived from an intent event. The task id is the intent event's id, so a task
+ * published twice is one task; `version` and `placementEpoch` let the agent and the command service
+ * recognise a task that has been overtaken.
+ */
+export const DomainTask = z.object({
+  kind: z.literal('domain'),
+  taskId: z.string(),
+  op: DomainOp,
+  domainId: z.string(),
+  name: z.string(),
+  version: z.number().int(),
+  placementEpoch: z.number().int(),
+  deadline: z.iso.datetime(),
+  paused: z.boolean().optional(),
+  definition: DomainDefinition,
+  correlationId: z.string(),
+  traceparent: z.string().optional(),
+});
+export type DomainTask = z.infer<typeof DomainTask>;
+
+export const Task = DomainTask;
+export type Task = DomainTask;
+
+export const ClaimRequest = z.object({ taskId: z.string(), domainId: z.string(), placementEpoch: z.number().int() });
+export type ClaimRequest = z.infer<typeof ClaimRequest>;
+export const ClaimReply = z.discriminatedUnion('ok', [
+  z.object({ ok: z.literal(true), proceed: z.boolean(), reason: z.string().optional() }),
+  z.object({ ok: z.literal(false), error: VirtErrorBody }),
+]);
+export type ClaimReply = z.infer<typeof ClaimReply>;
+
+/** What an agent says about a domain: an outcome of a task, or a change it saw on its own. */
+const Report = z.object({
+  /** Chosen by the agent and kept across retries: the report is recorded once. */
+  reportId: z.string().min(8).max(160),
+});
+
+export const ReportRequest = z.discriminatedUnion('kind', [
+  Report.extend({ kind: z.literal('completed'), domainId: z.string(), taskId: z.string(), observed: ObservedState }),
+  Report.extend({
+    kind: z.literal('failed'),
+    domainId: z.string(),
+    taskId: z.string(),
+    error: VirtErrorBody,
+    observed: ObservedState.optional(),
+  }),
+  Report.extend({ kind: z.literal('observed'), domainId: z.string(), observed: ObservedState, cause: z.string().optional() }),
+]);
+export type ReportRequest = z.infer<typeof ReportRequest>;

@@ -1,0 +1,60 @@
+import { z } from 'zod';
+import { DomainStateName, ObservedState } from './domain/state.ts';
+import { DomainDefinition } from './domain/definition.ts';
+import { DomainOp } from './domain/events.ts';
+import { HostCapabilities } from './host/events.ts';
+
+export const DomainView = z.object({
+  id: z.string(),
+  name: z.string(),
+  hostId: z.string(),
+  persistent: z.boolean(),
+  definition: DomainDefinition,
+  /** A definition recorded while the domain ran, applied at its next stop. */
+  nextDefinition: DomainDefinition.nullable(),
+  desired: DomainStateName,
+  observed: ObservedState,
+  pending: z
+    .object({ op: DomainOp, taskId: z.string(), requestedAt: z.string(), deadline: z.string() })
+    .nullable(),
+  lastError: z.object({ op: DomainOp, taskId: z.string(), code: z.string(), message: z.string(), at: z.string() }).nullable(),
+  /** The domain's version: the stream sequence of the last commit folded in. */
+  version: z.number().int(),
+  updatedAt: z.string(),
+});
+export type DomainView = z.infer<typeof DomainView>;
+
+export const HostView = z.object({
+  hostId: z.string(),
+  hostname: z.string(),
+  instanceId: z.string(),
+  agentVersion: z.string(),
+  capabilities: HostCapabilities.nullable(),
+  registeredAt: z.string().nullable(),
+  version: z.number().int(),
+  /** From heartbeats, not from the log: how recently the agent was heard. */
+  lastHeartbeat: z.string().nullable().optional(),
+  alive: z.boolean().optional(),
+  activeDomains: z.number().int().optional(),
+});
+export type HostView = z.infer<typeof HostView>;
+
+export const DomainGetRequest = z.object({
+  domain: z.string().min(1).max(255),
+  /** Read-your-writes: wait (briefly) until the view reflects at least this version. */
+  minVersion: z.number().int().nonnegative().optional(),
+  waitMs: z.number().int().min(0).max(30_000).optional(),
+});
+export type DomainGetRequest = z.infer<typeof DomainGetRequest>;
+
+export const DomainListRequest = z.object({
+  host: z.string().optional(),
+  state: DomainStateName.optional(),
+  name: z.string().optional(),
+  /** virsh list shows active domains unless --all. */
+  all: z.boolean().default(false),
+  /** Read-your-writes across domains: wait until the views reflect this stream sequence. */
+  minSeq: z.number().int().nonnegative().optional(),
+  waitMs: z.number().int().min(0).max(30_000).optional(),
+});
+export type DomainListRequest = z.infer<typeof DomainListRequest>;

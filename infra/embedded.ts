@@ -1,0 +1,73 @@
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BaseConfig, EmbeddedAddress, embeddedAddressFile, loadConfig } from '../platform/config.ts';
+import { createLogger } from '../platform/log.ts';
+import { freePort, startNatsServer } from '../platform/nats-server.ts';
+import { spawnService, type ServiceProcess } from '../platform/service-process.ts';
+
+/**
+ * The embedded default: a nats-server of our own (never whatever listens on 4222) with its store under
+ * the data directory, the command service, the projector and one host agent. The address file lets
+ * the CLI find it with no flags.
+ */
+const log = createLogger('embedded');
+const cfg = loadConfig(BaseConfig);
+mkdirSync(cfg.dataDir, { recursive: true });
+const addressFile = embeddedAddressFile(cfg.dataDir);
+if (existsSync(addressFile)) {
+  const prev = EmbeddedAddress.safeParse(JSON.parse(readFileSync(addressFile, 'utf8')));
+  if (prev.success) {
+    try {
+      process.kill(prev.data.pid, 0);
+      log.error(`already running at ${prev.data.url} (pid ${prev.data.pid}); stop it first`);
+      process.exit(1);
+    } catch {
+      // Left behind by a run that did not shut down: the server is gone, start afresh.
+    }
+  }
+}
+
+const preferred = 14222;
+const port = await freePort().then(async (fallback) => ((await isFree(preferred)) ? preferred : fallback));
+const server = await startNatsServer({ storeDir: join(cfg.dataDir, 'nats'), port, logFile: join(cfg.dataDir, 'nats-server.log') });
+writeFileSync(addressFile, JSON.stringify({ url: server.url, pid: server.pid, startedAt: new Date().toISOString() }));
+log.info(`nats-server with JetStream at ${server.url}, store ${server.storeDir}`);
+
+const env = { VIRTPLANE_NATS_URL: server.url, VIRTPLANE_DATA_DIR: cfg.dataDir };
+const relay = (line: string) => process.stderr.write(`${line}\n`);
+const services: ServiceProcess[] = [];
+for (const name of ['command', 'projector', 'host-agent'] as const) {
+  const p = spawnService(name, env, { onLine: relay });
+  services.push(p);
+  await p.ready;
+}
+log.info(`virtplane is up: try \`npx virtplane host-list\` (Ctrl-C stops everything)`);
+
+let stopping = false;
+const stop = async () => {
+  if (stopping) return;
+  stopping = true;
+  for (const p of [...services].reverse()) await p.stop('SIGTERM');
+  await server.stop();
+  rmSync(addressFile, { force: true });
+  process.exit(0);
+};
+process.on('SIGINT', () => void stop());
+process.on('SIGTERM', () => void stop());
+for (const p of services) {
+  void p.exited.then((code) => {
+    if (!stopping) {
+      log.error(`${p.name} exited (${code}); stopping`);
+      void stop();
+    }
+  });
+}
+
+async function isFree(p: number): Promise<boolean> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(p, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}

@@ -1,0 +1,61 @@
+import { RetentionPolicy, StorageType, DiscardPolicy, type StreamConfig } from '@nats-io/jetstream';
+import { BUCKETS, STREAMS, subjects } from '../contracts/subjects.ts';
+import type { Nats } from './nats.ts';
+
+const nanos = (ms: number) => ms * 1_000_000;
+export const DUPLICATE_WINDOW_MS = 2 * 60_000;
+
+export const streamConfigs = (replicas: number): Array<Partial<StreamConfig> & { name: string; subjects: string[] }> => [
+  {
+    name: STREAMS.events,
+    subjects: [subjects.allEvents],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    num_replicas: replicas,
+    // The log is the audit trail: nothing may remove a message from it.
+    deny_delete: true,
+    deny_purge: true,
+    duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+    allow_direct: true,
+    discard: DiscardPolicy.New,
+  },
+  {
+    name: STREAMS.tasks,
+    subjects: [subjects.allTasks],
+    retention: RetentionPolicy.Workqueue,
+    storage: StorageType.File,
+    num_replicas: replicas,
+    duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+  },
+  {
+    name: STREAMS.lifecycle,
+    subjects: [subjects.allLifecycle],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    num_replicas: replicas,
+    max_age: nanos(7 * 24 * 3600_000),
+    duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+  },
+];
+
+/** Creates what is missing and leaves what exists: safe to run from every service at start-up. */
+export const provision = async (n: Nats, replicas = 1): Promise<void> => {
+  for (const cfg of streamConfigs(replicas)) {
+    try {
+      await n.jsm.streams.info(cfg.name);
+    } catch {
+      try {
+        await n.jsm.streams.add(cfg);
+      } catch (e) {
+        // Another service created it between our look and our add.
+        await n.jsm.streams.info(cfg.name).catch(() => {
+          throw e;
+        });
+      }
+    }
+  }
+  for (const bucket of [BUCKETS.domains, BUCKETS.hosts, BUCKETS.networks]) {
+    await n.kvm.create(bucket, { replicas, history: 1 });
+  }
+  await n.kvm.create(BUCKETS.hostLiveness, { replicas, history: 1, storage: StorageType.Memory });
+};

@@ -1,0 +1,75 @@
+import type { KV } from '@nats-io/kv';
+import { decide, type DomainAggregate } from '../../contracts/domain/decider.ts';
+import type { DomainEventBody } from '../../contracts/domain/events.ts';
+import type { CommandMeta } from '../../contracts/envelope.ts';
+import { virtError } from '../../contracts/errors.ts';
+import { decideRegister, type HostAggregate } from '../../contracts/host/decider.ts';
+import type { HeartbeatRequest, HostEventBody, RegisterHostRequest } from '../../contracts/host/events.ts';
+import type { ClaimRequest, ReportRequest } from '../../contracts/tasks.ts';
+import { decodeJson, encodeJson } from '../../platform/nats.ts';
+import type { Repository } from './repository.ts';
+import type { HostLiveness } from '../../contracts/host/liveness.ts';
+
+/**
+ * What host agents tell the command service. Agents never write events: the service checks that the
+ * subject's host owns the domain, then records the report through the same decider as any command.
+ */
+export class AgentReports {
+  constructor(
+    private readonly domains: Repository<DomainAggregate, DomainEventBody>,
+    private readonly hosts: Repository<HostAggregate, HostEventBody>,
+    private readonly liveness: KV,
+  ) {}
+
+  async register(subjectHost: string, req: RegisterHostRequest, meta: CommandMeta) {
+    if (req.hostId !== subjectHost) throw virtError('unauthorized', `host '${subjectHost}' cannot register as '${req.hostId}'`);
+    const out = await this.hosts.execute(req.hostId, meta, (s) => decideRegister(req, s));
+    await this.putLiveness({ hostId: req.hostId, instanceId: req.instanceId, at: meta.now.toISOString(), activeDomains: 0, capabilities: req.capabilities });
+    return { hostId: req.hostId, version: out.version };
+  }
+
+  async heartbeat(subjectHost: string, req: HeartbeatRequest, now: Date) {
+    if (req.hostId !== subjectHost) throw virtError('unauthorized', `host '${subjectHost}' cannot beat for '${req.hostId}'`);
+    const entry = await this.liveness.get(req.hostId);
+    if (!entry || entry.operation !== 'PUT') throw virtError('no-host', `host '${req.hostId}' must register before its heartbeats count`);
+    const prev = decodeJson(entry.value) as HostLiveness;
+    await this.putLiveness({ ...prev, instanceId: req.instanceId, at: now.toISOString(), activeDomains: req.activeDomains });
+    return { hostId: req.hostId };
+  }
+
+  /** May the agent run this task now? Only if it is still the domain's pending operation on this host. */
+  async claim(subjectHost: string, req: ClaimRequest, now: Date) {
+    // Read through to the log: a cached state could let a superseded task run.
+    const s = await this.domains.load(req.domainId);
+    const refuse = (reason: string) => ({ proceed: false, reason });
+    if (!s.exists) return refuse('domain no longer exists');
+    if (s.hostId !== subjectHost) return refuse(`domain is placed on host '${s.hostId}'`);
+    if (s.placementEpoch !== req.placementEpoch) return refuse('placement changed since the task was issued');
+    if (!s.pending || s.pending.taskId !== req.taskId) return refuse('task is no longer the pending operation');
+    if (Date.parse(s.pending.deadline) <= now.getTime()) return refuse('task deadline has passed');
+    return { proceed: true };
+  }
+
+  async report(subjectHost: string, req: ReportRequest, meta: CommandMeta) {
+    const s = await this.domains.load(req.domainId);
+    if (s.exists && s.hostId !== subjectHost) {
+      throw virtError('unauthorized', `host '${subjectHost}' does not own domain ${req.domainId}`);
+    }
+    if (!s.exists) return { recorded: false, version: s.version };
+    const out = await this.domains.execute(req.domainId, meta, (state) => {
+      switch (req.kind) {
+        case 'completed':
+          return decide({ type: 'complete', taskId: req.taskId, observed: req.observed }, state, meta.now);
+        case 'failed':
+          return decide({ type: 'fail', taskId: req.taskId, error: req.error, ...(req.observed ? { observed: req.observed } : {}) }, state, meta.now);
+        case 'observed':
+          return decide({ type: 'observe', state: req.observed.state, reason: req.observed.reason, ...(req.cause ? { cause: req.cause } : {}) }, state, meta.now);
+      }
+    });
+    return { recorded: out.events.length > 0, version: out.version };
+  }
+
+  private async putLiveness(h: HostLiveness) {
+    await this.liveness.put(h.hostId, encodeJson(h));
+  }
+}

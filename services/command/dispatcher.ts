@@ -1,0 +1,121 @@
+import { AckPolicy, DeliverPolicy, type Consumer, type ConsumerMessages } from '@nats-io/jetstream';
+import { headers as natsHeaders } from '@nats-io/transport-node';
+import { evolve, initialDomainState, type DomainAggregate } from '../../contracts/domain/decider.ts';
+import type { DomainEventBody, DomainOp } from '../../contracts/domain/events.ts';
+import type { Envelope } from '../../contracts/envelope.ts';
+import { STREAMS, subjects } from '../../contracts/subjects.ts';
+import type { DomainTask } from '../../contracts/tasks.ts';
+import { toRecordedCommit, type EventStore } from '../../platform/event-store.ts';
+import type { Logger } from '../../platform/log.ts';
+import { encodeJson, type Nats } from '../../platform/nats.ts';
+
+const INTENT_OPS: Partial<Record<DomainEventBody['type'], DomainOp>> = {
+  DomainStartRequested: 'start',
+  DomainShutdownRequested: 'shutdown',
+  DomainDestroyRequested: 'destroy',
+  DomainSuspendRequested: 'suspend',
+  DomainResumeRequested: 'resume',
+  DomainRebootRequested: 'reboot',
+};
+
+export const DISPATCHER_CONSUMER = 'dispatcher';
+
+/**
+ * Turns intent events into tasks on `task.<hostId>`. It folds every domain commit it consumes, so it
+ * knows the exact definition each intent refers to; the task id is the intent event id and is the
+ * message id of the task, so a redelivered commit publishes nothing twice.
+ */
+export class Dispatcher {
+  private readonly states = new Map<string, DomainAggregate>();
+  private messages: ConsumerMessages | null = null;
+  private done: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly n: Nats,
+    private readonly store: EventStore,
+    private readonly log: Logger,
+    /** Called for each task with its deadline, so a missed deadline can be recorded. */
+    private readonly onTask: (task: DomainTask) => void = () => {},
+  ) {}
+
+  async start(): Promise<void> {
+    await this.n.jsm.consumers
+      .add(STREAMS.events, {
+        durable_name: DISPATCHER_CONSUMER,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        filter_subject: 'ev.domain.>',
+        ack_wait: 30_000_000_000,
+        max_ack_pending: 1024,
+      })
+      .catch(async (e) => {
+        // Exists already (another replica or an earlier run): bind to it.
+        await this.n.jsm.consumers.info(STREAMS.events, DISPATCHER_CONSUMER).catch(() => {
+          throw e;
+        });
+      });
+    const consumer: Consumer = await this.n.js.consumers.get(STREAMS.events, DISPATCHER_CONSUMER);
+    this.messages = await consumer.consume({ max_messages: 256 });
+    const messages = this.messages;
+    this.done = (async () => {
+      for await (const m of messages) {
+        try {
+          await this.handle(toRecordedCommit({ seq: m.seq, subject: m.subject, data: m.data }));
+          m.ack();
+        } catch (e) {
+          this.log.error('dispatch failed; will be redelivered', { seq: m.seq, error: String(e) });
+          m.nak(1000);
+        }
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    await this.messages?.close();
+    await this.done;
+  }
+
+  /**
+   * The domain as it was just before this commit. What this process folded is topped up from the log,
+   * because another replica (or a run before a restart) may have consumed commits in between.
+   */
+  private async stateBefore(id: string, seq: number): Promise<DomainAggregate> {
+    const known = this.states.get(id);
+    const base = known && known.version < seq ? known : initialDomainState(id);
+    const commits = await this.store.read(subjects.aggregate('domain', id), base.version, seq);
+    return commits
+      .flatMap((c) => c.events)
+      .reduce((s, e) => evolve(s, e as unknown as Envelope<DomainEventBody>), base);
+  }
+
+  private async handle(commit: ReturnType<typeof toRecordedCommit>): Promise<void> {
+    const id = commit.subject.slice('ev.domain.'.length);
+    let state = await this.stateBefore(id, commit.seq);
+    for (const raw of commit.events) {
+      const e = raw as unknown as Envelope<DomainEventBody>;
+      const op = INTENT_OPS[e.type];
+      state = evolve(state, e);
+      if (!op || !('deadline' in e.data) || !state.definition) continue;
+      const task: DomainTask = {
+        kind: 'domain',
+        taskId: e.id,
+        op,
+        domainId: id,
+        name: state.name,
+        version: e.version,
+        placementEpoch: e.data.placementEpoch,
+        deadline: e.data.deadline,
+        ...(e.data.paused ? { paused: true } : {}),
+        definition: state.definition,
+        correlationId: e.correlationId,
+        ...(e.traceContext.traceparent ? { traceparent: e.traceContext.traceparent } : {}),
+      };
+      const h = natsHeaders();
+      if (task.traceparent) h.set('traceparent', task.traceparent);
+      await this.n.js.publish(subjects.task(e.data.hostId), encodeJson(task), { msgID: task.taskId, headers: h });
+      this.onTask(task);
+    }
+    if (state.exists) this.states.set(id, state);
+    else this.states.delete(id);
+  }
+}

@@ -1,0 +1,107 @@
+import { randomUUID } from 'node:crypto';
+import { DEFAULT_TIMEOUT_MS, type DefineDomainRequest, type DomainCommand, type DomainOpRequest } from '../../contracts/domain/commands.ts';
+import { decide, type DomainAggregate } from '../../contracts/domain/decider.ts';
+import { DomainDefinition } from '../../contracts/domain/definition.ts';
+import type { DomainEventBody, DomainOp } from '../../contracts/domain/events.ts';
+import type { CommandMeta } from '../../contracts/envelope.ts';
+import { fromZodError, isVirtError, virtError, VirtError } from '../../contracts/errors.ts';
+import { DomainId, uuidFromSeed } from '../../contracts/ids.ts';
+import type { NameClaims } from './name-claims.ts';
+import type { Outcome, Repository } from './repository.ts';
+import type { Scheduler } from './scheduler.ts';
+
+/** Turns libvirt XML into a definition; the XML layer provides it, and it throws xml-error. */
+export type XmlParser = (xml: string, opts: { uuid: () => string }) => DomainDefinition;
+
+export interface Accepted extends Record<string, unknown> {
+  domainId: string;
+  name: string;
+  version: number;
+  commandId: string;
+  duplicate?: boolean;
+  taskId?: string;
+}
+
+/** The command side of the domain aggregate: resolve references, place, decide, append. */
+export class DomainCommands {
+  constructor(
+    private readonly repo: Repository<DomainAggregate, DomainEventBody>,
+    private readonly names: NameClaims,
+    private readonly scheduler: Scheduler,
+    private readonly parseXml?: XmlParser,
+  ) {}
+
+  private readonly exists = async (uuid: string) => (await this.repo.load(uuid)).exists;
+
+  private definitionFrom(req: DefineDomainRequest, meta: CommandMeta): DomainDefinition {
+    // Without a uuid, derive one from the command id: a retried define then names the same domain.
+    const uuid = () => uuidFromSeed(meta.commandId);
+    if (req.xml !== undefined) {
+      if (!this.parseXml) throw virtError('operation-unsupported', 'this command service does not accept XML');
+      return this.parseXml(req.xml, { uuid });
+    }
+    const raw = req.definition;
+    const withUuid = raw && typeof raw === 'object' && !('uuid' in raw) ? { ...raw, uuid: uuid() } : raw;
+    const parsed = DomainDefinition.safeParse(withUuid);
+    if (!parsed.success) throw fromZodError(parsed.error);
+    return parsed.data;
+  }
+
+  async define(req: DefineDomainRequest, meta: CommandMeta): Promise<Accepted> {
+    const def = this.definitionFrom(req, meta);
+    const before = await this.repo.load(def.uuid);
+    if (before.exists && before.name !== def.name) decide({ type: 'define', definition: def, hostId: before.hostId }, before, meta.now);
+    const hostId = before.exists ? before.hostId : this.scheduler.pick(def.type, req.hostId);
+    await this.names.claim(def.name, def.uuid, meta, this.exists);
+    const out = await this.repo.execute(def.uuid, meta, (s) => decide({ type: 'define', definition: def, hostId }, s, meta.now));
+    return this.accepted(out, meta);
+  }
+
+  async resolve(ref: string): Promise<string> {
+    if (DomainId.safeParse(ref).success) return ref;
+    const holder = await this.names.holder(ref);
+    if (!holder) throw virtError('no-domain', `Domain not found: no domain with matching name '${ref}'`);
+    return holder.uuid;
+  }
+
+  async undefine(req: DomainOpRequest, meta: CommandMeta): Promise<Accepted> {
+    return this.run(req.domain, meta, { type: 'undefine' });
+  }
+
+  async operation(op: DomainOp, req: DomainOpRequest & { paused?: boolean }, meta: CommandMeta): Promise<Accepted> {
+    const timeoutMs = req.timeoutSeconds !== undefined ? req.timeoutSeconds * 1000 : DEFAULT_TIMEOUT_MS[op];
+    const cmd: DomainCommand = op === 'start' ? { type: 'start', paused: req.paused ?? false, timeoutMs } : { type: op, timeoutMs };
+    return this.run(req.domain, meta, cmd);
+  }
+
+  /** Applies a command to a domain the caller names by uuid or name. */
+  async run(ref: string, meta: CommandMeta, cmd: DomainCommand): Promise<Accepted> {
+    const id = await this.resolve(ref);
+    try {
+      return this.accepted(await this.repo.execute(id, meta, (s) => decide(cmd, s, meta.now)), meta);
+    } catch (e) {
+      if (isVirtError(e) && e.code === 'no-domain' && id !== ref) {
+        throw new VirtError('no-domain', `Domain not found: no domain with matching name '${ref}'`);
+      }
+      throw e;
+    }
+  }
+
+  private accepted(out: Outcome<DomainAggregate>, meta: CommandMeta): Accepted {
+    return {
+      domainId: out.state.id,
+      name: out.state.name,
+      version: out.version,
+      commandId: meta.commandId,
+      ...(out.duplicate ? { duplicate: true } : {}),
+      // On a duplicate the task is whatever the first attempt started, still pending or not.
+      ...(taskIdOf(out) ? { taskId: taskIdOf(out) } : {}),
+    };
+  }
+}
+
+const taskIdOf = (out: Outcome<DomainAggregate>): string | undefined =>
+  out.events.find((e) => e.type.endsWith('Requested'))?.id ??
+  (out.duplicate && out.state.pending && out.state.version === out.version ? out.state.pending.taskId : undefined);
+
+export const newCommandId = (): string => randomUUID();

@@ -1,0 +1,41 @@
+import { randomUUID } from 'node:crypto';
+import { stamp, type CommandMeta } from '../../contracts/envelope.ts';
+import { virtError } from '../../contracts/errors.ts';
+import { subjects } from '../../contracts/subjects.ts';
+import { ConcurrencyError, type EventStore } from '../../platform/event-store.ts';
+
+/**
+ * Names are unique across the fleet. A name belongs to whichever uuid last claimed it on the name's
+ * own subject; a claim whose holder no longer exists is stale and may be taken over, so an undefine
+ * needs no separate release and a crash between claim and define leaks nothing.
+ */
+export class NameClaims {
+  constructor(
+    private readonly store: EventStore,
+    private readonly scope: 'domain' | 'network',
+  ) {}
+
+  async holder(name: string): Promise<{ uuid: string; seq: number } | null> {
+    const last = await this.store.last(subjects.nameClaim(this.scope, name));
+    const data = last?.events[0]?.data as { uuid?: string } | undefined;
+    return last && data?.uuid ? { uuid: data.uuid, seq: last.seq } : null;
+  }
+
+  async claim(name: string, uuid: string, meta: CommandMeta, holderExists: (uuid: string) => Promise<boolean>): Promise<void> {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const current = await this.holder(name);
+      if (current?.uuid === uuid) return;
+      if (current && (await holderExists(current.uuid))) {
+        throw virtError('operation-failed', `${this.scope} '${name}' already exists with uuid ${current.uuid}`);
+      }
+      const events = stamp('name', `${this.scope}:${name}`, meta, [{ type: 'NameClaimed', data: { uuid } }], randomUUID);
+      try {
+        await this.store.append(subjects.nameClaim(this.scope, name), `${meta.commandId}:claim`, events, current?.seq ?? 0);
+        return;
+      } catch (e) {
+        if (!(e instanceof ConcurrencyError)) throw e;
+      }
+    }
+    throw virtError('conflict', `could not claim ${this.scope} name '${name}': too much contention`);
+  }
+}

@@ -1,0 +1,95 @@
+import { randomUUID } from 'node:crypto';
+import { stamp, type CommandMeta, type Envelope } from '../../contracts/envelope.ts';
+import { subjects, type AggregateType } from '../../contracts/subjects.ts';
+import { ConcurrencyError, type EventStore, type RecordedEvent } from '../../platform/event-store.ts';
+
+/**
+ * Load -> decide -> append for one aggregate type, with optimistic concurrency: state comes from a
+ * cache when it can, the append names the version the decision was made against, and a lost race is
+ * decided again against fresh state.
+ */
+
+export interface AggregateKind<S extends { version: number }, E extends { type: string; data: unknown }> {
+  type: AggregateType;
+  initial(id: string): S;
+  evolve(s: S, e: Envelope<E>): S;
+  /** The version an earlier append of this command produced, if the state remembers it. */
+  appliedVersion?(s: S, commandId: string): number | undefined;
+}
+
+export interface Outcome<S> {
+  state: S;
+  version: number;
+  /** The command had been applied before (a retry): nothing new was appended. */
+  duplicate: boolean;
+  events: RecordedEvent[];
+}
+
+const MAX_ATTEMPTS = 20;
+const CACHE_LIMIT = 20_000;
+
+export class Repository<S extends { version: number }, E extends { type: string; data: unknown }> {
+  private readonly cache = new Map<string, S>();
+
+  constructor(
+    private readonly store: EventStore,
+    private readonly kind: AggregateKind<S, E>,
+  ) {}
+
+  async load(id: string): Promise<S> {
+    const cached = this.cache.get(id);
+    const base = cached ?? this.kind.initial(id);
+    const commits = await this.store.read(subjects.aggregate(this.kind.type, id), base.version);
+    const state = commits.reduce(
+      (s, c) => c.events.reduce((acc, e) => this.kind.evolve(acc, e as unknown as Envelope<E>), s),
+      base,
+    );
+    this.remember(id, state);
+    return state;
+  }
+
+  /** The cached state without a read: fast, possibly stale, and the append will say if it is. */
+  private current(id: string): Promise<S> | S {
+    return this.cache.get(id) ?? this.load(id);
+  }
+
+  async execute(id: string, meta: CommandMeta, decide: (s: S) => E[]): Promise<Outcome<S>> {
+    let state = await this.current(id);
+    for (let attempt = 1; ; attempt++) {
+      const applied = this.kind.appliedVersion?.(state, meta.commandId);
+      if (applied !== undefined) return { state, version: applied, duplicate: true, events: [] };
+      const bodies = decide(state);
+      if (bodies.length === 0) return { state, version: state.version, duplicate: false, events: [] };
+      const stored = stamp(this.kind.type, id, meta, bodies, randomUUID);
+      try {
+        const res = await this.store.append(
+          subjects.aggregate(this.kind.type, id),
+          meta.commandId,
+          stored,
+          state.version,
+          meta.traceContext.traceparent,
+        );
+        if (res.duplicate) {
+          this.cache.delete(id);
+          return { state: await this.load(id), version: res.version, duplicate: true, events: [] };
+        }
+        const recorded = stored.map((e) => ({ ...e, version: res.version }));
+        const next = recorded.reduce((s, e) => this.kind.evolve(s, e as unknown as Envelope<E>), state);
+        this.remember(id, next);
+        return { state: next, version: res.version, duplicate: false, events: recorded };
+      } catch (e) {
+        if (!(e instanceof ConcurrencyError) || attempt >= MAX_ATTEMPTS) throw e;
+        state = await this.load(id);
+      }
+    }
+  }
+
+  private remember(id: string, s: S) {
+    this.cache.delete(id);
+    this.cache.set(id, s);
+    if (this.cache.size > CACHE_LIMIT) {
+      const oldest = this.cache.keys().next().value;
+      if (oldest !== undefined) this.cache.delete(oldest);
+    }
+  }
+}

@@ -1,0 +1,46 @@
+import { virtError } from '../../contracts/errors.ts';
+import { LIVENESS_WINDOW_MS, type HostLiveness } from '../../contracts/host/liveness.ts';
+import type { KvMirror } from '../../platform/kv-mirror.ts';
+
+
+/**
+ * Picks a host for a new domain: a live one whose driver runs the domain's type, with the fewest
+ * domains (counting the ones this replica placed since the last heartbeat).
+ */
+export class Scheduler {
+  private readonly placedSince = new Map<string, number>();
+  private readonly hosts: Map<string, HostLiveness>;
+
+  constructor(liveness: KvMirror<HostLiveness>) {
+    this.hosts = liveness.entries;
+    // A heartbeat carries the host's own count, which includes what this replica placed.
+    liveness.onChange((key) => this.placedSince.delete(key));
+  }
+
+  known(hostId: string): HostLiveness | undefined {
+    return this.hosts.get(hostId);
+  }
+
+  alive(now = Date.now()): HostLiveness[] {
+    return [...this.hosts.values()].filter((h) => now - Date.parse(h.at) <= LIVENESS_WINDOW_MS);
+  }
+
+  pick(domainType: string, requested?: string): string {
+    if (requested) {
+      const h = this.hosts.get(requested);
+      if (!h) throw virtError('no-host', `no host with id '${requested}' has registered`);
+      if (!h.capabilities.domainTypes.includes(domainType)) {
+        throw virtError('no-supported-driver', `host '${requested}' cannot run domains of type '${domainType}' (it runs ${h.capabilities.domainTypes.join(', ')})`);
+      }
+      return requested;
+    }
+    const candidates = this.alive().filter((h) => h.capabilities.domainTypes.includes(domainType));
+    if (candidates.length === 0) {
+      throw virtError('no-host', `no live host can run domains of type '${domainType}'`);
+    }
+    const load = (h: HostLiveness) => h.activeDomains + (this.placedSince.get(h.hostId) ?? 0);
+    const best = candidates.reduce((a, b) => (load(b) < load(a) ? b : a));
+    this.placedSince.set(best.hostId, (this.placedSince.get(best.hostId) ?? 0) + 1);
+    return best.hostId;
+  }
+}

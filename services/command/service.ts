@@ -1,0 +1,120 @@
+import { randomUUID } from 'node:crypto';
+import type { Msg, Subscription } from '@nats-io/transport-node';
+import { DefineDomainRequest, DomainOpRequest, StartDomainRequest } from '../../contracts/domain/commands.ts';
+import type { DomainOp } from '../../contracts/domain/events.ts';
+import type { CommandMeta } from '../../contracts/envelope.ts';
+import { HeartbeatRequest, RegisterHostRequest } from '../../contracts/host/events.ts';
+import { BUCKETS, QUEUES, subjects } from '../../contracts/subjects.ts';
+import { ClaimRequest, ReportRequest, type DomainTask } from '../../contracts/tasks.ts';
+import { EventStore } from '../../platform/event-store.ts';
+import type { Logger } from '../../platform/log.ts';
+import type { Nats } from '../../platform/nats.ts';
+import { serve } from '../../platform/rpc.ts';
+import { AgentReports } from './agent-reports.ts';
+import { Dispatcher } from './dispatcher.ts';
+import { DomainCommands, type XmlParser } from './domain-commands.ts';
+import { domainKind, hostKind } from './domain-kind.ts';
+import { NameClaims } from './name-claims.ts';
+import { Repository } from './repository.ts';
+import { Scheduler } from './scheduler.ts';
+import type { HostLiveness } from '../../contracts/host/liveness.ts';
+import { KvMirror } from '../../platform/kv-mirror.ts';
+
+export interface CommandServiceOptions {
+  parseXml?: XmlParser;
+  /** Run the dispatcher in this process (one per deployment is enough; more are safe). */
+  dispatcher?: boolean;
+}
+
+const metaFrom = (req: { commandId?: string | undefined; actor?: string | undefined; correlationId?: string | undefined }, msg: Msg): CommandMeta => {
+  const commandId = req.commandId ?? randomUUID();
+  const traceparent = msg.headers?.get('traceparent');
+  return {
+    commandId,
+    actor: req.actor ?? 'anonymous',
+    correlationId: req.correlationId ?? commandId,
+    causationId: commandId,
+    traceContext: traceparent ? { traceparent } : {},
+    now: new Date(),
+  };
+};
+
+const hostOf = (subject: string) => subject.split('.')[1] ?? '';
+
+/** The command side: request handlers in a queue group, the dispatcher, and deadline keeping. */
+export class CommandService {
+  private subs: Subscription[] = [];
+  private dispatcher: Dispatcher | null = null;
+  private liveness: KvMirror<HostLiveness> | null = null;
+  private readonly deadlines = new Map<string, NodeJS.Timeout>();
+
+  constructor(
+    private readonly n: Nats,
+    private readonly log: Logger,
+    private readonly opts: CommandServiceOptions = {},
+  ) {}
+
+  async start(): Promise<void> {
+    const store = new EventStore(this.n);
+    const domains = new Repository(store, domainKind);
+    const hosts = new Repository(store, hostKind);
+    const liveness = await this.n.kvm.open(BUCKETS.hostLiveness);
+    this.liveness = new KvMirror<HostLiveness>(liveness);
+    await this.liveness.start();
+    const scheduler = new Scheduler(this.liveness);
+    const commands = new DomainCommands(domains, new NameClaims(store, 'domain'), scheduler, this.opts.parseXml);
+    const reports = new AgentReports(domains, hosts, liveness);
+    const nc = this.n.nc;
+    const q = QUEUES.command;
+    const log = this.log;
+
+    this.subs.push(serve(nc, subjects.command('domain', 'define'), q, DefineDomainRequest, (r, m) => commands.define(r, metaFrom(r, m)), log));
+    this.subs.push(serve(nc, subjects.command('domain', 'undefine'), q, DomainOpRequest, (r, m) => commands.undefine(r, metaFrom(r, m)), log));
+    this.subs.push(serve(nc, subjects.command('domain', 'start'), q, StartDomainRequest, (r, m) => commands.operation('start', r, metaFrom(r, m)), log));
+    for (const op of ['shutdown', 'destroy', 'suspend', 'resume', 'reboot'] as const satisfies DomainOp[]) {
+      this.subs.push(serve(nc, subjects.command('domain', op), q, DomainOpRequest, (r, m) => commands.operation(op, r, metaFrom(r, m)), log));
+    }
+
+    this.subs.push(serve(nc, subjects.agent('*', 'register'), q, RegisterHostRequest, (r, m) => reports.register(hostOf(m.subject), r, metaFrom({}, m)), log));
+    this.subs.push(serve(nc, subjects.agent('*', 'heartbeat'), q, HeartbeatRequest, (r, m) => reports.heartbeat(hostOf(m.subject), r, new Date()), log));
+    this.subs.push(serve(nc, subjects.agent('*', 'claim'), q, ClaimRequest, (r, m) => reports.claim(hostOf(m.subject), r, new Date()), log));
+    this.subs.push(
+      serve(nc, subjects.agent('*', 'report'), q, ReportRequest, (r, m) => reports.report(hostOf(m.subject), r, metaFrom({ commandId: r.reportId, actor: `host:${hostOf(m.subject)}` }, m)), log),
+    );
+
+    if (this.opts.dispatcher !== false) {
+      this.dispatcher = new Dispatcher(this.n, store, log.child('dispatcher'), (task) => this.watchDeadline(task, commands));
+      await this.dispatcher.start();
+    }
+    await nc.flush();
+  }
+
+  /** Records a missed deadline promptly; the decider also treats an expired operation as over. */
+  private watchDeadline(task: DomainTask, commands: DomainCommands) {
+    const delay = Math.max(0, Date.parse(task.deadline) - Date.now()) + 250;
+    const timer = setTimeout(() => {
+      this.deadlines.delete(task.taskId);
+      const meta: CommandMeta = {
+        commandId: `expire:${task.taskId}`,
+        actor: 'virtplane:deadline',
+        correlationId: task.correlationId,
+        causationId: task.taskId,
+        traceContext: {},
+        now: new Date(),
+      };
+      commands.run(task.domainId, meta, { type: 'expire', taskId: task.taskId }).catch((e) => this.log.warn('could not record a missed deadline', { taskId: task.taskId, error: String(e) }));
+    }, Math.min(delay, 2 ** 31 - 1));
+    timer.unref();
+    this.deadlines.set(task.taskId, timer);
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.subs) await s.drain().catch(() => undefined);
+    this.subs = [];
+    await this.dispatcher?.stop();
+    this.liveness?.stop();
+    for (const t of this.deadlines.values()) clearTimeout(t);
+    this.deadlines.clear();
+  }
+}
+

@@ -1,0 +1,292 @@
+import { randomUUID } from 'node:crypto';
+import { hostname as osHostname } from 'node:os';
+import { join } from 'node:path';
+import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import type { ObservedState } from '../../contracts/domain/state.ts';
+import { isVirtError, virtError } from '../../contracts/errors.ts';
+import { HEARTBEAT_INTERVAL_MS } from '../../contracts/host/liveness.ts';
+import type { HostCapabilities } from '../../contracts/host/events.ts';
+import { STREAMS, subjects } from '../../contracts/subjects.ts';
+import { DomainTask, type ReportRequest } from '../../contracts/tasks.ts';
+import type { DomainView } from '../../contracts/views.ts';
+import type { DomainObservation, HypervisorDriver, OperationOptions } from '../../drivers/hypervisor.ts';
+import type { Logger } from '../../platform/log.ts';
+import { decodeJson, type Nats } from '../../platform/nats.ts';
+import { call, errorBody } from '../../platform/rpc.ts';
+import { TaskJournal } from './task-journal.ts';
+
+export interface HostAgentOptions {
+  hostId: string;
+  stateDir: string;
+  /** Drivers by the domain types they run; the first one that runs a type is used for it. */
+  drivers: HypervisorDriver[];
+  heartbeatMs?: number;
+  agentVersion?: string;
+  /** How long a task may go unacknowledged before it is given out again (after a crash). */
+  ackWaitMs?: number;
+}
+
+export const agentConsumerName = (hostId: string) => `agent-${hostId}`;
+
+/**
+ * One per host: takes only its own tasks, runs them through the drivers, reports what happened and
+ * what it sees. It writes no events; it acknowledges a task only after its outcome is recorded.
+ */
+export class HostAgent {
+  readonly instanceId = randomUUID();
+  private messages: ConsumerMessages | null = null;
+  private consuming: Promise<void> = Promise.resolve();
+  private readonly queues = new Map<string, Promise<void>>();
+  private readonly inFlight = new Set<Promise<void>>();
+  private heartbeat: NodeJS.Timeout | null = null;
+  private unsubscribe: Array<() => void> = [];
+  private readonly abort = new AbortController();
+  private readonly journal: TaskJournal;
+  private readonly byType = new Map<string, HypervisorDriver>();
+  private stopping = false;
+
+  constructor(
+    private readonly n: Nats,
+    private readonly opts: HostAgentOptions,
+    private readonly log: Logger,
+  ) {
+    this.journal = new TaskJournal(join(opts.stateDir, 'tasks.jsonl'));
+  }
+
+  private get ackWaitMs(): number {
+    return this.opts.ackWaitMs ?? 15_000;
+  }
+
+  get hostId(): string {
+    return this.opts.hostId;
+  }
+
+  async start(): Promise<void> {
+    const caps = await this.capabilities();
+    await call(this.n.nc, subjects.agent(this.hostId, 'register'), {
+      hostId: this.hostId,
+      hostname: osHostname(),
+      instanceId: this.instanceId,
+      agentVersion: this.opts.agentVersion ?? '0.1.0',
+      capabilities: caps,
+    });
+    for (const d of this.opts.drivers) this.unsubscribe.push(d.onObservation((o) => void this.observed(o)));
+    await this.reconcile();
+    await this.beat();
+    this.heartbeat = setInterval(() => void this.beat(), this.opts.heartbeatMs ?? HEARTBEAT_INTERVAL_MS);
+    this.heartbeat.unref();
+    await this.consume();
+  }
+
+  private async capabilities(): Promise<HostCapabilities> {
+    const all = await Promise.all(this.opts.drivers.map((d) => d.capabilities()));
+    for (const [i, c] of all.entries()) for (const t of c.domainTypes) if (!this.byType.has(t)) this.byType.set(t, this.opts.drivers[i]!);
+    const first = all[0];
+    return {
+      driver: all.map((c) => c.driver).join(','),
+      domainTypes: [...this.byType.keys()],
+      cpus: first?.cpus ?? 0,
+      memoryKiB: first?.memoryKiB ?? 0,
+      features: Object.assign({}, ...all.map((c) => c.features)),
+    };
+  }
+
+  private driverFor(type: string): HypervisorDriver {
+    const d = this.byType.get(type);
+    if (!d) throw virtError('no-supported-driver', `no driver on host '${this.hostId}' runs domains of type '${type}'`);
+    return d;
+  }
+
+  private async consume(): Promise<void> {
+    const name = agentConsumerName(this.hostId);
+    const config = {
+      durable_name: name,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      filter_subject: subjects.task(this.hostId),
+      // Long operations send progress, which restarts this clock.
+      ack_wait: this.ackWaitMs * 1_000_000,
+      max_ack_pending: 1024,
+    };
+    const existing = await this.n.jsm.consumers.info(STREAMS.tasks, name).catch(() => null);
+    if (!existing) await this.n.jsm.consumers.add(STREAMS.tasks, config);
+    else if (existing.config.ack_wait !== config.ack_wait) await this.n.jsm.consumers.update(STREAMS.tasks, name, { ack_wait: config.ack_wait });
+    const consumer = await this.n.js.consumers.get(STREAMS.tasks, name);
+    this.messages = await consumer.consume({ max_messages: 256 });
+    const messages = this.messages;
+    this.consuming = (async () => {
+      for await (const m of messages) {
+        if (this.stopping) break;
+        const p = this.take(m);
+        this.inFlight.add(p);
+        void p.finally(() => this.inFlight.delete(p));
+      }
+    })();
+  }
+
+  /** Tasks of one domain run one after another, in the order they arrived; domains run side by side. */
+  private take(m: JsMsg): Promise<void> {
+    let task: DomainTask;
+    try {
+      task = DomainTask.parse(decodeJson(m.data));
+    } catch (e) {
+      this.log.error('dropping a malformed task', { seq: m.seq, error: String(e) });
+      m.term();
+      return Promise.resolve();
+    }
+    const prev = this.queues.get(task.domainId) ?? Promise.resolve();
+    const next = prev.then(() => this.run(task, m)).catch((e) => {
+      this.log.error('task failed to run; it will be redelivered', { taskId: task.taskId, error: String(e) });
+      if (!this.stopping) m.nak(2000);
+    });
+    this.queues.set(task.domainId, next);
+    void next.finally(() => {
+      if (this.queues.get(task.domainId) === next) this.queues.delete(task.domainId);
+    });
+    return next;
+  }
+
+  private async run(task: DomainTask, m: JsMsg): Promise<void> {
+    if (this.stopping) {
+      m.nak();
+      return;
+    }
+    const finished = this.journal.outcome(task.taskId);
+    if (finished) {
+      await this.report(finished);
+      m.ack();
+      return;
+    }
+    const claim = await call<{ proceed: boolean; reason?: string }>(this.n.nc, subjects.agent(this.hostId, 'claim'), {
+      taskId: task.taskId,
+      domainId: task.domainId,
+      placementEpoch: task.placementEpoch,
+    });
+    if (!claim.proceed) {
+      this.log.info('skipping a task that is no longer current', { taskId: task.taskId, op: task.op, reason: claim.reason });
+      m.ack();
+      return;
+    }
+    const report = await this.execute(task, m);
+    this.journal.markDone(task.taskId, report);
+    await this.report(report);
+    m.ack();
+  }
+
+  private async execute(task: DomainTask, m: JsMsg): Promise<ReportRequest> {
+    const reportId = `${task.taskId}:outcome`;
+    let driver: HypervisorDriver;
+    try {
+      driver = this.driverFor(task.definition.type);
+    } catch (e) {
+      return { kind: 'failed', reportId, domainId: task.domainId, taskId: task.taskId, error: errorBody(e, this.log) };
+    }
+    const uuid = task.definition.uuid;
+    if (task.op === 'reboot' && this.journal.wasStarted(task.taskId)) {
+      // It may have rebooted already before a crash: never reboot a guest twice for one request.
+      return { kind: 'completed', reportId, domainId: task.domainId, taskId: task.taskId, observed: await driver.state(uuid) };
+    }
+    this.journal.markStarted(task.taskId);
+    const deadline = Math.max(0, Date.parse(task.deadline) - Date.now());
+    const signal = AbortSignal.any([this.abort.signal, AbortSignal.timeout(deadline)]);
+    const progress = setInterval(() => m.working(), Math.max(500, this.ackWaitMs / 3));
+    const opts: OperationOptions = { signal, progress: (message) => this.log.info('progress', { taskId: task.taskId, message }) };
+    try {
+      const observed: ObservedState = await this.perform(driver, task, opts);
+      return { kind: 'completed', reportId, domainId: task.domainId, taskId: task.taskId, observed };
+    } catch (e) {
+      const observed = await driver.state(uuid).catch(() => undefined);
+      return {
+        kind: 'failed',
+        reportId,
+        domainId: task.domainId,
+        taskId: task.taskId,
+        error: signal.aborted && !isVirtError(e) ? { code: 'timeout', message: `operation '${task.op}' did not finish before its deadline` } : errorBody(e, this.log),
+        ...(observed ? { observed } : {}),
+      };
+    } finally {
+      clearInterval(progress);
+    }
+  }
+
+  private perform(d: HypervisorDriver, t: DomainTask, opts: OperationOptions): Promise<ObservedState> {
+    const uuid = t.definition.uuid;
+    switch (t.op) {
+      case 'start':
+        return d.start(t.definition, { ...opts, paused: t.paused ?? false });
+      case 'shutdown':
+        return d.shutdown(t.definition, opts);
+      case 'destroy':
+        return d.destroy(uuid, opts);
+      case 'suspend':
+        return d.suspend(uuid, opts);
+      case 'resume':
+        return d.resume(uuid, opts);
+      case 'reboot':
+        return d.reboot(t.definition, opts);
+    }
+  }
+
+  /** Retries until the command service has it: a report is the only record of what the host did. */
+  private async report(r: ReportRequest): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await call(this.n.nc, subjects.agent(this.hostId, 'report'), r);
+        return;
+      } catch (e) {
+        if (isVirtError(e) && e.code !== 'timeout' && e.code !== 'operation-failed') {
+          this.log.warn('report refused', { reportId: r.reportId, error: e.message });
+          return;
+        }
+        if (this.stopping && attempt > 3) throw e;
+        await new Promise((res) => setTimeout(res, Math.min(5000, 200 * 2 ** attempt)));
+      }
+    }
+  }
+
+  private async observed(o: DomainObservation): Promise<void> {
+    await this.report({
+      kind: 'observed',
+      reportId: `obs:${this.hostId}:${randomUUID()}`,
+      domainId: o.uuid,
+      observed: { state: o.state, reason: o.reason },
+      ...(o.cause ? { cause: o.cause } : {}),
+    }).catch((e) => this.log.warn('could not report an observation', { uuid: o.uuid, error: String(e) }));
+  }
+
+  /** After a restart, tell the command service what the hypervisor really has, where views disagree. */
+  async reconcile(): Promise<void> {
+    const { domains } = await call<{ domains: DomainView[] }>(this.n.nc, subjects.query('domain', 'list'), { host: this.hostId, all: true }, 30_000);
+    for (const v of domains) {
+      const driver = this.byType.get(v.definition.type);
+      if (!driver) continue;
+      const actual = await driver.state(v.id);
+      if (actual.state !== v.observed.state) {
+        await this.observed({ uuid: v.id, ...actual, cause: 'found on agent start' });
+      }
+    }
+  }
+
+  private async beat(): Promise<void> {
+    try {
+      const active = (await Promise.all(this.opts.drivers.map((d) => d.list()))).reduce((n, l) => n + l.length, 0);
+      await call(this.n.nc, subjects.agent(this.hostId, 'heartbeat'), { hostId: this.hostId, instanceId: this.instanceId, activeDomains: active }, 5000);
+    } catch (e) {
+      this.log.warn('heartbeat failed', { error: String(e) });
+    }
+  }
+
+  /** Stops taking tasks and lets running ones finish; a task cut short is not acknowledged and comes back. */
+  async stop(graceMs = 20_000): Promise<void> {
+    this.stopping = true;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    await this.messages?.close();
+    await this.consuming;
+    const all = Promise.all([...this.inFlight]);
+    const timer = setTimeout(() => this.abort.abort(), graceMs);
+    await all;
+    clearTimeout(timer);
+    for (const u of this.unsubscribe) u();
+    await Promise.all(this.opts.drivers.map((d) => d.close()));
+  }
+}

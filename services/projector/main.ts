@@ -1,0 +1,31 @@
+import { z } from 'zod';
+import { BUCKETS } from '../../contracts/subjects.ts';
+import { BaseConfig, loadConfig, resolveNatsUrl } from '../../platform/config.ts';
+import { KvMirror } from '../../platform/kv-mirror.ts';
+import { createLogger } from '../../platform/log.ts';
+import { connectNats } from '../../platform/nats.ts';
+import { provision } from '../../platform/provision.ts';
+import { onShutdown } from '../../platform/shutdown.ts';
+import type { HostLiveness } from '../../contracts/host/liveness.ts';
+import { Projector } from './projector.ts';
+import { serveQueries } from './queries.ts';
+
+const log = createLogger('projector');
+const cfg = loadConfig(BaseConfig.extend({ rebuild: z.stringbool().default(false) }), { rebuild: process.argv.includes('--rebuild') ? 'true' : undefined });
+const n = await connectNats(resolveNatsUrl(cfg), 'virtplane-projector');
+await provision(n, cfg.replicas);
+const projector = new Projector(n, log, { rebuild: cfg.rebuild });
+await projector.start();
+const liveness = new KvMirror<HostLiveness>(await n.kvm.open(BUCKETS.hostLiveness));
+await liveness.start();
+const subs = serveQueries(n, projector, liveness, log);
+log.info('projector ready', { seq: projector.lastSeq });
+onShutdown(
+  log,
+  () => n.close(),
+  () => projector.stop(),
+  async () => {
+    liveness.stop();
+    for (const s of subs) await s.drain();
+  },
+);

@@ -1,0 +1,29 @@
+import type { DomainAggregate } from '../../contracts/domain/decider.ts';
+import type { HostAggregate } from '../../contracts/host/decider.ts';
+import type { DomainView, HostView } from '../../contracts/views.ts';
+
+export const toDomainView = (s: DomainAggregate, updatedAt: string): DomainView => ({
+  id: s.id,
+  name: s.name,
+  hostId: s.hostId,
+  persistent: s.persistent,
+  // A view exists only for defined domains, which always carry a definition.
+  definition: s.definition!,
+  nextDefinition: s.nextDefinition,
+  desired: s.desired,
+  observed: s.observed,
+  pending: s.pending,
+  lastError: s.lastError,
+  version: s.version,
+  updatedAt,
+});
+
+export const toHostView = (s: HostAggregate): HostView => ({
+  hostId: s.hostId,
+  hostname: s.hostname,
+  instanceId: s.instanceId,
+  agentVersion: s.agentVersion,
+  capabilities: s.capabilities,
+  registeredAt: s.registeredAt,
+  version: s.version,
+});
