@@ -3,9 +3,10 @@ import { BUCKETS, STREAMS, subjects } from '../contracts/subjects.ts';
 import type { Nats } from './nats.ts';
 
 const nanos = (ms: number) => ms * 1_000_000;
-export const DUPLICATE_WINDOW_MS = 2 * 60_000;
+/** How long the server remembers command ids; after it, the aggregates' own memory answers retries. */
+export const duplicateWindowMs = (): number => Number(process.env.VIRTPLANE_DUPLICATE_WINDOW_MS ?? 2 * 60_000);
 
-export const streamConfigs = (replicas: number): Array<Partial<StreamConfig> & { name: string; subjects: string[] }> => [
+export const streamConfigs = (replicas: number, windowMs = duplicateWindowMs()): Array<Partial<StreamConfig> & { name: string; subjects: string[] }> => [
   {
     name: STREAMS.events,
     subjects: [subjects.allEvents],
@@ -15,7 +16,7 @@ export const streamConfigs = (replicas: number): Array<Partial<StreamConfig> & {
     // The log is the audit trail: nothing may remove a message from it.
     deny_delete: true,
     deny_purge: true,
-    duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+    duplicate_window: nanos(windowMs),
     allow_direct: true,
     discard: DiscardPolicy.New,
   },
@@ -25,7 +26,7 @@ export const streamConfigs = (replicas: number): Array<Partial<StreamConfig> & {
     retention: RetentionPolicy.Workqueue,
     storage: StorageType.File,
     num_replicas: replicas,
-    duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+    duplicate_window: nanos(windowMs),
   },
   {
     name: STREAMS.lifecycle,
@@ -34,7 +35,7 @@ export const streamConfigs = (replicas: number): Array<Partial<StreamConfig> & {
     storage: StorageType.File,
     num_replicas: replicas,
     max_age: nanos(7 * 24 * 3600_000),
-    duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+    duplicate_window: nanos(windowMs),
   },
 ];
 

@@ -22,7 +22,7 @@ export interface PendingOperation {
 export interface DomainAggregate {
   /** False before the first definition and after removal. */
   exists: boolean;
-  /** True once a removal was recorded: the id is never reused. */
+  /** True once a removal was recorded. A later define of the same uuid makes a new domain, as in libvirt. */
   removed: boolean;
   id: string;
   name: string;

@@ -1,0 +1,380 @@
+import { readFileSync } from 'node:fs';
+import { rename, unlink, writeFile } from 'node:fs/promises';
+import { cpus, totalmem } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import { CrashAction, LifecycleAction, type DomainDefinition } from '../../contracts/domain/definition.ts';
+import { DomainStateName, StateReason, isActive, type ObservedState } from '../../contracts/domain/state.ts';
+import { isVirtError, virtError, type VirtError } from '../../contracts/errors.ts';
+import type {
+  DomainObservation,
+  DriverCapabilities,
+  DriverDomain,
+  HypervisorDriver,
+  OperationOptions,
+} from '../hypervisor.ts';
+
+/**
+ * An in-memory hypervisor with the semantics of libvirt's test driver (src/test/test_driver.c):
+ * the same result states and reasons, and on_poweroff / on_reboot / on_crash applied as libvirt
+ * does. It runs no guests, so thousands of simulated hosts fit in one process: nothing here holds a
+ * timer or an interval except the latency an option asks for.
+ *
+ * Where the test driver would refuse a repeated operation, this driver reports instead, because the
+ * agent must be able to run a redelivered task safely. Each operation has a target; if it already
+ * holds, the operation does nothing and reports the state as it is:
+ *
+ * | op       | target holds when             | reports                                        |
+ * |----------|-------------------------------|------------------------------------------------|
+ * | start    | the guest is active           | the current state (nothing boots a second time) |
+ * | destroy  | the guest is shut off         | the current state, with the reason that really stopped it |
+ * | shutdown | the guest is shut off         | the current state                              |
+ * | suspend  | the guest is paused           | paused with its reason                         |
+ * | resume   | the guest is running/blocked  | the current state                              |
+ * | reboot   | shut off and on_reboot=destroy | the current state                             |
+ *
+ * destroy on a guest that powered itself off reports shutoff/shutdown, not shutoff/destroyed: the
+ * agent records what the host saw, and a made-up reason would tell operators the wrong story.
+ * What is neither allowed nor already done is refused with the decider's codes and messages:
+ * suspend of a shut off guest ("is not running"), resume of anything but a paused or running
+ * guest ("is not paused"), reboot of a shut off guest unless on_reboot=destroy ("is not running").
+ */
+
+export type DriverOp = 'start' | 'shutdown' | 'destroy' | 'suspend' | 'resume' | 'reboot';
+
+export interface TestDriverOptions {
+  /** Time each operation takes: fixed, or drawn uniformly from [min, max]. 0 (the default) adds no timer. */
+  latencyMs?: number | { min: number; max: number };
+  /** Inject an operation-failed error: the probability per operation, or a function deciding each one. */
+  failures?: number | ((op: DriverOp, uuid: string) => boolean);
+  /** Keep the simulated guests in this JSON file, so a new driver on the same file finds them running. */
+  stateFile?: string;
+  /** Also run `kvm` and `qemu` domains, for fleets simulated with real-looking definitions. */
+  acceptAllTypes?: boolean;
+  /** Source of randomness for latency and failures; tests pass a seeded one. */
+  random?: () => number;
+}
+
+const Guest = z.object({
+  uuid: z.string(),
+  name: z.string(),
+  type: z.string(),
+  state: DomainStateName,
+  reason: StateReason,
+  onPoweroff: LifecycleAction,
+  onReboot: LifecycleAction,
+  onCrash: CrashAction,
+  boots: z.number().int().nonnegative(),
+  reboots: z.number().int().nonnegative(),
+});
+type Guest = z.infer<typeof Guest>;
+
+const StateFile = z.object({ version: z.literal(1), guests: z.array(Guest) });
+
+/** Host facts are the same for every simulated host: read them once per process. */
+let hostFacts: { cpus: number; memoryKiB: number } | undefined;
+const facts = () => (hostFacts ??= { cpus: cpus().length, memoryKiB: Math.floor(totalmem() / 1024) });
+
+/** Tells the temporary files of drivers sharing one state file apart. */
+let instances = 0;
+
+const SHUTOFF_UNKNOWN: ObservedState = { state: 'shutoff', reason: 'unknown' };
+
+/** libvirt's testDomainActionSetState: what on_poweroff / on_reboot leave behind. */
+const afterLifecycleAction = (action: LifecycleAction): ObservedState =>
+  action === 'restart' || action === 'rename-restart' ? { state: 'running', reason: 'booted' } : { state: 'shutoff', reason: 'shutdown' };
+
+/** What a guest that crashed looks like under each on_crash action. */
+const afterCrash = (action: CrashAction): ObservedState => {
+  switch (action) {
+    case 'preserve':
+      return { state: 'crashed', reason: 'panicked' };
+    case 'restart':
+    case 'rename-restart':
+    case 'coredump-restart':
+      // QEMU's fake reboot after a panic reports RUNNING_CRASHED.
+      return { state: 'running', reason: 'crashed' };
+    default:
+      return { state: 'shutoff', reason: 'crashed' };
+  }
+};
+
+export class TestDriver implements HypervisorDriver {
+  readonly name = 'test';
+  private readonly guests = new Map<string, Guest>();
+  private readonly listeners = new Set<(o: DomainObservation) => void>();
+  private readonly random: () => number;
+  private readonly tmpFile: string | undefined;
+  private generation = 0;
+  private saved = 0;
+  private saving: Promise<void> = Promise.resolve();
+
+  constructor(private readonly options: TestDriverOptions = {}) {
+    this.random = options.random ?? Math.random;
+    if (options.stateFile) {
+      this.tmpFile = `${options.stateFile}.${process.pid}.${++instances}.tmp`;
+      for (const g of load(options.stateFile)) this.guests.set(g.uuid, g);
+    }
+  }
+
+  async capabilities(): Promise<DriverCapabilities> {
+    return {
+      driver: 'test',
+      domainTypes: this.domainTypes(),
+      ...facts(),
+      features: { guests: 'simulated' },
+    };
+  }
+
+  async list(): Promise<DriverDomain[]> {
+    const out: DriverDomain[] = [];
+    for (const g of this.guests.values()) {
+      if (isActive(g.state)) out.push({ uuid: g.uuid, name: g.name, state: g.state, reason: g.reason });
+    }
+    return out;
+  }
+
+  async state(uuid: string): Promise<ObservedState> {
+    return this.observed(uuid);
+  }
+
+  /** How many times the guest was booted from shut off; reboots and restarts keep the count. */
+  bootCount(uuid: string): number {
+    return this.guests.get(uuid)?.boots ?? 0;
+  }
+
+  /** How many times the guest rebooted in place (reboot, or on_poweroff=restart). */
+  rebootCount(uuid: string): number {
+    return this.guests.get(uuid)?.reboots ?? 0;
+  }
+
+  start(def: DomainDefinition, opts: OperationOptions & { paused?: boolean } = {}): Promise<ObservedState> {
+    if (!this.domainTypes().includes(def.type)) {
+      // Refused before any work, as libvirt refuses such a definition when it parses it.
+      return Promise.reject(
+        virtError('operation-unsupported', `domain type '${def.type}' is not supported by the test driver`, {
+          supported: this.domainTypes(),
+        }),
+      );
+    }
+    return this.run(
+      'start',
+      def.uuid,
+      def.name,
+      opts,
+      (g) => {
+        if (g && isActive(g.state)) return null;
+        return {
+          ...this.guestFrom(def, g),
+          ...(opts.paused ? { state: 'paused', reason: 'user' } : { state: 'running', reason: 'booted' }),
+          boots: (g?.boots ?? 0) + 1,
+        };
+      },
+      // A start that fails leaves SHUTOFF/FAILED, as testDomainStartState does.
+      (g) => (g && isActive(g.state) ? null : { ...this.guestFrom(def, g), state: 'shutoff', reason: 'failed' }),
+    );
+  }
+
+  shutdown(def: DomainDefinition, opts: OperationOptions = {}): Promise<ObservedState> {
+    return this.run('shutdown', def.uuid, def.name, opts, (g) => {
+      if (!g || !isActive(g.state)) return null;
+      return this.lifecycleAction({ ...g, ...lifecycleOf(def) }, def.onPoweroff);
+    });
+  }
+
+  destroy(uuid: string, opts: OperationOptions = {}): Promise<ObservedState> {
+    return this.run('destroy', uuid, undefined, opts, (g) =>
+      g && isActive(g.state) ? { ...g, state: 'shutoff', reason: 'destroyed' } : null,
+    );
+  }
+
+  suspend(uuid: string, opts: OperationOptions = {}): Promise<ObservedState> {
+    return this.run('suspend', uuid, undefined, opts, (g, name) => {
+      if (!g || !isActive(g.state)) throw virtError('operation-invalid', `domain '${name}' is not running`);
+      return g.state === 'paused' ? null : { ...g, state: 'paused', reason: 'user' };
+    });
+  }
+
+  resume(uuid: string, opts: OperationOptions = {}): Promise<ObservedState> {
+    return this.run('resume', uuid, undefined, opts, (g, name) => {
+      if (g?.state === 'paused') return { ...g, state: 'running', reason: 'unpaused' };
+      if (g?.state === 'running' || g?.state === 'blocked') return null;
+      throw virtError('operation-invalid', `domain '${name}' is not paused`);
+    });
+  }
+
+  reboot(def: DomainDefinition, opts: OperationOptions = {}): Promise<ObservedState> {
+    return this.run('reboot', def.uuid, def.name, opts, (g, name) => {
+      if (!g || !isActive(g.state)) {
+        if (def.onReboot === 'destroy') return null;
+        throw virtError('operation-invalid', `domain '${name}' is not running`);
+      }
+      return this.lifecycleAction({ ...g, ...lifecycleOf(def) }, def.onReboot);
+    });
+  }
+
+  /** The guest crashed: on_crash decides what is left, and the change is observed as a hypervisor would. */
+  crash(uuid: string, cause = 'guest crashed'): Promise<ObservedState> {
+    return this.fromHost(uuid, cause, (g) => ({ ...g, ...afterCrash(g.onCrash) }));
+  }
+
+  /** The guest powered itself off: on_poweroff decides what is left, and the change is observed. */
+  powerOffFromGuest(uuid: string, cause = 'guest powered off'): Promise<ObservedState> {
+    return this.fromHost(uuid, cause, (g) => this.lifecycleAction(g, g.onPoweroff));
+  }
+
+  onObservation(listener: (o: DomainObservation) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    this.listeners.clear();
+    await this.saving;
+  }
+
+  private domainTypes(): string[] {
+    return this.options.acceptAllTypes ? ['test', 'kvm', 'qemu'] : ['test'];
+  }
+
+  private observed(uuid: string): ObservedState {
+    const g = this.guests.get(uuid);
+    return g ? { state: g.state, reason: g.reason } : { ...SHUTOFF_UNKNOWN };
+  }
+
+  private guestFrom(def: DomainDefinition, g: Guest | undefined): Guest {
+    return {
+      uuid: def.uuid,
+      name: def.name,
+      type: def.type,
+      state: g?.state ?? 'shutoff',
+      reason: g?.reason ?? 'unknown',
+      ...lifecycleOf(def),
+      boots: g?.boots ?? 0,
+      reboots: g?.reboots ?? 0,
+    };
+  }
+
+  private lifecycleAction(g: Guest, action: LifecycleAction): Guest {
+    const next = afterLifecycleAction(action);
+    return { ...g, ...next, reboots: g.reboots + (isActive(next.state) ? 1 : 0) };
+  }
+
+  /**
+   * One operation: wait the injected latency, maybe fail, then decide and apply in one step, so two
+   * overlapping operations on a guest each see the other's result and a guest never boots twice.
+   * `apply` returns the new guest, or null when the target already holds.
+   */
+  private async run(
+    op: DriverOp,
+    uuid: string,
+    knownName: string | undefined,
+    opts: OperationOptions,
+    apply: (g: Guest | undefined, name: string) => Guest | null,
+    onFailure?: (g: Guest | undefined) => Guest | null,
+  ): Promise<ObservedState> {
+    const name = () => knownName ?? this.guests.get(uuid)?.name ?? uuid;
+    const { signal, progress } = opts;
+    if (signal?.aborted) throw aborted(op, name(), signal);
+    const ms = this.latency();
+    if (ms > 0) {
+      progress?.(`${op} domain '${name()}'`, 0);
+      try {
+        await sleep(ms, undefined, signal ? { signal } : undefined);
+      } catch (e) {
+        if (signal?.aborted) throw aborted(op, name(), signal);
+        throw e;
+      }
+    }
+    if (this.injectFailure(op, uuid)) {
+      const left = onFailure?.(this.guests.get(uuid));
+      if (left) await this.commit(left);
+      throw virtError('operation-failed', `operation '${op}' failed for domain '${name()}': injected failure`);
+    }
+    const next = apply(this.guests.get(uuid), name());
+    if (next) await this.commit(next);
+    if (ms > 0) progress?.(`${op} domain '${name()}'`, 1);
+    return this.observed(uuid);
+  }
+
+  private async fromHost(uuid: string, cause: string, change: (g: Guest) => Guest): Promise<ObservedState> {
+    const g = this.guests.get(uuid);
+    if (!g || !isActive(g.state)) throw virtError('operation-invalid', `domain '${g?.name ?? uuid}' is not running`);
+    const next = change(g);
+    const changed = next.state !== g.state || next.reason !== g.reason;
+    await this.commit(next);
+    if (changed) this.emit({ uuid, state: next.state, reason: next.reason, cause });
+    return this.observed(uuid);
+  }
+
+  private emit(o: DomainObservation): void {
+    for (const l of this.listeners) {
+      try {
+        l({ ...o });
+      } catch {
+        // A listener's failure is its own: the other listeners still hear about the guest.
+      }
+    }
+  }
+
+  private latency(): number {
+    const l = this.options.latencyMs;
+    if (l === undefined) return 0;
+    if (typeof l === 'number') return l;
+    return l.min + this.random() * (l.max - l.min);
+  }
+
+  private injectFailure(op: DriverOp, uuid: string): boolean {
+    const f = this.options.failures;
+    if (f === undefined) return false;
+    if (typeof f === 'number') return f > 0 && this.random() < f;
+    return f(op, uuid);
+  }
+
+  /** Applies a guest change and, with a state file, resolves once the file holds it. */
+  private commit(g: Guest): Promise<void> {
+    this.guests.set(g.uuid, g);
+    if (!this.options.stateFile) return Promise.resolve();
+    const generation = ++this.generation;
+    const write = this.saving.then(() => (this.saved >= generation ? undefined : this.save()));
+    // A failed write fails the operations waiting on it, not every later one.
+    this.saving = write.catch(() => undefined);
+    return write;
+  }
+
+  private async save(): Promise<void> {
+    const file = this.options.stateFile!;
+    const tmp = this.tmpFile!;
+    const generation = this.generation;
+    const doc: z.input<typeof StateFile> = { version: 1, guests: [...this.guests.values()] };
+    try {
+      await writeFile(tmp, JSON.stringify(doc));
+      // rename is atomic: a reader, or the next driver, sees the old document or the new one.
+      await rename(tmp, file);
+      this.saved = generation;
+    } catch (e) {
+      await unlink(tmp).catch(() => undefined);
+      throw virtError('internal-error', `cannot save simulated guests to ${file}: ${(e as Error).message}`);
+    }
+  }
+}
+
+const lifecycleOf = (def: DomainDefinition) => ({ onPoweroff: def.onPoweroff, onReboot: def.onReboot, onCrash: def.onCrash });
+
+const aborted = (op: DriverOp, name: string, signal: AbortSignal): VirtError =>
+  isVirtError(signal.reason) ? signal.reason : virtError('operation-failed', `operation '${op}' on domain '${name}' was aborted`);
+
+const load = (file: string): Guest[] => {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+  try {
+    return StateFile.parse(JSON.parse(text)).guests;
+  } catch (e) {
+    throw new Error(`test driver state file ${file} is unreadable: ${(e as Error).message.split('\n')[0]}`);
+  }
+};
