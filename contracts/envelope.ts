@@ -25,6 +25,8 @@ export type EventMeta = z.infer<typeof EventMeta>;
 /** One command's events, stored as one message so they land atomically (2.9 has no batch publish). */
 export const Commit = z.object({
   commandId: z.string(),
+  /** The aggregate version the events were decided against: lets readers tell whether they missed a commit. */
+  previousVersion: z.number().int().nonnegative().optional(),
   events: z.array(z.looseObject({ type: z.string(), data: z.unknown() }).and(EventMeta)),
 });
 export type Commit = z.infer<typeof Commit>;

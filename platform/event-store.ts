@@ -17,6 +17,7 @@ export interface RecordedCommit {
   seq: number;
   subject: string;
   commandId: string;
+  previousVersion?: number;
   events: RecordedEvent[];
 }
 
@@ -39,6 +40,7 @@ export const toRecordedCommit = (m: Pick<StoredMsg, 'seq' | 'subject' | 'data'>)
     seq: m.seq,
     subject: m.subject,
     commandId: commit.commandId,
+    ...(commit.previousVersion !== undefined ? { previousVersion: commit.previousVersion } : {}),
     events: commit.events.map((e) => ({ ...(e as StoredEvent), version: m.seq })),
   };
 };
@@ -64,7 +66,7 @@ export class EventStore {
     const h = natsHeaders();
     if (traceparent) h.set('traceparent', traceparent);
     try {
-      const ack = await this.n.js.publish(subject, encodeJson({ commandId, events } satisfies Commit), {
+      const ack = await this.n.js.publish(subject, encodeJson({ commandId, previousVersion: expectedVersion, events } satisfies Commit), {
         msgID: commandId,
         expect: { lastSubjectSequence: expectedVersion },
         headers: h,

@@ -79,8 +79,9 @@ export class Dispatcher {
    * The domain as it was just before this commit. What this process folded is topped up from the log,
    * because another replica (or a run before a restart) may have consumed commits in between.
    */
-  private async stateBefore(id: string, seq: number): Promise<DomainAggregate> {
+  private async stateBefore(id: string, seq: number, previousVersion?: number): Promise<DomainAggregate> {
     const known = this.states.get(id);
+    if (previousVersion !== undefined && (known?.version ?? 0) === previousVersion) return known ?? initialDomainState(id);
     const base = known && known.version < seq ? known : initialDomainState(id);
     const commits = await this.store.read(subjects.aggregate('domain', id), base.version, seq);
     return commits
@@ -90,7 +91,7 @@ export class Dispatcher {
 
   private async handle(commit: ReturnType<typeof toRecordedCommit>): Promise<void> {
     const id = commit.subject.slice('ev.domain.'.length);
-    let state = await this.stateBefore(id, commit.seq);
+    let state = await this.stateBefore(id, commit.seq, commit.previousVersion);
     for (const raw of commit.events) {
       const e = raw as unknown as Envelope<DomainEventBody>;
       const op = INTENT_OPS[e.type];

@@ -4,7 +4,7 @@ import { decide, type DomainAggregate } from '../../contracts/domain/decider.ts'
 import { DomainDefinition } from '../../contracts/domain/definition.ts';
 import type { DomainEventBody, DomainOp } from '../../contracts/domain/events.ts';
 import type { CommandMeta } from '../../contracts/envelope.ts';
-import { fromZodError, isVirtError, virtError, VirtError } from '../../contracts/errors.ts';
+import { fromZodError, isVirtError, virtError } from '../../contracts/errors.ts';
 import { DomainId, uuidFromSeed } from '../../contracts/ids.ts';
 import type { NameClaims } from './name-claims.ts';
 import type { Outcome, Repository } from './repository.ts';
@@ -31,7 +31,13 @@ export class DomainCommands {
     private readonly parseXml?: XmlParser,
   ) {}
 
-  private readonly exists = async (uuid: string) => (await this.repo.load(uuid)).exists;
+  /** Does `uuid` exist under `name`? Decides whether a name claim is live or stale. */
+  private readonly holds = async (uuid: string, name: string) => {
+    const s = await this.repo.load(uuid);
+    return s.exists && s.name === name;
+  };
+  /** Name look-ups are remembered; each use is checked against the domain's own state. */
+  private readonly nameCache = new Map<string, string>();
 
   private definitionFrom(req: DefineDomainRequest, meta: CommandMeta): DomainDefinition {
     // Without a uuid, derive one from the command id: a retried define then names the same domain.
@@ -49,18 +55,29 @@ export class DomainCommands {
 
   async define(req: DefineDomainRequest, meta: CommandMeta): Promise<Accepted> {
     const def = this.definitionFrom(req, meta);
-    const before = await this.repo.load(def.uuid);
-    if (before.exists && before.name !== def.name) decide({ type: 'define', definition: def, hostId: before.hostId }, before, meta.now);
-    const hostId = before.exists ? before.hostId : this.scheduler.pick(def.type, req.hostId);
-    await this.names.claim(def.name, def.uuid, meta, this.exists);
+    // Placement is chosen up front; the decider keeps an existing domain where it is.
+    let hostId: string;
+    try {
+      hostId = this.scheduler.pick(def.type, req.hostId);
+    } catch (e) {
+      // Redefining a domain whose host is away is fine: it stays where it is.
+      const s = await this.repo.load(def.uuid);
+      if (!s.exists) throw e;
+      hostId = s.hostId;
+    }
+    await this.names.claim(def.name, def.uuid, meta, this.holds);
     const out = await this.repo.execute(def.uuid, meta, (s) => decide({ type: 'define', definition: def, hostId }, s, meta.now));
+    this.nameCache.set(def.name, def.uuid);
     return this.accepted(out, meta);
   }
 
   async resolve(ref: string): Promise<string> {
     if (DomainId.safeParse(ref).success) return ref;
+    const cached = this.nameCache.get(ref);
+    if (cached) return cached;
     const holder = await this.names.holder(ref);
     if (!holder) throw virtError('no-domain', `Domain not found: no domain with matching name '${ref}'`);
+    this.nameCache.set(ref, holder.uuid);
     return holder.uuid;
   }
 
@@ -76,14 +93,23 @@ export class DomainCommands {
 
   /** Applies a command to a domain the caller names by uuid or name. */
   async run(ref: string, meta: CommandMeta, cmd: DomainCommand): Promise<Accepted> {
-    const id = await this.resolve(ref);
-    try {
-      return this.accepted(await this.repo.execute(id, meta, (s) => decide(cmd, s, meta.now)), meta);
-    } catch (e) {
-      if (isVirtError(e) && e.code === 'no-domain' && id !== ref) {
-        throw new VirtError('no-domain', `Domain not found: no domain with matching name '${ref}'`);
+    const byName = !DomainId.safeParse(ref).success;
+    for (let attempt = 0; ; attempt++) {
+      const id = await this.resolve(ref);
+      try {
+        return this.accepted(
+          await this.repo.execute(id, meta, (s) => {
+            // A name may have moved to another domain since it was looked up.
+            if (byName && (!s.exists || s.name !== ref)) throw virtError('no-domain', `Domain not found: no domain with matching name '${ref}'`);
+            return decide(cmd, s, meta.now);
+          }),
+          meta,
+        );
+      } catch (e) {
+        if (!(isVirtError(e) && e.code === 'no-domain' && byName)) throw e;
+        if (attempt > 0 || !this.nameCache.has(ref)) throw e;
+        this.nameCache.delete(ref);
       }
-      throw e;
     }
   }
 

@@ -6,8 +6,9 @@ import { ConcurrencyError, type EventStore } from '../../platform/event-store.ts
 
 /**
  * Names are unique across the fleet. A name belongs to whichever uuid last claimed it on the name's
- * own subject; a claim whose holder no longer exists is stale and may be taken over, so an undefine
- * needs no separate release and a crash between claim and define leaks nothing.
+ * own subject, as long as that uuid still exists under that name; any other claim is stale and may be
+ * taken over, so an undefine needs no separate release and a crash between claim and define leaks
+ * nothing.
  */
 export class NameClaims {
   constructor(
@@ -21,11 +22,15 @@ export class NameClaims {
     return last && data?.uuid ? { uuid: data.uuid, seq: last.seq } : null;
   }
 
-  async claim(name: string, uuid: string, meta: CommandMeta, holderExists: (uuid: string) => Promise<boolean>): Promise<void> {
+  /**
+   * Claims `name` for `uuid`. The first attempt assumes a name never used (no look-up); only when
+   * that loses does it read who holds the name.
+   */
+  async claim(name: string, uuid: string, meta: CommandMeta, holds: (uuid: string, name: string) => Promise<boolean>): Promise<void> {
     for (let attempt = 0; attempt < 10; attempt++) {
-      const current = await this.holder(name);
+      const current = attempt === 0 ? null : await this.holder(name);
       if (current?.uuid === uuid) return;
-      if (current && (await holderExists(current.uuid))) {
+      if (current && (await holds(current.uuid, name))) {
         throw virtError('operation-failed', `${this.scope} '${name}' already exists with uuid ${current.uuid}`);
       }
       const events = stamp('name', `${this.scope}:${name}`, meta, [{ type: 'NameClaimed', data: { uuid } }], randomUUID);

@@ -1,0 +1,136 @@
+/**
+ * Command throughput and latency for define+start on distinct domains with 64 requests in flight,
+ * next to raw JetStream publish-with-ack throughput on the same server in the same run, and the same
+ * lifecycle cycles through libvirt's own test driver (one virsh process reading many commands).
+ *
+ *   node --import tsx bench/command-throughput.ts [--domains 2000] [--cycles 300]
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import { VirtplaneClient } from '../client/index.ts';
+import { startNatsServer } from '../platform/nats-server.ts';
+import { connectNats, type Nats } from '../platform/nats.ts';
+import { provision } from '../platform/provision.ts';
+import { spawnService } from '../platform/service-process.ts';
+
+const arg = (name: string, dflt: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const DOMAINS = arg('domains', 2000);
+const CYCLES = arg('cycles', 300);
+const IN_FLIGHT = 64;
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? 0;
+};
+
+/** Runs `count` jobs with `width` of them in flight; returns per-job latencies in ms. */
+const pool = async (count: number, width: number, job: (i: number) => Promise<number[]>): Promise<number[]> => {
+  const lat: number[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < count) lat.push(...(await job(next++)));
+    }),
+  );
+  return lat;
+};
+
+const timed = async (fn: () => Promise<unknown>): Promise<number> => {
+  const t = performance.now();
+  await fn();
+  return performance.now() - t;
+};
+
+const rawPublish = async (n: Nats, count: number) => {
+  await n.jsm.streams.add({ name: 'BENCH', subjects: ['bench.>'], storage: StorageType.File, retention: RetentionPolicy.Limits });
+  const body = new TextEncoder().encode(JSON.stringify({ commandId: 'x'.repeat(36), events: [{ type: 'DomainStartRequested', data: { hostId: 'h', deadline: new Date().toISOString() } }] }));
+  const t = performance.now();
+  const lat = await pool(count, IN_FLIGHT, async (i) => [await timed(() => n.js.publish(`bench.${i % 1000}`, body))]);
+  const secs = (performance.now() - t) / 1000;
+  await n.jsm.streams.delete('BENCH');
+  return { perSec: count / secs, p50: pct(lat, 50), p99: pct(lat, 99) };
+};
+
+const virshCycles = async (cycles: number) => {
+  if (spawnSync('virsh', ['--version']).status !== 0) return null;
+  const dir = await mkdtemp(join(tmpdir(), 'virsh-bench-'));
+  const script: string[] = [];
+  for (let i = 0; i < cycles; i++) {
+    const file = join(dir, `d${i}.xml`);
+    await writeFile(file, `<domain type='test'><name>bench-${i}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>`);
+    script.push(`define ${file}`, `start bench-${i}`, `destroy bench-${i}`, `undefine bench-${i}`);
+  }
+  script.push('quit');
+  const t = performance.now();
+  await new Promise<void>((resolve, reject) => {
+    const p = spawn('virsh', ['-q', '-c', 'test:///default'], { stdio: ['pipe', 'ignore', 'inherit'] });
+    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`virsh exited ${code}`))));
+    p.stdin.end(`${script.join('\n')}\n`);
+  });
+  const secs = (performance.now() - t) / 1000;
+  await rm(dir, { recursive: true, force: true });
+  return cycles / secs;
+};
+
+const main = async () => {
+  const server = await startNatsServer();
+  const n = await connectNats(server.url, 'bench');
+  await provision(n);
+  const env = { VIRTPLANE_NATS_URL: server.url, VIRTPLANE_HOST_ID: 'bench-host', VIRTPLANE_DRIVER: 'test', VIRTPLANE_DATA_DIR: await mkdtemp(join(tmpdir(), 'vp-bench-')), VIRTPLANE_LOG_LEVEL: 'warn' };
+  const procs = [];
+  for (const s of ['command', 'projector', 'host-agent'] as const) {
+    const p = spawnService(s, { ...env, VIRTPLANE_LOG_LEVEL: 'info' });
+    await p.ready;
+    procs.push(p);
+  }
+  const client = VirtplaneClient.over(n, { actor: 'bench' });
+  try {
+    // Warm both paths so neither pays for JIT or first-use costs inside its measurement.
+    await rawPublish(n, 2000);
+    await pool(100, IN_FLIGHT, async (i) => [await timed(() => client.define({ definition: { name: `warm-${i}`, memoryKiB: 65536, vcpus: 1 } }))]);
+
+    const raw = await rawPublish(n, DOMAINS * 2);
+
+    const t = performance.now();
+    const lat = await pool(DOMAINS, IN_FLIGHT, async (i) => {
+      const a = await timed(() => client.define({ definition: { name: `bench-${i}`, memoryKiB: 65536, vcpus: 1 } }));
+      const b = await timed(() => client.start(`bench-${i}`));
+      return [a, b];
+    });
+    const cmdSecs = (performance.now() - t) / 1000;
+    const cmdPerSec = (DOMAINS * 2) / cmdSecs;
+
+    const tc = performance.now();
+    await pool(CYCLES, IN_FLIGHT, async (i) => {
+      const name = `cycle-${i}`;
+      await client.define({ definition: { name, memoryKiB: 65536, vcpus: 1 } });
+      await client.outcome(await client.start(name), 60_000);
+      await client.outcome(await client.destroy(name), 60_000);
+      await client.undefine(name);
+      return [];
+    });
+    const ourCycles = CYCLES / ((performance.now() - tc) / 1000);
+    const virsh = await virshCycles(CYCLES);
+
+    const ratio = cmdPerSec / raw.perSec;
+    console.log(`raw JetStream publish-with-ack: ${raw.perSec.toFixed(0)} msg/s (p50 ${raw.p50.toFixed(2)} ms, p99 ${raw.p99.toFixed(2)} ms), ${IN_FLIGHT} in flight`);
+    console.log(`virtplane define+start:         ${cmdPerSec.toFixed(0)} commands/s (p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms), ${DOMAINS} domains`);
+    console.log(`lifecycle cycles (define, start, destroy, undefine; each op waited for):`);
+    console.log(`  virtplane, test driver via NATS: ${ourCycles.toFixed(1)} cycles/s (${IN_FLIGHT} in flight)`);
+    console.log(`  virsh -c test:///default:        ${virsh === null ? 'virsh not installed' : `${virsh.toFixed(1)} cycles/s (one virsh process)`}`);
+    console.log(`command/raw throughput ratio: ${ratio.toFixed(2)}`);
+  } finally {
+    for (const p of procs.reverse()) await p.stop();
+    await n.close();
+    await server.stop();
+    await rm(env.VIRTPLANE_DATA_DIR, { recursive: true, force: true });
+  }
+};
+
+await main();
