@@ -1,0 +1,112 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { PROJECT_ROOT } from '../platform/config.ts';
+import { startStack, type Stack } from './fixtures/stack.ts';
+
+const run = promisify(execFile);
+const CLI = join(PROJECT_ROOT, 'bin', 'virtplane.mjs');
+
+const virtplane = async (env: Record<string, string>, ...args: string[]) => {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, timeout: 60_000 });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+};
+
+describe('virtplane CLI against a running system', () => {
+  let stack: Stack;
+  let env: Record<string, string>;
+  beforeAll(async () => {
+    stack = await startStack();
+    env = { VIRTPLANE_NATS_URL: stack.nats.url };
+  });
+  afterAll(async () => stack?.stop());
+
+  it('speaks virsh: define, start, list, domstate, dominfo, suspend, resume, destroy, undefine', async () => {
+    expect((await virtplane(env, 'define', '--name', 'cli-1', '--memory', '128', '--vcpus', '2')).stdout.trim()).toBe("Domain 'cli-1' defined");
+    expect((await virtplane(env, 'start', 'cli-1')).stdout.trim()).toBe("Domain 'cli-1' started");
+    const list = await virtplane(env, 'list');
+    expect(list.stdout).toMatch(/^ Name\s+State\s+Host\s+UUID\n-+\n cli-1\s+running\s+host-a\s+[0-9a-f-]{36}\n$/);
+    expect((await virtplane(env, 'domstate', 'cli-1', '--reason')).stdout.trim()).toBe('running (booted)');
+    expect((await virtplane(env, 'suspend', 'cli-1')).stdout.trim()).toBe("Domain 'cli-1' suspended");
+    expect((await virtplane(env, 'resume', 'cli-1')).stdout.trim()).toBe("Domain 'cli-1' resumed");
+    const info = (await virtplane(env, 'dominfo', 'cli-1')).stdout;
+    expect(info).toMatch(/^Name:\s+cli-1$/m);
+    expect(info).toMatch(/^CPU\(s\):\s+2$/m);
+    expect(info).toMatch(/^Max memory:\s+131072 KiB$/m);
+    expect((await virtplane(env, 'destroy', 'cli-1')).stdout.trim()).toBe("Domain 'cli-1' destroyed");
+    const json = JSON.parse((await virtplane(env, 'list', '--all', '--json')).stdout);
+    expect(json).toEqual([expect.objectContaining({ name: 'cli-1', observed: { state: 'shutoff', reason: 'destroyed' } })]);
+    const events = (await virtplane(env, 'event', '--all', '--loop', '--timeout', '2')).stdout.trim().split('\n');
+    expect(events).toEqual([
+      "event 'lifecycle' for domain 'cli-1': Defined Added",
+      "event 'lifecycle' for domain 'cli-1': Started Booted",
+      "event 'lifecycle' for domain 'cli-1': Suspended Paused",
+      "event 'lifecycle' for domain 'cli-1': Resumed Unpaused",
+      "event 'lifecycle' for domain 'cli-1': Stopped Destroyed",
+      'events received: 5',
+    ]);
+    expect((await virtplane(env, 'undefine', 'cli-1')).stdout.trim()).toBe("Domain 'cli-1' has been undefined");
+  });
+
+  it('reports errors with the libvirt code and a non-zero exit', async () => {
+    const r = await virtplane(env, 'start', 'no-such-domain');
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe("error: Domain not found: no domain with matching name 'no-such-domain' [no-domain]");
+    const j = await virtplane(env, 'start', 'no-such-domain', '--json');
+    expect(JSON.parse(j.stdout)).toEqual({ ok: false, error: { code: 'no-domain', message: "Domain not found: no domain with matching name 'no-such-domain'" } });
+    const usage = await virtplane(env, 'define', '--name', 'x');
+    expect(usage.code).toBe(2);
+  });
+
+  it('host-list shows the agent alive', async () => {
+    const r = await virtplane(env, 'host-list', '--json');
+    expect(JSON.parse(r.stdout)).toEqual([expect.objectContaining({ hostId: 'host-a', alive: true, capabilities: expect.objectContaining({ domainTypes: expect.arrayContaining(['test']) }) })]);
+  });
+});
+
+describe('the embedded default', () => {
+  it('with nothing running, the CLI says how to start it instead of using a server on 4222', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'vp-empty-'));
+    const r = await virtplane({ VIRTPLANE_DATA_DIR: dataDir, VIRTPLANE_NATS_URL: '' }, 'list');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/no NATS server: start the embedded default with `npm start`/);
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('npm start brings up its own server and every service, and the CLI finds it with no flags', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'vp-embedded-'));
+    const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'infra', 'embedded.ts')], {
+      env: { ...process.env, VIRTPLANE_DATA_DIR: dataDir, VIRTPLANE_NATS_URL: '', VIRTPLANE_DRIVER: 'test', VIRTPLANE_HOST_ID: 'embedded-host' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let log = '';
+    await new Promise<void>((resolve, reject) => {
+      child.stderr!.on('data', (d: Buffer) => {
+        log += d.toString();
+        if (log.includes('virtplane is up')) resolve();
+      });
+      child.once('exit', (code) => reject(new Error(`embedded exited ${code}: ${log}`)));
+    });
+    try {
+      expect(log).not.toMatch(/127\.0\.0\.1:4222/);
+      const env = { VIRTPLANE_DATA_DIR: dataDir, VIRTPLANE_NATS_URL: '' };
+      expect((await virtplane(env, 'define', '--name', 'emb-1', '--memory', '64')).code).toBe(0);
+      expect((await virtplane(env, 'start', 'emb-1')).stdout.trim()).toBe("Domain 'emb-1' started");
+      const hosts = JSON.parse((await virtplane(env, 'host-list', '--json')).stdout);
+      expect(hosts.map((h: { hostId: string }) => h.hostId)).toEqual(['embedded-host']);
+    } finally {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
