@@ -7,6 +7,7 @@ import { VirtplaneClient, type CommandAccepted } from '../client/index.ts';
 import { ConfigError } from '../platform/config.ts';
 import { domainList, dominfo, hostList, lifecycleLine } from './format.ts';
 import { withProgress } from './progress.ts';
+import { formatDomainXml } from '../contracts/xml/index.ts';
 
 interface Globals {
   server?: string;
@@ -141,6 +142,18 @@ export const buildProgram = (): Command => {
     .action(async (domain: string) => {
       const v = await withClient((c) => c.get(domain));
       out().result(dominfo(v), v);
+    });
+
+  program
+    .command('dumpxml')
+    .description('the domain as libvirt XML, as virtplane stores it')
+    .argument('<domain>', 'name or uuid')
+    .option('--inactive', 'the definition for the next boot, when one was recorded while the domain ran')
+    .action(async (domain: string, o: { inactive?: boolean }) => {
+      const v = await withClient((c) => c.get(domain));
+      const def = o.inactive && v.nextDefinition ? v.nextDefinition : v.definition;
+      const xml = def.xml ?? formatDomainXml(def);
+      out().result(xml.trimEnd(), { domainId: v.id, xml });
     });
 
   program

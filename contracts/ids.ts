@@ -31,3 +31,18 @@ export const uuidFromSeed = (seed: string): string => {
   const x = h.subarray(0, 16).toString('hex');
   return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
 };
+
+/** Deterministic bytes from a seed: MAC addresses chosen for a retried define come out the same. */
+export const seededRandomBytes = (seed: string): ((n: number) => Uint8Array) => {
+  let counter = 0;
+  return (n: number) => {
+    const out = new Uint8Array(n);
+    for (let filled = 0; filled < n; ) {
+      const block = createHash('sha256').update(`${seed}:${counter++}`).digest();
+      const take = Math.min(block.length, n - filled);
+      out.set(block.subarray(0, take), filled);
+      filled += take;
+    }
+    return out;
+  };
+};

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,7 +58,11 @@ export const startNatsServer = async (opts: NatsServerOptions = {}): Promise<Run
   await mkdir(storeDir, { recursive: true });
   const port = opts.port ?? (await freePort());
   if (port === 4222) throw new Error('refusing to start nats-server on 4222: that port belongs to the machine');
-  const args = ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir, ...(opts.args ?? [])];
+  // Room for documents up to the XML layer's own limit, so that limit (with its clear xml-error) is
+  // what a too-large definition meets, not the transport's 1 MiB default.
+  const conf = join(storeDir, 'virtplane-nats.conf');
+  await writeFile(conf, 'max_payload: 4MB\n');
+  const args = ['-c', conf, '-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir, ...(opts.args ?? [])];
   if (opts.logFile) args.push('-l', opts.logFile);
   const child = spawn(opts.binary ?? 'nats-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';

@@ -45,6 +45,27 @@ describe('bad input gets a structured error and changes nothing', () => {
     });
   }
 
+  const hostile: Array<[string, string]> = [
+    ['unclosed tags', '<domain type="test"><name>x</name><memory>1024</memory>'],
+    ['wrong root', '<network><name>x</name></network>'],
+    ['billion laughs', '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;"><!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]><domain type="test"><name>&lol3;</name><memory>1024</memory><vcpu>1</vcpu></domain>'],
+    ['external entity', '<?xml version="1.0"?><!DOCTYPE d [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><domain type="test"><name>&xxe;</name><memory>1024</memory><vcpu>1</vcpu></domain>'],
+    ['deep nesting', `<domain type="test"><name>x</name><memory>1024</memory><vcpu>1</vcpu><metadata>${'<a>'.repeat(5000)}${'</a>'.repeat(5000)}</metadata></domain>`],
+    ['invalid unit', '<domain type="test"><name>x</name><memory unit="parsecs">1</memory><vcpu>1</vcpu></domain>'],
+    ['huge document', `<domain type="test"><name>x</name><memory>1024</memory><vcpu>1</vcpu><description>${'a'.repeat(2 * 1024 * 1024)}</description></domain>`],
+  ];
+  for (const [label, xml] of hostile) {
+    it(`hostile XML (${label}): xml-error, nothing stored`, async () => {
+      const before = await lastSeq();
+      const started = Date.now();
+      const reply = await raw(stack, 'cmd.domain.define', JSON.stringify({ xml }));
+      expect(Date.now() - started).toBeLessThan(2000);
+      expect(reply.ok).toBe(false);
+      expect(reply.error?.code).toBe('xml-error');
+      expect(await lastSeq()).toBe(before);
+    });
+  }
+
   it('unknown ids: no-domain, by uuid and by name', async () => {
     const before = await lastSeq();
     const id = randomUUID();

@@ -56,6 +56,32 @@ describe('virtplane CLI against a running system', () => {
     expect((await virtplane(env, 'undefine', 'cli-1')).stdout.trim()).toBe("Domain 'cli-1' has been undefined");
   });
 
+  it('defines from libvirt XML and gives every element back with dumpxml', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vp-xml-'));
+    const file = join(dir, 'dom.xml');
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(
+      file,
+      `<domain type='test'><name>xml-cli</name><memory unit='GiB'>1</memory><vcpu current='1'>2</vcpu><os><type arch='x86_64'>hvm</type></os>
+       <devices><interface type='network'><source network='default'/></interface><mystery foo='bar'>keep me</mystery></devices></domain>`,
+    );
+    expect((await virtplane(env, 'define', file)).stdout.trim()).toBe(`Domain 'xml-cli' defined from ${file}`);
+    const xml = (await virtplane(env, 'dumpxml', 'xml-cli')).stdout;
+    expect(xml).toMatch(/<memory unit='KiB'>1048576<\/memory>/);
+    expect(xml).toMatch(/<vcpu placement='static' current='1'>2<\/vcpu>|<vcpu current='1' placement='static'>2<\/vcpu>/);
+    expect(xml).toMatch(/<mac address='52:54:00(:[0-9a-f]{2}){3}'\/>/);
+    expect(xml).toContain("<mystery foo='bar'>keep me</mystery>");
+    // What dumpxml gives back defines the same domain again, unchanged.
+    await writeFile(file, xml);
+    expect((await virtplane(env, 'define', file)).code).toBe(0);
+    expect((await virtplane(env, 'dumpxml', 'xml-cli')).stdout).toBe(xml);
+    await writeFile(file, '<domain><name>broken</name>');
+    const bad = await virtplane(env, 'define', file);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/\[xml-error\]/);
+    await rm(dir, { recursive: true, force: true });
+  });
+
   it('reports errors with the libvirt code and a non-zero exit', async () => {
     const r = await virtplane(env, 'start', 'no-such-domain');
     expect(r.code).toBe(1);

@@ -69,7 +69,7 @@ export const NetworkDefinition = z.object({
       enable: z.boolean().optional(),
       forwardPlainNames: z.boolean().optional(),
       forwarders: z.array(z.object({ addr: z.string(), domain: z.string() }).partial()).optional(),
-      hosts: z.array(z.object({ ip: z.string(), hostnames: z.array(z.string()) })).optional(),
+      hosts: z.array(z.object({ ip: z.string(), hostnames: z.array(z.string()).default([]) })).optional(),
       txts: z.array(z.object({ name: z.string(), value: z.string().optional() })).optional(),
       srvs: z.array(AttrMap).optional(),
     })

@@ -5,13 +5,11 @@ import { DomainDefinition } from '../../contracts/domain/definition.ts';
 import type { DomainEventBody, DomainOp } from '../../contracts/domain/events.ts';
 import type { CommandMeta } from '../../contracts/envelope.ts';
 import { fromZodError, isVirtError, virtError } from '../../contracts/errors.ts';
-import { DomainId, uuidFromSeed } from '../../contracts/ids.ts';
+import { DomainId, seededRandomBytes, uuidFromSeed } from '../../contracts/ids.ts';
+import { parseDomainXml } from '../../contracts/xml/index.ts';
 import type { NameClaims } from './name-claims.ts';
 import type { Outcome, Repository } from './repository.ts';
 import type { Scheduler } from './scheduler.ts';
-
-/** Turns libvirt XML into a definition; the XML layer provides it, and it throws xml-error. */
-export type XmlParser = (xml: string, opts: { uuid: () => string }) => DomainDefinition;
 
 export interface Accepted extends Record<string, unknown> {
   domainId: string;
@@ -28,7 +26,6 @@ export class DomainCommands {
     private readonly repo: Repository<DomainAggregate, DomainEventBody>,
     private readonly names: NameClaims,
     private readonly scheduler: Scheduler,
-    private readonly parseXml?: XmlParser,
   ) {}
 
   /** Does `uuid` exist under `name`? Decides whether a name claim is live or stale. */
@@ -40,12 +37,10 @@ export class DomainCommands {
   private readonly nameCache = new Map<string, string>();
 
   private definitionFrom(req: DefineDomainRequest, meta: CommandMeta): DomainDefinition {
-    // Without a uuid, derive one from the command id: a retried define then names the same domain.
+    // Without a uuid, derive one from the command id: a retried define then names the same domain
+    // (and generated MAC addresses come out the same too).
     const uuid = () => uuidFromSeed(meta.commandId);
-    if (req.xml !== undefined) {
-      if (!this.parseXml) throw virtError('operation-unsupported', 'this command service does not accept XML');
-      return this.parseXml(req.xml, { uuid });
-    }
+    if (req.xml !== undefined) return parseDomainXml(req.xml, { uuid, randomBytes: seededRandomBytes(meta.commandId) });
     const raw = req.definition;
     const withUuid = raw && typeof raw === 'object' && !('uuid' in raw) ? { ...raw, uuid: uuid() } : raw;
     const parsed = DomainDefinition.safeParse(withUuid);

@@ -4,13 +4,12 @@ import { connectNats } from '../../platform/nats.ts';
 import { provision } from '../../platform/provision.ts';
 import { onShutdown } from '../../platform/shutdown.ts';
 import { CommandService } from './service.ts';
-import { xmlParser } from './xml.ts';
 
 const log = createLogger('command');
 const cfg = loadConfig(BaseConfig);
 const n = await connectNats(resolveNatsUrl(cfg), 'virtplane-command');
 await provision(n, cfg.replicas);
-const service = new CommandService(n, log, { parseXml: xmlParser });
+const service = new CommandService(n, log);
 await service.start();
 log.info('command service ready');
 onShutdown(log, () => n.close(), () => service.stop());

@@ -12,7 +12,7 @@ import type { Nats } from '../../platform/nats.ts';
 import { serve } from '../../platform/rpc.ts';
 import { AgentReports } from './agent-reports.ts';
 import { Dispatcher } from './dispatcher.ts';
-import { DomainCommands, type XmlParser } from './domain-commands.ts';
+import { DomainCommands } from './domain-commands.ts';
 import { domainKind, hostKind } from './domain-kind.ts';
 import { NameClaims } from './name-claims.ts';
 import { Repository } from './repository.ts';
@@ -21,7 +21,6 @@ import type { HostLiveness } from '../../contracts/host/liveness.ts';
 import { KvMirror } from '../../platform/kv-mirror.ts';
 
 export interface CommandServiceOptions {
-  parseXml?: XmlParser;
   /** Run the dispatcher in this process (one per deployment is enough; more are safe). */
   dispatcher?: boolean;
 }
@@ -62,7 +61,7 @@ export class CommandService {
     this.liveness = new KvMirror<HostLiveness>(liveness);
     await this.liveness.start();
     const scheduler = new Scheduler(this.liveness);
-    const commands = new DomainCommands(domains, new NameClaims(store, 'domain'), scheduler, this.opts.parseXml);
+    const commands = new DomainCommands(domains, new NameClaims(store, 'domain'), scheduler);
     const reports = new AgentReports(domains, hosts, liveness);
     const nc = this.n.nc;
     const q = QUEUES.command;

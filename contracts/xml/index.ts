@@ -1,0 +1,48 @@
+import type { DomainDefinition } from '../domain/definition.ts';
+import type { NetworkDefinition } from '../network/definition.ts';
+import type { StoragePoolDefinition, StorageVolumeDefinition } from '../storage/definition.ts';
+import { guard, limitsOf, parseTree, type ParseOptions } from './common.ts';
+import { parseDocument } from './document.ts';
+import { domainSpec } from './domain.ts';
+import { xmlError } from './errors.ts';
+import { networkSpec } from './network.ts';
+import { poolSpec, volumeSpec } from './storage.ts';
+
+/**
+ * The libvirt XML layer: pure functions between libvirt documents and virtplane's stored models.
+ * Every parse returns the model with `xml` set to the canonical document (what dumpxml returns);
+ * every failure is a VirtError with code 'xml-error'.
+ */
+
+export { parseDomainXml, formatDomainXml } from './domain.ts';
+export { parseNetworkXml, formatNetworkXml } from './network.ts';
+export { parsePoolXml, formatPoolXml, parseVolumeXml, formatVolumeXml } from './storage.ts';
+export { DEFAULT_LIMITS, type DocumentLimits } from './document.ts';
+export type { ParseOptions } from './common.ts';
+
+export type AnyDefinition =
+  | { kind: 'domain'; definition: DomainDefinition }
+  | { kind: 'network'; definition: NetworkDefinition }
+  | { kind: 'pool'; definition: StoragePoolDefinition }
+  | { kind: 'volume'; definition: StorageVolumeDefinition };
+
+export type XmlKind = AnyDefinition['kind'];
+
+/** Parses any libvirt document virtplane understands, dispatching on its root element. */
+export function parseAnyXml(text: string, opts: ParseOptions = {}): AnyDefinition {
+  return guard('cannot parse XML', () => {
+    const root = parseDocument(text, limitsOf(opts));
+    switch (root.name) {
+      case 'domain':
+        return { kind: 'domain', definition: parseTree(domainSpec, root, opts) };
+      case 'network':
+        return { kind: 'network', definition: parseTree(networkSpec, root, opts) };
+      case 'pool':
+        return { kind: 'pool', definition: parseTree(poolSpec, root, opts) };
+      case 'volume':
+        return { kind: 'volume', definition: parseTree(volumeSpec, root, opts) };
+      default:
+        throw xmlError(`unknown root element <${root.name}>: expected <domain>, <network>, <pool> or <volume>`, { root: root.name });
+    }
+  });
+}
