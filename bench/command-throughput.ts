@@ -15,12 +15,15 @@ import { startNatsServer } from '../platform/nats-server.ts';
 import { connectNats, type Nats } from '../platform/nats.ts';
 import { provision } from '../platform/provision.ts';
 import { spawnService } from '../platform/service-process.ts';
+import { call } from '../platform/rpc.ts';
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? Number(process.argv[i + 1]) : dflt;
 };
 const DOMAINS = arg('domains', 2000);
+/** Which services run during the measurement: all of them by default, as in production. */
+const SERVICES = (process.argv.includes('--command-only') ? ['command'] : ['command', 'projector', 'host-agent']) as Array<'command' | 'projector' | 'host-agent'>;
 const CYCLES = arg('cycles', 300);
 const IN_FLIGHT = 64;
 
@@ -84,12 +87,19 @@ const main = async () => {
   await provision(n);
   const env = { VIRTPLANE_NATS_URL: server.url, VIRTPLANE_HOST_ID: 'bench-host', VIRTPLANE_DRIVER: 'test', VIRTPLANE_DATA_DIR: await mkdtemp(join(tmpdir(), 'vp-bench-')), VIRTPLANE_LOG_LEVEL: 'warn' };
   const procs = [];
-  for (const s of ['command', 'projector', 'host-agent'] as const) {
+  for (const s of SERVICES) {
     const p = spawnService(s, { ...env, VIRTPLANE_LOG_LEVEL: 'info' });
     await p.ready;
     procs.push(p);
   }
   const client = VirtplaneClient.over(n, { actor: 'bench' });
+  if (SERVICES.length === 1) {
+    // No host agent runs: register the host the way an agent would, so placement has somewhere to go.
+    await call(n.nc, 'agent.bench-host.register', {
+      hostId: 'bench-host', hostname: 'bench', instanceId: 'bench', agentVersion: 'bench',
+      capabilities: { driver: 'test', domainTypes: ['test'], cpus: 1, memoryKiB: 1 << 20, features: {} },
+    });
+  }
   try {
     // Warm both paths so neither pays for JIT or first-use costs inside its measurement.
     await rawPublish(n, 2000);
@@ -106,6 +116,10 @@ const main = async () => {
     const cmdSecs = (performance.now() - t) / 1000;
     const cmdPerSec = (DOMAINS * 2) / cmdSecs;
 
+    if (SERVICES.length === 1) {
+      console.log(`command/raw throughput ratio: ${(cmdPerSec / raw.perSec).toFixed(2)} (command service only)`);
+      return;
+    }
     const tc = performance.now();
     await pool(CYCLES, IN_FLIGHT, async (i) => {
       const name = `cycle-${i}`;

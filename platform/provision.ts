@@ -30,7 +30,7 @@ export const streamConfigs = (replicas: number, windowMs = duplicateWindowMs()):
   },
   {
     name: STREAMS.lifecycle,
-    subjects: [subjects.allLifecycle],
+    subjects: [subjects.allLifecycle, subjects.allNetworkLifecycle],
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
     num_replicas: replicas,
@@ -43,7 +43,10 @@ export const streamConfigs = (replicas: number, windowMs = duplicateWindowMs()):
 export const provision = async (n: Nats, replicas = 1): Promise<void> => {
   for (const cfg of streamConfigs(replicas)) {
     try {
-      await n.jsm.streams.info(cfg.name);
+      const { config } = await n.jsm.streams.info(cfg.name);
+      // A stream made by an older release gains the subjects added since (netlifecycle.>).
+      const missing = cfg.subjects.filter((s) => !config.subjects?.includes(s));
+      if (missing.length > 0) await n.jsm.streams.update(cfg.name, { subjects: [...(config.subjects ?? []), ...missing] });
     } catch {
       try {
         await n.jsm.streams.add(cfg);

@@ -24,7 +24,8 @@ export const spawnService = (
   env: Record<string, string>,
   opts: { label?: string; args?: string[]; onLine?: (line: string) => void } = {},
 ): ServiceProcess => {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, SERVICE_SCRIPTS[service]), ...(opts.args ?? [])], {
+  const profile = process.env.VIRTPLANE_CPU_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.VIRTPLANE_CPU_PROFILE_DIR}`] : [];
+  const child = spawn(process.execPath, [...profile, '--import', 'tsx', join(PROJECT_ROOT, SERVICE_SCRIPTS[service]), ...(opts.args ?? [])], {
     cwd: PROJECT_ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'pipe'],

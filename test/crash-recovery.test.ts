@@ -63,7 +63,17 @@ describe('killing the projector and the host agent mid-stream', () => {
 
   it('rebuilds the same views from the start of the log', async () => {
     const c = stack.client;
-    const before = (await c.list({ all: true })).map(({ updatedAt: _u, ...v }) => v);
+    // Quiesce: with the agent gone nothing new is reported, so both snapshots see the same log.
+    await stack.kill('host-agent', 'SIGTERM');
+    const lastSeq = async () => (await stack.nats.nats.jsm.streams.info('EVENTS')).state.last_seq;
+    let seq0 = await lastSeq();
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 500));
+      const seq1 = await lastSeq();
+      if (seq1 === seq0) break;
+      seq0 = seq1;
+    }
+    const before = (await c.list({ all: true, minSeq: seq0, waitMs: 20_000 })).map(({ updatedAt: _u, ...v }) => v);
     const hostsBefore = (await c.hosts()).map((h) => ({ hostId: h.hostId, version: h.version, instanceId: h.instanceId }));
     await stack.kill('projector', 'SIGTERM');
     await stack.start('projector', { VIRTPLANE_REBUILD: 'true' });

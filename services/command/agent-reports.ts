@@ -51,12 +51,11 @@ export class AgentReports {
   }
 
   async report(subjectHost: string, req: ReportRequest, meta: CommandMeta) {
-    const s = await this.domains.load(req.domainId);
-    if (s.exists && s.hostId !== subjectHost) {
-      throw virtError('unauthorized', `host '${subjectHost}' does not own domain ${req.domainId}`);
-    }
-    if (!s.exists) return { recorded: false, version: s.version };
+    // Ownership is checked inside the decision, against the state the append is conditioned on:
+    // no separate read, and no window between check and write.
     const out = await this.domains.execute(req.domainId, meta, (state) => {
+      if (!state.exists) return [];
+      if (state.hostId !== subjectHost) throw virtError('unauthorized', `host '${subjectHost}' does not own domain ${req.domainId}`);
       switch (req.kind) {
         case 'completed':
           return decide({ type: 'complete', taskId: req.taskId, observed: req.observed }, state, meta.now);

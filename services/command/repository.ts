@@ -48,18 +48,30 @@ export class Repository<S extends { version: number }, E extends { type: string;
     return state;
   }
 
-  /** The cached state without a read: fast, possibly stale, and the append will say if it is. */
-  private current(id: string): Promise<S> | S {
-    return this.cache.get(id) ?? this.load(id);
-  }
-
   async execute(id: string, meta: CommandMeta, decide: (s: S) => E[]): Promise<Outcome<S>> {
-    let state = await this.current(id);
+    const cached = this.cache.get(id);
+    let state = cached ?? (await this.load(id));
+    let fresh = cached === undefined;
     for (let attempt = 1; ; attempt++) {
       const applied = this.kind.appliedVersion?.(state, meta.commandId);
       if (applied !== undefined) return { state, version: applied, duplicate: true, events: [] };
-      const bodies = decide(state);
-      if (bodies.length === 0) return { state, version: state.version, duplicate: false, events: [] };
+      let bodies: E[];
+      try {
+        bodies = decide(state);
+      } catch (e) {
+        // A refusal is only final against the newest state: a cached one may miss what another
+        // request (or replica) has just recorded.
+        if (fresh) throw e;
+        state = await this.load(id);
+        fresh = true;
+        continue;
+      }
+      if (bodies.length === 0) {
+        if (fresh) return { state, version: state.version, duplicate: false, events: [] };
+        state = await this.load(id);
+        fresh = true;
+        continue;
+      }
       const stored = stamp(this.kind.type, id, meta, bodies, randomUUID);
       try {
         const res = await this.store.append(
@@ -80,6 +92,7 @@ export class Repository<S extends { version: number }, E extends { type: string;
       } catch (e) {
         if (!(e instanceof ConcurrencyError) || attempt >= MAX_ATTEMPTS) throw e;
         state = await this.load(id);
+        fresh = true;
       }
     }
   }
