@@ -7,6 +7,7 @@ import { VirtplaneClient, type CommandAccepted } from '../client/index.ts';
 import { ConfigError } from '../platform/config.ts';
 import { domainList, dominfo, hostList, lifecycleLine } from './format.ts';
 import { withProgress } from './progress.ts';
+import { initTelemetry } from '../platform/telemetry.ts';
 import { formatDomainXml } from '../contracts/xml/index.ts';
 
 interface Globals {
@@ -215,6 +216,7 @@ const parseJson = (text: string, file: string): Record<string, unknown> => {
 
 /** Runs the CLI and returns the exit code: 0 on success, 1 on an error reply, 2 on a usage error. */
 export const main = async (argv: string[]): Promise<number> => {
+  initTelemetry();
   const program = buildProgram();
   const json = argv.includes('--json');
   try {

@@ -1,5 +1,7 @@
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { errors as natsErrors } from '@nats-io/transport-node';
+import { errors as natsErrors, headers } from '@nats-io/transport-node';
+import { context } from '@opentelemetry/api';
+import { contextFrom, inSpan, traceparentOf } from './telemetry.ts';
 import type { z } from 'zod';
 import { ErrorReply, fromZodError, isVirtError, VirtError, type VirtErrorBody } from '../contracts/errors.ts';
 import { decodeJson, decodeText, encodeJson } from './nats.ts';
@@ -11,7 +13,8 @@ import type { Logger } from './log.ts';
  * anything but `{ok: false, error}`.
  */
 
-export type Handler<T> = (req: T, msg: Msg) => Promise<Record<string, unknown>>;
+/** `traceparent` is the handler's own span, to be recorded on whatever the request causes. */
+export type Handler<T> = (req: T, msg: Msg, traceparent: string | undefined) => Promise<Record<string, unknown>>;
 
 export const parseRequest = <S extends z.ZodType>(schema: S, data: Uint8Array): z.infer<S> => {
   let raw: unknown;
@@ -44,13 +47,15 @@ export const serve = <S extends z.ZodType>(
     callback: (err, msg) => {
       if (err) return;
       void (async () => {
-        let reply: Record<string, unknown>;
-        try {
-          const req = parseRequest(schema, msg.data);
-          reply = { ok: true, ...(await handler(req, msg)) };
-        } catch (e) {
-          reply = { ok: false, error: errorBody(e, log) };
-        }
+        const reply = await inSpan(msg.subject, contextFrom(msg.headers), async (span) => {
+          try {
+            const req = parseRequest(schema, msg.data);
+            return { ok: true, ...(await handler(req, msg, traceparentOf(span))) };
+          } catch (e) {
+            span.setStatus({ code: 2, message: (e as Error).message });
+            return { ok: false, error: errorBody(e, log) };
+          }
+        });
         if (msg.reply) msg.respond(encodeJson(reply));
       })();
     },
@@ -67,7 +72,12 @@ export const call = async <T = Record<string, unknown>>(
 ): Promise<T & { ok: true }> => {
   let msg: Msg;
   try {
-    msg = await nc.request(subject, encodeJson(body), { timeout: timeoutMs });
+    msg = await inSpan(`request ${subject}`, context.active(), (span) => {
+      const h = headers();
+      const tp = traceparentOf(span);
+      if (tp) h.set('traceparent', tp);
+      return nc.request(subject, encodeJson(body), { timeout: timeoutMs, headers: h });
+    });
   } catch (e) {
     if (e instanceof natsErrors.NoRespondersError) {
       throw new VirtError('operation-failed', `no service answers ${subject}: is virtplane running?`);

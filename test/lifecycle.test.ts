@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import type { LifecycleEvent } from '../contracts/lifecycle.ts';
 import { startStack, testDriverState, type Stack } from './fixtures/stack.ts';
+import { initTelemetry, memoryExporter } from '../platform/telemetry.ts';
 
 const collect = (stack: Stack, domainId: string) => {
   const events: LifecycleEvent[] = [];
@@ -104,6 +105,17 @@ describe('domain lifecycle through the client, end to end', () => {
     expect(commits).not.toBeNull();
     const guest = (await testDriverState(stack)).find((g) => g.uuid === d.domainId);
     expect(guest?.boots).toBe(1);
+  });
+
+  it('carries the caller\'s trace into the events it records', async () => {
+    initTelemetry({ inMemory: true });
+    const d = await stack.client.define({ definition: { name: 'traced', memoryKiB: 65536, vcpus: 1 } });
+    const m = await stack.nats.nats.jsm.streams.getMessage('EVENTS', { last_by_subj: `ev.domain.${d.domainId}` });
+    const commit = JSON.parse(new TextDecoder().decode(m!.data)) as { events: Array<{ traceContext: { traceparent?: string } }> };
+    const traceId = commit.events[0]!.traceContext.traceparent?.split('-')[1];
+    const requestSpan = memoryExporter.getFinishedSpans().find((sp) => sp.name === 'request cmd.domain.define');
+    expect(requestSpan).toBeDefined();
+    expect(traceId).toBe(requestSpan!.spanContext().traceId);
   });
 
   it('applies a command id once and repeats the first reply', async () => {

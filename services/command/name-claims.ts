@@ -13,7 +13,7 @@ import { ConcurrencyError, type EventStore } from '../../platform/event-store.ts
 export class NameClaims {
   constructor(
     private readonly store: EventStore,
-    private readonly scope: 'domain' | 'network',
+    private readonly scope: 'domain' | 'network' | 'pool',
   ) {}
 
   async holder(name: string): Promise<{ uuid: string; seq: number } | null> {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Msg, Subscription } from '@nats-io/transport-node';
+import type { Subscription } from '@nats-io/transport-node';
 import { DefineDomainRequest, DomainOpRequest, StartDomainRequest } from '../../contracts/domain/commands.ts';
 import type { DomainOp } from '../../contracts/domain/events.ts';
 import type { CommandMeta } from '../../contracts/envelope.ts';
@@ -13,6 +13,8 @@ import { serve } from '../../platform/rpc.ts';
 import { AgentReports } from './agent-reports.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { DomainCommands } from './domain-commands.ts';
+import { NetworkCommands } from './network-commands.ts';
+import { DefineNetworkRequest, NetworkAutostartRequest, NetworkOpRequest } from '../../contracts/network/commands.ts';
 import { domainKind, hostKind } from './domain-kind.ts';
 import { NameClaims } from './name-claims.ts';
 import { Repository } from './repository.ts';
@@ -25,9 +27,11 @@ export interface CommandServiceOptions {
   dispatcher?: boolean;
 }
 
-const metaFrom = (req: { commandId?: string | undefined; actor?: string | undefined; correlationId?: string | undefined }, msg: Msg): CommandMeta => {
+const metaFrom = (
+  req: { commandId?: string | undefined; actor?: string | undefined; correlationId?: string | undefined },
+  traceparent: string | undefined,
+): CommandMeta => {
   const commandId = req.commandId ?? randomUUID();
-  const traceparent = msg.headers?.get('traceparent');
   return {
     commandId,
     actor: req.actor ?? 'anonymous',
@@ -63,22 +67,29 @@ export class CommandService {
     const scheduler = new Scheduler(this.liveness);
     const commands = new DomainCommands(domains, new NameClaims(store, 'domain'), scheduler);
     const reports = new AgentReports(domains, hosts, liveness);
+    const networks = new NetworkCommands(store);
     const nc = this.n.nc;
     const q = QUEUES.command;
     const log = this.log;
 
-    this.subs.push(serve(nc, subjects.command('domain', 'define'), q, DefineDomainRequest, (r, m) => commands.define(r, metaFrom(r, m)), log));
-    this.subs.push(serve(nc, subjects.command('domain', 'undefine'), q, DomainOpRequest, (r, m) => commands.undefine(r, metaFrom(r, m)), log));
-    this.subs.push(serve(nc, subjects.command('domain', 'start'), q, StartDomainRequest, (r, m) => commands.operation('start', r, metaFrom(r, m)), log));
+    this.subs.push(serve(nc, subjects.command('domain', 'define'), q, DefineDomainRequest, (r, _m, tp) => commands.define(r, metaFrom(r, tp)), log));
+    this.subs.push(serve(nc, subjects.command('domain', 'undefine'), q, DomainOpRequest, (r, _m, tp) => commands.undefine(r, metaFrom(r, tp)), log));
+    this.subs.push(serve(nc, subjects.command('domain', 'start'), q, StartDomainRequest, (r, _m, tp) => commands.operation('start', r, metaFrom(r, tp)), log));
     for (const op of ['shutdown', 'destroy', 'suspend', 'resume', 'reboot'] as const satisfies DomainOp[]) {
-      this.subs.push(serve(nc, subjects.command('domain', op), q, DomainOpRequest, (r, m) => commands.operation(op, r, metaFrom(r, m)), log));
+      this.subs.push(serve(nc, subjects.command('domain', op), q, DomainOpRequest, (r, _m, tp) => commands.operation(op, r, metaFrom(r, tp)), log));
     }
 
-    this.subs.push(serve(nc, subjects.agent('*', 'register'), q, RegisterHostRequest, (r, m) => reports.register(hostOf(m.subject), r, metaFrom({}, m)), log));
+    this.subs.push(serve(nc, subjects.command('network', 'define'), q, DefineNetworkRequest, (r, _m, tp) => networks.define(r, metaFrom(r, tp)), log));
+    this.subs.push(serve(nc, subjects.command('network', 'undefine'), q, NetworkOpRequest, (r, _m, tp) => networks.undefine(r, metaFrom(r, tp)), log));
+    this.subs.push(serve(nc, subjects.command('network', 'start'), q, NetworkOpRequest, (r, _m, tp) => networks.start(r, metaFrom(r, tp)), log));
+    this.subs.push(serve(nc, subjects.command('network', 'destroy'), q, NetworkOpRequest, (r, _m, tp) => networks.destroy(r, metaFrom(r, tp)), log));
+    this.subs.push(serve(nc, subjects.command('network', 'autostart'), q, NetworkAutostartRequest, (r, _m, tp) => networks.autostart(r, metaFrom(r, tp)), log));
+
+    this.subs.push(serve(nc, subjects.agent('*', 'register'), q, RegisterHostRequest, (r, m, tp) => reports.register(hostOf(m.subject), r, metaFrom({}, tp)), log));
     this.subs.push(serve(nc, subjects.agent('*', 'heartbeat'), q, HeartbeatRequest, (r, m) => reports.heartbeat(hostOf(m.subject), r, new Date()), log));
     this.subs.push(serve(nc, subjects.agent('*', 'claim'), q, ClaimRequest, (r, m) => reports.claim(hostOf(m.subject), r, new Date()), log));
     this.subs.push(
-      serve(nc, subjects.agent('*', 'report'), q, ReportRequest, (r, m) => reports.report(hostOf(m.subject), r, metaFrom({ commandId: r.reportId, actor: `host:${hostOf(m.subject)}` }, m)), log),
+      serve(nc, subjects.agent('*', 'report'), q, ReportRequest, (r, m, tp) => reports.report(hostOf(m.subject), r, metaFrom({ commandId: r.reportId, actor: `host:${hostOf(m.subject)}` }, tp)), log),
     );
 
     if (this.opts.dispatcher !== false) {

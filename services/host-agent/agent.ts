@@ -14,6 +14,7 @@ import type { Logger } from '../../platform/log.ts';
 import { decodeJson, type Nats } from '../../platform/nats.ts';
 import { call, errorBody } from '../../platform/rpc.ts';
 import { TaskJournal } from './task-journal.ts';
+import { contextFromTraceparent, inSpan } from '../../platform/telemetry.ts';
 
 export interface HostAgentOptions {
   hostId: string;
@@ -135,7 +136,7 @@ export class HostAgent {
       return Promise.resolve();
     }
     const prev = this.queues.get(task.domainId) ?? Promise.resolve();
-    const next = prev.then(() => this.run(task, m)).catch((e) => {
+    const next = prev.then(() => inSpan(`task ${task.op}`, contextFromTraceparent(task.traceparent), () => this.run(task, m))).catch((e) => {
       this.log.error('task failed to run; it will be redelivered', { taskId: task.taskId, error: String(e) });
       if (!this.stopping) m.nak(2000);
     });

@@ -5,11 +5,14 @@ import { HostId } from '../../contracts/ids.ts';
 import { selectDrivers } from '../../drivers/select.ts';
 import { BaseConfig, loadConfig, resolveNatsUrl } from '../../platform/config.ts';
 import { createLogger } from '../../platform/log.ts';
+import { initTelemetry } from '../../platform/telemetry.ts';
 import { connectNats } from '../../platform/nats.ts';
 import { provision } from '../../platform/provision.ts';
 import { onShutdown } from '../../platform/shutdown.ts';
 import { HostAgent } from './agent.ts';
 
+
+initTelemetry();
 const defaultHostId = hostname().replace(/[^A-Za-z0-9_-]/g, '-') || 'host';
 const cfg = loadConfig(
   BaseConfig.extend({

@@ -3,13 +3,17 @@ import { BUCKETS } from '../../contracts/subjects.ts';
 import { BaseConfig, loadConfig, resolveNatsUrl } from '../../platform/config.ts';
 import { KvMirror } from '../../platform/kv-mirror.ts';
 import { createLogger } from '../../platform/log.ts';
+import { initTelemetry } from '../../platform/telemetry.ts';
 import { connectNats } from '../../platform/nats.ts';
 import { provision } from '../../platform/provision.ts';
 import { onShutdown } from '../../platform/shutdown.ts';
 import type { HostLiveness } from '../../contracts/host/liveness.ts';
 import { Projector } from './projector.ts';
 import { serveQueries } from './queries.ts';
+import { serveNetworkQueries } from './network-queries.ts';
 
+
+initTelemetry();
 const log = createLogger('projector');
 const cfg = loadConfig(BaseConfig.extend({ rebuild: z.stringbool().default(false) }), { rebuild: process.argv.includes('--rebuild') ? 'true' : undefined });
 const n = await connectNats(resolveNatsUrl(cfg), 'virtplane-projector');
@@ -19,6 +23,7 @@ await projector.start();
 const liveness = new KvMirror<HostLiveness>(await n.kvm.open(BUCKETS.hostLiveness));
 await liveness.start();
 const subs = serveQueries(n, projector, liveness, log);
+subs.push(...serveNetworkQueries(n, projector, log));
 log.info('projector ready', { seq: projector.lastSeq });
 onShutdown(
   log,

@@ -10,6 +10,7 @@ import { BUCKETS, STREAMS, subjects } from '../../contracts/subjects.ts';
 import { toRecordedCommit, type RecordedCommit } from '../../platform/event-store.ts';
 import type { Logger } from '../../platform/log.ts';
 import { decodeJson, encodeJson, type Nats } from '../../platform/nats.ts';
+import { isNetworkCommit, NetworkProjection } from './network-projection.ts';
 
 export const PROJECTOR_CONSUMER = 'projector';
 
@@ -27,6 +28,7 @@ export class Projector {
   readonly domains = new Map<string, DomainAggregate>();
   readonly hosts = new Map<string, HostAggregate>();
   readonly domainByName = new Map<string, string>();
+  networks!: NetworkProjection;
   /** Stream sequence of the last commit folded in. */
   lastSeq = 0;
   private readonly waiters = new Set<() => void>();
@@ -46,6 +48,7 @@ export class Projector {
   async start(): Promise<void> {
     this.domainKv = await this.n.kvm.open(BUCKETS.domains);
     this.hostKv = await this.n.kvm.open(BUCKETS.hosts);
+    this.networks = await NetworkProjection.open(this.n);
     if (this.opts.rebuild) await this.reset();
     await this.load();
     await this.n.jsm.consumers
@@ -74,6 +77,7 @@ export class Projector {
     await this.messages?.close();
     await this.done;
     await Promise.all(this.writes.values());
+    await this.networks.flush();
   }
 
   private async reset(): Promise<void> {
@@ -81,6 +85,7 @@ export class Projector {
     for (const kv of [this.domainKv, this.hostKv]) {
       for await (const key of await kv.keys()) await kv.purge(key);
     }
+    await this.networks.reset();
     this.replayUntil = (await this.n.jsm.streams.info(STREAMS.events)).state.last_seq;
   }
 
@@ -98,6 +103,7 @@ export class Projector {
       this.domainByName.set(d.name, d.id);
       this.lastSeq = Math.max(this.lastSeq, d.version);
     }
+    this.lastSeq = Math.max(this.lastSeq, await this.networks.load());
   }
 
   private handle(m: JsMsg): void {
@@ -108,7 +114,9 @@ export class Projector {
         ? this.foldDomain(commit)
         : m.subject.startsWith('ev.host.')
           ? this.foldHost(commit)
-          : Promise.resolve();
+          : isNetworkCommit(m.subject)
+            ? this.networks.fold(commit, commit.seq > this.replayUntil)
+            : Promise.resolve();
     } catch (e) {
       work = Promise.reject(e);
     }

@@ -1,0 +1,74 @@
+import type { DomainView } from '../contracts/views.ts';
+import { NETWORK_EVENT_LABEL, type NetworkLifecycleEvent } from '../contracts/network/lifecycle.ts';
+import type { NetworkView } from '../contracts/network/views.ts';
+import { table } from './format.ts';
+
+/** Network and interface output in virsh's shapes. */
+
+const yesno = (b: boolean) => (b ? 'yes' : 'no');
+
+/** virsh net-list */
+export const netList = (views: NetworkView[]): string =>
+  table(
+    ['Name', 'State', 'Autostart', 'Persistent'],
+    views.map((v) => [v.name, v.active ? 'active' : 'inactive', yesno(v.autostart), yesno(v.persistent)]),
+  );
+
+/** virsh net-info prints "%-15s %s"; the Bridge line only when the network has one. */
+export const netInfo = (v: NetworkView): string =>
+  (
+    [
+      ['Name:', v.name],
+      ['UUID:', v.id],
+      ['Active:', yesno(v.active)],
+      ['Persistent:', yesno(v.persistent)],
+      ['Autostart:', yesno(v.autostart)],
+      ...(v.bridge ? [['Bridge:', v.bridge]] : []),
+    ] as Array<[string, string]>
+  )
+    .map(([k, val]) => `${k.padEnd(15)} ${val}`)
+    .join('\n');
+
+/** virsh net-event prints the network name unquoted: event 'lifecycle' for network default: Started */
+export const netEventLine = (e: NetworkLifecycleEvent): string => `event 'lifecycle' for network ${e.name}: ${NETWORK_EVENT_LABEL[e.event]}`;
+
+export interface InterfaceRow {
+  interface: string;
+  type: string;
+  source: string;
+  model: string;
+  mac: string;
+}
+
+/**
+ * The rows of virsh domiflist. The device name is only known for a fixed `<target dev>`; names a host
+ * generates (vnetN, templates) are not reported to the control plane, so they read '-', as virsh
+ * shows for an inactive domain.
+ */
+export const interfaceRows = (v: DomainView): InterfaceRow[] =>
+  v.definition.devices.interfaces.map((i) => {
+    const dev = i.targetDev && !i.targetDev.includes('%') ? i.targetDev : '-';
+    const source =
+      i.type === 'network' ? i.source?.network : i.type === 'bridge' ? i.source?.bridge : i.type === 'direct' ? i.source?.dev : undefined;
+    return { interface: dev, type: i.type, source: source ?? '-', model: i.model ?? '-', mac: i.mac ?? '-' };
+  });
+
+export const domIfList = (rows: InterfaceRow[]): string =>
+  table(
+    ['Interface', 'Type', 'Source', 'Model', 'MAC'],
+    rows.map((r) => [r.interface, r.type, r.source, r.model, r.mac]),
+  );
+
+export interface AddressRow {
+  name: string;
+  mac: string;
+  protocol: 'ipv4' | 'ipv6';
+  address: string;
+}
+
+/** virsh domifaddr */
+export const domIfAddr = (rows: AddressRow[]): string =>
+  table(
+    ['Name', 'MAC address', 'Protocol', 'Address'],
+    rows.map((r) => [r.name, r.mac, r.protocol, r.address]),
+  );

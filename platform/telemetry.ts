@@ -1,0 +1,61 @@
+import { context, propagation, trace, type Context, type Span } from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { BasicTracerProvider, ConsoleSpanExporter, InMemorySpanExporter, SimpleSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { MsgHdrs } from '@nats-io/transport-node';
+
+/**
+ * Tracing across NATS. There is no official nats.js instrumentation, so the W3C `traceparent` travels
+ * in message headers: the client opens a span per command, the services continue it, the events
+ * record it, and tasks carry it to the host that does the work.
+ *
+ * Spans are exported to the console with OTEL_TRACES_EXPORTER=console; otherwise they are only
+ * propagated (ids, no export), which costs next to nothing.
+ */
+
+let installed = false;
+export const memoryExporter = new InMemorySpanExporter();
+
+export const initTelemetry = (opts: { inMemory?: boolean } = {}): void => {
+  if (installed) return;
+  installed = true;
+  const spanProcessors: SpanProcessor[] = [];
+  if (process.env.OTEL_TRACES_EXPORTER === 'console') spanProcessors.push(new SimpleSpanProcessor(new ConsoleSpanExporter()));
+  if (opts.inMemory) spanProcessors.push(new SimpleSpanProcessor(memoryExporter));
+  trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors }));
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+};
+
+export const tracer = () => trace.getTracer('virtplane');
+
+const getter = {
+  keys: (h: MsgHdrs | undefined) => (h ? [...h.keys()] : []),
+  get: (h: MsgHdrs | undefined, key: string) => h?.get(key) || undefined,
+};
+
+/** The context a message's headers carry, or the active one. */
+export const contextFrom = (h: MsgHdrs | undefined): Context => propagation.extract(context.active(), h, getter);
+
+/** The context a bare traceparent (stored on an event or a task) stands for. */
+export const contextFromTraceparent = (traceparent: string | undefined): Context =>
+  traceparent ? propagation.extract(context.active(), { traceparent }) : context.active();
+
+/** The traceparent of a span, to put on a message or an event. */
+export const traceparentOf = (span: Span): string | undefined => {
+  const carrier: Record<string, string> = {};
+  propagation.inject(trace.setSpan(context.active(), span), carrier);
+  return carrier.traceparent;
+};
+
+/** Runs `fn` in a span that is a child of `parent`, ending it (with the error, if any) afterwards. */
+export const inSpan = async <T>(name: string, parent: Context, fn: (span: Span) => Promise<T>): Promise<T> => {
+  const span = tracer().startSpan(name, undefined, parent);
+  try {
+    return await context.with(trace.setSpan(parent, span), () => fn(span));
+  } catch (e) {
+    span.recordException(e as Error);
+    span.setStatus({ code: 2, message: (e as Error).message });
+    throw e;
+  } finally {
+    span.end();
+  }
+};

@@ -1,0 +1,134 @@
+import { z } from 'zod';
+import type { DefineNetworkRequest, NetworkAutostartRequest, NetworkCommand, NetworkOpRequest } from '../../contracts/network/commands.ts';
+import {
+  decideNetwork,
+  evolveNetwork,
+  initialNetworkState,
+  networkCommandVersion,
+  noNetwork,
+  type NetworkAggregate,
+} from '../../contracts/network/decider.ts';
+import { NetworkDefinition } from '../../contracts/network/definition.ts';
+import type { NetworkEventBody } from '../../contracts/network/events.ts';
+import type { CommandMeta } from '../../contracts/envelope.ts';
+import { fromZodError, isVirtError, VirtError } from '../../contracts/errors.ts';
+import { seededRandomBytes, uuidFromSeed } from '../../contracts/ids.ts';
+import { formatNetworkXml, parseNetworkXml } from '../../contracts/xml/index.ts';
+import type { EventStore } from '../../platform/event-store.ts';
+import { NameClaims } from './name-claims.ts';
+import { Repository, type AggregateKind, type Outcome } from './repository.ts';
+
+export const networkKind: AggregateKind<NetworkAggregate, NetworkEventBody> = {
+  type: 'network',
+  initial: initialNetworkState,
+  evolve: evolveNetwork,
+  appliedVersion: networkCommandVersion,
+};
+
+export interface NetworkAccepted extends Record<string, unknown> {
+  networkId: string;
+  name: string;
+  version: number;
+  commandId: string;
+  duplicate?: boolean;
+}
+
+/** libvirt accepts any GUID spelling; the canonical form is lower case with dashes. */
+const NetworkUuid = z.guid();
+
+/** The command side of the network aggregate: resolve references, validate definitions, decide, append. */
+export class NetworkCommands {
+  private readonly repo: Repository<NetworkAggregate, NetworkEventBody>;
+  private readonly names: NameClaims;
+  /** Name look-ups are remembered; each use is checked against the network's own state. */
+  private readonly nameCache = new Map<string, string>();
+
+  constructor(store: EventStore) {
+    this.repo = new Repository(store, networkKind);
+    this.names = new NameClaims(store, 'network');
+  }
+
+  /** Does `uuid` exist under `name`? Decides whether a name claim is live or stale. */
+  private readonly holds = async (uuid: string, name: string) => {
+    const s = await this.repo.load(uuid);
+    return s.exists && s.name === name;
+  };
+
+  /**
+   * Every definition goes through the XML layer, JSON ones too: they get libvirt's checks (addresses,
+   * DHCP ranges inside their subnet, forward modes) and the canonical document net-dumpxml returns.
+   */
+  private definitionFrom(req: DefineNetworkRequest, meta: CommandMeta): NetworkDefinition {
+    // Without a uuid, derive one from the command id: a retried define then names the same network
+    // (and a generated bridge MAC comes out the same too).
+    const opts = { uuid: () => uuidFromSeed(meta.commandId), randomBytes: seededRandomBytes(meta.commandId) };
+    if (req.xml !== undefined) return parseNetworkXml(req.xml, opts);
+    const raw = req.definition;
+    const withUuid = raw && typeof raw === 'object' && !Array.isArray(raw) && !('uuid' in raw) ? { ...raw, uuid: opts.uuid() } : raw;
+    const parsed = NetworkDefinition.safeParse(withUuid);
+    if (!parsed.success) throw fromZodError(parsed.error);
+    // The stored document is derived, never taken from the caller; 'isolated' is how the model
+    // spells a network without <forward>.
+    const { xml: _ignored, ...model } = parsed.data;
+    const plain = model.forward?.mode === 'isolated' ? { ...model, forward: undefined } : model;
+    try {
+      return parseNetworkXml(formatNetworkXml(plain), opts);
+    } catch (e) {
+      if (isVirtError(e) && e.code === 'xml-error') throw new VirtError('invalid-arg', `invalid argument: ${e.message}`, e.details);
+      throw e;
+    }
+  }
+
+  async define(req: DefineNetworkRequest, meta: CommandMeta): Promise<NetworkAccepted> {
+    const def = this.definitionFrom(req, meta);
+    await this.names.claim(def.name, def.uuid, meta, this.holds);
+    const out = await this.repo.execute(def.uuid, meta, (s) => decideNetwork({ type: 'define', definition: def }, s, meta.now));
+    this.nameCache.set(def.name, def.uuid);
+    return this.accepted(out, meta);
+  }
+
+  undefine = (req: NetworkOpRequest, meta: CommandMeta) => this.run(req.network, meta, { type: 'undefine' });
+  start = (req: NetworkOpRequest, meta: CommandMeta) => this.run(req.network, meta, { type: 'start' });
+  destroy = (req: NetworkOpRequest, meta: CommandMeta) => this.run(req.network, meta, { type: 'destroy' });
+  autostart = (req: NetworkAutostartRequest, meta: CommandMeta) => this.run(req.network, meta, { type: 'autostart', enable: req.enable });
+
+  private async resolve(ref: string): Promise<{ id: string; byName: boolean }> {
+    const uuid = NetworkUuid.safeParse(ref);
+    if (uuid.success) return { id: uuid.data.toLowerCase(), byName: false };
+    const cached = this.nameCache.get(ref);
+    if (cached) return { id: cached, byName: true };
+    const holder = await this.names.holder(ref);
+    if (!holder) throw noNetwork('name', ref);
+    this.nameCache.set(ref, holder.uuid);
+    return { id: holder.uuid, byName: true };
+  }
+
+  /** Applies a command to a network the caller names by uuid or name. */
+  async run(ref: string, meta: CommandMeta, cmd: NetworkCommand): Promise<NetworkAccepted> {
+    for (let attempt = 0; ; attempt++) {
+      const { id, byName } = await this.resolve(ref);
+      try {
+        const out = await this.repo.execute(id, meta, (s) => {
+          // A name may have moved to another network since it was looked up.
+          if (byName && (!s.exists || s.name !== ref)) throw noNetwork('name', ref);
+          return decideNetwork(cmd, s, meta.now);
+        });
+        return this.accepted(out, meta);
+      } catch (e) {
+        if (!(isVirtError(e) && e.code === 'no-network' && byName)) throw e;
+        if (attempt > 0 || !this.nameCache.has(ref)) throw e;
+        this.nameCache.delete(ref);
+      }
+    }
+  }
+
+  private accepted(out: Outcome<NetworkAggregate>, meta: CommandMeta): NetworkAccepted {
+    return {
+      networkId: out.state.id,
+      name: out.state.name,
+      version: out.version,
+      commandId: meta.commandId,
+      ...(out.duplicate ? { duplicate: true } : {}),
+    };
+  }
+}
