@@ -1,16 +1,63 @@
 import { join } from 'node:path';
+import { virtError } from '../contracts/errors.ts';
+import type { NetworkDefinition } from '../contracts/network/definition.ts';
 import type { HypervisorDriver } from './hypervisor.ts';
+import { NetworkHost } from './network/index.ts';
+import { QemuDriver, qemuAvailable } from './qemu/index.ts';
 import { TestDriver } from './test/test-driver.ts';
+
+export interface SelectedDrivers {
+  drivers: HypervisorDriver[];
+  network: NetworkHost | null;
+  description: string;
+}
 
 /**
  * The drivers a host runs. The test driver is always there for `test` domains; its guests live in a
- * state file, so they outlive the agent process the way real guests do.
+ * state file, so they outlive the agent process the way real guests do. With qemu-system installed
+ * (or asked for), `kvm` and `qemu` domains run as real guests, their interfaces on tap devices the
+ * network driver names and cleans up.
  */
 export const selectDrivers = async (
   choice: 'auto' | 'test' | 'qemu',
   stateDir: string,
-): Promise<{ drivers: HypervisorDriver[]; description: string }> => {
+  /** Resolves a virtual network by name; only active networks may take guests. */
+  lookupNetwork: (name: string) => Promise<NetworkDefinition | undefined> = async () => undefined,
+): Promise<SelectedDrivers> => {
   const test = new TestDriver({ stateFile: join(stateDir, 'test-driver.json') });
-  if (choice === 'qemu') throw new Error('the qemu driver is not available on this host');
-  return { drivers: [test], description: 'test (domain type "test")' };
+  if (choice === 'test') return { drivers: [test], network: null, description: 'test (domain type "test")' };
+  const qemu = await qemuAvailable();
+  if (!qemu.ok) {
+    if (choice === 'qemu') throw new Error(`the qemu driver is not available on this host: ${qemu.reason ?? 'qemu-system not found'}`);
+    return { drivers: [test], network: null, description: `test (domain type "test"); qemu unavailable: ${qemu.reason ?? 'qemu-system not found'}` };
+  }
+  const network = await NetworkHost.open({ stateDir: join(stateDir, 'network') });
+  const driver = new QemuDriver({
+    stateDir,
+    prepareInterfaces: async (def) => {
+      const plugged = [];
+      for (const iface of def.devices.interfaces) {
+        if (iface.type === 'user') {
+          plugged.push(undefined);
+          continue;
+        }
+        if (iface.type === 'direct' || iface.type === 'vhostuser') {
+          throw virtError('operation-unsupported', `interface type '${iface.type}' is not supported by the qemu driver yet`);
+        }
+        const p = await network.plugInterface(def.uuid, iface, lookupNetwork);
+        plugged.push({ ifname: p.ifname });
+      }
+      return plugged;
+    },
+    releaseInterfaces: async (uuid, ifnames) => {
+      for (const ifname of ifnames) await network.unplugInterface(uuid, ifname);
+    },
+  });
+  // Names of running guests' devices are taken again before anything new is named.
+  await network.reseed(network.listInterfaces().map((i) => i.ifname));
+  return {
+    drivers: [test, driver],
+    network,
+    description: `test (domain type "test") and qemu ${qemu.version ?? ''} at ${qemu.binary} with ${qemu.kvm ? 'KVM' : 'TCG (no usable /dev/kvm)'} (domain types "kvm", "qemu")`,
+  };
 };

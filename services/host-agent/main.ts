@@ -1,16 +1,19 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { virtError } from '../../contracts/errors.ts';
 import { HostId } from '../../contracts/ids.ts';
+import type { NetworkView } from '../../contracts/network/views.ts';
+import { subjects } from '../../contracts/subjects.ts';
 import { selectDrivers } from '../../drivers/select.ts';
 import { BaseConfig, loadConfig, resolveNatsUrl } from '../../platform/config.ts';
 import { createLogger } from '../../platform/log.ts';
-import { initTelemetry } from '../../platform/telemetry.ts';
 import { connectNats } from '../../platform/nats.ts';
 import { provision } from '../../platform/provision.ts';
+import { call } from '../../platform/rpc.ts';
 import { onShutdown } from '../../platform/shutdown.ts';
+import { initTelemetry } from '../../platform/telemetry.ts';
 import { HostAgent } from './agent.ts';
-
 
 initTelemetry();
 const defaultHostId = hostname().replace(/[^A-Za-z0-9_-]/g, '-') || 'host';
@@ -25,11 +28,25 @@ const cfg = loadConfig(
 );
 const log = createLogger(`host-agent.${cfg.hostId}`);
 const stateDir = cfg.stateDir ?? join(cfg.dataDir, 'hosts', cfg.hostId);
-const { drivers, description } = await selectDrivers(cfg.driver, stateDir);
-log.info(`hypervisor drivers: ${description}`);
 const n = await connectNats(resolveNatsUrl(cfg), `virtplane-host-agent-${cfg.hostId}`);
 await provision(n, cfg.replicas);
+
+/** A guest may join only an active network, as libvirt refuses "network 'x' is not active". */
+const lookupNetwork = async (name: string) => {
+  const { network } = await call<{ network: NetworkView }>(n.nc, subjects.query('network', 'get'), { network: name });
+  if (!network.active) throw virtError('operation-invalid', `network '${name}' is not active`);
+  return network.definition;
+};
+const { drivers, network, description } = await selectDrivers(cfg.driver, stateDir, lookupNetwork);
+log.info(`hypervisor drivers: ${description}`);
 const agent = new HostAgent(n, { hostId: cfg.hostId, stateDir, drivers, ackWaitMs: cfg.ackWaitMs }, log);
 await agent.start();
 log.info('host agent ready', { hostId: cfg.hostId, stateDir });
-onShutdown(log, () => n.close(), () => agent.stop());
+onShutdown(
+  log,
+  () => n.close(),
+  async () => {
+    await agent.stop();
+    await network?.close();
+  },
+);

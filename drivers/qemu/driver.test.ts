@@ -1,0 +1,279 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { DomainDefinition } from '../../contracts/domain/definition.ts';
+import { parseDomainXml } from '../../contracts/xml/index.ts';
+import {
+  buildTinyGuest,
+  READY_MARKER,
+  tinyGuestXml,
+  waitForConsole,
+  type TinyGuest,
+  type TinyGuestDomainOptions,
+} from '../../test/fixtures/guest/build.ts';
+import type { DomainObservation } from '../hypervisor.ts';
+import { QemuDriver } from './driver.ts';
+import { processState, qemuAvailable } from './host.ts';
+
+/** Real qemu processes and a real guest kernel; TCG on hosts where KVM does not run guests. */
+
+const avail = await qemuAvailable();
+const BOOT_MS = 120_000;
+
+describe.skipIf(!avail.ok)('QemuDriver with a real guest', () => {
+  let guest: TinyGuest;
+  let stateDir: string;
+  const drivers: QemuDriver[] = [];
+  const pids = new Set<number>();
+
+  const newDriver = () => {
+    const d = new QemuDriver({ stateDir, destroyGraceMs: 3000 });
+    drivers.push(d);
+    return d;
+  };
+
+  const def = (o: Omit<TinyGuestDomainOptions, 'type'>): DomainDefinition =>
+    parseDomainXml(tinyGuestXml(guest, { type: avail.kvm ? 'kvm' : 'qemu', ...o }));
+
+  const track = (driver: QemuDriver, uuid: string) => {
+    const pid = driver.pid(uuid);
+    if (pid) pids.add(pid);
+    return pid;
+  };
+
+  /** qemu processes on this host whose command line names the domain. */
+  const qemuProcessesFor = (uuid: string): number[] => {
+    const out = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' });
+    return out
+      .split('\n')
+      .filter((l) => l.includes('qemu-system') && l.includes(`-uuid ${uuid}`))
+      .map((l) => Number.parseInt(l.trim(), 10));
+  };
+
+  const observations = (driver: QemuDriver) => {
+    const seen: DomainObservation[] = [];
+    driver.onObservation((o) => seen.push(o));
+    const next = async (uuid: string, pred: (o: DomainObservation) => boolean, timeoutMs = 60_000) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const o = seen.find((x) => x.uuid === uuid && pred(x));
+        if (o) return o;
+        if (Date.now() > deadline) throw new Error(`no matching observation for ${uuid}: ${JSON.stringify(seen)}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    return { seen, next };
+  };
+
+  beforeAll(async () => {
+    guest = await buildTinyGuest();
+    stateDir = await mkdtemp(join(tmpdir(), 'vp-qemu-'));
+  }, BOOT_MS);
+
+  // Each test starts from a host with no guests, whatever the previous one left behind.
+  afterEach(async () => {
+    const sweeper = new QemuDriver({ stateDir, destroyGraceMs: 3000 });
+    for (const x of await sweeper.list()) await sweeper.destroy(x.uuid);
+    await sweeper.close();
+  }, BOOT_MS);
+
+  afterAll(async () => {
+    for (const d of drivers) await d.close();
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
+    await rm(stateDir, { recursive: true, force: true });
+  });
+
+  it('reports what it can run', async () => {
+    const caps = await newDriver().capabilities();
+    expect(caps.driver).toBe('qemu');
+    expect(caps.domainTypes).toContain('qemu');
+    expect(caps.features.accel).toBe(avail.kvm ? 'kvm' : 'tcg');
+    expect(caps.cpus).toBeGreaterThan(0);
+  });
+
+  it(
+    'starts, suspends, resumes, reboots and shuts a cooperating guest down through ACPI',
+    async () => {
+      const driver = newDriver();
+      const { seen } = observations(driver);
+      const d = def({ name: 'life' });
+      const progress: string[] = [];
+      expect(await driver.start(d, { progress: (m) => progress.push(m) })).toEqual({ state: 'running', reason: 'booted' });
+      const pid = track(driver, d.uuid)!;
+      expect(progress.some((m) => m.startsWith('launching qemu'))).toBe(true);
+      const dir = join(stateDir, 'qemu', d.uuid);
+      for (const f of ['domain.json', 'qemu.pid', 'qmp.sock', 'console.log', 'qemu.log', 'master-key.aes']) {
+        expect(existsSync(join(dir, f)), f).toBe(true);
+      }
+      expect(Number((await readFile(join(dir, 'qemu.pid'), 'utf8')).trim())).toBe(pid);
+      expect(driver.console(d.uuid)?.pty).toMatch(/^\/dev\/pts\/\d+$/);
+      await waitForConsole(join(dir, 'console.log'), READY_MARKER, { timeoutMs: BOOT_MS });
+
+      // A redelivered start must not launch a second qemu.
+      expect(await driver.start(d)).toEqual({ state: 'running', reason: 'booted' });
+      expect(driver.pid(d.uuid)).toBe(pid);
+      expect(qemuProcessesFor(d.uuid)).toEqual([pid]);
+      expect(await driver.list()).toEqual([{ uuid: d.uuid, name: 'life', state: 'running', reason: 'booted' }]);
+
+      expect(await driver.suspend(d.uuid)).toEqual({ state: 'paused', reason: 'user' });
+      expect(await driver.state(d.uuid)).toEqual({ state: 'paused', reason: 'user' });
+      expect(await driver.suspend(d.uuid)).toEqual({ state: 'paused', reason: 'user' });
+      expect(await driver.resume(d.uuid)).toEqual({ state: 'running', reason: 'unpaused' });
+      expect(await driver.resume(d.uuid)).toEqual({ state: 'running', reason: 'unpaused' });
+
+      expect(await driver.reboot(d)).toEqual({ state: 'running', reason: 'booted' });
+      // The guest really went through a second boot.
+      await waitForConsole(join(dir, 'console.log'), READY_MARKER, { count: 2, timeoutMs: BOOT_MS });
+      expect(driver.pid(d.uuid)).toBe(pid);
+
+      const signal = AbortSignal.timeout(BOOT_MS);
+      expect(await driver.shutdown(d, { signal })).toEqual({ state: 'shutoff', reason: 'shutdown' });
+      expect(await readFile(join(dir, 'console.log'), 'utf8')).toContain('power button pressed');
+      expect(await processState(pid)).not.toBe('alive');
+      expect(await driver.state(d.uuid)).toEqual({ state: 'shutoff', reason: 'shutdown' });
+      expect(await driver.list()).toEqual([]);
+      // Runtime files go, logs stay for post-mortems.
+      expect((await readdir(dir)).sort()).toEqual(['console.log', 'qemu.log']);
+      expect(await readFile(join(dir, 'qemu.log'), 'utf8')).toContain('reason=shutdown');
+      // Shutting down what is already off reports it off.
+      expect(await driver.shutdown(d)).toEqual({ state: 'shutoff', reason: 'shutdown' });
+      await expect(driver.suspend(d.uuid)).rejects.toMatchObject({ code: 'operation-invalid' });
+      await expect(driver.reboot(d)).rejects.toMatchObject({ code: 'operation-invalid' });
+      // The driver's own operations are results, not observations.
+      expect(seen.filter((o) => o.uuid === d.uuid)).toEqual([]);
+    },
+    4 * BOOT_MS,
+  );
+
+  it(
+    'destroys, starts paused, and applies on_reboot=destroy',
+    async () => {
+      const driver = newDriver();
+      const d = def({ name: 'paused', onReboot: 'destroy' });
+      expect(await driver.start(d, { paused: true })).toEqual({ state: 'paused', reason: 'user' });
+      track(driver, d.uuid);
+      expect(await driver.resume(d.uuid)).toEqual({ state: 'running', reason: 'unpaused' });
+      expect(await driver.reboot(d)).toEqual({ state: 'shutoff', reason: 'shutdown' });
+      expect(qemuProcessesFor(d.uuid)).toEqual([]);
+
+      expect(await driver.start(d)).toEqual({ state: 'running', reason: 'booted' });
+      const pid = track(driver, d.uuid)!;
+      expect(await driver.destroy(d.uuid)).toEqual({ state: 'shutoff', reason: 'destroyed' });
+      expect(await processState(pid)).not.toBe('alive');
+      expect(await driver.destroy(d.uuid)).toEqual({ state: 'shutoff', reason: 'destroyed' });
+      expect(await driver.state(d.uuid)).toEqual({ state: 'shutoff', reason: 'destroyed' });
+    },
+    2 * BOOT_MS,
+  );
+
+  it(
+    'reports a guest that powers itself off, and one whose qemu is killed',
+    async () => {
+      const driver = newDriver();
+      const { next } = observations(driver);
+      const self = def({ name: 'self-off', extraCmdline: 'vp.poweroff=1' });
+      const victim = def({ name: 'victim' });
+      await driver.start(self);
+      track(driver, self.uuid);
+      await driver.start(victim);
+      const victimPid = track(driver, victim.uuid)!;
+
+      const off = await next(self.uuid, (o) => o.state === 'shutoff', 2 * BOOT_MS);
+      expect(off).toMatchObject({ state: 'shutoff', reason: 'shutdown' });
+      expect(off.cause).toContain('guest-shutdown');
+      expect(qemuProcessesFor(self.uuid)).toEqual([]);
+      expect(await driver.state(self.uuid)).toEqual({ state: 'shutoff', reason: 'shutdown' });
+
+      process.kill(victimPid, 'SIGKILL');
+      const crash = await next(victim.uuid, (o) => o.state === 'shutoff');
+      expect(crash).toMatchObject({ state: 'shutoff', reason: 'crashed' });
+      expect(crash.cause).toContain('SIGKILL');
+      expect(await driver.state(victim.uuid)).toEqual({ state: 'shutoff', reason: 'crashed' });
+    },
+    3 * BOOT_MS,
+  );
+
+  it(
+    'restarts a guest that powers off when on_poweroff is restart',
+    async () => {
+      const driver = newDriver();
+      const { next } = observations(driver);
+      const d = def({ name: 'phoenix', onPoweroff: 'restart' });
+      await driver.start(d);
+      const pid = track(driver, d.uuid);
+      const log = join(stateDir, 'qemu', d.uuid, 'console.log');
+      await waitForConsole(log, READY_MARKER, { timeoutMs: BOOT_MS });
+      expect(await driver.shutdown(d, { signal: AbortSignal.timeout(BOOT_MS) })).toEqual({ state: 'running', reason: 'booted' });
+      await waitForConsole(log, READY_MARKER, { count: 2, timeoutMs: BOOT_MS });
+      expect(driver.pid(d.uuid)).toBe(pid);
+      await driver.destroy(d.uuid);
+      await expect(next(d.uuid, () => true, 500)).rejects.toThrow();
+    },
+    3 * BOOT_MS,
+  );
+
+  it(
+    'reattaches to a running guest from a new driver instead of starting it again',
+    async () => {
+      const first = newDriver();
+      const d = def({ name: 'survivor' });
+      await first.start(d);
+      const pid = track(first, d.uuid)!;
+      await first.close();
+      expect(await processState(pid)).toBe('alive');
+
+      const second = newDriver();
+      const { next } = observations(second);
+      expect(await second.list()).toEqual([{ uuid: d.uuid, name: 'survivor', state: 'running', reason: 'booted' }]);
+      expect(second.pid(d.uuid)).toBe(pid);
+      expect(await second.start(d)).toEqual({ state: 'running', reason: 'booted' });
+      expect(qemuProcessesFor(d.uuid)).toEqual([pid]);
+      expect(await second.suspend(d.uuid)).toEqual({ state: 'paused', reason: 'user' });
+
+      // The state survives a second handover too, and a death seen only through the monitor is a crash.
+      await second.close();
+      const third = newDriver();
+      const watch = observations(third);
+      expect(await third.state(d.uuid)).toEqual({ state: 'paused', reason: 'user' });
+      process.kill(pid, 'SIGKILL');
+      expect(await watch.next(d.uuid, (o) => o.state === 'shutoff')).toMatchObject({ state: 'shutoff', reason: 'crashed' });
+      expect(await third.list()).toEqual([]);
+      await expect(next(d.uuid, () => true, 200)).rejects.toThrow();
+    },
+    2 * BOOT_MS,
+  );
+
+  it('cleans up after a qemu that died while no driver was watching', async () => {
+    const first = newDriver();
+    const d = def({ name: 'ghost' });
+    await first.start(d);
+    const pid = track(first, d.uuid)!;
+    await first.close();
+    process.kill(pid, 'SIGKILL');
+    while ((await processState(pid)) === 'alive') await new Promise((r) => setTimeout(r, 20));
+
+    const second = newDriver();
+    expect(await second.list()).toEqual([]);
+    expect(await second.state(d.uuid)).toEqual({ state: 'shutoff', reason: 'crashed' });
+    expect(existsSync(join(stateDir, 'qemu', d.uuid, 'domain.json'))).toBe(false);
+  }, BOOT_MS);
+
+  it('fails a start cleanly when qemu cannot run the definition', async () => {
+    const driver = newDriver();
+    const d = def({ name: 'broken' });
+    d.os.kernel = '/nonexistent/vmlinuz';
+    await expect(driver.start(d)).rejects.toMatchObject({ code: 'operation-failed', message: expect.stringContaining('/nonexistent/vmlinuz') });
+    expect(qemuProcessesFor(d.uuid)).toEqual([]);
+    expect(await driver.state(d.uuid)).toEqual({ state: 'shutoff', reason: 'failed' });
+    expect(await driver.list()).toEqual([]);
+  }, BOOT_MS);
+});

@@ -1,0 +1,144 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { readFile, writeFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { LifecycleEvent } from '../contracts/lifecycle.ts';
+import { qemuAvailable } from '../drivers/qemu/index.ts';
+import { PROJECT_ROOT } from '../platform/config.ts';
+import { buildTinyGuest, READY_MARKER, tinyGuestXml, waitForConsole, type TinyGuest } from './fixtures/guest/build.ts';
+import { startStack, type Stack } from './fixtures/stack.ts';
+
+const run = promisify(execFile);
+const availability = await qemuAvailable();
+
+/**
+ * Real guests through the CLI: a nats-server and services of the test's own, qemu processes, and a
+ * tiny kernel+initramfs guest that answers the ACPI power button by powering off.
+ */
+describe.skipIf(!availability.ok)('real qemu guests through the CLI', () => {
+  let stack: Stack;
+  let guest: TinyGuest;
+  let dir: string;
+  const feed: LifecycleEvent[] = [];
+  const ac = new AbortController();
+  const virtplane = async (...args: string[]) => {
+    const { stdout } = await run(process.execPath, [join(PROJECT_ROOT, 'bin', 'virtplane.mjs'), ...args], {
+      env: { ...process.env, VIRTPLANE_NATS_URL: stack.nats.url },
+      timeout: 180_000,
+    });
+    return stdout.trim();
+  };
+  const domainType = availability.kvm ? 'kvm' : 'qemu';
+  const qemuDir = (uuid: string) => join(stack.dataDir, 'hosts', stack.hostId, 'qemu', uuid);
+  const qemuPid = async (uuid: string) => Number((await readFile(join(qemuDir(uuid), 'qemu.pid'), 'utf8')).trim());
+  const consoleLog = (uuid: string) => join(qemuDir(uuid), 'console.log');
+  const state = async (name: string) => JSON.parse(await virtplane('domstate', name, '--reason', '--json')) as { state: string; reason: string };
+  const until = async <T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 60_000): Promise<T> => {
+    const end = Date.now() + ms;
+    for (;;) {
+      const v = await fn();
+      if (ok(v) || Date.now() > end) return v;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+
+  beforeAll(async () => {
+    guest = await buildTinyGuest();
+    dir = await mkdtemp(join(tmpdir(), 'vp-qemu-e2e-'));
+    stack = await startStack({ env: { VIRTPLANE_DRIVER: 'qemu', VIRTPLANE_ACK_WAIT_MS: '3000' } });
+    void (async () => {
+      for await (const e of stack.client.lifecycle({ from: 'all', signal: ac.signal })) feed.push(e);
+    })().catch(() => undefined);
+  }, 180_000);
+  afterAll(async () => {
+    ac.abort();
+    // Leave no guest behind, whatever happened above.
+    for (const v of (await stack?.client.list({ all: false }).catch(() => [])) ?? []) {
+      await stack.client.destroy(v.id).then((a) => stack.client.outcome(a, 60_000)).catch(() => undefined);
+    }
+    await stack?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('defines from XML, starts, suspends, resumes, reboots, shuts down a cooperating guest, destroys and undefines', async () => {
+    const file = join(dir, 'guest.xml');
+    await writeFile(file, tinyGuestXml(guest, { name: 'e2e-guest', type: domainType }));
+    expect(await virtplane('define', file)).toBe(`Domain 'e2e-guest' defined from ${file}`);
+    const uuid = JSON.parse(await virtplane('dominfo', 'e2e-guest', '--json')).id as string;
+
+    expect(await virtplane('start', 'e2e-guest', '--timeout', '120')).toBe("Domain 'e2e-guest' started");
+    expect(await state('e2e-guest')).toEqual({ state: 'running', reason: 'booted' });
+    await waitForConsole(consoleLog(uuid), READY_MARKER, { timeoutMs: 120_000 });
+
+    expect(await virtplane('suspend', 'e2e-guest')).toBe("Domain 'e2e-guest' suspended");
+    expect(await state('e2e-guest')).toEqual({ state: 'paused', reason: 'user' });
+    expect(await virtplane('resume', 'e2e-guest')).toBe("Domain 'e2e-guest' resumed");
+    expect(await state('e2e-guest')).toEqual({ state: 'running', reason: 'unpaused' });
+
+    const pid = await qemuPid(uuid);
+    expect(await virtplane('reboot', 'e2e-guest', '--wait')).toBe("Domain 'e2e-guest' is being rebooted");
+    await waitForConsole(consoleLog(uuid), READY_MARKER, { count: 2, timeoutMs: 120_000 });
+    expect(await qemuPid(uuid)).toBe(pid);
+    expect((await state('e2e-guest')).state).toBe('running');
+
+    // The guest itself answers the ACPI power button: this is a real shutdown, not a kill.
+    expect(await virtplane('shutdown', 'e2e-guest', '--wait', '--timeout', '120')).toBe("Domain 'e2e-guest' is being shutdown");
+    expect(await state('e2e-guest')).toEqual({ state: 'shutoff', reason: 'shutdown' });
+    expect(await readFile(consoleLog(uuid), 'utf8')).toMatch(/power/i);
+
+    expect(await virtplane('start', 'e2e-guest', '--timeout', '120')).toBe("Domain 'e2e-guest' started");
+    expect(await virtplane('destroy', 'e2e-guest')).toBe("Domain 'e2e-guest' destroyed");
+    expect(await state('e2e-guest')).toEqual({ state: 'shutoff', reason: 'destroyed' });
+    expect(await virtplane('undefine', 'e2e-guest')).toBe("Domain 'e2e-guest' has been undefined");
+
+    const mine = (await until(async () => feed.filter((e) => e.domainId === uuid), (l) => l.length >= 9)).map((e) => `${e.event}/${e.detail}`);
+    expect(mine).toEqual([
+      'DEFINED/ADDED',
+      'STARTED/BOOTED',
+      'SUSPENDED/PAUSED',
+      'RESUMED/UNPAUSED',
+      'STOPPED/SHUTDOWN',
+      'STARTED/BOOTED',
+      'STOPPED/DESTROYED',
+      'UNDEFINED/REMOVED',
+    ]);
+  }, 600_000);
+
+  it('reattaches after the agent is killed with SIGKILL, starting nothing twice', async () => {
+    const file = join(dir, 'survivor.xml');
+    await writeFile(file, tinyGuestXml(guest, { name: 'survivor', type: domainType }));
+    await virtplane('define', file);
+    const uuid = JSON.parse(await virtplane('dominfo', 'survivor', '--json')).id as string;
+    await virtplane('start', 'survivor', '--timeout', '120');
+    await waitForConsole(consoleLog(uuid), READY_MARKER, { timeoutMs: 120_000 });
+    const pid = await qemuPid(uuid);
+
+    await stack.kill('host-agent', 'SIGKILL');
+    process.kill(pid, 0); // the guest outlives its agent
+    // A start sent while the agent is dead must not launch a second qemu when the agent returns.
+    const late = await stack.client.start('survivor').catch((e: { code: string }) => e);
+    expect((late as { code?: string }).code).toBe('operation-invalid');
+    await stack.start('host-agent');
+
+    expect(await qemuPid(uuid)).toBe(pid);
+    expect(await state('survivor')).toEqual({ state: 'running', reason: 'booted' });
+    const console1 = await readFile(consoleLog(uuid), 'utf8');
+    expect(console1.split(READY_MARKER).length - 1).toBe(1);
+    // The reattached guest is fully controllable.
+    expect(await virtplane('suspend', 'survivor')).toBe("Domain 'survivor' suspended");
+    expect(await virtplane('resume', 'survivor')).toBe("Domain 'survivor' resumed");
+  }, 600_000);
+
+  it('reports a qemu killed from outside as crashed', async () => {
+    const uuid = JSON.parse(await virtplane('dominfo', 'survivor', '--json')).id as string;
+    const pid = await qemuPid(uuid);
+    process.kill(pid, 'SIGKILL');
+    const s = await until(() => state('survivor'), (v) => v.state === 'shutoff', 60_000);
+    expect(s).toEqual({ state: 'shutoff', reason: 'crashed' });
+    const last = await until(async () => feed.filter((e) => e.domainId === uuid).at(-1), (e) => e?.event === 'STOPPED', 10_000);
+    expect(`${last?.event}/${last?.detail}`).toBe('STOPPED/CRASHED');
+    await virtplane('undefine', 'survivor');
+  }, 300_000);
+});
