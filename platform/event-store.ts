@@ -1,4 +1,4 @@
-import { JetStreamApiError, type StoredMsg } from '@nats-io/jetstream';
+import { DeliverPolicy, JetStreamApiError, type StoredMsg } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { Commit, type EventMeta } from '../contracts/envelope.ts';
 import { STREAMS } from '../contracts/subjects.ts';
@@ -97,6 +97,28 @@ export class EventStore {
   async last(subject: string): Promise<RecordedCommit | null> {
     const m = await this.getMessage({ last_by_subj: subject });
     return m ? toRecordedCommit(m) : null;
+  }
+
+  /**
+   * Commits from a position on, as they are stored and then as they arrive, for readers that keep
+   * their own position (an ordered consumer: nothing to clean up on the server). `subject` may hold
+   * wildcards, e.g. `ev.domain.>`.
+   */
+  async *subscribe(subject: string, fromSeq = 1, signal?: AbortSignal): AsyncGenerator<RecordedCommit> {
+    const consumer = await this.n.js.consumers.get(this.stream, {
+      filter_subjects: subject,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: Math.max(1, fromSeq),
+    });
+    const messages = await consumer.consume();
+    const stop = () => void messages.close();
+    signal?.addEventListener('abort', stop, { once: true });
+    try {
+      for await (const m of messages) yield toRecordedCommit({ seq: m.seq, subject: m.subject, data: m.data });
+    } finally {
+      signal?.removeEventListener('abort', stop);
+      await messages.close();
+    }
   }
 
   /** Sequence of the newest message in the log (0 when empty). */

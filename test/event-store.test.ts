@@ -55,6 +55,24 @@ describe('event store on nats-server 2.9', () => {
     expect(await store.last(`ev.domain.${randomUUID()}`)).toBeNull();
   });
 
+  it('subscribes from a position and then follows new commits', async () => {
+    const id = randomUUID();
+    const subject = `ev.domain.${id}`;
+    const a = await store.append(subject, `cmd-sub-${id}-1`, [event('A')], 0);
+    const b = await store.append(subject, `cmd-sub-${id}-2`, [event('B')], a.version);
+    const ac = new AbortController();
+    const seen: string[] = [];
+    const reading = (async () => {
+      for await (const c of store.subscribe(subject, b.version, ac.signal)) {
+        seen.push(...c.events.map((e) => e.type));
+        if (seen.length === 2) ac.abort();
+      }
+    })();
+    await store.append(subject, `cmd-sub-${id}-3`, [event('C')], b.version);
+    await reading;
+    expect(seen).toEqual(['B', 'C']);
+  });
+
   it('refuses deletes and purges of the log', async () => {
     await expect(t.nats.jsm.streams.purge('EVENTS')).rejects.toThrow();
     await expect(t.nats.jsm.streams.deleteMessage('EVENTS', 1)).rejects.toThrow();
