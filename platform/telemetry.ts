@@ -13,16 +13,19 @@ import type { MsgHdrs } from '@nats-io/transport-node';
  */
 
 let installed = false;
+/** Spans are made only where they go somewhere; otherwise an incoming trace is passed through as is. */
+let recording = false;
 export const memoryExporter = new InMemorySpanExporter();
 
 export const initTelemetry = (opts: { inMemory?: boolean } = {}): void => {
-  if (installed) return;
+  if (!installed) propagation.setGlobalPropagator(new W3CTraceContextPropagator());
   installed = true;
   const spanProcessors: SpanProcessor[] = [];
   if (process.env.OTEL_TRACES_EXPORTER === 'console') spanProcessors.push(new SimpleSpanProcessor(new ConsoleSpanExporter()));
   if (opts.inMemory) spanProcessors.push(new SimpleSpanProcessor(memoryExporter));
+  if (spanProcessors.length === 0 || recording) return;
+  recording = true;
   trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors }));
-  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
 };
 
 export const tracer = () => trace.getTracer('virtplane');
@@ -48,6 +51,11 @@ export const traceparentOf = (span: Span): string | undefined => {
 
 /** Runs `fn` in a span that is a child of `parent`, ending it (with the error, if any) afterwards. */
 export const inSpan = async <T>(name: string, parent: Context, fn: (span: Span) => Promise<T>): Promise<T> => {
+  if (!recording) {
+    // No exporter: no span of our own, but whatever trace came in goes on out unchanged.
+    const passThrough = trace.getSpan(parent) ?? trace.wrapSpanContext({ traceId: '', spanId: '', traceFlags: 0 });
+    return fn(passThrough);
+  }
   const span = tracer().startSpan(name, undefined, parent);
   try {
     return await context.with(trace.setSpan(parent, span), () => fn(span));
