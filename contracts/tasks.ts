@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { DomainDefinition } from './domain/definition.ts';
 import { DomainOp } from './domain/events.ts';
-import { ObservedState } from './domain/state.ts';
+import { ObservedState, RuntimeInterface } from './domain/state.ts';
 import { VirtErrorBody } from './errors.ts';
 
 /**
@@ -43,7 +43,13 @@ const Report = z.object({
 });
 
 export const ReportRequest = z.discriminatedUnion('kind', [
-  Report.extend({ kind: z.literal('completed'), domainId: z.string(), taskId: z.string(), observed: ObservedState }),
+  Report.extend({
+    kind: z.literal('completed'),
+    domainId: z.string(),
+    taskId: z.string(),
+    observed: ObservedState,
+    interfaces: z.array(RuntimeInterface).optional(),
+  }),
   Report.extend({
     kind: z.literal('failed'),
     domainId: z.string(),

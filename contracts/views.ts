@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DomainStateName, ObservedState } from './domain/state.ts';
+import { DomainStateName, ObservedState, RuntimeInterface } from './domain/state.ts';
 import { DomainDefinition } from './domain/definition.ts';
 import { DomainOp } from './domain/events.ts';
 import { HostCapabilities } from './host/events.ts';
@@ -14,6 +14,8 @@ export const DomainView = z.object({
   nextDefinition: DomainDefinition.nullable(),
   desired: DomainStateName,
   observed: ObservedState,
+  /** Host devices of the running guest's interfaces (virsh domiflist's Interface column). */
+  interfaces: z.array(RuntimeInterface).default([]),
   pending: z
     .object({ op: DomainOp, taskId: z.string(), requestedAt: z.string(), deadline: z.string() })
     .nullable(),

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { DomainDefinition } from './definition.ts';
 import { CommandId, HostId } from '../ids.ts';
 import type { VirtErrorBody } from '../errors.ts';
-import type { DomainStateName, ObservedState, StateReason } from './state.ts';
+import type { DomainStateName, ObservedState, RuntimeInterface, StateReason } from './state.ts';
 
 /** Fields every command request may carry; the client fills them, people need not. */
 export const CommandHeader = z.object({
@@ -45,7 +45,7 @@ export type DomainCommand =
   | { type: 'suspend'; timeoutMs: number }
   | { type: 'resume'; timeoutMs: number }
   | { type: 'reboot'; timeoutMs: number }
-  | { type: 'complete'; taskId: string; observed: ObservedState }
+  | { type: 'complete'; taskId: string; observed: ObservedState; interfaces?: RuntimeInterface[] }
   | { type: 'fail'; taskId: string; error: VirtErrorBody; observed?: ObservedState }
   | { type: 'observe'; state: DomainStateName; reason: StateReason; cause?: string }
   | { type: 'expire'; taskId: string };

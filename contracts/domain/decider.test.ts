@@ -669,6 +669,7 @@ describe('evolve bookkeeping', () => {
       hostId: '',
       placementEpoch: 0,
       observed: { state: 'shutoff', reason: 'unknown' },
+      interfaces: [],
       desired: 'shutoff',
       pending: null,
       lastError: null,

@@ -1,7 +1,7 @@
 import type { DomainDefinition } from './definition.ts';
 import type { DomainCommand } from './commands.ts';
 import { REQUESTED_EVENT, type DomainEventBody, type DomainOp } from './events.ts';
-import { isActive, type DomainStateName, type ObservedState } from './state.ts';
+import { isActive, type DomainStateName, type ObservedState, type RuntimeInterface } from './state.ts';
 import { virtError } from '../errors.ts';
 import type { Envelope } from '../envelope.ts';
 
@@ -33,6 +33,8 @@ export interface DomainAggregate {
   hostId: string;
   placementEpoch: number;
   observed: ObservedState;
+  /** Host devices of the running guest's interfaces; empty while it is shut off. */
+  interfaces: RuntimeInterface[];
   /** What the last accepted operation asked for. */
   desired: DomainStateName;
   pending: PendingOperation | null;
@@ -55,6 +57,7 @@ export const initialDomainState = (id: string): DomainAggregate => ({
   hostId: '',
   placementEpoch: 0,
   observed: { state: 'shutoff', reason: 'unknown' },
+  interfaces: [],
   desired: 'shutoff',
   pending: null,
   lastError: null,
@@ -218,7 +221,12 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
         return cmd.observed ? observationEvents(s, cmd.observed.state, cmd.observed.reason) : [];
       }
       if (cmd.type === 'complete') {
-        return [{ type: 'DomainOperationCompleted', data: { op: s.pending.op, taskId: cmd.taskId, observed: cmd.observed } }];
+        return [
+          {
+            type: 'DomainOperationCompleted',
+            data: { op: s.pending.op, taskId: cmd.taskId, observed: cmd.observed, ...(cmd.interfaces ? { interfaces: cmd.interfaces } : {}) },
+          },
+        ];
       }
       return [
         {
@@ -252,7 +260,8 @@ const observationEvents = (
     : [{ type: 'DomainStateObserved', data: { state, reason, ...(cause ? { cause } : {}) } }];
 
 /** A domain that stops picks up a definition recorded while it ran; a transient one disappears. */
-const settle = (s: DomainAggregate): DomainAggregate => {
+const settle = (s0: DomainAggregate): DomainAggregate => {
+  const s = isActive(s0.observed.state) || !s0.interfaces?.length ? s0 : { ...s0, interfaces: [] };
   if (isActive(s.observed.state) || s.pending) return s;
   const next = s.nextDefinition ? { ...s, definition: s.nextDefinition, nextDefinition: null } : s;
   return next.persistent ? next : { ...next, exists: false, removed: true };
@@ -307,6 +316,7 @@ export const evolve = (s: DomainAggregate, e: Envelope<DomainEventBody>): Domain
         ...base,
         pending: s.pending?.taskId === e.data.taskId ? null : s.pending,
         observed: e.data.observed,
+        interfaces: e.data.interfaces ?? s.interfaces,
         desired: e.data.observed.state,
       });
     case 'DomainOperationFailed': {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { DomainDefinition } from './definition.ts';
-import { DomainStateName, ObservedState, StateReason } from './state.ts';
+import { DomainStateName, ObservedState, RuntimeInterface, StateReason } from './state.ts';
 import { VirtErrorBody } from '../errors.ts';
 
 /** Operations a host carries out. Each has an intent event `Domain<Op>Requested`. */
@@ -50,7 +50,13 @@ export const DomainEventBody = z.discriminatedUnion('type', [
   requested('DomainRebootRequested'),
   z.object({
     type: z.literal('DomainOperationCompleted'),
-    data: z.object({ op: DomainOp, taskId: z.string(), observed: ObservedState }),
+    data: z.object({
+      op: DomainOp,
+      taskId: z.string(),
+      observed: ObservedState,
+      /** The devices the host gave the guest's interfaces, when the operation (re)created them. */
+      interfaces: z.array(RuntimeInterface).optional(),
+    }),
   }),
   z.object({
     type: z.literal('DomainOperationFailed'),

@@ -64,3 +64,12 @@ export type ObservedState = z.infer<typeof ObservedState>;
 
 /** A domain is active (has a running process or simulated guest) in every state but shutoff. */
 export const isActive = (s: DomainStateName): boolean => s !== 'shutoff' && s !== 'nostate';
+
+/** A guest interface as the host realised it: the device name it chose and where it is plugged. */
+export const RuntimeInterface = z.object({
+  mac: z.string(),
+  ifname: z.string(),
+  bridge: z.string().optional(),
+  network: z.string().optional(),
+});
+export type RuntimeInterface = z.infer<typeof RuntimeInterface>;

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
-import type { ObservedState } from '../../contracts/domain/state.ts';
+import type { ObservedState, RuntimeInterface } from '../../contracts/domain/state.ts';
 import { isVirtError, virtError } from '../../contracts/errors.ts';
 import { HEARTBEAT_INTERVAL_MS } from '../../contracts/host/liveness.ts';
 import type { HostCapabilities } from '../../contracts/host/events.ts';
@@ -25,6 +25,8 @@ export interface HostAgentOptions {
   agentVersion?: string;
   /** How long a task may go unacknowledged before it is given out again (after a crash). */
   ackWaitMs?: number;
+  /** The host devices a guest's interfaces got, reported with the outcome of operations. */
+  runtimeInterfaces?: (uuid: string) => RuntimeInterface[];
 }
 
 export const agentConsumerName = (hostId: string) => `agent-${hostId}`;
@@ -194,7 +196,8 @@ export class HostAgent {
     const opts: OperationOptions = { signal, progress: (message) => this.log.info('progress', { taskId: task.taskId, message }) };
     try {
       const observed: ObservedState = await this.perform(driver, task, opts);
-      return { kind: 'completed', reportId, domainId: task.domainId, taskId: task.taskId, observed };
+      const interfaces = this.opts.runtimeInterfaces?.(uuid);
+      return { kind: 'completed', reportId, domainId: task.domainId, taskId: task.taskId, observed, ...(interfaces ? { interfaces } : {}) };
     } catch (e) {
       const observed = await driver.state(uuid).catch(() => undefined);
       return {

@@ -14,6 +14,7 @@ import { call } from '../../platform/rpc.ts';
 import { onShutdown } from '../../platform/shutdown.ts';
 import { initTelemetry } from '../../platform/telemetry.ts';
 import { HostAgent } from './agent.ts';
+import { StorageWorker } from './storage-worker.ts';
 
 initTelemetry();
 const defaultHostId = hostname().replace(/[^A-Za-z0-9_-]/g, '-') || 'host';
@@ -39,13 +40,23 @@ const lookupNetwork = async (name: string) => {
 };
 const { drivers, network, description } = await selectDrivers(cfg.driver, stateDir, lookupNetwork);
 log.info(`hypervisor drivers: ${description}`);
-const agent = new HostAgent(n, { hostId: cfg.hostId, stateDir, drivers, ackWaitMs: cfg.ackWaitMs }, log);
+const runtimeInterfaces = network
+  ? (uuid: string) =>
+      network
+        .listInterfaces()
+        .filter((i) => i.domainUuid === uuid)
+        .map((i) => ({ mac: i.mac, ifname: i.ifname, ...(i.bridge ? { bridge: i.bridge } : {}), ...(i.network ? { network: i.network } : {}) }))
+  : undefined;
+const agent = new HostAgent(n, { hostId: cfg.hostId, stateDir, drivers, ackWaitMs: cfg.ackWaitMs, ...(runtimeInterfaces ? { runtimeInterfaces } : {}) }, log);
 await agent.start();
+const storage = new StorageWorker(n, { hostId: cfg.hostId, stateDir, ackWaitMs: cfg.ackWaitMs }, log.child('storage'));
+await storage.start();
 log.info('host agent ready', { hostId: cfg.hostId, stateDir });
 onShutdown(
   log,
   () => n.close(),
   async () => {
+    await storage.stop();
     await agent.stop();
     await network?.close();
   },

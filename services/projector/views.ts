@@ -12,6 +12,7 @@ export const toDomainView = (s: DomainAggregate, updatedAt: string): DomainView 
   nextDefinition: s.nextDefinition,
   desired: s.desired,
   observed: s.observed,
+  interfaces: s.interfaces ?? [],
   pending: s.pending,
   lastError: s.lastError,
   version: s.version,
