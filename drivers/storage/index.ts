@@ -1,0 +1,2 @@
+export { DirPoolVolumes, QemuImgError } from './qemu-img.ts';
+export type { CreateVolumeOptions, VolumeFormat, VolumeInfo } from './qemu-img.ts';
