@@ -2,13 +2,15 @@ import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { isVirtError, type VirtErrorBody } from '../contracts/errors.ts';
 import { VIRSH_STATE_LABEL } from '../contracts/domain/state.ts';
-import type { DomainOp } from '../contracts/domain/events.ts';
+import type { LifecycleOp } from '../contracts/domain/events.ts';
 import { VirtplaneClient, type CommandAccepted } from '../client/index.ts';
 import { ConfigError } from '../platform/config.ts';
 import { domainList, dominfo, hostList, lifecycleLine } from './format.ts';
 import { withProgress } from './progress.ts';
 import { initTelemetry } from '../platform/telemetry.ts';
 import { formatDomainXml } from '../contracts/xml/index.ts';
+import { registerNetworkCommands } from './network-commands.ts';
+import { registerStorageCommands } from './storage-commands.ts';
 
 interface Globals {
   server?: string;
@@ -24,7 +26,7 @@ class Output {
 }
 
 /** Messages virsh prints on success, so scripts and people see what they expect. */
-const DONE: Record<DomainOp, (name: string) => string> = {
+const DONE: Record<LifecycleOp, (name: string) => string> = {
   start: (n) => `Domain '${n}' started`,
   shutdown: (n) => `Domain '${n}' is being shutdown`,
   destroy: (n) => `Domain '${n}' destroyed`,
@@ -34,7 +36,7 @@ const DONE: Record<DomainOp, (name: string) => string> = {
 };
 
 /** virsh waits for these; shutdown and reboot only ask the guest, unless --wait. */
-const WAITS_BY_DEFAULT: Record<DomainOp, boolean> = {
+const WAITS_BY_DEFAULT: Record<LifecycleOp, boolean> = {
   start: true,
   shutdown: false,
   destroy: true,
@@ -136,6 +138,49 @@ export const buildProgram = (): Command => {
     });
   }
 
+  const scope = (o: { live?: boolean; config?: boolean; persistent?: boolean }) => ({
+    ...(o.live || o.persistent ? { live: true } : {}),
+    ...(o.config || o.persistent ? { config: true } : {}),
+  });
+  program
+    .command('attach-interface')
+    .description('plug a network interface into a domain (live when running, config otherwise)')
+    .argument('<domain>', 'name or uuid')
+    .argument('<type>', 'network, bridge, ethernet, direct or user')
+    .argument('[source]', 'network name, bridge or host device')
+    .option('--model <model>', 'device model, e.g. virtio')
+    .option('--mac <mac>', 'MAC address (52:54:00:xx:xx:xx generated when absent)')
+    .option('--target <dev>', 'host device name (or a %d template)')
+    .option('--live', 'change the running domain')
+    .option('--config', 'change the persistent definition')
+    .option('--persistent', 'both --live and --config')
+    .action(async (domain: string, type: string, source: string | undefined, o: { model?: string; mac?: string; target?: string; live?: boolean; config?: boolean; persistent?: boolean }) => {
+      const key = type === 'network' ? 'network' : type === 'bridge' ? 'bridge' : 'dev';
+      const iface = {
+        type,
+        ...(source ? { source: { [key]: source } } : {}),
+        ...(o.model ? { model: o.model } : {}),
+        ...(o.mac ? { mac: o.mac } : {}),
+        ...(o.target ? { targetDev: o.target } : {}),
+      };
+      const view = await withClient(async (c) => c.outcome(await c.attachInterface(domain, iface, scope(o)), 120_000));
+      out().result('Interface attached successfully', view);
+    });
+
+  program
+    .command('detach-interface')
+    .description('unplug a network interface from a domain, by MAC address')
+    .argument('<domain>', 'name or uuid')
+    .argument('<type>', 'interface type (as virsh takes it)')
+    .requiredOption('--mac <mac>', 'MAC address of the interface')
+    .option('--live', 'change the running domain')
+    .option('--config', 'change the persistent definition')
+    .option('--persistent', 'both --live and --config')
+    .action(async (domain: string, _type: string, o: { mac: string; live?: boolean; config?: boolean; persistent?: boolean }) => {
+      const view = await withClient(async (c) => c.outcome(await c.detachInterface(domain, o.mac, scope(o)), 120_000));
+      out().result('Interface detached successfully', view);
+    });
+
   program
     .command('dominfo')
     .description('domain information')
@@ -200,6 +245,9 @@ export const buildProgram = (): Command => {
       const hosts = await withClient((c) => c.hosts());
       out().result(hostList(hosts), hosts);
     });
+
+  registerNetworkCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
+  registerStorageCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
 
   return program;
 };

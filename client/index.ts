@@ -3,7 +3,7 @@ import { userInfo, hostname } from 'node:os';
 import { DeliverPolicy, type OrderedConsumerOptions } from '@nats-io/jetstream';
 import type { CommandAccepted } from '../contracts/domain/commands.ts';
 import type { DomainDefinitionInput } from '../contracts/domain/definition.ts';
-import type { DomainOp } from '../contracts/domain/events.ts';
+import type { LifecycleOp } from '../contracts/domain/events.ts';
 import { virtError } from '../contracts/errors.ts';
 import { LifecycleEvent } from '../contracts/lifecycle.ts';
 import { STREAMS, subjects } from '../contracts/subjects.ts';
@@ -11,8 +11,16 @@ import type { DomainListRequest, DomainView, HostView } from '../contracts/views
 import { BaseConfig, loadConfig, resolveNatsUrl } from '../platform/config.ts';
 import { connectNats, decodeJson, type Nats } from '../platform/nats.ts';
 import { call } from '../platform/rpc.ts';
+import type { NetworkCommandAccepted } from '../contracts/network/commands.ts';
+import { NetworkLifecycleEvent } from '../contracts/network/lifecycle.ts';
+import type { NetworkListRequest, NetworkView } from '../contracts/network/views.ts';
+import type { StorageAccepted } from '../contracts/storage/commands.ts';
+import type { StoragePoolDefinitionInput, StorageVolumeDefinitionInput } from '../contracts/storage/definition.ts';
+import type { PoolListRequest, PoolView, TaskOutcomeView, VolumeView } from '../contracts/storage/views.ts';
 
 export type { CommandAccepted, DomainView, HostView, LifecycleEvent };
+export type { NetworkCommandAccepted, NetworkLifecycleEvent, NetworkView };
+export type { PoolView, StorageAccepted, VolumeView };
 
 export interface CommandOptions {
   /** Reuse one id to retry a command safely: it takes effect once and the reply repeats. */
@@ -84,8 +92,17 @@ export class VirtplaneClient {
     return this.command('start', { domain, ...(opts.paused ? { paused: true } : {}) }, opts);
   }
 
-  operation(op: Exclude<DomainOp, 'start'>, domain: string, opts?: CommandOptions) {
+  operation(op: Exclude<LifecycleOp, 'start'>, domain: string, opts?: CommandOptions) {
     return this.command(op, { domain }, opts);
+  }
+
+  /** virsh attach-interface: live on a running domain, config on a shut off one, unless told. */
+  attachInterface(domain: string, iface: Record<string, unknown>, opts: CommandOptions & { live?: boolean; config?: boolean } = {}) {
+    return this.command('attach-interface', { domain, iface, ...(opts.live ? { live: true } : {}), ...(opts.config ? { config: true } : {}) }, opts);
+  }
+
+  detachInterface(domain: string, mac: string, opts: CommandOptions & { live?: boolean; config?: boolean } = {}) {
+    return this.command('detach-interface', { domain, mac, ...(opts.live ? { live: true } : {}), ...(opts.config ? { config: true } : {}) }, opts);
   }
 
   shutdown = (domain: string, opts?: CommandOptions) => this.operation('shutdown', domain, opts);
@@ -152,6 +169,166 @@ export class VirtplaneClient {
       await messages.close();
     }
   }
+
+  // ---- Networks ---------------------------------------------------------------------------------
+
+  private networkCommand(verb: string, body: Record<string, unknown>, opts: Omit<CommandOptions, 'timeoutSeconds'> = {}): Promise<NetworkCommandAccepted> {
+    return call<NetworkCommandAccepted>(
+      this.nats.nc,
+      subjects.command('network', verb),
+      { ...body, commandId: opts.commandId ?? randomUUID(), actor: this.actor, ...(opts.correlationId ? { correlationId: opts.correlationId } : {}) },
+      this.timeoutMs,
+    );
+  }
+
+  /** Defines (or redefines) a persistent network from the JSON model or libvirt network XML. */
+  netDefine(input: { definition: Record<string, unknown> } | { xml: string }, opts?: CommandOptions) {
+    return this.networkCommand('define', input, opts);
+  }
+
+  netUndefine(network: string, opts?: CommandOptions) {
+    return this.networkCommand('undefine', { network }, opts);
+  }
+
+  netStart(network: string, opts?: CommandOptions) {
+    return this.networkCommand('start', { network }, opts);
+  }
+
+  netDestroy(network: string, opts?: CommandOptions) {
+    return this.networkCommand('destroy', { network }, opts);
+  }
+
+  netAutostart(network: string, enable = true, opts?: CommandOptions) {
+    return this.networkCommand('autostart', { network, enable }, opts);
+  }
+
+  async netGet(network: string, opts: { minVersion?: number; waitMs?: number } = {}): Promise<NetworkView> {
+    const r = await call<{ network: NetworkView }>(this.nats.nc, subjects.query('network', 'get'), { network, ...opts }, (opts.waitMs ?? 5000) + this.timeoutMs);
+    return r.network;
+  }
+
+  async netList(filter: Partial<NetworkListRequest> = {}): Promise<NetworkView[]> {
+    return (await call<{ networks: NetworkView[] }>(this.nats.nc, subjects.query('network', 'list'), filter, this.timeoutMs)).networks;
+  }
+
+  /** Network lifecycle events (DEFINED, UNDEFINED, STARTED, STOPPED) as they happen, or from the start. */
+  async *netEvents(opts: { networkId?: string; from?: 'new' | 'all'; signal?: AbortSignal } = {}): AsyncGenerator<NetworkLifecycleEvent> {
+    const consumer = await this.nats.js.consumers.get(STREAMS.lifecycle, {
+      filter_subjects: subjects.networkLifecycle(opts.networkId ?? '*'),
+      deliver_policy: opts.from === 'all' ? DeliverPolicy.All : DeliverPolicy.New,
+    });
+    const messages = await consumer.consume();
+    const stop = () => void messages.close();
+    opts.signal?.addEventListener('abort', stop, { once: true });
+    if (opts.signal?.aborted) stop();
+    try {
+      for await (const m of messages) {
+        const parsed = NetworkLifecycleEvent.safeParse(decodeJson(m.data));
+        if (parsed.success) yield parsed.data;
+      }
+    } finally {
+      opts.signal?.removeEventListener('abort', stop);
+      await messages.close();
+    }
+  }
+
+  // ---- End of networks --------------------------------------------------------------------------
+
+  // ---- Storage pools and volumes ----------------------------------------------------------------
+
+  private storageCommand(aggregate: 'pool' | 'vol', verb: string, body: Record<string, unknown>, opts: CommandOptions = {}): Promise<StorageAccepted> {
+    return call<StorageAccepted>(
+      this.nats.nc,
+      subjects.command(aggregate, verb),
+      {
+        ...body,
+        commandId: opts.commandId ?? randomUUID(),
+        actor: this.actor,
+        ...(opts.correlationId ? { correlationId: opts.correlationId } : {}),
+        ...(opts.timeoutSeconds ? { timeoutSeconds: opts.timeoutSeconds } : {}),
+      },
+      this.timeoutMs,
+    );
+  }
+
+  /** Defines (or redefines) a pool from the JSON model or libvirt pool XML, on `hostId` or the only live host. */
+  poolDefine(
+    input: { definition: StoragePoolDefinitionInput | Record<string, unknown>; hostId?: string } | { xml: string; hostId?: string },
+    opts?: Omit<CommandOptions, 'timeoutSeconds'>,
+  ) {
+    return this.storageCommand('pool', 'define', input, opts);
+  }
+
+  poolBuild(pool: string, opts?: CommandOptions) {
+    return this.storageCommand('pool', 'build', { pool }, opts);
+  }
+
+  /** `build`: build the pool first, as `virsh pool-start --build`. */
+  poolStart(pool: string, opts: CommandOptions & { build?: boolean } = {}) {
+    return this.storageCommand('pool', 'start', { pool, ...(opts.build ? { build: true } : {}) }, opts);
+  }
+
+  poolDestroy(pool: string, opts?: Omit<CommandOptions, 'timeoutSeconds'>) {
+    return this.storageCommand('pool', 'destroy', { pool }, opts);
+  }
+
+  poolUndefine(pool: string, opts?: Omit<CommandOptions, 'timeoutSeconds'>) {
+    return this.storageCommand('pool', 'undefine', { pool }, opts);
+  }
+
+  async poolGet(pool: string, opts: { minVersion?: number; waitMs?: number } = {}): Promise<PoolView> {
+    return (await call<{ pool: PoolView }>(this.nats.nc, subjects.query('pool', 'get'), { pool, ...opts }, (opts.waitMs ?? 5000) + this.timeoutMs)).pool;
+  }
+
+  /** Active pools, or all with `all`, as `virsh pool-list [--all]`. */
+  async poolList(filter: Partial<PoolListRequest> = {}): Promise<PoolView[]> {
+    return (await call<{ pools: PoolView[] }>(this.nats.nc, subjects.query('pool', 'list'), filter, this.timeoutMs)).pools;
+  }
+
+  /** Creates a volume in an active pool from the JSON model or libvirt volume XML. */
+  volCreate(pool: string, input: { definition: StorageVolumeDefinitionInput | Record<string, unknown> } | { xml: string }, opts?: CommandOptions) {
+    return this.storageCommand('vol', 'create', { pool, ...input }, opts);
+  }
+
+  /** `volume`: its name in `pool`, or its key (path). */
+  volDelete(pool: string, volume: string, opts?: CommandOptions) {
+    return this.storageCommand('vol', 'delete', { pool, volume }, opts);
+  }
+
+  /** `volume`: a name with `opts.pool`, `pool/name`, or a key (path). */
+  async volGet(volume: string, opts: { pool?: string; minVersion?: number; waitMs?: number } = {}): Promise<VolumeView> {
+    return (await call<{ volume: VolumeView }>(this.nats.nc, subjects.query('vol', 'get'), { volume, ...opts }, (opts.waitMs ?? 5000) + this.timeoutMs)).volume;
+  }
+
+  async volList(pool: string, opts: { minVersion?: number; waitMs?: number } = {}): Promise<VolumeView[]> {
+    return (await call<{ volumes: VolumeView[] }>(this.nats.nc, subjects.query('vol', 'list'), { pool, ...opts }, (opts.waitMs ?? 5000) + this.timeoutMs)).volumes;
+  }
+
+  /**
+   * Waits until the host has carried out what `accepted` asked for (build, start, volume create or
+   * delete) and returns the pool then. Throws the host's error when it failed, `timeout` while it runs.
+   */
+  async storageOutcome(accepted: StorageAccepted, timeoutMs = 120_000): Promise<PoolView> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const waitMs = Math.max(0, Math.min(25_000, deadline - Date.now()));
+      const r = await call<{ pool: PoolView; task?: TaskOutcomeView }>(
+        this.nats.nc,
+        subjects.query('pool', 'get'),
+        { pool: accepted.poolId, minVersion: accepted.version, waitMs, ...(accepted.taskId ? { task: accepted.taskId } : {}) },
+        waitMs + this.timeoutMs,
+      );
+      if (r.task && !r.task.ok && r.task.error) {
+        throw virtError(r.task.error.code, r.task.error.message, { pool: r.pool.name, op: r.task.op, ...(r.task.name ? { volume: r.task.name } : {}) });
+      }
+      if (!accepted.taskId || !r.pool.inFlight.some((t) => t.taskId === accepted.taskId)) return r.pool;
+      if (Date.now() >= deadline) {
+        throw virtError('timeout', `pool '${r.pool.name}': task ${accepted.taskId} still in progress after ${timeoutMs} ms`);
+      }
+    }
+  }
+
+  // ---- End of storage ---------------------------------------------------------------------------
 
   async close(): Promise<void> {
     if (this.owned) await this.nats.close();

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DomainDefinition } from './domain/definition.ts';
+import { DomainDefinition, InterfaceModel } from './domain/definition.ts';
 import { DomainOp } from './domain/events.ts';
 import { ObservedState, RuntimeInterface } from './domain/state.ts';
 import { VirtErrorBody } from './errors.ts';
@@ -19,6 +19,8 @@ export const DomainTask = z.object({
   placementEpoch: z.number().int(),
   deadline: z.iso.datetime(),
   paused: z.boolean().optional(),
+  iface: InterfaceModel.optional(),
+  mac: z.string().optional(),
   definition: DomainDefinition,
   correlationId: z.string(),
   traceparent: z.string().optional(),

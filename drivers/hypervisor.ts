@@ -1,5 +1,5 @@
-import type { DomainDefinition } from '../contracts/domain/definition.ts';
-import type { ObservedState } from '../contracts/domain/state.ts';
+import type { DomainDefinition, InterfaceModel } from '../contracts/domain/definition.ts';
+import type { ObservedState, RuntimeInterface } from '../contracts/domain/state.ts';
 
 /**
  * What a host agent needs from a hypervisor driver. Drivers are plain async code over the host OS:
@@ -51,6 +51,18 @@ export interface HypervisorDriver {
   resume(uuid: string, opts?: OperationOptions): Promise<ObservedState>;
   /** Applies on_reboot: restart keeps the guest running, destroy leaves it shut off. */
   reboot(def: DomainDefinition, opts?: OperationOptions): Promise<ObservedState>;
+  /**
+   * Hot-plugs a NIC into a running guest (`virsh attach-interface --live`). An interface whose MAC
+   * the guest already has is reported as it is, without a second device. A guest that is not
+   * running is an `operation-invalid` error.
+   */
+  attachInterface?(def: DomainDefinition, iface: InterfaceModel, opts?: OperationOptions): Promise<RuntimeInterface>;
+  /**
+   * Unplugs the NIC with this MAC from a running guest and releases its host device once the guest
+   * has let go of it; a MAC the guest does not have is nothing to do. A guest that does not release
+   * the device before `opts.signal` aborts is a `timeout` error, with the NIC still attached.
+   */
+  detachInterface?(def: DomainDefinition, mac: string, opts?: OperationOptions): Promise<void>;
   /** Subscribe to unexpected state changes; returns an unsubscribe function. */
   onObservation(listener: (o: DomainObservation) => void): () => void;
   /** Releases monitors and timers; running guests keep running. */

@@ -1,7 +1,8 @@
 import { z } from 'zod';
-import { DomainDefinition } from './definition.ts';
+import { DomainDefinition, type InterfaceModel } from './definition.ts';
 import { CommandId, HostId } from '../ids.ts';
 import type { VirtErrorBody } from '../errors.ts';
+import type { DomainOp } from './events.ts';
 import type { DomainStateName, ObservedState, RuntimeInterface, StateReason } from './state.ts';
 
 /** Fields every command request may carry; the client fills them, people need not. */
@@ -45,19 +46,40 @@ export type DomainCommand =
   | { type: 'suspend'; timeoutMs: number }
   | { type: 'resume'; timeoutMs: number }
   | { type: 'reboot'; timeoutMs: number }
+  /** live/config as virsh: neither given means live on a running domain, config on a shut off one. */
+  | { type: 'attach-interface'; iface: InterfaceModel; live: boolean; config: boolean; timeoutMs: number }
+  | { type: 'detach-interface'; mac: string; live: boolean; config: boolean; timeoutMs: number }
   | { type: 'complete'; taskId: string; observed: ObservedState; interfaces?: RuntimeInterface[] }
   | { type: 'fail'; taskId: string; error: VirtErrorBody; observed?: ObservedState }
   | { type: 'observe'; state: DomainStateName; reason: StateReason; cause?: string }
   | { type: 'expire'; taskId: string };
 
-export const DEFAULT_TIMEOUT_MS: Record<'start' | 'shutdown' | 'destroy' | 'suspend' | 'resume' | 'reboot', number> = {
+export const DEFAULT_TIMEOUT_MS: Record<DomainOp, number> = {
   start: 120_000,
   shutdown: 300_000,
   destroy: 60_000,
   suspend: 60_000,
   resume: 60_000,
   reboot: 300_000,
+  'attach-interface': 60_000,
+  'detach-interface': 60_000,
 };
+
+const InterfaceScope = {
+  /** Change the running guest. */
+  live: z.boolean().optional(),
+  /** Change the persistent definition. */
+  config: z.boolean().optional(),
+};
+
+export const AttachInterfaceRequest = DomainOpRequest.extend({ iface: z.unknown(), ...InterfaceScope });
+export type AttachInterfaceRequest = z.infer<typeof AttachInterfaceRequest>;
+
+export const DetachInterfaceRequest = DomainOpRequest.extend({
+  mac: z.string().regex(/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/, 'must be a MAC address like 52:54:00:12:34:56').transform((m) => m.toLowerCase()),
+  ...InterfaceScope,
+});
+export type DetachInterfaceRequest = z.infer<typeof DetachInterfaceRequest>;
 
 export const CommandAccepted = z.object({
   ok: z.literal(true),

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { commandVersion, decide, evolve, initialDomainState } from './decider.ts';
 import { DomainDefinition } from './definition.ts';
 import type { DomainCommand } from './commands.ts';
-import type { DomainEventBody, DomainOp } from './events.ts';
+import type { DomainEventBody, LifecycleOp } from './events.ts';
 import type { DomainStateName, ObservedState, StateReason } from './state.ts';
 import { deciderSpec, type GivenEvent } from '../testing/decider-spec.ts';
 
@@ -35,12 +35,12 @@ const defined = (d = def, added = true, hostId = 'h1', placementEpoch = 1): Ev =
   type: 'DomainDefined',
   data: { definition: d, hostId, placementEpoch, added },
 });
-const requested = (op: DomainOp, taskId: string, deadline = LIVE_DEADLINE, paused?: boolean): Ev => ({
+const requested = (op: LifecycleOp, taskId: string, deadline = LIVE_DEADLINE, paused?: boolean): Ev => ({
   type: REQUESTED[op],
   id: taskId,
   data: { hostId: 'h1', placementEpoch: 1, deadline, ...(paused ? { paused } : {}) },
 });
-const completed = (op: DomainOp, taskId: string, state: DomainStateName, reason: StateReason): Ev => ({
+const completed = (op: LifecycleOp, taskId: string, state: DomainStateName, reason: StateReason): Ev => ({
   type: 'DomainOperationCompleted',
   data: { op, taskId, observed: { state, reason } },
 });
@@ -55,10 +55,10 @@ const running: Ev[] = [defined(), requested('start', 't-start'), completed('star
 const paused: Ev[] = [...running, requested('suspend', 't-suspend'), completed('suspend', 't-suspend', 'paused', 'user')];
 const withObserved = (state: DomainStateName, reason: StateReason): Ev[] => [...running, observed(state, reason)];
 
-const op = (type: DomainOp, timeoutMs = TIMEOUT, paused = false): DomainCommand =>
+const op = (type: LifecycleOp, timeoutMs = TIMEOUT, paused = false): DomainCommand =>
   type === 'start' ? { type, paused, timeoutMs } : { type, timeoutMs };
 
-const expectRequested = (o: DomainOp, now = NOW, paused?: boolean): DomainEventBody => ({
+const expectRequested = (o: LifecycleOp, now = NOW, paused?: boolean): DomainEventBody => ({
   type: REQUESTED[o],
   data: { hostId: 'h1', placementEpoch: 1, deadline: deadlineFrom(now), ...(paused ? { paused } : {}) },
 });
@@ -231,7 +231,7 @@ describe('undefine', () => {
 });
 
 describe('operations from each observed state', () => {
-  type Row = Record<DomainOp, string>;
+  type Row = Record<LifecycleOp, string>;
   const inactive: Row = { start: OK, shutdown: NOT_RUNNING, destroy: NOT_RUNNING, suspend: NOT_RUNNING, resume: NOT_PAUSED, reboot: NOT_RUNNING };
   const activeNotPaused: Row = { start: ALREADY_RUNNING, shutdown: OK, destroy: OK, suspend: OK, resume: NOT_PAUSED, reboot: OK };
   const histories: Array<[string, Ev[], Row]> = [
@@ -249,8 +249,8 @@ describe('operations from each observed state', () => {
     // libvirt accepts shutdown and reboot of a paused domain; suspending it again is refused.
     ['paused', paused, { start: ALREADY_RUNNING, shutdown: OK, destroy: OK, suspend: ALREADY_PAUSED, resume: OK, reboot: OK }],
   ];
-  const ops: DomainOp[] = ['start', 'shutdown', 'destroy', 'suspend', 'resume', 'reboot'];
-  const desiredAfter: Record<DomainOp, DomainStateName> = {
+  const ops: LifecycleOp[] = ['start', 'shutdown', 'destroy', 'suspend', 'resume', 'reboot'];
+  const desiredAfter: Record<LifecycleOp, DomainStateName> = {
     start: 'running',
     shutdown: 'shutoff',
     destroy: 'shutoff',
@@ -307,7 +307,7 @@ describe('operations from each observed state', () => {
 });
 
 describe('pending operations', () => {
-  const lockMessage = (o: DomainOp, since: string) =>
+  const lockMessage = (o: LifecycleOp, since: string) =>
     `cannot acquire state change lock: domain 'web1' has operation '${o}' in progress since ${since}`;
   // given event i is stamped epoch + i seconds
   const startPending = [defined(), requested('start', 't-start')];
@@ -400,7 +400,7 @@ describe('pending operations', () => {
 
   describe('an expired pending operation', () => {
     const expiredStart = [defined(), requested('start', 't-old', PAST_DEADLINE)];
-    const timeout = (o: DomainOp, taskId: string, deadline = PAST_DEADLINE): DomainEventBody => ({
+    const timeout = (o: LifecycleOp, taskId: string, deadline = PAST_DEADLINE): DomainEventBody => ({
       type: 'DomainOperationFailed',
       data: { op: o, taskId, error: { code: 'timeout', message: `operation '${o}' did not finish before its deadline ${deadline}` } },
     });

@@ -1,6 +1,6 @@
-import type { DomainDefinition } from './definition.ts';
+import type { DomainDefinition, InterfaceModel } from './definition.ts';
 import type { DomainCommand } from './commands.ts';
-import { REQUESTED_EVENT, type DomainEventBody, type DomainOp } from './events.ts';
+import { REQUESTED_EVENT, type DomainEventBody, type DomainOp, type LifecycleOp } from './events.ts';
 import { isActive, type DomainStateName, type ObservedState, type RuntimeInterface } from './state.ts';
 import { virtError } from '../errors.ts';
 import type { Envelope } from '../envelope.ts';
@@ -17,6 +17,10 @@ export interface PendingOperation {
   taskId: string;
   requestedAt: string;
   deadline: string;
+  /** Interface operations: what to plug or unplug, and whether the definition changes too. */
+  iface?: InterfaceModel;
+  mac?: string;
+  persistent?: boolean;
 }
 
 export interface DomainAggregate {
@@ -65,7 +69,7 @@ export const initialDomainState = (id: string): DomainAggregate => ({
   recentCommands: [],
 });
 
-const DESIRED_AFTER: Record<DomainOp, (paused: boolean) => DomainStateName> = {
+const DESIRED_AFTER: Record<LifecycleOp, (paused: boolean) => DomainStateName> = {
   start: (paused) => (paused ? 'paused' : 'running'),
   shutdown: () => 'shutoff',
   destroy: () => 'shutoff',
@@ -88,19 +92,23 @@ const timeoutFailure = (p: PendingOperation): DomainEventBody => ({
   },
 });
 
-const requestedEvent = (
-  s: DomainAggregate,
-  op: DomainOp,
-  now: Date,
-  timeoutMs: number,
-  paused?: boolean,
-): DomainEventBody => ({
+interface RequestArgs {
+  paused?: boolean;
+  iface?: InterfaceModel;
+  mac?: string;
+  persistent?: boolean;
+}
+
+const requestedEvent = (s: DomainAggregate, op: DomainOp, now: Date, timeoutMs: number, args: RequestArgs = {}): DomainEventBody => ({
   type: REQUESTED_EVENT[op],
   data: {
     hostId: s.hostId,
     placementEpoch: s.placementEpoch,
     deadline: new Date(now.getTime() + timeoutMs).toISOString(),
-    ...(paused ? { paused } : {}),
+    ...(args.paused ? { paused: true } : {}),
+    ...(args.iface ? { iface: args.iface } : {}),
+    ...(args.mac ? { mac: args.mac } : {}),
+    ...(args.persistent !== undefined ? { persistent: args.persistent } : {}),
   },
 });
 
@@ -126,16 +134,14 @@ const checkTransition = (op: DomainOp, s: DomainAggregate): void => {
     case 'resume':
       if (state !== 'paused') throw virtError('operation-invalid', `domain '${s.name}' is not paused`);
       return;
+    case 'attach-interface':
+    case 'detach-interface':
+      if (!isActive(state)) throw notRunning(s);
+      return;
   }
 };
 
-const decideOperation = (
-  op: DomainOp,
-  s: DomainAggregate,
-  now: Date,
-  timeoutMs: number,
-  paused = false,
-): DomainEventBody[] => {
+const decideOperation = (op: DomainOp, s: DomainAggregate, now: Date, timeoutMs: number, args: RequestArgs = {}): DomainEventBody[] => {
   const before: DomainEventBody[] = [];
   const p = s.pending;
   if (p && pendingExpired(p, now)) {
@@ -166,7 +172,7 @@ const decideOperation = (
     );
   }
   checkTransition(op, s);
-  return [...before, requestedEvent(s, op, now, timeoutMs, paused)];
+  return [...before, requestedEvent(s, op, now, timeoutMs, args)];
 };
 
 const requireDomain = (s: DomainAggregate, ref: string = s.id) => {
@@ -202,7 +208,7 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
     }
     case 'start':
       requireDomain(s);
-      return decideOperation('start', s, now, cmd.timeoutMs, cmd.paused);
+      return decideOperation('start', s, now, cmd.timeoutMs, { paused: cmd.paused });
     case 'shutdown':
     case 'destroy':
     case 'suspend':
@@ -213,6 +219,10 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
         return decideOperation('destroy', s, now, cmd.timeoutMs);
       }
       return decideOperation(cmd.type, s, now, cmd.timeoutMs);
+    case 'attach-interface':
+    case 'detach-interface':
+      requireDomain(s);
+      return decideInterface(cmd, s, now);
     case 'complete':
     case 'fail': {
       requireDomain(s);
@@ -247,6 +257,51 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
       if (!s.exists || !s.pending || s.pending.taskId !== cmd.taskId || !pendingExpired(s.pending, now)) return [];
       return [timeoutFailure(s.pending)];
   }
+};
+
+const macOf = (i: InterfaceModel) => i.mac?.toLowerCase();
+
+/** The definition with one interface added or taken out. */
+const withInterface = (def: DomainDefinition, add?: InterfaceModel, removeMac?: string): DomainDefinition => ({
+  ...def,
+  devices: {
+    ...def.devices,
+    interfaces: [...def.devices.interfaces.filter((i) => !removeMac || macOf(i) !== removeMac), ...(add ? [add] : [])],
+  },
+});
+
+/**
+ * virsh attach-interface / detach-interface: live changes go to the host as an operation; config
+ * changes are a new definition. Neither flag means "live" on a running domain and "config" on a shut
+ * off one (virsh's --current).
+ */
+const decideInterface = (
+  cmd: Extract<DomainCommand, { type: 'attach-interface' | 'detach-interface' }>,
+  s: DomainAggregate,
+  now: Date,
+): DomainEventBody[] => {
+  const running = isActive(s.observed.state) || s.pending?.op === 'start';
+  const live = cmd.live || (!cmd.config && running);
+  const config = cmd.config;
+  if (live && !isActive(s.observed.state)) throw notRunning(s);
+  const def = s.nextDefinition ?? s.definition!;
+  const known = [...s.definition!.devices.interfaces, ...def.devices.interfaces];
+  if (cmd.type === 'attach-interface') {
+    const mac = macOf(cmd.iface);
+    if (mac && known.some((i) => macOf(i) === mac)) {
+      throw virtError('operation-failed', `domain '${s.name}' already has an interface with MAC address ${mac}`);
+    }
+  } else if (!known.some((i) => macOf(i) === cmd.mac) && !s.interfaces.some((i) => i.mac === cmd.mac)) {
+    throw virtError('operation-failed', `domain '${s.name}' has no interface with MAC address ${cmd.mac}`);
+  }
+  if (live) {
+    return decideOperation(cmd.type, s, now, cmd.timeoutMs, {
+      ...(cmd.type === 'attach-interface' ? { iface: cmd.iface } : { mac: cmd.mac }),
+      persistent: config,
+    });
+  }
+  const next = cmd.type === 'attach-interface' ? withInterface(def, cmd.iface) : withInterface(def, undefined, cmd.mac);
+  return [{ type: 'DomainDefined', data: { definition: next, hostId: s.hostId, placementEpoch: s.placementEpoch, added: false } }];
 };
 
 const observationEvents = (
@@ -297,7 +352,9 @@ export const evolve = (s: DomainAggregate, e: Envelope<DomainEventBody>): Domain
     case 'DomainDestroyRequested':
     case 'DomainSuspendRequested':
     case 'DomainResumeRequested':
-    case 'DomainRebootRequested': {
+    case 'DomainRebootRequested':
+    case 'DomainInterfaceAttachRequested':
+    case 'DomainInterfaceDetachRequested': {
       const op = OP_OF[e.type];
       // destroy superseding the start of a transient domain shares a commit with the failure it
       // records, and that failure settled the domain away; the start may still be booting the guest,
@@ -306,14 +363,24 @@ export const evolve = (s: DomainAggregate, e: Envelope<DomainEventBody>): Domain
       return {
         ...base,
         ...(superseding ? { exists: true, removed: false } : {}),
-        pending: { op, taskId: e.id, requestedAt: e.time, deadline: e.data.deadline },
-        desired: DESIRED_AFTER[op](e.data.paused ?? false),
+        pending: {
+          op,
+          taskId: e.id,
+          requestedAt: e.time,
+          deadline: e.data.deadline,
+          ...(e.data.iface ? { iface: e.data.iface } : {}),
+          ...(e.data.mac ? { mac: e.data.mac } : {}),
+          ...(e.data.persistent !== undefined ? { persistent: e.data.persistent } : {}),
+        },
+        // Plugging a device changes no power state.
+        desired: op === 'attach-interface' || op === 'detach-interface' ? s.desired : DESIRED_AFTER[op](e.data.paused ?? false),
         lastError: null,
       };
     }
     case 'DomainOperationCompleted':
       return settle({
         ...base,
+        ...(s.pending?.taskId === e.data.taskId ? interfaceChange(s, s.pending) : {}),
         pending: s.pending?.taskId === e.data.taskId ? null : s.pending,
         observed: e.data.observed,
         interfaces: e.data.interfaces ?? s.interfaces,
@@ -345,7 +412,22 @@ const OP_OF = {
   DomainSuspendRequested: 'suspend',
   DomainResumeRequested: 'resume',
   DomainRebootRequested: 'reboot',
+  DomainInterfaceAttachRequested: 'attach-interface',
+  DomainInterfaceDetachRequested: 'detach-interface',
 } as const satisfies Record<string, DomainOp>;
+
+/**
+ * What a finished live interface change does to the definitions: the running one always changes; the
+ * next boot's changes only when the change was also asked for the config.
+ */
+const interfaceChange = (s: DomainAggregate, p: PendingOperation): Partial<DomainAggregate> => {
+  if ((p.op !== 'attach-interface' && p.op !== 'detach-interface') || !s.definition) return {};
+  const change = (d: DomainDefinition) => (p.op === 'attach-interface' ? withInterface(d, p.iface) : withInterface(d, undefined, p.mac));
+  const definition = change(s.definition);
+  if (p.persistent) return { definition, nextDefinition: s.nextDefinition ? change(s.nextDefinition) : null };
+  // A live-only change leaves the next boot as it was.
+  return { definition, nextDefinition: s.nextDefinition ?? s.definition };
+};
 
 export const evolveAll = (s: DomainAggregate, events: Array<Envelope<DomainEventBody>>): DomainAggregate =>
   events.reduce(evolve, s);

@@ -1,10 +1,13 @@
 import { z } from 'zod';
-import { DomainDefinition } from './definition.ts';
+import { DomainDefinition, InterfaceModel } from './definition.ts';
 import { DomainStateName, ObservedState, RuntimeInterface, StateReason } from './state.ts';
 import { VirtErrorBody } from '../errors.ts';
 
 /** Operations a host carries out. Each has an intent event `Domain<Op>Requested`. */
-export const DomainOp = z.enum(['start', 'shutdown', 'destroy', 'suspend', 'resume', 'reboot']);
+/** The power-state operations, each a virsh verb of its own. */
+export const LifecycleOp = z.enum(['start', 'shutdown', 'destroy', 'suspend', 'resume', 'reboot']);
+export type LifecycleOp = z.infer<typeof LifecycleOp>;
+export const DomainOp = z.enum([...LifecycleOp.options, 'attach-interface', 'detach-interface']);
 export type DomainOp = z.infer<typeof DomainOp>;
 
 export const REQUESTED_EVENT = {
@@ -14,6 +17,8 @@ export const REQUESTED_EVENT = {
   suspend: 'DomainSuspendRequested',
   resume: 'DomainResumeRequested',
   reboot: 'DomainRebootRequested',
+  'attach-interface': 'DomainInterfaceAttachRequested',
+  'detach-interface': 'DomainInterfaceDetachRequested',
 } as const satisfies Record<DomainOp, string>;
 
 const Requested = z.object({
@@ -22,6 +27,12 @@ const Requested = z.object({
   /** When the operation is recorded as failed if the host has not reported by then. */
   deadline: z.iso.datetime(),
   paused: z.boolean().optional(),
+  /** attach-interface: the interface to plug into the running guest. */
+  iface: InterfaceModel.optional(),
+  /** detach-interface: the MAC address of the interface to unplug. */
+  mac: z.string().optional(),
+  /** Interface changes: also change the persistent definition (virsh --config with --live). */
+  persistent: z.boolean().optional(),
 });
 
 const requested = <T extends string>(type: T) => z.object({ type: z.literal(type), data: Requested });
@@ -48,6 +59,8 @@ export const DomainEventBody = z.discriminatedUnion('type', [
   requested('DomainSuspendRequested'),
   requested('DomainResumeRequested'),
   requested('DomainRebootRequested'),
+  requested('DomainInterfaceAttachRequested'),
+  requested('DomainInterfaceDetachRequested'),
   z.object({
     type: z.literal('DomainOperationCompleted'),
     data: z.object({

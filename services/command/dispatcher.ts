@@ -16,6 +16,8 @@ const INTENT_OPS: Partial<Record<DomainEventBody['type'], DomainOp>> = {
   DomainSuspendRequested: 'suspend',
   DomainResumeRequested: 'resume',
   DomainRebootRequested: 'reboot',
+  DomainInterfaceAttachRequested: 'attach-interface',
+  DomainInterfaceDetachRequested: 'detach-interface',
 };
 
 export const DISPATCHER_CONSUMER = 'dispatcher';
@@ -107,6 +109,8 @@ export class Dispatcher {
         placementEpoch: e.data.placementEpoch,
         deadline: e.data.deadline,
         ...(e.data.paused ? { paused: true } : {}),
+        ...(e.data.iface ? { iface: e.data.iface } : {}),
+        ...(e.data.mac ? { mac: e.data.mac } : {}),
         definition: state.definition,
         correlationId: e.correlationId,
         ...(e.traceContext.traceparent ? { traceparent: e.traceContext.traceparent } : {}),

@@ -1,8 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import { DEFAULT_TIMEOUT_MS, type DefineDomainRequest, type DomainCommand, type DomainOpRequest } from '../../contracts/domain/commands.ts';
+import {
+  DEFAULT_TIMEOUT_MS,
+  type AttachInterfaceRequest,
+  type DefineDomainRequest,
+  type DetachInterfaceRequest,
+  type DomainCommand,
+  type DomainOpRequest,
+} from '../../contracts/domain/commands.ts';
 import { decide, type DomainAggregate } from '../../contracts/domain/decider.ts';
-import { DomainDefinition } from '../../contracts/domain/definition.ts';
-import type { DomainEventBody, DomainOp } from '../../contracts/domain/events.ts';
+import { DomainDefinition, InterfaceModel } from '../../contracts/domain/definition.ts';
+import type { DomainEventBody, LifecycleOp } from '../../contracts/domain/events.ts';
 import type { CommandMeta } from '../../contracts/envelope.ts';
 import { fromZodError, isVirtError, virtError } from '../../contracts/errors.ts';
 import { DomainId, seededRandomBytes, uuidFromSeed } from '../../contracts/ids.ts';
@@ -80,10 +87,36 @@ export class DomainCommands {
     return this.run(req.domain, meta, { type: 'undefine' });
   }
 
-  async operation(op: DomainOp, req: DomainOpRequest & { paused?: boolean }, meta: CommandMeta): Promise<Accepted> {
+  async operation(op: LifecycleOp, req: DomainOpRequest & { paused?: boolean }, meta: CommandMeta): Promise<Accepted> {
     const timeoutMs = req.timeoutSeconds !== undefined ? req.timeoutSeconds * 1000 : DEFAULT_TIMEOUT_MS[op];
     const cmd: DomainCommand = op === 'start' ? { type: 'start', paused: req.paused ?? false, timeoutMs } : { type: op, timeoutMs };
     return this.run(req.domain, meta, cmd);
+  }
+
+  async attachInterface(req: AttachInterfaceRequest, meta: CommandMeta): Promise<Accepted> {
+    const parsed = InterfaceModel.safeParse(req.iface);
+    if (!parsed.success) throw fromZodError(parsed.error);
+    // libvirt gives an interface without a MAC one in 52:54:00; seeded, so a retry picks the same.
+    const b = seededRandomBytes(meta.commandId)(3);
+    const hex = [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+    const iface = { ...parsed.data, mac: parsed.data.mac ?? `52:54:00:${hex}` };
+    return this.run(req.domain, meta, {
+      type: 'attach-interface',
+      iface,
+      live: req.live ?? false,
+      config: req.config ?? false,
+      timeoutMs: req.timeoutSeconds !== undefined ? req.timeoutSeconds * 1000 : DEFAULT_TIMEOUT_MS['attach-interface'],
+    });
+  }
+
+  async detachInterface(req: DetachInterfaceRequest, meta: CommandMeta): Promise<Accepted> {
+    return this.run(req.domain, meta, {
+      type: 'detach-interface',
+      mac: req.mac,
+      live: req.live ?? false,
+      config: req.config ?? false,
+      timeoutMs: req.timeoutSeconds !== undefined ? req.timeoutSeconds * 1000 : DEFAULT_TIMEOUT_MS['detach-interface'],
+    });
   }
 
   /** Applies a command to a domain the caller names by uuid or name. */

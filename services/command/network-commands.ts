@@ -81,6 +81,9 @@ export class NetworkCommands {
 
   async define(req: DefineNetworkRequest, meta: CommandMeta): Promise<NetworkAccepted> {
     const def = this.definitionFrom(req, meta);
+    // A rename of an existing uuid is refused before a claim on the new name is recorded: defines
+    // are rare enough for the extra read.
+    decideNetwork({ type: 'define', definition: def }, await this.repo.load(def.uuid), meta.now);
     await this.names.claim(def.name, def.uuid, meta, this.holds);
     const out = await this.repo.execute(def.uuid, meta, (s) => decideNetwork({ type: 'define', definition: def }, s, meta.now));
     this.nameCache.set(def.name, def.uuid);

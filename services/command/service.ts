@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Subscription } from '@nats-io/transport-node';
-import { DefineDomainRequest, DomainOpRequest, StartDomainRequest } from '../../contracts/domain/commands.ts';
+import { AttachInterfaceRequest, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, StartDomainRequest } from '../../contracts/domain/commands.ts';
 import type { DomainOp } from '../../contracts/domain/events.ts';
 import type { CommandMeta } from '../../contracts/envelope.ts';
 import { HeartbeatRequest, RegisterHostRequest } from '../../contracts/host/events.ts';
@@ -21,6 +21,7 @@ import { Repository } from './repository.ts';
 import { Scheduler } from './scheduler.ts';
 import type { HostLiveness } from '../../contracts/host/liveness.ts';
 import { KvMirror } from '../../platform/kv-mirror.ts';
+import { StorageService } from './storage-commands.ts';
 
 export interface CommandServiceOptions {
   /** Run the dispatcher in this process (one per deployment is enough; more are safe). */
@@ -49,6 +50,7 @@ export class CommandService {
   private subs: Subscription[] = [];
   private dispatcher: Dispatcher | null = null;
   private liveness: KvMirror<HostLiveness> | null = null;
+  private storage: StorageService | null = null;
   private readonly deadlines = new Map<string, NodeJS.Timeout>();
 
   constructor(
@@ -75,6 +77,8 @@ export class CommandService {
     this.subs.push(serve(nc, subjects.command('domain', 'define'), q, DefineDomainRequest, (r, _m, tp) => commands.define(r, metaFrom(r, tp)), log));
     this.subs.push(serve(nc, subjects.command('domain', 'undefine'), q, DomainOpRequest, (r, _m, tp) => commands.undefine(r, metaFrom(r, tp)), log));
     this.subs.push(serve(nc, subjects.command('domain', 'start'), q, StartDomainRequest, (r, _m, tp) => commands.operation('start', r, metaFrom(r, tp)), log));
+    this.subs.push(serve(nc, subjects.command('domain', 'attach-interface'), q, AttachInterfaceRequest, (r, _m, tp) => commands.attachInterface(r, metaFrom(r, tp)), log));
+    this.subs.push(serve(nc, subjects.command('domain', 'detach-interface'), q, DetachInterfaceRequest, (r, _m, tp) => commands.detachInterface(r, metaFrom(r, tp)), log));
     for (const op of ['shutdown', 'destroy', 'suspend', 'resume', 'reboot'] as const satisfies DomainOp[]) {
       this.subs.push(serve(nc, subjects.command('domain', op), q, DomainOpRequest, (r, _m, tp) => commands.operation(op, r, metaFrom(r, tp)), log));
     }
@@ -96,6 +100,7 @@ export class CommandService {
       this.dispatcher = new Dispatcher(this.n, store, log.child('dispatcher'), (task) => this.watchDeadline(task, commands));
       await this.dispatcher.start();
     }
+    this.storage = await StorageService.start(this.n, store, scheduler, log.child('storage'), metaFrom, { dispatcher: this.opts.dispatcher !== false });
     await nc.flush();
   }
 
@@ -122,6 +127,7 @@ export class CommandService {
     for (const s of this.subs) await s.drain().catch(() => undefined);
     this.subs = [];
     await this.dispatcher?.stop();
+    await this.storage?.stop();
     this.liveness?.stop();
     for (const t of this.deadlines.values()) clearTimeout(t);
     this.deadlines.clear();

@@ -228,7 +228,21 @@ export class HostAgent {
         return d.resume(uuid, opts);
       case 'reboot':
         return d.reboot(t.definition, opts);
+      case 'attach-interface':
+      case 'detach-interface':
+        return this.changeInterface(d, t, opts);
     }
+  }
+
+  private async changeInterface(d: HypervisorDriver, t: DomainTask, opts: OperationOptions): Promise<ObservedState> {
+    if (t.op === 'attach-interface') {
+      if (!d.attachInterface || !t.iface) throw virtError('operation-unsupported', `the ${d.name} driver cannot plug interfaces into a running guest`);
+      await d.attachInterface(t.definition, t.iface, opts);
+    } else {
+      if (!d.detachInterface || !t.mac) throw virtError('operation-unsupported', `the ${d.name} driver cannot unplug interfaces from a running guest`);
+      await d.detachInterface(t.definition, t.mac, opts);
+    }
+    return d.state(t.definition.uuid);
   }
 
   /** Retries until the command service has it: a report is the only record of what the host did. */

@@ -1,0 +1,299 @@
+import type { Subscription } from '@nats-io/transport-node';
+import type { CommandMeta } from '../../contracts/envelope.ts';
+import { fromZodError, isVirtError, virtError } from '../../contracts/errors.ts';
+import { DomainId, seededRandomBytes, uuidFromSeed } from '../../contracts/ids.ts';
+import {
+  CreateVolumeRequest,
+  DEFAULT_STORAGE_TIMEOUT_MS,
+  DefinePoolRequest,
+  DeleteVolumeRequest,
+  PoolOpRequest,
+  StartPoolRequest,
+  type StorageCommand,
+} from '../../contracts/storage/commands.ts';
+import {
+  checkPoolDefinition,
+  decide,
+  evolve,
+  initialPoolState,
+  inFlight,
+  noPool,
+  noVolume,
+  poolCommandVersion,
+  type PoolAggregate,
+} from '../../contracts/storage/decider.ts';
+import { StoragePoolDefinition, StorageVolumeDefinition } from '../../contracts/storage/definition.ts';
+import { STORAGE_INTENTS, type StorageEventBody, type StorageOp } from '../../contracts/storage/events.ts';
+import { StorageClaimRequest, StorageReportRequest, storageSubjects, type StorageTask } from '../../contracts/storage/tasks.ts';
+import { QUEUES, subjects } from '../../contracts/subjects.ts';
+import { parsePoolXml, parseVolumeXml } from '../../contracts/xml/index.ts';
+import type { EventStore } from '../../platform/event-store.ts';
+import type { Logger } from '../../platform/log.ts';
+import type { Nats } from '../../platform/nats.ts';
+import { serve } from '../../platform/rpc.ts';
+import { NameClaims } from './name-claims.ts';
+import { Repository, type AggregateKind, type Outcome } from './repository.ts';
+import type { Scheduler } from './scheduler.ts';
+import { StorageDispatcher } from './storage-dispatcher.ts';
+
+export const poolKind: AggregateKind<PoolAggregate, StorageEventBody> = {
+  type: 'pool',
+  initial: initialPoolState,
+  evolve,
+  appliedVersion: poolCommandVersion,
+};
+
+export interface StorageAccepted extends Record<string, unknown> {
+  poolId: string;
+  pool: string;
+  volume?: string;
+  version: number;
+  commandId: string;
+  duplicate?: boolean;
+  taskId?: string;
+}
+
+const timeoutOf = (op: StorageOp, req: { timeoutSeconds?: number | undefined }) =>
+  req.timeoutSeconds !== undefined ? req.timeoutSeconds * 1000 : DEFAULT_STORAGE_TIMEOUT_MS[op];
+
+const isIntent = (type: string) => type in STORAGE_INTENTS;
+
+/** The command side of storage pools and their volumes: resolve, place, decide, append. */
+export class StorageCommands {
+  private readonly nameCache = new Map<string, string>();
+
+  constructor(
+    private readonly repo: Repository<PoolAggregate, StorageEventBody>,
+    private readonly store: EventStore,
+    private readonly names: NameClaims,
+    private readonly hosts: Scheduler,
+  ) {}
+
+  private readonly holds = async (uuid: string, name: string) => {
+    const s = await this.repo.load(uuid);
+    return s.exists && s.name === name;
+  };
+
+  private definitionFrom(req: DefinePoolRequest, meta: CommandMeta): StoragePoolDefinition {
+    // Without a uuid, derive one from the command id: a retried define names the same pool.
+    const uuid = () => uuidFromSeed(meta.commandId);
+    if (req.xml !== undefined) return parsePoolXml(req.xml, { uuid, randomBytes: seededRandomBytes(meta.commandId) });
+    const raw = req.definition;
+    const withUuid = raw && typeof raw === 'object' && !Array.isArray(raw) && !('uuid' in raw) ? { ...raw, uuid: uuid() } : raw;
+    const parsed = StoragePoolDefinition.safeParse(withUuid);
+    if (!parsed.success) throw fromZodError(parsed.error);
+    return parsed.data;
+  }
+
+  /** A pool lives on one host: the one asked for, or the only one up. */
+  private place(name: string, requested?: string): string {
+    if (requested) {
+      if (!this.hosts.known(requested)) throw virtError('no-host', `no host with id '${requested}' has registered`);
+      return requested;
+    }
+    const alive = this.hosts.alive().map((h) => h.hostId).sort();
+    if (alive.length === 1) return alive[0]!;
+    if (alive.length === 0) throw virtError('no-host', `no live host to place storage pool '${name}' on`);
+    throw virtError('invalid-arg', `storage pool '${name}' lives on one host: give a hostId (live hosts: ${alive.join(', ')})`);
+  }
+
+  async define(req: DefinePoolRequest, meta: CommandMeta): Promise<StorageAccepted> {
+    const def = this.definitionFrom(req, meta);
+    checkPoolDefinition(def);
+    const existing = await this.repo.load(def.uuid);
+    // A redefinition keeps the pool where it is; the decider ignores the host then.
+    const hostId = existing.exists ? existing.hostId : this.place(def.name, req.hostId);
+    const command: StorageCommand = { type: 'define', definition: def, hostId };
+    // Decided once before the name claim, so a refused define stores nothing, not even a claim.
+    decide(command, existing, meta.now);
+    await this.names.claim(def.name, def.uuid, meta, this.holds);
+    const out = await this.repo.execute(def.uuid, meta, (s) => decide(command, s, meta.now));
+    this.nameCache.set(def.name, def.uuid);
+    return this.accepted(out, meta);
+  }
+
+  async resolve(ref: string): Promise<string> {
+    if (DomainId.safeParse(ref).success) return ref;
+    const cached = this.nameCache.get(ref);
+    if (cached) return cached;
+    const holder = await this.names.holder(ref);
+    if (!holder) throw noPool(ref);
+    this.nameCache.set(ref, holder.uuid);
+    return holder.uuid;
+  }
+
+  undefine = (req: PoolOpRequest, meta: CommandMeta) => this.run(req.pool, meta, () => ({ type: 'undefine' }));
+  build = (req: PoolOpRequest, meta: CommandMeta) => this.run(req.pool, meta, () => ({ type: 'build', timeoutMs: timeoutOf('pool-build', req) }));
+  start = (req: StartPoolRequest, meta: CommandMeta) =>
+    this.run(req.pool, meta, () => ({ type: 'start', build: req.build ?? false, timeoutMs: timeoutOf('pool-start', req) }));
+  destroy = (req: PoolOpRequest, meta: CommandMeta) => this.run(req.pool, meta, () => ({ type: 'destroy' }));
+
+  async volCreate(req: CreateVolumeRequest, meta: CommandMeta): Promise<StorageAccepted> {
+    let volume: StorageVolumeDefinition;
+    if (req.xml !== undefined) volume = parseVolumeXml(req.xml);
+    else {
+      const parsed = StorageVolumeDefinition.safeParse(req.definition);
+      if (!parsed.success) throw fromZodError(parsed.error);
+      volume = parsed.data;
+    }
+    const accepted = await this.run(req.pool, meta, () => ({ type: 'vol-create', volume, timeoutMs: timeoutOf('vol-create', req) }));
+    return { ...accepted, volume: volume.name };
+  }
+
+  async volDelete(req: DeleteVolumeRequest, meta: CommandMeta): Promise<StorageAccepted> {
+    let name = req.volume;
+    const accepted = await this.run(req.pool, meta, (s) => {
+      // virsh also takes a volume by its key (the path).
+      if (req.volume.startsWith('/')) name = s.volumes.find((v) => v.path === req.volume)?.name ?? '';
+      if (!name) throw noVolume(req.volume);
+      return { type: 'vol-delete', name, timeoutMs: timeoutOf('vol-delete', req) };
+    });
+    return { ...accepted, volume: name };
+  }
+
+  /** Applies a command to a pool the caller names by uuid or name. */
+  async run(ref: string, meta: CommandMeta, command: (s: PoolAggregate) => StorageCommand): Promise<StorageAccepted> {
+    const byName = !DomainId.safeParse(ref).success;
+    for (let attempt = 0; ; attempt++) {
+      const id = await this.resolve(ref);
+      try {
+        const out = await this.repo.execute(id, meta, (s) => {
+          // A name may have moved to another pool since it was looked up.
+          if (byName && (!s.exists || s.name !== ref)) throw noPool(ref);
+          return decide(command(s), s, meta.now);
+        });
+        return await this.accepted(out, meta);
+      } catch (e) {
+        if (!(isVirtError(e) && e.code === 'no-storage-pool' && byName)) throw e;
+        if (attempt > 0 || !this.nameCache.has(ref)) throw e;
+        this.nameCache.delete(ref);
+      }
+    }
+  }
+
+  /** May the host run this task now? Only while it is still in flight on a pool the host owns. */
+  async claim(subjectHost: string, req: StorageClaimRequest, now: Date) {
+    // Read through to the log: a cached state could let a superseded task run.
+    const s = await this.repo.load(req.poolId);
+    const refuse = (reason: string) => ({ proceed: false, reason });
+    if (!s.exists) return refuse('pool no longer exists');
+    if (s.hostId !== subjectHost) return refuse(`pool lives on host '${s.hostId}'`);
+    const p = inFlight(s).find((t) => t.taskId === req.taskId);
+    if (!p) return refuse('task is no longer in flight');
+    if (Date.parse(p.deadline) <= now.getTime()) return refuse('task deadline has passed');
+    return { proceed: true };
+  }
+
+  /** Hosts never write events: a report is recorded through the decider, from the pool's own host only. */
+  async report(subjectHost: string, req: StorageReportRequest, meta: CommandMeta) {
+    // Ownership is checked against the state the append is conditioned on: no window between the two.
+    const out = await this.repo.execute(req.poolId, meta, (state) => {
+      if (!state.exists) return [];
+      if (state.hostId !== subjectHost) throw virtError('unauthorized', `host '${subjectHost}' does not own storage pool ${req.poolId}`);
+      const cmd: StorageCommand = req.kind === 'completed' ? { type: 'complete', taskId: req.taskId, result: req.result } : { type: 'fail', taskId: req.taskId, error: req.error };
+      return decide(cmd, state, meta.now);
+    });
+    return { recorded: out.events.length > 0, version: out.version };
+  }
+
+  private async accepted(out: Outcome<PoolAggregate>, meta: CommandMeta): Promise<StorageAccepted> {
+    let taskId = out.events.find((e) => isIntent(e.type))?.id;
+    if (out.duplicate && !taskId) {
+      // A retry: the task is whatever the first attempt started, found in the commit it stored.
+      const [commit] = await this.store.read(subjects.aggregate('pool', out.state.id), out.version - 1, out.version + 1);
+      taskId = commit?.events.find((e) => isIntent(e.type))?.id;
+    }
+    return {
+      poolId: out.state.id,
+      pool: out.state.name,
+      version: out.version,
+      commandId: meta.commandId,
+      ...(out.duplicate ? { duplicate: true } : {}),
+      ...(taskId ? { taskId } : {}),
+    };
+  }
+}
+
+type MetaFrom = (req: { commandId?: string | undefined; actor?: string | undefined; correlationId?: string | undefined }, traceparent: string | undefined) => CommandMeta;
+
+/** Request handlers, the storage dispatcher and deadline keeping, started and stopped as one. */
+export class StorageService {
+  private subs: Subscription[] = [];
+  private dispatcher: StorageDispatcher | null = null;
+  private readonly deadlines = new Map<string, NodeJS.Timeout>();
+  readonly commands: StorageCommands;
+
+  private constructor(
+    private readonly n: Nats,
+    store: EventStore,
+    hosts: Scheduler,
+    private readonly log: Logger,
+  ) {
+    this.commands = new StorageCommands(new Repository(store, poolKind), store, new NameClaims(store, 'pool'), hosts);
+  }
+
+  static async start(n: Nats, store: EventStore, hosts: Scheduler, log: Logger, metaFrom: MetaFrom, opts: { dispatcher: boolean }): Promise<StorageService> {
+    const svc = new StorageService(n, store, hosts, log);
+    await svc.begin(metaFrom, opts.dispatcher);
+    return svc;
+  }
+
+  private async begin(metaFrom: MetaFrom, dispatch: boolean): Promise<void> {
+    const { nc } = this.n;
+    const q = QUEUES.command;
+    const c = this.commands;
+    const log = this.log;
+    const hostOf = (subject: string) => subject.split('.')[1] ?? '';
+    this.subs.push(
+      serve(nc, subjects.command('pool', 'define'), q, DefinePoolRequest, (r, _m, tp) => c.define(r, metaFrom(r, tp)), log),
+      serve(nc, subjects.command('pool', 'undefine'), q, PoolOpRequest, (r, _m, tp) => c.undefine(r, metaFrom(r, tp)), log),
+      serve(nc, subjects.command('pool', 'build'), q, PoolOpRequest, (r, _m, tp) => c.build(r, metaFrom(r, tp)), log),
+      serve(nc, subjects.command('pool', 'start'), q, StartPoolRequest, (r, _m, tp) => c.start(r, metaFrom(r, tp)), log),
+      serve(nc, subjects.command('pool', 'destroy'), q, PoolOpRequest, (r, _m, tp) => c.destroy(r, metaFrom(r, tp)), log),
+      serve(nc, subjects.command('vol', 'create'), q, CreateVolumeRequest, (r, _m, tp) => c.volCreate(r, metaFrom(r, tp)), log),
+      serve(nc, subjects.command('vol', 'delete'), q, DeleteVolumeRequest, (r, _m, tp) => c.volDelete(r, metaFrom(r, tp)), log),
+      serve(nc, storageSubjects.claim('*'), q, StorageClaimRequest, (r, m) => c.claim(hostOf(m.subject), r, new Date()), log),
+      serve(
+        nc,
+        storageSubjects.report('*'),
+        q,
+        StorageReportRequest,
+        (r, m, tp) => c.report(hostOf(m.subject), r, metaFrom({ commandId: r.reportId, actor: `host:${hostOf(m.subject)}` }, tp)),
+        log,
+      ),
+    );
+    if (dispatch) {
+      this.dispatcher = new StorageDispatcher(this.n, log.child('dispatcher'), (task) => this.watchDeadline(task));
+      await this.dispatcher.start();
+    }
+  }
+
+  /** Records a missed deadline promptly; the decider also treats an expired operation as over. */
+  private watchDeadline(task: StorageTask) {
+    const delay = Math.max(0, Date.parse(task.deadline) - Date.now()) + 250;
+    const timer = setTimeout(() => {
+      this.deadlines.delete(task.taskId);
+      const meta: CommandMeta = {
+        commandId: `expire:${task.taskId}`,
+        actor: 'virtplane:deadline',
+        correlationId: task.correlationId,
+        causationId: task.taskId,
+        traceContext: {},
+        now: new Date(),
+      };
+      this.commands
+        .run(task.poolId, meta, () => ({ type: 'expire', taskId: task.taskId }))
+        .catch((e) => this.log.warn('could not record a missed deadline', { taskId: task.taskId, error: String(e) }));
+    }, Math.min(delay, 2 ** 31 - 1));
+    timer.unref();
+    this.deadlines.set(task.taskId, timer);
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.subs) await s.drain().catch(() => undefined);
+    this.subs = [];
+    await this.dispatcher?.stop();
+    for (const t of this.deadlines.values()) clearTimeout(t);
+    this.deadlines.clear();
+  }
+}

@@ -1,0 +1,102 @@
+import { AckPolicy, DeliverPolicy, type ConsumerMessages } from '@nats-io/jetstream';
+import { headers as natsHeaders } from '@nats-io/transport-node';
+import type { Envelope } from '../../contracts/envelope.ts';
+import type { StorageEventBody } from '../../contracts/storage/events.ts';
+import { STORAGE_DISPATCHER_CONSUMER, storageSubjects, type StorageTask } from '../../contracts/storage/tasks.ts';
+import { STREAMS } from '../../contracts/subjects.ts';
+import { toRecordedCommit, type RecordedCommit } from '../../platform/event-store.ts';
+import type { Logger } from '../../platform/log.ts';
+import { encodeJson, type Nats } from '../../platform/nats.ts';
+
+/**
+ * Turns storage intent events into tasks on `task.<hostId>.storage`. Storage intents carry everything
+ * the host needs, so no state is folded here. The task id is the intent event id and is the message
+ * id of the task, so a redelivered commit publishes nothing twice (inside the duplicate window; after
+ * it, the host's claim refuses a task that is no longer in flight).
+ */
+export class StorageDispatcher {
+  private messages: ConsumerMessages | null = null;
+  private done: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly n: Nats,
+    private readonly log: Logger,
+    /** Called for each task with its deadline, so a missed deadline can be recorded. */
+    private readonly onTask: (task: StorageTask) => void = () => {},
+  ) {}
+
+  async start(): Promise<void> {
+    await this.n.jsm.consumers
+      .add(STREAMS.events, {
+        durable_name: STORAGE_DISPATCHER_CONSUMER,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        filter_subject: 'ev.pool.>',
+        ack_wait: 30_000_000_000,
+        max_ack_pending: 1024,
+      })
+      .catch(async (e) => {
+        // Exists already (another replica or an earlier run): bind to it.
+        await this.n.jsm.consumers.info(STREAMS.events, STORAGE_DISPATCHER_CONSUMER).catch(() => {
+          throw e;
+        });
+      });
+    const consumer = await this.n.js.consumers.get(STREAMS.events, STORAGE_DISPATCHER_CONSUMER);
+    this.messages = await consumer.consume({ max_messages: 256 });
+    const messages = this.messages;
+    this.done = (async () => {
+      for await (const m of messages) {
+        try {
+          await this.handle(toRecordedCommit({ seq: m.seq, subject: m.subject, data: m.data }));
+          m.ack();
+        } catch (e) {
+          this.log.error('storage dispatch failed; will be redelivered', { seq: m.seq, error: String(e) });
+          m.nak(1000);
+        }
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    await this.messages?.close();
+    await this.done;
+  }
+
+  private async handle(commit: RecordedCommit): Promise<void> {
+    const poolId = commit.subject.slice('ev.pool.'.length);
+    for (const raw of commit.events) {
+      const e = raw as unknown as Envelope<StorageEventBody>;
+      const task = taskOf(poolId, e);
+      if (!task) continue;
+      const h = natsHeaders();
+      if (task.traceparent) h.set('traceparent', task.traceparent);
+      await this.n.js.publish(storageSubjects.task(hostOf(e)), encodeJson(task), { msgID: task.taskId, headers: h });
+      this.onTask(task);
+    }
+  }
+}
+
+const hostOf = (e: Envelope<StorageEventBody>): string => ('hostId' in e.data ? e.data.hostId : '');
+
+export const taskOf = (poolId: string, e: Envelope<StorageEventBody>): StorageTask | null => {
+  const base = {
+    kind: 'storage' as const,
+    taskId: e.id,
+    poolId,
+    version: e.version,
+    correlationId: e.correlationId,
+    ...(e.traceContext.traceparent ? { traceparent: e.traceContext.traceparent } : {}),
+  };
+  switch (e.type) {
+    case 'PoolBuildRequested':
+      return { ...base, op: 'pool-build', deadline: e.data.deadline, target: e.data.target };
+    case 'PoolStartRequested':
+      return { ...base, op: 'pool-start', deadline: e.data.deadline, target: e.data.target, build: e.data.build };
+    case 'VolumeCreateRequested':
+      return { ...base, op: 'vol-create', deadline: e.data.deadline, volume: e.data.volume };
+    case 'VolumeDeleteRequested':
+      return { ...base, op: 'vol-delete', deadline: e.data.deadline, name: e.data.name, path: e.data.path };
+    default:
+      return null;
+  }
+};
