@@ -14,6 +14,7 @@ import { call } from '../../platform/rpc.ts';
 import { onShutdown } from '../../platform/shutdown.ts';
 import { initTelemetry } from '../../platform/telemetry.ts';
 import { HostAgent } from './agent.ts';
+import { NetworkSync } from './network-sync.ts';
 import { StorageWorker } from './storage-worker.ts';
 
 initTelemetry();
