@@ -41,17 +41,20 @@ export interface InterfaceRow {
 }
 
 /**
- * The rows of virsh domiflist. The device name is only known for a fixed `<target dev>`; names a host
- * generates (vnetN, templates) are not reported to the control plane, so they read '-', as virsh
- * shows for an inactive domain.
+ * The rows of virsh domiflist. The Interface column is the device the host reported for the running
+ * guest; otherwise a fixed `<target dev>` from the definition (as virsh shows for an inactive domain),
+ * or '-' when the host picks the name and has not reported it.
  */
-export const interfaceRows = (v: DomainView): InterfaceRow[] =>
-  v.definition.devices.interfaces.map((i) => {
-    const dev = i.targetDev && !i.targetDev.includes('%') ? i.targetDev : '-';
+export const interfaceRows = (v: DomainView): InterfaceRow[] => {
+  const reported = new Map((v.interfaces ?? []).map((r) => [r.mac.toLowerCase(), r.ifname]));
+  return v.definition.devices.interfaces.map((i) => {
+    const fixed = i.targetDev && !i.targetDev.includes('%') ? i.targetDev : undefined;
+    const dev = (i.mac ? reported.get(i.mac.toLowerCase()) : undefined) ?? fixed ?? '-';
     const source =
       i.type === 'network' ? i.source?.network : i.type === 'bridge' ? i.source?.bridge : i.type === 'direct' ? i.source?.dev : undefined;
     return { interface: dev, type: i.type, source: source ?? '-', model: i.model ?? '-', mac: i.mac ?? '-' };
   });
+};
 
 export const domIfList = (rows: InterfaceRow[]): string =>
   table(

@@ -6,10 +6,11 @@ export const BUCKETS = {
   domains: 'views-domains',
   hosts: 'views-hosts',
   networks: 'views-networks',
+  pools: 'views-pools',
   hostLiveness: 'host-liveness',
 } as const;
 
-export type AggregateType = 'domain' | 'host' | 'network' | 'name';
+export type AggregateType = 'domain' | 'host' | 'network' | 'pool' | 'name';
 
 /** Names may hold any character but a subject token may not: encode them. */
 export const nameToken = (name: string): string => Buffer.from(name, 'utf8').toString('base64url') || '_';
@@ -17,7 +18,7 @@ export const nameToken = (name: string): string => Buffer.from(name, 'utf8').toS
 export const subjects = {
   aggregate: (type: AggregateType, id: string) => `ev.${type}.${id}`,
   allEvents: 'ev.>',
-  nameClaim: (scope: 'domain' | 'network', name: string) => `ev.name.${scope}.${nameToken(name)}`,
+  nameClaim: (scope: 'domain' | 'network' | 'pool', name: string) => `ev.name.${scope}.${nameToken(name)}`,
   command: (aggregate: string, verb: string) => `cmd.${aggregate}.${verb}`,
   allCommands: 'cmd.>',
   agent: (hostId: string, verb: 'register' | 'heartbeat' | 'claim' | 'report') => `agent.${hostId}.${verb}`,
@@ -26,6 +27,12 @@ export const subjects = {
   allTasks: 'task.>',
   lifecycle: (hostId: string, domainId: string) => `lifecycle.${hostId}.${domainId}`,
   allLifecycle: 'lifecycle.>',
+  /**
+   * Network lifecycle events, on the LIFECYCLE stream beside the domains'. Not under `lifecycle.`:
+   * `lifecycle.<hostId>.<domainId>` leaves no token free to mark a network, since a host id may be any word.
+   */
+  networkLifecycle: (networkId: string) => `netlifecycle.${networkId}`,
+  allNetworkLifecycle: 'netlifecycle.>',
 } as const;
 
 /** Queue groups: replicas of one service share the work of a subject. */

@@ -11,6 +11,7 @@ import type { HostLiveness } from '../../contracts/host/liveness.ts';
 import { Projector } from './projector.ts';
 import { serveQueries } from './queries.ts';
 import { serveNetworkQueries } from './network-queries.ts';
+import { serveStorageQueries } from './storage-queries.ts';
 
 
 initTelemetry();
@@ -24,6 +25,9 @@ const liveness = new KvMirror<HostLiveness>(await n.kvm.open(BUCKETS.hostLivenes
 await liveness.start();
 const subs = serveQueries(n, projector, liveness, log);
 subs.push(...serveNetworkQueries(n, projector, log));
+subs.push(...serveStorageQueries(n, projector, log));
+// The subscriptions reach the server before anyone is told the queries are served.
+await n.nc.flush();
 log.info('projector ready', { seq: projector.lastSeq });
 onShutdown(
   log,

@@ -10,6 +10,7 @@ import { BUCKETS, STREAMS, subjects } from '../../contracts/subjects.ts';
 import { toRecordedCommit, type RecordedCommit } from '../../platform/event-store.ts';
 import type { Logger } from '../../platform/log.ts';
 import { decodeJson, encodeJson, type Nats } from '../../platform/nats.ts';
+import { StorageProjection } from './storage-projection.ts';
 import { isNetworkCommit, NetworkProjection } from './network-projection.ts';
 
 export const PROJECTOR_CONSUMER = 'projector';
@@ -28,6 +29,7 @@ export class Projector {
   readonly domains = new Map<string, DomainAggregate>();
   readonly hosts = new Map<string, HostAggregate>();
   readonly domainByName = new Map<string, string>();
+  readonly storage = new StorageProjection();
   networks!: NetworkProjection;
   /** Stream sequence of the last commit folded in. */
   lastSeq = 0;
@@ -51,6 +53,7 @@ export class Projector {
     this.networks = await NetworkProjection.open(this.n);
     if (this.opts.rebuild) await this.reset();
     await this.load();
+    await this.storage.start(this.n, this.opts.rebuild);
     await this.n.jsm.consumers
       .add(STREAMS.events, {
         durable_name: PROJECTOR_CONSUMER,
@@ -116,7 +119,9 @@ export class Projector {
           ? this.foldHost(commit)
           : isNetworkCommit(m.subject)
             ? this.networks.fold(commit, commit.seq > this.replayUntil)
-            : Promise.resolve();
+            : m.subject.startsWith('ev.pool.')
+              ? this.storage.fold(commit)
+              : Promise.resolve();
     } catch (e) {
       work = Promise.reject(e);
     }

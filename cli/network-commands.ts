@@ -1,0 +1,155 @@
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import type { VirtplaneClient } from '../client/index.ts';
+import { isActive } from '../contracts/domain/state.ts';
+import { virtError } from '../contracts/errors.ts';
+import { formatNetworkXml } from '../contracts/xml/index.ts';
+import { domIfAddr, domIfList, interfaceRows, netEventLine, netInfo, netList, type AddressRow } from './network-format.ts';
+
+/** What cli/main.ts shares with the commands registered here. */
+export interface CliHelpers {
+  out(): { result(human: string, data: unknown): void };
+  withClient<T>(fn: (c: VirtplaneClient) => Promise<T>): Promise<T>;
+  json(): boolean;
+  /** An error that exits with status 2, as a usage mistake. */
+  usageError(message: string): Error;
+}
+
+/** virsh's network verbs, and the domain interface listings that read network data. */
+export const registerNetworkCommands = (program: Command, h: CliHelpers): void => {
+  program
+    .command('net-define')
+    .description('define (or redefine) a persistent network from libvirt network XML or a JSON definition')
+    .argument('<file>', 'libvirt network XML or a JSON definition')
+    .action(async (file: string) => {
+      const text = await readFile(file, 'utf8');
+      let input: Parameters<VirtplaneClient['netDefine']>[0];
+      if (text.trimStart().startsWith('<')) input = { xml: text };
+      else {
+        try {
+          input = { definition: JSON.parse(text) as Record<string, unknown> };
+        } catch (e) {
+          throw h.usageError(`${file}: malformed JSON: ${(e as Error).message}`);
+        }
+      }
+      const r = await h.withClient((c) => c.netDefine(input));
+      h.out().result(`Network ${r.name} defined from ${file}`, r);
+    });
+
+  program
+    .command('net-undefine')
+    .description('undefine an inactive network')
+    .argument('<network>', 'name or uuid')
+    .action(async (network: string) => {
+      const r = await h.withClient((c) => c.netUndefine(network));
+      h.out().result(`Network ${r.name} has been undefined`, r);
+    });
+
+  program
+    .command('net-start')
+    .description('start (activate) a network: hosts realise it as guests attached to it start')
+    .argument('<network>', 'name or uuid')
+    .action(async (network: string) => {
+      const r = await h.withClient((c) => c.netStart(network));
+      h.out().result(`Network ${r.name} started`, r);
+    });
+
+  program
+    .command('net-destroy')
+    .description('stop (deactivate) a network')
+    .argument('<network>', 'name or uuid')
+    .action(async (network: string) => {
+      const r = await h.withClient((c) => c.netDestroy(network));
+      h.out().result(`Network ${r.name} destroyed`, r);
+    });
+
+  program
+    .command('net-autostart')
+    .description('mark a network to be started automatically')
+    .argument('<network>', 'name or uuid')
+    .option('--disable', 'unmark it instead')
+    .action(async (network: string, o: { disable?: boolean }) => {
+      const r = await h.withClient((c) => c.netAutostart(network, !o.disable));
+      h.out().result(o.disable ? `Network ${r.name} unmarked as autostarted` : `Network ${r.name} marked as autostarted`, r);
+    });
+
+  program
+    .command('net-list')
+    .description('list networks (active ones unless --all or --inactive)')
+    .option('--all', 'include inactive networks')
+    .option('--inactive', 'only inactive networks')
+    .action(async (o: { all?: boolean; inactive?: boolean }) => {
+      const views = await h.withClient((c) => c.netList({ all: Boolean(o.all), inactive: Boolean(o.inactive) }));
+      h.out().result(netList(views), views);
+    });
+
+  program
+    .command('net-info')
+    .description('network information')
+    .argument('<network>', 'name or uuid')
+    .action(async (network: string) => {
+      const v = await h.withClient((c) => c.netGet(network));
+      h.out().result(netInfo(v), v);
+    });
+
+  program
+    .command('net-dumpxml')
+    .description('the network as libvirt XML, as virtplane stores it')
+    .argument('<network>', 'name or uuid')
+    .option('--inactive', 'the definition for the next start, when one was recorded while the network was active')
+    .action(async (network: string, o: { inactive?: boolean }) => {
+      const v = await h.withClient((c) => c.netGet(network));
+      const def = o.inactive && v.nextDefinition ? v.nextDefinition : v.definition;
+      const xml = def.xml ?? formatNetworkXml(def);
+      h.out().result(xml.trimEnd(), { networkId: v.id, xml });
+    });
+
+  program
+    .command('net-event')
+    .description('print network lifecycle events (the first one, or all with --loop)')
+    .option('--network <network>', 'only events of this network (name or uuid)')
+    .option('--loop', 'keep printing events until interrupted or --timeout')
+    .option('--all', 'start from the oldest stored event instead of new ones')
+    .option('--timeout <seconds>', 'stop after this many seconds')
+    .action(async (o: { network?: string; loop?: boolean; all?: boolean; timeout?: string }) => {
+      await h.withClient(async (c) => {
+        const networkId = o.network ? (await c.netGet(o.network)).id : undefined;
+        const ac = new AbortController();
+        const timer = o.timeout ? setTimeout(() => ac.abort(), Number(o.timeout) * 1000) : null;
+        process.once('SIGINT', () => ac.abort());
+        const output = h.out();
+        let count = 0;
+        for await (const e of c.netEvents({ ...(networkId ? { networkId } : {}), from: o.all ? 'all' : 'new', signal: ac.signal })) {
+          output.result(netEventLine(e), e);
+          count++;
+          if (!o.loop) break;
+        }
+        if (timer) clearTimeout(timer);
+        if (!h.json()) process.stdout.write(`events received: ${count}\n`);
+      });
+    });
+
+  program
+    .command('domiflist')
+    .description("list a domain's network interfaces")
+    .argument('<domain>', 'name or uuid')
+    .action(async (domain: string) => {
+      const v = await h.withClient((c) => c.get(domain));
+      const rows = interfaceRows(v);
+      h.out().result(domIfList(rows), { domainId: v.id, interfaces: rows });
+    });
+
+  program
+    .command('domifaddr')
+    .description("a running domain's interface addresses, as far as virtplane knows them")
+    .argument('<domain>', 'name or uuid')
+    .action(async (domain: string) => {
+      const v = await h.withClient((c) => c.get(domain));
+      // virDomainInterfaceAddresses needs a running domain.
+      if (!isActive(v.observed.state)) throw virtError('operation-invalid', `domain '${v.name}' is not running`);
+      // Hosts report no leases or guest-agent addresses yet; listing what a network's static DHCP
+      // entries promise would claim addresses the guest may never have taken.
+      const rows: AddressRow[] = [];
+      h.out().result(domIfAddr(rows), { domainId: v.id, interfaces: rows });
+    });
+};

@@ -1,0 +1,43 @@
+import { z } from 'zod';
+import { CommandHeader } from '../domain/commands.ts';
+import type { NetworkDefinition } from './definition.ts';
+
+/** A network is addressed by uuid or by name, as virsh accepts either. */
+export const NetworkRef = z.string().min(1).max(255);
+
+export const DefineNetworkRequest = CommandHeader.extend({
+  /** The model as JSON, or libvirt network XML; exactly one. */
+  definition: z.unknown().optional(),
+  xml: z.string().optional(),
+}).refine((r) => (r.definition === undefined) !== (r.xml === undefined), {
+  message: 'give exactly one of "definition" or "xml"',
+});
+export type DefineNetworkRequest = z.infer<typeof DefineNetworkRequest>;
+
+export const NetworkOpRequest = CommandHeader.extend({ network: NetworkRef });
+export type NetworkOpRequest = z.infer<typeof NetworkOpRequest>;
+
+export const NetworkAutostartRequest = NetworkOpRequest.extend({
+  /** virsh net-autostart enables unless --disable. */
+  enable: z.boolean().default(true),
+});
+export type NetworkAutostartRequest = z.infer<typeof NetworkAutostartRequest>;
+
+/** What the decider sees: names already resolved, definitions parsed and validated. */
+export type NetworkCommand =
+  | { type: 'define'; definition: NetworkDefinition }
+  | { type: 'undefine' }
+  | { type: 'start' }
+  | { type: 'destroy' }
+  | { type: 'autostart'; enable: boolean };
+
+export const NetworkCommandAccepted = z.object({
+  ok: z.literal(true),
+  networkId: z.string(),
+  name: z.string(),
+  version: z.number().int(),
+  commandId: z.string(),
+  /** True when this command id was already applied: the reply repeats the first outcome. */
+  duplicate: z.boolean().optional(),
+});
+export type NetworkCommandAccepted = z.infer<typeof NetworkCommandAccepted>;

@@ -1,0 +1,120 @@
+import type { NetworkDefinition } from './definition.ts';
+import type { NetworkCommand } from './commands.ts';
+import type { NetworkEventBody } from './events.ts';
+import { virtError } from '../errors.ts';
+import type { Envelope } from '../envelope.ts';
+
+/**
+ * The network decider: pure, with the checks and messages of libvirt's test driver (testNetwork*),
+ * except where noted. The command service and the projector share `evolve`.
+ */
+
+export interface NetworkAggregate {
+  /** False before the first definition and after removal. */
+  exists: boolean;
+  /** True once a removal was recorded. A later define of the same uuid makes a new network, as in libvirt. */
+  removed: boolean;
+  id: string;
+  name: string;
+  /** The live definition while active; the persistent one otherwise. */
+  definition: NetworkDefinition | null;
+  /** A definition recorded while the network was active: it takes effect when the network stops. */
+  nextDefinition: NetworkDefinition | null;
+  persistent: boolean;
+  active: boolean;
+  autostart: boolean;
+  version: number;
+  /** Recent command ids and the version they produced: a retry after the dedupe window is recognised. */
+  recentCommands: Array<[string, number]>;
+}
+
+const RECENT_COMMANDS = 64;
+
+export const initialNetworkState = (id: string): NetworkAggregate => ({
+  exists: false,
+  removed: false,
+  id,
+  name: '',
+  definition: null,
+  nextDefinition: null,
+  persistent: false,
+  active: false,
+  autostart: false,
+  version: 0,
+  recentCommands: [],
+});
+
+export const networkCommandVersion = (s: NetworkAggregate, commandId: string): number | undefined =>
+  s.recentCommands.find(([id]) => id === commandId)?.[1];
+
+export const noNetwork = (by: 'uuid' | 'name', ref: string) =>
+  virtError('no-network', `Network not found: no network with matching ${by} '${ref}'`);
+
+const requireNetwork = (s: NetworkAggregate) => {
+  if (!s.exists) throw noNetwork('uuid', s.id);
+};
+
+export const decideNetwork = (cmd: NetworkCommand, s: NetworkAggregate, _now: Date): NetworkEventBody[] => {
+  switch (cmd.type) {
+    case 'define':
+      // virNetworkObjListAddLocked: same uuid under another name is refused; a name held by another
+      // uuid is refused by the name claim before the decider runs.
+      if (s.exists && s.name !== cmd.definition.name) {
+        throw virtError('operation-failed', `network '${s.name}' is already defined with uuid ${s.id}`);
+      }
+      return [{ type: 'NetworkDefined', data: { definition: cmd.definition } }];
+    case 'undefine':
+      requireNetwork(s);
+      if (s.active) throw virtError('operation-invalid', `Network '${s.name}' is still running`);
+      return [{ type: 'NetworkUndefined', data: {} }];
+    case 'start':
+      requireNetwork(s);
+      if (s.active) throw virtError('operation-invalid', `Network '${s.name}' is already running`);
+      return [{ type: 'NetworkStarted', data: {} }];
+    case 'destroy':
+      requireNetwork(s);
+      // The test driver has no check here; the bridge driver refuses with OPERATION_INVALID
+      // ("network is not active"). A fleet follows the bridge driver: a destroy that stops nothing
+      // is an operator mistake worth reporting, and it would put a STOPPED event in the feed for a
+      // network that never started.
+      if (!s.active) throw virtError('operation-invalid', `network '${s.name}' is not active`);
+      return [{ type: 'NetworkDestroyed', data: {} }];
+    case 'autostart':
+      requireNetwork(s);
+      // A flag only, as in libvirt; setting it to what it already is records nothing.
+      return s.autostart === cmd.enable ? [] : [{ type: 'NetworkAutostartSet', data: { autostart: cmd.enable } }];
+  }
+};
+
+export const evolveNetwork = (s: NetworkAggregate, e: Envelope<NetworkEventBody>): NetworkAggregate => {
+  const recentCommands: Array<[string, number]> = s.recentCommands.some(([id]) => id === e.commandId)
+    ? s.recentCommands
+    : [...s.recentCommands, [e.commandId, e.version] as [string, number]].slice(-RECENT_COMMANDS);
+  const base = { ...s, version: e.version, recentCommands };
+  switch (e.type) {
+    case 'NetworkDefined': {
+      const live = s.exists && s.active && s.definition !== null;
+      return {
+        ...base,
+        exists: true,
+        removed: false,
+        name: e.data.definition.name,
+        definition: live ? s.definition : e.data.definition,
+        nextDefinition: live ? e.data.definition : null,
+        persistent: true,
+        ...(s.exists ? {} : { active: false, autostart: false }),
+      };
+    }
+    case 'NetworkUndefined':
+      return { ...base, exists: false, removed: true, persistent: false, active: false, autostart: false, nextDefinition: null };
+    case 'NetworkStarted':
+      return { ...base, active: true };
+    case 'NetworkDestroyed': {
+      // virNetworkObjUnsetDefTransient: the definition recorded while active becomes the one in force.
+      const next = { ...base, active: false, definition: s.nextDefinition ?? s.definition, nextDefinition: null };
+      return next.persistent ? next : { ...next, exists: false, removed: true };
+    }
+    case 'NetworkAutostartSet':
+      return { ...base, autostart: e.data.autostart };
+  }
+};

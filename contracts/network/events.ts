@@ -1,0 +1,21 @@
+import { z } from 'zod';
+import { NetworkDefinition } from './definition.ts';
+
+/**
+ * Events of the network aggregate. Starting and stopping a network are facts, not intents: no host
+ * acts on them directly. An active network is available to guests; each host realises it when a
+ * guest attached to it starts there, and tears it down once it is inactive.
+ */
+export const NetworkEventBody = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('NetworkDefined'),
+    /** A new network, or a redefinition; of an active network it takes effect when the network stops. */
+    data: z.object({ definition: NetworkDefinition }),
+  }),
+  z.object({ type: z.literal('NetworkUndefined'), data: z.object({}) }),
+  z.object({ type: z.literal('NetworkStarted'), data: z.object({}) }),
+  z.object({ type: z.literal('NetworkDestroyed'), data: z.object({}) }),
+  z.object({ type: z.literal('NetworkAutostartSet'), data: z.object({ autostart: z.boolean() }) }),
+]);
+export type NetworkEventBody = z.infer<typeof NetworkEventBody>;
+export type NetworkEventType = NetworkEventBody['type'];

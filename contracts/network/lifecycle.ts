@@ -1,0 +1,46 @@
+import { z } from 'zod';
+import type { NetworkEventBody } from './events.ts';
+
+/** virNetworkEventLifecycleType, with libvirt's numbers; networks always report detail 0. */
+export const NETWORK_LIFECYCLE_EVENTS = { DEFINED: 0, UNDEFINED: 1, STARTED: 2, STOPPED: 3 } as const;
+export type NetworkLifecycleType = keyof typeof NETWORK_LIFECYCLE_EVENTS;
+
+export const NetworkLifecycleEvent = z.object({
+  eventId: z.string(),
+  networkId: z.string(),
+  name: z.string(),
+  event: z.enum(Object.keys(NETWORK_LIFECYCLE_EVENTS) as [NetworkLifecycleType, ...NetworkLifecycleType[]]),
+  /** libvirt's numeric event, as virConnectNetworkEventLifecycleCallback receives it. */
+  eventNumber: z.number().int(),
+  detail: z.literal(0),
+  time: z.iso.datetime(),
+  /** Stream sequence of the commit that caused it: the network version. */
+  version: z.number().int(),
+  actor: z.string(),
+  correlationId: z.string(),
+});
+export type NetworkLifecycleEvent = z.infer<typeof NetworkLifecycleEvent>;
+
+/** The lifecycle event one stored network event stands for; autostart changes send none, as in libvirt. */
+export const networkLifecycleFor = (e: NetworkEventBody): NetworkLifecycleType | null => {
+  switch (e.type) {
+    case 'NetworkDefined':
+      return 'DEFINED';
+    case 'NetworkUndefined':
+      return 'UNDEFINED';
+    case 'NetworkStarted':
+      return 'STARTED';
+    case 'NetworkDestroyed':
+      return 'STOPPED';
+    case 'NetworkAutostartSet':
+      return null;
+  }
+};
+
+/** How virsh net-event names each event (virshNetworkEventToString). */
+export const NETWORK_EVENT_LABEL: Record<NetworkLifecycleType, string> = {
+  DEFINED: 'Defined',
+  UNDEFINED: 'Undefined',
+  STARTED: 'Started',
+  STOPPED: 'Stopped',
+};

@@ -1,0 +1,84 @@
+import type { KV } from '@nats-io/kv';
+import type { Envelope } from '../../contracts/envelope.ts';
+import { evolve, initialPoolState, type PoolAggregate } from '../../contracts/storage/decider.ts';
+import type { StorageEventBody } from '../../contracts/storage/events.ts';
+import { BUCKETS } from '../../contracts/subjects.ts';
+import type { RecordedCommit } from '../../platform/event-store.ts';
+import { decodeJson, encodeJson, type Nats } from '../../platform/nats.ts';
+
+/**
+ * Storage pools (with their volumes) folded from `ev.pool.*` commits with the decider's own `evolve`,
+ * kept in memory for queries and in the `views-pools` bucket for restarts. The projector calls `fold`
+ * for each pool commit and acknowledges it once the returned write has landed.
+ */
+export class StorageProjection {
+  readonly pools = new Map<string, PoolAggregate>();
+  readonly poolByName = new Map<string, string>();
+  private kv: KV | null = null;
+  private readonly writes = new Map<string, Promise<void>>();
+
+  /** Opens the bucket and loads it, or empties it when the views are being rebuilt from the log. */
+  async start(n: Nats, rebuild = false): Promise<void> {
+    const kv = await n.kvm.open(BUCKETS.pools);
+    this.kv = kv;
+    for await (const key of await kv.keys()) {
+      if (rebuild) {
+        await kv.purge(key);
+        continue;
+      }
+      const e = await kv.get(key);
+      if (e?.operation !== 'PUT') continue;
+      const s = decodeJson(e.value) as PoolAggregate;
+      this.pools.set(key, s);
+      this.poolByName.set(s.name, key);
+    }
+  }
+
+  /** Highest pool version loaded or folded: part of how far the views have read the log. */
+  get lastSeq(): number {
+    let max = 0;
+    for (const s of this.pools.values()) max = Math.max(max, s.version);
+    return max;
+  }
+
+  /** Updates memory at once (queries see it before the write lands) and returns the bucket write. */
+  fold(c: RecordedCommit): Promise<unknown> {
+    const id = c.subject.slice('ev.pool.'.length);
+    const prev = this.pools.get(id);
+    let s = prev ?? initialPoolState(id);
+    if (c.seq <= s.version) return Promise.resolve();
+    for (const raw of c.events) s = evolve(s, raw as unknown as Envelope<StorageEventBody>);
+    if (prev && prev.name !== s.name && this.poolByName.get(prev.name) === id) this.poolByName.delete(prev.name);
+    if (s.exists) {
+      this.pools.set(id, s);
+      this.poolByName.set(s.name, id);
+    } else {
+      this.pools.delete(id);
+      if (this.poolByName.get(s.name) === id) this.poolByName.delete(s.name);
+    }
+    return this.write(id, s.exists ? s : null);
+  }
+
+  /** Writes of one key go in order; writes of different keys overlap. */
+  private write(key: string, value: PoolAggregate | null): Promise<void> {
+    const prev = this.writes.get(key) ?? Promise.resolve();
+    const next = prev
+      .catch(() => undefined)
+      .then(async () => {
+        if (!this.kv) throw new Error('storage projection written before it was started');
+        if (value === null) await this.kv.delete(key);
+        else await this.kv.put(key, encodeJson(value));
+      });
+    this.writes.set(key, next);
+    void next
+      .finally(() => {
+        if (this.writes.get(key) === next) this.writes.delete(key);
+      })
+      .catch(() => undefined);
+    return next;
+  }
+
+  async flush(): Promise<void> {
+    await Promise.all(this.writes.values());
+  }
+}
