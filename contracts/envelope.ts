@@ -10,7 +10,7 @@ export type TraceContext = z.infer<typeof TraceContext>;
  */
 export const EventMeta = z.object({
   id: z.string(),
-  aggregateType: z.enum(['domain', 'host', 'network', 'name']),
+  aggregateType: z.enum(['domain', 'host', 'network', 'pool', 'name']),
   aggregateId: z.string(),
   time: z.iso.datetime(),
   actor: z.string(),

@@ -1,0 +1,239 @@
+import { readFile } from 'node:fs/promises';
+import { Option, type Command } from 'commander';
+import type { PoolView, StorageAccepted, VirtplaneClient, VolumeView } from '../client/index.ts';
+import { DEFAULT_STORAGE_TIMEOUT_MS } from '../contracts/storage/commands.ts';
+import type { StorageOp } from '../contracts/storage/events.ts';
+import { formatPoolXml, formatVolumeXml } from '../contracts/xml/index.ts';
+import { table } from './format.ts';
+import { withProgress } from './progress.ts';
+
+/** What cli/main.ts shares with the commands registered here. */
+export interface StorageCliHelpers {
+  out(): { result(human: string, data: unknown): void };
+  withClient<T>(fn: (c: VirtplaneClient) => Promise<T>): Promise<T>;
+  json(): boolean;
+  /** An error that exits with status 2, as a usage mistake. */
+  usageError(message: string): Error;
+}
+
+/** virsh's vshPrettyCapacity: two decimals in the largest binary unit that keeps the value >= 1. */
+export const prettyCapacity = (bytes: number): string => {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
+  let v = bytes;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(2)} ${units[i]}`;
+};
+
+const info = (rows: Array<[string, string]>): string => rows.map(([k, v]) => `${`${k}:`.padEnd(15)} ${v}`).join('\n');
+
+export const poolInfo = (p: PoolView): string =>
+  info([
+    ['Name', p.name],
+    ['UUID', p.id],
+    ['State', p.state],
+    ['Persistent', p.persistent ? 'yes' : 'no'],
+    ['Autostart', p.autostart ? 'yes' : 'no'],
+    ...(p.capacityBytes !== null ? ([['Capacity', prettyCapacity(p.capacityBytes)]] as Array<[string, string]>) : []),
+    ...(p.allocationBytes !== null ? ([['Allocation', prettyCapacity(p.allocationBytes)]] as Array<[string, string]>) : []),
+    ...(p.availableBytes !== null ? ([['Available', prettyCapacity(p.availableBytes)]] as Array<[string, string]>) : []),
+    ['Host', p.hostId],
+  ]);
+
+export const poolList = (pools: PoolView[]): string =>
+  table(
+    ['Name', 'State', 'Autostart'],
+    pools.map((p) => [p.name, p.active ? 'active' : p.state === 'building' ? 'building' : 'inactive', p.autostart ? 'yes' : 'no']),
+  );
+
+export const volList = (vols: VolumeView[]): string => table(['Name', 'Path'], vols.map((v) => [v.name, v.path]));
+
+export const volInfo = (v: VolumeView): string =>
+  info([
+    ['Name', v.name],
+    ['Type', v.type],
+    ['Capacity', prettyCapacity(v.capacityBytes)],
+    ['Allocation', prettyCapacity(v.allocationBytes)],
+  ]);
+
+/** virsh's storage pool and volume verbs. Host work (build, start, create, delete) is waited for unless --no-wait. */
+export const registerStorageCommands = (program: Command, h: StorageCliHelpers): void => {
+  const readInput = async (file: string): Promise<{ xml: string } | { definition: Record<string, unknown> }> => {
+    const text = await readFile(file, 'utf8');
+    if (text.trimStart().startsWith('<')) return { xml: text };
+    try {
+      return { definition: JSON.parse(text) as Record<string, unknown> };
+    } catch (e) {
+      throw h.usageError(`${file}: malformed JSON: ${(e as Error).message}`);
+    }
+  };
+
+  const waiting = (cmd: Command, op: StorageOp) =>
+    cmd
+      .addOption(new Option('--wait', 'wait until the host has finished').default(true))
+      .option('--no-wait', 'return once the command is accepted')
+      .option('--timeout <seconds>', 'deadline for the host to finish; the operation is recorded failed after it', String(DEFAULT_STORAGE_TIMEOUT_MS[op] / 1000));
+
+  /** Sends the command and, unless told not to, waits for the host's outcome. */
+  const hostWork = async (
+    o: { wait: boolean; timeout: string },
+    label: (a: StorageAccepted) => string,
+    send: (c: VirtplaneClient, timeoutSeconds: number) => Promise<StorageAccepted>,
+  ): Promise<{ accepted: StorageAccepted; pool: PoolView | null }> => {
+    const timeoutSeconds = Number(o.timeout);
+    if (!(timeoutSeconds > 0)) throw h.usageError(`--timeout must be a positive number of seconds, not '${o.timeout}'`);
+    return h.withClient(async (c) => {
+      const accepted = await send(c, timeoutSeconds);
+      if (!o.wait) return { accepted, pool: null };
+      const pool = await withProgress(label(accepted), timeoutSeconds * 1000, !h.json(), () => c.storageOutcome(accepted, timeoutSeconds * 1000 + 5000));
+      return { accepted, pool };
+    });
+  };
+
+  /** A volume named on its own with --pool, as `pool/name`, or by its key (path). */
+  const locate = async (c: VirtplaneClient, vol: string, pool?: string): Promise<{ pool: string; name: string }> => {
+    if (pool) return { pool, name: vol };
+    const v = await c.volGet(vol);
+    return { pool: v.poolId, name: v.name };
+  };
+
+  program
+    .command('pool-define')
+    .description('define (or redefine) a storage pool from libvirt pool XML or a JSON definition')
+    .argument('<file>', 'libvirt pool XML or a JSON definition')
+    .option('--host <hostId>', 'the host the pool lives on (default: the only live host)')
+    .action(async (file: string, o: { host?: string }) => {
+      const input = { ...(await readInput(file)), ...(o.host ? { hostId: o.host } : {}) };
+      const r = await h.withClient((c) => c.poolDefine(input));
+      h.out().result(`Pool ${r.pool} defined from ${file}`, r);
+    });
+
+  waiting(program.command('pool-build').description('build a storage pool (a dir pool: create its directory)').argument('<pool>', 'name or uuid'), 'pool-build').action(
+    async (pool: string, o: { wait: boolean; timeout: string }) => {
+      const r = await hostWork(o, (a) => `build ${a.pool}`, (c, timeoutSeconds) => c.poolBuild(pool, { timeoutSeconds }));
+      h.out().result(`Pool ${r.accepted.pool} built`, r);
+    },
+  );
+
+  waiting(
+    program
+      .command('pool-start')
+      .description('start (activate) an inactive storage pool')
+      .argument('<pool>', 'name or uuid')
+      .option('--build', 'build the pool first'),
+    'pool-start',
+  ).action(async (pool: string, o: { wait: boolean; timeout: string; build?: boolean }) => {
+    const r = await hostWork(o, (a) => `start ${a.pool}`, (c, timeoutSeconds) => c.poolStart(pool, { timeoutSeconds, build: Boolean(o.build) }));
+    h.out().result(`Pool ${r.accepted.pool} started`, r);
+  });
+
+  program
+    .command('pool-destroy')
+    .description('stop (deactivate) a storage pool; its data stays')
+    .argument('<pool>', 'name or uuid')
+    .action(async (pool: string) => {
+      const r = await h.withClient((c) => c.poolDestroy(pool));
+      h.out().result(`Pool ${r.pool} destroyed`, r);
+    });
+
+  program
+    .command('pool-undefine')
+    .description('undefine an inactive storage pool')
+    .argument('<pool>', 'name or uuid')
+    .action(async (pool: string) => {
+      const r = await h.withClient((c) => c.poolUndefine(pool));
+      h.out().result(`Pool ${r.pool} has been undefined`, r);
+    });
+
+  program
+    .command('pool-list')
+    .description('list storage pools (active ones unless --all)')
+    .option('--all', 'include inactive pools')
+    .option('--host <hostId>', 'only pools on this host')
+    .action(async (o: { all?: boolean; host?: string }) => {
+      const pools = await h.withClient((c) => c.poolList({ all: Boolean(o.all), ...(o.host ? { host: o.host } : {}) }));
+      h.out().result(poolList(pools), pools);
+    });
+
+  program
+    .command('pool-info')
+    .description('storage pool information')
+    .argument('<pool>', 'name or uuid')
+    .action(async (pool: string) => {
+      const p = await h.withClient((c) => c.poolGet(pool));
+      h.out().result(poolInfo(p), p);
+    });
+
+  program
+    .command('pool-dumpxml')
+    .description('the storage pool as libvirt XML, as virtplane stores it')
+    .argument('<pool>', 'name or uuid')
+    .option('--inactive', 'the definition that applies at the next start, when one was recorded while the pool ran')
+    .action(async (pool: string, o: { inactive?: boolean }) => {
+      const p = await h.withClient((c) => c.poolGet(pool));
+      const def = o.inactive && p.nextDefinition ? p.nextDefinition : p.definition;
+      const xml = def.xml ?? formatPoolXml(def);
+      h.out().result(xml.trimEnd(), { poolId: p.id, xml });
+    });
+
+  waiting(
+    program
+      .command('vol-create')
+      .description('create a volume in an active pool from libvirt volume XML or a JSON definition')
+      .argument('<pool>', 'pool name or uuid')
+      .argument('<file>', 'libvirt volume XML or a JSON definition'),
+    'vol-create',
+  ).action(async (pool: string, file: string, o: { wait: boolean; timeout: string }) => {
+    const input = await readInput(file);
+    const r = await hostWork(o, (a) => `create ${a.volume ?? 'volume'}`, (c, timeoutSeconds) => c.volCreate(pool, input, { timeoutSeconds }));
+    h.out().result(`Vol ${r.accepted.volume} created from ${file}`, r);
+  });
+
+  waiting(
+    program
+      .command('vol-delete')
+      .description('delete a volume and its file')
+      .argument('<vol>', 'volume name (with --pool), pool/name, or key (path)')
+      .option('--pool <pool>', 'pool name or uuid'),
+    'vol-delete',
+  ).action(async (vol: string, o: { wait: boolean; timeout: string; pool?: string }) => {
+    const r = await hostWork(o, (a) => `delete ${a.volume ?? vol}`, async (c, timeoutSeconds) => {
+      const where = await locate(c, vol, o.pool);
+      return c.volDelete(where.pool, where.name, { timeoutSeconds });
+    });
+    h.out().result(`Vol ${r.accepted.volume ?? vol} deleted`, r);
+  });
+
+  program
+    .command('vol-list')
+    .description('list the volumes of an active pool')
+    .argument('<pool>', 'pool name or uuid')
+    .action(async (pool: string) => {
+      const vols = await h.withClient((c) => c.volList(pool));
+      h.out().result(volList(vols), vols);
+    });
+
+  program
+    .command('vol-info')
+    .description('storage volume information')
+    .argument('<vol>', 'volume name (with --pool), pool/name, or key (path)')
+    .option('--pool <pool>', 'pool name or uuid')
+    .action(async (vol: string, o: { pool?: string }) => {
+      const v = await h.withClient((c) => c.volGet(vol, o.pool ? { pool: o.pool } : {}));
+      h.out().result(volInfo(v), v);
+    });
+
+  program
+    .command('vol-dumpxml')
+    .description('the storage volume as libvirt XML')
+    .argument('<vol>', 'volume name (with --pool), pool/name, or key (path)')
+    .option('--pool <pool>', 'pool name or uuid')
+    .action(async (vol: string, o: { pool?: string }) => {
+      const v = await h.withClient((c) => c.volGet(vol, o.pool ? { pool: o.pool } : {}));
+      const xml = v.definition.xml ?? formatVolumeXml(v.definition);
+      h.out().result(xml.trimEnd(), { pool: v.pool, volume: v.name, xml });
+    });
+};

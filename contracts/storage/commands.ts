@@ -1,0 +1,89 @@
+import { z } from 'zod';
+import { CommandHeader } from '../domain/commands.ts';
+import type { VirtErrorBody } from '../errors.ts';
+import { HostId } from '../ids.ts';
+import type { StoragePoolDefinition, StorageVolumeDefinition } from './definition.ts';
+import type { PoolStats, StorageOp, VolumeInfo } from './events.ts';
+
+/** A pool is addressed by uuid or by name, as virsh accepts either. */
+export const PoolRef = z.string().min(1).max(255);
+
+const exactlyOne = [
+  (r: { definition?: unknown; xml?: string | undefined }) => (r.definition === undefined) !== (r.xml === undefined),
+  { message: 'give exactly one of "definition" or "xml"' },
+] as const;
+
+export const DefinePoolRequest = CommandHeader.extend({
+  /** The model as JSON, or libvirt pool XML; exactly one. */
+  definition: z.unknown().optional(),
+  xml: z.string().optional(),
+  /** The host the pool lives on; may be left out when only one host is up. */
+  hostId: HostId.optional(),
+}).refine(...exactlyOne);
+export type DefinePoolRequest = z.infer<typeof DefinePoolRequest>;
+
+export const PoolOpRequest = CommandHeader.extend({
+  pool: PoolRef,
+  /** How long the host may take before the operation is recorded as failed. */
+  timeoutSeconds: z.number().positive().max(3600).optional(),
+});
+export type PoolOpRequest = z.infer<typeof PoolOpRequest>;
+
+export const StartPoolRequest = PoolOpRequest.extend({ build: z.boolean().optional() });
+export type StartPoolRequest = z.infer<typeof StartPoolRequest>;
+
+export const CreateVolumeRequest = CommandHeader.extend({
+  pool: PoolRef,
+  definition: z.unknown().optional(),
+  xml: z.string().optional(),
+  timeoutSeconds: z.number().positive().max(3600).optional(),
+}).refine(...exactlyOne);
+export type CreateVolumeRequest = z.infer<typeof CreateVolumeRequest>;
+
+export const DeleteVolumeRequest = CommandHeader.extend({
+  pool: PoolRef,
+  volume: z.string().min(1).max(4096),
+  timeoutSeconds: z.number().positive().max(3600).optional(),
+});
+export type DeleteVolumeRequest = z.infer<typeof DeleteVolumeRequest>;
+
+/** What the host reports back for each operation. */
+export type StorageResult =
+  | { op: 'pool-build' }
+  | { op: 'pool-start'; stats?: PoolStats; volumes: VolumeInfo[] }
+  | { op: 'vol-create'; info: VolumeInfo; stats?: PoolStats }
+  | { op: 'vol-delete'; stats?: PoolStats };
+
+/** What the decider sees: references resolved, definitions parsed, placement chosen. */
+export type StorageCommand =
+  | { type: 'define'; definition: StoragePoolDefinition; hostId: string }
+  | { type: 'undefine' }
+  | { type: 'build'; timeoutMs: number }
+  | { type: 'start'; build: boolean; timeoutMs: number }
+  | { type: 'destroy' }
+  | { type: 'vol-create'; volume: StorageVolumeDefinition; timeoutMs: number }
+  | { type: 'vol-delete'; name: string; timeoutMs: number }
+  | { type: 'complete'; taskId: string; result: StorageResult }
+  | { type: 'fail'; taskId: string; error: VirtErrorBody }
+  | { type: 'expire'; taskId: string };
+
+export const DEFAULT_STORAGE_TIMEOUT_MS: Record<StorageOp, number> = {
+  'pool-build': 60_000,
+  'pool-start': 60_000,
+  'vol-create': 600_000,
+  'vol-delete': 120_000,
+};
+
+export const StorageAccepted = z.object({
+  ok: z.literal(true),
+  poolId: z.string(),
+  pool: z.string(),
+  /** The volume the command was about, for volume commands. */
+  volume: z.string().optional(),
+  version: z.number().int(),
+  commandId: z.string(),
+  duplicate: z.boolean().optional(),
+  /** The host task the command started, when it asked a host to act. */
+  taskId: z.string().optional(),
+});
+export type StorageAccepted = z.infer<typeof StorageAccepted>;

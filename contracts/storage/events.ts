@@ -1,0 +1,88 @@
+import { z } from 'zod';
+import { VirtErrorBody } from '../errors.ts';
+import { Permissions, StoragePoolDefinition, StorageVolumeDefinition } from './definition.ts';
+
+/** Host work on a pool or one of its volumes. Each has an intent event carrying what the host needs. */
+export const StorageOp = z.enum(['pool-build', 'pool-start', 'vol-create', 'vol-delete']);
+export type StorageOp = z.infer<typeof StorageOp>;
+
+/** What a host saw of one volume file: `qemu-img info`, as libvirt's refresh records it. */
+export const VolumeInfo = z.object({
+  name: z.string(),
+  path: z.string(),
+  type: z.enum(['file', 'dir', 'block']).default('file'),
+  format: z.string(),
+  capacityBytes: z.number().int().nonnegative(),
+  allocationBytes: z.number().int().nonnegative(),
+  backingStore: z.object({ path: z.string(), format: z.string().optional() }).optional(),
+});
+export type VolumeInfo = z.infer<typeof VolumeInfo>;
+
+/** statvfs of the pool's target, as `virsh pool-info` shows it. */
+export const PoolStats = z.object({
+  capacityBytes: z.number().int().nonnegative(),
+  allocationBytes: z.number().int().nonnegative(),
+  availableBytes: z.number().int().nonnegative(),
+});
+export type PoolStats = z.infer<typeof PoolStats>;
+
+export const PoolTarget = z.object({ path: z.string(), permissions: Permissions.optional() });
+export type PoolTarget = z.infer<typeof PoolTarget>;
+
+const Intent = {
+  hostId: z.string(),
+  /** When the operation is recorded as failed if the host has not reported by then. */
+  deadline: z.iso.datetime(),
+};
+
+export const StorageEventBody = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('PoolDefined'),
+    /** `added`: a new pool rather than a changed definition. */
+    data: z.object({ definition: StoragePoolDefinition, hostId: z.string(), added: z.boolean() }),
+  }),
+  z.object({ type: z.literal('PoolUndefined'), data: z.object({}) }),
+  z.object({ type: z.literal('PoolBuildRequested'), data: z.object({ ...Intent, target: PoolTarget }) }),
+  z.object({ type: z.literal('PoolBuilt'), data: z.object({ taskId: z.string() }) }),
+  z.object({
+    type: z.literal('PoolStartRequested'),
+    /** `build`: build first, as `virsh pool-start --build`. */
+    data: z.object({ ...Intent, target: PoolTarget, build: z.boolean() }),
+  }),
+  z.object({
+    type: z.literal('PoolStarted'),
+    /** Starting refreshes the pool: the volumes are what the host found in the target. */
+    data: z.object({ taskId: z.string(), stats: PoolStats.optional(), volumes: z.array(VolumeInfo) }),
+  }),
+  z.object({ type: z.literal('PoolDestroyed'), data: z.object({}) }),
+  z.object({
+    type: z.literal('VolumeCreateRequested'),
+    data: z.object({ ...Intent, volume: StorageVolumeDefinition }),
+  }),
+  z.object({
+    type: z.literal('VolumeCreated'),
+    data: z.object({ taskId: z.string(), name: z.string(), info: VolumeInfo, stats: PoolStats.optional() }),
+  }),
+  z.object({
+    type: z.literal('VolumeDeleteRequested'),
+    data: z.object({ ...Intent, name: z.string(), path: z.string() }),
+  }),
+  z.object({
+    type: z.literal('VolumeDeleted'),
+    data: z.object({ taskId: z.string(), name: z.string(), stats: PoolStats.optional() }),
+  }),
+  z.object({
+    /** Any host operation that failed or missed its deadline; `name` is the volume's, for volume work. */
+    type: z.literal('StorageOperationFailed'),
+    data: z.object({ op: StorageOp, taskId: z.string(), name: z.string().optional(), error: VirtErrorBody }),
+  }),
+]);
+export type StorageEventBody = z.infer<typeof StorageEventBody>;
+export type StorageEventType = StorageEventBody['type'];
+
+export const STORAGE_INTENTS = {
+  PoolBuildRequested: 'pool-build',
+  PoolStartRequested: 'pool-start',
+  VolumeCreateRequested: 'vol-create',
+  VolumeDeleteRequested: 'vol-delete',
+} as const satisfies Partial<Record<StorageEventType, StorageOp>>;
