@@ -11,7 +11,8 @@ export const SubjectToken = z
 export const HostId = SubjectToken;
 export type HostId = z.infer<typeof HostId>;
 
-export const DomainId = z.uuid();
+// libvirt accepts any 128-bit id in uuid form (its own test data has non-RFC variants).
+export const DomainId = z.guid();
 export type DomainId = z.infer<typeof DomainId>;
 
 export const CommandId = z.string().min(8).max(128).regex(/^[A-Za-z0-9_.:-]+$/);

@@ -34,6 +34,8 @@ const parser = new XMLParser({
   allowBooleanAttributes: false,
   // The depth is already bounded by the pre-scan; this only keeps the parser's own guard out of the way.
   maxNestedTags: 100_000,
+  // No callbacks use the path, so the parser need not build path strings.
+  jPath: false,
 });
 
 function utf8Length(s: string, stopAbove: number): number {
@@ -184,6 +186,7 @@ function convert(node: FxpNode, name: string, path: string): XElement {
     for (const k of Object.keys(rawAttrs)) {
       const v = rawAttrs[k];
       if (typeof v !== 'string') throw xmlError(`XML document is not well-formed: attribute '${k}' of ${path} has no value`);
+      if (v.includes('<')) throw xmlError(`XML document is not well-formed: '<' in the value of attribute '${k}' of ${path}`);
       // Literal whitespace in attribute values is normalised to spaces, as XML requires.
       const norm = /[\t\n\r]/.test(v) ? v.replace(/[\t\n\r]/g, ' ') : v;
       attrs[k] = decodeEntities(norm, () => `attribute '${k}' of ${path}`);

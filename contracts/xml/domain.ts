@@ -21,7 +21,6 @@ import {
   mac,
   obj,
   oneOf,
-  onoff,
   positive,
   scaledAttr,
   scaledText,
@@ -508,9 +507,12 @@ const features: Codec<Record<string, Record<string, string>>> = custom(
   },
   (el, value, _order, ctx) => {
     const v = value ?? {};
-    for (const f of childElements(el)) if (!Object.prototype.hasOwnProperty.call(v, f.name)) removeChild(el, f);
+    const has = (name: string) => Object.prototype.hasOwnProperty.call(v, name);
+    el.children = el.children.filter((c) => typeof c !== 'object' || !('name' in c) || has(c.name));
+    const first = new Map<string, XElement>();
+    for (const f of childElements(el)) if (!first.has(f.name)) first.set(f.name, f);
     for (const [name, a] of Object.entries(v)) {
-      let f = firstChild(el, name);
+      let f = first.get(name);
       if (!f) {
         f = element(name);
         el.children.push(f);
@@ -631,8 +633,6 @@ const memoryBacking = obj(
   MEMBACKING_ORDER,
 );
 
-const lifecycle = <T extends string>(values: readonly T[]) => oneOf(values);
-
 const domainCodec = obj(
   {
     type: attr('type', oneOf(VIRT_TYPES)),
@@ -658,9 +658,9 @@ const domainCodec = obj(
     features: child('features', features),
     cpu: child('cpu', cpu),
     clock: child('clock', clock),
-    onPoweroff: childText('on_poweroff', lifecycle(LifecycleAction.options)),
-    onReboot: childText('on_reboot', lifecycle(LifecycleAction.options)),
-    onCrash: childText('on_crash', lifecycle(CrashAction.options)),
+    onPoweroff: childText('on_poweroff', oneOf(LifecycleAction.options)),
+    onReboot: childText('on_reboot', oneOf(LifecycleAction.options)),
+    onCrash: childText('on_crash', oneOf(CrashAction.options)),
     onLockfailure: childText('on_lockfailure', s),
     pm: child(
       'pm',
@@ -810,9 +810,10 @@ function defaultBoot(raw: Record<string, any>, root: XElement): void {
   const devs = raw.devices ?? {};
   const modelled = [...(devs.disks ?? []), ...(devs.interfaces ?? []), ...(devs.hostdevs ?? [])];
   if (modelled.some((d: any) => d?.bootOrder !== undefined)) return;
+  // Devices outside the model (redirdev, filesystem, ...) can carry a boot order too; the tree knows.
   const tree = firstChild(root, 'devices');
-  const unmodelled = new Set(['redirdev', 'filesystem', 'controller']);
-  if (tree && childElements(tree).some((d) => unmodelled.has(d.name) && firstChild(d, 'boot')?.attrs.order !== undefined)) return;
+  const modelledKinds = new Set(['disk', 'interface', 'hostdev']);
+  if (tree && childElements(tree).some((d) => !modelledKinds.has(d.name) && firstChild(d, 'boot')?.attrs.order !== undefined)) return;
   os.boot = ['hd'];
 }
 

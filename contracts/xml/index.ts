@@ -10,8 +10,14 @@ import { poolSpec, volumeSpec } from './storage.ts';
 
 /**
  * The libvirt XML layer: pure functions between libvirt documents and virtplane's stored models.
- * Every parse returns the model with `xml` set to the canonical document (what dumpxml returns);
- * every failure is a VirtError with code 'xml-error'.
+ *
+ * Parsing keeps the whole document, so elements and attributes the model does not know survive:
+ * every parse returns the model with `xml` set to the canonical document (what dumpxml returns),
+ * with libvirt's defaults filled in (uuid, MAC addresses, currentMemory, disk bus, ...) and sizes in
+ * KiB (memory) or bytes (storage). Formatting writes the model's fields into its `xml` (or into an
+ * empty document when there is none): the model wins for the fields it has, a field left undefined
+ * removes what it maps to, and everything else in `xml` is kept. Every failure is a VirtError with
+ * code 'xml-error' whose message names the element or attribute path at fault.
  */
 
 export { parseDomainXml, formatDomainXml } from './domain.ts';

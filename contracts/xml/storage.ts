@@ -28,7 +28,7 @@ import {
 } from './codec.ts';
 import { formatWith, parseWith, type Generators, type KindSpec, type ParseOptions } from './common.ts';
 import { xmlError } from './errors.ts';
-import { childElements, element, firstChild, type XElement } from './tree.ts';
+import { childElements, element, type XElement } from './tree.ts';
 import { ULLONG_MAX } from './units.ts';
 
 /** Storage sizes default to bytes and are written back in bytes, as libvirt's formatter does. */
@@ -163,9 +163,10 @@ export const poolSpec: KindSpec<StoragePoolDefinition> = {
 const volFeatures: Codec<string[]> = custom(
   (el) => childElements(el).map((c) => c.name),
   (el, value) => {
-    const want = value ?? [];
-    el.children = el.children.filter((c) => typeof c !== 'object' || !('name' in c) || want.includes(c.name));
-    for (const name of want) if (!firstChild(el, name)) el.children.push(element(name));
+    const want = new Set(value ?? []);
+    el.children = el.children.filter((c) => typeof c !== 'object' || !('name' in c) || want.has(c.name));
+    const present = new Set(childElements(el).map((c) => c.name));
+    for (const name of want) if (!present.has(name)) el.children.push(element(name));
   },
 );
 

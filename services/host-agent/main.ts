@@ -52,11 +52,14 @@ const agent = new HostAgent(n, { hostId: cfg.hostId, stateDir, drivers, ackWaitM
 await agent.start();
 const storage = new StorageWorker(n, { hostId: cfg.hostId, stateDir, ackWaitMs: cfg.ackWaitMs }, log.child('storage'));
 await storage.start();
+const networkSync = network ? new NetworkSync(n, network, log.child('network')) : null;
+await networkSync?.start();
 log.info('host agent ready', { hostId: cfg.hostId, stateDir });
 onShutdown(
   log,
   () => n.close(),
   async () => {
+    await networkSync?.stop();
     await storage.stop();
     await agent.stop();
     await network?.close();
