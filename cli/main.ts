@@ -7,6 +7,7 @@ import { VirtplaneClient, type CommandAccepted } from '../client/index.ts';
 import { ConfigError } from '../platform/config.ts';
 import { domainList, dominfo, hostList, lifecycleLine } from './format.ts';
 import { withProgress } from './progress.ts';
+import { validateFiles } from './validate.ts';
 import { initTelemetry } from '../platform/telemetry.ts';
 import { formatDomainXml } from '../contracts/xml/index.ts';
 import { registerNetworkCommands } from './network-commands.ts';
@@ -239,6 +240,16 @@ export const buildProgram = (): Command => {
     });
 
   program
+    .command('validate')
+    .description('check libvirt XML documents offline, as virt-xml-validate does (the root element tells the kind)')
+    .argument('<files...>', 'domain, network, pool or volume XML')
+    .option('--format', 'print each document as virtplane stores it (what dumpxml returns after a define)')
+    .action(async (files: string[], o: { format?: boolean }) => {
+      const code = await validateFiles(files, { format: Boolean(o.format) }, (line) => process.stdout.write(`${line}\n`));
+      if (code !== 0) throw new ValidationFailed(code);
+    });
+
+  program
     .command('host-list')
     .description('list hosts and their agents')
     .action(async () => {
@@ -253,6 +264,13 @@ export const buildProgram = (): Command => {
 };
 
 class UsageError extends Error {}
+
+/** validate already printed its verdict per file; only the exit code is left to give. */
+class ValidationFailed extends Error {
+  constructor(readonly code: number) {
+    super('validation failed');
+  }
+}
 
 const parseJson = (text: string, file: string): Record<string, unknown> => {
   try {
@@ -271,6 +289,7 @@ export const main = async (argv: string[]): Promise<number> => {
     await program.parseAsync(argv);
     return 0;
   } catch (e) {
+    if (e instanceof ValidationFailed) return e.code;
     const body: VirtErrorBody = isVirtError(e)
       ? e.toBody()
       : { code: e instanceof UsageError || e instanceof ConfigError ? 'invalid-arg' : 'internal-error', message: (e as Error).message };

@@ -98,6 +98,22 @@ describe('virtplane CLI against a running system', () => {
   });
 });
 
+describe('virtplane validate', () => {
+  const corpus = join(PROJECT_ROOT, '..', 'shared', 'conformance', 'libvirt');
+  it('prints one line per file and fails when any document is invalid, with no server at all', async () => {
+    const good = join(corpus, 'network', 'networkxml2xmlin', 'nat-network.xml');
+    const bad = join(corpus, 'domain-xml', 'no-memory.xml');
+    const ok = await virtplane({ VIRTPLANE_NATS_URL: '' }, 'validate', good);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout.trim()).toBe(`${good}: ok (network 'default')`);
+    const mixed = await virtplane({ VIRTPLANE_NATS_URL: '' }, 'validate', good, bad);
+    expect(mixed.code).toBe(1);
+    expect(mixed.stdout.trim().split('\n')).toEqual([`${good}: ok (network 'default')`, expect.stringMatching(new RegExp(`^${bad}: error: .*memory`, 'i'))]);
+    const formatted = await virtplane({}, 'validate', '--format', good);
+    expect(formatted.stdout).toContain("<bridge name='virbr0' stp='on' delay='0'/>");
+  });
+});
+
 describe('the embedded default', () => {
   it('with nothing running, the CLI says how to start it instead of using a server on 4222', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'vp-empty-'));
