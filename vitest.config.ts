@@ -5,10 +5,11 @@ export default defineConfig({
     include: ['**/*.test.ts'],
     exclude: ['node_modules/**'],
     testTimeout: 60_000,
-    hookTimeout: 60_000,
-    // Integration suites each start their own nats-server and real guests; two cores do not
-    // gain from more parallel files than this.
-    maxWorkers: 2,
-    fileParallelism: true,
+    hookTimeout: 120_000,
+    // Suites share one machine's network stack: some create guests' taps and bridges in the root
+    // namespace while another checks that nothing of its own leaked there. One file at a time keeps
+    // those checks exact; the suites start their own nats-servers and qemu processes anyway, which
+    // leaves little for a second worker on two cores.
+    fileParallelism: false,
   },
 });

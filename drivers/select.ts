@@ -45,9 +45,13 @@ export const selectDrivers = async (
           throw virtError('operation-unsupported', `interface type '${iface.type}' is not supported by the qemu driver yet`);
         }
         const p = await network.plugInterface(def.uuid, iface, lookupNetwork);
-        plugged.push({ ifname: p.ifname });
+        plugged.push({ ifname: p.ifname, ...(p.bridge ? { bridge: p.bridge } : {}), ...(p.network ? { network: p.network } : {}) });
       }
       return plugged;
+    },
+    plugInterface: async (uuid, iface) => {
+      const p = await network.plugInterface(uuid, iface, lookupNetwork);
+      return { ifname: p.ifname, ...(p.bridge ? { bridge: p.bridge } : {}), ...(p.network ? { network: p.network } : {}) };
     },
     releaseInterfaces: async (uuid, ifnames) => {
       for (const ifname of ifnames) await network.unplugInterface(uuid, ifname);

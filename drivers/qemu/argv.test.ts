@@ -221,7 +221,7 @@ describe('qemu argv for virtplane runtime', () => {
     const def = parseDomainXml(`<domain type='qemu'><name>v</name><uuid>6ba7b810-9dad-41d1-80b4-00c04fd430c8</uuid>
       <memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type>hvm</type></os><devices>
       <input type='tablet' bus='usb'/><graphics type='vnc' autoport='yes'/><rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>
-      <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel></devices></domain>`);
+      <channel type='unix'><target type='virtio' name='org.example.port.0'/></channel></devices></domain>`);
     const o = options(buildQemuCommand(def, { ...rt, vncPorts: [5907] }).args);
     expect(o).toContain('-vnc 127.0.0.1:7,audiodev=audio1');
     expect(o).not.toContain('-display none');
@@ -229,7 +229,7 @@ describe('qemu argv for virtplane runtime', () => {
     expect(o).toContain(`-device {"driver":"usb-tablet","id":"input0","bus":"usb.0","port":"1"}`);
     expect(o).toContain(`-device {"driver":"virtio-serial-pci","id":"virtio-serial0","bus":"pci.0","addr":"0x3"}`);
     expect(o).toContain(
-      `-device {"driver":"virtserialport","bus":"virtio-serial0.0","nr":1,"chardev":"charchannel0","id":"channel0","name":"org.qemu.guest_agent.0"}`,
+      `-device {"driver":"virtserialport","bus":"virtio-serial0.0","nr":1,"chardev":"charchannel0","id":"channel0","name":"org.example.port.0"}`,
     );
     expect(o).toContain(`-device {"driver":"virtio-balloon-pci","id":"balloon0","bus":"pci.0","addr":"0x4"}`);
     expect(o).toContain(`-device {"driver":"virtio-rng-pci","rng":"objrng0","id":"rng0","bus":"pci.0","addr":"0x5"}`);

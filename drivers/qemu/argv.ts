@@ -702,6 +702,40 @@ const NIC_DRIVERS: Record<string, string> = {
   'virtio-non-transitional': 'virtio-net-pci-non-transitional',
 };
 
+/** The qemu device driver for an interface model; x86 guests get an rtl8139 when none is named, as under libvirt. */
+export const nicDriver = (model: string | undefined): string => {
+  const m = model ?? 'rtl8139';
+  const driver = NIC_DRIVERS[m];
+  if (!driver) throw unsupported(`interface model '${m}'`);
+  return driver;
+};
+
+/** `-netdev` properties for a tap-backed interface; the id is shared with hot-plugged NICs. */
+export function tapNetdev(nic: InterfaceModel, driver: string, backend: NetdevBackend, id: string): Record<string, unknown> {
+  const virtio = driver.startsWith('virtio');
+  const ex = interfaceExtras(nic);
+  const sndbuf = ex.sndbuf !== undefined ? { sndbuf: ex.sndbuf } : {};
+  if ('fd' in backend) {
+    const vhost = virtio && backend.vhostfd ? { vhost: true, vhostfd: backend.vhostfd } : {};
+    return { type: 'tap', fd: backend.fd, ...vhost, ...sndbuf, id };
+  }
+  const vhost = virtio && backend.vhost ? { vhost: true } : {};
+  return { type: 'tap', ifname: backend.tap, script: 'no', downscript: 'no', ...vhost, ...sndbuf, id };
+}
+
+/** `-device` properties of a NIC without its PCI placement; libvirt's aliases: net<N> on hostnet<N>. */
+export function nicDevice(nic: InterfaceModel, driver: string, index: number, mac: string): Record<string, unknown> {
+  const virtio = driver.startsWith('virtio');
+  if (nic.mtu !== undefined && !virtio) throw unsupported(`setting MTU on interface model '${nic.model ?? 'rtl8139'}'`);
+  return {
+    driver,
+    ...(virtio && nic.mtu !== undefined ? { host_mtu: nic.mtu } : {}),
+    netdev: `hostnet${index}`,
+    id: `net${index}`,
+    mac,
+  };
+}
+
 function emitNic(
   def: DomainDefinition,
   nic: InterfaceModel,
@@ -712,14 +746,8 @@ function emitNic(
   add: (...a: string[]) => void,
   dev: (o: Record<string, unknown>) => void,
 ): void {
-  // x86 guests get an rtl8139 when the XML names no model, as under libvirt.
-  const model = nic.model ?? 'rtl8139';
-  const driver = NIC_DRIVERS[model];
-  if (!driver) throw unsupported(`interface model '${model}'`);
-  const virtio = driver.startsWith('virtio');
+  const driver = nicDriver(nic.model);
   const id = `hostnet${i}`;
-  const ex = interfaceExtras(nic);
-  const sndbuf = ex.sndbuf !== undefined ? { sndbuf: ex.sndbuf } : {};
 
   switch (nic.type) {
     case 'user':
@@ -735,28 +763,14 @@ function emitNic(
           `no tap device was prepared for interface ${i} (${nic.mac ?? 'no MAC'}, type ${nic.type})`,
         );
       }
-      if ('fd' in backend) {
-        const vhost = virtio && backend.vhostfd ? { vhost: true, vhostfd: backend.vhostfd } : {};
-        add('-netdev', json({ type: 'tap', fd: backend.fd, ...vhost, ...sndbuf, id }));
-      } else {
-        const vhost = virtio && backend.vhost ? { vhost: true } : {};
-        add(
-          '-netdev',
-          json({ type: 'tap', ifname: backend.tap, script: 'no', downscript: 'no', ...vhost, ...sndbuf, id }),
-        );
-      }
+      add('-netdev', json(tapNetdev(nic, driver, backend, id)));
       break;
     }
     default:
       throw unsupported(`interface type '${nic.type}'`);
   }
-  if (nic.mtu !== undefined && !virtio) throw unsupported(`setting MTU on interface model '${model}'`);
   dev({
-    driver,
-    ...(virtio && nic.mtu !== undefined ? { host_mtu: nic.mtu } : {}),
-    netdev: id,
-    id: `net${i}`,
-    mac: nic.mac ?? defaultMac(def.uuid, i),
+    ...nicDevice(nic, driver, i, nic.mac ?? defaultMac(def.uuid, i)),
     ...place,
     ...(bootindex !== undefined ? { bootindex } : {}),
   });

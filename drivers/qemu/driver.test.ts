@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -251,6 +252,37 @@ describe.skipIf(!avail.ok)('QemuDriver with a real guest', () => {
     },
     2 * BOOT_MS,
   );
+
+  it('gives a VNC display a free port and its password, and sets the balloon target', async () => {
+    const driver = newDriver();
+    const d = def({
+      name: 'display',
+      balloon: true,
+      currentMemoryMiB: 96,
+      devicesXml: `<graphics type='vnc' autoport='yes' passwd='s3cret'/>`,
+    });
+    expect(await driver.start(d)).toEqual({ state: 'running', reason: 'booted' });
+    track(driver, d.uuid);
+    const [port] = driver.vncPorts(d.uuid);
+    expect(port).toBeGreaterThanOrEqual(5900);
+    // RFB handshake: with a password set the server offers VNC authentication (2), never None (1).
+    const types = await new Promise<number[]>((resolve, reject) => {
+      const sock = connect(port!, '127.0.0.1');
+      let buf = Buffer.alloc(0);
+      sock.on('data', (chunk) => {
+        buf = Buffer.concat([buf, chunk]);
+        if (buf.length === 12) sock.write('RFB 003.008\n');
+        if (buf.length > 13 && buf.length >= 13 + buf[12]!) {
+          resolve([...buf.subarray(13, 13 + buf[12]!)]);
+          sock.destroy();
+        }
+      });
+      sock.on('error', reject);
+    });
+    expect(types).toContain(2);
+    expect(types).not.toContain(1);
+    expect(await driver.destroy(d.uuid)).toEqual({ state: 'shutoff', reason: 'destroyed' });
+  }, BOOT_MS);
 
   it('cleans up after a qemu that died while no driver was watching', async () => {
     const first = newDriver();

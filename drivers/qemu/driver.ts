@@ -4,8 +4,8 @@ import { existsSync } from 'node:fs';
 import { appendFile, mkdir, open, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import type { DomainDefinition } from '../../contracts/domain/definition.ts';
-import type { ObservedState } from '../../contracts/domain/state.ts';
+import type { DomainDefinition, InterfaceModel } from '../../contracts/domain/definition.ts';
+import type { ObservedState, RuntimeInterface } from '../../contracts/domain/state.ts';
 import { VirtError, isVirtError } from '../../contracts/errors.ts';
 import type {
   DomainObservation,
@@ -14,7 +14,16 @@ import type {
   HypervisorDriver,
   OperationOptions,
 } from '../hypervisor.ts';
-import { buildQemuCommand, formatCommand, type NetdevBackend, type QemuCommand } from './argv.ts';
+import {
+  buildQemuCommand,
+  defaultMac,
+  formatCommand,
+  nicDevice,
+  nicDriver,
+  tapNetdev,
+  type NetdevBackend,
+  type QemuCommand,
+} from './argv.ts';
 import { graphicsListenOf } from './extras.ts';
 import { allocatePort, findQemuBinary, processCmdline, processState, qemuAvailable } from './host.ts';
 import { QmpClient, QmpClosedError, QmpError, QmpTimeoutError, connectWhenReady, type QmpEvent } from './qmp.ts';
@@ -24,6 +33,9 @@ export interface PreparedInterface {
   ifname: string;
   /** Let qemu open /dev/vhost-net for this tap (virtio models only). */
   vhost?: boolean;
+  /** Where the tap is plugged, reported back for the domain's runtime view. */
+  bridge?: string;
+  network?: string;
 }
 
 export interface QemuDriverOptions {
@@ -44,6 +56,16 @@ export interface QemuDriverOptions {
   prepareInterfaces?: (def: DomainDefinition) => Promise<Array<PreparedInterface | undefined>>;
   /** Called once a domain's qemu is gone, with the tap names it used. Failures are ignored. */
   releaseInterfaces?: (uuid: string, ifnames: string[]) => Promise<void>;
+  /**
+   * Creates the tap device for an interface hot-plugged into a running domain. Without it, only
+   * `type='ethernet'` interfaces naming an existing tap in `<target dev>` can be attached. The tap
+   * goes back through `releaseInterfaces` when the interface is detached or the domain stops.
+   */
+  plugInterface?: (uuid: string, iface: InterfaceModel) => Promise<{ ifname: string; bridge?: string; network?: string }>;
+  /** How long a guest gets to release a detached NIC when `detachInterface()` gets no abort signal. */
+  unplugTimeoutMs?: number;
+  /** How often the eject request is repeated while the guest has not released a detached NIC. */
+  unplugRetryMs?: number;
   /** How long qemu gets to exit after `quit`, and again after SIGTERM, before it is killed. */
   destroyGraceMs?: number;
   /** Deadline for a guest to power off when `shutdown()` gets no abort signal. */
@@ -75,11 +97,28 @@ interface DomainRecord {
   /** The definition qemu was started from; guest-initiated power-off applies its lifecycle actions. */
   def: DomainDefinition;
   state: ObservedState;
+  /** Every tap the domain holds, hot-plugged ones included: all of them are released when it stops. */
   ifnames: string[];
+  /** The guest's NICs as they are now (boot-time and hot-plugged), by MAC. */
+  nics: NicRecord[];
   vncPorts: number[];
   consolePty?: string;
   accel: 'kvm' | 'tcg';
   startedAt: string;
+}
+
+interface NicRecord {
+  /** Lower case. */
+  mac: string;
+  /** qemu ids are net<index> for the device and hostnet<index> for its backend, as libvirt names them. */
+  index: number;
+  /** Absent for user-mode networking. */
+  ifname?: string;
+  bridge?: string;
+  network?: string;
+  hotplugged?: boolean;
+  /** device_del was sent and the guest has not released the device yet. */
+  unplugging?: boolean;
 }
 
 interface ExitInfo {
@@ -152,6 +191,33 @@ const SHUTOFF_FAILED: ObservedState = { state: 'shutoff', reason: 'failed' };
 
 const notRunning = () => new VirtError('operation-invalid', 'Requested operation is not valid: domain is not running');
 
+const randomMac = (): string => `52:54:00:${[...randomBytes(3)].map((x) => x.toString(16).padStart(2, '0')).join(':')}`;
+
+const runtimeOf = (n: NicRecord & { ifname: string }): RuntimeInterface => ({
+  mac: n.mac,
+  ifname: n.ifname,
+  ...(n.bridge ? { bridge: n.bridge } : {}),
+  ...(n.network ? { network: n.network } : {}),
+});
+
+/** Records written before NICs were tracked: the boot-time NICs, with their taps from the command line. */
+const nicsFromArgs = (rec: DomainRecord): NicRecord[] => {
+  const taps = new Map<string, string>();
+  rec.args.forEach((a, i) => {
+    if (a !== '-netdev') return;
+    try {
+      const o = JSON.parse(rec.args[i + 1] ?? '') as { id?: unknown; ifname?: unknown };
+      if (typeof o.id === 'string' && typeof o.ifname === 'string') taps.set(o.id, o.ifname);
+    } catch {
+      // Not JSON: not one of ours.
+    }
+  });
+  return rec.def.devices.interfaces.map((nic, i) => {
+    const ifname = taps.get(`hostnet${i}`);
+    return { mac: (nic.mac ?? defaultMac(rec.uuid, i)).toLowerCase(), index: i, ...(ifname ? { ifname } : {}) };
+  });
+};
+
 /** Maps qemu's RunState to virDomainState/reason, keeping the previous reason when the state is unchanged. */
 export function mapRunState(status: string, prev?: ObservedState): ObservedState {
   const keep = (s: ObservedState['state'], fallback: ObservedState['reason']): ObservedState =>
@@ -206,8 +272,6 @@ const within = async <T>(p: Promise<T>, ms: number, signal: AbortSignal | undefi
     if (onAbort) signal?.removeEventListener('abort', onAbort);
   }
 };
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const FIRMWARE_RESET_WINDOW_MS = 5000;
 
@@ -365,6 +429,24 @@ export class QemuDriver implements HypervisorDriver {
     });
   }
 
+  async attachInterface(def: DomainDefinition, iface: InterfaceModel, opts: OperationOptions = {}): Promise<RuntimeInterface> {
+    await this.ready;
+    return this.withLock(def.uuid, async () => {
+      const d = await this.find(def.uuid);
+      if (!d) throw notRunning();
+      return this.during(d, 'attach-interface', () => this.hotplugNic(d, iface, opts));
+    });
+  }
+
+  async detachInterface(def: DomainDefinition, mac: string, opts: OperationOptions = {}): Promise<void> {
+    await this.ready;
+    return this.withLock(def.uuid, async () => {
+      const d = await this.find(def.uuid);
+      if (!d) throw notRunning();
+      return this.during(d, 'detach-interface', () => this.unplugNic(d, mac.toLowerCase(), opts));
+    });
+  }
+
   onObservation(listener: (o: DomainObservation) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -387,7 +469,7 @@ export class QemuDriver implements HypervisorDriver {
   // ---------------------------------------------------------------------------------------------
   // Extras beyond HypervisorDriver
 
-  /** The tap devices a running domain uses, for the network side to reconcile after a restart. */
+  /** The tap devices a running domain uses (hot-plugged ones too), for the network side to reconcile after a restart. */
   interfaces(uuid: string): string[] {
     return this.domains.get(uuid)?.rec.ifnames ?? [];
   }
@@ -403,6 +485,17 @@ export class QemuDriver implements HypervisorDriver {
   pid(uuid: string): number | undefined {
     const d = this.domains.get(uuid);
     return d?.alive ? d.pid : undefined;
+  }
+
+  /**
+   * Runs one QMP command on a running domain's monitor (`virsh qemu-monitor-command`); qemu serves
+   * a single monitor client, which is the driver's, so this is the only way in while it runs.
+   */
+  async monitorCommand<T = unknown>(uuid: string, command: string, args?: Record<string, unknown>): Promise<T> {
+    await this.ready;
+    const d = await this.find(uuid);
+    if (!d) throw notRunning();
+    return (await this.monitor(d)).execute<T>(command, args);
   }
 
   /** VNC ports in use by a running domain, by graphics index. */
@@ -466,7 +559,10 @@ export class QemuDriver implements HypervisorDriver {
     return 'tcg';
   }
 
-  private async resolveTaps(def: DomainDefinition, opts: QemuStartOptions): Promise<Array<NetdevBackend | undefined>> {
+  private async resolveTaps(
+    def: DomainDefinition,
+    opts: QemuStartOptions,
+  ): Promise<Array<(NetdevBackend & { bridge?: string; network?: string }) | undefined>> {
     const nics = def.devices.interfaces;
     const given = opts.taps ?? {};
     const fromOpts = nics.map((nic, i) => (nic.mac ? given[nic.mac.toLowerCase()] : undefined) ?? given[String(i)]);
@@ -481,7 +577,14 @@ export class QemuDriver implements HypervisorDriver {
       const name = fromOpts[i];
       if (name) return { tap: name };
       const p = prepared[i];
-      if (p) return { tap: p.ifname, ...(p.vhost ? { vhost: true } : {}) };
+      if (p) {
+        return {
+          tap: p.ifname,
+          ...(p.vhost ? { vhost: true } : {}),
+          ...(p.bridge ? { bridge: p.bridge } : {}),
+          ...(p.network ? { network: p.network } : {}),
+        };
+      }
       // <interface type='ethernet'><target dev='tapX'/> names a tap the administrator made.
       if (nic.type === 'ethernet' && nic.targetDev && !nic.targetDev.includes('%')) return { tap: nic.targetDev };
       return undefined;
@@ -554,7 +657,7 @@ export class QemuDriver implements HypervisorDriver {
       child = spawn(cmd.binary, cmd.args, {
         env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...cmd.env },
         cwd: dir,
-        // Its own session, so the guest outlives the driver and signals aimed at the driver's group.
+        // Its own process group: the guest outlives the driver and ignores signals sent to the driver's group.
         detached: true,
         stdio: ['ignore', log.fd, log.fd],
       });
@@ -581,6 +684,18 @@ export class QemuDriver implements HypervisorDriver {
       def,
       state: { state: 'paused', reason: 'starting-up' },
       ifnames: netdevs.flatMap((n) => (n && 'tap' in n ? [n.tap] : [])),
+      nics: def.devices.interfaces.map((nic, i) => {
+        const n = netdevs[i];
+        const bridge = n?.bridge ?? (nic.type === 'bridge' ? nic.source?.bridge : undefined);
+        const network = n?.network ?? (nic.type === 'network' ? nic.source?.network : undefined);
+        return {
+          mac: (nic.mac ?? defaultMac(uuid, i)).toLowerCase(),
+          index: i,
+          ...(n && 'tap' in n ? { ifname: n.tap } : {}),
+          ...(bridge ? { bridge } : {}),
+          ...(network ? { network } : {}),
+        };
+      }),
       vncPorts,
       accel,
       startedAt: new Date().toISOString(),
@@ -647,6 +762,155 @@ export class QemuDriver implements HypervisorDriver {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // Hot-plug
+
+  private async hotplugNic(d: Domain, iface: InterfaceModel, opts: OperationOptions): Promise<RuntimeInterface> {
+    if (opts.signal?.aborted) throw abortReason(opts.signal, `attaching an interface to domain '${d.rec.name}'`);
+    if ((await this.status(d)) === 'shutdown') throw notRunning();
+    const mac = (iface.mac ?? randomMac()).toLowerCase();
+    const have = d.rec.nics.find((n) => n.mac === mac);
+    if (have) {
+      if (have.unplugging) {
+        throw new VirtError('operation-invalid', `Requested operation is not valid: interface ${mac} is being detached`);
+      }
+      if (!have.ifname) {
+        throw new VirtError('operation-invalid', `Requested operation is not valid: MAC address ${mac} is already in use`);
+      }
+      return runtimeOf({ ...have, ifname: have.ifname });
+    }
+    if (iface.type !== 'network' && iface.type !== 'bridge' && iface.type !== 'ethernet') {
+      throw new VirtError('operation-unsupported', `interface type '${iface.type}' cannot be hot-plugged by the qemu driver`);
+    }
+    // Hot-plugged NICs default to virtio: the guest needs no emulated-hardware driver for them.
+    const model = iface.model ?? 'virtio';
+    const driver = nicDriver(model);
+    const nicDef: InterfaceModel = { ...iface, mac, model };
+    const index = await this.nextNicIndex(d);
+    // Validated before a tap exists, so a refusal leaves nothing behind.
+    const device = nicDevice(nicDef, driver, index, mac);
+
+    let plugged: { ifname: string; bridge?: string; network?: string };
+    if (this.opts.plugInterface) {
+      opts.progress?.('preparing the network device');
+      plugged = await this.opts.plugInterface(d.uuid, nicDef);
+    } else if (iface.type === 'ethernet' && iface.targetDev && !iface.targetDev.includes('%')) {
+      plugged = { ifname: iface.targetDev };
+    } else {
+      throw new VirtError('operation-failed', `no tap device can be prepared for interface ${mac} (type ${iface.type})`);
+    }
+    const nic: NicRecord = {
+      mac,
+      index,
+      ifname: plugged.ifname,
+      ...(plugged.bridge ? { bridge: plugged.bridge } : {}),
+      ...(plugged.network ? { network: plugged.network } : {}),
+      hotplugged: true,
+    };
+    // Recorded before qemu has it: a driver that dies in between still releases the tap later.
+    d.rec.nics.push(nic);
+    if (!d.rec.ifnames.includes(plugged.ifname)) d.rec.ifnames.push(plugged.ifname);
+    await this.persist(d);
+    const qmp = await this.monitor(d);
+    try {
+      opts.progress?.(`adding ${driver} net${index} on ${plugged.ifname}`);
+      await qmp.execute('netdev_add', tapNetdev(nicDef, driver, { tap: plugged.ifname }, `hostnet${index}`));
+      try {
+        await qmp.execute('device_add', device);
+      } catch (e) {
+        await qmp.execute('netdev_del', { id: `hostnet${index}` }).catch(() => undefined);
+        throw e;
+      }
+    } catch (e) {
+      d.rec.nics = d.rec.nics.filter((n) => n !== nic);
+      d.rec.ifnames = d.rec.ifnames.filter((x) => x !== plugged.ifname);
+      await this.persist(d);
+      await this.opts.releaseInterfaces?.(d.uuid, [plugged.ifname]).catch(() => undefined);
+      throw e;
+    }
+    return runtimeOf({ ...nic, ifname: plugged.ifname });
+  }
+
+  /** One above the highest index in use, as libvirt numbers hot-plugged NICs. */
+  private async nextNicIndex(d: Domain): Promise<number> {
+    const used = d.rec.nics.map((n) => n.index);
+    // Devices the record does not know (added by hand through the monitor) must not clash either.
+    const children = await (await this.monitor(d))
+      .execute<Array<{ name: string }>>('qom-list', { path: '/machine/peripheral' })
+      .catch(() => []);
+    for (const c of children) {
+      const m = /^net(\d+)$/.exec(c.name);
+      if (m) used.push(Number(m[1]));
+    }
+    return used.length ? Math.max(...used) + 1 : 0;
+  }
+
+  private async unplugNic(d: Domain, mac: string, opts: OperationOptions): Promise<void> {
+    const nic = d.rec.nics.find((n) => n.mac === mac);
+    if (!nic) return;
+    const qmp = await this.monitor(d);
+    const id = `net${nic.index}`;
+    const stopWaiting = new AbortController();
+    const deleted = qmp.waitForEvent((e) => e.event === 'DEVICE_DELETED' && e.data?.device === id, {
+      timeoutMs: Infinity,
+      signal: stopWaiting.signal,
+    });
+    deleted.catch(() => undefined);
+    let retry: NodeJS.Timeout | undefined;
+    try {
+      let gone = (await this.requestUnplug(qmp, id)) === 'gone';
+      if (!nic.unplugging) {
+        nic.unplugging = true;
+        await this.persist(d);
+      }
+      if (!gone) {
+        opts.progress?.(`waiting for the guest to release ${id}`);
+        const deadline = opts.signal ? Infinity : (this.opts.unplugTimeoutMs ?? 30_000);
+        const released = within(deleted, deadline, opts.signal, `detaching interface ${mac} from domain '${d.rec.name}'`);
+        released.catch(() => undefined);
+        while (!gone) {
+          const tick = new Promise<'tick'>((r) => (retry = setTimeout(() => r('tick'), this.opts.unplugRetryMs ?? 5000)));
+          if ((await Promise.race([released.then(() => 'released' as const), tick])) === 'released') break;
+          // A guest drops eject requests that come before its OS has set up PCI hot-plug (early boot); ask again.
+          gone = (await this.requestUnplug(qmp, id)) === 'gone';
+        }
+      }
+    } finally {
+      clearTimeout(retry);
+      stopWaiting.abort();
+    }
+    await this.finishUnplug(d, nic);
+  }
+
+  private async requestUnplug(qmp: QmpClient, id: string): Promise<'sent' | 'gone'> {
+    try {
+      await qmp.execute('device_del', { id });
+      return 'sent';
+    } catch (e) {
+      if (!(e instanceof QmpError)) throw e;
+      // Released while no driver was watching.
+      if (e.errorClass === 'DeviceNotFound') return 'gone';
+      // An earlier request is still waiting on the guest.
+      if (/already in the process of unplug/i.test(e.message)) return 'sent';
+      throw e;
+    }
+  }
+
+  /** The guest has let go of the NIC: drop its backend and give the tap back. Runs once per NIC. */
+  private async finishUnplug(d: Domain, nic: NicRecord): Promise<void> {
+    if (!d.alive || d.detached || !d.rec.nics.includes(nic)) return;
+    const qmp = await this.monitor(d);
+    await qmp.execute('netdev_del', { id: `hostnet${nic.index}` }).catch((e: unknown) => {
+      if (!(e instanceof QmpError)) throw e;
+      // Already gone: an earlier try got this far.
+    });
+    d.rec.nics = d.rec.nics.filter((n) => n !== nic);
+    const ifname = nic.ifname;
+    if (ifname) d.rec.ifnames = d.rec.ifnames.filter((x) => x !== ifname);
+    await this.persist(d);
+    if (ifname) await this.opts.releaseInterfaces?.(d.uuid, [ifname]).catch(() => undefined);
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // Watching
 
   private attach(d: Domain, qmp: QmpClient): void {
@@ -687,6 +951,12 @@ export class QemuDriver implements HypervisorDriver {
         if (d.op || e.data?.guest !== true || Date.now() < d.quietResetsUntil) return;
         this.emit(d, this.record(d, RUNNING_BOOTED), 'RESET: guest rebooted itself');
         return;
+      case 'DEVICE_DELETED': {
+        // A guest that let go of a NIC after its detach gave up waiting: finish the detach now.
+        const nic = d.rec.nics.find((n) => n.unplugging && `net${n.index}` === e.data?.device);
+        if (nic) void this.withLock(d.uuid, () => this.finishUnplug(d, nic)).catch(() => undefined);
+        return;
+      }
       case 'POWERDOWN':
         if (d.op) return;
         this.emit(d, d.rec.state, 'POWERDOWN: ACPI power button pressed outside the driver');
@@ -874,6 +1144,7 @@ export class QemuDriver implements HypervisorDriver {
       }
       return undefined;
     }
+    rec.nics ??= nicsFromArgs(rec);
     const d = new Domain(dir, rec, pid);
     this.domains.set(uuid, d);
     for (const p of rec.vncPorts ?? []) this.reservedPorts.add(p);
@@ -901,6 +1172,8 @@ export class QemuDriver implements HypervisorDriver {
   private async monitor(d: Domain): Promise<QmpClient> {
     if (d.qmp && !d.qmp.isClosed) return d.qmp;
     if (!d.alive) throw notRunning();
+    // qemu serves one monitor client at a time: connecting here would starve the launch in progress.
+    if (d.op === 'start') throw new VirtError('operation-failed', `domain '${d.rec.name}' is starting`);
     try {
       const qmp = await QmpClient.connect(d.rec.qmpSocket, { timeoutMs: 5000 });
       d.stopPolling();
@@ -927,6 +1200,12 @@ export class QemuDriver implements HypervisorDriver {
     d.rec.state = s;
     d.saving = d.saving.then(() => this.save(d)).catch(() => undefined);
     return s;
+  }
+
+  /** Writes the record now, in order with state changes. */
+  private persist(d: Domain): Promise<void> {
+    d.saving = d.saving.then(() => this.save(d)).catch(() => undefined);
+    return d.saving;
   }
 
   private async save(d: Domain): Promise<void> {
