@@ -1,4 +1,5 @@
-import { AckPolicy, DeliverPolicy, type Consumer, type ConsumerMessages } from '@nats-io/jetstream';
+import type { ConsumerMessages } from '@nats-io/jetstream';
+import { durableConsumer } from '../../platform/durable-consumer.ts';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { evolve, initialDomainState, type DomainAggregate } from '../../contracts/domain/decider.ts';
 import type { DomainEventBody, DomainOp } from '../../contracts/domain/events.ts';
@@ -41,22 +42,13 @@ export class Dispatcher {
   ) {}
 
   async start(): Promise<void> {
-    await this.n.jsm.consumers
-      .add(STREAMS.events, {
-        durable_name: DISPATCHER_CONSUMER,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        filter_subject: 'ev.domain.>',
-        ack_wait: 30_000_000_000,
-        max_ack_pending: 1024,
-      })
-      .catch(async (e) => {
-        // Exists already (another replica or an earlier run): bind to it.
-        await this.n.jsm.consumers.info(STREAMS.events, DISPATCHER_CONSUMER).catch(() => {
-          throw e;
-        });
-      });
-    const consumer: Consumer = await this.n.js.consumers.get(STREAMS.events, DISPATCHER_CONSUMER);
+    const consumer = await durableConsumer(this.n, {
+      stream: STREAMS.events,
+      name: DISPATCHER_CONSUMER,
+      filterSubject: 'ev.domain.>',
+      ackWaitMs: 30_000,
+      maxAckPending: 1024,
+    });
     this.messages = await consumer.consume({ max_messages: 256 });
     const messages = this.messages;
     this.done = (async () => {

@@ -1,4 +1,5 @@
-import { AckPolicy, DeliverPolicy, type ConsumerMessages } from '@nats-io/jetstream';
+import type { ConsumerMessages } from '@nats-io/jetstream';
+import { durableConsumer } from '../../platform/durable-consumer.ts';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { Envelope } from '../../contracts/envelope.ts';
 import type { StorageEventBody } from '../../contracts/storage/events.ts';
@@ -26,22 +27,13 @@ export class StorageDispatcher {
   ) {}
 
   async start(): Promise<void> {
-    await this.n.jsm.consumers
-      .add(STREAMS.events, {
-        durable_name: STORAGE_DISPATCHER_CONSUMER,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        filter_subject: 'ev.pool.>',
-        ack_wait: 30_000_000_000,
-        max_ack_pending: 1024,
-      })
-      .catch(async (e) => {
-        // Exists already (another replica or an earlier run): bind to it.
-        await this.n.jsm.consumers.info(STREAMS.events, STORAGE_DISPATCHER_CONSUMER).catch(() => {
-          throw e;
-        });
-      });
-    const consumer = await this.n.js.consumers.get(STREAMS.events, STORAGE_DISPATCHER_CONSUMER);
+    const consumer = await durableConsumer(this.n, {
+      stream: STREAMS.events,
+      name: STORAGE_DISPATCHER_CONSUMER,
+      filterSubject: 'ev.pool.>',
+      ackWaitMs: 30_000,
+      maxAckPending: 1024,
+    });
     this.messages = await consumer.consume({ max_messages: 256 });
     const messages = this.messages;
     this.done = (async () => {

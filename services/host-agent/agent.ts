@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
-import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import { durableConsumer } from '../../platform/durable-consumer.ts';
+import { KeyedQueue } from '../../platform/keyed-queue.ts';
 import type { ObservedState, RuntimeInterface } from '../../contracts/domain/state.ts';
 import { isVirtError, virtError } from '../../contracts/errors.ts';
 import { HEARTBEAT_INTERVAL_MS } from '../../contracts/host/liveness.ts';
@@ -39,7 +41,7 @@ export class HostAgent {
   readonly instanceId = randomUUID();
   private messages: ConsumerMessages | null = null;
   private consuming: Promise<void> = Promise.resolve();
-  private readonly queues = new Map<string, Promise<void>>();
+  private readonly queues = new KeyedQueue();
   private readonly inFlight = new Set<Promise<void>>();
   private heartbeat: NodeJS.Timeout | null = null;
   private unsubscribe: Array<() => void> = [];
@@ -102,19 +104,14 @@ export class HostAgent {
 
   private async consume(): Promise<void> {
     const name = agentConsumerName(this.hostId);
-    const config = {
-      durable_name: name,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      filter_subject: subjects.task(this.hostId),
+    const consumer = await durableConsumer(this.n, {
+      stream: STREAMS.tasks,
+      name,
+      filterSubject: subjects.task(this.hostId),
       // Long operations send progress, which restarts this clock.
-      ack_wait: this.ackWaitMs * 1_000_000,
-      max_ack_pending: 1024,
-    };
-    const existing = await this.n.jsm.consumers.info(STREAMS.tasks, name).catch(() => null);
-    if (!existing) await this.n.jsm.consumers.add(STREAMS.tasks, config);
-    else if (existing.config.ack_wait !== config.ack_wait) await this.n.jsm.consumers.update(STREAMS.tasks, name, { ack_wait: config.ack_wait });
-    const consumer = await this.n.js.consumers.get(STREAMS.tasks, name);
+      ackWaitMs: this.ackWaitMs,
+      maxAckPending: 1024,
+    });
     this.messages = await consumer.consume({ max_messages: 256 });
     const messages = this.messages;
     this.consuming = (async () => {
@@ -137,16 +134,12 @@ export class HostAgent {
       m.term();
       return Promise.resolve();
     }
-    const prev = this.queues.get(task.domainId) ?? Promise.resolve();
-    const next = prev.then(() => inSpan(`task ${task.op}`, contextFromTraceparent(task.traceparent), () => this.run(task, m))).catch((e) => {
-      this.log.error('task failed to run; it will be redelivered', { taskId: task.taskId, error: String(e) });
-      if (!this.stopping) m.nak(2000);
-    });
-    this.queues.set(task.domainId, next);
-    void next.finally(() => {
-      if (this.queues.get(task.domainId) === next) this.queues.delete(task.domainId);
-    });
-    return next;
+    return this.queues
+      .run(task.domainId, () => inSpan(`task ${task.op}`, contextFromTraceparent(task.traceparent), () => this.run(task, m)))
+      .catch((e) => {
+        this.log.error('task failed to run; it will be redelivered', { taskId: task.taskId, error: String(e) });
+        if (!this.stopping) m.nak(2000);
+      });
   }
 
   private async run(task: DomainTask, m: JsMsg): Promise<void> {

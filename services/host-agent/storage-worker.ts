@@ -1,6 +1,8 @@
 import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import { durableConsumer } from '../../platform/durable-consumer.ts';
+import { KeyedQueue } from '../../platform/keyed-queue.ts';
 import { isVirtError } from '../../contracts/errors.ts';
 import { StorageTask, storageSubjects, storageWorkerConsumer, type StorageReportRequest } from '../../contracts/storage/tasks.ts';
 import { STREAMS } from '../../contracts/subjects.ts';
@@ -26,7 +28,7 @@ export interface StorageWorkerOptions {
 export class StorageWorker {
   private messages: ConsumerMessages | null = null;
   private consuming: Promise<void> = Promise.resolve();
-  private readonly queues = new Map<string, Promise<void>>();
+  private readonly queues = new KeyedQueue();
   private readonly inFlight = new Set<Promise<void>>();
   private readonly abort = new AbortController();
   private readonly journal: OutcomeJournal;
@@ -50,19 +52,14 @@ export class StorageWorker {
 
   async start(): Promise<void> {
     const name = storageWorkerConsumer(this.hostId);
-    const config = {
-      durable_name: name,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
+    const consumer = await durableConsumer(this.n, {
+      stream: STREAMS.tasks,
+      name,
       // Not overlapping the domain consumer's `task.<hostId>`, as a work-queue stream requires.
-      filter_subject: storageSubjects.task(this.hostId),
-      ack_wait: this.ackWaitMs * 1_000_000,
-      max_ack_pending: 256,
-    };
-    const existing = await this.n.jsm.consumers.info(STREAMS.tasks, name).catch(() => null);
-    if (!existing) await this.n.jsm.consumers.add(STREAMS.tasks, config);
-    else if (existing.config.ack_wait !== config.ack_wait) await this.n.jsm.consumers.update(STREAMS.tasks, name, { ack_wait: config.ack_wait });
-    const consumer = await this.n.js.consumers.get(STREAMS.tasks, name);
+      filterSubject: storageSubjects.task(this.hostId),
+      ackWaitMs: this.ackWaitMs,
+      maxAckPending: 256,
+    });
     this.messages = await consumer.consume({ max_messages: 64 });
     const messages = this.messages;
     this.consuming = (async () => {
@@ -84,18 +81,12 @@ export class StorageWorker {
       m.term();
       return Promise.resolve();
     }
-    const prev = this.queues.get(task.poolId) ?? Promise.resolve();
-    const next = prev
-      .then(() => this.run(task, m))
+    return this.queues
+      .run(task.poolId, () => this.run(task, m))
       .catch((e) => {
         this.log.error('storage task failed to run; it will be redelivered', { taskId: task.taskId, error: String(e) });
         if (!this.stopping) m.nak(2000);
       });
-    this.queues.set(task.poolId, next);
-    void next.finally(() => {
-      if (this.queues.get(task.poolId) === next) this.queues.delete(task.poolId);
-    });
-    return next;
   }
 
   private async run(task: StorageTask, m: JsMsg): Promise<void> {

@@ -1,3 +1,4 @@
+import { OrderedKvWriter } from '../../platform/ordered-kv-writer.ts';
 import type { KV } from '@nats-io/kv';
 import type { Envelope } from '../../contracts/envelope.ts';
 import { evolveNetwork, initialNetworkState, type NetworkAggregate } from '../../contracts/network/decider.ts';
@@ -33,8 +34,10 @@ export const toNetworkView = (s: NetworkAggregate, updatedAt: string): NetworkVi
 export class NetworkProjection {
   readonly networks = new Map<string, NetworkAggregate>();
   readonly byName = new Map<string, string>();
-  /** Writes of one key go in order; writes of different keys overlap. */
-  private readonly writes = new Map<string, Promise<void>>();
+  private readonly views = new OrderedKvWriter<NetworkAggregate>(() => {
+    if (!this.kv) throw new Error('view written before the projection was started');
+    return this.kv;
+  });
 
   private constructor(
     private readonly n: Nats,
@@ -103,7 +106,7 @@ export class NetworkProjection {
       this.networks.delete(id);
       if (this.byName.get(s.name) === id) this.byName.delete(s.name);
     }
-    const stored = this.write(id, s.exists ? s : null);
+    const stored = this.views.write(id, s.exists ? s : null);
     const published = publish
       ? lifecycle.map((l) => this.n.js.publish(subjects.networkLifecycle(l.networkId), encodeJson(l), { msgID: l.eventId }))
       : [];
@@ -111,23 +114,7 @@ export class NetworkProjection {
   }
 
   async flush(): Promise<void> {
-    await Promise.all(this.writes.values());
+    await this.views.flush();
   }
 
-  private write(key: string, value: NetworkAggregate | null): Promise<void> {
-    const prev = this.writes.get(key) ?? Promise.resolve();
-    const next = prev
-      .catch(() => undefined)
-      .then(async () => {
-        if (value === null) await this.kv.delete(key);
-        else await this.kv.put(key, encodeJson(value));
-      });
-    this.writes.set(key, next);
-    void next
-      .finally(() => {
-        if (this.writes.get(key) === next) this.writes.delete(key);
-      })
-      .catch(() => undefined);
-    return next;
-  }
 }

@@ -1,4 +1,6 @@
-import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import { durableConsumer } from '../../platform/durable-consumer.ts';
+import { OrderedKvWriter } from '../../platform/ordered-kv-writer.ts';
 import type { KV } from '@nats-io/kv';
 import { evolve, initialDomainState, type DomainAggregate } from '../../contracts/domain/decider.ts';
 import type { DomainEventBody } from '../../contracts/domain/events.ts';
@@ -36,7 +38,8 @@ export class Projector {
   private readonly waiters = new Set<() => void>();
   private messages: ConsumerMessages | null = null;
   private done: Promise<void> = Promise.resolve();
-  private readonly writes = new Map<string, Promise<void>>();
+  private readonly domainViews = new OrderedKvWriter<DomainAggregate>(() => this.domainKv);
+  private readonly hostViews = new OrderedKvWriter<HostAggregate>(() => this.hostKv);
   private replayUntil = 0;
   private domainKv!: KV;
   private hostKv!: KV;
@@ -54,21 +57,13 @@ export class Projector {
     if (this.opts.rebuild) await this.reset();
     await this.load();
     await this.storage.start(this.n, this.opts.rebuild);
-    await this.n.jsm.consumers
-      .add(STREAMS.events, {
-        durable_name: PROJECTOR_CONSUMER,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        filter_subject: subjects.allEvents,
-        ack_wait: 30_000_000_000,
-        max_ack_pending: 4096,
-      })
-      .catch(async (e) => {
-        await this.n.jsm.consumers.info(STREAMS.events, PROJECTOR_CONSUMER).catch(() => {
-          throw e;
-        });
-      });
-    const consumer = await this.n.js.consumers.get(STREAMS.events, PROJECTOR_CONSUMER);
+    const consumer = await durableConsumer(this.n, {
+      stream: STREAMS.events,
+      name: PROJECTOR_CONSUMER,
+      filterSubject: subjects.allEvents,
+      ackWaitMs: 30_000,
+      maxAckPending: 4096,
+    });
     this.messages = await consumer.consume({ max_messages: 1024 });
     const messages = this.messages;
     this.done = (async () => {
@@ -79,7 +74,7 @@ export class Projector {
   async stop(): Promise<void> {
     await this.messages?.close();
     await this.done;
-    await Promise.all(this.writes.values());
+    await Promise.all([this.domainViews.flush(), this.hostViews.flush()]);
     await this.networks.flush();
   }
 
@@ -170,7 +165,7 @@ export class Projector {
       this.domains.delete(id);
       if (this.domainByName.get(s.name) === id) this.domainByName.delete(s.name);
     }
-    const stored = this.write(this.domainKv, id, s.exists ? s : null);
+    const stored = this.domainViews.write(id, s.exists ? s : null);
     const published = c.seq <= this.replayUntil ? [] : lifecycle.map((l) => this.n.js.publish(subjects.lifecycle(l.hostId, l.domainId), encodeJson(l), { msgID: l.eventId }));
     return Promise.all([stored, ...published]);
   }
@@ -181,24 +176,9 @@ export class Projector {
     if (c.seq <= s.version) return Promise.resolve();
     for (const raw of c.events) s = evolveHost(s, raw as unknown as Envelope<HostEventBody>);
     this.hosts.set(id, s);
-    return this.write(this.hostKv, id, s);
+    return this.hostViews.write(id, s);
   }
 
-  /** Writes of one key go in order; writes of different keys overlap. */
-  private write(kv: KV, key: string, value: unknown): Promise<void> {
-    const prev = this.writes.get(key) ?? Promise.resolve();
-    const next = prev
-      .catch(() => undefined)
-      .then(async () => {
-        if (value === null) await kv.delete(key);
-        else await kv.put(key, encodeJson(value));
-      });
-    this.writes.set(key, next);
-    void next.finally(() => {
-      if (this.writes.get(key) === next) this.writes.delete(key);
-    }).catch(() => undefined);
-    return next;
-  }
 
   /** Resolves once `ready()` holds, or with false after `ms`. */
   waitFor(ready: () => boolean, ms: number): Promise<boolean> {

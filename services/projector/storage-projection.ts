@@ -1,3 +1,4 @@
+import { OrderedKvWriter } from '../../platform/ordered-kv-writer.ts';
 import type { KV } from '@nats-io/kv';
 import type { Envelope } from '../../contracts/envelope.ts';
 import { evolve, initialPoolState, type PoolAggregate } from '../../contracts/storage/decider.ts';
@@ -15,7 +16,10 @@ export class StorageProjection {
   readonly pools = new Map<string, PoolAggregate>();
   readonly poolByName = new Map<string, string>();
   private kv: KV | null = null;
-  private readonly writes = new Map<string, Promise<void>>();
+  private readonly views = new OrderedKvWriter<PoolAggregate>(() => {
+    if (!this.kv) throw new Error('view written before the projection was started');
+    return this.kv;
+  });
 
   /** Opens the bucket and loads it, or empties it when the views are being rebuilt from the log. */
   async start(n: Nats, rebuild = false): Promise<void> {
@@ -56,29 +60,11 @@ export class StorageProjection {
       this.pools.delete(id);
       if (this.poolByName.get(s.name) === id) this.poolByName.delete(s.name);
     }
-    return this.write(id, s.exists ? s : null);
+    return this.views.write(id, s.exists ? s : null);
   }
 
-  /** Writes of one key go in order; writes of different keys overlap. */
-  private write(key: string, value: PoolAggregate | null): Promise<void> {
-    const prev = this.writes.get(key) ?? Promise.resolve();
-    const next = prev
-      .catch(() => undefined)
-      .then(async () => {
-        if (!this.kv) throw new Error('storage projection written before it was started');
-        if (value === null) await this.kv.delete(key);
-        else await this.kv.put(key, encodeJson(value));
-      });
-    this.writes.set(key, next);
-    void next
-      .finally(() => {
-        if (this.writes.get(key) === next) this.writes.delete(key);
-      })
-      .catch(() => undefined);
-    return next;
-  }
 
   async flush(): Promise<void> {
-    await Promise.all(this.writes.values());
+    await this.views.flush();
   }
 }

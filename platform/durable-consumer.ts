@@ -1,0 +1,38 @@
+import { AckPolicy, DeliverPolicy, type Consumer } from '@nats-io/jetstream';
+import type { Nats } from './nats.ts';
+
+export interface DurableConsumerOptions {
+  stream: string;
+  name: string;
+  /** One subject (2.9 servers have no multi-filter consumers). */
+  filterSubject: string;
+  ackWaitMs: number;
+  maxAckPending: number;
+}
+
+/**
+ * Binds to a durable pull consumer with explicit acks, creating it when it is missing (another
+ * replica may create it at the same moment) and bringing its ack wait up to date when the
+ * configuration changed since it was made.
+ */
+export const durableConsumer = async (n: Nats, o: DurableConsumerOptions): Promise<Consumer> => {
+  const config = {
+    durable_name: o.name,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    filter_subject: o.filterSubject,
+    ack_wait: o.ackWaitMs * 1_000_000,
+    max_ack_pending: o.maxAckPending,
+  };
+  const existing = await n.jsm.consumers.info(o.stream, o.name).catch(() => null);
+  if (!existing) {
+    await n.jsm.consumers.add(o.stream, config).catch(async (e) => {
+      await n.jsm.consumers.info(o.stream, o.name).catch(() => {
+        throw e;
+      });
+    });
+  } else if (existing.config.ack_wait !== config.ack_wait) {
+    await n.jsm.consumers.update(o.stream, o.name, { ack_wait: config.ack_wait });
+  }
+  return n.js.consumers.get(o.stream, o.name);
+};
