@@ -1,4 +1,4 @@
-import { AckPolicy, DeliverPolicy, type Consumer } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, type Consumer, type JsMsg } from '@nats-io/jetstream';
 import type { Nats } from './nats.ts';
 
 export interface DurableConsumerOptions {
@@ -35,4 +35,33 @@ export const durableConsumer = async (n: Nats, o: DurableConsumerOptions): Promi
     await n.jsm.consumers.update(o.stream, o.name, { ack_wait: config.ack_wait });
   }
   return n.js.consumers.get(o.stream, o.name);
+};
+
+/**
+ * Hands each message to `handle`, one at a time in stream order; acknowledges it once handled and
+ * asks for it again a second later when handling failed, so nothing is lost to a passing error.
+ */
+export const processInOrder = async (
+  consumer: Consumer,
+  handle: (m: JsMsg) => Promise<void>,
+  onError: (m: JsMsg, e: unknown) => void,
+): Promise<{ stop(): Promise<void> }> => {
+  const messages = await consumer.consume({ max_messages: 256 });
+  const done = (async () => {
+    for await (const m of messages) {
+      try {
+        await handle(m);
+        m.ack();
+      } catch (e) {
+        onError(m, e);
+        m.nak(1000);
+      }
+    }
+  })();
+  return {
+    async stop() {
+      await messages.close();
+      await done;
+    },
+  };
 };

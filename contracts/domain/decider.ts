@@ -405,7 +405,8 @@ export const evolve = (s: DomainAggregate, e: Envelope<DomainEventBody>): Domain
   }
 };
 
-const OP_OF = {
+/** The operation each intent event asks for. */
+export const OP_OF = {
   DomainStartRequested: 'start',
   DomainShutdownRequested: 'shutdown',
   DomainDestroyRequested: 'destroy',

@@ -1,7 +1,6 @@
-import type { ConsumerMessages } from '@nats-io/jetstream';
-import { durableConsumer } from '../../platform/durable-consumer.ts';
+import { durableConsumer, processInOrder } from '../../platform/durable-consumer.ts';
 import { headers as natsHeaders } from '@nats-io/transport-node';
-import { evolve, initialDomainState, type DomainAggregate } from '../../contracts/domain/decider.ts';
+import { evolve, initialDomainState, OP_OF, type DomainAggregate } from '../../contracts/domain/decider.ts';
 import type { DomainEventBody, DomainOp } from '../../contracts/domain/events.ts';
 import type { Envelope } from '../../contracts/envelope.ts';
 import { STREAMS, subjects } from '../../contracts/subjects.ts';
@@ -10,16 +9,7 @@ import { toRecordedCommit, type EventStore } from '../../platform/event-store.ts
 import type { Logger } from '../../platform/log.ts';
 import { encodeJson, type Nats } from '../../platform/nats.ts';
 
-const INTENT_OPS: Partial<Record<DomainEventBody['type'], DomainOp>> = {
-  DomainStartRequested: 'start',
-  DomainShutdownRequested: 'shutdown',
-  DomainDestroyRequested: 'destroy',
-  DomainSuspendRequested: 'suspend',
-  DomainResumeRequested: 'resume',
-  DomainRebootRequested: 'reboot',
-  DomainInterfaceAttachRequested: 'attach-interface',
-  DomainInterfaceDetachRequested: 'detach-interface',
-};
+const INTENT_OPS: Partial<Record<DomainEventBody['type'], DomainOp>> = OP_OF;
 
 export const DISPATCHER_CONSUMER = 'dispatcher';
 
@@ -30,8 +20,7 @@ export const DISPATCHER_CONSUMER = 'dispatcher';
  */
 export class Dispatcher {
   private readonly states = new Map<string, DomainAggregate>();
-  private messages: ConsumerMessages | null = null;
-  private done: Promise<void> = Promise.resolve();
+  private running: { stop(): Promise<void> } | null = null;
 
   constructor(
     private readonly n: Nats,
@@ -49,24 +38,15 @@ export class Dispatcher {
       ackWaitMs: 30_000,
       maxAckPending: 1024,
     });
-    this.messages = await consumer.consume({ max_messages: 256 });
-    const messages = this.messages;
-    this.done = (async () => {
-      for await (const m of messages) {
-        try {
-          await this.handle(toRecordedCommit({ seq: m.seq, subject: m.subject, data: m.data }));
-          m.ack();
-        } catch (e) {
-          this.log.error('dispatch failed; will be redelivered', { seq: m.seq, error: String(e) });
-          m.nak(1000);
-        }
-      }
-    })();
+    this.running = await processInOrder(
+      consumer,
+      (m) => this.handle(toRecordedCommit({ seq: m.seq, subject: m.subject, data: m.data })),
+      (m, e) => this.log.error('dispatch failed; will be redelivered', { seq: m.seq, error: String(e) }),
+    );
   }
 
   async stop(): Promise<void> {
-    await this.messages?.close();
-    await this.done;
+    await this.running?.stop();
   }
 
   /**

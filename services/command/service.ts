@@ -11,6 +11,7 @@ import type { Logger } from '../../platform/log.ts';
 import type { Nats } from '../../platform/nats.ts';
 import { serve } from '../../platform/rpc.ts';
 import { AgentReports } from './agent-reports.ts';
+import { DeadlineTimers } from './deadlines.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { DomainCommands } from './domain-commands.ts';
 import { NetworkCommands } from './network-commands.ts';
@@ -51,13 +52,15 @@ export class CommandService {
   private dispatcher: Dispatcher | null = null;
   private liveness: KvMirror<HostLiveness> | null = null;
   private storage: StorageService | null = null;
-  private readonly deadlines = new Map<string, NodeJS.Timeout>();
+  private readonly deadlines: DeadlineTimers;
 
   constructor(
     private readonly n: Nats,
     private readonly log: Logger,
     private readonly opts: CommandServiceOptions = {},
-  ) {}
+  ) {
+    this.deadlines = new DeadlineTimers(log);
+  }
 
   async start(): Promise<void> {
     const store = new EventStore(this.n);
@@ -97,31 +100,13 @@ export class CommandService {
     );
 
     if (this.opts.dispatcher !== false) {
-      this.dispatcher = new Dispatcher(this.n, store, log.child('dispatcher'), (task) => this.watchDeadline(task, commands));
+      this.dispatcher = new Dispatcher(this.n, store, log.child('dispatcher'), (task) => this.deadlines.watch(task, (meta) => commands.run(task.domainId, meta, { type: 'expire', taskId: task.taskId })));
       await this.dispatcher.start();
     }
     this.storage = await StorageService.start(this.n, store, scheduler, log.child('storage'), metaFrom, { dispatcher: this.opts.dispatcher !== false });
     await nc.flush();
   }
 
-  /** Records a missed deadline promptly; the decider also treats an expired operation as over. */
-  private watchDeadline(task: DomainTask, commands: DomainCommands) {
-    const delay = Math.max(0, Date.parse(task.deadline) - Date.now()) + 250;
-    const timer = setTimeout(() => {
-      this.deadlines.delete(task.taskId);
-      const meta: CommandMeta = {
-        commandId: `expire:${task.taskId}`,
-        actor: 'virtplane:deadline',
-        correlationId: task.correlationId,
-        causationId: task.taskId,
-        traceContext: {},
-        now: new Date(),
-      };
-      commands.run(task.domainId, meta, { type: 'expire', taskId: task.taskId }).catch((e) => this.log.warn('could not record a missed deadline', { taskId: task.taskId, error: String(e) }));
-    }, Math.min(delay, 2 ** 31 - 1));
-    timer.unref();
-    this.deadlines.set(task.taskId, timer);
-  }
 
   async stop(): Promise<void> {
     for (const s of this.subs) await s.drain().catch(() => undefined);
@@ -129,7 +114,6 @@ export class CommandService {
     await this.dispatcher?.stop();
     await this.storage?.stop();
     this.liveness?.stop();
-    for (const t of this.deadlines.values()) clearTimeout(t);
     this.deadlines.clear();
   }
 }

@@ -1,3 +1,4 @@
+import { DeadlineTimers } from './deadlines.ts';
 import type { Subscription } from '@nats-io/transport-node';
 import type { CommandMeta } from '../../contracts/envelope.ts';
 import { fromZodError, isVirtError, virtError } from '../../contracts/errors.ts';
@@ -220,7 +221,7 @@ type MetaFrom = (req: { commandId?: string | undefined; actor?: string | undefin
 export class StorageService {
   private subs: Subscription[] = [];
   private dispatcher: StorageDispatcher | null = null;
-  private readonly deadlines = new Map<string, NodeJS.Timeout>();
+  private readonly deadlines: DeadlineTimers;
   readonly commands: StorageCommands;
 
   private constructor(
@@ -230,6 +231,7 @@ export class StorageService {
     private readonly log: Logger,
   ) {
     this.commands = new StorageCommands(new Repository(store, poolKind), store, new NameClaims(store, 'pool'), hosts);
+    this.deadlines = new DeadlineTimers(log);
   }
 
   static async start(n: Nats, store: EventStore, hosts: Scheduler, log: Logger, metaFrom: MetaFrom, opts: { dispatcher: boolean }): Promise<StorageService> {
@@ -263,37 +265,16 @@ export class StorageService {
       ),
     );
     if (dispatch) {
-      this.dispatcher = new StorageDispatcher(this.n, log.child('dispatcher'), (task) => this.watchDeadline(task));
+      this.dispatcher = new StorageDispatcher(this.n, log.child('dispatcher'), (task) => this.deadlines.watch(task, (meta) => this.commands.run(task.poolId, meta, () => ({ type: 'expire', taskId: task.taskId }))));
       await this.dispatcher.start();
     }
   }
 
-  /** Records a missed deadline promptly; the decider also treats an expired operation as over. */
-  private watchDeadline(task: StorageTask) {
-    const delay = Math.max(0, Date.parse(task.deadline) - Date.now()) + 250;
-    const timer = setTimeout(() => {
-      this.deadlines.delete(task.taskId);
-      const meta: CommandMeta = {
-        commandId: `expire:${task.taskId}`,
-        actor: 'virtplane:deadline',
-        correlationId: task.correlationId,
-        causationId: task.taskId,
-        traceContext: {},
-        now: new Date(),
-      };
-      this.commands
-        .run(task.poolId, meta, () => ({ type: 'expire', taskId: task.taskId }))
-        .catch((e) => this.log.warn('could not record a missed deadline', { taskId: task.taskId, error: String(e) }));
-    }, Math.min(delay, 2 ** 31 - 1));
-    timer.unref();
-    this.deadlines.set(task.taskId, timer);
-  }
 
   async stop(): Promise<void> {
     for (const s of this.subs) await s.drain().catch(() => undefined);
     this.subs = [];
     await this.dispatcher?.stop();
-    for (const t of this.deadlines.values()) clearTimeout(t);
     this.deadlines.clear();
   }
 }

@@ -1,5 +1,4 @@
-import type { ConsumerMessages } from '@nats-io/jetstream';
-import { durableConsumer } from '../../platform/durable-consumer.ts';
+import { durableConsumer, processInOrder } from '../../platform/durable-consumer.ts';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { Envelope } from '../../contracts/envelope.ts';
 import type { StorageEventBody } from '../../contracts/storage/events.ts';
@@ -16,8 +15,7 @@ import { encodeJson, type Nats } from '../../platform/nats.ts';
  * it, the host's claim refuses a task that is no longer in flight).
  */
 export class StorageDispatcher {
-  private messages: ConsumerMessages | null = null;
-  private done: Promise<void> = Promise.resolve();
+  private running: { stop(): Promise<void> } | null = null;
 
   constructor(
     private readonly n: Nats,
@@ -34,24 +32,15 @@ export class StorageDispatcher {
       ackWaitMs: 30_000,
       maxAckPending: 1024,
     });
-    this.messages = await consumer.consume({ max_messages: 256 });
-    const messages = this.messages;
-    this.done = (async () => {
-      for await (const m of messages) {
-        try {
-          await this.handle(toRecordedCommit({ seq: m.seq, subject: m.subject, data: m.data }));
-          m.ack();
-        } catch (e) {
-          this.log.error('storage dispatch failed; will be redelivered', { seq: m.seq, error: String(e) });
-          m.nak(1000);
-        }
-      }
-    })();
+    this.running = await processInOrder(
+      consumer,
+      (m) => this.handle(toRecordedCommit({ seq: m.seq, subject: m.subject, data: m.data })),
+      (m, e) => this.log.error('storage dispatch failed; will be redelivered', { seq: m.seq, error: String(e) }),
+    );
   }
 
   async stop(): Promise<void> {
-    await this.messages?.close();
-    await this.done;
+    await this.running?.stop();
   }
 
   private async handle(commit: RecordedCommit): Promise<void> {
