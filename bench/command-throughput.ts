@@ -117,6 +117,8 @@ const main = async () => {
     const cmdPerSec = (DOMAINS * 2) / cmdSecs;
 
     if (SERVICES.length === 1) {
+      console.log(`raw JetStream publish-with-ack: ${raw.perSec.toFixed(0)} msg/s (p50 ${raw.p50.toFixed(2)} ms, p99 ${raw.p99.toFixed(2)} ms), ${IN_FLIGHT} in flight`);
+      console.log(`virtplane define+start, command service only: ${cmdPerSec.toFixed(0)} commands/s (p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms)`);
       console.log(`command/raw throughput ratio: ${(cmdPerSec / raw.perSec).toFixed(2)} (command service only)`);
       return;
     }

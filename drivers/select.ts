@@ -62,6 +62,6 @@ export const selectDrivers = async (
   return {
     drivers: [test, driver],
     network,
-    description: `test (domain type "test") and qemu ${qemu.version ?? ''} at ${qemu.binary} with ${qemu.kvm ? 'KVM' : 'TCG (no usable /dev/kvm)'} (domain types "kvm", "qemu")`,
+    description: `test (domain type "test") and qemu ${qemu.version ?? ''} at ${qemu.binary} with ${qemu.kvm ? 'KVM' : 'TCG (KVM does not boot guests on this host)'} (domain types "kvm", "qemu")`,
   };
 };
