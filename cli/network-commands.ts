@@ -147,9 +147,16 @@ export const registerNetworkCommands = (program: Command, h: CliHelpers): void =
       const v = await h.withClient((c) => c.get(domain));
       // virDomainInterfaceAddresses needs a running domain.
       if (!isActive(v.observed.state)) throw virtError('operation-invalid', `domain '${v.name}' is not running`);
-      // Hosts report no leases or guest-agent addresses yet; listing what a network's static DHCP
-      // entries promise would claim addresses the guest may never have taken.
-      const rows: AddressRow[] = [];
+      // What the host saw in its DHCP leases (virsh domifaddr's default source); a network's static
+      // DHCP entries are not shown, since the guest may never have taken them.
+      const rows: AddressRow[] = v.interfaces.flatMap((i) =>
+        (i.addresses ?? []).map((a) => ({
+          name: i.ifname,
+          mac: i.mac,
+          protocol: a.family,
+          address: a.prefix !== undefined ? `${a.address}/${a.prefix}` : a.address,
+        })),
+      );
       h.out().result(domIfAddr(rows), { domainId: v.id, interfaces: rows });
     });
 };

@@ -59,6 +59,7 @@ export const ReportRequest = z.discriminatedUnion('kind', [
     error: VirtErrorBody,
     observed: ObservedState.optional(),
   }),
+  Report.extend({ kind: z.literal('interfaces'), domainId: z.string(), interfaces: z.array(RuntimeInterface) }),
   Report.extend({ kind: z.literal('observed'), domainId: z.string(), observed: ObservedState, cause: z.string().optional() }),
 ]);
 export type ReportRequest = z.infer<typeof ReportRequest>;

@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
+import { join } from 'node:path';
+import { PROJECT_ROOT } from '../platform/config.ts';
 import type { DomainView } from '../contracts/views.ts';
 import { qemuAvailable } from '../drivers/qemu/index.ts';
 import { buildTinyGuest, tinyGuestXml, type TinyGuest } from './fixtures/guest/build.ts';
@@ -33,7 +35,7 @@ describe.skipIf(!availability.ok)('guests on a virtual network', () => {
     guest = await buildTinyGuest();
     stack = await startStack({ env: { VIRTPLANE_DRIVER: 'qemu', VIRTPLANE_ACK_WAIT_MS: '3000' } });
     await stack.client.netDefine({
-      xml: `<network><name>${net}</name><bridge name='${bridge}'/><ip address='192.168.251.1' netmask='255.255.255.0'/></network>`,
+      xml: `<network><name>${net}</name><bridge name='${bridge}'/><ip address='192.168.251.1' netmask='255.255.255.0'><dhcp><range start='192.168.251.100' end='192.168.251.199'/></dhcp></ip></network>`,
     });
     await stack.client.netStart(net);
   }, 180_000);
@@ -104,6 +106,26 @@ describe.skipIf(!availability.ok)('guests on a virtual network', () => {
     expect(await links()).not.toContain(added!.ifname);
     await settle(stack.client.destroy('net-d'));
   }, 600_000);
+
+  it('domifaddr shows the address the guest took from the network\'s DHCP', async () => {
+    await stack.client.define({ xml: tinyGuestXml(guest, { name: 'net-dhcp', type, devicesXml: nic, extraCmdline: 'vp.dhcp=1' }) });
+    await settle(stack.client.start('net-dhcp'));
+    const { execFile: ef } = await import('node:child_process');
+    const cli = (...args: string[]) =>
+      promisify(ef)(process.execPath, [join(PROJECT_ROOT, 'bin', 'virtplane.mjs'), ...args], { env: { ...process.env, VIRTPLANE_NATS_URL: stack.nats.url } }).then((r) => r.stdout);
+    const end = Date.now() + 120_000;
+    let out = '';
+    while (Date.now() < end) {
+      out = await cli('domifaddr', 'net-dhcp');
+      if (/192\.168\.251\.\d+\/24/.test(out)) break;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    const v = await view('net-dhcp');
+    const nicView = v.interfaces[0]!;
+    expect(out).toMatch(new RegExp(`^ Name\\s+MAC address\\s+Protocol\\s+Address\\n-+\\n ${nicView.ifname}\\s+${nicView.mac}\\s+ipv4\\s+192\\.168\\.251\\.(1[0-9][0-9])/24\\n$`));
+    expect(nicView.addresses).toEqual([expect.objectContaining({ family: 'ipv4', prefix: 24, source: 'lease' })]);
+    await settle(stack.client.destroy('net-dhcp'));
+  }, 300_000);
 
   it('net-destroy takes the network down on the host, leaving guests detached', async () => {
     await stack.client.define({ xml: tinyGuestXml(guest, { name: 'net-c', type, devicesXml: nic }) });

@@ -52,7 +52,8 @@ export type DomainCommand =
   | { type: 'complete'; taskId: string; observed: ObservedState; interfaces?: RuntimeInterface[] }
   | { type: 'fail'; taskId: string; error: VirtErrorBody; observed?: ObservedState }
   | { type: 'observe'; state: DomainStateName; reason: StateReason; cause?: string }
-  | { type: 'expire'; taskId: string };
+  | { type: 'expire'; taskId: string }
+  | { type: 'observe-interfaces'; interfaces: RuntimeInterface[] };
 
 export const DEFAULT_TIMEOUT_MS: Record<DomainOp, number> = {
   start: 120_000,

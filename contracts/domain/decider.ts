@@ -253,6 +253,11 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
     case 'observe':
       requireDomain(s);
       return observationEvents(s, cmd.state, cmd.reason, cmd.cause);
+    case 'observe-interfaces':
+      requireDomain(s);
+      // Only a running guest has devices; an old report about one that stopped since is not news.
+      if (!isActive(s.observed.state) || JSON.stringify(s.interfaces) === JSON.stringify(cmd.interfaces)) return [];
+      return [{ type: 'DomainInterfacesObserved', data: { interfaces: cmd.interfaces } }];
     case 'expire':
       if (!s.exists || !s.pending || s.pending.taskId !== cmd.taskId || !pendingExpired(s.pending, now)) return [];
       return [timeoutFailure(s.pending)];
@@ -396,6 +401,8 @@ export const evolve = (s: DomainAggregate, e: Envelope<DomainEventBody>): Domain
         lastError: { op: e.data.op, taskId: e.data.taskId, code: e.data.error.code, message: e.data.error.message, at: e.time },
       });
     }
+    case 'DomainInterfacesObserved':
+      return { ...base, interfaces: e.data.interfaces };
     case 'DomainStateObserved':
       return settle({
         ...base,

@@ -81,6 +81,11 @@ export const DomainEventBody = z.discriminatedUnion('type', [
     }),
   }),
   z.object({
+    /** The host's view of the guest's interfaces changed: devices, or addresses the guest took. */
+    type: z.literal('DomainInterfacesObserved'),
+    data: z.object({ interfaces: z.array(RuntimeInterface) }),
+  }),
+  z.object({
     /** A change the host saw that no operation asked for: a guest powered off, a process died. */
     type: z.literal('DomainStateObserved'),
     data: z.object({ state: DomainStateName, reason: StateReason, cause: z.string().optional() }),

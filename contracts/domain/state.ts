@@ -66,10 +66,21 @@ export type ObservedState = z.infer<typeof ObservedState>;
 export const isActive = (s: DomainStateName): boolean => s !== 'shutoff' && s !== 'nostate';
 
 /** A guest interface as the host realised it: the device name it chose and where it is plugged. */
+export const InterfaceAddress = z.object({
+  family: z.enum(['ipv4', 'ipv6']),
+  address: z.string(),
+  /** Prefix length when the host knows it (from the network's definition). */
+  prefix: z.number().int().min(0).max(128).optional(),
+  /** Where the host learnt it: the DHCP server's lease, like virsh domifaddr --source lease. */
+  source: z.enum(['lease']),
+});
+export type InterfaceAddress = z.infer<typeof InterfaceAddress>;
+
 export const RuntimeInterface = z.object({
   mac: z.string(),
   ifname: z.string(),
   bridge: z.string().optional(),
   network: z.string().optional(),
+  addresses: z.array(InterfaceAddress).optional(),
 });
 export type RuntimeInterface = z.infer<typeof RuntimeInterface>;

@@ -47,6 +47,15 @@ const RealisedNetworkSchema = z.object({
   phase: z.enum(['starting', 'active']),
 });
 export type RealisedNetwork = Omit<z.infer<typeof RealisedNetworkSchema>, 'phase'>;
+
+export interface DhcpLease {
+  network: string;
+  mac: string;
+  address: string;
+  family: 'ipv4' | 'ipv6';
+  hostname?: string;
+  expiresAt: string;
+}
 type NetworkRecord = z.infer<typeof RealisedNetworkSchema>;
 
 const PluggedInterfaceSchema = z.object({
@@ -667,6 +676,32 @@ export class NetworkHost {
     this.checkOpen();
     for (const n of namesInUse) if (typeof n === 'string' && n.length > 0) this.names.reserve(n);
     await this.namesWriter.save();
+  }
+
+  /**
+   * The DHCP leases dnsmasq handed out on this host's networks (virsh net-dhcp-leases): where a
+   * guest's addresses come from. A lease file that is missing or half-written yields what it holds.
+   */
+  async leases(): Promise<DhcpLease[]> {
+    const out: DhcpLease[] = [];
+    for (const rec of this.networks.values()) {
+      if (!rec.dhcp) continue;
+      const text = await readFile(this.dnsmasqFiles(rec.uuid).leases, 'utf8').catch(() => '');
+      for (const line of text.split('\n')) {
+        // dnsmasq writes: <expiry epoch> <mac> <address> <hostname or *> <client id or *>
+        const [expiry, mac, address, hostname] = line.trim().split(/\s+/);
+        if (!expiry || !mac || !address || !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(mac)) continue;
+        out.push({
+          network: rec.name,
+          mac: mac.toLowerCase(),
+          address,
+          family: address.includes(':') ? 'ipv6' : 'ipv4',
+          ...(hostname && hostname !== '*' ? { hostname } : {}),
+          expiresAt: new Date(Number(expiry) * 1000).toISOString(),
+        });
+      }
+    }
+    return out;
   }
 
   /** Whether dnsmasq for a network is running (for status and tests). */

@@ -36,6 +36,7 @@ export {
   type PlugOptions,
   type PluggedInterface,
   type RealisedNetwork,
+  type DhcpLease,
   type NetworkKind,
   type DirectMode,
 } from './host.ts';

@@ -27,8 +27,8 @@ export interface HostAgentOptions {
   agentVersion?: string;
   /** How long a task may go unacknowledged before it is given out again (after a crash). */
   ackWaitMs?: number;
-  /** The host devices a guest's interfaces got, reported with the outcome of operations. */
-  runtimeInterfaces?: (uuid: string) => RuntimeInterface[];
+  /** The host devices a guest's interfaces got (and the addresses it took), reported as they change. */
+  runtimeInterfaces?: (uuid: string) => Promise<RuntimeInterface[]>;
 }
 
 export const agentConsumerName = (hostId: string) => `agent-${hostId}`;
@@ -49,6 +49,8 @@ export class HostAgent {
   private readonly journal: TaskJournal;
   private readonly byType = new Map<string, HypervisorDriver>();
   private stopping = false;
+  /** What was last said about each guest's interfaces, so only changes are reported. */
+  private readonly reportedInterfaces = new Map<string, string>();
 
   constructor(
     private readonly n: Nats,
@@ -189,7 +191,8 @@ export class HostAgent {
     const opts: OperationOptions = { signal, progress: (message) => this.log.info('progress', { taskId: task.taskId, message }) };
     try {
       const observed: ObservedState = await this.perform(driver, task, opts);
-      const interfaces = this.opts.runtimeInterfaces?.(uuid);
+      const interfaces = await this.opts.runtimeInterfaces?.(uuid);
+      if (interfaces) this.reportedInterfaces.set(uuid, JSON.stringify(interfaces));
       return { kind: 'completed', reportId, domainId: task.domainId, taskId: task.taskId, observed, ...(interfaces ? { interfaces } : {}) };
     } catch (e) {
       const observed = await driver.state(uuid).catch(() => undefined);
@@ -278,7 +281,22 @@ export class HostAgent {
     }
   }
 
+  /** Reports guests whose interfaces changed since last said: a device, or an address a lease gave. */
+  private async syncInterfaces(): Promise<void> {
+    if (!this.opts.runtimeInterfaces) return;
+    for (const d of this.opts.drivers) {
+      for (const dom of await d.list()) {
+        const interfaces = await this.opts.runtimeInterfaces(dom.uuid);
+        const said = JSON.stringify(interfaces);
+        if ((this.reportedInterfaces.get(dom.uuid) ?? '[]') === said) continue;
+        await this.report({ kind: 'interfaces', reportId: `ifs:${this.hostId}:${randomUUID()}`, domainId: dom.uuid, interfaces });
+        this.reportedInterfaces.set(dom.uuid, said);
+      }
+    }
+  }
+
   private async beat(): Promise<void> {
+    await this.syncInterfaces().catch((e) => this.log.warn('could not report interfaces', { error: String(e) }));
     try {
       const active = (await Promise.all(this.opts.drivers.map((d) => d.list()))).reduce((n, l) => n + l.length, 0);
       await call(this.n.nc, subjects.agent(this.hostId, 'heartbeat'), { hostId: this.hostId, instanceId: this.instanceId, activeDomains: active }, 5000);

@@ -42,11 +42,33 @@ const lookupNetwork = async (name: string) => {
 const { drivers, network, description } = await selectDrivers(cfg.driver, stateDir, lookupNetwork);
 log.info(`hypervisor drivers: ${description}`);
 const runtimeInterfaces = network
-  ? (uuid: string) =>
-      network
+  ? async (uuid: string) => {
+      const leases = await network.leases();
+      // The prefix comes from the network's own address, as libvirt shows it (192.168.122.50/24).
+      const prefixes = new Map<string, Map<string, number>>();
+      for (const name of new Set(leases.map((l) => l.network))) {
+        const def = await lookupNetwork(name).catch(() => undefined);
+        prefixes.set(name, new Map(def?.ips.map((ip) => [ip.family, ip.prefix]) ?? []));
+      }
+      return network
         .listInterfaces()
         .filter((i) => i.domainUuid === uuid)
-        .map((i) => ({ mac: i.mac, ifname: i.ifname, ...(i.bridge ? { bridge: i.bridge } : {}), ...(i.network ? { network: i.network } : {}) }))
+        .map((i) => {
+          const addresses = leases
+            .filter((l) => l.mac === i.mac && (!i.network || l.network === i.network))
+            .map((l) => {
+              const prefix = prefixes.get(l.network)?.get(l.family);
+              return { family: l.family, address: l.address, ...(prefix !== undefined ? { prefix } : {}), source: 'lease' as const };
+            });
+          return {
+            mac: i.mac,
+            ifname: i.ifname,
+            ...(i.bridge ? { bridge: i.bridge } : {}),
+            ...(i.network ? { network: i.network } : {}),
+            ...(addresses.length ? { addresses } : {}),
+          };
+        });
+    }
   : undefined;
 const agent = new HostAgent(n, { hostId: cfg.hostId, stateDir, drivers, ackWaitMs: cfg.ackWaitMs, ...(runtimeInterfaces ? { runtimeInterfaces } : {}) }, log);
 await agent.start();
