@@ -118,3 +118,28 @@ describe('detach-interface', () => {
       .thenThrows('operation-invalid', /operation 'suspend' in progress/);
   });
 });
+
+describe('interfaces a host observed', () => {
+  const seen = [{ mac: nic0.mac!, ifname: 'vnet3', network: 'default', addresses: [{ family: 'ipv4' as const, address: '192.168.122.50', prefix: 24, source: 'lease' as const }] }];
+
+  it('records a change of a running guest\'s interfaces', () => {
+    const { after } = spec.given(started).when({ type: 'observe-interfaces', interfaces: seen }, NOW).then([{ type: 'DomainInterfacesObserved', data: { interfaces: seen } }]);
+    expect(after.interfaces).toEqual(seen);
+  });
+
+  it('says nothing when nothing changed', () => {
+    spec.given([...started, { type: 'DomainInterfacesObserved', data: { interfaces: seen } }]).when({ type: 'observe-interfaces', interfaces: seen }, NOW).thenNothing();
+  });
+
+  it('ignores a late report about a guest that has stopped', () => {
+    spec
+      .given([...started, { type: 'DomainStateObserved', data: { state: 'shutoff', reason: 'shutdown' } }])
+      .when({ type: 'observe-interfaces', interfaces: seen }, NOW)
+      .thenNothing();
+  });
+
+  it('forgets the devices when the guest stops', () => {
+    const g = spec.given([...started, { type: 'DomainInterfacesObserved', data: { interfaces: seen } }, { type: 'DomainStateObserved', data: { state: 'shutoff', reason: 'destroyed' } }]);
+    expect(g.state.interfaces).toEqual([]);
+  });
+});
