@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { isVirtError, type VirtErrorBody } from '../contracts/errors.ts';
-import { VIRSH_STATE_LABEL } from '../contracts/domain/state.ts';
+import { DOMAIN_STATE_NUMBER, VIRSH_STATE_LABEL } from '../contracts/domain/state.ts';
 import type { LifecycleOp } from '../contracts/domain/events.ts';
 import { VirtplaneClient, type CommandAccepted } from '../client/index.ts';
 import { ConfigError } from '../platform/config.ts';
@@ -211,7 +211,7 @@ export const buildProgram = (): Command => {
     .action(async (domain: string, o: { reason?: boolean }) => {
       const v = await withClient((c) => c.get(domain));
       const label = VIRSH_STATE_LABEL[v.observed.state];
-      out().result(o.reason ? `${label} (${v.observed.reason})` : label, { state: v.observed.state, reason: v.observed.reason });
+      out().result(o.reason ? `${label} (${v.observed.reason})` : label, { state: v.observed.state, reason: v.observed.reason, stateNumber: DOMAIN_STATE_NUMBER[v.observed.state] });
     });
 
   program

@@ -57,12 +57,6 @@ export const isVirtError = (e: unknown): e is VirtError => e instanceof VirtErro
 export const ErrorReply = z.object({ ok: z.literal(false), error: VirtErrorBody });
 export type ErrorReply = z.infer<typeof ErrorReply>;
 
-/** Every reply is `{ok: true, ...}` or `{ok: false, error}`. */
-export const replySchema = <T extends z.ZodRawShape>(shape: T) =>
-  z.discriminatedUnion('ok', [z.object({ ok: z.literal(true), ...shape }), ErrorReply]);
-
-export const errorReply = (e: VirtErrorBody): ErrorReply => ({ ok: false, error: e });
-
 /** Turns zod issues into a structured invalid-arg error naming each offending path. */
 export const fromZodError = (err: z.ZodError, code: ErrorCode = 'invalid-arg'): VirtError => {
   const issues = err.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));

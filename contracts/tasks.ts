@@ -27,17 +27,8 @@ export const DomainTask = z.object({
 });
 export type DomainTask = z.infer<typeof DomainTask>;
 
-export const Task = DomainTask;
-export type Task = DomainTask;
-
 export const ClaimRequest = z.object({ taskId: z.string(), domainId: z.string(), placementEpoch: z.number().int() });
 export type ClaimRequest = z.infer<typeof ClaimRequest>;
-export const ClaimReply = z.discriminatedUnion('ok', [
-  z.object({ ok: z.literal(true), proceed: z.boolean(), reason: z.string().optional() }),
-  z.object({ ok: z.literal(false), error: VirtErrorBody }),
-]);
-export type ClaimReply = z.infer<typeof ClaimReply>;
-
 /** What an agent says about a domain: an outcome of a task, or a change it saw on its own. */
 const Report = z.object({
   /** Chosen by the agent and kept across retries: the report is recorded once. */

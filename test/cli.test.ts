@@ -35,6 +35,7 @@ describe('virtplane CLI against a running system', () => {
     const list = await virtplane(env, 'list');
     expect(list.stdout).toMatch(/^ Name\s+State\s+Host\s+UUID\n-+\n cli-1\s+running\s+host-a\s+[0-9a-f-]{36}\n$/);
     expect((await virtplane(env, 'domstate', 'cli-1', '--reason')).stdout.trim()).toBe('running (booted)');
+    expect(JSON.parse((await virtplane(env, 'domstate', 'cli-1', '--json')).stdout)).toEqual({ state: 'running', reason: 'booted', stateNumber: 1 });
     expect((await virtplane(env, 'suspend', 'cli-1')).stdout.trim()).toBe("Domain 'cli-1' suspended");
     expect((await virtplane(env, 'resume', 'cli-1')).stdout.trim()).toBe("Domain 'cli-1' resumed");
     const info = (await virtplane(env, 'dominfo', 'cli-1')).stdout;

@@ -34,7 +34,10 @@ describe.skipIf(!availability.ok)('real qemu guests through the CLI', () => {
   const qemuDir = (uuid: string) => join(stack.dataDir, 'hosts', stack.hostId, 'qemu', uuid);
   const qemuPid = async (uuid: string) => Number((await readFile(join(qemuDir(uuid), 'qemu.pid'), 'utf8')).trim());
   const consoleLog = (uuid: string) => join(qemuDir(uuid), 'console.log');
-  const state = async (name: string) => JSON.parse(await virtplane('domstate', name, '--reason', '--json')) as { state: string; reason: string };
+  const state = async (name: string) => {
+    const { state: st, reason } = JSON.parse(await virtplane('domstate', name, '--reason', '--json')) as { state: string; reason: string };
+    return { state: st, reason };
+  };
   const until = async <T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 60_000): Promise<T> => {
     const end = Date.now() + ms;
     for (;;) {

@@ -436,6 +436,3 @@ const interfaceChange = (s: DomainAggregate, p: PendingOperation): Partial<Domai
   // A live-only change leaves the next boot as it was.
   return { definition, nextDefinition: s.nextDefinition ?? s.definition };
 };
-
-export const evolveAll = (s: DomainAggregate, events: Array<Envelope<DomainEventBody>>): DomainAggregate =>
-  events.reduce(evolve, s);

@@ -428,7 +428,5 @@ export const evolve = (s: PoolAggregate, e: Envelope<StorageEventBody>): PoolAgg
   }
 };
 
-export const evolveAll = (s: PoolAggregate, events: Array<Envelope<StorageEventBody>>): PoolAggregate => events.reduce(evolve, s);
-
 /** The intent events that become host tasks. */
 export const intentOp = (type: StorageEventBody['type']): StorageOp | undefined => (STORAGE_INTENTS as Partial<Record<string, StorageOp>>)[type];

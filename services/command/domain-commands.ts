@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import {
   DEFAULT_TIMEOUT_MS,
   type AttachInterfaceRequest,
@@ -157,5 +156,3 @@ export class DomainCommands {
 const taskIdOf = (out: Outcome<DomainAggregate>): string | undefined =>
   out.events.find((e) => e.type.endsWith('Requested'))?.id ??
   (out.duplicate && out.state.pending && out.state.version === out.version ? out.state.pending.taskId : undefined);
-
-export const newCommandId = (): string => randomUUID();
