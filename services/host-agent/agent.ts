@@ -1,9 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
-import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
-import { durableConsumer } from '../../platform/durable-consumer.ts';
-import { KeyedQueue } from '../../platform/keyed-queue.ts';
+import type { JsMsg } from '@nats-io/jetstream';
 import type { ObservedState, RuntimeInterface } from '../../contracts/domain/state.ts';
 import { isVirtError, virtError } from '../../contracts/errors.ts';
 import { HEARTBEAT_INTERVAL_MS } from '../../contracts/host/liveness.ts';
@@ -13,9 +11,10 @@ import { DomainTask, type ReportRequest } from '../../contracts/tasks.ts';
 import type { DomainView } from '../../contracts/views.ts';
 import type { DomainObservation, HypervisorDriver, OperationOptions } from '../../drivers/hypervisor.ts';
 import type { Logger } from '../../platform/log.ts';
-import { decodeJson, type Nats } from '../../platform/nats.ts';
+import type { Nats } from '../../platform/nats.ts';
 import { call, errorBody } from '../../platform/rpc.ts';
 import { TaskJournal } from './task-journal.ts';
+import { TaskWorker } from './task-worker.ts';
 import { contextFromTraceparent, inSpan } from '../../platform/telemetry.ts';
 
 export interface HostAgentOptions {
@@ -39,16 +38,11 @@ export const agentConsumerName = (hostId: string) => `agent-${hostId}`;
  */
 export class HostAgent {
   readonly instanceId = randomUUID();
-  private messages: ConsumerMessages | null = null;
-  private consuming: Promise<void> = Promise.resolve();
-  private readonly queues = new KeyedQueue();
-  private readonly inFlight = new Set<Promise<void>>();
+  private readonly worker: TaskWorker<DomainTask>;
   private heartbeat: NodeJS.Timeout | null = null;
   private unsubscribe: Array<() => void> = [];
-  private readonly abort = new AbortController();
-  private readonly journal: TaskJournal;
+  private readonly journal: TaskJournal<ReportRequest>;
   private readonly byType = new Map<string, HypervisorDriver>();
-  private stopping = false;
   /** What was last said about each guest's interfaces, so only changes are reported. */
   private readonly reportedInterfaces = new Map<string, string>();
 
@@ -58,6 +52,23 @@ export class HostAgent {
     private readonly log: Logger,
   ) {
     this.journal = new TaskJournal(join(opts.stateDir, 'tasks.jsonl'));
+    this.worker = new TaskWorker(
+      n,
+      {
+        stream: STREAMS.tasks,
+        name: agentConsumerName(opts.hostId),
+        filterSubject: subjects.task(opts.hostId),
+        // Long operations send progress, which restarts this clock.
+        ackWaitMs: this.ackWaitMs,
+        maxAckPending: 1024,
+        batch: 256,
+        schema: DomainTask,
+        key: (t) => t.domainId,
+        what: 'task',
+      },
+      (task, m) => inSpan(`task ${task.op}`, contextFromTraceparent(task.traceparent), () => this.run(task, m)),
+      log,
+    );
   }
 
   private get ackWaitMs(): number {
@@ -82,7 +93,7 @@ export class HostAgent {
     await this.beat();
     this.heartbeat = setInterval(() => void this.beat(), this.opts.heartbeatMs ?? HEARTBEAT_INTERVAL_MS);
     this.heartbeat.unref();
-    await this.consume();
+    await this.worker.start();
   }
 
   private async capabilities(): Promise<HostCapabilities> {
@@ -104,51 +115,7 @@ export class HostAgent {
     return d;
   }
 
-  private async consume(): Promise<void> {
-    const name = agentConsumerName(this.hostId);
-    const consumer = await durableConsumer(this.n, {
-      stream: STREAMS.tasks,
-      name,
-      filterSubject: subjects.task(this.hostId),
-      // Long operations send progress, which restarts this clock.
-      ackWaitMs: this.ackWaitMs,
-      maxAckPending: 1024,
-    });
-    this.messages = await consumer.consume({ max_messages: 256 });
-    const messages = this.messages;
-    this.consuming = (async () => {
-      for await (const m of messages) {
-        if (this.stopping) break;
-        const p = this.take(m);
-        this.inFlight.add(p);
-        void p.finally(() => this.inFlight.delete(p));
-      }
-    })();
-  }
-
-  /** Tasks of one domain run one after another, in the order they arrived; domains run side by side. */
-  private take(m: JsMsg): Promise<void> {
-    let task: DomainTask;
-    try {
-      task = DomainTask.parse(decodeJson(m.data));
-    } catch (e) {
-      this.log.error('dropping a malformed task', { seq: m.seq, error: String(e) });
-      m.term();
-      return Promise.resolve();
-    }
-    return this.queues
-      .run(task.domainId, () => inSpan(`task ${task.op}`, contextFromTraceparent(task.traceparent), () => this.run(task, m)))
-      .catch((e) => {
-        this.log.error('task failed to run; it will be redelivered', { taskId: task.taskId, error: String(e) });
-        if (!this.stopping) m.nak(2000);
-      });
-  }
-
   private async run(task: DomainTask, m: JsMsg): Promise<void> {
-    if (this.stopping) {
-      m.nak();
-      return;
-    }
     const finished = this.journal.outcome(task.taskId);
     if (finished) {
       await this.report(finished);
@@ -186,7 +153,7 @@ export class HostAgent {
     }
     this.journal.markStarted(task.taskId);
     const deadline = Math.max(0, Date.parse(task.deadline) - Date.now());
-    const signal = AbortSignal.any([this.abort.signal, AbortSignal.timeout(deadline)]);
+    const signal = AbortSignal.any([this.worker.signal, AbortSignal.timeout(deadline)]);
     const progress = setInterval(() => m.working(), Math.max(500, this.ackWaitMs / 3));
     const opts: OperationOptions = { signal, progress: (message) => this.log.info('progress', { taskId: task.taskId, message }) };
     try {
@@ -242,20 +209,8 @@ export class HostAgent {
   }
 
   /** Retries until the command service has it: a report is the only record of what the host did. */
-  private async report(r: ReportRequest): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await call(this.n.nc, subjects.agent(this.hostId, 'report'), r);
-        return;
-      } catch (e) {
-        if (isVirtError(e) && e.code !== 'timeout' && e.code !== 'operation-failed') {
-          this.log.warn('report refused', { reportId: r.reportId, error: e.message });
-          return;
-        }
-        if (this.stopping && attempt > 3) throw e;
-        await new Promise((res) => setTimeout(res, Math.min(5000, 200 * 2 ** attempt)));
-      }
-    }
+  private report(r: ReportRequest): Promise<void> {
+    return this.worker.report(subjects.agent(this.hostId, 'report'), r);
   }
 
   private async observed(o: DomainObservation): Promise<void> {
@@ -307,14 +262,8 @@ export class HostAgent {
 
   /** Stops taking tasks and lets running ones finish; a task cut short is not acknowledged and comes back. */
   async stop(graceMs = 20_000): Promise<void> {
-    this.stopping = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
-    await this.messages?.close();
-    await this.consuming;
-    const all = Promise.all([...this.inFlight]);
-    const timer = setTimeout(() => this.abort.abort(), graceMs);
-    await all;
-    clearTimeout(timer);
+    await this.worker.stop(graceMs);
     for (const u of this.unsubscribe) u();
     await Promise.all(this.opts.drivers.map((d) => d.close()));
   }

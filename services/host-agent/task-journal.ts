@@ -1,19 +1,19 @@
 import { appendFileSync, existsSync, mkdirSync, openSync, closeSync, fsyncSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { ReportRequest } from '../../contracts/tasks.ts';
 
 /**
  * The host's own record of which tasks it began and finished, written to disk before each step. After a
  * crash a redelivered task that finished is only reported again, and one that began but did not
  * finish is not started a second time when its operation is not idempotent (reboot).
  */
-type Entry = { taskId: string; phase: 'started' } | { taskId: string; phase: 'done'; report: ReportRequest };
+type Entry<R> = { taskId: string; phase: 'started' } | { taskId: string; phase: 'done'; report: R };
 
 const KEEP = 2_000;
 
-export class TaskJournal {
+/** `R` is what the host reports for a finished task: the report is sent again after a crash. */
+export class TaskJournal<R> {
   private readonly started = new Set<string>();
-  private readonly done = new Map<string, ReportRequest>();
+  private readonly done = new Map<string, R>();
   private lines = 0;
 
   constructor(private readonly file: string) {
@@ -22,7 +22,7 @@ export class TaskJournal {
       for (const line of readFileSync(file, 'utf8').split('\n')) {
         if (!line.trim()) continue;
         try {
-          this.apply(JSON.parse(line) as Entry);
+          this.apply(JSON.parse(line) as Entry<R>);
         } catch {
           // A torn last line from a crash mid-write: the step it recorded did not complete.
         }
@@ -30,7 +30,7 @@ export class TaskJournal {
     }
   }
 
-  private apply(e: Entry) {
+  private apply(e: Entry<R>) {
     this.lines++;
     if (e.phase === 'started') this.started.add(e.taskId);
     else this.done.set(e.taskId, e.report);
@@ -40,7 +40,7 @@ export class TaskJournal {
     return this.started.has(taskId);
   }
 
-  outcome(taskId: string): ReportRequest | undefined {
+  outcome(taskId: string): R | undefined {
     return this.done.get(taskId);
   }
 
@@ -48,11 +48,11 @@ export class TaskJournal {
     this.append({ taskId, phase: 'started' });
   }
 
-  markDone(taskId: string, report: ReportRequest): void {
+  markDone(taskId: string, report: R): void {
     this.append({ taskId, phase: 'done', report });
   }
 
-  private append(e: Entry) {
+  private append(e: Entry<R>) {
     const fd = openSync(this.file, 'a');
     try {
       appendFileSync(fd, `${JSON.stringify(e)}\n`);

@@ -1,0 +1,110 @@
+import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import type { z } from 'zod';
+import { durableConsumer, type DurableConsumerOptions } from '../../platform/durable-consumer.ts';
+import { KeyedQueue } from '../../platform/keyed-queue.ts';
+import { isVirtError } from '../../contracts/errors.ts';
+import type { Logger } from '../../platform/log.ts';
+import { call } from '../../platform/rpc.ts';
+import { decodeJson, type Nats } from '../../platform/nats.ts';
+
+export interface TaskWorkerOptions<T> extends DurableConsumerOptions {
+  schema: z.ZodType<T>;
+  /** Tasks with the same key run one after another in arrival order; other keys run side by side. */
+  key: (task: T) => string;
+  /** Pulled ahead of processing. */
+  batch: number;
+  what: string;
+}
+
+/**
+ * Takes a host's tasks from its durable consumer: a malformed task is dropped, a task whose handling
+ * fails comes back two seconds later, and on stop nothing unfinished is acknowledged. `signal` aborts
+ * running handlers when the stop's grace period runs out.
+ */
+export class TaskWorker<T> {
+  private messages: ConsumerMessages | null = null;
+  private consuming: Promise<void> = Promise.resolve();
+  private readonly queues = new KeyedQueue();
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly abort = new AbortController();
+  private stopping = false;
+  readonly signal = this.abort.signal;
+
+  constructor(
+    private readonly n: Nats,
+    private readonly opts: TaskWorkerOptions<T>,
+    private readonly handle: (task: T, m: JsMsg) => Promise<void>,
+    private readonly log: Logger,
+  ) {}
+
+  get isStopping(): boolean {
+    return this.stopping;
+  }
+
+  async start(): Promise<void> {
+    const consumer = await durableConsumer(this.n, this.opts);
+    this.messages = await consumer.consume({ max_messages: this.opts.batch });
+    const messages = this.messages;
+    this.consuming = (async () => {
+      for await (const m of messages) {
+        if (this.stopping) break;
+        const p = this.take(m);
+        this.inFlight.add(p);
+        void p.finally(() => this.inFlight.delete(p));
+      }
+    })();
+  }
+
+  private take(m: JsMsg): Promise<void> {
+    const parsed = this.opts.schema.safeParse(decodeJson(m.data));
+    if (!parsed.success) {
+      this.log.error(`dropping a malformed ${this.opts.what}`, { seq: m.seq, error: String(parsed.error) });
+      m.term();
+      return Promise.resolve();
+    }
+    const task = parsed.data;
+    return this.queues
+      .run(this.opts.key(task), async () => {
+        if (this.stopping) {
+          m.nak();
+          return;
+        }
+        await this.handle(task, m);
+      })
+      .catch((e) => {
+        this.log.error(`${this.opts.what} failed to run; it will be redelivered`, { seq: m.seq, error: String(e) });
+        if (!this.stopping) m.nak(2000);
+      });
+  }
+
+  /**
+   * Sends a report until the command service has it: a report is the only record of what the host
+   * did. A refusal (other than a timeout or no one answering) is final; while stopping it gives up
+   * after a few tries, and the unacknowledged task brings the report back after a restart.
+   */
+  async report(subject: string, r: { reportId: string }): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await call(this.n.nc, subject, r);
+        return;
+      } catch (e) {
+        if (isVirtError(e) && e.code !== 'timeout' && e.code !== 'operation-failed') {
+          this.log.warn(`${this.opts.what} report refused`, { reportId: r.reportId, error: e.message });
+          return;
+        }
+        if (this.stopping && attempt > 3) throw e;
+        await new Promise((res) => setTimeout(res, Math.min(5000, 200 * 2 ** attempt)));
+      }
+    }
+  }
+
+  /** Stops taking tasks and lets running ones finish; a task cut short is not acknowledged and comes back. */
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    await this.messages?.close();
+    await this.consuming;
+    const timer = setTimeout(() => this.abort.abort(), graceMs);
+    await Promise.all([...this.inFlight]);
+    clearTimeout(timer);
+  }
+}
