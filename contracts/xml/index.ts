@@ -3,10 +3,10 @@ import type { NetworkDefinition } from '../network/definition.ts';
 import type { StoragePoolDefinition, StorageVolumeDefinition } from '../storage/definition.ts';
 import { guard, limitsOf, parseTree, type ParseOptions } from './common.ts';
 import { parseDocument } from './document.ts';
-import { domainSpec } from './domain.ts';
+import { domainSpec, formatDomainXml } from './domain.ts';
 import { xmlError } from './errors.ts';
-import { networkSpec } from './network.ts';
-import { poolSpec, volumeSpec } from './storage.ts';
+import { formatNetworkXml, networkSpec } from './network.ts';
+import { formatPoolXml, formatVolumeXml, poolSpec, volumeSpec } from './storage.ts';
 
 /**
  * The libvirt XML layer: pure functions between libvirt documents and virtplane's stored models.
@@ -51,4 +51,18 @@ export function parseAnyXml(text: string, opts: ParseOptions = {}): AnyDefinitio
         throw xmlError(`unknown root element <${root.name}>: expected <domain>, <network>, <pool> or <volume>`, { root: root.name });
     }
   });
+}
+
+/** Formats whatever `parseAnyXml` returned, by its kind. */
+export function formatAnyXml(a: AnyDefinition): string {
+  switch (a.kind) {
+    case 'domain':
+      return formatDomainXml(a.definition);
+    case 'network':
+      return formatNetworkXml(a.definition);
+    case 'pool':
+      return formatPoolXml(a.definition);
+    case 'volume':
+      return formatVolumeXml(a.definition);
+  }
 }

@@ -3,15 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isVirtError } from '../../contracts/errors.ts';
 import { stableKey } from '../../contracts/xml/codec.ts';
-import {
-  formatDomainXml,
-  formatNetworkXml,
-  formatPoolXml,
-  formatVolumeXml,
-  parseAnyXml,
-  type AnyDefinition,
-  type ParseOptions,
-} from '../../contracts/xml/index.ts';
+import { formatAnyXml, parseAnyXml, type AnyDefinition, type ParseOptions } from '../../contracts/xml/index.ts';
 import { parseDocument } from '../../contracts/xml/document.ts';
 import { isElement, type XElement } from '../../contracts/xml/tree.ts';
 import { KNOWN_INVALID } from './known-invalid.ts';
@@ -59,18 +51,6 @@ const deterministic = (): ParseOptions => {
   };
 };
 
-const format = (a: AnyDefinition): string => {
-  switch (a.kind) {
-    case 'domain':
-      return formatDomainXml(a.definition);
-    case 'network':
-      return formatNetworkXml(a.definition);
-    case 'pool':
-      return formatPoolXml(a.definition);
-    case 'volume':
-      return formatVolumeXml(a.definition);
-  }
-};
 
 const withoutXml = (d: { xml?: string }) => {
   const { xml: _xml, ...rest } = d;
@@ -148,7 +128,7 @@ function checkAccepted(text: string): string | undefined {
   const modelProblem = modelProblems(text, first);
   if (modelProblem) return modelProblem;
   const stored = first.definition.xml!;
-  const formatted = format(first);
+  const formatted = formatAnyXml(first);
   if (formatted !== stored) return 'formatting the parsed model does not give back the stored document';
   const again = parseAnyXml(stored, {
     uuid: () => {
