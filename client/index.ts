@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { z } from 'zod';
 import { userInfo, hostname } from 'node:os';
 import { DeliverPolicy, type OrderedConsumerOptions } from '@nats-io/jetstream';
 import type { CommandAccepted } from '../contracts/domain/commands.ts';
@@ -148,8 +149,12 @@ export class VirtplaneClient {
   }
 
   /** Lifecycle events as they happen (or from the start of the stream), in libvirt's vocabulary. */
-  async *lifecycle(opts: { domainId?: string; hostId?: string; from?: 'new' | 'all'; signal?: AbortSignal } = {}): AsyncGenerator<LifecycleEvent> {
-    const filter = subjects.lifecycle(opts.hostId ?? '*', opts.domainId ?? '*');
+  lifecycle(opts: { domainId?: string; hostId?: string; from?: 'new' | 'all'; signal?: AbortSignal } = {}): AsyncGenerator<LifecycleEvent> {
+    return this.feed(subjects.lifecycle(opts.hostId ?? '*', opts.domainId ?? '*'), LifecycleEvent, opts);
+  }
+
+  /** Events of one subject filter on the LIFECYCLE stream, skipping anything that is not of `schema`. */
+  private async *feed<T>(filter: string, schema: z.ZodType<T>, opts: { from?: 'new' | 'all'; signal?: AbortSignal }): AsyncGenerator<T> {
     const consumerOpts: Partial<OrderedConsumerOptions> = {
       // A single string, not an array: 2.9 servers have no multi-filter consumers.
       filter_subjects: filter,
@@ -159,9 +164,10 @@ export class VirtplaneClient {
     const messages = await consumer.consume();
     const stop = () => void messages.close();
     opts.signal?.addEventListener('abort', stop, { once: true });
+    if (opts.signal?.aborted) stop();
     try {
       for await (const m of messages) {
-        const parsed = LifecycleEvent.safeParse(decodeJson(m.data));
+        const parsed = schema.safeParse(decodeJson(m.data));
         if (parsed.success) yield parsed.data;
       }
     } finally {
@@ -212,24 +218,8 @@ export class VirtplaneClient {
   }
 
   /** Network lifecycle events (DEFINED, UNDEFINED, STARTED, STOPPED) as they happen, or from the start. */
-  async *netEvents(opts: { networkId?: string; from?: 'new' | 'all'; signal?: AbortSignal } = {}): AsyncGenerator<NetworkLifecycleEvent> {
-    const consumer = await this.nats.js.consumers.get(STREAMS.lifecycle, {
-      filter_subjects: subjects.networkLifecycle(opts.networkId ?? '*'),
-      deliver_policy: opts.from === 'all' ? DeliverPolicy.All : DeliverPolicy.New,
-    });
-    const messages = await consumer.consume();
-    const stop = () => void messages.close();
-    opts.signal?.addEventListener('abort', stop, { once: true });
-    if (opts.signal?.aborted) stop();
-    try {
-      for await (const m of messages) {
-        const parsed = NetworkLifecycleEvent.safeParse(decodeJson(m.data));
-        if (parsed.success) yield parsed.data;
-      }
-    } finally {
-      opts.signal?.removeEventListener('abort', stop);
-      await messages.close();
-    }
+  netEvents(opts: { networkId?: string; from?: 'new' | 'all'; signal?: AbortSignal } = {}): AsyncGenerator<NetworkLifecycleEvent> {
+    return this.feed(subjects.networkLifecycle(opts.networkId ?? '*'), NetworkLifecycleEvent, opts);
   }
 
   // ---- End of networks --------------------------------------------------------------------------
