@@ -39,8 +39,6 @@ export class DomainCommands {
     const s = await this.repo.load(uuid);
     return s.exists && s.name === name;
   };
-  /** Name look-ups are remembered; each use is checked against the domain's own state. */
-  private readonly nameCache = new Map<string, string>();
 
   private definitionFrom(req: DefineDomainRequest, meta: CommandMeta): DomainDefinition {
     // Without a uuid, derive one from the command id: a retried define then names the same domain
@@ -68,18 +66,16 @@ export class DomainCommands {
     }
     await this.names.claim(def.name, def.uuid, meta, this.holds);
     const out = await this.repo.execute(def.uuid, meta, (s) => decide({ type: 'define', definition: def, hostId }, s, meta.now));
-    this.nameCache.set(def.name, def.uuid);
+    this.names.remember(def.name, def.uuid);
     return this.accepted(out, meta);
   }
 
-  async resolve(ref: string): Promise<string> {
-    if (DomainId.safeParse(ref).success) return ref;
-    const cached = this.nameCache.get(ref);
-    if (cached) return cached;
-    const holder = await this.names.holder(ref);
-    if (!holder) throw virtError('no-domain', `Domain not found: no domain with matching name '${ref}'`);
-    this.nameCache.set(ref, holder.uuid);
-    return holder.uuid;
+  /** The uuid a reference names, and whether the answer came from memory. */
+  private async resolve(ref: string): Promise<{ id: string; remembered: boolean }> {
+    if (DomainId.safeParse(ref).success) return { id: ref, remembered: false };
+    const found = await this.names.uuidOf(ref);
+    if (!found) throw virtError('no-domain', `Domain not found: no domain with matching name '${ref}'`);
+    return { id: found.uuid, remembered: found.remembered };
   }
 
   async undefine(req: DomainOpRequest, meta: CommandMeta): Promise<Accepted> {
@@ -122,7 +118,7 @@ export class DomainCommands {
   async run(ref: string, meta: CommandMeta, cmd: DomainCommand): Promise<Accepted> {
     const byName = !DomainId.safeParse(ref).success;
     for (let attempt = 0; ; attempt++) {
-      const id = await this.resolve(ref);
+      const { id, remembered } = await this.resolve(ref);
       try {
         return this.accepted(
           await this.repo.execute(id, meta, (s) => {
@@ -134,8 +130,9 @@ export class DomainCommands {
         );
       } catch (e) {
         if (!(isVirtError(e) && e.code === 'no-domain' && byName)) throw e;
-        if (attempt > 0 || !this.nameCache.has(ref)) throw e;
-        this.nameCache.delete(ref);
+        // Only an answer from memory can be stale; a fresh look-up's answer is final.
+        if (attempt > 0 || !remembered) throw e;
+        this.names.forget(ref);
       }
     }
   }

@@ -16,6 +16,30 @@ export class NameClaims {
     private readonly scope: 'domain' | 'network' | 'pool',
   ) {}
 
+  /** Names this replica has looked up or claimed; callers check an answer against the aggregate. */
+  private readonly known = new Map<string, string>();
+
+  /**
+   * The uuid the name belongs to, from memory when it was seen before. A remembered answer can be
+   * stale (the name moved on another replica): the caller checks it, and `forget`s it when wrong.
+   */
+  async uuidOf(name: string): Promise<{ uuid: string; remembered: boolean } | null> {
+    const remembered = this.known.get(name);
+    if (remembered) return { uuid: remembered, remembered: true };
+    const holder = await this.holder(name);
+    if (!holder) return null;
+    this.known.set(name, holder.uuid);
+    return { uuid: holder.uuid, remembered: false };
+  }
+
+  remember(name: string, uuid: string): void {
+    this.known.set(name, uuid);
+  }
+
+  forget(name: string): void {
+    this.known.delete(name);
+  }
+
   async holder(name: string): Promise<{ uuid: string; seq: number } | null> {
     const last = await this.store.last(subjects.nameClaim(this.scope, name));
     const data = last?.events[0]?.data as { uuid?: string } | undefined;

@@ -41,7 +41,6 @@ export class NetworkCommands {
   private readonly repo: Repository<NetworkAggregate, NetworkEventBody>;
   private readonly names: NameClaims;
   /** Name look-ups are remembered; each use is checked against the network's own state. */
-  private readonly nameCache = new Map<string, string>();
 
   constructor(store: EventStore) {
     this.repo = new Repository(store, networkKind);
@@ -86,7 +85,7 @@ export class NetworkCommands {
     decideNetwork({ type: 'define', definition: def }, await this.repo.load(def.uuid), meta.now);
     await this.names.claim(def.name, def.uuid, meta, this.holds);
     const out = await this.repo.execute(def.uuid, meta, (s) => decideNetwork({ type: 'define', definition: def }, s, meta.now));
-    this.nameCache.set(def.name, def.uuid);
+    this.names.remember(def.name, def.uuid);
     return this.accepted(out, meta);
   }
 
@@ -95,21 +94,18 @@ export class NetworkCommands {
   destroy = (req: NetworkOpRequest, meta: CommandMeta) => this.run(req.network, meta, { type: 'destroy' });
   autostart = (req: NetworkAutostartRequest, meta: CommandMeta) => this.run(req.network, meta, { type: 'autostart', enable: req.enable });
 
-  private async resolve(ref: string): Promise<{ id: string; byName: boolean }> {
+  private async resolve(ref: string): Promise<{ id: string; byName: boolean; remembered: boolean }> {
     const uuid = NetworkUuid.safeParse(ref);
-    if (uuid.success) return { id: uuid.data.toLowerCase(), byName: false };
-    const cached = this.nameCache.get(ref);
-    if (cached) return { id: cached, byName: true };
-    const holder = await this.names.holder(ref);
-    if (!holder) throw noNetwork('name', ref);
-    this.nameCache.set(ref, holder.uuid);
-    return { id: holder.uuid, byName: true };
+    if (uuid.success) return { id: uuid.data.toLowerCase(), byName: false, remembered: false };
+    const found = await this.names.uuidOf(ref);
+    if (!found) throw noNetwork('name', ref);
+    return { id: found.uuid, byName: true, remembered: found.remembered };
   }
 
   /** Applies a command to a network the caller names by uuid or name. */
   async run(ref: string, meta: CommandMeta, cmd: NetworkCommand): Promise<NetworkAccepted> {
     for (let attempt = 0; ; attempt++) {
-      const { id, byName } = await this.resolve(ref);
+      const { id, byName, remembered } = await this.resolve(ref);
       try {
         const out = await this.repo.execute(id, meta, (s) => {
           // A name may have moved to another network since it was looked up.
@@ -119,8 +115,9 @@ export class NetworkCommands {
         return this.accepted(out, meta);
       } catch (e) {
         if (!(isVirtError(e) && e.code === 'no-network' && byName)) throw e;
-        if (attempt > 0 || !this.nameCache.has(ref)) throw e;
-        this.nameCache.delete(ref);
+        // Only an answer from memory can be stale; a fresh look-up's answer is final.
+        if (attempt > 0 || !remembered) throw e;
+        this.names.forget(ref);
       }
     }
   }

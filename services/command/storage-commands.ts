@@ -61,7 +61,6 @@ const isIntent = (type: string) => type in STORAGE_INTENTS;
 
 /** The command side of storage pools and their volumes: resolve, place, decide, append. */
 export class StorageCommands {
-  private readonly nameCache = new Map<string, string>();
 
   constructor(
     private readonly repo: Repository<PoolAggregate, StorageEventBody>,
@@ -109,18 +108,16 @@ export class StorageCommands {
     decide(command, existing, meta.now);
     await this.names.claim(def.name, def.uuid, meta, this.holds);
     const out = await this.repo.execute(def.uuid, meta, (s) => decide(command, s, meta.now));
-    this.nameCache.set(def.name, def.uuid);
+    this.names.remember(def.name, def.uuid);
     return this.accepted(out, meta);
   }
 
-  async resolve(ref: string): Promise<string> {
-    if (DomainId.safeParse(ref).success) return ref;
-    const cached = this.nameCache.get(ref);
-    if (cached) return cached;
-    const holder = await this.names.holder(ref);
-    if (!holder) throw noPool(ref);
-    this.nameCache.set(ref, holder.uuid);
-    return holder.uuid;
+  /** The uuid a reference names, and whether the answer came from memory. */
+  private async resolve(ref: string): Promise<{ id: string; remembered: boolean }> {
+    if (DomainId.safeParse(ref).success) return { id: ref, remembered: false };
+    const found = await this.names.uuidOf(ref);
+    if (!found) throw noPool(ref);
+    return { id: found.uuid, remembered: found.remembered };
   }
 
   undefine = (req: PoolOpRequest, meta: CommandMeta) => this.run(req.pool, meta, () => ({ type: 'undefine' }));
@@ -156,7 +153,7 @@ export class StorageCommands {
   async run(ref: string, meta: CommandMeta, command: (s: PoolAggregate) => StorageCommand): Promise<StorageAccepted> {
     const byName = !DomainId.safeParse(ref).success;
     for (let attempt = 0; ; attempt++) {
-      const id = await this.resolve(ref);
+      const { id, remembered } = await this.resolve(ref);
       try {
         const out = await this.repo.execute(id, meta, (s) => {
           // A name may have moved to another pool since it was looked up.
@@ -166,8 +163,9 @@ export class StorageCommands {
         return await this.accepted(out, meta);
       } catch (e) {
         if (!(isVirtError(e) && e.code === 'no-storage-pool' && byName)) throw e;
-        if (attempt > 0 || !this.nameCache.has(ref)) throw e;
-        this.nameCache.delete(ref);
+        // Only an answer from memory can be stale; a fresh look-up's answer is final.
+        if (attempt > 0 || !remembered) throw e;
+        this.names.forget(ref);
       }
     }
   }
