@@ -45,6 +45,7 @@ export class TaskWorker<T> {
     const consumer = await durableConsumer(this.n, this.opts);
     this.messages = await consumer.consume({ max_messages: this.opts.batch });
     const messages = this.messages;
+    void this.watchConsumer(messages);
     this.consuming = (async () => {
       for await (const m of messages) {
         if (this.stopping) break;
@@ -53,6 +54,26 @@ export class TaskWorker<T> {
         void p.finally(() => this.inFlight.delete(p));
       }
     })();
+  }
+
+  /**
+   * The pull loop keeps asking a consumer that the server lost (a store wiped, an operator who
+   * removed it): make it again under the same name, and the loop picks it up.
+   */
+  private async watchConsumer(messages: ConsumerMessages): Promise<void> {
+    for await (const s of messages.status()) {
+      if (this.stopping) return;
+      if (s.type === 'consumer_not_found' || s.type === 'consumer_deleted') await this.ensureConsumer();
+    }
+  }
+
+  /** Creates the consumer if the server no longer has it; safe to call at any time. */
+  async ensureConsumer(): Promise<void> {
+    try {
+      await durableConsumer(this.n, this.opts);
+    } catch (e) {
+      this.log.warn(`could not recreate the ${this.opts.what} consumer; will try again`, { error: String(e) });
+    }
   }
 
   private take(m: JsMsg): Promise<void> {
