@@ -100,7 +100,7 @@ export class HostAgent {
       },
       this.log,
       // A server that lost the lease may have lost this host's consumers with it.
-      () => this.worker.ensureConsumer(),
+      async () => void (await this.worker.ensureConsumer()),
     );
     await this.lease.acquire();
     for (const d of this.opts.drivers) this.unsubscribe.push(d.onObservation((o) => void this.observed(o)));

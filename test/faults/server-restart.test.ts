@@ -1,7 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { VirtplaneClient } from '../../client/index.ts';
 import { isVirtError } from '../../contracts/errors.ts';
-import { BUCKETS } from '../../contracts/subjects.ts';
+import { LIVENESS_WINDOW_MS, type HostLiveness } from '../../contracts/host/liveness.ts';
+import { BUCKETS, STREAMS } from '../../contracts/subjects.ts';
+import { agentConsumerName } from '../../services/host-agent/agent.ts';
 import { connectNats, type Nats } from '../../platform/nats.ts';
 import { startStack, testDriverState, type Stack } from '../fixtures/stack.ts';
 import { commitsPerCommand, readLog } from './log-audit.ts';
@@ -127,6 +129,63 @@ describe('a nats-server restart under load', () => {
       expect(load.placementAfterMs).toBeLessThan(60_000);
       expect(running).toBe(DOMAINS);
       expect(bootedTwice).toEqual([]);
+
+      // Past the liveness window the host is live only through leases renewed after the restart.
+      await sleep(Math.max(0, load.upAt + LIVENESS_WINDOW_MS + 2000 - Date.now()));
+      const lease = await leaseOf(s);
+      expect(Date.parse(lease.at)).toBeGreaterThan(load.upAt);
+      const after = await s.client.define({ definition: { name: `${prefix}-after`, memoryKiB: 65536, vcpus: 1 } });
+      expect(after.domainId).toBeTruthy();
     }, 600_000);
   }
+
+  const placeAgain = async (s: Stack, name: string): Promise<number> => {
+    const from = Date.now();
+    const t: Tally = { accepted: new Map(), refusals: new Map(), acceptedAt: [] };
+    await send(t, 'define', (commandId) => s.client.define({ definition: { name, memoryKiB: 65536, vcpus: 1 } }, { commandId }), `${name}-def`);
+    await send(t, 'start', (commandId) => s.client.start(name, { commandId, timeoutSeconds: 60 }), `${name}-start`);
+    const v = await s.client.get(name);
+    expect(v.pending?.op ?? 'none').toMatch(/start|none/);
+    const end = Date.now() + GIVE_UP_MS;
+    while ((await s.client.get(name)).observed.state !== 'running' && Date.now() < end) await sleep(200);
+    expect((await s.client.get(name)).observed.state).toBe('running');
+    return Date.now() - from;
+  };
+
+  it('a lease bucket removed and a task consumer lost: the agent registers again and takes tasks again by itself', async () => {
+    stack = await startStack();
+    const s = stack;
+    await placeAgain(s, 'lost-0');
+    const before = await leaseOf(s);
+    // The server loses the leases and the host's consumer (an operator's mistake, a store wiped).
+    await s.nats.nats.jsm.streams.delete(`KV_${BUCKETS.hostLiveness}`);
+    await s.nats.nats.jsm.consumers.delete(STREAMS.tasks, agentConsumerName(s.hostId));
+    // Past the liveness window, so placement can only work on a lease granted anew.
+    await sleep(LIVENESS_WINDOW_MS + 1000);
+    const ms = await placeAgain(s, 'lost-1');
+    const after = await leaseOf(s);
+    expect(after.instanceId).toBe(before.instanceId);
+    expect(Date.parse(after.at)).toBeGreaterThan(Date.parse(before.at));
+    console.log(JSON.stringify({ case: 'lease bucket and consumer removed', placedAndRanAfterMs: ms }));
+
+    // A purge (entries gone, revisions go on) is noticed the same way.
+    await s.nats.nats.jsm.streams.purge(`KV_${BUCKETS.hostLiveness}`);
+    const end = Date.now() + GIVE_UP_MS;
+    let back = await leaseOf(s).catch(() => null);
+    while (!back && Date.now() < end) {
+      await sleep(500);
+      back = await leaseOf(s).catch(() => null);
+    }
+    expect(back?.hostId).toBe(s.hostId);
+    await placeAgain(s, 'lost-2');
+  }, 300_000);
 });
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const leaseOf = async (s: Stack): Promise<HostLiveness> => {
+  const kv = await s.nats.nats.kvm.open(BUCKETS.hostLiveness);
+  const e = await kv.get(s.hostId);
+  if (!e || e.operation !== 'PUT') throw new Error('no lease');
+  return e.json<HostLiveness>();
+};
