@@ -168,7 +168,8 @@ export class HostAgent {
     }
     this.journal.markStarted(task.taskId);
     const deadline = Math.max(0, Date.parse(task.deadline) - Date.now());
-    const signal = AbortSignal.any([this.worker.signal, AbortSignal.timeout(deadline)]);
+    const overdue = AbortSignal.timeout(deadline);
+    const signal = AbortSignal.any([this.worker.signal, overdue]);
     const progress = setInterval(() => m.working(), Math.max(500, this.ackWaitMs / 3));
     const opts: OperationOptions = { signal, progress: (message) => this.log.info('progress', { taskId: task.taskId, message }) };
     try {
@@ -183,7 +184,9 @@ export class HostAgent {
         reportId,
         domainId: task.domainId,
         taskId: task.taskId,
-        error: signal.aborted && !isVirtError(e) ? { code: 'timeout', message: `operation '${task.op}' did not finish before its deadline` } : errorBody(e, this.log),
+        // Cut short at its deadline, whatever the driver said about the abort: the same outcome the
+        // control plane records when the deadline passes without a report.
+        error: overdue.aborted || (signal.aborted && !isVirtError(e)) ? { code: 'timeout', message: `operation '${task.op}' did not finish before its deadline ${task.deadline}` } : errorBody(e, this.log),
         ...(observed ? { observed } : {}),
       };
     } finally {

@@ -126,4 +126,55 @@ describe('operation deadlines under faults', () => {
     await expectNothingPending(s, 'two-late-', late.length);
     published.stop();
   }, 300_000);
+
+  it('operations that outlast their deadline on the host: recorded once on time, and a report that comes late leaves the view equal to the host', async () => {
+    stack = await startStack({ env: { VIRTPLANE_TEST_LATENCY_MS: '4000' } });
+    const s = stack;
+    const aborted = Array.from({ length: 5 }, (_, i) => `slow-${i}`);
+    const late = Array.from({ length: 5 }, (_, i) => `slowlate-${i}`);
+    await defineAll(s, [...aborted, ...late]);
+
+    // The host gives up at the deadline too: its failure and the keeper's expiry are one record.
+    const first = await Promise.all(aborted.map((n) => s.client.start(n, { timeoutSeconds: 2 })));
+    await waitPast((await deadlineOutcomes(s, first)).map((o) => o.deadline));
+    await sleep(1000);
+    expectRecordedOnceOnTime(await deadlineOutcomes(s, first));
+    await expectNothingPending(s, 'slow-', aborted.length);
+
+    // The host finishes inside the deadline, but nobody records it until after: the command service
+    // is down from before the host is done until after the deadline.
+    const second = await Promise.all(late.map((n) => s.client.start(n, { timeoutSeconds: 6 })));
+    await sleep(1500);
+    await s.kill('command');
+    await waitPast((await deadlineOutcomes(s, second)).map((o) => o.deadline));
+    await s.start('command');
+    // The host's retried report reaches the restarted service a few seconds later: wait for the
+    // view to agree with the host, which it must come to.
+    const end = Date.now() + 30_000;
+    const settled = async () => {
+      const views = await s.client.list({ all: true, name: 'slowlate-' });
+      const guests = await testDriverState(s);
+      const agree = views.every((v) => v.pending === null && v.observed.state === (guests.find((g) => g.name === v.name)?.state ?? 'shutoff'));
+      return { views, guests, agree };
+    };
+    let now = await settled();
+    while (!now.agree && Date.now() < end) {
+      await sleep(500);
+      now = await settled();
+    }
+    const { views, guests } = now;
+    for (const v of views) {
+      expect(v.pending, v.name).toBeNull();
+      const g = guests.find((x) => x.name === v.name);
+      expect(v.observed.state, v.name).toBe(g?.state ?? 'shutoff');
+      expect(g?.boots ?? 0, v.name).toBeLessThanOrEqual(1);
+    }
+    // Each task ends in exactly one outcome in the log.
+    const events = (await readLog(s.nats.nats, 'ev.domain.>')).flatMap((c) => c.events);
+    for (const a of second) {
+      const outcomes = events.filter((e) => (e.type === 'DomainOperationFailed' || e.type === 'DomainOperationCompleted') && (e.data as { taskId: string }).taskId === a.taskId);
+      expect(outcomes, a.name).toHaveLength(1);
+    }
+    console.log(JSON.stringify({ lateReports: views.map((v) => `${v.name}:${v.observed.state}:${v.lastError?.code ?? 'completed'}`) }));
+  }, 180_000);
 });
