@@ -47,6 +47,13 @@ export const streamConfigs = (replicas: number, windowMs = duplicateWindowMs()):
   },
 ];
 
+/**
+ * Where deadline keepers leave what they folded from the log (a position and the operations in
+ * flight at it), so a restarted keeper reads on from there rather than from the start. Only a
+ * shortcut: each entry is a state the log itself produced at that position.
+ */
+export const DEADLINE_CHECKPOINTS = 'deadline-checkpoints';
+
 /** Creates what is missing and leaves what exists: safe to run from every service at start-up. */
 export const provision = async (n: Nats, replicas = 1): Promise<void> => {
   for (const cfg of streamConfigs(replicas)) {
@@ -73,7 +80,9 @@ export const provision = async (n: Nats, replicas = 1): Promise<void> => {
     await n.kvm.create(bucket, { replicas, history: 1, storage: StorageType.File });
   }
   await provisionLiveness(n, replicas);
+  await n.kvm.create(DEADLINE_CHECKPOINTS, { replicas, history: 1, storage: StorageType.File });
 };
+
 
 /**
  * The hosts' leases, on disk like everything else so a server restart keeps them. A bucket an older

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CommandAccepted } from '../../client/index.ts';
 import type { RecordedEvent } from '../../platform/event-store.ts';
+import { DEADLINE_CHECKPOINTS } from '../../platform/provision.ts';
 import { startStack, testDriverState, type Stack } from '../fixtures/stack.ts';
 import { countPublished, readLog } from './log-audit.ts';
 
@@ -64,7 +65,14 @@ describe('operation deadlines under faults', () => {
     await defineAll(s, names);
     await s.kill('host-agent');
     // Deadlines fall after the command service is back: the restart itself takes a few seconds here.
-    const accepted = await Promise.all(names.map((n, i) => s.client.start(n, { timeoutSeconds: 15 + (i % 4) })));
+    const accepted = await Promise.all(names.map((n, i) => s.client.start(n, { timeoutSeconds: 20 + (i % 4) })));
+    // A clean stop leaves a checkpoint of what is in flight; the next start reads on from it.
+    await s.kill('command', 'SIGTERM');
+    const checkpoint = await (await s.nats.nats.kvm.open(DEADLINE_CHECKPOINTS)).get('ev.domain');
+    const saved = checkpoint?.json<{ pending: Array<{ taskId: string }> }>().pending.map((p) => p.taskId) ?? [];
+    for (const a of accepted) expect(saved).toContain(a.taskId);
+    await s.start('command');
+    // A crash leaves nothing: the keeper that comes back knows the same from the checkpoint and the log.
     await s.kill('command');
     await s.start('command');
     const deadlines = (await deadlineOutcomes(s, accepted)).map((o) => o.deadline);
