@@ -12,6 +12,8 @@ export class KvMirror<T> {
   private watch: QueuedIterator<KvWatchEntry> | null = null;
   private check: NodeJS.Timeout | null = null;
   private lastRevision = 0;
+  /** When the bucket's stream was made: a bucket removed and made again has a new one. */
+  private created: string | null = null;
   private readonly listeners = new Set<(key: string, value: T | undefined) => void>();
 
   constructor(
@@ -26,6 +28,7 @@ export class KvMirror<T> {
   }
 
   private async follow(): Promise<void> {
+    this.created = (await this.kv.status().catch(() => null))?.streamInfo.created ?? null;
     const watch = await this.kv.watch();
     this.watch = watch;
     void (async () => {
@@ -43,10 +46,11 @@ export class KvMirror<T> {
     for (const l of this.listeners) l(key, value);
   }
 
-  /** A bucket whose last revision is behind what was seen was made anew: read it from its start. */
+  /** A bucket made anew (another creation time, or revisions behind what was seen): read it from its start. */
   private async verify(): Promise<void> {
     const status = await this.kv.status().catch(() => null);
-    if (!status || status.streamInfo.state.last_seq >= this.lastRevision) return;
+    if (!status) return;
+    if (status.streamInfo.created === this.created && status.streamInfo.state.last_seq >= this.lastRevision) return;
     this.watch?.stop();
     this.lastRevision = 0;
     for (const key of [...this.entries.keys()]) this.set(key, undefined);

@@ -69,6 +69,8 @@ export class TaskWorker<T> {
     for await (const s of messages.status()) {
       if (this.stopping || this.messages !== messages) return;
       if (s.type !== 'consumer_not_found' && s.type !== 'consumer_deleted') continue;
+      // Give the server a moment to finish the removal: 2.9 fails a delete racing a create of the same name.
+      await new Promise((r) => setTimeout(r, 1000));
       const consumer = await this.ensureConsumer();
       if (!consumer || this.stopping || this.messages !== messages) continue;
       this.log.warn(`the ${this.opts.what} consumer was lost; consuming from it anew`);

@@ -92,9 +92,14 @@ describe('a nats-server restart under load', () => {
   });
 
   for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
-    it(`${signal}: every accepted command is in the log once, placement comes back, every domain runs once`, async () => {
-      stack = await startStack();
+    // The crash runs two command-service replicas, which share the dispatch and keep deadlines each.
+    const replicas = signal === 'SIGKILL' ? 2 : 1;
+    it(`${signal}, ${replicas} command service(s): every accepted command is in the log once, placement comes back, every domain runs once`, async () => {
+      stack = await startStack({ services: [] });
       const s = stack;
+      for (let i = 1; i <= replicas; i++) await s.start('command', {}, `command-${i}`);
+      await s.start('projector');
+      await s.start('host-agent');
       const prefix = `rs${signal === 'SIGKILL' ? 'k' : 't'}`;
       const startedAt = Date.now();
       const load = await runLoad(s, prefix, Math.floor(DOMAINS * 0.4), async () => {
@@ -109,6 +114,7 @@ describe('a nats-server restart under load', () => {
       console.log(
         JSON.stringify({
           signal,
+          replicas,
           domains: DOMAINS,
           commands: DOMAINS * 2,
           accepted: load.accepted.size,
@@ -159,7 +165,10 @@ describe('a nats-server restart under load', () => {
     const before = await leaseOf(s);
     // The server loses the leases and the host's consumer (an operator's mistake, a store wiped).
     await s.nats.nats.jsm.streams.delete(`KV_${BUCKETS.hostLiveness}`);
-    await s.nats.nats.jsm.consumers.delete(STREAMS.tasks, agentConsumerName(s.hostId));
+    // nats-server 2.9 may answer the delete with an error about its own directory, the consumer gone all the same.
+    await s.nats.nats.jsm.consumers.delete(STREAMS.tasks, agentConsumerName(s.hostId)).catch((e) => {
+      if (!String(e).includes('directory not empty')) throw e;
+    });
     // Past the liveness window, so placement can only work on a lease granted anew.
     await sleep(LIVENESS_WINDOW_MS + 1000);
     const ms = await placeAgain(s, 'lost-1');
