@@ -58,7 +58,7 @@ export const provision = async (n: Nats, replicas = 1): Promise<void> => {
       }
     }
   }
-  for (const bucket of [BUCKETS.domains, BUCKETS.hosts, BUCKETS.networks, BUCKETS.pools]) {
+  for (const bucket of [BUCKETS.domains, BUCKETS.hosts, BUCKETS.networks, BUCKETS.pools, BUCKETS.projectorPosition]) {
     await n.kvm.create(bucket, { replicas, history: 1 });
   }
   await n.kvm.create(BUCKETS.hostLiveness, { replicas, history: 1, storage: StorageType.Memory });
