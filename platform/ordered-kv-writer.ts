@@ -53,10 +53,7 @@ export class VersionedKvWriter<T extends Versioned> {
       list.push({ version: value.version, done: (e) => (e ? reject(e) : resolve()) });
       this.waiters.set(key, list);
     });
-    if (!this.running.has(key)) {
-      const run = this.drainKey(key).finally(() => this.running.delete(key));
-      this.running.set(key, run);
-    }
+    if (!this.running.has(key)) this.running.set(key, this.drainKey(key));
     return p;
   }
 
@@ -73,11 +70,16 @@ export class VersionedKvWriter<T extends Versioned> {
   private async drainKey(key: string): Promise<void> {
     for (;;) {
       const value = this.pending.get(key);
-      if (!value) return;
+      if (!value) {
+        // In the same turn as the check: a write arriving later starts a new drain.
+        this.running.delete(key);
+        return;
+      }
       this.pending.delete(key);
       let attempt = 0;
       for (;;) {
         if (this.stopped) {
+          this.running.delete(key);
           this.settle(key, Number.POSITIVE_INFINITY, new Error('writer stopped'));
           return;
         }

@@ -63,7 +63,7 @@ export const serveNetworkQueries = (n: Nats, p: Projector, log: Logger): Subscri
         const seq = p.lastSeq;
         const matching = [...nets.values()].filter((s) => (req.inactive ? !s.active : req.all || s.active));
         const page = pageOf(matching, (s) => [s.name, s.id], (s): NetworkView => toNetworkView(s, now), req, replyBudget(n));
-        return { networks: page.items, seq, ...(page.next ? { next: page.next } : {}) };
+        return { networks: page.items, seq, replica: p.replica, ...(page.next ? { next: page.next } : {}) };
       },
       log,
     ),

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import type { DomainAggregate } from '../../contracts/domain/decider.ts';
 import type { HostAggregate } from '../../contracts/host/decider.ts';
@@ -37,6 +38,8 @@ export class Projector {
   hosts!: ProjectionViews<HostAggregate>;
   networks!: ProjectionViews<NetworkAggregate>;
   pools!: ProjectionViews<PoolAggregate>;
+  /** Names this replica in list replies, so an operator (or a test) can tell which one answered. */
+  readonly replica = randomUUID();
   /** Stream sequence of the last commit folded into memory. */
   lastSeq = 0;
   /** Every commit up to here has its views stored. */

@@ -87,7 +87,7 @@ export const serveQueries = (n: Nats, p: Projector, liveness: KvMirror<HostLiven
           }
         };
         const page = pageOf(matching(), (s) => [s.name, s.id], (s): DomainView => toDomainView(s, now), req, replyBudget(n));
-        return { domains: page.items, seq, ...(page.next ? { next: page.next } : {}) };
+        return { domains: page.items, seq, replica: p.replica, ...(page.next ? { next: page.next } : {}) };
       },
       log,
     ),
