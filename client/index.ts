@@ -165,10 +165,15 @@ export class VirtplaneClient {
       // Only `no-domain` from views at or past the command's version means the domain is gone.
       const v = await this.get(accepted.domainId, { minVersion: accepted.version, settled: true, waitMs }).catch((e) => {
         if (e?.code === 'no-domain') return null;
-        if (e?.code === 'timeout' && Date.now() < deadline) return undefined;
+        // No projector answering (one restarting) is a wait too, not an outcome.
+        const waiting = e?.code === 'timeout' || noResponders(e);
+        if (waiting && Date.now() < deadline) return undefined;
         throw e;
       });
-      if (v === undefined) continue;
+      if (v === undefined) {
+        await new Promise((r) => setTimeout(r, 250));
+        continue;
+      }
       if (!v) throw virtError('no-domain', `domain '${accepted.name}' was removed`);
       if (accepted.taskId && v.lastError?.taskId === accepted.taskId) {
         throw virtError(v.lastError.code as never, v.lastError.message, { domain: v.name, op: v.lastError.op });
@@ -362,3 +367,8 @@ const collect = async <T>(pages: AsyncGenerator<T[]>): Promise<T[]> => {
   for await (const page of pages) all.push(...page);
   return all;
 };
+
+/** Nobody subscribed to the subject (the transport's error, or the rpc layer's translation of it). */
+const noResponders = (e: unknown): boolean =>
+  (e as { isNoResponders?: () => boolean })?.isNoResponders?.() === true ||
+  (e instanceof Error && (e as { code?: string }).code === 'operation-failed' && e.message.startsWith('no service answers'));

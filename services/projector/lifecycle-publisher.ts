@@ -40,7 +40,8 @@ export class LifecyclePublisher {
   private wake: (() => void) | null = null;
   private stopped = false;
   private running: Promise<void> | null = null;
-  private readonly confirmations: Array<{ upTo: Position; resolve: () => void; reject: (e: unknown) => void }> = [];
+  private confirmations: Array<{ upTo: Position; resolve: () => void; reject: (e: unknown) => void }> = [];
+  private confirmed = 0;
 
   constructor(
     private readonly n: Nats,
@@ -61,7 +62,7 @@ export class LifecyclePublisher {
   enqueue(commitSeq: number, messages: LifecycleMessage[]): Promise<void> {
     messages.forEach((msg, index) => this.queue.push({ commitSeq, index, msg }));
     const upTo = { commitSeq, index: messages.length - 1 };
-    if (messages.length === 0 && this.queue.length === 0 && this.confirmations.length === 0) return Promise.resolve();
+    if (messages.length === 0 && this.queue.length === 0 && this.confirmed === this.confirmations.length) return Promise.resolve();
     const p = new Promise<void>((resolve, reject) => this.confirmations.push({ upTo, resolve, reject }));
     this.wake?.();
     return p;
@@ -71,7 +72,9 @@ export class LifecyclePublisher {
     this.stopped = true;
     this.wake?.();
     await this.running;
-    for (const c of this.confirmations.splice(0)) c.reject(new Error('lifecycle publisher stopped'));
+    for (const c of this.confirmations.slice(this.confirmed)) c.reject(new Error('lifecycle publisher stopped'));
+    this.confirmations = [];
+    this.confirmed = 0;
   }
 
   private async pump(): Promise<void> {
@@ -116,18 +119,22 @@ export class LifecyclePublisher {
         return this.n.js.publish(item.msg.subject, encodeJson(item.msg.body), { msgID: item.msg.msgId, expect: { lastSequence: base + k }, headers: h });
       }),
     );
-    for (let k = 0; k < results.length; k++) {
-      const r = results[k]!;
-      // A duplicate says the message is in the stream, but not that it is the last one: read where things stand.
-      if (r.status === 'rejected' || (r.value as PubAck).duplicate || (r.value as PubAck).seq !== base + k + 1) {
-        this.published = null;
-        // Only a lost race (wrong last sequence) is worth an immediate look; anything else backs off first.
-        if (r.status === 'rejected' && !(r.reason instanceof JetStreamApiError && r.reason.code === WRONG_LAST_SEQUENCE)) throw r.reason;
-        return;
+    let k = 0;
+    try {
+      for (; k < results.length; k++) {
+        const r = results[k]!;
+        // A duplicate says the message is in the stream, but not that it is the last one: read where things stand.
+        if (r.status === 'rejected' || (r.value as PubAck).duplicate || (r.value as PubAck).seq !== base + k + 1) {
+          this.published = null;
+          // Only a lost race (wrong last sequence) is worth an immediate look; anything else backs off first.
+          if (r.status === 'rejected' && !(r.reason instanceof JetStreamApiError && r.reason.code === WRONG_LAST_SEQUENCE)) throw r.reason;
+          return;
+        }
+        this.published = { commitSeq: window[k]!.commitSeq, index: window[k]!.index };
+        this.lastSeq = base + k + 1;
       }
-      this.published = { commitSeq: window[k]!.commitSeq, index: window[k]!.index };
-      this.lastSeq = base + k + 1;
-      this.queue.shift();
+    } finally {
+      this.queue.splice(0, k);
     }
   }
 
@@ -159,12 +166,16 @@ export class LifecyclePublisher {
   /** Resolves the waits the stream now covers. */
   private confirm(): void {
     const next = this.queue[0];
-    while (this.confirmations.length > 0) {
-      const c = this.confirmations[0]!;
+    while (this.confirmed < this.confirmations.length) {
+      const c = this.confirmations[this.confirmed]!;
       // Covered when nothing at or before its position is still queued.
-      if (next && !after(next, c.upTo)) return;
-      this.confirmations.shift();
+      if (next && !after(next, c.upTo)) break;
+      this.confirmed++;
       c.resolve();
+    }
+    if (this.confirmed > 1024) {
+      this.confirmations = this.confirmations.slice(this.confirmed);
+      this.confirmed = 0;
     }
   }
 }

@@ -265,6 +265,28 @@ describe('projector faults', () => {
   });
 });
 
+describe('waiting for an outcome across a projector restart', () => {
+  it('says "running", never "domain was removed", for a domain defined while no projector ran', { timeout: 120_000 }, async () => {
+    stack = await startStack();
+    const s = stack;
+    await s.kill('projector', 'SIGKILL');
+    await s.client.define({ definition: { name: 'unseen', memoryKiB: 65536, vcpus: 1 } });
+    const started = await s.client.start('unseen', { timeoutSeconds: 60 });
+    // The wait starts while nothing answers queries, and goes on through the projector's start.
+    const waiting = s.client.outcome(started, 90_000);
+    await sleep(500);
+    await s.start('projector');
+    const v = await waiting;
+    expect(v.observed.state).toBe('running');
+    // Views short of the asked-for version say so; only views at it may say "no such domain".
+    const ahead = (await s.nats.nats.jsm.streams.info('EVENTS')).state.last_seq + 1000;
+    const err = await call(s.nats.nats.nc, subjects.query('domain', 'get'), { domain: 'not-yet', minVersion: ahead, waitMs: 200 }).catch((e: unknown) => e);
+    expect(isVirtError(err) && err.code).toBe('timeout');
+    const gone = await call(s.nats.nats.nc, subjects.query('domain', 'get'), { domain: 'not-yet', minVersion: v.version, waitMs: 200 }).catch((e: unknown) => e);
+    expect(isVirtError(gone) && gone.code).toBe('no-domain');
+  });
+});
+
 const quiesceRebuilt = async (s: Stack, last: number) => {
   const kv = await s.nats.nats.kvm.open(BUCKETS.projectorPosition);
   for (let i = 0; i < 300; i++) {
