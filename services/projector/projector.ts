@@ -15,6 +15,7 @@ import { domainProjection, hostProjection, networkProjection, poolProjection } f
 
 /** The key under which the projectors keep how far their views have stored the log. */
 export const POSITION_KEY = 'projector';
+const LEGACY_CONSUMER = 'projector';
 
 export interface ProjectorOptions {
   /** Throw the views away and fold the whole log again; lifecycle events already sent are not sent again. */
@@ -83,6 +84,8 @@ export class Projector {
     this.publisher = new LifecyclePublisher(this.n, this.log, () => this.storedSeq);
     this.publisher.start();
 
+    // Releases before this one shared a durable consumer, whose redeliveries could overtake newer commits.
+    await this.n.jsm.consumers.delete(STREAMS.events, LEGACY_CONSUMER).catch(() => undefined);
     const consumer = await this.n.js.consumers.get(STREAMS.events, {
       filter_subjects: subjects.allEvents,
       deliver_policy: DeliverPolicy.StartSequence,
