@@ -123,8 +123,14 @@ export class LifecyclePublisher {
     try {
       for (; k < results.length; k++) {
         const r = results[k]!;
-        // A duplicate says the message is in the stream, but not that it is the last one: read where things stand.
-        if (r.status === 'rejected' || (r.value as PubAck).duplicate || (r.value as PubAck).seq !== base + k + 1) {
+        if (r.status === 'fulfilled' && (r.value as PubAck).duplicate) {
+          // In the stream already (another replica's copy, or an attempt whose ack was lost): done with it.
+          // Whether it is the last message is not known, so read where things stand before going on.
+          this.published = null;
+          k++;
+          return;
+        }
+        if (r.status === 'rejected' || (r.value as PubAck).seq !== base + k + 1) {
           this.published = null;
           // Only a lost race (wrong last sequence) is worth an immediate look; anything else backs off first.
           if (r.status === 'rejected' && !(r.reason instanceof JetStreamApiError && r.reason.code === WRONG_LAST_SEQUENCE)) throw r.reason;
