@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CommandAccepted } from '../../client/index.ts';
@@ -59,19 +60,22 @@ interface Load {
 /** Domains defined, started, destroyed, redefined and (every other one) undefined, by concurrent workers. */
 const runLoad = async (s: Stack, prefix: string, workers: number, cycles: number): Promise<Load> => {
   const load: Load = { accepted: 0, refused: 0 };
-  const send = async (f: () => Promise<CommandAccepted>): Promise<CommandAccepted | null> => {
+  const send = async (f: (o: { commandId: string }) => Promise<CommandAccepted>): Promise<CommandAccepted | null> => {
+    // One command id across attempts: a retry after a lost reply takes effect once.
+    const o = { commandId: randomUUID() };
     for (let attempt = 0; attempt < 100; attempt++) {
       try {
-        const a = await f();
+        const a = await f(o);
         load.accepted++;
         return a;
       } catch (e) {
         // The command service is never killed here, but a nats-server restart makes requests fail for a moment.
-        if (isVirtError(e) && (e.code === 'timeout' || /no service answers/.test(e.message))) {
+        if (!isVirtError(e) || e.code === 'timeout' || /no service answers/.test(e.message)) {
           await sleep(200);
           continue;
         }
         load.refused++;
+        if (process.env.VIRTPLANE_TEST_LOGS) console.log('refused', e);
         return null;
       }
     }
@@ -82,15 +86,15 @@ const runLoad = async (s: Stack, prefix: string, workers: number, cycles: number
       for (let cycle = 0; cycle < cycles; cycle++) {
         const name = `${prefix}-${w}-${cycle}`;
         const c = s.client;
-        const defined = await send(() => c.define({ definition: { name, memoryKiB: 65536, vcpus: 1 } }));
+        const defined = await send((o) => c.define({ definition: { name, memoryKiB: 65536, vcpus: 1 } }, o));
         if (!defined) continue;
-        const started = await send(() => c.start(name, { timeoutSeconds: 120 }));
+        const started = await send((o) => c.start(name, { ...o, timeoutSeconds: 120 }));
         if (started) await outcome(s, started);
-        const destroyed = await send(() => c.destroy(name, { timeoutSeconds: 120 }));
+        const destroyed = await send((o) => c.destroy(name, { ...o, timeoutSeconds: 120 }));
         if (destroyed) await outcome(s, destroyed);
         // A redefinition right after the last one: the case a redelivered commit used to lose.
-        await send(() => c.define({ definition: { name, uuid: defined.domainId, memoryKiB: 131072, vcpus: 2 } }));
-        if (w % 2 === 0) await send(() => c.undefine(name));
+        await send((o) => c.define({ definition: { name, uuid: defined.domainId, memoryKiB: 131072, vcpus: 2 } }, o));
+        if (w % 2 === 0) await send((o) => c.undefine(name, o));
       }
     }),
   );
