@@ -1,8 +1,17 @@
+import { InvalidArgumentError } from 'commander';
 import { VIRSH_STATE_LABEL } from '../contracts/domain/state.ts';
+import { MAX_PAGE_SIZE } from '../contracts/views.ts';
 import type { DomainView, HostView } from '../contracts/views.ts';
 import type { LifecycleEvent } from '../contracts/lifecycle.ts';
 
 /** Human output in virsh's shapes, so operators read it without thinking. */
+
+/** `--page-size`: how many items each request of a list asks for; the list is still read to its end. */
+export const parsePageSize = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_PAGE_SIZE) throw new InvalidArgumentError(`must be a whole number from 1 to ${MAX_PAGE_SIZE}`);
+  return n;
+};
 
 export const table = (headers: string[], rows: string[][]): string => {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));

@@ -5,7 +5,7 @@ import { DOMAIN_STATE_NUMBER, VIRSH_STATE_LABEL } from '../contracts/domain/stat
 import type { LifecycleOp } from '../contracts/domain/events.ts';
 import { VirtplaneClient, type CommandAccepted } from '../client/index.ts';
 import { ConfigError } from '../platform/config.ts';
-import { domainList, dominfo, hostList, lifecycleLine } from './format.ts';
+import { domainList, dominfo, hostList, lifecycleLine, parsePageSize } from './format.ts';
 import { withProgress } from './progress.ts';
 import { validateFiles } from './validate.ts';
 import { initTelemetry } from '../platform/telemetry.ts';
@@ -73,9 +73,16 @@ export const buildProgram = (): Command => {
     .option('--host <hostId>', 'only domains placed on this host')
     .option('--state <state>', 'only domains in this state (running, paused, shutoff, ...)')
     .option('--name <text>', 'only domains whose name contains this')
-    .action(async (o: { all?: boolean; host?: string; state?: string; name?: string }) => {
+    .option('--page-size <n>', 'domains per request (the list is read page by page to the end)', parsePageSize)
+    .action(async (o: { all?: boolean; host?: string; state?: string; name?: string; pageSize?: number }) => {
       const views = await withClient((c) =>
-        c.list({ all: Boolean(o.all) || o.state !== undefined, ...(o.host ? { host: o.host } : {}), ...(o.state ? { state: o.state as never } : {}), ...(o.name ? { name: o.name } : {}) }),
+        c.list({
+          all: Boolean(o.all) || o.state !== undefined,
+          ...(o.host ? { host: o.host } : {}),
+          ...(o.state ? { state: o.state as never } : {}),
+          ...(o.name ? { name: o.name } : {}),
+          ...(o.pageSize ? { pageSize: o.pageSize } : {}),
+        }),
       );
       out().result(domainList(views), views);
     });
@@ -252,8 +259,9 @@ export const buildProgram = (): Command => {
   program
     .command('host-list')
     .description('list hosts and their agents')
-    .action(async () => {
-      const hosts = await withClient((c) => c.hosts());
+    .option('--page-size <n>', 'hosts per request', parsePageSize)
+    .action(async (o: { pageSize?: number }) => {
+      const hosts = await withClient((c) => c.hosts(o.pageSize ? { pageSize: o.pageSize } : {}));
       out().result(hostList(hosts), hosts);
     });
 

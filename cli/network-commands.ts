@@ -5,6 +5,7 @@ import { isActive } from '../contracts/domain/state.ts';
 import { virtError } from '../contracts/errors.ts';
 import { formatNetworkXml } from '../contracts/xml/index.ts';
 import { domIfAddr, domIfList, interfaceRows, netEventLine, netInfo, netList, type AddressRow } from './network-format.ts';
+import { parsePageSize } from './format.ts';
 
 /** What cli/main.ts shares with the commands registered here. */
 export interface CliHelpers {
@@ -78,8 +79,9 @@ export const registerNetworkCommands = (program: Command, h: CliHelpers): void =
     .description('list networks (active ones unless --all or --inactive)')
     .option('--all', 'include inactive networks')
     .option('--inactive', 'only inactive networks')
-    .action(async (o: { all?: boolean; inactive?: boolean }) => {
-      const views = await h.withClient((c) => c.netList({ all: Boolean(o.all), inactive: Boolean(o.inactive) }));
+    .option('--page-size <n>', 'networks per request (the list is read page by page to the end)', parsePageSize)
+    .action(async (o: { all?: boolean; inactive?: boolean; pageSize?: number }) => {
+      const views = await h.withClient((c) => c.netList({ all: Boolean(o.all), inactive: Boolean(o.inactive), ...(o.pageSize ? { pageSize: o.pageSize } : {}) }));
       h.out().result(netList(views), views);
     });
 

@@ -4,7 +4,7 @@ import type { PoolView, StorageAccepted, VirtplaneClient, VolumeView } from '../
 import { DEFAULT_STORAGE_TIMEOUT_MS } from '../contracts/storage/commands.ts';
 import type { StorageOp } from '../contracts/storage/events.ts';
 import { formatPoolXml, formatVolumeXml } from '../contracts/xml/index.ts';
-import { table } from './format.ts';
+import { parsePageSize, table } from './format.ts';
 import { withProgress } from './progress.ts';
 
 /** What cli/main.ts shares with the commands registered here. */
@@ -153,8 +153,9 @@ export const registerStorageCommands = (program: Command, h: StorageCliHelpers):
     .description('list storage pools (active ones unless --all)')
     .option('--all', 'include inactive pools')
     .option('--host <hostId>', 'only pools on this host')
-    .action(async (o: { all?: boolean; host?: string }) => {
-      const pools = await h.withClient((c) => c.poolList({ all: Boolean(o.all), ...(o.host ? { host: o.host } : {}) }));
+    .option('--page-size <n>', 'pools per request (the list is read page by page to the end)', parsePageSize)
+    .action(async (o: { all?: boolean; host?: string; pageSize?: number }) => {
+      const pools = await h.withClient((c) => c.poolList({ all: Boolean(o.all), ...(o.host ? { host: o.host } : {}), ...(o.pageSize ? { pageSize: o.pageSize } : {}) }));
       h.out().result(poolList(pools), pools);
     });
 
@@ -211,8 +212,9 @@ export const registerStorageCommands = (program: Command, h: StorageCliHelpers):
     .command('vol-list')
     .description('list the volumes of an active pool')
     .argument('<pool>', 'pool name or uuid')
-    .action(async (pool: string) => {
-      const vols = await h.withClient((c) => c.volList(pool));
+    .option('--page-size <n>', 'volumes per request (the list is read page by page to the end)', parsePageSize)
+    .action(async (pool: string, o: { pageSize?: number }) => {
+      const vols = await h.withClient((c) => c.volList(pool, o.pageSize ? { pageSize: o.pageSize } : {}));
       h.out().result(volList(vols), vols);
     });
 

@@ -117,12 +117,40 @@ export class VirtplaneClient {
     return r.domain;
   }
 
-  async list(filter: Partial<DomainListRequest> = {}): Promise<DomainView[]> {
-    return (await call<{ domains: DomainView[] }>(this.nats.nc, subjects.query('domain', 'list'), filter, this.timeoutMs)).domains;
+  /** Domains page by page (`pageSize` each at most), following the cursors to the end. */
+  listPages(filter: Partial<DomainListRequest> = {}): AsyncGenerator<DomainView[]> {
+    return this.pages<DomainView>(subjects.query('domain', 'list'), 'domains', filter);
   }
 
-  async hosts(): Promise<HostView[]> {
-    return (await call<{ hosts: HostView[] }>(this.nats.nc, subjects.query('host', 'list'), {}, this.timeoutMs)).hosts;
+  async list(filter: Partial<DomainListRequest> = {}): Promise<DomainView[]> {
+    return collect(this.listPages(filter));
+  }
+
+  async hosts(opts: { pageSize?: number } = {}): Promise<HostView[]> {
+    return collect(this.pages<HostView>(subjects.query('host', 'list'), 'hosts', opts));
+  }
+
+  /**
+   * Every page of a list query. Each page after the first asks for the log position the first one
+   * reflected, so a page answered by another projector replica is never older than the ones before.
+   */
+  private async *pages<T>(subject: string, field: string, body: Record<string, unknown>, position: 'minSeq' | 'minVersion' = 'minSeq'): AsyncGenerator<T[]> {
+    let cursor: string | undefined;
+    let at = body[position] as number | undefined;
+    const waitMs = (body.waitMs as number | undefined) ?? 5000;
+    for (;;) {
+      const r = await call<{ seq?: number; version?: number; next?: string } & Record<string, unknown>>(
+        this.nats.nc,
+        subject,
+        { ...body, ...(cursor ? { cursor } : {}), ...(at !== undefined ? { [position]: at } : {}) },
+        waitMs + this.timeoutMs,
+      );
+      yield r[field] as T[];
+      if (!r.next) return;
+      cursor = r.next;
+      const reached = position === 'minSeq' ? r.seq : r.version;
+      if (reached !== undefined) at = Math.max(at ?? 0, reached);
+    }
   }
 
   /**
@@ -133,10 +161,19 @@ export class VirtplaneClient {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const waitMs = Math.max(0, Math.min(25_000, deadline - Date.now()));
+      // `timeout` while the views have not reached the command (a projector restarting): wait on.
+      // Only `no-domain` from views at or past the command's version means the domain is gone.
       const v = await this.get(accepted.domainId, { minVersion: accepted.version, settled: true, waitMs }).catch((e) => {
         if (e?.code === 'no-domain') return null;
+        // No projector answering (one restarting) is a wait too, not an outcome.
+        const waiting = e?.code === 'timeout' || noResponders(e);
+        if (waiting && Date.now() < deadline) return undefined;
         throw e;
       });
+      if (v === undefined) {
+        await new Promise((r) => setTimeout(r, 250));
+        continue;
+      }
       if (!v) throw virtError('no-domain', `domain '${accepted.name}' was removed`);
       if (accepted.taskId && v.lastError?.taskId === accepted.taskId) {
         throw virtError(v.lastError.code as never, v.lastError.message, { domain: v.name, op: v.lastError.op });
@@ -214,7 +251,7 @@ export class VirtplaneClient {
   }
 
   async netList(filter: Partial<NetworkListRequest> = {}): Promise<NetworkView[]> {
-    return (await call<{ networks: NetworkView[] }>(this.nats.nc, subjects.query('network', 'list'), filter, this.timeoutMs)).networks;
+    return collect(this.pages<NetworkView>(subjects.query('network', 'list'), 'networks', filter));
   }
 
   /** Network lifecycle events (DEFINED, UNDEFINED, STARTED, STOPPED) as they happen, or from the start. */
@@ -272,7 +309,7 @@ export class VirtplaneClient {
 
   /** Active pools, or all with `all`, as `virsh pool-list [--all]`. */
   async poolList(filter: Partial<PoolListRequest> = {}): Promise<PoolView[]> {
-    return (await call<{ pools: PoolView[] }>(this.nats.nc, subjects.query('pool', 'list'), filter, this.timeoutMs)).pools;
+    return collect(this.pages<PoolView>(subjects.query('pool', 'list'), 'pools', filter));
   }
 
   /** Creates a volume in an active pool from the JSON model or libvirt volume XML. */
@@ -290,8 +327,8 @@ export class VirtplaneClient {
     return (await call<{ volume: VolumeView }>(this.nats.nc, subjects.query('vol', 'get'), { volume, ...opts }, (opts.waitMs ?? 5000) + this.timeoutMs)).volume;
   }
 
-  async volList(pool: string, opts: { minVersion?: number; waitMs?: number } = {}): Promise<VolumeView[]> {
-    return (await call<{ volumes: VolumeView[] }>(this.nats.nc, subjects.query('vol', 'list'), { pool, ...opts }, (opts.waitMs ?? 5000) + this.timeoutMs)).volumes;
+  async volList(pool: string, opts: { minVersion?: number; waitMs?: number; pageSize?: number } = {}): Promise<VolumeView[]> {
+    return collect(this.pages<VolumeView>(subjects.query('vol', 'list'), 'volumes', { pool, ...opts }, 'minVersion'));
   }
 
   /**
@@ -325,3 +362,13 @@ export class VirtplaneClient {
   }
 }
 
+const collect = async <T>(pages: AsyncGenerator<T[]>): Promise<T[]> => {
+  const all: T[] = [];
+  for await (const page of pages) all.push(...page);
+  return all;
+};
+
+/** Nobody subscribed to the subject (the transport's error, or the rpc layer's translation of it). */
+const noResponders = (e: unknown): boolean =>
+  (e as { isNoResponders?: () => boolean })?.isNoResponders?.() === true ||
+  (e instanceof Error && (e as { code?: string }).code === 'operation-failed' && e.message.startsWith('no service answers'));

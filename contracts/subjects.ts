@@ -8,6 +8,8 @@ export const BUCKETS = {
   networks: 'views-networks',
   pools: 'views-pools',
   hostLiveness: 'host-liveness',
+  /** How far the projectors' views have stored the log (one key per set of projections). */
+  projectorPosition: 'views-position',
 } as const;
 
 export type AggregateType = 'domain' | 'host' | 'network' | 'pool' | 'name';

@@ -4,6 +4,38 @@ import { DomainDefinition } from './domain/definition.ts';
 import { DomainOp } from './domain/events.ts';
 import { HostCapabilities } from './host/events.ts';
 
+/**
+ * Lists come in pages: at most `pageSize` items, fewer when more would not fit in one reply (the
+ * server's payload limit), and a `next` cursor while anything is left. A cursor is opaque to callers.
+ */
+export const DEFAULT_PAGE_SIZE = 500;
+export const MAX_PAGE_SIZE = 10_000;
+export const PageRequest = z.object({
+  cursor: z.string().min(1).max(8192).optional(),
+  pageSize: z.number().int().min(1).max(MAX_PAGE_SIZE).optional(),
+});
+export type PageRequest = z.infer<typeof PageRequest>;
+
+/** What every page carries beside its items: the log position it reflects and where to go on. */
+export interface PageInfo {
+  seq: number;
+  next?: string;
+}
+
+const CursorKey = z.array(z.string().max(4096)).min(1).max(4);
+
+/** A cursor is the sort key of the last item given, so pages neither repeat nor skip an item. */
+export const encodeCursor = (key: string[]): string => Buffer.from(JSON.stringify(key), 'utf8').toString('base64url');
+
+export const decodeCursor = (cursor: string): string[] | null => {
+  try {
+    const parsed = CursorKey.safeParse(JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
+};
+
 export const DomainView = z.object({
   id: z.string(),
   name: z.string(),
@@ -58,5 +90,10 @@ export const DomainListRequest = z.object({
   /** Read-your-writes across domains: wait until the views reflect this stream sequence. */
   minSeq: z.number().int().nonnegative().optional(),
   waitMs: z.number().int().min(0).max(30_000).optional(),
+  ...PageRequest.shape,
 });
 export type DomainListRequest = z.infer<typeof DomainListRequest>;
+
+/** query.host.list: hosts are few, but paged like every list. */
+export const HostListRequest = z.object({ ...PageRequest.shape });
+export type HostListRequest = z.infer<typeof HostListRequest>;

@@ -76,7 +76,7 @@ export const provision = async (n: Nats, replicas = 1): Promise<void> => {
       }
     }
   }
-  for (const bucket of [BUCKETS.domains, BUCKETS.hosts, BUCKETS.networks, BUCKETS.pools]) {
+  for (const bucket of [BUCKETS.domains, BUCKETS.hosts, BUCKETS.networks, BUCKETS.pools, BUCKETS.projectorPosition]) {
     await n.kvm.create(bucket, { replicas, history: 1, storage: StorageType.File });
   }
   await provisionLiveness(n, replicas);

@@ -56,11 +56,41 @@ export const serve = <S extends z.ZodType>(
             return { ok: false, error: errorBody(e, log) };
           }
         });
-        if (msg.reply) msg.respond(encodeJson(reply));
+        if (msg.reply) respondSafely(nc, msg, reply, subject, log);
       })();
     },
   });
   return sub;
+};
+
+/**
+ * Answers a request without ever throwing: a reply over the server's payload limit (or one the
+ * connection refuses) becomes a structured error, so one oversized view cannot take a service down.
+ */
+const respondSafely = (nc: NatsConnection, msg: Msg, reply: Record<string, unknown>, subject: string, log?: Logger): void => {
+  const fail = (message: string) => {
+    log?.error('reply not sent', { subject, error: message });
+    try {
+      msg.respond(encodeJson({ ok: false, error: { code: 'operation-failed', message } satisfies VirtErrorBody }));
+    } catch (e) {
+      log?.error('error reply not sent either', { subject, error: String(e) });
+    }
+  };
+  let data: Uint8Array;
+  try {
+    data = encodeJson(reply);
+  } catch (e) {
+    return fail(`the reply could not be encoded: ${(e as Error).message}`);
+  }
+  const max = nc.info?.max_payload;
+  if (max !== undefined && data.length > max) {
+    return fail(`the reply (${data.length} bytes) is larger than the server's payload limit (${max} bytes)`);
+  }
+  try {
+    msg.respond(data);
+  } catch (e) {
+    fail(`the reply could not be sent: ${(e as Error).message}`);
+  }
 };
 
 /** Sends a request and returns the `ok` reply, or throws the reply's error as a VirtError. */

@@ -50,4 +50,33 @@ describe('nats-server 2.9.10 traps', () => {
     const dup = await t.nats.js.publish('traps.d', enc.encode('1'), { msgID: 'same', expect: { lastSubjectSequence: 0 } });
     expect(dup.duplicate).toBe(true);
   });
+
+  it('honours the expected last sequence of the whole stream, which the lifecycle publisher relies on', async () => {
+    await t.nats.jsm.streams.add({ name: 'TRAPSEQ', subjects: ['trapseq.>'], storage: StorageType.Memory });
+    const first = await t.nats.js.publish('trapseq.a', enc.encode('1'), { expect: { lastSequence: 0 } });
+    expect(first.seq).toBe(1);
+    // Another subject, same stream: the check is on the stream's last sequence, not the subject's.
+    await expect(t.nats.js.publish('trapseq.b', enc.encode('2'), { expect: { lastSequence: 0 } })).rejects.toThrow(/wrong last sequence/);
+    const second = await t.nats.js.publish('trapseq.b', enc.encode('2'), { expect: { lastSequence: 1 } });
+    expect(second.seq).toBe(2);
+    // A duplicate id is answered as a duplicate (with the original's sequence) before the sequence is checked.
+    await t.nats.js.publish('trapseq.c', enc.encode('3'), { msgID: 'lc-1', expect: { lastSequence: 2 } });
+    const dup = await t.nats.js.publish('trapseq.c', enc.encode('3'), { msgID: 'lc-1', expect: { lastSequence: 2 } });
+    expect(dup).toMatchObject({ duplicate: true, seq: 3 });
+    expect((await t.nats.jsm.streams.info('TRAPSEQ')).state.messages).toBe(3);
+  });
+
+  it('delivers the last message per subject to an ordered consumer, as the views are loaded', async () => {
+    const kv = await t.nats.kvm.create('traps-kv', { history: 1 });
+    await kv.put('a', enc.encode('1'));
+    await kv.put('a', enc.encode('2'));
+    await kv.put('b', enc.encode('3'));
+    await kv.delete('b');
+    const { readBucket } = await import('../platform/kv-mirror.ts');
+    const entries = await readBucket(t.nats, 'traps-kv');
+    expect(entries.map((e) => [e.key, e.value ? new TextDecoder().decode(e.value) : null])).toEqual([
+      ['a', '2'],
+      ['b', null],
+    ]);
+  });
 });

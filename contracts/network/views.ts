@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { PageRequest } from '../views.ts';
 import { NetworkDefinition } from './definition.ts';
 
 export const NetworkView = z.object({
@@ -34,6 +35,7 @@ export const NetworkListRequest = z.object({
   /** Read-your-writes across networks: wait until the views reflect this stream sequence. */
   minSeq: z.number().int().nonnegative().optional(),
   waitMs: z.number().int().min(0).max(30_000).optional(),
+  ...PageRequest.shape,
 });
 export type NetworkListRequest = z.infer<typeof NetworkListRequest>;
 

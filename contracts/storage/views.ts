@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { PageRequest } from '../views.ts';
 import { VirtErrorBody } from '../errors.ts';
 import { inFlight, poolStateName, type PoolAggregate, type VolumeEntry } from './decider.ts';
 import { StoragePoolDefinition, StorageVolumeDefinition } from './definition.ts';
@@ -78,6 +79,7 @@ export const PoolListRequest = z.object({
   host: z.string().optional(),
   minSeq: z.number().int().nonnegative().optional(),
   waitMs: z.number().int().min(0).max(30_000).optional(),
+  ...PageRequest.shape,
 });
 export type PoolListRequest = z.infer<typeof PoolListRequest>;
 
@@ -94,6 +96,7 @@ export const VolListRequest = z.object({
   pool: z.string().min(1).max(255),
   minVersion: z.number().int().nonnegative().optional(),
   waitMs: z.number().int().min(0).max(30_000).optional(),
+  ...PageRequest.shape,
 });
 export type VolListRequest = z.infer<typeof VolListRequest>;
 

@@ -243,7 +243,14 @@ export class HostAgent {
 
   /** After a restart, tell the command service what the hypervisor really has, where views disagree. */
   async reconcile(): Promise<void> {
-    const { domains } = await call<{ domains: DomainView[] }>(this.n.nc, subjects.query('domain', 'list'), { host: this.hostId, all: true }, 30_000);
+    const domains: DomainView[] = [];
+    // The list comes in pages: follow the cursor to the end.
+    for (let cursor: string | undefined, more = true; more; ) {
+      const page = await call<{ domains: DomainView[]; next?: string }>(this.n.nc, subjects.query('domain', 'list'), { host: this.hostId, all: true, ...(cursor ? { cursor } : {}) }, 30_000);
+      domains.push(...page.domains);
+      cursor = page.next;
+      more = cursor !== undefined;
+    }
     for (const v of domains) {
       const driver = this.byType.get(v.definition.type);
       if (!driver) continue;

@@ -21,6 +21,8 @@ const n = await connectNats(resolveNatsUrl(cfg), 'virtplane-projector');
 await provision(n, cfg.replicas);
 const projector = new Projector(n, log, { rebuild: cfg.rebuild });
 await projector.start();
+// A replica joins the query group once it has read the log as it stood: a fresh one answers no stale list.
+if (!(await projector.caughtUp())) log.warn('still catching up with the log; answering meanwhile', { seq: projector.lastSeq });
 const liveness = new KvMirror<HostLiveness>(await n.kvm.open(BUCKETS.hostLiveness));
 await liveness.start();
 const subs = serveQueries(n, projector, liveness, log);

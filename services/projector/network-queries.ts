@@ -7,10 +7,11 @@ import { QUEUES, subjects } from '../../contracts/subjects.ts';
 import type { Logger } from '../../platform/log.ts';
 import type { Nats } from '../../platform/nats.ts';
 import { serve } from '../../platform/rpc.ts';
-import { toNetworkView } from './network-projection.ts';
+import { pageOf, replyBudget } from './paging.ts';
 import type { Projector } from './projector.ts';
+import { DEFAULT_WAIT_MS, reachSeq } from './queries.ts';
+import { toNetworkView } from './views.ts';
 
-const DEFAULT_WAIT_MS = 5_000;
 const Guid = z.guid();
 
 /**
@@ -18,10 +19,10 @@ const Guid = z.guid();
  * networks here too: an active network is one a host should realise when a guest on it starts.
  */
 export const serveNetworkQueries = (n: Nats, p: Projector, log: Logger): Subscription[] => {
-  const nets = () => p.networks;
+  const nets = p.networks;
   const findId = (ref: string): string | undefined => {
     const lower = ref.toLowerCase();
-    return Guid.safeParse(ref).success && nets().networks.has(lower) ? lower : nets().byName.get(ref);
+    return Guid.safeParse(ref).success && nets.get(lower) ? lower : nets.idByName(ref);
   };
   const q = QUEUES.query;
 
@@ -36,13 +37,13 @@ export const serveNetworkQueries = (n: Nats, p: Projector, log: Logger): Subscri
         const min = req.minVersion ?? 0;
         const reached = () => {
           const id = findId(req.network);
-          const s = id ? nets().networks.get(id) : undefined;
+          const s = id ? nets.get(id) : undefined;
           // A network removed by the awaited write has no view; reaching the sequence is enough then.
           return min === 0 || (s ? s.version >= min : p.lastSeq >= min);
         };
         const ok = await p.waitFor(reached, min > 0 ? waitMs : 0);
         const id = findId(req.network);
-        const s = id ? nets().networks.get(id) : undefined;
+        const s = id ? nets.get(id) : undefined;
         if (!s) throw noNetwork(Guid.safeParse(req.network).success ? 'uuid' : 'name', req.network);
         if (!ok && s.version < min) {
           throw virtError('timeout', `the view of '${req.network}' has not reached version ${min} within ${waitMs} ms (it is at ${s.version})`);
@@ -57,15 +58,12 @@ export const serveNetworkQueries = (n: Nats, p: Projector, log: Logger): Subscri
       q,
       NetworkListRequest,
       async (req) => {
-        if (req.minSeq !== undefined && !(await p.waitFor(() => p.lastSeq >= req.minSeq!, req.waitMs ?? DEFAULT_WAIT_MS))) {
-          throw virtError('timeout', `views have not reached sequence ${req.minSeq}`);
-        }
+        await reachSeq(p, req.minSeq, req.waitMs);
         const now = new Date().toISOString();
-        const networks: NetworkView[] = [...nets().networks.values()]
-          .filter((s) => (req.inactive ? !s.active : req.all || s.active))
-          .map((s) => toNetworkView(s, now))
-          .sort((a, b) => a.name.localeCompare(b.name));
-        return { networks, seq: p.lastSeq };
+        const seq = p.lastSeq;
+        const matching = [...nets.values()].filter((s) => (req.inactive ? !s.active : req.all || s.active));
+        const page = pageOf(matching, (s) => [s.name, s.id], (s): NetworkView => toNetworkView(s, now), req, replyBudget(n));
+        return { networks: page.items, seq, replica: p.replica, ...(page.next ? { next: page.next } : {}) };
       },
       log,
     ),

@@ -1,21 +1,21 @@
-import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
-import { durableConsumer } from '../../platform/durable-consumer.ts';
-import { OrderedKvWriter } from '../../platform/ordered-kv-writer.ts';
-import type { KV } from '@nats-io/kv';
-import { evolve, initialDomainState, type DomainAggregate } from '../../contracts/domain/decider.ts';
-import type { DomainEventBody } from '../../contracts/domain/events.ts';
-import type { Envelope } from '../../contracts/envelope.ts';
-import { evolveHost, initialHostState, type HostAggregate } from '../../contracts/host/decider.ts';
-import type { HostEventBody } from '../../contracts/host/events.ts';
-import { lifecycleFor, lifecycleNumbers, type LifecycleEvent } from '../../contracts/lifecycle.ts';
+import { randomUUID } from 'node:crypto';
+import { DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import type { DomainAggregate } from '../../contracts/domain/decider.ts';
+import type { HostAggregate } from '../../contracts/host/decider.ts';
+import type { NetworkAggregate } from '../../contracts/network/decider.ts';
+import type { PoolAggregate } from '../../contracts/storage/decider.ts';
 import { BUCKETS, STREAMS, subjects } from '../../contracts/subjects.ts';
-import { toRecordedCommit, type RecordedCommit } from '../../platform/event-store.ts';
+import { toRecordedCommit } from '../../platform/event-store.ts';
 import type { Logger } from '../../platform/log.ts';
-import { decodeJson, encodeJson, type Nats } from '../../platform/nats.ts';
-import { StorageProjection } from './storage-projection.ts';
-import { isNetworkCommit, NetworkProjection } from './network-projection.ts';
+import { decodeJson, type Nats } from '../../platform/nats.ts';
+import { VersionedKvWriter, type Versioned } from '../../platform/ordered-kv-writer.ts';
+import { LifecyclePublisher } from './lifecycle-publisher.ts';
+import { ProjectionViews } from './projection-views.ts';
+import { domainProjection, hostProjection, networkProjection, poolProjection } from './projections.ts';
 
-export const PROJECTOR_CONSUMER = 'projector';
+/** The key under which the projectors keep how far their views have stored the log. */
+export const POSITION_KEY = 'projector';
+const LEGACY_CONSUMER = 'projector';
 
 export interface ProjectorOptions {
   /** Throw the views away and fold the whole log again; lifecycle events already sent are not sent again. */
@@ -23,26 +23,37 @@ export interface ProjectorOptions {
 }
 
 /**
- * Folds the log into views with the deciders' own `evolve`, keeps them in memory for queries and in KV
- * for restarts, and publishes lifecycle events. A commit is acknowledged only after its view and its
- * lifecycle events are stored, so a crash repeats work (skipped by version) and loses none.
+ * Applies every commit of the log exactly once, in log order, to the projections, and keeps what they
+ * fold in memory (queries), in KV (restarts) and on the LIFECYCLE stream (subscribers).
+ *
+ * Each replica reads the log with its own ordered consumer from the stored position; nothing is
+ * redelivered out of order. For each commit: memory first (queries wake on it), then its lifecycle
+ * messages (exactly once, see LifecyclePublisher), then its view (revision-checked, never backwards),
+ * and the position moves only past commits whose views are stored. So a stored view has had every
+ * lifecycle message of its commits published, and the views reflect at least the stored position: a
+ * replica that crashes anywhere and resumes from the position converges on what a rebuild gives.
+ * Any number of replicas may run; all write, and none can undo another's work.
  */
 export class Projector {
-  readonly domains = new Map<string, DomainAggregate>();
-  readonly hosts = new Map<string, HostAggregate>();
-  readonly domainByName = new Map<string, string>();
-  readonly storage = new StorageProjection();
-  networks!: NetworkProjection;
-  /** Stream sequence of the last commit folded in. */
+  domains!: ProjectionViews<DomainAggregate>;
+  hosts!: ProjectionViews<HostAggregate>;
+  networks!: ProjectionViews<NetworkAggregate>;
+  pools!: ProjectionViews<PoolAggregate>;
+  /** Names this replica in list replies, so an operator (or a test) can tell which one answered. */
+  readonly replica = randomUUID();
+  /** Stream sequence of the last commit folded into memory. */
   lastSeq = 0;
+  /** Every commit up to here has its views stored. */
+  storedSeq = 0;
+  private all: Array<ProjectionViews<{ version: number }>> = [];
   private readonly waiters = new Set<() => void>();
   private messages: ConsumerMessages | null = null;
   private done: Promise<void> = Promise.resolve();
-  private readonly domainViews = new OrderedKvWriter<DomainAggregate>(() => this.domainKv);
-  private readonly hostViews = new OrderedKvWriter<HostAggregate>(() => this.hostKv);
-  private replayUntil = 0;
-  private domainKv!: KV;
-  private hostKv!: KV;
+  private publisher!: LifecyclePublisher;
+  private position!: VersionedKvWriter<Versioned>;
+  /** Commits folded but not yet stored, oldest first. */
+  private inflight: Array<{ seq: number; stored: boolean }> = [];
+  private head = 0;
 
   constructor(
     private readonly n: Nats,
@@ -51,18 +62,34 @@ export class Projector {
   ) {}
 
   async start(): Promise<void> {
-    this.domainKv = await this.n.kvm.open(BUCKETS.domains);
-    this.hostKv = await this.n.kvm.open(BUCKETS.hosts);
-    this.networks = await NetworkProjection.open(this.n);
-    if (this.opts.rebuild) await this.reset();
-    await this.load();
-    await this.storage.start(this.n, this.opts.rebuild);
-    const consumer = await durableConsumer(this.n, {
-      stream: STREAMS.events,
-      name: PROJECTOR_CONSUMER,
-      filterSubject: subjects.allEvents,
-      ackWaitMs: 30_000,
-      maxAckPending: 4096,
+    const retry = (key: string, e: unknown) => this.log.warn('view write failed; retrying', { key, error: String(e) });
+    this.domains = await ProjectionViews.open(this.n, domainProjection, retry);
+    this.hosts = await ProjectionViews.open(this.n, hostProjection, retry);
+    this.networks = await ProjectionViews.open(this.n, networkProjection, retry);
+    this.pools = await ProjectionViews.open(this.n, poolProjection, retry);
+    this.all = [this.domains, this.hosts, this.networks, this.pools] as Array<ProjectionViews<{ version: number }>>;
+    const positionKv = await this.n.kvm.open(BUCKETS.projectorPosition);
+    if (this.opts.rebuild) {
+      await positionKv.purge(POSITION_KEY);
+      for (const v of this.all) await v.reset();
+    }
+    this.position = new VersionedKvWriter<Versioned>(positionKv, (_k, e) => this.log.warn('position write failed; retrying', { error: String(e) }));
+    // The position before the views: views only move forward, so they reflect at least what it says.
+    const stored = await positionKv.get(POSITION_KEY);
+    const position = stored?.operation === 'PUT' ? (decodeJson(stored.value) as Versioned).version : 0;
+    this.position.remember(POSITION_KEY, stored?.revision ?? 0, stored?.operation === 'PUT' ? position : -1);
+    for (const v of this.all) await v.load(this.n);
+    this.lastSeq = position;
+    this.storedSeq = position;
+    this.publisher = new LifecyclePublisher(this.n, this.log, () => this.storedSeq);
+    this.publisher.start();
+
+    // Releases before this one shared a durable consumer, whose redeliveries could overtake newer commits.
+    await this.n.jsm.consumers.delete(STREAMS.events, LEGACY_CONSUMER).catch(() => undefined);
+    const consumer = await this.n.js.consumers.get(STREAMS.events, {
+      filter_subjects: subjects.allEvents,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: position + 1,
     });
     this.messages = await consumer.consume({ max_messages: 1024 });
     const messages = this.messages;
@@ -71,114 +98,68 @@ export class Projector {
     })();
   }
 
+  /** Catches up with the log as it is now; for start-up, so a replica answers only once it is current. */
+  async caughtUp(timeoutMs = 60_000): Promise<boolean> {
+    const last = (await this.n.jsm.streams.info(STREAMS.events)).state.last_seq;
+    return this.waitFor(() => this.lastSeq >= last, timeoutMs);
+  }
+
   async stop(): Promise<void> {
     await this.messages?.close();
     await this.done;
-    await Promise.all([this.domainViews.flush(), this.hostViews.flush()]);
-    await this.networks.flush();
-  }
-
-  private async reset(): Promise<void> {
-    await this.n.jsm.consumers.delete(STREAMS.events, PROJECTOR_CONSUMER).catch(() => undefined);
-    for (const kv of [this.domainKv, this.hostKv]) {
-      for await (const key of await kv.keys()) await kv.purge(key);
-    }
-    await this.networks.reset();
-    this.replayUntil = (await this.n.jsm.streams.info(STREAMS.events)).state.last_seq;
-  }
-
-  private async load(): Promise<void> {
-    for (const [kv, into] of [
-      [this.domainKv, this.domains],
-      [this.hostKv, this.hosts],
-    ] as const) {
-      for await (const key of await kv.keys()) {
-        const e = await kv.get(key);
-        if (e?.operation === 'PUT') (into as Map<string, unknown>).set(key, decodeJson(e.value));
-      }
-    }
-    for (const d of this.domains.values()) {
-      this.domainByName.set(d.name, d.id);
-      this.lastSeq = Math.max(this.lastSeq, d.version);
-    }
-    this.lastSeq = Math.max(this.lastSeq, await this.networks.load());
+    // Give stores in flight a moment to land; whatever does not is repaired from the log on restart.
+    let timer: NodeJS.Timeout | undefined;
+    const settled = Promise.all([...this.all.map((v) => v.flush()), this.position.flush()]);
+    await Promise.race([settled, new Promise((r) => (timer = setTimeout(r, 5_000)))]);
+    clearTimeout(timer);
+    await this.publisher.stop();
+    for (const v of this.all) v.stop();
+    this.position.stop();
   }
 
   private handle(m: JsMsg): void {
-    let work: Promise<unknown>;
+    const seq = m.seq;
+    let work: Promise<void> = Promise.resolve();
     try {
-      const commit = toRecordedCommit({ seq: m.seq, subject: m.subject, data: m.data });
-      work = m.subject.startsWith('ev.domain.')
-        ? this.foldDomain(commit)
-        : m.subject.startsWith('ev.host.')
-          ? this.foldHost(commit)
-          : isNetworkCommit(m.subject)
-            ? this.networks.fold(commit, commit.seq > this.replayUntil)
-            : m.subject.startsWith('ev.pool.')
-              ? this.storage.fold(commit)
-              : Promise.resolve();
+      const commit = toRecordedCommit({ seq, subject: m.subject, data: m.data });
+      const views = this.all.find((v) => v.handles(m.subject));
+      const applied = views?.apply(commit);
+      if (views && applied) {
+        work = views.projection.lifecycle
+          ? this.publisher.enqueue(seq, applied.lifecycle).then(() => views.store(applied))
+          : views.store(applied);
+      }
     } catch (e) {
-      work = Promise.reject(e);
+      // A rebuild meets the same commit and skips it the same way.
+      this.log.error('commit cannot be folded; skipped', { seq, subject: m.subject, error: String(e) });
     }
-    this.lastSeq = Math.max(this.lastSeq, m.seq);
+    this.lastSeq = seq;
     this.notify();
+    const entry = { seq, stored: false };
+    this.inflight.push(entry);
     work.then(
-      () => m.ack(),
-      (e) => {
-        this.log.error('projection failed; will be redelivered', { seq: m.seq, error: String(e) });
-        m.nak(1000);
+      () => {
+        entry.stored = true;
+        this.advance();
       },
+      () => undefined,
     );
   }
 
-  private foldDomain(c: RecordedCommit): Promise<unknown> {
-    const id = c.subject.slice('ev.domain.'.length);
-    let s = this.domains.get(id) ?? initialDomainState(id);
-    if (c.seq <= s.version) return Promise.resolve();
-    const lifecycle: LifecycleEvent[] = [];
-    for (const raw of c.events) {
-      const e = raw as unknown as Envelope<DomainEventBody>;
-      const before = s;
-      s = evolve(s, e);
-      lifecycleFor(before, e).forEach((kind, i) =>
-        lifecycle.push({
-          eventId: i === 0 ? e.id : `${e.id}:${i}`,
-          domainId: id,
-          name: s.name || before.name,
-          hostId: s.hostId || before.hostId,
-          event: kind.event,
-          detail: kind.detail,
-          ...lifecycleNumbers(kind),
-          time: e.time,
-          version: e.version,
-          actor: e.actor,
-          correlationId: e.correlationId,
-        }),
-      );
+  /** Moves the stored position past every commit whose views are stored, in order. */
+  private advance(): void {
+    let moved = false;
+    while (this.head < this.inflight.length && this.inflight[this.head]!.stored) {
+      this.storedSeq = this.inflight[this.head]!.seq;
+      this.head++;
+      moved = true;
     }
-    const prev = this.domains.get(id);
-    if (prev && prev.name !== s.name && this.domainByName.get(prev.name) === id) this.domainByName.delete(prev.name);
-    if (s.exists) {
-      this.domains.set(id, s);
-      this.domainByName.set(s.name, id);
-    } else {
-      this.domains.delete(id);
-      if (this.domainByName.get(s.name) === id) this.domainByName.delete(s.name);
+    if (this.head > 4096) {
+      this.inflight = this.inflight.slice(this.head);
+      this.head = 0;
     }
-    const stored = this.domainViews.write(id, s.exists ? s : null);
-    const published = c.seq <= this.replayUntil ? [] : lifecycle.map((l) => this.n.js.publish(subjects.lifecycle(l.hostId, l.domainId), encodeJson(l), { msgID: l.eventId }));
-    return Promise.all([stored, ...published]);
+    if (moved) this.position.write(POSITION_KEY, { version: this.storedSeq }).catch(() => undefined);
   }
-
-  private foldHost(c: RecordedCommit): Promise<unknown> {
-    const id = c.subject.slice('ev.host.'.length);
-    let s = this.hosts.get(id) ?? initialHostState(id);
-    if (c.seq <= s.version) return Promise.resolve();
-    for (const raw of c.events) s = evolveHost(s, raw as unknown as Envelope<HostEventBody>);
-    this.hosts.set(id, s);
-    return this.hostViews.write(id, s);
-  }
-
 
   /** Resolves once `ready()` holds, or with false after `ms`. */
   waitFor(ready: () => boolean, ms: number): Promise<boolean> {

@@ -4,30 +4,33 @@ import { isActive } from '../../contracts/domain/state.ts';
 import { virtError } from '../../contracts/errors.ts';
 import { DomainId } from '../../contracts/ids.ts';
 import { QUEUES, subjects } from '../../contracts/subjects.ts';
-import { DomainGetRequest, DomainListRequest, type DomainView, type HostView } from '../../contracts/views.ts';
+import { DomainGetRequest, DomainListRequest, HostListRequest, type DomainView, type HostView } from '../../contracts/views.ts';
 import type { KvMirror } from '../../platform/kv-mirror.ts';
 import type { Logger } from '../../platform/log.ts';
 import type { Nats } from '../../platform/nats.ts';
 import { serve } from '../../platform/rpc.ts';
 import { LIVENESS_WINDOW_MS, type HostLiveness } from '../../contracts/host/liveness.ts';
+import { pageOf, replyBudget } from './paging.ts';
 import type { Projector } from './projector.ts';
 import { toDomainView, toHostView } from './views.ts';
 
-const DEFAULT_WAIT_MS = 5_000;
+export const DEFAULT_WAIT_MS = 5_000;
 
 export const DomainGetQuery = DomainGetRequest.extend({
   /** Also wait until no operation is in flight: how `virtplane start` waits for the outcome. */
   settled: z.boolean().optional(),
 });
 
+/** Waits until the views reflect `minSeq` (read-your-writes across aggregates), or fails with `timeout`. */
+export const reachSeq = async (p: Projector, minSeq: number | undefined, waitMs = DEFAULT_WAIT_MS): Promise<void> => {
+  if (minSeq !== undefined && !(await p.waitFor(() => p.lastSeq >= minSeq, waitMs))) {
+    throw virtError('timeout', `views have not reached sequence ${minSeq} within ${waitMs} ms (they are at ${p.lastSeq})`, { seq: p.lastSeq });
+  }
+};
+
 /** The read side: answered from the projector's memory, with read-your-writes waits. */
 export const serveQueries = (n: Nats, p: Projector, liveness: KvMirror<HostLiveness>, log: Logger): Subscription[] => {
-  const findId = (ref: string): string | undefined =>
-    DomainId.safeParse(ref).success && p.domains.has(ref) ? ref : p.domainByName.get(ref);
-  const view = (id: string): DomainView | null => {
-    const s = p.domains.get(id);
-    return s ? toDomainView(s, new Date().toISOString()) : null;
-  };
+  const findId = (ref: string): string | undefined => (DomainId.safeParse(ref).success && p.domains.get(ref) ? ref : p.domains.idByName(ref));
   const q = QUEUES.query;
 
   return [
@@ -48,15 +51,20 @@ export const serveQueries = (n: Nats, p: Projector, liveness: KvMirror<HostLiven
         };
         const ok = await p.waitFor(reached, min > 0 || req.settled ? waitMs : 0);
         const id = findId(req.domain);
-        const v = id ? view(id) : null;
-        if (!v) {
+        const s = id ? p.domains.get(id) : undefined;
+        if (!s) {
+          // Not projected yet is not the same as removed: only a view at the asked-for position may say "no such domain".
+          if (p.lastSeq < min) {
+            throw virtError('timeout', `the views have not reached version ${min} within ${waitMs} ms (they are at ${p.lastSeq})`, { seq: p.lastSeq });
+          }
           const by = DomainId.safeParse(req.domain).success ? 'uuid' : 'name';
-          throw virtError('no-domain', `Domain not found: no domain with matching ${by} '${req.domain}'`);
+          throw virtError('no-domain', `Domain not found: no domain with matching ${by} '${req.domain}'`, { seq: p.lastSeq });
         }
-        if (!ok && v.version < min) {
-          throw virtError('timeout', `the view of '${req.domain}' has not reached version ${min} within ${waitMs} ms (it is at ${v.version})`);
+        if (!ok && s.version < min) {
+          throw virtError('timeout', `the view of '${req.domain}' has not reached version ${min} within ${waitMs} ms (it is at ${s.version})`, { seq: p.lastSeq });
         }
-        return { domain: v, settled: v.pending === null };
+        const v = toDomainView(s, new Date().toISOString());
+        return { domain: v, settled: v.pending === null, seq: p.lastSeq };
       },
       log,
     ),
@@ -66,18 +74,20 @@ export const serveQueries = (n: Nats, p: Projector, liveness: KvMirror<HostLiven
       q,
       DomainListRequest,
       async (req) => {
-        if (req.minSeq !== undefined && !(await p.waitFor(() => p.lastSeq >= req.minSeq!, req.waitMs ?? DEFAULT_WAIT_MS))) {
-          throw virtError('timeout', `views have not reached sequence ${req.minSeq}`);
-        }
+        await reachSeq(p, req.minSeq, req.waitMs);
         const now = new Date().toISOString();
-        const domains = [...p.domains.values()]
-          .filter((s) => (req.all ? true : isActive(s.observed.state)))
-          .filter((s) => !req.host || s.hostId === req.host)
-          .filter((s) => !req.state || s.observed.state === req.state)
-          .filter((s) => !req.name || s.name.includes(req.name))
-          .map((s) => toDomainView(s, now))
-          .sort((a, b) => a.name.localeCompare(b.name));
-        return { domains, seq: p.lastSeq };
+        const seq = p.lastSeq;
+        const matching = function* () {
+          for (const s of p.domains.values()) {
+            if (!req.all && !isActive(s.observed.state)) continue;
+            if (req.host && s.hostId !== req.host) continue;
+            if (req.state && s.observed.state !== req.state) continue;
+            if (req.name && !s.name.includes(req.name)) continue;
+            yield s;
+          }
+        };
+        const page = pageOf(matching(), (s) => [s.name, s.id], (s): DomainView => toDomainView(s, now), req, replyBudget(n));
+        return { domains: page.items, seq, replica: p.replica, ...(page.next ? { next: page.next } : {}) };
       },
       log,
     ),
@@ -85,11 +95,13 @@ export const serveQueries = (n: Nats, p: Projector, liveness: KvMirror<HostLiven
       n.nc,
       subjects.query('host', 'list'),
       q,
-      z.object({}).loose(),
-      async () => {
+      HostListRequest,
+      async (req) => {
         const now = Date.now();
-        const hosts: HostView[] = [...p.hosts.values()]
-          .map((h) => {
+        const page = pageOf(
+          p.hosts.values(),
+          (h) => [h.hostId],
+          (h): HostView => {
             const live = liveness.entries.get(h.hostId);
             return {
               ...toHostView(h),
@@ -97,9 +109,11 @@ export const serveQueries = (n: Nats, p: Projector, liveness: KvMirror<HostLiven
               alive: live ? now - Date.parse(live.at) <= LIVENESS_WINDOW_MS : false,
               activeDomains: live?.activeDomains ?? 0,
             };
-          })
-          .sort((a, b) => a.hostId.localeCompare(b.hostId));
-        return { hosts };
+          },
+          req,
+          replyBudget(n),
+        );
+        return { hosts: page.items, seq: p.lastSeq, ...(page.next ? { next: page.next } : {}) };
       },
       log,
     ),

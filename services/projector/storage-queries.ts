@@ -7,15 +7,16 @@ import { QUEUES, subjects } from '../../contracts/subjects.ts';
 import type { Logger } from '../../platform/log.ts';
 import type { Nats } from '../../platform/nats.ts';
 import { serve } from '../../platform/rpc.ts';
+import { pageOf, replyBudget } from './paging.ts';
 import type { Projector } from './projector.ts';
+import { DEFAULT_WAIT_MS, reachSeq } from './queries.ts';
 
-const DEFAULT_WAIT_MS = 5_000;
 
 /** query.pool.{get,list} and query.vol.{get,list}, answered from the projector's memory. */
 export const serveStorageQueries = (n: Nats, p: Projector, log: Logger): Subscription[] => {
-  const { pools, poolByName } = p.storage;
+  const pools = p.pools;
   const byUuid = (ref: string) => DomainId.safeParse(ref).success;
-  const findId = (ref: string): string | undefined => (byUuid(ref) && pools.has(ref) ? ref : poolByName.get(ref));
+  const findId = (ref: string): string | undefined => (byUuid(ref) && pools.get(ref) ? ref : pools.idByName(ref));
   const find = (ref: string): PoolAggregate | undefined => {
     const id = findId(ref);
     return id ? pools.get(id) : undefined;
@@ -86,16 +87,12 @@ export const serveStorageQueries = (n: Nats, p: Projector, log: Logger): Subscri
       q,
       PoolListRequest,
       async (req) => {
-        if (req.minSeq !== undefined && !(await p.waitFor(() => p.lastSeq >= req.minSeq!, req.waitMs ?? DEFAULT_WAIT_MS))) {
-          throw virtError('timeout', `views have not reached sequence ${req.minSeq}`);
-        }
+        await reachSeq(p, req.minSeq, req.waitMs);
         const now = new Date().toISOString();
-        const list = [...pools.values()]
-          .filter((s) => req.all || s.active)
-          .filter((s) => !req.host || s.hostId === req.host)
-          .map((s) => toPoolView(s, now))
-          .sort((a, b) => a.name.localeCompare(b.name));
-        return { pools: list, seq: p.lastSeq };
+        const seq = p.lastSeq;
+        const matching = [...pools.values()].filter((s) => (req.all || s.active) && (!req.host || s.hostId === req.host));
+        const page = pageOf(matching, (s) => [s.name, s.id], (s) => toPoolView(s, now), req, replyBudget(n));
+        return { pools: page.items, seq, ...(page.next ? { next: page.next } : {}) };
       },
       log,
     ),
@@ -119,8 +116,8 @@ export const serveStorageQueries = (n: Nats, p: Projector, log: Logger): Subscri
       VolListRequest,
       async (req) => {
         const pool = activePool(await reach(req.pool, req.minVersion, req.waitMs));
-        const volumes = pool.volumes.map((v) => toVolumeView(pool, v)).sort((a, b) => a.name.localeCompare(b.name));
-        return { volumes, pool: pool.name, version: pool.version };
+        const page = pageOf(pool.volumes, (v) => [v.name], (v) => toVolumeView(pool, v), req, replyBudget(n));
+        return { volumes: page.items, pool: pool.name, version: pool.version, seq: p.lastSeq, ...(page.next ? { next: page.next } : {}) };
       },
       log,
     ),

@@ -1,6 +1,8 @@
 import type { DomainAggregate } from '../../contracts/domain/decider.ts';
 import type { HostAggregate } from '../../contracts/host/decider.ts';
 import type { DomainView, HostView } from '../../contracts/views.ts';
+import type { NetworkAggregate } from '../../contracts/network/decider.ts';
+import { bridgeNameOf, type NetworkView } from '../../contracts/network/views.ts';
 
 export const toDomainView = (s: DomainAggregate, updatedAt: string): DomainView => ({
   id: s.id,
@@ -27,4 +29,18 @@ export const toHostView = (s: HostAggregate): HostView => ({
   capabilities: s.capabilities,
   registeredAt: s.registeredAt,
   version: s.version,
+});
+
+export const toNetworkView = (s: NetworkAggregate, updatedAt: string): NetworkView => ({
+  id: s.id,
+  name: s.name,
+  // A view exists only for defined networks, which always carry a definition.
+  definition: s.definition!,
+  nextDefinition: s.nextDefinition,
+  active: s.active,
+  persistent: s.persistent,
+  autostart: s.autostart,
+  bridge: bridgeNameOf(s.definition!),
+  version: s.version,
+  updatedAt,
 });

@@ -1,0 +1,108 @@
+import type { KV } from '@nats-io/kv';
+import type { RecordedCommit } from '../../platform/event-store.ts';
+import { readBucket } from '../../platform/kv-mirror.ts';
+import { decodeJson, type Nats } from '../../platform/nats.ts';
+import { VersionedKvWriter } from '../../platform/ordered-kv-writer.ts';
+import { applyCommit, type Applied, type Projection } from './projection.ts';
+
+/**
+ * The running side of one projection: every aggregate's folded state in memory (queries read it),
+ * the same states in the projection's KV bucket (restarts load them), and a name index.
+ */
+export class ProjectionViews<S extends { version: number }> {
+  /** Every aggregate folded so far, removed ones included: the fold continues from them. */
+  private readonly states = new Map<string, S>();
+  private readonly byName = new Map<string, string>();
+  private readonly writer: VersionedKvWriter<S>;
+
+  private constructor(
+    readonly projection: Projection<S>,
+    private readonly kv: KV,
+    onRetry: (key: string, e: unknown) => void,
+  ) {
+    this.writer = new VersionedKvWriter<S>(kv, onRetry);
+  }
+
+  static async open<S extends { version: number }>(n: Nats, p: Projection<S>, onRetry: (key: string, e: unknown) => void): Promise<ProjectionViews<S>> {
+    return new ProjectionViews(p, await n.kvm.open(p.bucket), onRetry);
+  }
+
+  handles(subject: string): boolean {
+    return subject.startsWith(this.projection.prefix);
+  }
+
+  /** Loads the stored states: each is the fold of its aggregate's commits up to its version. */
+  async load(n: Nats): Promise<void> {
+    for (const e of await readBucket(n, this.projection.bucket)) {
+      if (!e.value) {
+        this.writer.remember(e.key, e.revision, -1);
+        continue;
+      }
+      const s = decodeJson(e.value) as S;
+      this.writer.remember(e.key, e.revision, s.version);
+      this.set(e.key, s);
+    }
+  }
+
+  /** Empties the bucket for a rebuild. */
+  async reset(): Promise<void> {
+    for await (const key of await this.kv.keys()) await this.kv.purge(key);
+    this.states.clear();
+    this.byName.clear();
+  }
+
+  /** Folds one commit into memory; the caller stores the result with `store` when it may. */
+  apply(c: RecordedCommit): Applied<S> | null {
+    const applied = applyCommit(this.projection, this.states.get(c.subject.slice(this.projection.prefix.length)), c);
+    if (applied) this.set(applied.id, applied.state);
+    return applied;
+  }
+
+  /** Resolves once the bucket holds this state of the aggregate, or a newer one. */
+  store(a: Applied<S>): Promise<void> {
+    return this.writer.write(a.id, a.state);
+  }
+
+  /** The aggregate's state if queries may see it. */
+  get(id: string): S | undefined {
+    const s = this.states.get(id);
+    return s && this.projection.visible(s) ? s : undefined;
+  }
+
+  /** The state of the aggregate, seen or not: how far the fold went for it. */
+  raw(id: string): S | undefined {
+    return this.states.get(id);
+  }
+
+  idByName(name: string): string | undefined {
+    return this.byName.get(name);
+  }
+
+  *values(): IterableIterator<S> {
+    for (const s of this.states.values()) if (this.projection.visible(s)) yield s;
+  }
+
+  /** Highest version among the states: part of how far the views read the log. */
+  maxVersion(): number {
+    let max = 0;
+    for (const s of this.states.values()) max = Math.max(max, s.version);
+    return max;
+  }
+
+  flush(): Promise<void> {
+    return this.writer.flush();
+  }
+
+  stop(): void {
+    this.writer.stop();
+  }
+
+  private set(id: string, s: S): void {
+    const name = this.projection.name;
+    const prev = this.states.get(id);
+    this.states.set(id, s);
+    if (!name) return;
+    if (prev && this.byName.get(name(prev)) === id && (name(prev) !== name(s) || !this.projection.visible(s))) this.byName.delete(name(prev));
+    if (this.projection.visible(s)) this.byName.set(name(s), id);
+  }
+}
