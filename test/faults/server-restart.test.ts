@@ -24,14 +24,14 @@ interface Tally {
 }
 
 /** Sends a command until it is accepted, under one command id, as a careful client retries. */
-const send = async (t: Tally, verb: string, attempt: (commandId: string) => Promise<unknown>, commandId: string): Promise<void> => {
+const send = async <R>(t: Tally, verb: string, attempt: (commandId: string) => Promise<R>, commandId: string): Promise<R> => {
   const end = Date.now() + GIVE_UP_MS;
   for (let i = 0; ; i++) {
     try {
-      await attempt(commandId);
+      const r = await attempt(commandId);
       t.accepted.set(commandId, (t.accepted.get(commandId) ?? 0) + 1);
       t.acceptedAt.push({ verb, at: Date.now() });
-      return;
+      return r;
     } catch (e) {
       const code = isVirtError(e) ? e.code : 'transport';
       t.refusals.set(`${verb}:${code}`, (t.refusals.get(`${verb}:${code}`) ?? 0) + 1);
@@ -149,8 +149,9 @@ describe('a nats-server restart under load', () => {
     const from = Date.now();
     const t: Tally = { accepted: new Map(), refusals: new Map(), acceptedAt: [] };
     await send(t, 'define', (commandId) => s.client.define({ definition: { name, memoryKiB: 65536, vcpus: 1 } }, { commandId }), `${name}-def`);
-    await send(t, 'start', (commandId) => s.client.start(name, { commandId, timeoutSeconds: 60 }), `${name}-start`);
-    const v = await s.client.get(name);
+    const started = await send(t, 'start', (commandId) => s.client.start(name, { commandId, timeoutSeconds: 60 }), `${name}-start`);
+    // Read-your-writes: the views may still be behind the accepted start on a loaded machine.
+    const v = await s.client.get(started.domainId, { minVersion: started.version });
     expect(v.pending?.op ?? 'none').toMatch(/start|none/);
     const end = Date.now() + GIVE_UP_MS;
     while ((await s.client.get(name)).observed.state !== 'running' && Date.now() < end) await sleep(200);
