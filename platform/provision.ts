@@ -39,11 +39,20 @@ export const streamConfigs = (replicas: number, windowMs = duplicateWindowMs()):
   },
 ];
 
+/**
+ * The server refused to let this principal look: on a secured server streams are the admin's, made
+ * before any service starts, and a host agent may not even see most of them.
+ */
+const notOurs = (e: unknown): boolean => e instanceof Error && /Permissions Violation/.test(`${e.message} ${(e.cause as Error | undefined)?.message ?? ''}`);
+
 /** Creates what is missing and leaves what exists: safe to run from every service at start-up. */
 export const provision = async (n: Nats, replicas = 1): Promise<void> => {
   for (const cfg of streamConfigs(replicas)) {
     try {
-      const { config } = await n.jsm.streams.info(cfg.name);
+      const { config } = await n.jsm.streams.info(cfg.name).catch((e) => {
+        if (notOurs(e)) return { config: cfg };
+        throw e;
+      });
       // A stream made by an older release gains the subjects added since (netlifecycle.>).
       const missing = cfg.subjects.filter((s) => !config.subjects?.includes(s));
       if (missing.length > 0) await n.jsm.streams.update(cfg.name, { subjects: [...(config.subjects ?? []), ...missing] });
@@ -58,8 +67,10 @@ export const provision = async (n: Nats, replicas = 1): Promise<void> => {
       }
     }
   }
-  for (const bucket of [BUCKETS.domains, BUCKETS.hosts, BUCKETS.networks, BUCKETS.pools]) {
-    await n.kvm.create(bucket, { replicas, history: 1 });
-  }
-  await n.kvm.create(BUCKETS.hostLiveness, { replicas, history: 1, storage: StorageType.Memory });
+  const bucket = (name: string, opts: Parameters<Nats['kvm']['create']>[1]) =>
+    n.kvm.create(name, opts).catch((e) => {
+      if (!notOurs(e)) throw e;
+    });
+  for (const name of [BUCKETS.domains, BUCKETS.hosts, BUCKETS.networks, BUCKETS.pools]) await bucket(name, { replicas, history: 1 });
+  await bucket(BUCKETS.hostLiveness, { replicas, history: 1, storage: StorageType.Memory });
 };

@@ -1,8 +1,6 @@
-import { randomUUID } from 'node:crypto';
 import type { Subscription } from '@nats-io/transport-node';
 import { AttachInterfaceRequest, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, StartDomainRequest } from '../../contracts/domain/commands.ts';
 import type { DomainOp } from '../../contracts/domain/events.ts';
-import type { CommandMeta } from '../../contracts/envelope.ts';
 import { HeartbeatRequest, RegisterHostRequest } from '../../contracts/host/events.ts';
 import { BUCKETS, QUEUES, subjects } from '../../contracts/subjects.ts';
 import { ClaimRequest, ReportRequest, type DomainTask } from '../../contracts/tasks.ts';
@@ -23,26 +21,12 @@ import { Scheduler } from './scheduler.ts';
 import type { HostLiveness } from '../../contracts/host/liveness.ts';
 import { KvMirror } from '../../platform/kv-mirror.ts';
 import { StorageService } from './storage-commands.ts';
+import { commandApi, metaFrom } from './command-api.ts';
 
 export interface CommandServiceOptions {
   /** Run the dispatcher in this process (one per deployment is enough; more are safe). */
   dispatcher?: boolean;
 }
-
-const metaFrom = (
-  req: { commandId?: string | undefined; actor?: string | undefined; correlationId?: string | undefined },
-  traceparent: string | undefined,
-): CommandMeta => {
-  const commandId = req.commandId ?? randomUUID();
-  return {
-    commandId,
-    actor: req.actor ?? 'anonymous',
-    correlationId: req.correlationId ?? commandId,
-    causationId: commandId,
-    traceContext: traceparent ? { traceparent } : {},
-    now: new Date(),
-  };
-};
 
 const hostOf = (subject: string) => subject.split('.')[1] ?? '';
 
@@ -76,21 +60,22 @@ export class CommandService {
     const nc = this.n.nc;
     const q = QUEUES.command;
     const log = this.log;
+    const api = commandApi(this.n, log);
 
-    this.subs.push(serve(nc, subjects.command('domain', 'define'), q, DefineDomainRequest, (r, _m, tp) => commands.define(r, metaFrom(r, tp)), log));
-    this.subs.push(serve(nc, subjects.command('domain', 'undefine'), q, DomainOpRequest, (r, _m, tp) => commands.undefine(r, metaFrom(r, tp)), log));
-    this.subs.push(serve(nc, subjects.command('domain', 'start'), q, StartDomainRequest, (r, _m, tp) => commands.operation('start', r, metaFrom(r, tp)), log));
-    this.subs.push(serve(nc, subjects.command('domain', 'attach-interface'), q, AttachInterfaceRequest, (r, _m, tp) => commands.attachInterface(r, metaFrom(r, tp)), log));
-    this.subs.push(serve(nc, subjects.command('domain', 'detach-interface'), q, DetachInterfaceRequest, (r, _m, tp) => commands.detachInterface(r, metaFrom(r, tp)), log));
+    this.subs.push(...api.serve('domain', 'define', DefineDomainRequest, (r, meta) => commands.define(r, meta)));
+    this.subs.push(...api.serve('domain', 'undefine', DomainOpRequest, (r, meta) => commands.undefine(r, meta)));
+    this.subs.push(...api.serve('domain', 'start', StartDomainRequest, (r, meta) => commands.operation('start', r, meta)));
+    this.subs.push(...api.serve('domain', 'attach-interface', AttachInterfaceRequest, (r, meta) => commands.attachInterface(r, meta)));
+    this.subs.push(...api.serve('domain', 'detach-interface', DetachInterfaceRequest, (r, meta) => commands.detachInterface(r, meta)));
     for (const op of ['shutdown', 'destroy', 'suspend', 'resume', 'reboot'] as const satisfies DomainOp[]) {
-      this.subs.push(serve(nc, subjects.command('domain', op), q, DomainOpRequest, (r, _m, tp) => commands.operation(op, r, metaFrom(r, tp)), log));
+      this.subs.push(...api.serve('domain', op, DomainOpRequest, (r, meta) => commands.operation(op, r, meta)));
     }
 
-    this.subs.push(serve(nc, subjects.command('network', 'define'), q, DefineNetworkRequest, (r, _m, tp) => networks.define(r, metaFrom(r, tp)), log));
-    this.subs.push(serve(nc, subjects.command('network', 'undefine'), q, NetworkOpRequest, (r, _m, tp) => networks.undefine(r, metaFrom(r, tp)), log));
-    this.subs.push(serve(nc, subjects.command('network', 'start'), q, NetworkOpRequest, (r, _m, tp) => networks.start(r, metaFrom(r, tp)), log));
-    this.subs.push(serve(nc, subjects.command('network', 'destroy'), q, NetworkOpRequest, (r, _m, tp) => networks.destroy(r, metaFrom(r, tp)), log));
-    this.subs.push(serve(nc, subjects.command('network', 'autostart'), q, NetworkAutostartRequest, (r, _m, tp) => networks.autostart(r, metaFrom(r, tp)), log));
+    this.subs.push(...api.serve('network', 'define', DefineNetworkRequest, (r, meta) => networks.define(r, meta)));
+    this.subs.push(...api.serve('network', 'undefine', NetworkOpRequest, (r, meta) => networks.undefine(r, meta)));
+    this.subs.push(...api.serve('network', 'start', NetworkOpRequest, (r, meta) => networks.start(r, meta)));
+    this.subs.push(...api.serve('network', 'destroy', NetworkOpRequest, (r, meta) => networks.destroy(r, meta)));
+    this.subs.push(...api.serve('network', 'autostart', NetworkAutostartRequest, (r, meta) => networks.autostart(r, meta)));
 
     this.subs.push(serve(nc, subjects.agent('*', 'register'), q, RegisterHostRequest, (r, m, tp) => reports.register(hostOf(m.subject), r, metaFrom({}, tp)), log));
     this.subs.push(serve(nc, subjects.agent('*', 'heartbeat'), q, HeartbeatRequest, (r, m) => reports.heartbeat(hostOf(m.subject), r, new Date()), log));
@@ -103,7 +88,7 @@ export class CommandService {
       this.dispatcher = new Dispatcher(this.n, store, log.child('dispatcher'), (task) => this.deadlines.watch(task, (meta) => commands.run(task.domainId, meta, { type: 'expire', taskId: task.taskId })));
       await this.dispatcher.start();
     }
-    this.storage = await StorageService.start(this.n, store, scheduler, log.child('storage'), metaFrom, { dispatcher: this.opts.dispatcher !== false });
+    this.storage = await StorageService.start(this.n, store, scheduler, log.child('storage'), api, { dispatcher: this.opts.dispatcher !== false });
     await nc.flush();
   }
 

@@ -225,7 +225,7 @@ export class HostAgent {
 
   /** After a restart, tell the command service what the hypervisor really has, where views disagree. */
   async reconcile(): Promise<void> {
-    const { domains } = await call<{ domains: DomainView[] }>(this.n.nc, subjects.query('domain', 'list'), { host: this.hostId, all: true }, 30_000);
+    const { domains } = await call<{ domains: DomainView[] }>(this.n.nc, subjects.hostQuery(this.hostId, 'domain', 'list'), { all: true }, 30_000);
     for (const v of domains) {
       const driver = this.byType.get(v.definition.type);
       if (!driver) continue;
