@@ -65,8 +65,10 @@ export const startNatsServer = async (opts: NatsServerOptions = {}): Promise<Run
   const conf = join(storeDir, 'virtplane-nats.conf');
   // nats-server resolves an include relative to the including file, and refuses absolute paths.
   const includes = (opts.includes ?? []).map((f) => `include ${JSON.stringify(relative(dirname(conf), f))}\n`).join('');
-  await writeFile(conf, `max_payload: 4MB\n${includes}`);
-  const args = ['-c', conf, '-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir, ...(opts.args ?? [])];
+  // JetStream in the file too, not only in the flags: a reload (new users) compares against the file
+  // and would otherwise shut JetStream down.
+  await writeFile(conf, `max_payload: 4MB\njetstream { store_dir: ${JSON.stringify(storeDir)} }\n${includes}`);
+  const args = ['-c', conf, '-a', '127.0.0.1', '-p', String(port), ...(opts.args ?? [])];
   if (opts.logFile) args.push('-l', opts.logFile);
   const child = spawn(opts.binary ?? 'nats-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';

@@ -39,20 +39,17 @@ export const streamConfigs = (replicas: number, windowMs = duplicateWindowMs()):
   },
 ];
 
-/**
- * The server refused to let this principal look: on a secured server streams are the admin's, made
- * before any service starts, and a host agent may not even see most of them.
- */
-const notOurs = (e: unknown): boolean => e instanceof Error && /Permissions Violation/.test(`${e.message} ${(e.cause as Error | undefined)?.message ?? ''}`);
+/** What a host agent uses, and so all it may look at on a secured server: its tasks, the feed, liveness. */
+export const HOST_AGENT_NEEDS = { streams: [STREAMS.tasks, STREAMS.lifecycle], buckets: [BUCKETS.hostLiveness] };
 
-/** Creates what is missing and leaves what exists: safe to run from every service at start-up. */
-export const provision = async (n: Nats, replicas = 1): Promise<void> => {
-  for (const cfg of streamConfigs(replicas)) {
+/**
+ * Creates what is missing and leaves what exists: safe to run from every service at start-up. `only`
+ * limits it to what the caller uses, for principals that may not look at the rest.
+ */
+export const provision = async (n: Nats, replicas = 1, only?: { streams: string[]; buckets: string[] }): Promise<void> => {
+  for (const cfg of streamConfigs(replicas).filter((c) => !only || only.streams.includes(c.name))) {
     try {
-      const { config } = await n.jsm.streams.info(cfg.name).catch((e) => {
-        if (notOurs(e)) return { config: cfg };
-        throw e;
-      });
+      const { config } = await n.jsm.streams.info(cfg.name);
       // A stream made by an older release gains the subjects added since (netlifecycle.>).
       const missing = cfg.subjects.filter((s) => !config.subjects?.includes(s));
       if (missing.length > 0) await n.jsm.streams.update(cfg.name, { subjects: [...(config.subjects ?? []), ...missing] });
@@ -67,10 +64,9 @@ export const provision = async (n: Nats, replicas = 1): Promise<void> => {
       }
     }
   }
-  const bucket = (name: string, opts: Parameters<Nats['kvm']['create']>[1]) =>
-    n.kvm.create(name, opts).catch((e) => {
-      if (!notOurs(e)) throw e;
-    });
-  for (const name of [BUCKETS.domains, BUCKETS.hosts, BUCKETS.networks, BUCKETS.pools]) await bucket(name, { replicas, history: 1 });
-  await bucket(BUCKETS.hostLiveness, { replicas, history: 1, storage: StorageType.Memory });
+  const wanted = (name: string) => !only || only.buckets.includes(name);
+  for (const bucket of [BUCKETS.domains, BUCKETS.hosts, BUCKETS.networks, BUCKETS.pools].filter(wanted)) {
+    await n.kvm.create(bucket, { replicas, history: 1 });
+  }
+  if (wanted(BUCKETS.hostLiveness)) await n.kvm.create(BUCKETS.hostLiveness, { replicas, history: 1, storage: StorageType.Memory });
 };
