@@ -1,0 +1,133 @@
+/**
+ * What authentication and TLS cost: define+start command throughput with 64 in flight through the
+ * command service, on an open server, with nkey authentication and the generated permissions, and
+ * with both over TLS, in one run, the modes taking turns round after round (the best round of each kept).
+ *
+ *   node --import tsx bench/auth-cost.ts [--domains 600] [--rounds 3]
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { VirtplaneClient } from '../client/index.ts';
+import { resolveNatsUrl, type NatsTarget } from '../platform/config.ts';
+import { startNatsServer } from '../platform/nats-server.ts';
+import { connectNats } from '../platform/nats.ts';
+import { provision } from '../platform/provision.ts';
+import { call } from '../platform/rpc.ts';
+import { AuthStore, ensureServicePrincipals, prepareBus } from '../platform/security/principals.ts';
+import { spawnService } from '../platform/service-process.ts';
+
+const arg = (name: string, dflt: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const DOMAINS = arg('domains', 600);
+const ROUNDS = arg('rounds', 3);
+const IN_FLIGHT = 64;
+const HOST = 'bench-host';
+type Mode = 'open' | 'nkey' | 'nkey+tls';
+
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] ?? 0;
+
+const makeCerts = (dir: string) => {
+  const ssl = (...args: string[]) => {
+    const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`openssl ${args[0]}: ${r.stderr}`);
+  };
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  ssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=virtplane-bench-ca');
+  ssl('req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
+  ssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '1', '-extfile', 'san.ext');
+};
+
+const runMode = async (mode: Mode, dir: string) => {
+  const auth = AuthStore.open(join(dir, `auth-${mode}`));
+  ensureServicePrincipals(auth);
+  auth.add(HOST, 'host');
+  auth.add('bench', 'operator');
+  const includes = mode === 'open' ? [] : [auth.authConf];
+  if (mode === 'nkey+tls') includes.push(join(dir, 'tls.conf'));
+  const server = await startNatsServer({ includes });
+  const tlsEnv: Record<string, string> = mode === 'nkey+tls' ? { VIRTPLANE_NATS_CA: join(dir, 'ca.pem') } : {};
+  const target = (name: string): NatsTarget =>
+    mode === 'open' ? { url: server.url } : resolveNatsUrl({ natsUrl: server.url, dataDir: dir, natsContext: auth.contextFile(name), ...(mode === 'nkey+tls' ? { natsCa: join(dir, 'ca.pem') } : {}) });
+  const admin = await connectNats(target('admin'), 'bench-admin');
+  if (mode === 'open') await provision(admin);
+  else await prepareBus(admin, { hosts: [HOST] });
+  const command = spawnService('command', {
+    VIRTPLANE_NATS_URL: server.url,
+    VIRTPLANE_DATA_DIR: dir,
+    VIRTPLANE_LOG_LEVEL: 'info',
+    ...(mode === 'open' ? {} : { VIRTPLANE_NATS_CONTEXT: auth.contextFile('command') }),
+    ...tlsEnv,
+  });
+  await command.ready;
+  const host = await connectNats(target(HOST), 'bench-host');
+  const operator = await connectNats(target('bench'), 'bench-operator');
+  try {
+    // No agent runs: the host registers the way its agent would, so placement has somewhere to go.
+    await call(host.nc, `agent.${HOST}.register`, {
+      hostId: HOST, hostname: 'bench', instanceId: 'bench', agentVersion: 'bench',
+      capabilities: { driver: 'test', domainTypes: ['test'], cpus: 1, memoryKiB: 1 << 20, features: {} },
+    });
+    const client = VirtplaneClient.over(operator, { actor: 'bench' });
+    let next = 0;
+    const lat: number[] = [];
+    const job = async (count: number, prefix: string) => {
+      while (next < count) {
+        const i = next++;
+        let t = performance.now();
+        await client.define({ definition: { name: `${prefix}-${i}`, memoryKiB: 65536, vcpus: 1 } });
+        lat.push(performance.now() - t);
+        t = performance.now();
+        await client.start(`${prefix}-${i}`);
+        lat.push(performance.now() - t);
+      }
+    };
+    await Promise.all(Array.from({ length: IN_FLIGHT }, () => job(100, 'warm')));
+    next = 0;
+    lat.length = 0;
+    const t = performance.now();
+    await Promise.all(Array.from({ length: IN_FLIGHT }, () => job(DOMAINS, 'bench')));
+    const perSec = (DOMAINS * 2) / ((performance.now() - t) / 1000);
+    return { perSec, p50: pct(lat, 50), p99: pct(lat, 99) };
+  } finally {
+    await operator.close();
+    await host.close();
+    await command.stop('SIGTERM');
+    await admin.close();
+    await server.stop();
+  }
+};
+
+const main = async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'vp-auth-bench-'));
+  await writeFile(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  makeCerts(dir);
+  await writeFile(join(dir, 'tls.conf'), `tls { cert_file: ${JSON.stringify(join(dir, 'server.pem'))}, key_file: ${JSON.stringify(join(dir, 'server.key'))} }\n`);
+  const modes: Mode[] = ['open', 'nkey', 'nkey+tls'];
+  const best = new Map<Mode, { perSec: number; p50: number; p99: number }>();
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const mode of modes) {
+        const r = await runMode(mode, join(dir));
+        if (!best.has(mode) || best.get(mode)!.perSec < r.perSec) best.set(mode, r);
+        process.stderr.write(`round ${round + 1} ${mode}: ${r.perSec.toFixed(0)} commands/s\n`);
+      }
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  const base = best.get('open')!.perSec;
+  console.log(`define+start through the command service, ${DOMAINS} domains, ${IN_FLIGHT} in flight (best of ${ROUNDS} rounds)`);
+  console.log('| server | commands/s | p50 ms | p99 ms | ratio to open |');
+  console.log('|---|---:|---:|---:|---:|');
+  for (const mode of modes) {
+    const r = best.get(mode)!;
+    console.log(`| ${mode} | ${r.perSec.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${(r.perSec / base).toFixed(2)} |`);
+  }
+};
+
+await main();
+process.exit(0);
