@@ -18,7 +18,7 @@ interface Globals {
   server?: string;
   json?: boolean;
   actor?: string;
-  config?: string;
+  settings?: string;
   context?: string;
   creds?: string;
   nkey?: string;
@@ -64,7 +64,7 @@ export const buildProgram = (): Command => {
     .option('-s, --server <url>', 'NATS URL (default: the embedded server started by `npm start`; env VIRTPLANE_NATS_URL)')
     .option('--json', 'print JSON instead of tables')
     .option('--actor <name>', 'a note beside your name in the audit trail (the recorded actor is who you logged in as)')
-    .option('--config <file>', 'a JSON file of settings (env VIRTPLANE_CONFIG)')
+    .option('--settings <file>', 'a JSON file of settings (env VIRTPLANE_CONFIG)')
     .option('--context <name|file>', 'a NATS context to log in with (env VIRTPLANE_NATS_CONTEXT; default: the embedded default\'s operator)')
     .option('--creds <file>', 'a NATS creds file (env VIRTPLANE_NATS_CREDS)')
     .option('--nkey <file>', 'a file holding an nkey seed (env VIRTPLANE_NATS_NKEY)')
@@ -82,7 +82,7 @@ export const buildProgram = (): Command => {
   const withClient = async <T>(fn: (c: VirtplaneClient) => Promise<T>): Promise<T> => {
     const g = globals();
     const given = {
-      config: g.config,
+      config: g.settings,
       natsContext: g.context,
       natsCreds: g.creds,
       natsNkey: g.nkey,
