@@ -56,6 +56,19 @@ const ownDurable = (stream: string, name: string, opts: { manage: boolean }): st
   `$JS.ACK.${stream}.${name}.>`,
 ];
 
+/** The durable consumers on EVENTS, each bound by one service. */
+const EVENTS_DURABLES = [CONSUMERS.dispatcher, CONSUMERS.storageDispatcher, CONSUMERS.projector];
+
+/**
+ * A reader of EVENTS may make its own ordered consumers, whose names are random and so cannot be
+ * allowed one by one; what it must not do is reach a service's durable consumer through the same
+ * wildcards: look at it, pull its messages away, reconfigure or delete it.
+ */
+const othersDurables = (stream: string, durables: string[], mine: string[] = []): string[] =>
+  durables
+    .filter((d) => !mine.includes(d))
+    .flatMap((d) => [`${API}.CONSUMER.*.${stream}.${d}`, `${API}.CONSUMER.*.*.${stream}.${d}`, `${API}.CONSUMER.CREATE.${stream}.${d}.>`, `$JS.ACK.${stream}.${d}.>`]);
+
 const kvStream = (bucket: string) => `KV_${bucket}`;
 /** Read and write a KV bucket (keys under `key`, all by default). */
 const kv = (bucket: string, opts: { write: boolean; key?: string }): string[] => {
@@ -98,6 +111,7 @@ export const permissionsFor = (role: Role, principal: string): Permissions => {
             ...ownDurable(STREAMS.events, CONSUMERS.storageDispatcher, { manage: true }),
             ...kv(BUCKETS.hostLiveness, { write: true }),
           ],
+          deny: othersDurables(STREAMS.events, EVENTS_DURABLES, [CONSUMERS.dispatcher, CONSUMERS.storageDispatcher]),
         },
         subscribe: { allow: [subjects.commandFor('*', '*', '*'), 'agent.*.*', inbox] },
         allowResponses: true,
@@ -118,6 +132,7 @@ export const permissionsFor = (role: Role, principal: string): Permissions => {
             // Host-scoped questions are answered by asking the full query with the host filled in.
             'query.>',
           ],
+          deny: othersDurables(STREAMS.events, EVENTS_DURABLES, [CONSUMERS.projector]),
         },
         subscribe: { allow: ['query.>', subjects.hostQuery('*', '*', '*'), inbox] },
         allowResponses: true,
@@ -159,7 +174,7 @@ export const permissionsFor = (role: Role, principal: string): Permissions => {
       };
     case 'auditor':
       return {
-        publish: { allow: [`${API}.INFO`, 'query.>', ...lifecycleFeed(), ...readStream(STREAMS.events)] },
+        publish: { allow: [`${API}.INFO`, 'query.>', ...lifecycleFeed(), ...readStream(STREAMS.events)], deny: othersDurables(STREAMS.events, EVENTS_DURABLES) },
         subscribe: { allow: [inbox] },
       };
   }

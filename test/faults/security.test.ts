@@ -132,6 +132,31 @@ describe('one principal, one job: what a stolen credential cannot do', () => {
     });
   });
 
+  describe("readers of the log cannot touch the services' consumers", () => {
+    it('an auditor reads history but cannot delete, pull from or reconfigure the projector or the dispatcher', async () => {
+      const audit = await s.as('audrey');
+      for (const d of ['projector', 'dispatcher', 'storage-dispatcher']) {
+        await refused(audit.jsm.consumers.delete(STREAMS.events, d), /CONSUMER\.DELETE/);
+        await refused(audit.jsm.consumers.info(STREAMS.events, d), /CONSUMER\.INFO/);
+        await refused(audit.nc.request(`$JS.API.CONSUMER.MSG.NEXT.${STREAMS.events}.${d}`, encodeJson({ batch: 1, expires: 1e9 })), /MSG\.NEXT/);
+        await refused(
+          audit.nc.request(`$JS.API.CONSUMER.CREATE.${STREAMS.events}.${d}.>`, encodeJson({ stream_name: STREAMS.events, config: { name: d, durable_name: d, ack_policy: 'explicit', filter_subject: '>' } })),
+          /CONSUMER\.CREATE/,
+        );
+      }
+      // Its own reader of the log works.
+      const mine = await audit.js.consumers.get(STREAMS.events, { filter_subjects: 'ev.domain.>' });
+      expect((await mine.next({ expires: 5000 }))?.subject).toMatch(/^ev\.domain\./);
+    });
+
+    it("the command service and the projector cannot touch each other's consumers", async () => {
+      const command = await s.as('command');
+      const projector = await s.as('projector');
+      await refused(command.jsm.consumers.delete(STREAMS.events, 'projector'), /CONSUMER\.DELETE/);
+      await refused(projector.jsm.consumers.delete(STREAMS.events, 'dispatcher'), /CONSUMER\.DELETE/);
+    });
+  });
+
   describe('the log is safe from every service and operator', () => {
     it('the command service cannot delete, purge or reconfigure EVENTS', async () => {
       const command = await s.as('command');
