@@ -65,10 +65,11 @@ export const startNatsServer = async (opts: NatsServerOptions = {}): Promise<Run
   const conf = join(storeDir, 'virtplane-nats.conf');
   // nats-server resolves an include relative to the including file, and refuses absolute paths.
   const includes = (opts.includes ?? []).map((f) => `include ${JSON.stringify(relative(dirname(conf), f))}\n`).join('');
-  // JetStream in the file too, not only in the flags: a reload (new users) compares against the file
-  // and would otherwise shut JetStream down.
-  await writeFile(conf, `max_payload: 4MB\njetstream { store_dir: ${JSON.stringify(storeDir)} }\n${includes}`);
-  const args = ['-c', conf, '-a', '127.0.0.1', '-p', String(port), ...(opts.args ?? [])];
+  // With users to reload, JetStream goes in the file rather than the flags: a reload compares against
+  // the file and would otherwise shut JetStream down.
+  const reloadable = includes !== '';
+  await writeFile(conf, `max_payload: 4MB\n${reloadable ? `jetstream { store_dir: ${JSON.stringify(storeDir)} }\n` : ''}${includes}`);
+  const args = ['-c', conf, '-a', '127.0.0.1', '-p', String(port), ...(reloadable ? [] : ['-js', '-sd', storeDir]), ...(opts.args ?? [])];
   if (opts.logFile) args.push('-l', opts.logFile);
   const child = spawn(opts.binary ?? 'nats-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
