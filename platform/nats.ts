@@ -10,7 +10,7 @@ export interface Nats {
   jsm: JetStreamManager;
   kvm: Kvm;
   /** Who the server knows this connection as; absent on a server without authentication. */
-  principal: string | undefined;
+  principal?: string;
   close(): Promise<void>;
 }
 
@@ -43,7 +43,7 @@ export const connectNats = async (target: string | NatsTarget, name: string): Pr
   const js = jetstream(nc, { timeout: 10_000 });
   const jsm = await jetstreamManager(nc, { timeout: 10_000 });
   return {
-    principal: t.principal,
+    ...(t.principal !== undefined ? { principal: t.principal } : {}),
     nc,
     js,
     jsm,
