@@ -5,8 +5,7 @@
  *
  *   node --import tsx bench/auth-cost.ts [--domains 600] [--rounds 3]
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VirtplaneClient } from '../client/index.ts';
@@ -17,6 +16,7 @@ import { provision } from '../platform/provision.ts';
 import { call } from '../platform/rpc.ts';
 import { AuthStore, ensureServicePrincipals, prepareBus } from '../platform/security/principals.ts';
 import { spawnService } from '../platform/service-process.ts';
+import { makeTestCertificates } from '../test/fixtures/tls.ts';
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -29,17 +29,6 @@ const HOST = 'bench-host';
 type Mode = 'open' | 'nkey' | 'nkey+tls';
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] ?? 0;
-
-const makeCerts = (dir: string) => {
-  const ssl = (...args: string[]) => {
-    const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`openssl ${args[0]}: ${r.stderr}`);
-  };
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  ssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=virtplane-bench-ca');
-  ssl('req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
-  ssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '1', '-extfile', 'san.ext');
-};
 
 const runMode = async (mode: Mode, dir: string) => {
   const auth = AuthStore.open(join(dir, `auth-${mode}`));
@@ -103,9 +92,7 @@ const runMode = async (mode: Mode, dir: string) => {
 
 const main = async () => {
   const dir = await mkdtemp(join(tmpdir(), 'vp-auth-bench-'));
-  await writeFile(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  makeCerts(dir);
-  await writeFile(join(dir, 'tls.conf'), `tls { cert_file: ${JSON.stringify(join(dir, 'server.pem'))}, key_file: ${JSON.stringify(join(dir, 'server.key'))} }\n`);
+  makeTestCertificates(dir);
   const modes: Mode[] = ['open', 'nkey', 'nkey+tls'];
   const rounds = new Map<Mode, Array<{ perSec: number; p50: number; p99: number }>>(modes.map((m) => [m, []]));
   try {

@@ -73,6 +73,22 @@ describe('credential settings', () => {
     }
   });
 
+  it('logs in over TLS, checking the server against the CA it is given', async () => {
+    const { makeTestCertificates } = await import('../fixtures/tls.ts');
+    const certs = makeTestCertificates(dir);
+    const store = AuthStore.open(join(dir, 'auth-tls'));
+    store.add('ops', 'operator');
+    const auth = join(dir, 'tls-users.conf');
+    await writeFile(auth, `authorization { users = [ { nkey: "${store.get('ops')!.publicKey}" } ] }\n`);
+    const s = await startNatsServer({ includes: [auth, certs.serverConf] });
+    servers.push(s);
+    const n = await connectNats(resolveNatsUrl({ natsUrl: s.url, dataDir: dir, natsContext: store.contextFile('ops'), natsCa: certs.ca }), 'tls');
+    expect(n.nc.info?.tls_required).toBe(true);
+    await n.close();
+    // Without the CA the server's certificate is not trusted.
+    await expect(connectNats(resolveNatsUrl({ natsUrl: s.url, dataDir: dir, natsContext: store.contextFile('ops'), natsCa: '/etc/ssl/certs/ca-certificates.crt' }), 'tls-untrusted')).rejects.toThrow();
+  });
+
   it.each([
     [{ natsUser: 'a', natsPassword: 'b', natsToken: 'c' }, /choose one way to log in/],
     [{ natsUser: 'a' }, /natsPassword \(VIRTPLANE_NATS_PASSWORD\): natsUser needs a password/],
