@@ -47,8 +47,7 @@ export const enrol = async (o: EnrolOptions): Promise<Enrolled> => {
   if (!existsSync(join(dir, 'principals.json'))) throw new Error(`no principals in ${dir}: start the embedded default, or run infra/auth.ts init`);
   const store = AuthStore.open(dir);
   store.add(o.name, o.role, { rotate: o.rotate ?? false });
-  const pid = o.reloadPid ?? (dir === resolve(embeddedAuthDir(o.dataDir)) ? embeddedPid(o.dataDir) : undefined);
-  if (pid !== undefined) reloadServer(pid);
+  // The consumers first, the reload last: while a server reloads, its JetStream API may not answer.
   if (o.role === 'host') {
     const admin = await connectNats(resolveNatsUrl({ dataDir: o.dataDir, natsContext: store.contextFile('admin'), ...(o.url ? { natsUrl: o.url } : {}) }), 'virtplane-enrol');
     try {
@@ -57,5 +56,7 @@ export const enrol = async (o: EnrolOptions): Promise<Enrolled> => {
       await admin.close();
     }
   }
+  const pid = o.reloadPid ?? (dir === resolve(embeddedAuthDir(o.dataDir)) ? embeddedPid(o.dataDir) : undefined);
+  if (pid !== undefined) reloadServer(pid);
   return { context: store.contextFile(o.name), seed: store.seedFile(o.name), reloaded: pid !== undefined };
 };

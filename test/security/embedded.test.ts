@@ -18,7 +18,14 @@ describe('the embedded default', () => {
   let child: ChildProcess;
   let url: string;
   const env = () => ({ ...process.env, VIRTPLANE_DATA_DIR: dataDir, VIRTPLANE_NATS_URL: '', VIRTPLANE_NATS_CONTEXT: '' });
-  const virtplane = async (...args: string[]) => (await run(process.execPath, [CLI, ...args], { env: env(), timeout: 60_000 })).stdout;
+  const virtplane = async (...args: string[]) => {
+    try {
+      return (await run(process.execPath, [CLI, ...args], { env: env(), timeout: 60_000 })).stdout;
+    } catch (e) {
+      const err = e as Error & { stdout?: string; stderr?: string };
+      throw new Error(`virtplane ${args.join(' ')}: ${err.message} ${err.stdout ?? ''} ${err.stderr ?? ''}`);
+    }
+  };
 
   beforeAll(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'vp-embedded-auth-'));
