@@ -23,8 +23,10 @@ export const selectDrivers = async (
   stateDir: string,
   /** Resolves a virtual network by name; only active networks may take guests. */
   lookupNetwork: (name: string) => Promise<NetworkDefinition | undefined> = async () => undefined,
+  /** How long each test-driver operation takes: lets fault tests make operations outlast their deadline. */
+  testLatencyMs = 0,
 ): Promise<SelectedDrivers> => {
-  const test = new TestDriver({ stateFile: join(stateDir, 'test-driver.json') });
+  const test = new TestDriver({ stateFile: join(stateDir, 'test-driver.json'), ...(testLatencyMs > 0 ? { latencyMs: testLatencyMs } : {}) });
   if (choice === 'test') return { drivers: [test], network: null, description: 'test (domain type "test")' };
   const qemu = await qemuAvailable();
   if (!qemu.ok) {

@@ -1,4 +1,5 @@
 import { AckPolicy, DeliverPolicy, type Consumer, type JsMsg } from '@nats-io/jetstream';
+import { KeyedQueue } from './keyed-queue.ts';
 import type { Nats } from './nats.ts';
 
 export interface DurableConsumerOptions {
@@ -62,6 +63,42 @@ export const processInOrder = async (
     async stop() {
       await messages.close();
       await done;
+    },
+  };
+};
+
+/**
+ * Like processInOrder, but only messages with the same key wait for each other: they are handled in
+ * stream order, while different keys run side by side (at most `maxInFlight` at once). Each message is
+ * acknowledged on its own once handled.
+ */
+export const processByKey = async (
+  consumer: Consumer,
+  key: (m: JsMsg) => string,
+  handle: (m: JsMsg) => Promise<void>,
+  onError: (m: JsMsg, e: unknown) => void,
+  maxInFlight = 256,
+): Promise<{ stop(): Promise<void> }> => {
+  const messages = await consumer.consume({ max_messages: maxInFlight });
+  const queue = new KeyedQueue();
+  const done = (async () => {
+    for await (const m of messages) {
+      void queue.run(key(m), async () => {
+        try {
+          await handle(m);
+          m.ack();
+        } catch (e) {
+          onError(m, e);
+          m.nak(1000);
+        }
+      });
+    }
+  })();
+  return {
+    async stop() {
+      await messages.close();
+      await done;
+      await queue.drain();
     },
   };
 };

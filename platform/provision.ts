@@ -6,6 +6,14 @@ const nanos = (ms: number) => ms * 1_000_000;
 /** How long the server remembers command ids; after it, the aggregates' own memory answers retries. */
 export const duplicateWindowMs = (): number => Number(process.env.VIRTPLANE_DUPLICATE_WINDOW_MS ?? 2 * 60_000);
 
+/**
+ * How long TASKS remembers task ids. Longer than the longest operation timeout (an hour) plus a
+ * margin, and the dispatcher never publishes a task past its deadline: a commit redelivered after a
+ * dispatcher crash either falls inside this window (the server drops the copy) or is past the
+ * task's deadline (nothing is published). No task is given to a host twice either way.
+ */
+export const TASK_DUPLICATE_WINDOW_MS = 65 * 60_000;
+
 export const streamConfigs = (replicas: number, windowMs = duplicateWindowMs()): Array<Partial<StreamConfig> & { name: string; subjects: string[] }> => [
   {
     name: STREAMS.events,
@@ -26,7 +34,7 @@ export const streamConfigs = (replicas: number, windowMs = duplicateWindowMs()):
     retention: RetentionPolicy.Workqueue,
     storage: StorageType.File,
     num_replicas: replicas,
-    duplicate_window: nanos(windowMs),
+    duplicate_window: nanos(Math.max(windowMs, TASK_DUPLICATE_WINDOW_MS)),
   },
   {
     name: STREAMS.lifecycle,
@@ -38,6 +46,13 @@ export const streamConfigs = (replicas: number, windowMs = duplicateWindowMs()):
     duplicate_window: nanos(windowMs),
   },
 ];
+
+/**
+ * Where deadline keepers leave what they folded from the log (a position and the operations in
+ * flight at it), so a restarted keeper reads on from there rather than from the start. Only a
+ * shortcut: each entry is a state the log itself produced at that position.
+ */
+export const DEADLINE_CHECKPOINTS = 'deadline-checkpoints';
 
 /** What a host agent uses, and so all it may look at on a secured server: its tasks, the feed, liveness. */
 export const HOST_AGENT_NEEDS = { streams: [STREAMS.tasks, STREAMS.lifecycle], buckets: [BUCKETS.hostLiveness] };
@@ -52,7 +67,10 @@ export const provision = async (n: Nats, replicas = 1, only?: { streams: string[
       const { config } = await n.jsm.streams.info(cfg.name);
       // A stream made by an older release gains the subjects added since (netlifecycle.>).
       const missing = cfg.subjects.filter((s) => !config.subjects?.includes(s));
-      if (missing.length > 0) await n.jsm.streams.update(cfg.name, { subjects: [...(config.subjects ?? []), ...missing] });
+      const window = cfg.duplicate_window !== undefined && config.duplicate_window < cfg.duplicate_window ? { duplicate_window: cfg.duplicate_window } : {};
+      if (missing.length > 0 || 'duplicate_window' in window) {
+        await n.jsm.streams.update(cfg.name, { subjects: [...(config.subjects ?? []), ...missing], ...window });
+      }
     } catch {
       try {
         await n.jsm.streams.add(cfg);
@@ -66,7 +84,21 @@ export const provision = async (n: Nats, replicas = 1, only?: { streams: string[
   }
   const wanted = (name: string) => !only || only.buckets.includes(name);
   for (const bucket of [BUCKETS.domains, BUCKETS.hosts, BUCKETS.networks, BUCKETS.pools].filter(wanted)) {
-    await n.kvm.create(bucket, { replicas, history: 1 });
+    await n.kvm.create(bucket, { replicas, history: 1, storage: StorageType.File });
   }
-  if (wanted(BUCKETS.hostLiveness)) await n.kvm.create(BUCKETS.hostLiveness, { replicas, history: 1, storage: StorageType.Memory });
+  if (wanted(BUCKETS.hostLiveness)) await provisionLiveness(n, replicas);
+  if (wanted(DEADLINE_CHECKPOINTS)) await n.kvm.create(DEADLINE_CHECKPOINTS, { replicas, history: 1, storage: StorageType.File });
+};
+
+
+/**
+ * The hosts' leases, on disk like everything else so a server restart keeps them. A bucket an older
+ * release kept in memory is replaced: its content is only leases, which the agents write again by
+ * themselves (an agent whose renewal finds no lease registers anew).
+ */
+export const provisionLiveness = async (n: Nats, replicas = 1): Promise<void> => {
+  const stream = `KV_${BUCKETS.hostLiveness}`;
+  const info = await n.jsm.streams.info(stream).catch(() => null);
+  if (info && info.config.storage !== StorageType.File) await n.jsm.streams.delete(stream).catch(() => undefined);
+  await n.kvm.create(BUCKETS.hostLiveness, { replicas, history: 1, storage: StorageType.File });
 };

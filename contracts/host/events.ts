@@ -20,13 +20,6 @@ export const RegisterHostRequest = z.object({
 });
 export type RegisterHostRequest = z.infer<typeof RegisterHostRequest>;
 
-export const HeartbeatRequest = z.object({
-  hostId: HostId,
-  instanceId: z.string(),
-  activeDomains: z.number().int().nonnegative(),
-});
-export type HeartbeatRequest = z.infer<typeof HeartbeatRequest>;
-
 export const HostEventBody = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('HostRegistered'),

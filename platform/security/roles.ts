@@ -1,5 +1,6 @@
 import { STORAGE_DISPATCHER_CONSUMER, storageSubjects, storageWorkerConsumer } from '../../contracts/storage/tasks.ts';
 import { BUCKETS, STREAMS, subjects } from '../../contracts/subjects.ts';
+import { DEADLINE_CHECKPOINTS } from '../provision.ts';
 
 /**
  * Who may do what on the bus, as nats-server permissions. Pure data: the server config, the
@@ -110,6 +111,7 @@ export const permissionsFor = (role: Role, principal: string): Permissions => {
             ...ownDurable(STREAMS.events, CONSUMERS.dispatcher, { manage: true }),
             ...ownDurable(STREAMS.events, CONSUMERS.storageDispatcher, { manage: true }),
             ...kv(BUCKETS.hostLiveness, { write: true }),
+            ...kv(DEADLINE_CHECKPOINTS, { write: true }),
           ],
           deny: othersDurables(STREAMS.events, EVENTS_DURABLES, [CONSUMERS.dispatcher, CONSUMERS.storageDispatcher]),
         },
@@ -151,10 +153,10 @@ export const permissionsFor = (role: Role, principal: string): Permissions => {
             subjects.hostQuery(h, '*', '*'),
             // Networks are shared by the fleet: a guest joins one by name.
             subjects.query('network', 'get'),
-            // Only its own durable consumers, made at enrolment: it can pull and ack, never create,
-            // redirect or delete one.
-            ...ownDurable(STREAMS.tasks, CONSUMERS.hostTasks(h), { manage: false }),
-            ...ownDurable(STREAMS.tasks, CONSUMERS.hostStorage(h), { manage: false }),
+            // Only its own durable consumers, made at enrolment: it can pull and ack, and make one
+            // again should the server have lost it, but only under its own name with its own filter
+            // (the filter is part of the subject the server checks), and never delete one.
+            ...hostConsumers(h, 0).flatMap((c) => [...ownDurable(c.stream, c.name, { manage: false }), `${API}.CONSUMER.CREATE.${c.stream}.${c.name}.${c.filterSubject}`]),
             // Which networks start and stop, to keep its bridges in step; not the domains' feed.
             `${API}.CONSUMER.CREATE.${STREAMS.lifecycle}.*.${subjects.allNetworkLifecycle}`,
             `${API}.CONSUMER.INFO.${STREAMS.lifecycle}.*`,

@@ -4,11 +4,11 @@ import type { DomainEventBody } from '../../contracts/domain/events.ts';
 import type { CommandMeta } from '../../contracts/envelope.ts';
 import { virtError } from '../../contracts/errors.ts';
 import { decideRegister, type HostAggregate } from '../../contracts/host/decider.ts';
-import type { HeartbeatRequest, HostEventBody, RegisterHostRequest } from '../../contracts/host/events.ts';
+import type { HostEventBody, RegisterHostRequest } from '../../contracts/host/events.ts';
 import type { ClaimRequest, ReportRequest } from '../../contracts/tasks.ts';
-import { decodeJson, encodeJson } from '../../platform/nats.ts';
+import { encodeJson } from '../../platform/nats.ts';
 import type { Repository } from './repository.ts';
-import type { HostLiveness } from '../../contracts/host/liveness.ts';
+import type { HostLiveness, RegisterReply } from '../../contracts/host/liveness.ts';
 
 /**
  * What host agents tell the command service. Agents never write events: the service checks that the
@@ -19,22 +19,27 @@ export class AgentReports {
     private readonly domains: Repository<DomainAggregate, DomainEventBody>,
     private readonly hosts: Repository<HostAggregate, HostEventBody>,
     private readonly liveness: KV,
+    private readonly reprovision: () => Promise<boolean>,
   ) {}
 
-  async register(subjectHost: string, req: RegisterHostRequest, meta: CommandMeta) {
+  /**
+   * Records the registration and grants the lease: an unconditional write, since a registration
+   * takes the lease over from whatever the host's previous process held. The agent renews it from
+   * the revision answered here.
+   */
+  async register(subjectHost: string, req: RegisterHostRequest, meta: CommandMeta): Promise<RegisterReply> {
     if (req.hostId !== subjectHost) throw virtError('unauthorized', `host '${subjectHost}' cannot register as '${req.hostId}'`);
     const out = await this.hosts.execute(req.hostId, meta, (s) => decideRegister(req, s));
-    await this.putLiveness({ hostId: req.hostId, instanceId: req.instanceId, at: meta.now.toISOString(), activeDomains: 0, capabilities: req.capabilities });
-    return { hostId: req.hostId, version: out.version };
-  }
-
-  async heartbeat(subjectHost: string, req: HeartbeatRequest, now: Date) {
-    if (req.hostId !== subjectHost) throw virtError('unauthorized', `host '${subjectHost}' cannot beat for '${req.hostId}'`);
-    const entry = await this.liveness.get(req.hostId);
-    if (!entry || entry.operation !== 'PUT') throw virtError('no-host', `host '${req.hostId}' must register before its heartbeats count`);
-    const prev = decodeJson(entry.value) as HostLiveness;
-    await this.putLiveness({ ...prev, instanceId: req.instanceId, at: now.toISOString(), activeDomains: req.activeDomains });
-    return { hostId: req.hostId };
+    const lease: HostLiveness = { hostId: req.hostId, instanceId: req.instanceId, at: meta.now.toISOString(), activeDomains: 0, capabilities: req.capabilities };
+    let leaseRevision: number;
+    try {
+      leaseRevision = await this.liveness.put(req.hostId, encodeJson(lease));
+    } catch (e) {
+      // The bucket itself is gone (a server that lost it, an operator who removed it): make it again.
+      if (!(await this.reprovision())) throw e;
+      leaseRevision = await this.liveness.put(req.hostId, encodeJson(lease));
+    }
+    return { hostId: req.hostId, version: out.version, leaseRevision };
   }
 
   /** May the agent run this task now? Only if it is still the domain's pending operation on this host. */
@@ -68,9 +73,5 @@ export class AgentReports {
       }
     });
     return { recorded: out.events.length > 0, version: out.version };
-  }
-
-  private async putLiveness(h: HostLiveness) {
-    await this.liveness.put(h.hostId, encodeJson(h));
   }
 }

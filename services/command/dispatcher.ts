@@ -1,4 +1,4 @@
-import { durableConsumer, processInOrder } from '../../platform/durable-consumer.ts';
+import { durableConsumer, processByKey } from '../../platform/durable-consumer.ts';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { evolve, initialDomainState, OP_OF, type DomainAggregate } from '../../contracts/domain/decider.ts';
 import type { DomainEventBody, DomainOp } from '../../contracts/domain/events.ts';
@@ -15,8 +15,15 @@ export const DISPATCHER_CONSUMER = 'dispatcher';
 
 /**
  * Turns intent events into tasks on `task.<hostId>`. It folds every domain commit it consumes, so it
- * knows the exact definition each intent refers to; the task id is the intent event id and is the
- * message id of the task, so a redelivered commit publishes nothing twice.
+ * knows the exact definition each intent refers to.
+ *
+ * Any number of replicas share one durable consumer; within a replica, one domain's commits are
+ * handled in log order and different domains side by side. No task is published twice: its message
+ * id is the intent event id, TASKS remembers ids longer than any operation's timeout, and a task is
+ * never published past its deadline, so a commit redelivered (to this replica or another) after the
+ * first publish either meets the duplicate check or is too late to publish. Two replicas handling
+ * two intents of one domain at once cannot run them out of order on the host: a domain has one
+ * operation pending at a time, and the host runs a task only while it is the pending one (its claim).
  */
 export class Dispatcher {
   private readonly states = new Map<string, DomainAggregate>();
@@ -26,8 +33,6 @@ export class Dispatcher {
     private readonly n: Nats,
     private readonly store: EventStore,
     private readonly log: Logger,
-    /** Called for each task with its deadline, so a missed deadline can be recorded. */
-    private readonly onTask: (task: DomainTask) => void = () => {},
   ) {}
 
   async start(): Promise<void> {
@@ -38,8 +43,9 @@ export class Dispatcher {
       ackWaitMs: 30_000,
       maxAckPending: 1024,
     });
-    this.running = await processInOrder(
+    this.running = await processByKey(
       consumer,
+      (m) => m.subject,
       (m) => this.handle(toRecordedCommit({ seq: m.seq, subject: m.subject, data: m.data })),
       (m, e) => this.log.error('dispatch failed; will be redelivered', { seq: m.seq, error: String(e) }),
     );
@@ -87,10 +93,14 @@ export class Dispatcher {
         correlationId: e.correlationId,
         ...(e.traceContext.traceparent ? { traceparent: e.traceContext.traceparent } : {}),
       };
+      if (Date.parse(task.deadline) <= Date.now()) {
+        // The host would refuse it; the deadline keeper records the timeout.
+        this.log.info('not dispatching a task past its deadline', { taskId: task.taskId, op });
+        continue;
+      }
       const h = natsHeaders();
       if (task.traceparent) h.set('traceparent', task.traceparent);
       await this.n.js.publish(subjects.task(e.data.hostId), encodeJson(task), { msgID: task.taskId, headers: h });
-      this.onTask(task);
     }
     if (state.exists) this.states.set(id, state);
     else this.states.delete(id);

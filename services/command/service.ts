@@ -1,15 +1,15 @@
 import type { Subscription } from '@nats-io/transport-node';
 import { AttachInterfaceRequest, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, StartDomainRequest } from '../../contracts/domain/commands.ts';
 import type { DomainOp } from '../../contracts/domain/events.ts';
-import { HeartbeatRequest, RegisterHostRequest } from '../../contracts/host/events.ts';
+import { RegisterHostRequest } from '../../contracts/host/events.ts';
 import { BUCKETS, QUEUES, subjects } from '../../contracts/subjects.ts';
-import { ClaimRequest, ReportRequest, type DomainTask } from '../../contracts/tasks.ts';
+import { ClaimRequest, ReportRequest } from '../../contracts/tasks.ts';
 import { EventStore } from '../../platform/event-store.ts';
 import type { Logger } from '../../platform/log.ts';
 import type { Nats } from '../../platform/nats.ts';
 import { serve } from '../../platform/rpc.ts';
 import { AgentReports } from './agent-reports.ts';
-import { DeadlineTimers } from './deadlines.ts';
+import { DeadlineKeeper } from './deadlines.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { DomainCommands } from './domain-commands.ts';
 import { NetworkCommands } from './network-commands.ts';
@@ -20,6 +20,7 @@ import { Repository } from './repository.ts';
 import { Scheduler } from './scheduler.ts';
 import type { HostLiveness } from '../../contracts/host/liveness.ts';
 import { KvMirror } from '../../platform/kv-mirror.ts';
+import { provisionLiveness } from '../../platform/provision.ts';
 import { StorageService } from './storage-commands.ts';
 import { commandApi, metaFrom } from './command-api.ts';
 
@@ -36,15 +37,13 @@ export class CommandService {
   private dispatcher: Dispatcher | null = null;
   private liveness: KvMirror<HostLiveness> | null = null;
   private storage: StorageService | null = null;
-  private readonly deadlines: DeadlineTimers;
+  private deadlines: DeadlineKeeper | null = null;
 
   constructor(
     private readonly n: Nats,
     private readonly log: Logger,
     private readonly opts: CommandServiceOptions = {},
-  ) {
-    this.deadlines = new DeadlineTimers(log);
-  }
+  ) {}
 
   async start(): Promise<void> {
     const store = new EventStore(this.n);
@@ -55,7 +54,7 @@ export class CommandService {
     await this.liveness.start();
     const scheduler = new Scheduler(this.liveness);
     const commands = new DomainCommands(domains, new NameClaims(store, 'domain'), scheduler);
-    const reports = new AgentReports(domains, hosts, liveness);
+    const reports = new AgentReports(domains, hosts, liveness, () => provisionLiveness(this.n).then(() => true, () => false));
     const networks = new NetworkCommands(store);
     const nc = this.n.nc;
     const q = QUEUES.command;
@@ -78,14 +77,15 @@ export class CommandService {
     this.subs.push(...api.serve('network', 'autostart', NetworkAutostartRequest, (r, meta) => networks.autostart(r, meta)));
 
     this.subs.push(serve(nc, subjects.agent('*', 'register'), q, RegisterHostRequest, (r, m, tp) => reports.register(hostOf(m.subject), r, metaFrom({}, tp)), log));
-    this.subs.push(serve(nc, subjects.agent('*', 'heartbeat'), q, HeartbeatRequest, (r, m) => reports.heartbeat(hostOf(m.subject), r, new Date()), log));
     this.subs.push(serve(nc, subjects.agent('*', 'claim'), q, ClaimRequest, (r, m) => reports.claim(hostOf(m.subject), r, new Date()), log));
     this.subs.push(
       serve(nc, subjects.agent('*', 'report'), q, ReportRequest, (r, m, tp) => reports.report(hostOf(m.subject), r, metaFrom({ commandId: r.reportId, actor: `host:${hostOf(m.subject)}` }, tp)), log),
     );
 
+    this.deadlines = new DeadlineKeeper(this.n, 'ev.domain.>', (id, taskId, meta) => commands.run(id, meta, { type: 'expire', taskId }), log.child('deadlines'));
+    await this.deadlines.start();
     if (this.opts.dispatcher !== false) {
-      this.dispatcher = new Dispatcher(this.n, store, log.child('dispatcher'), (task) => this.deadlines.watch(task, (meta) => commands.run(task.domainId, meta, { type: 'expire', taskId: task.taskId })));
+      this.dispatcher = new Dispatcher(this.n, store, log.child('dispatcher'));
       await this.dispatcher.start();
     }
     this.storage = await StorageService.start(this.n, store, scheduler, log.child('storage'), api, { dispatcher: this.opts.dispatcher !== false });
@@ -99,7 +99,7 @@ export class CommandService {
     await this.dispatcher?.stop();
     await this.storage?.stop();
     this.liveness?.stop();
-    this.deadlines.clear();
+    await this.deadlines?.stop();
   }
 }
 

@@ -1,4 +1,4 @@
-import { DeadlineTimers } from './deadlines.ts';
+import { DeadlineKeeper } from './deadlines.ts';
 import type { Subscription } from '@nats-io/transport-node';
 import type { CommandMeta } from '../../contracts/envelope.ts';
 import { fromZodError, isVirtError, virtError } from '../../contracts/errors.ts';
@@ -218,7 +218,7 @@ export class StorageCommands {
 export class StorageService {
   private subs: Subscription[] = [];
   private dispatcher: StorageDispatcher | null = null;
-  private readonly deadlines: DeadlineTimers;
+  private deadlines: DeadlineKeeper | null = null;
   readonly commands: StorageCommands;
 
   private constructor(
@@ -228,7 +228,6 @@ export class StorageService {
     private readonly log: Logger,
   ) {
     this.commands = new StorageCommands(new Repository(store, poolKind), store, new NameClaims(store, 'pool'), hosts);
-    this.deadlines = new DeadlineTimers(log);
   }
 
   static async start(n: Nats, store: EventStore, hosts: Scheduler, log: Logger, api: CommandApi, opts: { dispatcher: boolean }): Promise<StorageService> {
@@ -261,8 +260,10 @@ export class StorageService {
         log,
       ),
     );
+    this.deadlines = new DeadlineKeeper(this.n, 'ev.pool.>', (id, taskId, meta) => c.run(id, meta, () => ({ type: 'expire', taskId })), log.child('deadlines'));
+    await this.deadlines.start();
     if (dispatch) {
-      this.dispatcher = new StorageDispatcher(this.n, log.child('dispatcher'), (task) => this.deadlines.watch(task, (meta) => this.commands.run(task.poolId, meta, () => ({ type: 'expire', taskId: task.taskId }))));
+      this.dispatcher = new StorageDispatcher(this.n, log.child('dispatcher'));
       await this.dispatcher.start();
     }
   }
@@ -272,6 +273,6 @@ export class StorageService {
     for (const s of this.subs) await s.drain().catch(() => undefined);
     this.subs = [];
     await this.dispatcher?.stop();
-    this.deadlines.clear();
+    await this.deadlines?.stop();
   }
 }

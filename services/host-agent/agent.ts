@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { JsMsg } from '@nats-io/jetstream';
 import type { ObservedState, RuntimeInterface } from '../../contracts/domain/state.ts';
 import { isVirtError, virtError } from '../../contracts/errors.ts';
-import { HEARTBEAT_INTERVAL_MS } from '../../contracts/host/liveness.ts';
+import { HEARTBEAT_INTERVAL_MS, type HostLiveness, type RegisterReply } from '../../contracts/host/liveness.ts';
 import type { HostCapabilities } from '../../contracts/host/events.ts';
 import { STREAMS, subjects } from '../../contracts/subjects.ts';
 import { DomainTask, type ReportRequest } from '../../contracts/tasks.ts';
@@ -13,6 +13,7 @@ import type { DomainObservation, HypervisorDriver, OperationOptions } from '../.
 import type { Logger } from '../../platform/log.ts';
 import type { Nats } from '../../platform/nats.ts';
 import { call, errorBody } from '../../platform/rpc.ts';
+import { HostLease } from './lease.ts';
 import { TaskJournal } from './task-journal.ts';
 import { TaskWorker } from './task-worker.ts';
 import { contextFromTraceparent, inSpan } from '../../platform/telemetry.ts';
@@ -40,6 +41,8 @@ export class HostAgent {
   readonly instanceId = randomUUID();
   private readonly worker: TaskWorker<DomainTask>;
   private heartbeat: NodeJS.Timeout | null = null;
+  private lease: HostLease | null = null;
+  private beating = false;
   private unsubscribe: Array<() => void> = [];
   private readonly journal: TaskJournal<ReportRequest>;
   private readonly byType = new Map<string, HypervisorDriver>();
@@ -81,13 +84,25 @@ export class HostAgent {
 
   async start(): Promise<void> {
     const caps = await this.capabilities();
-    await call(this.n.nc, subjects.agent(this.hostId, 'register'), {
-      hostId: this.hostId,
-      hostname: osHostname(),
-      instanceId: this.instanceId,
-      agentVersion: this.opts.agentVersion ?? '0.1.0',
-      capabilities: caps,
-    });
+    this.lease = new HostLease(
+      this.n,
+      this.hostId,
+      async () => {
+        const reply = await call<RegisterReply>(this.n.nc, subjects.agent(this.hostId, 'register'), {
+          hostId: this.hostId,
+          hostname: osHostname(),
+          instanceId: this.instanceId,
+          agentVersion: this.opts.agentVersion ?? '0.1.0',
+          capabilities: caps,
+        });
+        const lease: HostLiveness = { hostId: this.hostId, instanceId: this.instanceId, at: new Date().toISOString(), activeDomains: 0, capabilities: caps };
+        return { lease, revision: reply.leaseRevision };
+      },
+      this.log,
+      // A server that lost the lease may have lost this host's consumers with it.
+      async () => void (await this.worker.ensureConsumer()),
+    );
+    await this.lease.acquire();
     for (const d of this.opts.drivers) this.unsubscribe.push(d.onObservation((o) => void this.observed(o)));
     await this.reconcile();
     await this.beat();
@@ -153,7 +168,8 @@ export class HostAgent {
     }
     this.journal.markStarted(task.taskId);
     const deadline = Math.max(0, Date.parse(task.deadline) - Date.now());
-    const signal = AbortSignal.any([this.worker.signal, AbortSignal.timeout(deadline)]);
+    const overdue = AbortSignal.timeout(deadline);
+    const signal = AbortSignal.any([this.worker.signal, overdue]);
     const progress = setInterval(() => m.working(), Math.max(500, this.ackWaitMs / 3));
     const opts: OperationOptions = { signal, progress: (message) => this.log.info('progress', { taskId: task.taskId, message }) };
     try {
@@ -168,7 +184,9 @@ export class HostAgent {
         reportId,
         domainId: task.domainId,
         taskId: task.taskId,
-        error: signal.aborted && !isVirtError(e) ? { code: 'timeout', message: `operation '${task.op}' did not finish before its deadline` } : errorBody(e, this.log),
+        // Cut short at its deadline, whatever the driver said about the abort: the same outcome the
+        // control plane records when the deadline passes without a report.
+        error: overdue.aborted || (signal.aborted && !isVirtError(e)) ? { code: 'timeout', message: `operation '${task.op}' did not finish before its deadline ${task.deadline}` } : errorBody(e, this.log),
         ...(observed ? { observed } : {}),
       };
     } finally {
@@ -250,13 +268,19 @@ export class HostAgent {
     }
   }
 
+  /** One beat at a time: a renewal is conditioned on the revision the previous one wrote. */
   private async beat(): Promise<void> {
-    await this.syncInterfaces().catch((e) => this.log.warn('could not report interfaces', { error: String(e) }));
+    if (this.beating) return;
+    this.beating = true;
     try {
+      // The lease first: reports about interfaces may wait on a command service that is not there.
       const active = (await Promise.all(this.opts.drivers.map((d) => d.list()))).reduce((n, l) => n + l.length, 0);
-      await call(this.n.nc, subjects.agent(this.hostId, 'heartbeat'), { hostId: this.hostId, instanceId: this.instanceId, activeDomains: active }, 5000);
+      await this.lease?.beat(active);
+      await this.syncInterfaces().catch((e) => this.log.warn('could not report interfaces', { error: String(e) }));
     } catch (e) {
       this.log.warn('heartbeat failed', { error: String(e) });
+    } finally {
+      this.beating = false;
     }
   }
 

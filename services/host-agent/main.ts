@@ -26,6 +26,8 @@ const cfg = loadConfig(
     /** auto: qemu when qemu-system is installed, plus the test driver for `test` domains. */
     driver: z.enum(['auto', 'test', 'qemu']).default('auto'),
     ackWaitMs: z.coerce.number().int().min(500).default(15_000),
+    /** Latency of every test-driver operation (fault tests); 0 in normal use. */
+    testLatencyMs: z.coerce.number().int().min(0).max(600_000).default(0),
   }),
 );
 const log = createLogger(`host-agent.${cfg.hostId}`);
@@ -39,7 +41,7 @@ const lookupNetwork = async (name: string) => {
   if (!network.active) throw virtError('operation-invalid', `network '${name}' is not active`);
   return network.definition;
 };
-const { drivers, network, description } = await selectDrivers(cfg.driver, stateDir, lookupNetwork);
+const { drivers, network, description } = await selectDrivers(cfg.driver, stateDir, lookupNetwork, cfg.testLatencyMs);
 log.info(`hypervisor drivers: ${description}`);
 const runtimeInterfaces = network
   ? async (uuid: string) => {

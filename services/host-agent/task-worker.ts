@@ -1,4 +1,4 @@
-import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { z } from 'zod';
 import { durableConsumer, type DurableConsumerOptions } from '../../platform/durable-consumer.ts';
 import { KeyedQueue } from '../../platform/keyed-queue.ts';
@@ -42,9 +42,13 @@ export class TaskWorker<T> {
   }
 
   async start(): Promise<void> {
-    const consumer = await durableConsumer(this.n, this.opts);
-    this.messages = await consumer.consume({ max_messages: this.opts.batch });
-    const messages = this.messages;
+    await this.consume(await durableConsumer(this.n, this.opts));
+  }
+
+  private async consume(consumer: Consumer): Promise<void> {
+    const messages = await consumer.consume({ max_messages: this.opts.batch });
+    this.messages = messages;
+    void this.watchConsumer(messages);
     this.consuming = (async () => {
       for await (const m of messages) {
         if (this.stopping) break;
@@ -53,6 +57,37 @@ export class TaskWorker<T> {
         void p.finally(() => this.inFlight.delete(p));
       }
     })();
+  }
+
+  /**
+   * A consumer the server lost (a store wiped, an operator who removed it) is made again under the
+   * same name, and pulled from afresh rather than after the old pull's heartbeat runs out. Tasks in
+   * flight keep running; their acknowledgements went to the old consumer, so they come back, and
+   * the journal answers them with the outcome already reported.
+   */
+  private async watchConsumer(messages: ConsumerMessages): Promise<void> {
+    for await (const s of messages.status()) {
+      if (this.stopping || this.messages !== messages) return;
+      if (s.type !== 'consumer_not_found' && s.type !== 'consumer_deleted') continue;
+      // Give the server a moment to finish the removal: 2.9 fails a delete racing a create of the same name.
+      await new Promise((r) => setTimeout(r, 1000));
+      const consumer = await this.ensureConsumer();
+      if (!consumer || this.stopping || this.messages !== messages) continue;
+      this.log.warn(`the ${this.opts.what} consumer was lost; consuming from it anew`);
+      await messages.close();
+      await this.consume(consumer);
+      return;
+    }
+  }
+
+  /** Creates the consumer if the server no longer has it; safe to call at any time. */
+  async ensureConsumer(): Promise<Consumer | null> {
+    try {
+      return await durableConsumer(this.n, this.opts);
+    } catch (e) {
+      this.log.warn(`could not recreate the ${this.opts.what} consumer; will try again`, { error: String(e) });
+      return null;
+    }
   }
 
   private take(m: JsMsg): Promise<void> {

@@ -115,6 +115,11 @@ describe('one principal, one job: what a stolen credential cannot do', () => {
         /CONSUMER/,
       );
       await refused(hostA.jsm.consumers.update(STREAMS.tasks, 'agent-host-b', { ack_wait: 1_000_000 }), /CONSUMER/);
+      // Nor point its own consumer at host-b's work, with the filter in the subject or in the body.
+      const redirect = { stream_name: STREAMS.tasks, config: { durable_name: 'agent-host-a', ack_policy: 'explicit', filter_subject: subjects.task('host-b') } };
+      await refused(hostA.nc.request(`$JS.API.CONSUMER.CREATE.${STREAMS.tasks}.agent-host-a.${subjects.task('host-b')}`, encodeJson(redirect)), /CONSUMER\.CREATE/);
+      await refused(hostA.nc.request(`$JS.API.CONSUMER.CREATE.${STREAMS.tasks}.agent-host-a`, encodeJson(redirect)), /CONSUMER\.CREATE/);
+      await refused(hostA.nc.request(`$JS.API.CONSUMER.DURABLE.CREATE.${STREAMS.tasks}.agent-host-a`, encodeJson(redirect)), /CONSUMER\.DURABLE/);
       await refused(hostA.js.consumers.get(STREAMS.tasks, 'agent-host-b').then((c) => c.next({ expires: 2000 })), /agent-host-b/);
       await publishRefused(s, 'host-a', hostA, '$JS.ACK.TASKS.agent-host-b.1.1.1.1.1', '');
     });
