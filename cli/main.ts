@@ -12,11 +12,23 @@ import { initTelemetry } from '../platform/telemetry.ts';
 import { formatDomainXml } from '../contracts/xml/index.ts';
 import { registerNetworkCommands } from './network-commands.ts';
 import { registerStorageCommands } from './storage-commands.ts';
+import { registerAuthCommands } from './auth-commands.ts';
 
 interface Globals {
   server?: string;
   json?: boolean;
   actor?: string;
+  settings?: string;
+  context?: string;
+  creds?: string;
+  nkey?: string;
+  user?: string;
+  password?: string;
+  token?: string;
+  tlsca?: string;
+  tlscert?: string;
+  tlskey?: string;
+  principal?: string;
 }
 
 class Output {
@@ -51,14 +63,39 @@ export const buildProgram = (): Command => {
     .description('virsh verbs for a fleet: domains, hosts and lifecycle events over NATS')
     .option('-s, --server <url>', 'NATS URL (default: the embedded server started by `npm start`; env VIRTPLANE_NATS_URL)')
     .option('--json', 'print JSON instead of tables')
-    .option('--actor <name>', 'who the audit trail names for these commands (default user@host)')
+    .option('--actor <name>', 'a note beside your name in the audit trail (the recorded actor is who you logged in as)')
+    .option('--settings <file>', 'a JSON file of settings (env VIRTPLANE_CONFIG)')
+    .option('--context <name|file>', 'a NATS context to log in with (env VIRTPLANE_NATS_CONTEXT; default: the embedded default\'s operator)')
+    .option('--creds <file>', 'a NATS creds file (env VIRTPLANE_NATS_CREDS)')
+    .option('--nkey <file>', 'a file holding an nkey seed (env VIRTPLANE_NATS_NKEY)')
+    .option('--user <name>', 'NATS user (env VIRTPLANE_NATS_USER)')
+    .option('--password <password>', 'NATS password (env VIRTPLANE_NATS_PASSWORD)')
+    .option('--token <token>', 'NATS token (env VIRTPLANE_NATS_TOKEN)')
+    .option('--tlsca <file>', 'CA of the server certificate (env VIRTPLANE_NATS_CA)')
+    .option('--tlscert <file>', 'client certificate (env VIRTPLANE_NATS_CERT)')
+    .option('--tlskey <file>', 'client key (env VIRTPLANE_NATS_KEY)')
+    .option('--principal <name>', 'the principal these credentials belong to, when their file does not say (env VIRTPLANE_PRINCIPAL)')
     .showHelpAfterError();
 
   const globals = () => program.opts<Globals>();
   const out = () => new Output(Boolean(globals().json));
   const withClient = async <T>(fn: (c: VirtplaneClient) => Promise<T>): Promise<T> => {
     const g = globals();
-    const c = await VirtplaneClient.connect({ ...(g.server ? { url: g.server } : {}), ...(g.actor ? { actor: g.actor } : {}) });
+    const given = {
+      config: g.settings,
+      natsContext: g.context,
+      natsCreds: g.creds,
+      natsNkey: g.nkey,
+      natsUser: g.user,
+      natsPassword: g.password,
+      natsToken: g.token,
+      natsCa: g.tlsca,
+      natsCert: g.tlscert,
+      natsKey: g.tlskey,
+      principal: g.principal,
+    };
+    const credentials = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined));
+    const c = await VirtplaneClient.connect({ credentials, ...(g.server ? { url: g.server } : {}), ...(g.actor ? { actor: g.actor } : {}) });
     try {
       return await fn(c);
     } finally {
@@ -267,6 +304,7 @@ export const buildProgram = (): Command => {
 
   registerNetworkCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
   registerStorageCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
+  registerAuthCommands(program, { out, server: () => globals().server });
 
   return program;
 };

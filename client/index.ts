@@ -30,10 +30,17 @@ export interface CommandOptions {
   timeoutSeconds?: number;
 }
 
+/** How to log in, as flags would give it; `VIRTPLANE_*` variables and a config file fill the rest. */
+export type ClientCredentials = Partial<Pick<BaseConfig, 'natsContext' | 'natsCreds' | 'natsNkey' | 'natsUser' | 'natsPassword' | 'natsToken' | 'natsCa' | 'natsCert' | 'natsKey' | 'principal' | 'dataDir'>> & { config?: string };
+
 export interface ClientOptions {
   /** NATS URL(s); absent: the embedded default this project started. */
   url?: string;
-  /** Who the audit trail names for this client's commands. */
+  credentials?: ClientCredentials;
+  /**
+   * A note for the audit trail beside this client's commands. On an authenticated server the actor
+   * recorded is the principal the server logged us in as, whatever this says.
+   */
   actor?: string;
   requestTimeoutMs?: number;
 }
@@ -56,7 +63,7 @@ export class VirtplaneClient {
   ) {}
 
   static async connect(opts: ClientOptions = {}): Promise<VirtplaneClient> {
-    const cfg = loadConfig(BaseConfig, opts.url ? { natsUrl: opts.url } : {});
+    const cfg = loadConfig(BaseConfig, { ...opts.credentials, ...(opts.url ? { natsUrl: opts.url } : {}) });
     const n = await connectNats(resolveNatsUrl(cfg), 'virtplane-client');
     return new VirtplaneClient(n, opts.actor ?? defaultActor(), opts.requestTimeoutMs ?? 30_000, true);
   }
@@ -66,10 +73,15 @@ export class VirtplaneClient {
     return new VirtplaneClient(n, opts.actor ?? defaultActor(), opts.requestTimeoutMs ?? 30_000, false);
   }
 
+  /** Our own command subject when logged in (the server checks it is ours), else the unauthenticated form. */
+  private commandSubject(aggregate: string, verb: string): string {
+    return this.nats.principal ? subjects.commandFor(this.nats.principal, aggregate, verb) : subjects.command(aggregate, verb);
+  }
+
   private command(verb: string, body: Record<string, unknown>, opts: CommandOptions = {}): Promise<CommandAccepted> {
     return call<CommandAccepted>(
       this.nats.nc,
-      subjects.command('domain', verb),
+      this.commandSubject('domain', verb),
       {
         ...body,
         commandId: opts.commandId ?? randomUUID(),
@@ -218,7 +230,7 @@ export class VirtplaneClient {
   private networkCommand(verb: string, body: Record<string, unknown>, opts: Omit<CommandOptions, 'timeoutSeconds'> = {}): Promise<NetworkCommandAccepted> {
     return call<NetworkCommandAccepted>(
       this.nats.nc,
-      subjects.command('network', verb),
+      this.commandSubject('network', verb),
       { ...body, commandId: opts.commandId ?? randomUUID(), actor: this.actor, ...(opts.correlationId ? { correlationId: opts.correlationId } : {}) },
       this.timeoutMs,
     );
@@ -266,7 +278,7 @@ export class VirtplaneClient {
   private storageCommand(aggregate: 'pool' | 'vol', verb: string, body: Record<string, unknown>, opts: CommandOptions = {}): Promise<StorageAccepted> {
     return call<StorageAccepted>(
       this.nats.nc,
-      subjects.command(aggregate, verb),
+      this.commandSubject(aggregate, verb),
       {
         ...body,
         commandId: opts.commandId ?? randomUUID(),

@@ -13,7 +13,10 @@ export const EventMeta = z.object({
   aggregateType: z.enum(['domain', 'host', 'network', 'pool', 'name']),
   aggregateId: z.string(),
   time: z.iso.datetime(),
+  /** The authenticated principal (or, on a server without authentication, what the client claimed). */
   actor: z.string(),
+  /** What the client said about itself (`--actor`), kept beside the proven actor, never instead of it. */
+  actorNote: z.string().optional(),
   commandId: z.string(),
   causationId: z.string(),
   correlationId: z.string(),
@@ -37,6 +40,7 @@ export type Envelope<E extends { type: string; data: unknown }> = E & EventMeta 
 export interface CommandMeta {
   commandId: string;
   actor: string;
+  actorNote?: string;
   correlationId: string;
   causationId: string;
   traceContext: TraceContext;
@@ -58,6 +62,7 @@ export const stamp = <E extends { type: string; data: unknown }>(
     aggregateId,
     time: meta.now.toISOString(),
     actor: meta.actor,
+    ...(meta.actorNote !== undefined ? { actorNote: meta.actorNote } : {}),
     commandId: meta.commandId,
     causationId: meta.causationId,
     correlationId: meta.correlationId,

@@ -21,10 +21,18 @@ export const subjects = {
   aggregate: (type: AggregateType, id: string) => `ev.${type}.${id}`,
   allEvents: 'ev.>',
   nameClaim: (scope: 'domain' | 'network' | 'pool', name: string) => `ev.name.${scope}.${nameToken(name)}`,
+  /** A command on a server without authentication: the actor is only what the request claims. */
   command: (aggregate: string, verb: string) => `cmd.${aggregate}.${verb}`,
+  /**
+   * A command sent by an authenticated principal: the server lets each principal publish only under
+   * its own name, so the name in the subject is proven and becomes the recorded actor.
+   */
+  commandFor: (principal: string, aggregate: string, verb: string) => `cmd.${principal}.${aggregate}.${verb}`,
   allCommands: 'cmd.>',
   agent: (hostId: string, verb: 'register' | 'heartbeat' | 'claim' | 'report') => `agent.${hostId}.${verb}`,
   query: (view: string, verb: string) => `query.${view}.${verb}`,
+  /** A query a host agent asks about its own host only: the host in the subject is the one the server logged in. */
+  hostQuery: (hostId: string, view: string, verb: string) => `hostquery.${hostId}.${view}.${verb}`,
   task: (hostId: string) => `task.${hostId}`,
   allTasks: 'task.>',
   lifecycle: (hostId: string, domainId: string) => `lifecycle.${hostId}.${domainId}`,
@@ -36,6 +44,12 @@ export const subjects = {
   networkLifecycle: (networkId: string) => `netlifecycle.${networkId}`,
   allNetworkLifecycle: 'netlifecycle.>',
 } as const;
+
+/** The principal a `commandFor` subject names, or undefined for the unauthenticated form. */
+export const commandPrincipal = (subject: string): string | undefined => {
+  const t = subject.split('.');
+  return t.length === 4 && t[0] === 'cmd' ? t[1] : undefined;
+};
 
 /** Queue groups: replicas of one service share the work of a subject. */
 export const QUEUES = { command: 'virtplane-command', query: 'virtplane-query' } as const;

@@ -1,14 +1,19 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { BaseConfig, EmbeddedAddress, embeddedAddressFile, loadConfig } from '../platform/config.ts';
+import { BaseConfig, EmbeddedAddress, embeddedAddressFile, loadConfig, PrincipalName, resolveNatsUrl } from '../platform/config.ts';
+import { connectNats } from '../platform/nats.ts';
+import { AuthStore, ensureServicePrincipals, prepareBus } from '../platform/security/principals.ts';
+import { embeddedAuthDir } from '../platform/security/enrol.ts';
 import { createLogger } from '../platform/log.ts';
 import { freePort, startNatsServer } from '../platform/nats-server.ts';
 import { spawnService, type ServiceProcess } from '../platform/service-process.ts';
 
 /**
  * The embedded default: a nats-server of our own (never whatever listens on 4222) with its store under
- * the data directory, the command service, the projector and one host agent. The address file lets
- * the CLI find it with no flags.
+ * the data directory, the command service, the projector and one host agent, each logged in as its
+ * own principal with the permissions of its role. The address file lets the CLI find the server and
+ * the local operator's credentials with no flags.
  */
 const log = createLogger('embedded');
 const cfg = loadConfig(BaseConfig);
@@ -27,21 +32,35 @@ if (existsSync(addressFile)) {
   }
 }
 
+// Principals: kept across runs under the data directory, so enrolled hosts and rotated keys stay.
+const auth = AuthStore.open(embeddedAuthDir(cfg.dataDir));
+ensureServicePrincipals(auth);
+const hostId = process.env.VIRTPLANE_HOST_ID || hostname().replace(/[^A-Za-z0-9_-]/g, '-') || 'host';
+auth.add(hostId, 'host');
+const taken = new Set(auth.entries.filter((p) => p.role !== 'operator').map((p) => p.name));
+const wanted = PrincipalName.safeParse(userInfo().username.replace(/[^A-Za-z0-9_-]/g, '-'));
+const operator = wanted.success && !taken.has(wanted.data) ? wanted.data : 'operator';
+auth.add(operator, 'operator');
+
 const preferred = 14222;
 const port = await freePort().then(async (fallback) => ((await isFree(preferred)) ? preferred : fallback));
-const server = await startNatsServer({ storeDir: join(cfg.dataDir, 'nats'), port, logFile: join(cfg.dataDir, 'nats-server.log') });
-writeFileSync(addressFile, JSON.stringify({ url: server.url, pid: server.pid, startedAt: new Date().toISOString() }));
-log.info(`nats-server with JetStream at ${server.url}, store ${server.storeDir}`);
+const server = await startNatsServer({ storeDir: join(cfg.dataDir, 'nats'), port, logFile: join(cfg.dataDir, 'nats-server.log'), includes: [auth.authConf] });
+// Streams, buckets and the host's task consumers are the admin's to make: no service may.
+const admin = await connectNats(resolveNatsUrl({ natsUrl: server.url, dataDir: cfg.dataDir, natsContext: auth.contextFile('admin') }), 'virtplane-admin');
+await prepareBus(admin, { replicas: cfg.replicas, hosts: auth.entries.filter((p) => p.role === 'host').map((p) => p.name) });
+await admin.close();
+writeFileSync(addressFile, JSON.stringify({ url: server.url, pid: server.pid, startedAt: new Date().toISOString(), context: auth.contextFile(operator) }));
+log.info(`nats-server with JetStream at ${server.url}, store ${server.storeDir}, principals in ${auth.dir}`);
 
-const env = { VIRTPLANE_NATS_URL: server.url, VIRTPLANE_DATA_DIR: cfg.dataDir };
+const env = { VIRTPLANE_NATS_URL: server.url, VIRTPLANE_DATA_DIR: cfg.dataDir, VIRTPLANE_HOST_ID: hostId };
 const relay = (line: string) => process.stderr.write(`${line}\n`);
 const services: ServiceProcess[] = [];
 for (const name of ['command', 'projector', 'host-agent'] as const) {
-  const p = spawnService(name, env, { onLine: relay });
+  const p = spawnService(name, { ...env, VIRTPLANE_NATS_CONTEXT: auth.contextFile(name === 'host-agent' ? hostId : name) }, { onLine: relay });
   services.push(p);
   await p.ready;
 }
-log.info(`virtplane is up: try \`npx virtplane host-list\` (Ctrl-C stops everything)`);
+log.info(`virtplane is up: try \`npx virtplane host-list\` (you are '${operator}'; Ctrl-C stops everything)`);
 
 let stopping = false;
 const stop = async () => {

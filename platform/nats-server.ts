@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 
 /**
  * Launches a nats-server with JetStream that this process owns: for tests (a temporary store on a
@@ -17,6 +17,8 @@ export interface NatsServerOptions {
   /** Extra arguments, e.g. `-c cluster.conf`. */
   args?: string[];
   logFile?: string;
+  /** Configuration files to include (users and permissions, TLS): absolute paths. */
+  includes?: string[];
 }
 
 export interface RunningNatsServer {
@@ -61,8 +63,13 @@ export const startNatsServer = async (opts: NatsServerOptions = {}): Promise<Run
   // Room for documents up to the XML layer's own limit, so that limit (with its clear xml-error) is
   // what a too-large definition meets, not the transport's 1 MiB default.
   const conf = join(storeDir, 'virtplane-nats.conf');
-  await writeFile(conf, 'max_payload: 4MB\n');
-  const args = ['-c', conf, '-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir, ...(opts.args ?? [])];
+  // nats-server resolves an include relative to the including file, and refuses absolute paths.
+  const includes = (opts.includes ?? []).map((f) => `include ${JSON.stringify(relative(dirname(conf), f))}\n`).join('');
+  // With users to reload, JetStream goes in the file rather than the flags: a reload compares against
+  // the file and would otherwise shut JetStream down.
+  const reloadable = includes !== '';
+  await writeFile(conf, `max_payload: 4MB\n${reloadable ? `jetstream { store_dir: ${JSON.stringify(storeDir)} }\n` : ''}${includes}`);
+  const args = ['-c', conf, '-a', '127.0.0.1', '-p', String(port), ...(reloadable ? [] : ['-js', '-sd', storeDir]), ...(opts.args ?? [])];
   if (opts.logFile) args.push('-l', opts.logFile);
   const child = spawn(opts.binary ?? 'nats-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';

@@ -1,6 +1,7 @@
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, credsAuthenticator, nkeyAuthenticator, tokenAuthenticator, usernamePasswordAuthenticator, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
+import type { NatsTarget } from './config.ts';
 
 /** The one NATS connection helper: every service, the client and the tests connect through it. */
 export interface Nats {
@@ -8,19 +9,41 @@ export interface Nats {
   js: JetStreamClient;
   jsm: JetStreamManager;
   kvm: Kvm;
+  /** Who the server knows this connection as; absent on a server without authentication. */
+  principal?: string;
   close(): Promise<void>;
 }
 
-export const connectNats = async (url: string, name: string): Promise<Nats> => {
-  const nc = await connect({
-    servers: url.split(',').map((s) => s.trim()),
+const authenticator = (auth: NonNullable<NatsTarget['auth']>) => {
+  switch (auth.kind) {
+    case 'nkey':
+      return nkeyAuthenticator(auth.seed);
+    case 'creds':
+      return credsAuthenticator(auth.creds);
+    case 'user':
+      return usernamePasswordAuthenticator(auth.user, auth.pass);
+    case 'token':
+      return tokenAuthenticator(auth.token);
+  }
+};
+
+/** A URL alone connects without credentials (test servers); a NatsTarget carries who we are. */
+export const connectNats = async (target: string | NatsTarget, name: string): Promise<Nats> => {
+  const t: NatsTarget = typeof target === 'string' ? { url: target } : target;
+  const opts: ConnectionOptions = {
+    servers: t.url.split(',').map((s) => s.trim()),
     name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
-  });
+  };
+  if (t.auth) opts.authenticator = authenticator(t.auth);
+  if (t.tls) opts.tls = t.tls;
+  if (t.inboxPrefix) opts.inboxPrefix = t.inboxPrefix;
+  const nc = await connect(opts);
   const js = jetstream(nc, { timeout: 10_000 });
   const jsm = await jetstreamManager(nc, { timeout: 10_000 });
   return {
+    ...(t.principal !== undefined ? { principal: t.principal } : {}),
     nc,
     js,
     jsm,

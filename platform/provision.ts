@@ -54,9 +54,15 @@ export const streamConfigs = (replicas: number, windowMs = duplicateWindowMs()):
  */
 export const DEADLINE_CHECKPOINTS = 'deadline-checkpoints';
 
-/** Creates what is missing and leaves what exists: safe to run from every service at start-up. */
-export const provision = async (n: Nats, replicas = 1): Promise<void> => {
-  for (const cfg of streamConfigs(replicas)) {
+/** What a host agent uses, and so all it may look at on a secured server: its tasks, the feed, liveness. */
+export const HOST_AGENT_NEEDS = { streams: [STREAMS.tasks, STREAMS.lifecycle], buckets: [BUCKETS.hostLiveness] };
+
+/**
+ * Creates what is missing and leaves what exists: safe to run from every service at start-up. `only`
+ * limits it to what the caller uses, for principals that may not look at the rest.
+ */
+export const provision = async (n: Nats, replicas = 1, only?: { streams: string[]; buckets: string[] }): Promise<void> => {
+  for (const cfg of streamConfigs(replicas).filter((c) => !only || only.streams.includes(c.name))) {
     try {
       const { config } = await n.jsm.streams.info(cfg.name);
       // A stream made by an older release gains the subjects added since (netlifecycle.>).
@@ -76,11 +82,12 @@ export const provision = async (n: Nats, replicas = 1): Promise<void> => {
       }
     }
   }
-  for (const bucket of [BUCKETS.domains, BUCKETS.hosts, BUCKETS.networks, BUCKETS.pools, BUCKETS.projectorPosition]) {
+  const wanted = (name: string) => !only || only.buckets.includes(name);
+  for (const bucket of [BUCKETS.domains, BUCKETS.hosts, BUCKETS.networks, BUCKETS.pools, BUCKETS.projectorPosition].filter(wanted)) {
     await n.kvm.create(bucket, { replicas, history: 1, storage: StorageType.File });
   }
-  await provisionLiveness(n, replicas);
-  await n.kvm.create(DEADLINE_CHECKPOINTS, { replicas, history: 1, storage: StorageType.File });
+  if (wanted(BUCKETS.hostLiveness)) await provisionLiveness(n, replicas);
+  if (wanted(DEADLINE_CHECKPOINTS)) await n.kvm.create(DEADLINE_CHECKPOINTS, { replicas, history: 1, storage: StorageType.File });
 };
 
 

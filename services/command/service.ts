@@ -1,8 +1,6 @@
-import { randomUUID } from 'node:crypto';
 import type { Subscription } from '@nats-io/transport-node';
 import { AttachInterfaceRequest, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, StartDomainRequest } from '../../contracts/domain/commands.ts';
 import type { DomainOp } from '../../contracts/domain/events.ts';
-import type { CommandMeta } from '../../contracts/envelope.ts';
 import { RegisterHostRequest } from '../../contracts/host/events.ts';
 import { BUCKETS, QUEUES, subjects } from '../../contracts/subjects.ts';
 import { ClaimRequest, ReportRequest } from '../../contracts/tasks.ts';
@@ -24,26 +22,12 @@ import type { HostLiveness } from '../../contracts/host/liveness.ts';
 import { KvMirror } from '../../platform/kv-mirror.ts';
 import { provisionLiveness } from '../../platform/provision.ts';
 import { StorageService } from './storage-commands.ts';
+import { commandApi, metaFrom } from './command-api.ts';
 
 export interface CommandServiceOptions {
   /** Run the dispatcher in this process (one per deployment is enough; more are safe). */
   dispatcher?: boolean;
 }
-
-const metaFrom = (
-  req: { commandId?: string | undefined; actor?: string | undefined; correlationId?: string | undefined },
-  traceparent: string | undefined,
-): CommandMeta => {
-  const commandId = req.commandId ?? randomUUID();
-  return {
-    commandId,
-    actor: req.actor ?? 'anonymous',
-    correlationId: req.correlationId ?? commandId,
-    causationId: commandId,
-    traceContext: traceparent ? { traceparent } : {},
-    now: new Date(),
-  };
-};
 
 const hostOf = (subject: string) => subject.split('.')[1] ?? '';
 
@@ -75,21 +59,22 @@ export class CommandService {
     const nc = this.n.nc;
     const q = QUEUES.command;
     const log = this.log;
+    const api = commandApi(this.n, log);
 
-    this.subs.push(serve(nc, subjects.command('domain', 'define'), q, DefineDomainRequest, (r, _m, tp) => commands.define(r, metaFrom(r, tp)), log));
-    this.subs.push(serve(nc, subjects.command('domain', 'undefine'), q, DomainOpRequest, (r, _m, tp) => commands.undefine(r, metaFrom(r, tp)), log));
-    this.subs.push(serve(nc, subjects.command('domain', 'start'), q, StartDomainRequest, (r, _m, tp) => commands.operation('start', r, metaFrom(r, tp)), log));
-    this.subs.push(serve(nc, subjects.command('domain', 'attach-interface'), q, AttachInterfaceRequest, (r, _m, tp) => commands.attachInterface(r, metaFrom(r, tp)), log));
-    this.subs.push(serve(nc, subjects.command('domain', 'detach-interface'), q, DetachInterfaceRequest, (r, _m, tp) => commands.detachInterface(r, metaFrom(r, tp)), log));
+    this.subs.push(...api.serve('domain', 'define', DefineDomainRequest, (r, meta) => commands.define(r, meta)));
+    this.subs.push(...api.serve('domain', 'undefine', DomainOpRequest, (r, meta) => commands.undefine(r, meta)));
+    this.subs.push(...api.serve('domain', 'start', StartDomainRequest, (r, meta) => commands.operation('start', r, meta)));
+    this.subs.push(...api.serve('domain', 'attach-interface', AttachInterfaceRequest, (r, meta) => commands.attachInterface(r, meta)));
+    this.subs.push(...api.serve('domain', 'detach-interface', DetachInterfaceRequest, (r, meta) => commands.detachInterface(r, meta)));
     for (const op of ['shutdown', 'destroy', 'suspend', 'resume', 'reboot'] as const satisfies DomainOp[]) {
-      this.subs.push(serve(nc, subjects.command('domain', op), q, DomainOpRequest, (r, _m, tp) => commands.operation(op, r, metaFrom(r, tp)), log));
+      this.subs.push(...api.serve('domain', op, DomainOpRequest, (r, meta) => commands.operation(op, r, meta)));
     }
 
-    this.subs.push(serve(nc, subjects.command('network', 'define'), q, DefineNetworkRequest, (r, _m, tp) => networks.define(r, metaFrom(r, tp)), log));
-    this.subs.push(serve(nc, subjects.command('network', 'undefine'), q, NetworkOpRequest, (r, _m, tp) => networks.undefine(r, metaFrom(r, tp)), log));
-    this.subs.push(serve(nc, subjects.command('network', 'start'), q, NetworkOpRequest, (r, _m, tp) => networks.start(r, metaFrom(r, tp)), log));
-    this.subs.push(serve(nc, subjects.command('network', 'destroy'), q, NetworkOpRequest, (r, _m, tp) => networks.destroy(r, metaFrom(r, tp)), log));
-    this.subs.push(serve(nc, subjects.command('network', 'autostart'), q, NetworkAutostartRequest, (r, _m, tp) => networks.autostart(r, metaFrom(r, tp)), log));
+    this.subs.push(...api.serve('network', 'define', DefineNetworkRequest, (r, meta) => networks.define(r, meta)));
+    this.subs.push(...api.serve('network', 'undefine', NetworkOpRequest, (r, meta) => networks.undefine(r, meta)));
+    this.subs.push(...api.serve('network', 'start', NetworkOpRequest, (r, meta) => networks.start(r, meta)));
+    this.subs.push(...api.serve('network', 'destroy', NetworkOpRequest, (r, meta) => networks.destroy(r, meta)));
+    this.subs.push(...api.serve('network', 'autostart', NetworkAutostartRequest, (r, meta) => networks.autostart(r, meta)));
 
     this.subs.push(serve(nc, subjects.agent('*', 'register'), q, RegisterHostRequest, (r, m, tp) => reports.register(hostOf(m.subject), r, metaFrom({}, tp)), log));
     this.subs.push(serve(nc, subjects.agent('*', 'claim'), q, ClaimRequest, (r, m) => reports.claim(hostOf(m.subject), r, new Date()), log));
@@ -103,7 +88,7 @@ export class CommandService {
       this.dispatcher = new Dispatcher(this.n, store, log.child('dispatcher'));
       await this.dispatcher.start();
     }
-    this.storage = await StorageService.start(this.n, store, scheduler, log.child('storage'), metaFrom, { dispatcher: this.opts.dispatcher !== false });
+    this.storage = await StorageService.start(this.n, store, scheduler, log.child('storage'), api, { dispatcher: this.opts.dispatcher !== false });
     await nc.flush();
   }
 

@@ -27,6 +27,7 @@ import { StoragePoolDefinition, StorageVolumeDefinition } from '../../contracts/
 import { STORAGE_INTENTS, type StorageEventBody, type StorageOp } from '../../contracts/storage/events.ts';
 import { StorageClaimRequest, StorageReportRequest, storageSubjects, type StorageTask } from '../../contracts/storage/tasks.ts';
 import { QUEUES, subjects } from '../../contracts/subjects.ts';
+import type { CommandApi } from './command-api.ts';
 import { parsePoolXml, parseVolumeXml } from '../../contracts/xml/index.ts';
 import type { EventStore } from '../../platform/event-store.ts';
 import type { Logger } from '../../platform/log.ts';
@@ -213,8 +214,6 @@ export class StorageCommands {
   }
 }
 
-type MetaFrom = (req: { commandId?: string | undefined; actor?: string | undefined; correlationId?: string | undefined }, traceparent: string | undefined) => CommandMeta;
-
 /** Request handlers, the storage dispatcher and deadline keeping, started and stopped as one. */
 export class StorageService {
   private subs: Subscription[] = [];
@@ -231,33 +230,33 @@ export class StorageService {
     this.commands = new StorageCommands(new Repository(store, poolKind), store, new NameClaims(store, 'pool'), hosts);
   }
 
-  static async start(n: Nats, store: EventStore, hosts: Scheduler, log: Logger, metaFrom: MetaFrom, opts: { dispatcher: boolean }): Promise<StorageService> {
+  static async start(n: Nats, store: EventStore, hosts: Scheduler, log: Logger, api: CommandApi, opts: { dispatcher: boolean }): Promise<StorageService> {
     const svc = new StorageService(n, store, hosts, log);
-    await svc.begin(metaFrom, opts.dispatcher);
+    await svc.begin(api, opts.dispatcher);
     return svc;
   }
 
-  private async begin(metaFrom: MetaFrom, dispatch: boolean): Promise<void> {
+  private async begin(api: CommandApi, dispatch: boolean): Promise<void> {
     const { nc } = this.n;
     const q = QUEUES.command;
     const c = this.commands;
     const log = this.log;
     const hostOf = (subject: string) => subject.split('.')[1] ?? '';
     this.subs.push(
-      serve(nc, subjects.command('pool', 'define'), q, DefinePoolRequest, (r, _m, tp) => c.define(r, metaFrom(r, tp)), log),
-      serve(nc, subjects.command('pool', 'undefine'), q, PoolOpRequest, (r, _m, tp) => c.undefine(r, metaFrom(r, tp)), log),
-      serve(nc, subjects.command('pool', 'build'), q, PoolOpRequest, (r, _m, tp) => c.build(r, metaFrom(r, tp)), log),
-      serve(nc, subjects.command('pool', 'start'), q, StartPoolRequest, (r, _m, tp) => c.start(r, metaFrom(r, tp)), log),
-      serve(nc, subjects.command('pool', 'destroy'), q, PoolOpRequest, (r, _m, tp) => c.destroy(r, metaFrom(r, tp)), log),
-      serve(nc, subjects.command('vol', 'create'), q, CreateVolumeRequest, (r, _m, tp) => c.volCreate(r, metaFrom(r, tp)), log),
-      serve(nc, subjects.command('vol', 'delete'), q, DeleteVolumeRequest, (r, _m, tp) => c.volDelete(r, metaFrom(r, tp)), log),
+      ...api.serve('pool', 'define', DefinePoolRequest, (r, meta) => c.define(r, meta)),
+      ...api.serve('pool', 'undefine', PoolOpRequest, (r, meta) => c.undefine(r, meta)),
+      ...api.serve('pool', 'build', PoolOpRequest, (r, meta) => c.build(r, meta)),
+      ...api.serve('pool', 'start', StartPoolRequest, (r, meta) => c.start(r, meta)),
+      ...api.serve('pool', 'destroy', PoolOpRequest, (r, meta) => c.destroy(r, meta)),
+      ...api.serve('vol', 'create', CreateVolumeRequest, (r, meta) => c.volCreate(r, meta)),
+      ...api.serve('vol', 'delete', DeleteVolumeRequest, (r, meta) => c.volDelete(r, meta)),
       serve(nc, storageSubjects.claim('*'), q, StorageClaimRequest, (r, m) => c.claim(hostOf(m.subject), r, new Date()), log),
       serve(
         nc,
         storageSubjects.report('*'),
         q,
         StorageReportRequest,
-        (r, m, tp) => c.report(hostOf(m.subject), r, metaFrom({ commandId: r.reportId, actor: `host:${hostOf(m.subject)}` }, tp)),
+        (r, m, tp) => c.report(hostOf(m.subject), r, api.metaFrom({ commandId: r.reportId, actor: `host:${hostOf(m.subject)}` }, tp)),
         log,
       ),
     );

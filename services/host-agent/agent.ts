@@ -246,7 +246,7 @@ export class HostAgent {
     const domains: DomainView[] = [];
     // The list comes in pages: follow the cursor to the end.
     for (let cursor: string | undefined, more = true; more; ) {
-      const page = await call<{ domains: DomainView[]; next?: string }>(this.n.nc, subjects.query('domain', 'list'), { host: this.hostId, all: true, ...(cursor ? { cursor } : {}) }, 30_000);
+      const page = await call<{ domains: DomainView[]; next?: string }>(this.n.nc, subjects.hostQuery(this.hostId, 'domain', 'list'), { all: true, ...(cursor ? { cursor } : {}) }, 30_000);
       domains.push(...page.domains);
       cursor = page.next;
       more = cursor !== undefined;

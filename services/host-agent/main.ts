@@ -9,7 +9,7 @@ import { selectDrivers } from '../../drivers/select.ts';
 import { BaseConfig, loadConfig, resolveNatsUrl } from '../../platform/config.ts';
 import { createLogger } from '../../platform/log.ts';
 import { connectNats } from '../../platform/nats.ts';
-import { provision } from '../../platform/provision.ts';
+import { HOST_AGENT_NEEDS, provision } from '../../platform/provision.ts';
 import { call } from '../../platform/rpc.ts';
 import { onShutdown } from '../../platform/shutdown.ts';
 import { initTelemetry } from '../../platform/telemetry.ts';
@@ -33,7 +33,7 @@ const cfg = loadConfig(
 const log = createLogger(`host-agent.${cfg.hostId}`);
 const stateDir = cfg.stateDir ?? join(cfg.dataDir, 'hosts', cfg.hostId);
 const n = await connectNats(resolveNatsUrl(cfg), `virtplane-host-agent-${cfg.hostId}`);
-await provision(n, cfg.replicas);
+await provision(n, cfg.replicas, HOST_AGENT_NEEDS);
 
 /** A guest may join only an active network, as libvirt refuses "network 'x' is not active". */
 const lookupNetwork = async (name: string) => {

@@ -12,6 +12,7 @@ import { Projector } from './projector.ts';
 import { serveQueries } from './queries.ts';
 import { serveNetworkQueries } from './network-queries.ts';
 import { serveStorageQueries } from './storage-queries.ts';
+import { serveHostQueries } from './host-queries.ts';
 
 
 initTelemetry();
@@ -28,6 +29,7 @@ await liveness.start();
 const subs = serveQueries(n, projector, liveness, log);
 subs.push(...serveNetworkQueries(n, projector, log));
 subs.push(...serveStorageQueries(n, projector, log));
+subs.push(...serveHostQueries(n, log));
 // The subscriptions reach the server before anyone is told the queries are served.
 await n.nc.flush();
 log.info('projector ready', { seq: projector.lastSeq });
