@@ -17,6 +17,8 @@ export interface NatsServerOptions {
   /** Extra arguments, e.g. `-c cluster.conf`. */
   args?: string[];
   logFile?: string;
+  /** The whole configuration file's text (a cluster node's, say); the default only raises max_payload. */
+  config?: string;
 }
 
 export interface RunningNatsServer {
@@ -61,8 +63,10 @@ export const startNatsServer = async (opts: NatsServerOptions = {}): Promise<Run
   // Room for documents up to the XML layer's own limit, so that limit (with its clear xml-error) is
   // what a too-large definition meets, not the transport's 1 MiB default.
   const conf = join(storeDir, 'virtplane-nats.conf');
-  await writeFile(conf, 'max_payload: 4MB\n');
-  const args = ['-c', conf, '-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir, ...(opts.args ?? [])];
+  await writeFile(conf, opts.config ?? 'max_payload: 4MB\n');
+  // A given configuration names its own listen address and store (`port` and `storeDir` must agree).
+  const where = opts.config ? [] : ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir];
+  const args = ['-c', conf, ...where, ...(opts.args ?? [])];
   if (opts.logFile) args.push('-l', opts.logFile);
   const child = spawn(opts.binary ?? 'nats-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
