@@ -6,6 +6,7 @@ import { virtError } from '../../contracts/errors.ts';
 import { decideRegister, type HostAggregate } from '../../contracts/host/decider.ts';
 import type { HeartbeatRequest, HostEventBody, RegisterHostRequest } from '../../contracts/host/events.ts';
 import type { ClaimRequest, ReportRequest } from '../../contracts/tasks.ts';
+import { withJsRetry } from '../../platform/js-retry.ts';
 import { decodeJson, encodeJson } from '../../platform/nats.ts';
 import type { Repository } from './repository.ts';
 import type { HostLiveness } from '../../contracts/host/liveness.ts';
@@ -30,7 +31,7 @@ export class AgentReports {
 
   async heartbeat(subjectHost: string, req: HeartbeatRequest, now: Date) {
     if (req.hostId !== subjectHost) throw virtError('unauthorized', `host '${subjectHost}' cannot beat for '${req.hostId}'`);
-    const entry = await this.liveness.get(req.hostId);
+    const entry = await withJsRetry('liveness read', () => this.liveness.get(req.hostId));
     if (!entry || entry.operation !== 'PUT') throw virtError('no-host', `host '${req.hostId}' must register before its heartbeats count`);
     const prev = decodeJson(entry.value) as HostLiveness;
     await this.putLiveness({ ...prev, instanceId: req.instanceId, at: now.toISOString(), activeDomains: req.activeDomains });
@@ -71,6 +72,6 @@ export class AgentReports {
   }
 
   private async putLiveness(h: HostLiveness) {
-    await this.liveness.put(h.hostId, encodeJson(h));
+    await withJsRetry('liveness write', () => this.liveness.put(h.hostId, encodeJson(h)));
   }
 }

@@ -1,0 +1,77 @@
+import { JetStreamApiError } from '@nats-io/jetstream';
+import { errors as natsErrors } from '@nats-io/transport-node';
+import { VirtError, type VirtErrorBody } from '../contracts/errors.ts';
+
+/**
+ * The one place that tells a JetStream cluster that is electing a leader from a real error, and
+ * waits for it. While a stream's leader is lost, requests get no responders (which nats.js reports
+ * as "jetstream is not enabled"), go unanswered until they time out, or are refused with a 503-class
+ * API error; each clears once a new leader is elected. Anything else is an answer and is thrown.
+ */
+
+/** API errors a cluster gives while it elects leaders or a node catches up. */
+const TRANSIENT_API_CODES = new Set([
+  10004, // incomplete results
+  10008, // JetStream system temporarily unavailable
+  10009, // cluster can not handle request (not the leader)
+  10039, // JetStream not enabled for account (a node still recovering its accounts)
+  10076, // JetStream not enabled
+  10118, // stream is offline
+  10119, // consumer is offline
+]);
+
+export const isTransientJsError = (e: unknown, depth = 0): boolean => {
+  if (depth > 4 || !(e instanceof Error)) return false;
+  // nats.js reports no responders on a JetStream subject as JetStreamNotEnabled, caused by the
+  // request's no-responders error: the cause says what happened.
+  if (e instanceof natsErrors.TimeoutError || e instanceof natsErrors.NoRespondersError) return true;
+  if (e instanceof natsErrors.RequestError && e.isNoResponders()) return true;
+  if (e instanceof JetStreamApiError) return e.status === 503 || TRANSIENT_API_CODES.has(e.code);
+  return isTransientJsError(e.cause, depth + 1);
+};
+
+/** How long a caller waits in total for JetStream before it gives up with a retryable error. */
+export const jsWaitMs = (): number => Number(process.env.VIRTPLANE_JS_WAIT_MS ?? 15_000);
+
+/** How long one JetStream request may go unanswered before it is sent again. */
+export const JS_ATTEMPT_TIMEOUT_MS = 5_000;
+
+/**
+ * A reply that says "nothing is known to have failed: send the same request again". Only requests
+ * that are safe to repeat get it: commands carry their id, and a repeated id takes effect once.
+ */
+export const unavailable = (message: string): VirtError => new VirtError('timeout', message, { retryable: true });
+
+export const isRetryable = (body: Pick<VirtErrorBody, 'details'>): boolean =>
+  typeof body.details === 'object' && body.details !== null && (body.details as { retryable?: unknown }).retryable === true;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Runs `op` until it gets an answer, sending it again after transient cluster unavailability with
+ * backoff (100 ms doubling to 1 s, jittered) for up to `maxWaitMs` in all; then throws a retryable
+ * `timeout`. `op` must be safe to repeat: a write whose outcome is unknown is sent again as it was.
+ * `onRetry` hears each transient failure (a write learns that its outcome became uncertain).
+ */
+export const withJsRetry = async <T>(
+  what: string,
+  op: () => Promise<T>,
+  opts: { maxWaitMs?: number; onRetry?: (e: unknown) => void } = {},
+): Promise<T> => {
+  const maxWaitMs = opts.maxWaitMs ?? jsWaitMs();
+  const start = Date.now();
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await op();
+    } catch (e) {
+      if (!isTransientJsError(e)) throw e;
+      opts.onRetry?.(e);
+      const waited = Date.now() - start;
+      if (waited >= maxWaitMs) {
+        throw unavailable(`${what}: JetStream did not answer within ${waited} ms (${(e as Error).message}); try again with the same command id`);
+      }
+      const backoff = Math.min(1000, 100 * 2 ** attempt);
+      await sleep(Math.min(maxWaitMs - waited, backoff / 2 + Math.random() * (backoff / 2)));
+    }
+  }
+};
