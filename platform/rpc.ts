@@ -4,6 +4,7 @@ import { context } from '@opentelemetry/api';
 import { contextFrom, inSpan, traceparentOf } from './telemetry.ts';
 import type { z } from 'zod';
 import { ErrorReply, fromZodError, isVirtError, VirtError, type VirtErrorBody } from '../contracts/errors.ts';
+import { isRetryable } from './js-retry.ts';
 import { decodeJson, decodeText, encodeJson } from './nats.ts';
 import type { Logger } from './log.ts';
 
@@ -63,33 +64,95 @@ export const serve = <S extends z.ZodType>(
   return sub;
 };
 
-/** Sends a request and returns the `ok` reply, or throws the reply's error as a VirtError. */
+/** How long a request is sent again while nobody answers its subject (services moving to a surviving node). */
+const NO_RESPONDERS_GRACE_MS = 5_000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Resolves on the connection's next reconnect: one status reader per connection, shared by all calls. */
+const reconnectWaiters = new WeakMap<NatsConnection, Set<() => void>>();
+const nextReconnect = (nc: NatsConnection): { promise: Promise<'reconnected'>; cancel(): void } => {
+  let waiters = reconnectWaiters.get(nc);
+  if (!waiters) {
+    const set = new Set<() => void>();
+    waiters = set;
+    reconnectWaiters.set(nc, set);
+    void (async () => {
+      for await (const s of nc.status()) {
+        if (s.type !== 'reconnect') continue;
+        for (const w of [...set]) w();
+        set.clear();
+      }
+    })().catch(() => undefined);
+  }
+  const set = waiters;
+  let wake = () => {};
+  const promise = new Promise<'reconnected'>((resolve) => {
+    wake = () => resolve('reconnected');
+    set.add(wake);
+  });
+  return { promise, cancel: () => set.delete(wake) };
+};
+
+/**
+ * Sends a request and returns the `ok` reply, or throws the reply's error as a VirtError.
+ *
+ * `timeoutMs` bounds the whole call, and within it a passing loss of the cluster is a wait, not an
+ * error: a request whose connection moved to another server before the reply came is sent again
+ * (the reply of the first may be lost with the old server), a subject nobody answers is asked again
+ * for a few seconds (services reconnecting elsewhere), and a reply marked retryable (a service that
+ * waited its bounded time for JetStream) is asked again. Sending again is safe because every request
+ * on virtplane's subjects is idempotent: commands carry their id, reports theirs, queries only read.
+ */
 export const call = async <T = Record<string, unknown>>(
   nc: NatsConnection,
   subject: string,
   body: unknown,
   timeoutMs = 10_000,
 ): Promise<T & { ok: true }> => {
-  let msg: Msg;
-  try {
-    msg = await inSpan(`request ${subject}`, context.active(), (span) => {
-      const h = headers();
-      const tp = traceparentOf(span);
-      if (tp) h.set('traceparent', tp);
-      return nc.request(subject, encodeJson(body), { timeout: timeoutMs, headers: h });
-    });
-  } catch (e) {
-    if (e instanceof natsErrors.NoRespondersError) {
-      throw new VirtError('operation-failed', `no service answers ${subject}: is virtplane running?`);
+  const start = Date.now();
+  const deadline = start + timeoutMs;
+  const data = encodeJson(body);
+  for (let attempt = 0; ; attempt++) {
+    const backoff = Math.min(1000, 50 * 2 ** attempt);
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) throw new VirtError('timeout', `no reply on ${subject} within ${timeoutMs} ms`);
+    const reconnect = nextReconnect(nc);
+    let msg: Msg | 'reconnected';
+    try {
+      msg = await inSpan(`request ${subject}`, context.active(), (span) => {
+        const h = headers();
+        const tp = traceparentOf(span);
+        if (tp) h.set('traceparent', tp);
+        const request = nc.request(subject, data, { timeout: remaining, headers: h });
+        request.catch(() => undefined);
+        return Promise.race([request, reconnect.promise]);
+      });
+    } catch (e) {
+      const noResponders = e instanceof natsErrors.NoRespondersError || (e instanceof natsErrors.RequestError && e.isNoResponders());
+      if (noResponders) {
+        if (Date.now() + backoff < Math.min(deadline, start + NO_RESPONDERS_GRACE_MS)) {
+          await sleep(backoff);
+          continue;
+        }
+        throw new VirtError('operation-failed', `no service answers ${subject}: is virtplane running?`);
+      }
+      if (e instanceof natsErrors.TimeoutError) {
+        throw new VirtError('timeout', `no reply on ${subject} within ${timeoutMs} ms`);
+      }
+      throw e;
+    } finally {
+      reconnect.cancel();
     }
-    if (e instanceof natsErrors.TimeoutError) {
-      throw new VirtError('timeout', `no reply on ${subject} within ${timeoutMs} ms`);
+    if (msg === 'reconnected') continue;
+    const reply = decodeJson(msg.data) as { ok?: boolean };
+    if (reply.ok === true) return reply as T & { ok: true };
+    const err = ErrorReply.safeParse(reply);
+    if (!err.success) throw new VirtError('internal-error', `unexpected reply on ${subject}`);
+    if (isRetryable(err.data.error) && Date.now() + backoff < deadline) {
+      await sleep(backoff);
+      continue;
     }
-    throw e;
+    throw new VirtError(err.data.error.code, err.data.error.message, err.data.error.details);
   }
-  const reply = decodeJson(msg.data) as { ok?: boolean };
-  if (reply.ok === true) return reply as T & { ok: true };
-  const err = ErrorReply.safeParse(reply);
-  if (err.success) throw new VirtError(err.data.error.code, err.data.error.message, err.data.error.details);
-  throw new VirtError('internal-error', `unexpected reply on ${subject}`);
 };
