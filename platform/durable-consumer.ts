@@ -32,16 +32,17 @@ export const durableConsumer = async (n: Nats, o: DurableConsumerOptions): Promi
         if (e instanceof JetStreamApiError && e.code === JetStreamApiCodes.ConsumerNotFound) return null;
         throw e;
       }),
+      { nc: n.nc },
     );
   const existing = await info();
   if (!existing) {
-    await withJsRetry(what, () => n.jsm.consumers.add(o.stream, config)).catch(async (e) => {
+    await withJsRetry(what, () => n.jsm.consumers.add(o.stream, config), { nc: n.nc }).catch(async (e) => {
       if (!(await info())) throw e;
     });
   } else if (existing.config.ack_wait !== config.ack_wait) {
-    await withJsRetry(what, () => n.jsm.consumers.update(o.stream, o.name, { ack_wait: config.ack_wait }));
+    await withJsRetry(what, () => n.jsm.consumers.update(o.stream, o.name, { ack_wait: config.ack_wait }), { nc: n.nc });
   }
-  return withJsRetry(what, () => n.js.consumers.get(o.stream, o.name));
+  return withJsRetry(what, () => n.js.consumers.get(o.stream, o.name), { nc: n.nc });
 };
 
 /**

@@ -80,7 +80,7 @@ export class EventStore {
       const ack = await withJsRetry(
         `append to ${subject}`,
         () => this.n.js.publish(subject, body, { msgID: commandId, expect: { lastSubjectSequence: expectedVersion }, headers: h, timeout: JS_ATTEMPT_TIMEOUT_MS }),
-        { onRetry: () => (uncertain = true) },
+        { onRetry: () => (uncertain = true), nc: this.n.nc },
       );
       if (ack.duplicate && uncertain && (await this.isCommit(ack.seq, events))) return { version: ack.seq, duplicate: false };
       return { version: ack.seq, duplicate: ack.duplicate };
@@ -121,7 +121,7 @@ export class EventStore {
       filter_subjects: subject,
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: Math.max(1, fromSeq),
-    }));
+    }), { nc: this.n.nc });
     const messages = await consumer.consume();
     const stop = () => void messages.close();
     signal?.addEventListener('abort', stop, { once: true });
@@ -136,7 +136,7 @@ export class EventStore {
   /** Sequence of the newest message in the log (0 when empty). */
   async lastSeq(): Promise<number> {
     const api = await this.api;
-    const info = await withJsRetry(`info of ${this.stream}`, () => api.streams.info(this.stream));
+    const info = await withJsRetry(`info of ${this.stream}`, () => api.streams.info(this.stream), { nc: this.n.nc });
     return info.state.last_seq;
   }
 
@@ -160,6 +160,6 @@ export class EventStore {
         if (e instanceof JetStreamApiError && (e.code === 10037 || e.status === 404)) return null;
         throw e;
       }
-    });
+    }, { nc: this.n.nc });
   }
 }

@@ -1,5 +1,5 @@
 import { JetStreamApiError } from '@nats-io/jetstream';
-import { errors as natsErrors } from '@nats-io/transport-node';
+import { errors as natsErrors, type NatsConnection } from '@nats-io/transport-node';
 import { VirtError, type VirtErrorBody } from '../contracts/errors.ts';
 
 /**
@@ -30,6 +30,9 @@ export const isTransientJsError = (e: unknown, depth = 0): boolean => {
   return isTransientJsError(e.cause, depth + 1);
 };
 
+/** An attempt given up because a server it may have gone through left. */
+class ServerLost extends natsErrors.TimeoutError {}
+
 /** How long a caller waits in total for JetStream before it gives up with a retryable error. */
 export const jsWaitMs = (): number => Number(process.env.VIRTPLANE_JS_WAIT_MS ?? 15_000);
 
@@ -48,21 +51,57 @@ export const isRetryable = (body: Pick<VirtErrorBody, 'details'>): boolean =>
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
+ * Resolves when a request in flight may have been lost with a server: this connection moved to
+ * another server, or a server left the cluster (its routes carried requests and replies). One
+ * status reader per connection, shared by all calls.
+ */
+const lossWaiters = new WeakMap<NatsConnection, Set<() => void>>();
+export const nextServerLoss = (nc: NatsConnection): { promise: Promise<'lost'>; cancel(): void } => {
+  let waiters = lossWaiters.get(nc);
+  if (!waiters) {
+    const set = new Set<() => void>();
+    waiters = set;
+    lossWaiters.set(nc, set);
+    void (async () => {
+      for await (const s of nc.status()) {
+        if (s.type !== 'reconnect' && !(s.type === 'update' && (s.deleted?.length ?? 0) > 0)) continue;
+        for (const w of [...set]) w();
+        set.clear();
+      }
+    })().catch(() => undefined);
+  }
+  const set = waiters;
+  let wake = () => {};
+  const promise = new Promise<'lost'>((resolve) => {
+    wake = () => resolve('lost');
+    set.add(wake);
+  });
+  return { promise, cancel: () => set.delete(wake) };
+};
+
+/**
  * Runs `op` until it gets an answer, sending it again after transient cluster unavailability with
  * backoff (100 ms doubling to 1 s, jittered) for up to `maxWaitMs` in all; then throws a retryable
  * `timeout`. `op` must be safe to repeat: a write whose outcome is unknown is sent again as it was.
- * `onRetry` hears each transient failure (a write learns that its outcome became uncertain).
+ * `onRetry` hears each transient failure (a write learns that its outcome became uncertain). Given
+ * the connection `nc`, an attempt in flight when a server is lost is not waited for but sent again.
  */
 export const withJsRetry = async <T>(
   what: string,
   op: () => Promise<T>,
-  opts: { maxWaitMs?: number; onRetry?: (e: unknown) => void } = {},
+  opts: { maxWaitMs?: number; onRetry?: (e: unknown) => void; nc?: NatsConnection } = {},
 ): Promise<T> => {
   const maxWaitMs = opts.maxWaitMs ?? jsWaitMs();
   const start = Date.now();
   for (let attempt = 0; ; attempt++) {
+    const loss = opts.nc ? nextServerLoss(opts.nc) : null;
     try {
-      return await op();
+      const pending = op();
+      if (!loss) return await pending;
+      pending.catch(() => undefined);
+      const out = await Promise.race([pending.then((v) => ({ v })), loss.promise]);
+      if (out === 'lost') throw new ServerLost();
+      return out.v;
     } catch (e) {
       if (!isTransientJsError(e)) throw e;
       opts.onRetry?.(e);
@@ -70,8 +109,11 @@ export const withJsRetry = async <T>(
       if (waited >= maxWaitMs) {
         throw unavailable(`${what}: JetStream did not answer within ${waited} ms (${(e as Error).message}); try again with the same command id`);
       }
+      if (e instanceof ServerLost) continue;
       const backoff = Math.min(1000, 100 * 2 ** attempt);
       await sleep(Math.min(maxWaitMs - waited, backoff / 2 + Math.random() * (backoff / 2)));
+    } finally {
+      loss?.cancel();
     }
   }
 };

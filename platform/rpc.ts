@@ -4,7 +4,7 @@ import { context } from '@opentelemetry/api';
 import { contextFrom, inSpan, traceparentOf } from './telemetry.ts';
 import type { z } from 'zod';
 import { ErrorReply, fromZodError, isVirtError, VirtError, type VirtErrorBody } from '../contracts/errors.ts';
-import { isRetryable } from './js-retry.ts';
+import { isRetryable, nextServerLoss } from './js-retry.ts';
 import { decodeJson, decodeText, encodeJson } from './nats.ts';
 import type { Logger } from './log.ts';
 
@@ -69,37 +69,12 @@ const NO_RESPONDERS_GRACE_MS = 5_000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Resolves on the connection's next reconnect: one status reader per connection, shared by all calls. */
-const reconnectWaiters = new WeakMap<NatsConnection, Set<() => void>>();
-const nextReconnect = (nc: NatsConnection): { promise: Promise<'reconnected'>; cancel(): void } => {
-  let waiters = reconnectWaiters.get(nc);
-  if (!waiters) {
-    const set = new Set<() => void>();
-    waiters = set;
-    reconnectWaiters.set(nc, set);
-    void (async () => {
-      for await (const s of nc.status()) {
-        if (s.type !== 'reconnect') continue;
-        for (const w of [...set]) w();
-        set.clear();
-      }
-    })().catch(() => undefined);
-  }
-  const set = waiters;
-  let wake = () => {};
-  const promise = new Promise<'reconnected'>((resolve) => {
-    wake = () => resolve('reconnected');
-    set.add(wake);
-  });
-  return { promise, cancel: () => set.delete(wake) };
-};
-
 /**
  * Sends a request and returns the `ok` reply, or throws the reply's error as a VirtError.
  *
  * `timeoutMs` bounds the whole call, and within it a passing loss of the cluster is a wait, not an
- * error: a request whose connection moved to another server before the reply came is sent again
- * (the reply of the first may be lost with the old server), a subject nobody answers is asked again
+ * error: a request in flight when its connection moved to another server, or when a server left the
+ * cluster, is sent again (it or its reply may have been lost with that server), a subject nobody answers is asked again
  * for a few seconds (services reconnecting elsewhere), and a reply marked retryable (a service that
  * waited its bounded time for JetStream) is asked again. Sending again is safe because every request
  * on virtplane's subjects is idempotent: commands carry their id, reports theirs, queries only read.
@@ -117,8 +92,8 @@ export const call = async <T = Record<string, unknown>>(
     const backoff = Math.min(1000, 50 * 2 ** attempt);
     const remaining = deadline - Date.now();
     if (remaining <= 0) throw new VirtError('timeout', `no reply on ${subject} within ${timeoutMs} ms`);
-    const reconnect = nextReconnect(nc);
-    let msg: Msg | 'reconnected';
+    const loss = nextServerLoss(nc);
+    let msg: Msg | 'lost';
     try {
       msg = await inSpan(`request ${subject}`, context.active(), (span) => {
         const h = headers();
@@ -126,7 +101,7 @@ export const call = async <T = Record<string, unknown>>(
         if (tp) h.set('traceparent', tp);
         const request = nc.request(subject, data, { timeout: remaining, headers: h });
         request.catch(() => undefined);
-        return Promise.race([request, reconnect.promise]);
+        return Promise.race([request, loss.promise]);
       });
     } catch (e) {
       const noResponders = e instanceof natsErrors.NoRespondersError || (e instanceof natsErrors.RequestError && e.isNoResponders());
@@ -142,9 +117,9 @@ export const call = async <T = Record<string, unknown>>(
       }
       throw e;
     } finally {
-      reconnect.cancel();
+      loss.cancel();
     }
-    if (msg === 'reconnected') continue;
+    if (msg === 'lost') continue;
     const reply = decodeJson(msg.data) as { ok?: boolean };
     if (reply.ok === true) return reply as T & { ok: true };
     const err = ErrorReply.safeParse(reply);
