@@ -23,10 +23,14 @@ import { startTestCluster, type TestCluster } from '../fixtures/cluster.ts';
  */
 
 const HOST = 'host-a';
+/** The services' connection names (connectNats names each after its service). */
+const SERVICE_CONNECTIONS = ['virtplane-command', 'virtplane-projector', `virtplane-host-agent-${HOST}`];
 const CLIENTS = 4;
 const DOMAINS = 120;
 
 interface Run {
+  /** Services whose connection was on the killed node. */
+  moved: string[];
   accepted: Map<string, CommandAccepted>;
   starts: CommandAccepted[];
   errors: string[];
@@ -117,9 +121,16 @@ describe('a three-node cluster losing a node under load', () => {
     }
   });
 
+  /** Which node each service is connected to now. */
+  const serviceNodes = async (): Promise<Map<string, string>> => {
+    const out = new Map<string, string>();
+    for (const n of cluster.nodes) for (const c of await cluster.connectionsOn(n.name)) if (SERVICE_CONNECTIONS.includes(c)) out.set(c, n.name);
+    return out;
+  };
+
   /** Several clients define and start domains while `fault` runs once a third of them are accepted. */
-  const underLoad = async (prefix: string, fault: () => Promise<void>): Promise<Run> => {
-    const run: Run = { accepted: new Map(), starts: [], errors: [], killedAt: 0, longestWaitMs: 0, slow: 0 };
+  const underLoad = async (prefix: string, fault: (run: Run) => Promise<void>): Promise<Run> => {
+    const run: Run = { moved: [], accepted: new Map(), starts: [], errors: [], killedAt: 0, longestWaitMs: 0, slow: 0 };
     let done = 0;
     let faulted: Promise<void> | null = null;
     const send = async (what: () => Promise<CommandAccepted>) => {
@@ -139,7 +150,7 @@ describe('a three-node cluster losing a node under load', () => {
         if (run.killedAt && sentAt <= run.killedAt + 10_000) run.longestWaitMs = Math.max(run.longestWaitMs, Date.now() - Math.max(sentAt, run.killedAt));
         if (++done === Math.floor((DOMAINS * 2) / 3) && !faulted) {
           run.killedAt = Date.now();
-          faulted = fault();
+          faulted = fault(run);
         }
       }
     };
@@ -201,6 +212,9 @@ describe('a three-node cluster losing a node under load', () => {
   };
 
   const check = async (prefix: string, run: Run, killed: string) => {
+    // The services that were on the killed node went on from the surviving ones.
+    const now = await serviceNodes();
+    const stranded = SERVICE_CONNECTIONS.filter((c) => !now.has(c) || now.get(c) === killed);
     const log = await logByCommand();
     const lost = [...run.accepted.keys()].filter((id) => !log.has(id));
     const doubled = [...log.entries()].filter(([, n]) => n > 1).map(([id]) => id);
@@ -218,10 +232,11 @@ describe('a three-node cluster losing a node under load', () => {
     const fromRestarted = await logByCommand();
     const missingOnRestarted = [...run.accepted.keys()].filter((id) => !fromRestarted.has(id));
     console.log(
-      `[cluster ${prefix}] killed ${killed}: accepted ${run.accepted.size}/${DOMAINS * 2}, errors ${run.errors.length}, lost ${lost.length}, ` +
+      `[cluster ${prefix}] killed ${killed} (services on it: ${run.moved.join(', ') || 'none'}): accepted ${run.accepted.size}/${DOMAINS * 2}, errors ${run.errors.length}, lost ${lost.length}, ` +
         `doubled ${doubled.length}, accepted starts not running ${notRunning.length}/${run.starts.length}, ` +
         `longest wait ${run.longestWaitMs} ms, over 1 s ${run.slow}, restarted node current after ${catchUpMs} ms, missing on it ${missingOnRestarted.length}`,
     );
+    expect(stranded).toEqual([]);
     expect(run.errors).toEqual([]);
     expect(notRunning).toEqual([]);
     expect(run.accepted.size).toBe(DOMAINS * 2);
@@ -234,8 +249,10 @@ describe('a three-node cluster losing a node under load', () => {
 
   it('loses the EVENTS leader mid-load: nothing acknowledged is lost, nobody sees an error, the node catches up', async () => {
     let killed = '';
-    const run = await underLoad('lead', async () => {
+    const run = await underLoad('lead', async (run) => {
       killed = await cluster.waitForStreamLeader(STREAMS.events);
+      const on = await serviceNodes();
+      run.moved = SERVICE_CONNECTIONS.filter((c) => on.get(c) === killed);
       await cluster.kill(killed);
     });
     await verify('lead', run, killed);
@@ -243,9 +260,13 @@ describe('a three-node cluster losing a node under load', () => {
 
   it('loses a follower mid-load the same way', async () => {
     let killed = '';
-    const run = await underLoad('follow', async () => {
+    const run = await underLoad('follow', async (run) => {
       const leader = await cluster.waitForStreamLeader(STREAMS.events);
-      killed = cluster.nodes.find((n) => n.name !== leader)!.name;
+      // A follower that holds a service's connection when there is one, so that service must move.
+      const on = await serviceNodes();
+      const followers = cluster.nodes.map((n) => n.name).filter((n) => n !== leader);
+      killed = followers.find((f) => [...on.values()].includes(f)) ?? followers[0]!;
+      run.moved = SERVICE_CONNECTIONS.filter((c) => on.get(c) === killed);
       await cluster.kill(killed);
     });
     await verify('follow', run, killed);
