@@ -33,7 +33,11 @@ export const isTransientJsError = (e: unknown, depth = 0): boolean => {
 /** An attempt given up because a server it may have gone through left. */
 class ServerLost extends natsErrors.TimeoutError {}
 
-/** How long a caller waits in total for JetStream before it gives up with a retryable error. */
+/**
+ * How long a service waits in total for JetStream before it answers with a retryable error. With one
+ * attempt's timeout on top it stays under the client's 30 s request timeout, so a service still
+ * waiting answers before its caller gives up, and the caller asks again with the same command id.
+ */
 export const jsWaitMs = (): number => Number(process.env.VIRTPLANE_JS_WAIT_MS ?? 15_000);
 
 /** How long one JetStream request may go unanswered before it is sent again. */
