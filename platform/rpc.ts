@@ -74,10 +74,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  *
  * `timeoutMs` bounds the whole call, and within it a passing loss of the cluster is a wait, not an
  * error: a request in flight when its connection moved to another server, or when a server left the
- * cluster, is sent again (it or its reply may have been lost with that server), a subject nobody answers is asked again
- * for a few seconds (services reconnecting elsewhere), and a reply marked retryable (a service that
- * waited its bounded time for JetStream) is asked again. Sending again is safe because every request
- * on virtplane's subjects is idempotent: commands carry their id, reports theirs, queries only read.
+ * cluster, is sent again (it or its reply may have been lost with that server); a subject nobody
+ * answers is asked again for a few seconds (services reconnecting elsewhere); and a reply marked
+ * retryable (a service that waited its bounded time for JetStream) is asked again. Sending again is
+ * safe because every request on virtplane's subjects is idempotent: commands carry their id, reports
+ * theirs, queries only read.
  */
 export const call = async <T = Record<string, unknown>>(
   nc: NatsConnection,
