@@ -60,6 +60,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * status reader per connection, shared by all calls.
  */
 const lossWaiters = new WeakMap<NatsConnection, Set<() => void>>();
+const lastLoss = new WeakMap<NatsConnection, number>();
+/** When this connection last saw a server lost (0: never, or not watched yet). */
+export const lastServerLossAt = (nc: NatsConnection): number => lastLoss.get(nc) ?? 0;
 export const nextServerLoss = (nc: NatsConnection): { promise: Promise<'lost'>; cancel(): void } => {
   let waiters = lossWaiters.get(nc);
   if (!waiters) {
@@ -69,6 +72,7 @@ export const nextServerLoss = (nc: NatsConnection): { promise: Promise<'lost'>; 
     void (async () => {
       for await (const s of nc.status()) {
         if (s.type !== 'reconnect' && !(s.type === 'update' && (s.deleted?.length ?? 0) > 0)) continue;
+        lastLoss.set(nc, Date.now());
         for (const w of [...set]) w();
         set.clear();
       }

@@ -4,7 +4,7 @@ import { context } from '@opentelemetry/api';
 import { contextFrom, inSpan, traceparentOf } from './telemetry.ts';
 import type { z } from 'zod';
 import { ErrorReply, fromZodError, isVirtError, VirtError, type VirtErrorBody } from '../contracts/errors.ts';
-import { isRetryable, nextServerLoss } from './js-retry.ts';
+import { isRetryable, lastServerLossAt, nextServerLoss } from './js-retry.ts';
 import { decodeJson, decodeText, encodeJson } from './nats.ts';
 import type { Logger } from './log.ts';
 
@@ -67,6 +67,12 @@ export const serve = <S extends z.ZodType>(
 /** How long a request is sent again while nobody answers its subject (services moving to a surviving node). */
 const NO_RESPONDERS_GRACE_MS = 5_000;
 
+/**
+ * A request sent just after a server was lost and unanswered this long is sent again: it may have
+ * crossed a route to that server as it died. A service still working on the first copy answers both.
+ */
+const RESEND_AFTER_MS = 10_000;
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -76,7 +82,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * error: a request in flight when its connection moved to another server, or when a server left the
  * cluster, is sent again (it or its reply may have been lost with that server); a subject nobody
  * answers is asked again for a few seconds (services reconnecting elsewhere); and a reply marked
- * retryable (a service that waited its bounded time for JetStream) is asked again. Sending again is
+ * retryable (a service that waited its bounded time for JetStream) is asked again, as is a request
+ * sent just after a server was lost and unanswered for ten seconds. Sending again is
  * safe because every request on virtplane's subjects is idempotent: commands carry their id, reports
  * theirs, queries only read.
  */
@@ -100,7 +107,9 @@ export const call = async <T = Record<string, unknown>>(
         const h = headers();
         const tp = traceparentOf(span);
         if (tp) h.set('traceparent', tp);
-        const request = nc.request(subject, data, { timeout: remaining, headers: h });
+        // Sent just after a server was lost, it may still have crossed a route to it: ask again soon.
+        const soon = Date.now() - lastServerLossAt(nc) < 2_000;
+        const request = nc.request(subject, data, { timeout: soon ? Math.min(remaining, RESEND_AFTER_MS) : remaining, headers: h });
         request.catch(() => undefined);
         return Promise.race([request, loss.promise]);
       });
@@ -114,6 +123,7 @@ export const call = async <T = Record<string, unknown>>(
         throw new VirtError('operation-failed', `no service answers ${subject}: is virtplane running?`);
       }
       if (e instanceof natsErrors.TimeoutError) {
+        if (Date.now() < deadline) continue;
         throw new VirtError('timeout', `no reply on ${subject} within ${timeoutMs} ms`);
       }
       throw e;
