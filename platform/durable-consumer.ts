@@ -1,4 +1,5 @@
-import { AckPolicy, DeliverPolicy, type Consumer, type JsMsg } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type Consumer, type JsMsg } from '@nats-io/jetstream';
+import { withJsRetry } from './js-retry.ts';
 import { KeyedQueue } from './keyed-queue.ts';
 import type { Nats } from './nats.ts';
 
@@ -14,7 +15,7 @@ export interface DurableConsumerOptions {
 /**
  * Binds to a durable pull consumer with explicit acks, creating it when it is missing (another
  * replica may create it at the same moment) and bringing its ack wait up to date when the
- * configuration changed since it was made.
+ * configuration changed since it was made. Each step waits out a cluster's leader election.
  */
 export const durableConsumer = async (n: Nats, o: DurableConsumerOptions): Promise<Consumer> => {
   const config = {
@@ -25,17 +26,24 @@ export const durableConsumer = async (n: Nats, o: DurableConsumerOptions): Promi
     ack_wait: o.ackWaitMs * 1_000_000,
     max_ack_pending: o.maxAckPending,
   };
-  const existing = await n.jsm.consumers.info(o.stream, o.name).catch(() => null);
-  if (!existing) {
-    await n.jsm.consumers.add(o.stream, config).catch(async (e) => {
-      await n.jsm.consumers.info(o.stream, o.name).catch(() => {
+  const what = `consumer ${o.name} on ${o.stream}`;
+  const info = () =>
+    withJsRetry(what, () =>
+      n.jsm.consumers.info(o.stream, o.name).catch((e) => {
+        if (e instanceof JetStreamApiError && e.code === JetStreamApiCodes.ConsumerNotFound) return null;
         throw e;
-      });
+      }),
+      { nc: n.nc },
+    );
+  const existing = await info();
+  if (!existing) {
+    await withJsRetry(what, () => n.jsm.consumers.add(o.stream, config), { nc: n.nc }).catch(async (e) => {
+      if (!(await info())) throw e;
     });
   } else if (existing.config.ack_wait !== config.ack_wait) {
-    await n.jsm.consumers.update(o.stream, o.name, { ack_wait: config.ack_wait });
+    await withJsRetry(what, () => n.jsm.consumers.update(o.stream, o.name, { ack_wait: config.ack_wait }), { nc: n.nc });
   }
-  return n.js.consumers.get(o.stream, o.name);
+  return withJsRetry(what, () => n.js.consumers.get(o.stream, o.name), { nc: n.nc });
 };
 
 /**

@@ -1,13 +1,15 @@
-import { DeliverPolicy, JetStreamApiError, type StoredMsg } from '@nats-io/jetstream';
+import { DeliverPolicy, JetStreamApiError, jetstreamManager, type JetStreamManager, type StoredMsg } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { Commit, type EventMeta } from '../contracts/envelope.ts';
 import { STREAMS } from '../contracts/subjects.ts';
+import { JS_ATTEMPT_TIMEOUT_MS, withJsRetry } from './js-retry.ts';
 import { decodeJson, encodeJson, type Nats } from './nats.ts';
 
 /**
  * The one event store. Each command's events are one message (a commit) on the aggregate's subject,
  * so they land together or not at all; the aggregate version is the stream sequence of its last
- * commit, and appends carry the version they were decided against.
+ * commit, and appends carry the version they were decided against. Every call waits out a cluster's
+ * leader election (js-retry.ts) instead of failing: what it sends is safe to send again.
  */
 
 export type StoredEvent = { type: string; data: unknown } & EventMeta;
@@ -46,15 +48,22 @@ export const toRecordedCommit = (m: Pick<StoredMsg, 'seq' | 'subject' | 'data'>)
 };
 
 export class EventStore {
+  /** The API with a short request timeout, so an attempt lost with a dead leader is soon sent again. */
+  private readonly api: Promise<JetStreamManager>;
+
   constructor(
     private readonly n: Nats,
     private readonly stream: string = STREAMS.events,
-  ) {}
+  ) {
+    this.api = jetstreamManager(n.nc, { timeout: JS_ATTEMPT_TIMEOUT_MS, checkAPI: false });
+  }
 
   /**
    * Appends one commit if the subject's last sequence is still `expectedVersion` (0: no message yet).
    * The command id is the message id, so a retry inside the duplicate window adds nothing and
-   * returns the first append's version.
+   * returns the first append's version. That is also what makes it safe to send again when an
+   * attempt's outcome is unknown (its leader died before acknowledging): when the server then
+   * reports a duplicate that is this very commit, the first attempt landed and this is its append.
    */
   async append(
     subject: string,
@@ -65,12 +74,15 @@ export class EventStore {
   ): Promise<AppendResult> {
     const h = natsHeaders();
     if (traceparent) h.set('traceparent', traceparent);
+    const body = encodeJson({ commandId, previousVersion: expectedVersion, events } satisfies Commit);
+    let uncertain = false;
     try {
-      const ack = await this.n.js.publish(subject, encodeJson({ commandId, previousVersion: expectedVersion, events } satisfies Commit), {
-        msgID: commandId,
-        expect: { lastSubjectSequence: expectedVersion },
-        headers: h,
-      });
+      const ack = await withJsRetry(
+        `append to ${subject}`,
+        () => this.n.js.publish(subject, body, { msgID: commandId, expect: { lastSubjectSequence: expectedVersion }, headers: h, timeout: JS_ATTEMPT_TIMEOUT_MS }),
+        { onRetry: () => (uncertain = true), nc: this.n.nc },
+      );
+      if (ack.duplicate && uncertain && (await this.isCommit(ack.seq, events))) return { version: ack.seq, duplicate: false };
       return { version: ack.seq, duplicate: ack.duplicate };
     } catch (e) {
       if (e instanceof JetStreamApiError && e.code === WRONG_LAST_SEQUENCE) {
@@ -105,11 +117,11 @@ export class EventStore {
    * wildcards, e.g. `ev.domain.>`.
    */
   async *subscribe(subject: string, fromSeq = 1, signal?: AbortSignal): AsyncGenerator<RecordedCommit> {
-    const consumer = await this.n.js.consumers.get(this.stream, {
+    const consumer = await withJsRetry(`reader of ${this.stream}`, () => this.n.js.consumers.get(this.stream, {
       filter_subjects: subject,
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: Math.max(1, fromSeq),
-    });
+    }), { nc: this.n.nc });
     const messages = await consumer.consume();
     const stop = () => void messages.close();
     signal?.addEventListener('abort', stop, { once: true });
@@ -123,19 +135,31 @@ export class EventStore {
 
   /** Sequence of the newest message in the log (0 when empty). */
   async lastSeq(): Promise<number> {
-    const info = await this.n.jsm.streams.info(this.stream);
+    const api = await this.api;
+    const info = await withJsRetry(`info of ${this.stream}`, () => api.streams.info(this.stream), { nc: this.n.nc });
     return info.state.last_seq;
   }
 
+  /** Is the message at `seq` the commit of exactly these events (the same event ids)? */
+  private async isCommit(seq: number, events: StoredEvent[]): Promise<boolean> {
+    const m = await this.getMessage({ seq });
+    if (!m) return false;
+    const stored = toRecordedCommit(m).events;
+    return stored.length === events.length && stored.every((e, i) => e.id === events[i]?.id);
+  }
+
   private async getMessage(
-    q: { next_by_subj: string; seq: number } | { last_by_subj: string },
+    q: { next_by_subj: string; seq: number } | { last_by_subj: string } | { seq: number },
   ): Promise<StoredMsg | null> {
-    try {
-      // The stream leader answers, not a replica: a read after a lost race must see the winner.
-      return await this.n.jsm.streams.getMessage(this.stream, q);
-    } catch (e) {
-      if (e instanceof JetStreamApiError && (e.code === 10037 || e.status === 404)) return null;
-      throw e;
-    }
+    const api = await this.api;
+    return withJsRetry(`read of ${this.stream}`, async () => {
+      try {
+        // The stream leader answers, not a replica: a read after a lost race must see the winner.
+        return await api.streams.getMessage(this.stream, q);
+      } catch (e) {
+        if (e instanceof JetStreamApiError && (e.code === 10037 || e.status === 404)) return null;
+        throw e;
+      }
+    }, { nc: this.n.nc });
   }
 }

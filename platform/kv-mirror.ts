@@ -1,16 +1,21 @@
 import { DeliverPolicy } from '@nats-io/jetstream';
 import type { KV, KvWatchEntry } from '@nats-io/kv';
 import type { QueuedIterator } from '@nats-io/transport-node';
+import { nextServerLoss, withJsRetry } from './js-retry.ts';
 import { decodeJson, type Nats } from './nats.ts';
 
 /**
  * A live in-memory copy of a KV bucket, kept current by a watch: reads cost no round trip. The watch
- * follows the bucket across server restarts by itself; a bucket that was removed and made again
- * (its revisions start over) is noticed by a periodic look at its last revision, and read anew.
+ * is started again when it ends or a server leaves the cluster (its consumer may have lived there and
+ * would only be replaced after missed heartbeats); a new watch delivers every key's current value. A
+ * bucket that was removed and made again (its revisions start over) is noticed by a periodic look at
+ * its creation time and last revision, and read anew.
  */
 export class KvMirror<T> {
   readonly entries = new Map<string, T>();
+  private stopped = false;
   private watch: QueuedIterator<KvWatchEntry> | null = null;
+  private cancelLoss: (() => void) | null = null;
   private check: NodeJS.Timeout | null = null;
   private lastRevision = 0;
   /** When the bucket's stream was made: a bucket removed and made again has a new one. */
@@ -19,6 +24,8 @@ export class KvMirror<T> {
 
   constructor(
     private readonly kv: KV,
+    /** The connection the bucket is read through, to notice a lost server. */
+    private readonly nc?: Parameters<typeof nextServerLoss>[0],
     private readonly checkEveryMs = 10_000,
   ) {}
 
@@ -30,15 +37,32 @@ export class KvMirror<T> {
 
   private async follow(): Promise<void> {
     this.created = (await this.kv.status().catch(() => null))?.streamInfo.created ?? null;
-    const watch = await this.kv.watch();
+    const watch = await withJsRetry('watch of a bucket', () => this.kv.watch(), this.nc ? { nc: this.nc } : {});
     this.watch = watch;
+    const loss = this.nc ? nextServerLoss(this.nc) : null;
+    this.cancelLoss = () => loss?.cancel();
+    let restarted = false;
+    const restart = () => {
+      if (restarted || this.watch !== watch) return;
+      restarted = true;
+      loss?.cancel();
+      watch.stop();
+      const again = () => {
+        if (!this.stopped) void this.follow().catch(() => setTimeout(again, 1000));
+      };
+      again();
+    };
+    void loss?.promise.then(restart);
     void (async () => {
       for await (const e of watch) {
         this.lastRevision = Math.max(this.lastRevision, e.revision);
-        const value = e.operation === 'PUT' ? (decodeJson(e.value) as T) : undefined;
-        this.set(e.key, value);
+        this.set(e.key, e.operation === 'PUT' ? (decodeJson(e.value) as T) : undefined);
       }
-    })();
+    })()
+      .catch(() => undefined)
+      .finally(() => {
+        if (!this.stopped) restart();
+      });
   }
 
   private set(key: string, value: T | undefined): void {
@@ -50,9 +74,13 @@ export class KvMirror<T> {
   /** A bucket made anew (another creation time, or revisions behind what was seen): read it from its start. */
   private async verify(): Promise<void> {
     const status = await this.kv.status().catch(() => null);
-    if (!status) return;
+    if (!status || this.stopped) return;
     if (status.streamInfo.created === this.created && status.streamInfo.state.last_seq >= this.lastRevision) return;
-    this.watch?.stop();
+    const old = this.watch;
+    // Detach first, so the old watch ending does not start a second follower.
+    this.watch = null;
+    this.cancelLoss?.();
+    old?.stop();
     this.lastRevision = 0;
     for (const key of [...this.entries.keys()]) this.set(key, undefined);
     await this.follow().catch(() => {
@@ -66,7 +94,9 @@ export class KvMirror<T> {
   }
 
   stop(): void {
+    this.stopped = true;
     if (this.check) clearInterval(this.check);
+    this.cancelLoss?.();
     this.watch?.stop();
   }
 }

@@ -19,6 +19,8 @@ export interface NatsServerOptions {
   logFile?: string;
   /** Configuration files to include (users and permissions, TLS): absolute paths. */
   includes?: string[];
+  /** The whole configuration file's text (a cluster node's, say); the default only raises max_payload. */
+  config?: string;
 }
 
 export interface RunningNatsServer {
@@ -64,12 +66,17 @@ export const startNatsServer = async (opts: NatsServerOptions = {}): Promise<Run
   // what a too-large definition meets, not the transport's 1 MiB default.
   const conf = join(storeDir, 'virtplane-nats.conf');
   // nats-server resolves an include relative to the including file, and refuses absolute paths.
-  const includes = (opts.includes ?? []).map((f) => `include ${JSON.stringify(relative(dirname(conf), f))}\n`).join('');
+  const includes = (opts.includes ?? []).map((f) => `include ${JSON.stringify(relative(dirname(conf), f))}
+`).join('');
   // With users to reload, JetStream goes in the file rather than the flags: a reload compares against
   // the file and would otherwise shut JetStream down.
   const reloadable = includes !== '';
-  await writeFile(conf, `max_payload: 4MB\n${reloadable ? `jetstream { store_dir: ${JSON.stringify(storeDir)} }\n` : ''}${includes}`);
-  const args = ['-c', conf, '-a', '127.0.0.1', '-p', String(port), ...(reloadable ? [] : ['-js', '-sd', storeDir]), ...(opts.args ?? [])];
+  await writeFile(conf, opts.config ?? `max_payload: 4MB
+${reloadable ? `jetstream { store_dir: ${JSON.stringify(storeDir)} }
+` : ''}${includes}`);
+  // A given configuration names its own listen address and store (`port` and `storeDir` must agree).
+  const where = opts.config ? [] : ['-a', '127.0.0.1', '-p', String(port), ...(reloadable ? [] : ['-js', '-sd', storeDir])];
+  const args = ['-c', conf, ...where, ...(opts.args ?? [])];
   if (opts.logFile) args.push('-l', opts.logFile);
   const child = spawn(opts.binary ?? 'nats-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';

@@ -4,6 +4,7 @@ import { context } from '@opentelemetry/api';
 import { contextFrom, inSpan, traceparentOf } from './telemetry.ts';
 import type { z } from 'zod';
 import { ErrorReply, fromZodError, isVirtError, VirtError, type VirtErrorBody } from '../contracts/errors.ts';
+import { isRetryable, lastServerLossAt, nextServerLoss } from './js-retry.ts';
 import { decodeJson, decodeText, encodeJson } from './nats.ts';
 import type { Logger } from './log.ts';
 
@@ -93,33 +94,81 @@ const respondSafely = (nc: NatsConnection, msg: Msg, reply: Record<string, unkno
   }
 };
 
-/** Sends a request and returns the `ok` reply, or throws the reply's error as a VirtError. */
+/** How long a request is sent again while nobody answers its subject (services moving to a surviving node). */
+const NO_RESPONDERS_GRACE_MS = 5_000;
+
+/**
+ * A request sent just after a server was lost and unanswered this long is sent again: it may have
+ * crossed a route to that server as it died. A service still working on the first copy answers both.
+ */
+const RESEND_AFTER_MS = 10_000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Sends a request and returns the `ok` reply, or throws the reply's error as a VirtError.
+ *
+ * `timeoutMs` bounds the whole call, and within it a passing loss of the cluster is a wait, not an
+ * error: a request in flight when its connection moved to another server, or when a server left the
+ * cluster, is sent again (it or its reply may have been lost with that server); a subject nobody
+ * answers is asked again for a few seconds (services reconnecting elsewhere); and a reply marked
+ * retryable (a service that waited its bounded time for JetStream) is asked again, as is a request
+ * sent just after a server was lost and unanswered for ten seconds. Sending again is
+ * safe because every request on virtplane's subjects is idempotent: commands carry their id, reports
+ * theirs, queries only read.
+ */
 export const call = async <T = Record<string, unknown>>(
   nc: NatsConnection,
   subject: string,
   body: unknown,
   timeoutMs = 10_000,
 ): Promise<T & { ok: true }> => {
-  let msg: Msg;
-  try {
-    msg = await inSpan(`request ${subject}`, context.active(), (span) => {
-      const h = headers();
-      const tp = traceparentOf(span);
-      if (tp) h.set('traceparent', tp);
-      return nc.request(subject, encodeJson(body), { timeout: timeoutMs, headers: h });
-    });
-  } catch (e) {
-    if (e instanceof natsErrors.NoRespondersError) {
-      throw new VirtError('operation-failed', `no service answers ${subject}: is virtplane running?`);
+  const start = Date.now();
+  const deadline = start + timeoutMs;
+  const data = encodeJson(body);
+  for (let attempt = 0; ; attempt++) {
+    const backoff = Math.min(1000, 50 * 2 ** attempt);
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) throw new VirtError('timeout', `no reply on ${subject} within ${timeoutMs} ms`);
+    const loss = nextServerLoss(nc);
+    let msg: Msg | 'lost';
+    try {
+      msg = await inSpan(`request ${subject}`, context.active(), (span) => {
+        const h = headers();
+        const tp = traceparentOf(span);
+        if (tp) h.set('traceparent', tp);
+        // Sent just after a server was lost, it may still have crossed a route to it: ask again soon.
+        const soon = Date.now() - lastServerLossAt(nc) < 2_000;
+        const request = nc.request(subject, data, { timeout: soon ? Math.min(remaining, RESEND_AFTER_MS) : remaining, headers: h });
+        request.catch(() => undefined);
+        return Promise.race([request, loss.promise]);
+      });
+    } catch (e) {
+      const noResponders = e instanceof natsErrors.NoRespondersError || (e instanceof natsErrors.RequestError && e.isNoResponders());
+      if (noResponders) {
+        if (Date.now() + backoff < Math.min(deadline, start + NO_RESPONDERS_GRACE_MS)) {
+          await sleep(backoff);
+          continue;
+        }
+        throw new VirtError('operation-failed', `no service answers ${subject}: is virtplane running?`);
+      }
+      if (e instanceof natsErrors.TimeoutError) {
+        if (Date.now() < deadline) continue;
+        throw new VirtError('timeout', `no reply on ${subject} within ${timeoutMs} ms`);
+      }
+      throw e;
+    } finally {
+      loss.cancel();
     }
-    if (e instanceof natsErrors.TimeoutError) {
-      throw new VirtError('timeout', `no reply on ${subject} within ${timeoutMs} ms`);
+    if (msg === 'lost') continue;
+    const reply = decodeJson(msg.data) as { ok?: boolean };
+    if (reply.ok === true) return reply as T & { ok: true };
+    const err = ErrorReply.safeParse(reply);
+    if (!err.success) throw new VirtError('internal-error', `unexpected reply on ${subject}`);
+    if (isRetryable(err.data.error) && Date.now() + backoff < deadline) {
+      await sleep(backoff);
+      continue;
     }
-    throw e;
+    throw new VirtError(err.data.error.code, err.data.error.message, err.data.error.details);
   }
-  const reply = decodeJson(msg.data) as { ok?: boolean };
-  if (reply.ok === true) return reply as T & { ok: true };
-  const err = ErrorReply.safeParse(reply);
-  if (err.success) throw new VirtError(err.data.error.code, err.data.error.message, err.data.error.details);
-  throw new VirtError('internal-error', `unexpected reply on ${subject}`);
 };

@@ -6,6 +6,7 @@ import { virtError } from '../../contracts/errors.ts';
 import { decideRegister, type HostAggregate } from '../../contracts/host/decider.ts';
 import type { HostEventBody, RegisterHostRequest } from '../../contracts/host/events.ts';
 import type { ClaimRequest, ReportRequest } from '../../contracts/tasks.ts';
+import { withJsRetry } from '../../platform/js-retry.ts';
 import { encodeJson } from '../../platform/nats.ts';
 import type { Repository } from './repository.ts';
 import type { HostLiveness, RegisterReply } from '../../contracts/host/liveness.ts';
@@ -31,13 +32,15 @@ export class AgentReports {
     if (req.hostId !== subjectHost) throw virtError('unauthorized', `host '${subjectHost}' cannot register as '${req.hostId}'`);
     const out = await this.hosts.execute(req.hostId, meta, (s) => decideRegister(req, s));
     const lease: HostLiveness = { hostId: req.hostId, instanceId: req.instanceId, at: meta.now.toISOString(), activeDomains: 0, capabilities: req.capabilities };
+    const put = () => this.liveness.put(req.hostId, encodeJson(lease));
     let leaseRevision: number;
     try {
-      leaseRevision = await this.liveness.put(req.hostId, encodeJson(lease));
-    } catch (e) {
-      // The bucket itself is gone (a server that lost it, an operator who removed it): make it again.
-      if (!(await this.reprovision())) throw e;
-      leaseRevision = await this.liveness.put(req.hostId, encodeJson(lease));
+      leaseRevision = await put();
+    } catch {
+      // The bucket itself may be gone (a server that lost it, an operator who removed it): make it
+      // again if so, then wait out whatever else it was (a leader election).
+      await this.reprovision();
+      leaseRevision = await withJsRetry('lease write', put);
     }
     return { hostId: req.hostId, version: out.version, leaseRevision };
   }

@@ -50,7 +50,7 @@ export class CommandService {
     const domains = new Repository(store, domainKind);
     const hosts = new Repository(store, hostKind);
     const liveness = await this.n.kvm.open(BUCKETS.hostLiveness);
-    this.liveness = new KvMirror<HostLiveness>(liveness);
+    this.liveness = new KvMirror<HostLiveness>(liveness, this.n.nc);
     await this.liveness.start();
     const scheduler = new Scheduler(this.liveness);
     const commands = new DomainCommands(domains, new NameClaims(store, 'domain'), scheduler);

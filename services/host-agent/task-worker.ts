@@ -2,10 +2,16 @@ import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { z } from 'zod';
 import { durableConsumer, type DurableConsumerOptions } from '../../platform/durable-consumer.ts';
 import { KeyedQueue } from '../../platform/keyed-queue.ts';
-import { isVirtError } from '../../contracts/errors.ts';
+import { isVirtError, type ErrorCode } from '../../contracts/errors.ts';
 import type { Logger } from '../../platform/log.ts';
 import { call } from '../../platform/rpc.ts';
 import { decodeJson, type Nats } from '../../platform/nats.ts';
+
+/** Longer than the command service's bounded wait for the log, so a slow election is waited out. */
+const REPORT_TIMEOUT_MS = 30_000;
+
+/** Errors that say the report was not recorded (yet), not that it was refused. */
+const NOT_RECORDED = new Set<ErrorCode>(['timeout', 'operation-failed', 'internal-error', 'conflict']);
 
 export interface TaskWorkerOptions<T> extends DurableConsumerOptions {
   schema: z.ZodType<T>;
@@ -114,16 +120,18 @@ export class TaskWorker<T> {
 
   /**
    * Sends a report until the command service has it: a report is the only record of what the host
-   * did. A refusal (other than a timeout or no one answering) is final; while stopping it gives up
-   * after a few tries, and the unacknowledged task brings the report back after a restart.
+   * did. Only a refusal of the report itself is final; a failure to record it (no reply, no one
+   * answering, the log unavailable while the cluster elects a leader) is sent again under the same
+   * report id, which records it once. While stopping it gives up after a few tries, and the
+   * unacknowledged task brings the report back after a restart.
    */
   async report(subject: string, r: { reportId: string }): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await call(this.n.nc, subject, r);
+        await call(this.n.nc, subject, r, this.stopping ? 5_000 : REPORT_TIMEOUT_MS);
         return;
       } catch (e) {
-        if (isVirtError(e) && e.code !== 'timeout' && e.code !== 'operation-failed') {
+        if (isVirtError(e) && !NOT_RECORDED.has(e.code)) {
           this.log.warn(`${this.opts.what} report refused`, { reportId: r.reportId, error: e.message });
           return;
         }

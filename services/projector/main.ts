@@ -24,7 +24,7 @@ const projector = new Projector(n, log, { rebuild: cfg.rebuild });
 await projector.start();
 // A replica joins the query group once it has read the log as it stood: a fresh one answers no stale list.
 if (!(await projector.caughtUp())) log.warn('still catching up with the log; answering meanwhile', { seq: projector.lastSeq });
-const liveness = new KvMirror<HostLiveness>(await n.kvm.open(BUCKETS.hostLiveness));
+const liveness = new KvMirror<HostLiveness>(await n.kvm.open(BUCKETS.hostLiveness), n.nc);
 await liveness.start();
 const subs = serveQueries(n, projector, liveness, log);
 subs.push(...serveNetworkQueries(n, projector, log));
