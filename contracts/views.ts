@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ObjectRef } from './ids.ts';
 import { DomainStateName, ObservedState, RuntimeInterface } from './domain/state.ts';
 import { DomainDefinition } from './domain/definition.ts';
 import { DomainOp } from './domain/events.ts';
@@ -42,7 +43,7 @@ export const HostView = z.object({
 export type HostView = z.infer<typeof HostView>;
 
 export const DomainGetRequest = z.object({
-  domain: z.string().min(1).max(255),
+  domain: ObjectRef,
   /** Read-your-writes: wait (briefly) until the view reflects at least this version. */
   minVersion: z.number().int().nonnegative().optional(),
   waitMs: z.number().int().min(0).max(30_000).optional(),

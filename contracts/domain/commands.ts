@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DomainDefinition, type InterfaceModel } from './definition.ts';
-import { CommandId, HostId } from '../ids.ts';
+import { CommandId, HostId, ObjectRef } from '../ids.ts';
+import { DEFAULT_LIMITS } from '../xml/document.ts';
 import type { VirtErrorBody } from '../errors.ts';
 import type { DomainOp } from './events.ts';
 import type { DomainStateName, ObservedState, RuntimeInterface, StateReason } from './state.ts';
@@ -13,12 +14,31 @@ export const CommandHeader = z.object({
 });
 
 /** A domain is addressed by uuid or by name, as virsh accepts either. */
-export const DomainRef = z.string().min(1).max(255);
+export const DomainRef = ObjectRef;
+
+/** Definitions are bounded like XML documents: 1 MiB, so one request cannot hold a service for long. */
+export const MAX_DEFINITION_BYTES = DEFAULT_LIMITS.maxBytes;
+const limitText = `${MAX_DEFINITION_BYTES / (1024 * 1024)} MiB`;
+
+/** A JSON definition, checked only for size here; its schema is checked where it is used. */
+export const JsonDefinition = z.unknown().superRefine((v, ctx) => {
+  const text = JSON.stringify(v);
+  if (text !== undefined && Buffer.byteLength(text, 'utf8') > MAX_DEFINITION_BYTES) {
+    ctx.addIssue({ code: 'custom', message: `the JSON definition is larger than the ${limitText} limit for definitions` });
+  }
+});
+
+/** A libvirt XML document, refused before any parsing when it is over the limit. */
+export const XmlDocumentText = z.string().superRefine((v, ctx) => {
+  if (Buffer.byteLength(v, 'utf8') > MAX_DEFINITION_BYTES) {
+    ctx.addIssue({ code: 'custom', message: `the XML document is larger than the ${limitText} limit for definitions` });
+  }
+});
 
 export const DefineDomainRequest = CommandHeader.extend({
   /** The model as JSON, or libvirt XML; exactly one. */
-  definition: z.unknown().optional(),
-  xml: z.string().optional(),
+  definition: JsonDefinition.optional(),
+  xml: XmlDocumentText.optional(),
   /** Place on this host; the scheduler picks one when absent. */
   hostId: HostId.optional(),
 }).refine((r) => (r.definition === undefined) !== (r.xml === undefined), {
@@ -38,7 +58,8 @@ export type StartDomainRequest = z.infer<typeof StartDomainRequest>;
 
 /** What the decider sees: names already resolved, definitions parsed, placement chosen. */
 export type DomainCommand =
-  | { type: 'define'; definition: DomainDefinition; hostId: string }
+  /** `claimSeq`: the name claim the define relies on (contracts/name-claim.ts). */
+  | { type: 'define'; definition: DomainDefinition; hostId: string; claimSeq: number }
   | { type: 'undefine' }
   | { type: 'start'; paused: boolean; timeoutMs: number }
   | { type: 'shutdown'; timeoutMs: number }
