@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CommandHeader, JsonDefinition, XmlDocumentText } from '../domain/commands.ts';
+import { CommandHeader, JsonDefinition } from '../domain/commands.ts';
 import { ObjectRef } from '../ids.ts';
 import type { NetworkDefinition } from './definition.ts';
 
@@ -9,7 +9,7 @@ export const NetworkRef = ObjectRef;
 export const DefineNetworkRequest = CommandHeader.extend({
   /** The model as JSON, or libvirt network XML; exactly one. */
   definition: JsonDefinition.optional(),
-  xml: XmlDocumentText.optional(),
+  xml: z.string().optional(),
 }).refine((r) => (r.definition === undefined) !== (r.xml === undefined), {
   message: 'give exactly one of "definition" or "xml"',
 });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CommandHeader, JsonDefinition, XmlDocumentText } from '../domain/commands.ts';
+import { CommandHeader, JsonDefinition } from '../domain/commands.ts';
 import type { VirtErrorBody } from '../errors.ts';
 import { HostId, ObjectRef } from '../ids.ts';
 import type { StoragePoolDefinition, StorageVolumeDefinition } from './definition.ts';
@@ -16,7 +16,7 @@ const exactlyOne = [
 export const DefinePoolRequest = CommandHeader.extend({
   /** The model as JSON, or libvirt pool XML; exactly one. */
   definition: JsonDefinition.optional(),
-  xml: XmlDocumentText.optional(),
+  xml: z.string().optional(),
   /** The host the pool lives on; may be left out when only one host is up. */
   hostId: HostId.optional(),
 }).refine(...exactlyOne);
@@ -35,7 +35,7 @@ export type StartPoolRequest = z.infer<typeof StartPoolRequest>;
 export const CreateVolumeRequest = CommandHeader.extend({
   pool: PoolRef,
   definition: JsonDefinition.optional(),
-  xml: XmlDocumentText.optional(),
+  xml: z.string().optional(),
   timeoutSeconds: z.number().positive().max(3600).optional(),
 }).refine(...exactlyOne);
 export type CreateVolumeRequest = z.infer<typeof CreateVolumeRequest>;
