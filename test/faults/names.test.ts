@@ -137,6 +137,20 @@ describe('names are unique across command-service replicas', () => {
     const holders = await expectLogUnique();
     expect(holders.domain.get(name)).toHaveLength(1);
     expect((await viewed(name)).map((d) => d.id)).toEqual(holders.domain.get(name));
+
+    // The ordering that matters, pinned down: the takeover first, then the late define.
+    const name2 = 'orphan-2';
+    const zombie2 = randomUUID();
+    const claim2 = await new NameClaims(store, 'domain', { graceMs: GRACE_MS }).claim(name2, zombie2, meta(), (u) => repo.load(u));
+    await sleep(GRACE_MS + 200);
+    const taker = await stack.client.define({ definition: domainDef(name2) });
+    const def2 = DomainDefinition.parse(domainDef(name2, zombie2));
+    const atTakeover = await lastSeq(n);
+    await expect(
+      repo.execute(zombie2, meta(), (s) => decide({ type: 'define', definition: def2, hostId: stack.hostId, claimSeq: claim2 }, s, new Date())),
+    ).rejects.toMatchObject({ code: 'conflict' });
+    expect(await lastSeq(n)).toBe(atTakeover);
+    expect((await expectLogUnique()).domain.get(name2)).toEqual([taker.domainId]);
   }, 120_000);
 
   it('a replica killed with SIGKILL among defines in flight loses no name for good and gives none twice', async () => {
