@@ -43,8 +43,9 @@ export class ParsePool {
   private nextId = 1;
   private closed = false;
 
-  // Two threads even on a two-core machine: the request loop itself needs little CPU.
-  constructor(private readonly size = Math.max(2, Math.min(4, availableParallelism() - 1))) {}
+  // One core stays free for the request loop (and whatever else runs there): threads that starve
+  // the loop of CPU would only move the wait from the loop to the scheduler.
+  constructor(private readonly size = Math.max(1, Math.min(4, availableParallelism() - 1))) {}
 
   /** Parses `xml` as a document of `kind`; failures are the same VirtErrors a parse on the loop throws. */
   async parse<K extends ParseKind>(kind: K, xml: string, seed?: string): Promise<Definitions[K]> {
