@@ -53,7 +53,8 @@ export type DomainGetRequest = z.infer<typeof DomainGetRequest>;
 export const DomainListRequest = z.object({
   host: z.string().optional(),
   state: DomainStateName.optional(),
-  name: z.string().optional(),
+  // Names are stored in NFC: a filter spelled in NFD finds them too.
+  name: z.string().max(1024).transform((s) => s.normalize('NFC')).optional(),
   /** virsh list shows active domains unless --all. */
   all: z.boolean().default(false),
   /** Read-your-writes across domains: wait until the views reflect this stream sequence. */
