@@ -32,7 +32,9 @@ export class DomainCommands {
     private readonly repo: Repository<DomainAggregate, DomainEventBody>,
     private readonly names: NameClaims,
     private readonly scheduler: Scheduler,
-  ) {}
+  ) {
+    parsePool().warm();
+  }
 
   /** Reads a domain fresh from the log, for the name claim protocol. */
   private readonly load = (uuid: string) => this.repo.load(uuid);

@@ -42,6 +42,7 @@ export class NetworkCommands {
   constructor(store: EventStore) {
     this.repo = new Repository(store, networkKind);
     this.names = new NameClaims(store, 'network');
+    parsePool().warm();
   }
 
   /** Reads a network fresh from the log, for the name claim protocol. */

@@ -67,7 +67,9 @@ export class StorageCommands {
     private readonly store: EventStore,
     private readonly names: NameClaims,
     private readonly hosts: Scheduler,
-  ) {}
+  ) {
+    parsePool().warm();
+  }
 
   /** Reads a pool fresh from the log, for the name claim protocol. */
   private readonly load = (uuid: string) => this.repo.load(uuid);
