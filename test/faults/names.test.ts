@@ -17,7 +17,8 @@ import { commitsBetween, foldNames, lastSeq } from '../fixtures/log.ts';
  * between claim and define. The log itself is checked after every commit, and the views against it.
  */
 
-const GRACE_MS = 3000;
+// Long enough that a winner's define lands before any rival may fence it, even on a loaded machine.
+const GRACE_MS = 5000;
 const CLIENTS = 20;
 const ROUNDS = 10;
 
