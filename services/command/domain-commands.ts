@@ -45,9 +45,7 @@ export class DomainCommands {
     if (req.xml !== undefined) return canonicalIdentity(await parsePool().parse('domain', req.xml, meta.commandId));
     const raw = req.definition;
     const withUuid = raw && typeof raw === 'object' && !('uuid' in raw) ? { ...raw, uuid: uuidFromSeed(meta.commandId) } : raw;
-    const parsed = DomainDefinition.safeParse(withUuid);
-    if (!parsed.success) throw fromZodError(parsed.error);
-    return canonicalIdentity(parsed.data);
+    return canonicalIdentity(await parsePool().validate('domain', withUuid));
   }
 
   async define(req: DefineDomainRequest, meta: CommandMeta): Promise<Accepted> {

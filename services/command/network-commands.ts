@@ -7,10 +7,10 @@ import {
   noNetwork,
   type NetworkAggregate,
 } from '../../contracts/network/decider.ts';
-import { NetworkDefinition } from '../../contracts/network/definition.ts';
+import type { NetworkDefinition } from '../../contracts/network/definition.ts';
 import type { NetworkEventBody } from '../../contracts/network/events.ts';
 import type { CommandMeta } from '../../contracts/envelope.ts';
-import { fromZodError, isVirtError, VirtError } from '../../contracts/errors.ts';
+import { isVirtError, VirtError } from '../../contracts/errors.ts';
 import { canonicalIdentity, isUuid, uuidFromSeed } from '../../contracts/ids.ts';
 import { formatNetworkXml } from '../../contracts/xml/index.ts';
 import type { EventStore } from '../../platform/event-store.ts';
@@ -58,8 +58,7 @@ export class NetworkCommands {
     if (req.xml !== undefined) return canonicalIdentity(await parsePool().parse('network', req.xml, meta.commandId));
     const raw = req.definition;
     const withUuid = raw && typeof raw === 'object' && !Array.isArray(raw) && !('uuid' in raw) ? { ...raw, uuid: uuidFromSeed(meta.commandId) } : raw;
-    const parsed = NetworkDefinition.safeParse(withUuid);
-    if (!parsed.success) throw fromZodError(parsed.error);
+    const parsed = { data: await parsePool().validate('network', withUuid) };
     // The stored document is derived, never taken from the caller; 'isolated' is how the model
     // spells a network without <forward>.
     const { xml: _ignored, ...model } = parsed.data;

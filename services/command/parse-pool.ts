@@ -1,28 +1,25 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { DomainDefinition } from '../../contracts/domain/definition.ts';
-import { VirtError, type VirtErrorBody } from '../../contracts/errors.ts';
+import { VirtError } from '../../contracts/errors.ts';
 import type { NetworkDefinition } from '../../contracts/network/definition.ts';
 import type { StoragePoolDefinition, StorageVolumeDefinition } from '../../contracts/storage/definition.ts';
+import { runJob, type Job, type JobResult, type JsonKind, type XmlKind } from './parse-job.ts';
 
 /**
- * libvirt XML is parsed on a few worker threads, not on the request loop: a 1 MiB domain document
- * takes hundreds of milliseconds to parse, and on the loop every other command (and every reply to
- * an agent) would wait behind it. Documents are small to send (a string), and what comes back is a
- * plain model, so the cost of the hop is a structured clone.
+ * Large libvirt XML documents and JSON definitions are read on a few worker threads, not on the
+ * request loop: a 1 MiB domain document takes a second or more to parse, and on the loop every
+ * other command (and every reply to an agent) would wait behind it. What crosses to a thread is a
+ * string or a plain object, and what comes back is a plain model: the hop costs a structured clone.
  */
 
 type Definitions = { domain: DomainDefinition; network: NetworkDefinition; pool: StoragePoolDefinition; volume: StorageVolumeDefinition };
-export type ParseKind = keyof Definitions;
 
-/** `seed`: a define without a uuid (or MAC) gets ones derived from it, so a retried define is the same. */
-export interface ParseJob {
-  id: number;
-  kind: ParseKind;
-  xml: string;
-  seed?: string;
-}
-export type ParseReply = { id: number; ok: true; definition: unknown } | { id: number; ok: false; error: VirtErrorBody };
+/**
+ * Below this size a document is read on the loop: it costs about as much as the hop to a thread,
+ * and it need not queue behind large documents already on the threads.
+ */
+export const INLINE_BYTES = 16 * 1024;
 
 interface Slot {
   worker: Worker;
@@ -39,7 +36,7 @@ export const parsePool = (): ParsePool => (shared ??= new ParsePool());
 
 export class ParsePool {
   private readonly slots: Slot[] = [];
-  private readonly waiting = new Map<number, { slot: Slot; resolve: (r: ParseReply) => void; reject: (e: Error) => void }>();
+  private readonly waiting = new Map<number, { slot: Slot; resolve: (r: JobResult) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private closed = false;
 
@@ -48,17 +45,31 @@ export class ParsePool {
   constructor(private readonly size = Math.max(1, Math.min(4, availableParallelism() - 1))) {}
 
   /** Parses `xml` as a document of `kind`; failures are the same VirtErrors a parse on the loop throws. */
-  async parse<K extends ParseKind>(kind: K, xml: string, seed?: string): Promise<Definitions[K]> {
+  parse<K extends XmlKind>(kind: K, xml: string, seed?: string): Promise<Definitions[K]> {
+    const job: Job = { kind, xml, ...(seed !== undefined ? { seed } : {}) };
+    return this.run(job, xml.length) as Promise<Definitions[K]>;
+  }
+
+  /** Checks a JSON definition against its schema; failures are invalid-arg naming each offending path. */
+  validate<K extends JsonKind>(kind: K, json: unknown): Promise<Definitions[K]> {
+    return this.run({ kind: `${kind}-json`, json }, JSON.stringify(json)?.length ?? 0) as Promise<Definitions[K]>;
+  }
+
+  private async run(job: Job, size: number): Promise<unknown> {
     if (this.closed) throw new VirtError('internal-error', 'the command service is shutting down');
+    const result = size <= INLINE_BYTES ? runJob(job) : await this.onThread(job);
+    if (!result.ok) throw new VirtError(result.error.code, result.error.message, result.error.details);
+    return result.definition;
+  }
+
+  private onThread(job: Job): Promise<JobResult> {
     const slot = this.leastBusy();
     const id = this.nextId++;
-    const reply = await new Promise<ParseReply>((resolve, reject) => {
+    return new Promise<JobResult>((resolve, reject) => {
       this.waiting.set(id, { slot, resolve, reject });
       slot.busy++;
-      slot.worker.postMessage({ id, kind, xml, ...(seed !== undefined ? { seed } : {}) } satisfies ParseJob);
+      slot.worker.postMessage({ id, job });
     });
-    if (!reply.ok) throw new VirtError(reply.error.code, reply.error.message, reply.error.details);
-    return reply.definition as Definitions[K];
   }
 
   /**
@@ -88,12 +99,12 @@ export class ParsePool {
     const worker = new Worker(boot, { eval: true });
     worker.unref();
     const slot: Slot = { worker, busy: 0 };
-    worker.on('message', (r: ParseReply) => {
-      const w = this.waiting.get(r.id);
+    worker.on('message', ({ id, result }: { id: number; result: JobResult }) => {
+      const w = this.waiting.get(id);
       if (!w) return;
-      this.waiting.delete(r.id);
+      this.waiting.delete(id);
       slot.busy--;
-      w.resolve(r);
+      w.resolve(result);
     });
     const fail = (e: Error) => {
       // A thread that dies takes its jobs with it: fail them, and let the next parse start a new one.

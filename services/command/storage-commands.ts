@@ -1,7 +1,7 @@
 import { DeadlineTimers } from './deadlines.ts';
 import type { Subscription } from '@nats-io/transport-node';
 import type { CommandMeta } from '../../contracts/envelope.ts';
-import { fromZodError, isVirtError, virtError } from '../../contracts/errors.ts';
+import { isVirtError, virtError } from '../../contracts/errors.ts';
 import { canonicalIdentity, isUuid, uuidFromSeed } from '../../contracts/ids.ts';
 import {
   CreateVolumeRequest,
@@ -23,7 +23,7 @@ import {
   poolCommandVersion,
   type PoolAggregate,
 } from '../../contracts/storage/decider.ts';
-import { StoragePoolDefinition, StorageVolumeDefinition } from '../../contracts/storage/definition.ts';
+import type { StoragePoolDefinition, StorageVolumeDefinition } from '../../contracts/storage/definition.ts';
 import { STORAGE_INTENTS, type StorageEventBody, type StorageOp } from '../../contracts/storage/events.ts';
 import { StorageClaimRequest, StorageReportRequest, storageSubjects, type StorageTask } from '../../contracts/storage/tasks.ts';
 import { QUEUES, subjects } from '../../contracts/subjects.ts';
@@ -80,9 +80,7 @@ export class StorageCommands {
     if (req.xml !== undefined) return canonicalIdentity(await parsePool().parse('pool', req.xml, meta.commandId));
     const raw = req.definition;
     const withUuid = raw && typeof raw === 'object' && !Array.isArray(raw) && !('uuid' in raw) ? { ...raw, uuid: uuidFromSeed(meta.commandId) } : raw;
-    const parsed = StoragePoolDefinition.safeParse(withUuid);
-    if (!parsed.success) throw fromZodError(parsed.error);
-    return canonicalIdentity(parsed.data);
+    return canonicalIdentity(await parsePool().validate('pool', withUuid));
   }
 
   /** A pool lives on one host: the one asked for, or the only one up. */
@@ -129,11 +127,7 @@ export class StorageCommands {
   async volCreate(req: CreateVolumeRequest, meta: CommandMeta): Promise<StorageAccepted> {
     let volume: StorageVolumeDefinition;
     if (req.xml !== undefined) volume = await parsePool().parse('volume', req.xml);
-    else {
-      const parsed = StorageVolumeDefinition.safeParse(req.definition);
-      if (!parsed.success) throw fromZodError(parsed.error);
-      volume = parsed.data;
-    }
+    else volume = await parsePool().validate('volume', req.definition);
     const accepted = await this.run(req.pool, meta, () => ({ type: 'vol-create', volume, timeoutMs: timeoutOf('vol-create', req) }));
     return { ...accepted, volume: volume.name };
   }
