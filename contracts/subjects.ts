@@ -17,8 +17,18 @@ export type AggregateType = 'domain' | 'host' | 'network' | 'pool' | 'name';
 /** Names may hold any character but a subject token may not: encode them. */
 export const nameToken = (name: string): string => Buffer.from(name, 'utf8').toString('base64url') || '_';
 
+/**
+ * The last line of defence for the undeletable log: an aggregate id that is not one plain token
+ * (a wildcard, a dot, a space) would write to or read from the wrong subjects. Request schemas
+ * refuse such ids first (contracts/ids.ts); reaching this is a bug, so it throws.
+ */
+const aggregateToken = (id: string): string => {
+  if (!/^[A-Za-z0-9_-]{1,128}$/.test(id)) throw new Error(`refusing aggregate id ${JSON.stringify(id)}: not a subject token`);
+  return id;
+};
+
 export const subjects = {
-  aggregate: (type: AggregateType, id: string) => `ev.${type}.${id}`,
+  aggregate: (type: AggregateType, id: string) => `ev.${type}.${aggregateToken(id)}`,
   allEvents: 'ev.>',
   nameClaim: (scope: 'domain' | 'network' | 'pool', name: string) => `ev.name.${scope}.${nameToken(name)}`,
   /** A command on a server without authentication: the actor is only what the request claims. */

@@ -3,6 +3,7 @@ import { DomainDefinition, InterfaceModel } from './domain/definition.ts';
 import { DomainOp } from './domain/events.ts';
 import { ObservedState, RuntimeInterface } from './domain/state.ts';
 import { VirtErrorBody } from './errors.ts';
+import { DomainId, TaskId } from './ids.ts';
 
 /**
  * Work for one host, derived from an intent event. The task id is the intent event's id, so a task
@@ -27,7 +28,7 @@ export const DomainTask = z.object({
 });
 export type DomainTask = z.infer<typeof DomainTask>;
 
-export const ClaimRequest = z.object({ taskId: z.string(), domainId: z.string(), placementEpoch: z.number().int() });
+export const ClaimRequest = z.object({ taskId: TaskId, domainId: DomainId, placementEpoch: z.number().int() });
 export type ClaimRequest = z.infer<typeof ClaimRequest>;
 /** What an agent says about a domain: an outcome of a task, or a change it saw on its own. */
 const Report = z.object({
@@ -38,19 +39,19 @@ const Report = z.object({
 export const ReportRequest = z.discriminatedUnion('kind', [
   Report.extend({
     kind: z.literal('completed'),
-    domainId: z.string(),
-    taskId: z.string(),
+    domainId: DomainId,
+    taskId: TaskId,
     observed: ObservedState,
     interfaces: z.array(RuntimeInterface).optional(),
   }),
   Report.extend({
     kind: z.literal('failed'),
-    domainId: z.string(),
-    taskId: z.string(),
+    domainId: DomainId,
+    taskId: TaskId,
     error: VirtErrorBody,
     observed: ObservedState.optional(),
   }),
-  Report.extend({ kind: z.literal('interfaces'), domainId: z.string(), interfaces: z.array(RuntimeInterface) }),
-  Report.extend({ kind: z.literal('observed'), domainId: z.string(), observed: ObservedState, cause: z.string().optional() }),
+  Report.extend({ kind: z.literal('interfaces'), domainId: DomainId, interfaces: z.array(RuntimeInterface) }),
+  Report.extend({ kind: z.literal('observed'), domainId: DomainId, observed: ObservedState, cause: z.string().optional() }),
 ]);
 export type ReportRequest = z.infer<typeof ReportRequest>;

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ObjectRef } from './ids.ts';
 import { DomainStateName, ObservedState, RuntimeInterface } from './domain/state.ts';
 import { DomainDefinition } from './domain/definition.ts';
 import { DomainOp } from './domain/events.ts';
@@ -74,7 +75,7 @@ export const HostView = z.object({
 export type HostView = z.infer<typeof HostView>;
 
 export const DomainGetRequest = z.object({
-  domain: z.string().min(1).max(255),
+  domain: ObjectRef,
   /** Read-your-writes: wait (briefly) until the view reflects at least this version. */
   minVersion: z.number().int().nonnegative().optional(),
   waitMs: z.number().int().min(0).max(30_000).optional(),
@@ -84,7 +85,8 @@ export type DomainGetRequest = z.infer<typeof DomainGetRequest>;
 export const DomainListRequest = z.object({
   host: z.string().optional(),
   state: DomainStateName.optional(),
-  name: z.string().optional(),
+  // Names are stored in NFC: a filter spelled in NFD finds them too.
+  name: z.string().max(1024).transform((s) => s.normalize('NFC')).optional(),
   /** virsh list shows active domains unless --all. */
   all: z.boolean().default(false),
   /** Read-your-writes across domains: wait until the views reflect this stream sequence. */

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DomainDefinition, type InterfaceModel } from './definition.ts';
-import { CommandId, HostId } from '../ids.ts';
+import { CommandId, HostId, ObjectRef } from '../ids.ts';
+import { DEFAULT_LIMITS } from '../xml/document.ts';
 import type { VirtErrorBody } from '../errors.ts';
 import type { DomainOp } from './events.ts';
 import type { DomainStateName, ObservedState, RuntimeInterface, StateReason } from './state.ts';
@@ -13,11 +14,26 @@ export const CommandHeader = z.object({
 });
 
 /** A domain is addressed by uuid or by name, as virsh accepts either. */
-export const DomainRef = z.string().min(1).max(255);
+export const DomainRef = ObjectRef;
+
+/**
+ * JSON definitions are bounded like XML documents (whose parser refuses more than 1 MiB with an
+ * xml-error): one request cannot hold a service for long or bloat the undeletable log.
+ */
+export const MAX_DEFINITION_BYTES = DEFAULT_LIMITS.maxBytes;
+const limitText = `${MAX_DEFINITION_BYTES / (1024 * 1024)} MiB`;
+
+/** A JSON definition, checked only for size here; its schema is checked where it is used. */
+export const JsonDefinition = z.unknown().superRefine((v, ctx) => {
+  const text = JSON.stringify(v);
+  if (text !== undefined && Buffer.byteLength(text, 'utf8') > MAX_DEFINITION_BYTES) {
+    ctx.addIssue({ code: 'custom', message: `the JSON definition is larger than the ${limitText} limit for definitions` });
+  }
+});
 
 export const DefineDomainRequest = CommandHeader.extend({
   /** The model as JSON, or libvirt XML; exactly one. */
-  definition: z.unknown().optional(),
+  definition: JsonDefinition.optional(),
   xml: z.string().optional(),
   /** Place on this host; the scheduler picks one when absent. */
   hostId: HostId.optional(),
@@ -38,7 +54,8 @@ export type StartDomainRequest = z.infer<typeof StartDomainRequest>;
 
 /** What the decider sees: names already resolved, definitions parsed, placement chosen. */
 export type DomainCommand =
-  | { type: 'define'; definition: DomainDefinition; hostId: string }
+  /** `claimSeq`: the name claim the define relies on (contracts/name-claim.ts). */
+  | { type: 'define'; definition: DomainDefinition; hostId: string; claimSeq: number }
   | { type: 'undefine' }
   | { type: 'start'; paused: boolean; timeoutMs: number }
   | { type: 'shutdown'; timeoutMs: number }

@@ -89,7 +89,7 @@ describe('define', () => {
   it('a new domain is DEFINED/ADDED, shut off, persistent, placed on the requested host', () => {
     const { after } = spec
       .given()
-      .when({ type: 'define', definition: def, hostId: 'h1' })
+      .when({ type: 'define', claimSeq: 1, definition: def, hostId: 'h1' })
       .then([{ type: 'DomainDefined', data: { definition: def, hostId: 'h1', placementEpoch: 1, added: true } }]);
     expect(after).toMatchObject({
       exists: true,
@@ -110,7 +110,7 @@ describe('define', () => {
   it('redefining an inactive domain updates the definition in place and keeps its placement', () => {
     const { after } = spec
       .given([defined()])
-      .when({ type: 'define', definition: def2, hostId: 'other-host' })
+      .when({ type: 'define', claimSeq: 1, definition: def2, hostId: 'other-host' })
       .then([{ type: 'DomainDefined', data: { definition: def2, hostId: 'h1', placementEpoch: 1, added: false } }]);
     expect(after.definition).toEqual(def2);
     expect(after.nextDefinition).toBeNull();
@@ -120,7 +120,7 @@ describe('define', () => {
   it('redefining a running domain keeps the live definition and applies the new one when it stops', () => {
     const { after } = spec
       .given(running)
-      .when({ type: 'define', definition: def2, hostId: 'h1' })
+      .when({ type: 'define', claimSeq: 1, definition: def2, hostId: 'h1' })
       .then([{ type: 'DomainDefined', data: { definition: def2, hostId: 'h1', placementEpoch: 1, added: false } }]);
     expect(after.definition).toEqual(def);
     expect(after.nextDefinition).toEqual(def2);
@@ -158,18 +158,18 @@ describe('define', () => {
   it('the same uuid under another name is refused as libvirt does', () => {
     spec
       .given([defined()])
-      .when({ type: 'define', definition: { ...def, name: 'web2' }, hostId: 'h1' })
+      .when({ type: 'define', claimSeq: 1, definition: { ...def, name: 'web2' }, hostId: 'h1' })
       .thenThrows('operation-failed', `domain 'web1' is already defined with uuid ${UUID}`);
     spec
       .given(running)
-      .when({ type: 'define', definition: { ...def, name: 'web2' }, hostId: 'h1' })
+      .when({ type: 'define', claimSeq: 1, definition: { ...def, name: 'web2' }, hostId: 'h1' })
       .thenThrows('operation-failed', /already defined with uuid/);
   });
 
   it('defining a running transient domain makes it persistent again (DEFINED/ADDED, as libvirt has no old config)', () => {
     const { after } = spec
       .given([...running, undefined_(false)])
-      .when({ type: 'define', definition: def2, hostId: 'h1' })
+      .when({ type: 'define', claimSeq: 1, definition: def2, hostId: 'h1' })
       .then([{ type: 'DomainDefined', data: { definition: def2, hostId: 'h1', placementEpoch: 1, added: true } }]);
     expect(after.persistent).toBe(true);
     expect(after.definition).toEqual(def);
@@ -179,7 +179,7 @@ describe('define', () => {
   it('defining again after removal starts a fresh domain with a new placement epoch', () => {
     const { after } = spec
       .given([defined(), undefined_(true)])
-      .when({ type: 'define', definition: def2, hostId: 'h2' })
+      .when({ type: 'define', claimSeq: 1, definition: def2, hostId: 'h2' })
       .then([{ type: 'DomainDefined', data: { definition: def2, hostId: 'h2', placementEpoch: 2, added: true } }]);
     expect(after).toMatchObject({ exists: true, removed: false, persistent: true, hostId: 'h2', placementEpoch: 2, pending: null });
   });
@@ -675,6 +675,38 @@ describe('evolve bookkeeping', () => {
       lastError: null,
       version: 0,
       recentCommands: [],
+      revokedClaimsUpTo: 0,
     });
+  });
+});
+
+describe('name claims', () => {
+  const revoked = (claimSeq: number, name = 'web1'): Ev => ({ type: 'NameClaimRevoked', data: { name, claimSeq } });
+
+  it('a define whose claim was revoked before it landed is refused, and the fence changes nothing else', () => {
+    const g = spec.given([revoked(7)]);
+    expect(g.state).toMatchObject({ exists: false, revokedClaimsUpTo: 7, version: 1, recentCommands: [] });
+    g.when({ type: 'define', claimSeq: 7, definition: def, hostId: 'h1' }).thenThrows('conflict', /taken over by another define/);
+    g.when({ type: 'define', claimSeq: 3, definition: def, hostId: 'h1' }).thenThrows('conflict');
+  });
+
+  it('a define relying on a newer claim than the one revoked goes through', () => {
+    spec
+      .given([revoked(7)])
+      .when({ type: 'define', claimSeq: 9, definition: def, hostId: 'h1' })
+      .then([{ type: 'DomainDefined', data: { definition: def, hostId: 'h1', placementEpoch: 1, added: true } }]);
+  });
+
+  it('an undefined domain re-defining under a claim revoked meanwhile is refused', () => {
+    const g = spec.given([defined(), { type: 'DomainUndefined', data: { removed: true } }, revoked(1)]);
+    g.when({ type: 'define', claimSeq: 1, definition: def, hostId: 'h1' }).thenThrows('conflict');
+  });
+
+  it('the newest revocation is kept, whatever the order of fences', () => {
+    const g = spec.given([revoked(9), revoked(4, 'other')]);
+    expect(g.state.revokedClaimsUpTo).toBe(9);
+    // Defining the domain keeps the fence for a later re-define.
+    const after = spec.given([revoked(9), defined()]).state;
+    expect(after.revokedClaimsUpTo).toBe(9);
   });
 });

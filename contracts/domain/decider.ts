@@ -4,6 +4,7 @@ import { REQUESTED_EVENT, type DomainEventBody, type DomainOp, type LifecycleOp 
 import { isActive, type DomainStateName, type ObservedState, type RuntimeInterface } from './state.ts';
 import { virtError } from '../errors.ts';
 import type { Envelope } from '../envelope.ts';
+import { applyRevocation, requireLiveClaim, type ClaimFence } from '../name-claim.ts';
 
 /**
  * The domain decider: pure functions, no I/O. `decide` answers a command with events or throws a
@@ -23,7 +24,7 @@ export interface PendingOperation {
   persistent?: boolean;
 }
 
-export interface DomainAggregate {
+export interface DomainAggregate extends ClaimFence {
   /** False before the first definition and after removal. */
   exists: boolean;
   /** True once a removal was recorded. A later define of the same uuid makes a new domain, as in libvirt. */
@@ -67,6 +68,7 @@ export const initialDomainState = (id: string): DomainAggregate => ({
   lastError: null,
   version: 0,
   recentCommands: [],
+  revokedClaimsUpTo: 0,
 });
 
 const DESIRED_AFTER: Record<LifecycleOp, (paused: boolean) => DomainStateName> = {
@@ -185,6 +187,7 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
       if (s.exists && s.name !== cmd.definition.name) {
         throw virtError('operation-failed', `domain '${s.name}' is already defined with uuid ${s.id}`);
       }
+      requireLiveClaim(s, cmd.claimSeq, 'domain', cmd.definition.name);
       return [
         {
           type: 'DomainDefined',
@@ -333,6 +336,9 @@ export const evolve = (s: DomainAggregate, e: Envelope<DomainEventBody>): Domain
     : [...s.recentCommands, [e.commandId, e.version] as [string, number]].slice(-RECENT_COMMANDS);
   const base = { ...s, version: e.version, recentCommands };
   switch (e.type) {
+    case 'NameClaimRevoked':
+      // A fence written by another define, not a command of this domain's: no retry to recognise.
+      return applyRevocation({ ...s, version: e.version }, e);
     case 'DomainDefined': {
       const running = s.exists && (isActive(s.observed.state) || s.pending !== null);
       return {

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { DomainDefinition, InterfaceModel } from './definition.ts';
 import { DomainStateName, ObservedState, RuntimeInterface, StateReason } from './state.ts';
 import { VirtErrorBody } from '../errors.ts';
+import { NameClaimRevoked } from '../name-claim.ts';
 
 /** Operations a host carries out. Each has an intent event `Domain<Op>Requested`. */
 /** The power-state operations, each a virsh verb of its own. */
@@ -90,6 +91,7 @@ export const DomainEventBody = z.discriminatedUnion('type', [
     type: z.literal('DomainStateObserved'),
     data: z.object({ state: DomainStateName, reason: StateReason, cause: z.string().optional() }),
   }),
+  NameClaimRevoked,
 ]);
 export type DomainEventBody = z.infer<typeof DomainEventBody>;
 export type DomainEventType = DomainEventBody['type'];

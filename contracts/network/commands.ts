@@ -1,13 +1,14 @@
 import { z } from 'zod';
-import { CommandHeader } from '../domain/commands.ts';
+import { CommandHeader, JsonDefinition } from '../domain/commands.ts';
+import { ObjectRef } from '../ids.ts';
 import type { NetworkDefinition } from './definition.ts';
 
 /** A network is addressed by uuid or by name, as virsh accepts either. */
-export const NetworkRef = z.string().min(1).max(255);
+export const NetworkRef = ObjectRef;
 
 export const DefineNetworkRequest = CommandHeader.extend({
   /** The model as JSON, or libvirt network XML; exactly one. */
-  definition: z.unknown().optional(),
+  definition: JsonDefinition.optional(),
   xml: z.string().optional(),
 }).refine((r) => (r.definition === undefined) !== (r.xml === undefined), {
   message: 'give exactly one of "definition" or "xml"',
@@ -25,7 +26,8 @@ export type NetworkAutostartRequest = z.infer<typeof NetworkAutostartRequest>;
 
 /** What the decider sees: names already resolved, definitions parsed and validated. */
 export type NetworkCommand =
-  | { type: 'define'; definition: NetworkDefinition }
+  /** `claimSeq`: the name claim the define relies on (contracts/name-claim.ts). */
+  | { type: 'define'; definition: NetworkDefinition; claimSeq: number }
   | { type: 'undefine' }
   | { type: 'start' }
   | { type: 'destroy' }

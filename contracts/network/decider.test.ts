@@ -29,7 +29,7 @@ const NO_NETWORK = `Network not found: no network with matching uuid '${UUID}'`;
 
 describe('define', () => {
   it('a new network is persistent, inactive and not autostarted', () => {
-    const { after } = spec.given().when({ type: 'define', definition: def }).then([defined()]);
+    const { after } = spec.given().when({ type: 'define', claimSeq: 1, definition: def }).then([defined()]);
     expect(after).toMatchObject({
       exists: true,
       removed: false,
@@ -44,12 +44,12 @@ describe('define', () => {
   });
 
   it('redefining an inactive network replaces the definition and keeps the autostart flag', () => {
-    const { after } = spec.given([defined(), autostart(true)]).when({ type: 'define', definition: def2 }).then([defined(def2)]);
+    const { after } = spec.given([defined(), autostart(true)]).when({ type: 'define', claimSeq: 1, definition: def2 }).then([defined(def2)]);
     expect(after).toMatchObject({ definition: def2, nextDefinition: null, active: false, autostart: true });
   });
 
   it('redefining an active network keeps the live definition until the network stops', () => {
-    const { after } = spec.given(active).when({ type: 'define', definition: def2 }).then([defined(def2)]);
+    const { after } = spec.given(active).when({ type: 'define', claimSeq: 1, definition: def2 }).then([defined(def2)]);
     expect(after).toMatchObject({ definition: def, nextDefinition: def2, active: true, persistent: true });
     const stopped = spec.given([...active, defined(def2), destroyed]).state;
     expect(stopped).toMatchObject({ definition: def2, nextDefinition: null, active: false, exists: true });
@@ -58,13 +58,13 @@ describe('define', () => {
   it('the same uuid under another name is refused as libvirt does', () => {
     spec
       .given([defined()])
-      .when({ type: 'define', definition: { ...def, name: 'other' } })
+      .when({ type: 'define', claimSeq: 1, definition: { ...def, name: 'other' } })
       .thenThrows('operation-failed', `network 'default' is already defined with uuid ${UUID}`);
-    spec.given(active).when({ type: 'define', definition: { ...def, name: 'other' } }).thenThrows('operation-failed', /already defined with uuid/);
+    spec.given(active).when({ type: 'define', claimSeq: 1, definition: { ...def, name: 'other' } }).thenThrows('operation-failed', /already defined with uuid/);
   });
 
   it('defining again after removal makes a fresh network', () => {
-    const { after } = spec.given([defined(), autostart(true), undefinedEv]).when({ type: 'define', definition: def2 }).then([defined(def2)]);
+    const { after } = spec.given([defined(), autostart(true), undefinedEv]).when({ type: 'define', claimSeq: 1, definition: def2 }).then([defined(def2)]);
     expect(after).toMatchObject({ exists: true, removed: false, active: false, autostart: false, definition: def2 });
   });
 });
@@ -177,5 +177,15 @@ describe('bridge name', () => {
     expect(bridgeNameOf({ ...def, forward: undefined })).toBe('vpbr0c7a3f529d1');
     expect(bridgeNameOf({ ...def, forward: { mode: 'bridge' }, bridge: { name: 'br0' }, ips: [] })).toBe('br0');
     expect(bridgeNameOf({ ...def, forward: { mode: 'passthrough', dev: 'eth0' }, ips: [] })).toBeNull();
+  });
+});
+
+describe('name claims', () => {
+  const revoked = (claimSeq: number): Ev => ({ type: 'NameClaimRevoked', data: { name: 'default', claimSeq } });
+  it('a define whose claim was revoked is refused; one on a newer claim goes through', () => {
+    const g = spec.given([revoked(5)]);
+    g.when({ type: 'define', claimSeq: 5, definition: def }).thenThrows('conflict', /taken over/);
+    g.when({ type: 'define', claimSeq: 6, definition: def }).then([defined()]);
+    expect(networkLifecycleFor(revoked(5))).toBeNull();
   });
 });

@@ -3,13 +3,14 @@ import type { NetworkCommand } from './commands.ts';
 import type { NetworkEventBody } from './events.ts';
 import { virtError } from '../errors.ts';
 import type { Envelope } from '../envelope.ts';
+import { applyRevocation, requireLiveClaim, type ClaimFence } from '../name-claim.ts';
 
 /**
  * The network decider: pure, with the checks and messages of libvirt's test driver (testNetwork*),
  * except where noted. The command service and the projector share `evolve`.
  */
 
-export interface NetworkAggregate {
+export interface NetworkAggregate extends ClaimFence {
   /** False before the first definition and after removal. */
   exists: boolean;
   /** True once a removal was recorded. A later define of the same uuid makes a new network, as in libvirt. */
@@ -42,6 +43,7 @@ export const initialNetworkState = (id: string): NetworkAggregate => ({
   autostart: false,
   version: 0,
   recentCommands: [],
+  revokedClaimsUpTo: 0,
 });
 
 export const networkCommandVersion = (s: NetworkAggregate, commandId: string): number | undefined =>
@@ -62,6 +64,7 @@ export const decideNetwork = (cmd: NetworkCommand, s: NetworkAggregate, _now: Da
       if (s.exists && s.name !== cmd.definition.name) {
         throw virtError('operation-failed', `network '${s.name}' is already defined with uuid ${s.id}`);
       }
+      requireLiveClaim(s, cmd.claimSeq, 'network', cmd.definition.name);
       return [{ type: 'NetworkDefined', data: { definition: cmd.definition } }];
     case 'undefine':
       requireNetwork(s);
@@ -92,6 +95,9 @@ export const evolveNetwork = (s: NetworkAggregate, e: Envelope<NetworkEventBody>
     : [...s.recentCommands, [e.commandId, e.version] as [string, number]].slice(-RECENT_COMMANDS);
   const base = { ...s, version: e.version, recentCommands };
   switch (e.type) {
+    case 'NameClaimRevoked':
+      // A fence written by another define, not a command of this network's: no retry to recognise.
+      return applyRevocation({ ...s, version: e.version }, e);
     case 'NetworkDefined': {
       const live = s.exists && s.active && s.definition !== null;
       return {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { NetworkDefinition } from './definition.ts';
+import { NameClaimRevoked } from '../name-claim.ts';
 
 /**
  * Events of the network aggregate. Starting and stopping a network are facts, not intents: no host
@@ -16,6 +17,7 @@ export const NetworkEventBody = z.discriminatedUnion('type', [
   z.object({ type: z.literal('NetworkStarted'), data: z.object({}) }),
   z.object({ type: z.literal('NetworkDestroyed'), data: z.object({}) }),
   z.object({ type: z.literal('NetworkAutostartSet'), data: z.object({ autostart: z.boolean() }) }),
+  NameClaimRevoked,
 ]);
 export type NetworkEventBody = z.infer<typeof NetworkEventBody>;
 export type NetworkEventType = NetworkEventBody['type'];

@@ -33,6 +33,7 @@ export const networkLifecycleFor = (e: NetworkEventBody): NetworkLifecycleType |
     case 'NetworkDestroyed':
       return 'STOPPED';
     case 'NetworkAutostartSet':
+    case 'NameClaimRevoked':
       return null;
   }
 };

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { PageRequest } from '../views.ts';
+import { ObjectRef } from '../ids.ts';
 import { NetworkDefinition } from './definition.ts';
 
 export const NetworkView = z.object({
@@ -21,7 +22,7 @@ export const NetworkView = z.object({
 export type NetworkView = z.infer<typeof NetworkView>;
 
 export const NetworkGetRequest = z.object({
-  network: z.string().min(1).max(255),
+  network: ObjectRef,
   /** Read-your-writes: wait (briefly) until the view reflects at least this version. */
   minVersion: z.number().int().nonnegative().optional(),
   waitMs: z.number().int().min(0).max(30_000).optional(),

@@ -1,12 +1,12 @@
 import { z } from 'zod';
-import { CommandHeader } from '../domain/commands.ts';
+import { CommandHeader, JsonDefinition } from '../domain/commands.ts';
 import type { VirtErrorBody } from '../errors.ts';
-import { HostId } from '../ids.ts';
+import { HostId, ObjectRef } from '../ids.ts';
 import type { StoragePoolDefinition, StorageVolumeDefinition } from './definition.ts';
 import type { PoolStats, StorageOp, VolumeInfo } from './events.ts';
 
 /** A pool is addressed by uuid or by name, as virsh accepts either. */
-export const PoolRef = z.string().min(1).max(255);
+export const PoolRef = ObjectRef;
 
 const exactlyOne = [
   (r: { definition?: unknown; xml?: string | undefined }) => (r.definition === undefined) !== (r.xml === undefined),
@@ -15,7 +15,7 @@ const exactlyOne = [
 
 export const DefinePoolRequest = CommandHeader.extend({
   /** The model as JSON, or libvirt pool XML; exactly one. */
-  definition: z.unknown().optional(),
+  definition: JsonDefinition.optional(),
   xml: z.string().optional(),
   /** The host the pool lives on; may be left out when only one host is up. */
   hostId: HostId.optional(),
@@ -34,7 +34,7 @@ export type StartPoolRequest = z.infer<typeof StartPoolRequest>;
 
 export const CreateVolumeRequest = CommandHeader.extend({
   pool: PoolRef,
-  definition: z.unknown().optional(),
+  definition: JsonDefinition.optional(),
   xml: z.string().optional(),
   timeoutSeconds: z.number().positive().max(3600).optional(),
 }).refine(...exactlyOne);
@@ -56,7 +56,8 @@ export type StorageResult =
 
 /** What the decider sees: references resolved, definitions parsed, placement chosen. */
 export type StorageCommand =
-  | { type: 'define'; definition: StoragePoolDefinition; hostId: string }
+  /** `claimSeq`: the name claim the define relies on (contracts/name-claim.ts). */
+  | { type: 'define'; definition: StoragePoolDefinition; hostId: string; claimSeq: number }
   | { type: 'undefine' }
   | { type: 'build'; timeoutMs: number }
   | { type: 'start'; build: boolean; timeoutMs: number }

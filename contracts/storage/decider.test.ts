@@ -72,7 +72,7 @@ const NO_POOL = `no storage pool with matching uuid '${UUID}'`;
 
 describe('pool define and undefine', () => {
   it('a new pool is DEFINED, inactive, on the requested host', () => {
-    const { after } = spec.given().when({ type: 'define', definition: pool, hostId: 'h1' }).then([defined()]);
+    const { after } = spec.given().when({ type: 'define', claimSeq: 1, definition: pool, hostId: 'h1' }).then([defined()]);
     expect(after).toMatchObject({ exists: true, name: 'images', hostId: 'h1', active: false, pending: null, volumes: [], version: 1 });
     expect(poolStateName(after)).toBe('inactive');
   });
@@ -80,14 +80,14 @@ describe('pool define and undefine', () => {
   it('redefining an inactive pool replaces the definition and keeps its host', () => {
     const { after } = spec
       .given([defined()])
-      .when({ type: 'define', definition: pool2, hostId: 'h2' })
+      .when({ type: 'define', claimSeq: 1, definition: pool2, hostId: 'h2' })
       .then([{ type: 'PoolDefined', data: { definition: pool2, hostId: 'h1', added: false } }]);
     expect(after.definition).toEqual(pool2);
   });
 
   it('redefining an active pool applies the new definition when it stops', () => {
     const g = spec.given(active);
-    const { after } = g.when({ type: 'define', definition: pool2, hostId: 'h1' }).then([{ type: 'PoolDefined', data: { definition: pool2, hostId: 'h1', added: false } }]);
+    const { after } = g.when({ type: 'define', claimSeq: 1, definition: pool2, hostId: 'h1' }).then([{ type: 'PoolDefined', data: { definition: pool2, hostId: 'h1', added: false } }]);
     expect(after.definition).toEqual(pool);
     expect(after.nextDefinition).toEqual(pool2);
     const stopped = spec.given([...active, { type: 'PoolDefined', data: { definition: pool2, hostId: 'h1', added: false } }]).when(op('destroy')).then([{ type: 'PoolDestroyed', data: {} }]);
@@ -98,18 +98,18 @@ describe('pool define and undefine', () => {
   it('refuses another name for the same uuid', () => {
     spec
       .given([defined()])
-      .when({ type: 'define', definition: { ...pool, name: 'other' }, hostId: 'h1' })
+      .when({ type: 'define', claimSeq: 1, definition: { ...pool, name: 'other' }, hostId: 'h1' })
       .thenThrows('operation-failed', `pool 'images' is already defined with uuid ${UUID}`);
   });
 
   it('refuses pool types no host can run, and relative targets', () => {
     spec
       .given()
-      .when({ type: 'define', definition: { ...pool, type: 'netfs' }, hostId: 'h1' })
+      .when({ type: 'define', claimSeq: 1, definition: { ...pool, type: 'netfs' }, hostId: 'h1' })
       .thenThrows('operation-unsupported', /storage pool type 'netfs' is not supported/);
     spec
       .given()
-      .when({ type: 'define', definition: { ...pool, target: { path: 'relative/dir' } }, hostId: 'h1' })
+      .when({ type: 'define', claimSeq: 1, definition: { ...pool, target: { path: 'relative/dir' } }, hostId: 'h1' })
       .thenThrows('invalid-arg', "storage pool target path 'relative/dir' must be an absolute path");
   });
 
@@ -132,7 +132,7 @@ describe('pool define and undefine', () => {
   });
 
   it('a pool defined again after undefine starts afresh', () => {
-    const { after } = spec.given([...active, { type: 'PoolDestroyed', data: {} }, { type: 'PoolUndefined', data: {} }]).when({ type: 'define', definition: pool, hostId: 'h2' }).then([
+    const { after } = spec.given([...active, { type: 'PoolDestroyed', data: {} }, { type: 'PoolUndefined', data: {} }]).when({ type: 'define', claimSeq: 1, definition: pool, hostId: 'h2' }).then([
       { type: 'PoolDefined', data: { definition: pool, hostId: 'h2', added: true } },
     ]);
     expect(after).toMatchObject({ exists: true, removed: false, hostId: 'h2', active: false, volumes: [] });
@@ -364,5 +364,15 @@ describe('reports, deadlines and retries', () => {
     const g = spec.given([defined()]);
     expect(poolCommandVersion(g.state, 'given-1')).toBe(1);
     expect(poolCommandVersion(g.state, 'other')).toBeUndefined();
+  });
+});
+
+describe('pool name claims', () => {
+  const revoked = (claimSeq: number): Ev => ({ type: 'NameClaimRevoked', data: { name: 'images', claimSeq } });
+  it('a define whose claim was revoked is refused; a newer claim defines, and keeps the fence', () => {
+    const g = spec.given([revoked(5)]);
+    g.when({ type: 'define', claimSeq: 5, definition: pool, hostId: 'h1' }).thenThrows('conflict', /taken over/);
+    const { after } = g.when({ type: 'define', claimSeq: 6, definition: pool, hostId: 'h1' }).then([defined()]);
+    expect(after.revokedClaimsUpTo).toBe(5);
   });
 });

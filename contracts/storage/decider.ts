@@ -1,4 +1,5 @@
 import type { Envelope } from '../envelope.ts';
+import { applyRevocation, requireLiveClaim, type ClaimFence } from '../name-claim.ts';
 import { virtError, type VirtErrorBody } from '../errors.ts';
 import { formatVolumeXml } from '../xml/index.ts';
 import type { StorageCommand, StorageResult } from './commands.ts';
@@ -46,7 +47,7 @@ export interface TaskOutcome {
   at: string;
 }
 
-export interface PoolAggregate {
+export interface PoolAggregate extends ClaimFence {
   exists: boolean;
   removed: boolean;
   id: string;
@@ -83,6 +84,7 @@ export const initialPoolState = (id: string): PoolAggregate => ({
   recentTasks: [],
   version: 0,
   recentCommands: [],
+  revokedClaimsUpTo: 0,
 });
 
 export const poolCommandVersion = (s: PoolAggregate, commandId: string): number | undefined =>
@@ -274,6 +276,7 @@ export const decide = (cmd: StorageCommand, s0: PoolAggregate, now: Date): Stora
       if (s.exists && s.name !== cmd.definition.name) {
         throw virtError('operation-failed', `pool '${s.name}' is already defined with uuid ${s.id}`);
       }
+      requireLiveClaim(s, cmd.claimSeq, 'pool', cmd.definition.name);
       checkPoolDefinition(cmd.definition);
       return decided([{ type: 'PoolDefined', data: { definition: cmd.definition, hostId: s.exists ? s.hostId : cmd.hostId, added: !s.exists } }]);
     }
@@ -354,10 +357,13 @@ export const evolve = (s: PoolAggregate, e: Envelope<StorageEventBody>): PoolAgg
   const ok = (taskId: string, op: StorageOp, name?: string): TaskOutcome[] =>
     remember(s.recentTasks, { taskId, op, ...(name !== undefined ? { name } : {}), ok: true, at: e.time });
   switch (e.type) {
+    case 'NameClaimRevoked':
+      // A fence written by another define, not a command of this pool's: no retry to recognise.
+      return applyRevocation({ ...s, version: e.version }, e);
     case 'PoolDefined': {
       const def = e.data.definition;
       if (!s.exists) {
-        return { ...initialPoolState(s.id), version: e.version, recentCommands, recentTasks: s.recentTasks, exists: true, name: def.name, definition: def, hostId: e.data.hostId };
+        return { ...initialPoolState(s.id), version: e.version, recentCommands, recentTasks: s.recentTasks, revokedClaimsUpTo: s.revokedClaimsUpTo ?? 0, exists: true, name: def.name, definition: def, hostId: e.data.hostId };
       }
       return s.active ? { ...base, nextDefinition: def } : { ...base, definition: def, nextDefinition: null };
     }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { VirtErrorBody } from '../errors.ts';
+import { NameClaimRevoked } from '../name-claim.ts';
 import { Permissions, StoragePoolDefinition, StorageVolumeDefinition } from './definition.ts';
 
 /** Host work on a pool or one of its volumes. Each has an intent event carrying what the host needs. */
@@ -76,6 +77,7 @@ export const StorageEventBody = z.discriminatedUnion('type', [
     type: z.literal('StorageOperationFailed'),
     data: z.object({ op: StorageOp, taskId: z.string(), name: z.string().optional(), error: VirtErrorBody }),
   }),
+  NameClaimRevoked,
 ]);
 export type StorageEventBody = z.infer<typeof StorageEventBody>;
 export type StorageEventType = StorageEventBody['type'];

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { VirtErrorBody } from '../errors.ts';
 import { subjects } from '../subjects.ts';
+import { TaskId, Uuid } from '../ids.ts';
 import { StorageVolumeDefinition } from './definition.ts';
 import { PoolStats, PoolTarget, VolumeInfo } from './events.ts';
 
@@ -37,7 +38,7 @@ export const StorageTask = z.discriminatedUnion('op', [
 ]);
 export type StorageTask = z.infer<typeof StorageTask>;
 
-export const StorageClaimRequest = z.object({ taskId: z.string(), poolId: z.string() });
+export const StorageClaimRequest = z.object({ taskId: TaskId, poolId: Uuid });
 export type StorageClaimRequest = z.infer<typeof StorageClaimRequest>;
 
 export const StorageResultBody = z.discriminatedUnion('op', [
@@ -50,8 +51,8 @@ export const StorageResultBody = z.discriminatedUnion('op', [
 const Report = z.object({
   /** Chosen by the host and kept across retries: the report is recorded once. */
   reportId: z.string().min(8).max(160),
-  poolId: z.string(),
-  taskId: z.string(),
+  poolId: Uuid,
+  taskId: TaskId,
 });
 
 export const StorageReportRequest = z.discriminatedUnion('kind', [

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { PageRequest } from '../views.ts';
+import { ObjectRef } from '../ids.ts';
 import { VirtErrorBody } from '../errors.ts';
 import { inFlight, poolStateName, type PoolAggregate, type VolumeEntry } from './decider.ts';
 import { StoragePoolDefinition, StorageVolumeDefinition } from './definition.ts';
@@ -64,7 +65,7 @@ export const VolumeView = z.object({
 export type VolumeView = z.infer<typeof VolumeView>;
 
 export const PoolGetRequest = z.object({
-  pool: z.string().min(1).max(255),
+  pool: ObjectRef,
   /** Read-your-writes: wait (briefly) until the view reflects at least this version. */
   minVersion: z.number().int().nonnegative().optional(),
   /** Also wait until this host task is no longer in flight: how the client waits for an outcome. */
@@ -86,14 +87,14 @@ export type PoolListRequest = z.infer<typeof PoolListRequest>;
 export const VolGetRequest = z.object({
   /** The volume's name with `pool`; `pool/name`, or its key (path) without. */
   volume: z.string().min(1).max(4096),
-  pool: z.string().min(1).max(255).optional(),
+  pool: ObjectRef.optional(),
   minVersion: z.number().int().nonnegative().optional(),
   waitMs: z.number().int().min(0).max(30_000).optional(),
 });
 export type VolGetRequest = z.infer<typeof VolGetRequest>;
 
 export const VolListRequest = z.object({
-  pool: z.string().min(1).max(255),
+  pool: ObjectRef,
   minVersion: z.number().int().nonnegative().optional(),
   waitMs: z.number().int().min(0).max(30_000).optional(),
   ...PageRequest.shape,

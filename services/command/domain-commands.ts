@@ -11,9 +11,9 @@ import { DomainDefinition, InterfaceModel } from '../../contracts/domain/definit
 import type { DomainEventBody, LifecycleOp } from '../../contracts/domain/events.ts';
 import type { CommandMeta } from '../../contracts/envelope.ts';
 import { fromZodError, isVirtError, virtError } from '../../contracts/errors.ts';
-import { DomainId, seededRandomBytes, uuidFromSeed } from '../../contracts/ids.ts';
-import { parseDomainXml } from '../../contracts/xml/index.ts';
+import { canonicalIdentity, isUuid, seededRandomBytes, uuidFromSeed } from '../../contracts/ids.ts';
 import type { NameClaims } from './name-claims.ts';
+import { parsePool } from './parse-pool.ts';
 import type { Outcome, Repository } from './repository.ts';
 import type { Scheduler } from './scheduler.ts';
 
@@ -32,47 +32,46 @@ export class DomainCommands {
     private readonly repo: Repository<DomainAggregate, DomainEventBody>,
     private readonly names: NameClaims,
     private readonly scheduler: Scheduler,
-  ) {}
+  ) {
+    parsePool().warm();
+  }
 
-  /** Does `uuid` exist under `name`? Decides whether a name claim is live or stale. */
-  private readonly holds = async (uuid: string, name: string) => {
-    const s = await this.repo.load(uuid);
-    return s.exists && s.name === name;
-  };
+  /** Reads a domain fresh from the log, for the name claim protocol. */
+  private readonly load = (uuid: string) => this.repo.load(uuid);
 
-  private definitionFrom(req: DefineDomainRequest, meta: CommandMeta): DomainDefinition {
+  private async definitionFrom(req: DefineDomainRequest, meta: CommandMeta): Promise<DomainDefinition> {
     // Without a uuid, derive one from the command id: a retried define then names the same domain
-    // (and generated MAC addresses come out the same too).
-    const uuid = () => uuidFromSeed(meta.commandId);
-    if (req.xml !== undefined) return parseDomainXml(req.xml, { uuid, randomBytes: seededRandomBytes(meta.commandId) });
+    // (and generated MAC addresses come out the same too). XML is parsed off the request loop.
+    if (req.xml !== undefined) return canonicalIdentity(await parsePool().parse('domain', req.xml, meta.commandId));
     const raw = req.definition;
-    const withUuid = raw && typeof raw === 'object' && !('uuid' in raw) ? { ...raw, uuid: uuid() } : raw;
-    const parsed = DomainDefinition.safeParse(withUuid);
-    if (!parsed.success) throw fromZodError(parsed.error);
-    return parsed.data;
+    const withUuid = raw && typeof raw === 'object' && !('uuid' in raw) ? { ...raw, uuid: uuidFromSeed(meta.commandId) } : raw;
+    return canonicalIdentity(await parsePool().validate('domain', withUuid));
   }
 
   async define(req: DefineDomainRequest, meta: CommandMeta): Promise<Accepted> {
-    const def = this.definitionFrom(req, meta);
+    const def = await this.definitionFrom(req, meta);
+    const existing = await this.repo.load(def.uuid);
     // Placement is chosen up front; the decider keeps an existing domain where it is.
     let hostId: string;
     try {
       hostId = this.scheduler.pick(def.type, req.hostId);
     } catch (e) {
       // Redefining a domain whose host is away is fine: it stays where it is.
-      const s = await this.repo.load(def.uuid);
-      if (!s.exists) throw e;
-      hostId = s.hostId;
+      if (!existing.exists) throw e;
+      hostId = existing.hostId;
     }
-    await this.names.claim(def.name, def.uuid, meta, this.holds);
-    const out = await this.repo.execute(def.uuid, meta, (s) => decide({ type: 'define', definition: def, hostId }, s, meta.now));
+    const command = (claimSeq: number): DomainCommand => ({ type: 'define', definition: def, hostId, claimSeq });
+    // Decided once before the name claim, so a define refused for what it asks stores nothing.
+    decide(command(Number.MAX_SAFE_INTEGER), existing, meta.now);
+    const claimSeq = await this.names.claim(def.name, def.uuid, meta, this.load);
+    const out = await this.repo.execute(def.uuid, meta, (s) => decide(command(claimSeq), s, meta.now));
     this.names.remember(def.name, def.uuid);
     return this.accepted(out, meta);
   }
 
   /** The uuid a reference names, and whether the answer came from memory. */
   private async resolve(ref: string): Promise<{ id: string; remembered: boolean }> {
-    if (DomainId.safeParse(ref).success) return { id: ref, remembered: false };
+    if (isUuid(ref)) return { id: ref.toLowerCase(), remembered: false };
     const found = await this.names.uuidOf(ref);
     if (!found) throw virtError('no-domain', `Domain not found: no domain with matching name '${ref}'`);
     return { id: found.uuid, remembered: found.remembered };
@@ -116,7 +115,7 @@ export class DomainCommands {
 
   /** Applies a command to a domain the caller names by uuid or name. */
   async run(ref: string, meta: CommandMeta, cmd: DomainCommand): Promise<Accepted> {
-    const byName = !DomainId.safeParse(ref).success;
+    const byName = !isUuid(ref);
     for (let attempt = 0; ; attempt++) {
       const { id, remembered } = await this.resolve(ref);
       try {

@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import type { DefineNetworkRequest, NetworkAutostartRequest, NetworkCommand, NetworkOpRequest } from '../../contracts/network/commands.ts';
 import {
   decideNetwork,
@@ -8,14 +7,15 @@ import {
   noNetwork,
   type NetworkAggregate,
 } from '../../contracts/network/decider.ts';
-import { NetworkDefinition } from '../../contracts/network/definition.ts';
+import type { NetworkDefinition } from '../../contracts/network/definition.ts';
 import type { NetworkEventBody } from '../../contracts/network/events.ts';
 import type { CommandMeta } from '../../contracts/envelope.ts';
-import { fromZodError, isVirtError, VirtError } from '../../contracts/errors.ts';
-import { seededRandomBytes, uuidFromSeed } from '../../contracts/ids.ts';
-import { formatNetworkXml, parseNetworkXml } from '../../contracts/xml/index.ts';
+import { isVirtError, VirtError } from '../../contracts/errors.ts';
+import { canonicalIdentity, isUuid, uuidFromSeed } from '../../contracts/ids.ts';
+import { formatNetworkXml } from '../../contracts/xml/index.ts';
 import type { EventStore } from '../../platform/event-store.ts';
 import { NameClaims } from './name-claims.ts';
+import { parsePool } from './parse-pool.ts';
 import { Repository, type AggregateKind, type Outcome } from './repository.ts';
 
 export const networkKind: AggregateKind<NetworkAggregate, NetworkEventBody> = {
@@ -33,9 +33,6 @@ export interface NetworkAccepted extends Record<string, unknown> {
   duplicate?: boolean;
 }
 
-/** libvirt accepts any GUID spelling; the canonical form is lower case with dashes. */
-const NetworkUuid = z.guid();
-
 /** The command side of the network aggregate: resolve references, validate definitions, decide, append. */
 export class NetworkCommands {
   private readonly repo: Repository<NetworkAggregate, NetworkEventBody>;
@@ -45,33 +42,29 @@ export class NetworkCommands {
   constructor(store: EventStore) {
     this.repo = new Repository(store, networkKind);
     this.names = new NameClaims(store, 'network');
+    parsePool().warm();
   }
 
-  /** Does `uuid` exist under `name`? Decides whether a name claim is live or stale. */
-  private readonly holds = async (uuid: string, name: string) => {
-    const s = await this.repo.load(uuid);
-    return s.exists && s.name === name;
-  };
+  /** Reads a network fresh from the log, for the name claim protocol. */
+  private readonly load = (uuid: string) => this.repo.load(uuid);
 
   /**
    * Every definition goes through the XML layer, JSON ones too: they get libvirt's checks (addresses,
    * DHCP ranges inside their subnet, forward modes) and the canonical document net-dumpxml returns.
    */
-  private definitionFrom(req: DefineNetworkRequest, meta: CommandMeta): NetworkDefinition {
+  private async definitionFrom(req: DefineNetworkRequest, meta: CommandMeta): Promise<NetworkDefinition> {
     // Without a uuid, derive one from the command id: a retried define then names the same network
-    // (and a generated bridge MAC comes out the same too).
-    const opts = { uuid: () => uuidFromSeed(meta.commandId), randomBytes: seededRandomBytes(meta.commandId) };
-    if (req.xml !== undefined) return parseNetworkXml(req.xml, opts);
+    // (and a generated bridge MAC comes out the same too). XML is parsed off the request loop.
+    if (req.xml !== undefined) return canonicalIdentity(await parsePool().parse('network', req.xml, meta.commandId));
     const raw = req.definition;
-    const withUuid = raw && typeof raw === 'object' && !Array.isArray(raw) && !('uuid' in raw) ? { ...raw, uuid: opts.uuid() } : raw;
-    const parsed = NetworkDefinition.safeParse(withUuid);
-    if (!parsed.success) throw fromZodError(parsed.error);
+    const withUuid = raw && typeof raw === 'object' && !Array.isArray(raw) && !('uuid' in raw) ? { ...raw, uuid: uuidFromSeed(meta.commandId) } : raw;
+    const parsed = { data: await parsePool().validate('network', withUuid) };
     // The stored document is derived, never taken from the caller; 'isolated' is how the model
     // spells a network without <forward>.
     const { xml: _ignored, ...model } = parsed.data;
     const plain = model.forward?.mode === 'isolated' ? { ...model, forward: undefined } : model;
     try {
-      return parseNetworkXml(formatNetworkXml(plain), opts);
+      return canonicalIdentity(await parsePool().parse('network', formatNetworkXml(plain), meta.commandId));
     } catch (e) {
       if (isVirtError(e) && e.code === 'xml-error') throw new VirtError('invalid-arg', `invalid argument: ${e.message}`, e.details);
       throw e;
@@ -79,12 +72,12 @@ export class NetworkCommands {
   }
 
   async define(req: DefineNetworkRequest, meta: CommandMeta): Promise<NetworkAccepted> {
-    const def = this.definitionFrom(req, meta);
-    // A rename of an existing uuid is refused before a claim on the new name is recorded: defines
-    // are rare enough for the extra read.
-    decideNetwork({ type: 'define', definition: def }, await this.repo.load(def.uuid), meta.now);
-    await this.names.claim(def.name, def.uuid, meta, this.holds);
-    const out = await this.repo.execute(def.uuid, meta, (s) => decideNetwork({ type: 'define', definition: def }, s, meta.now));
+    const def = await this.definitionFrom(req, meta);
+    // A define refused for what it asks (a rename of an existing uuid) is refused before a claim on
+    // the new name is recorded: defines are rare enough for the extra read.
+    decideNetwork({ type: 'define', definition: def, claimSeq: Number.MAX_SAFE_INTEGER }, await this.repo.load(def.uuid), meta.now);
+    const claimSeq = await this.names.claim(def.name, def.uuid, meta, this.load);
+    const out = await this.repo.execute(def.uuid, meta, (s) => decideNetwork({ type: 'define', definition: def, claimSeq }, s, meta.now));
     this.names.remember(def.name, def.uuid);
     return this.accepted(out, meta);
   }
@@ -95,8 +88,7 @@ export class NetworkCommands {
   autostart = (req: NetworkAutostartRequest, meta: CommandMeta) => this.run(req.network, meta, { type: 'autostart', enable: req.enable });
 
   private async resolve(ref: string): Promise<{ id: string; byName: boolean; remembered: boolean }> {
-    const uuid = NetworkUuid.safeParse(ref);
-    if (uuid.success) return { id: uuid.data.toLowerCase(), byName: false, remembered: false };
+    if (isUuid(ref)) return { id: ref.toLowerCase(), byName: false, remembered: false };
     const found = await this.names.uuidOf(ref);
     if (!found) throw noNetwork('name', ref);
     return { id: found.uuid, byName: true, remembered: found.remembered };

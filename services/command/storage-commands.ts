@@ -1,8 +1,8 @@
 import { DeadlineKeeper } from './deadlines.ts';
 import type { Subscription } from '@nats-io/transport-node';
 import type { CommandMeta } from '../../contracts/envelope.ts';
-import { fromZodError, isVirtError, virtError } from '../../contracts/errors.ts';
-import { DomainId, seededRandomBytes, uuidFromSeed } from '../../contracts/ids.ts';
+import { isVirtError, virtError } from '../../contracts/errors.ts';
+import { canonicalIdentity, isUuid, uuidFromSeed } from '../../contracts/ids.ts';
 import {
   CreateVolumeRequest,
   DEFAULT_STORAGE_TIMEOUT_MS,
@@ -23,17 +23,17 @@ import {
   poolCommandVersion,
   type PoolAggregate,
 } from '../../contracts/storage/decider.ts';
-import { StoragePoolDefinition, StorageVolumeDefinition } from '../../contracts/storage/definition.ts';
+import type { StoragePoolDefinition, StorageVolumeDefinition } from '../../contracts/storage/definition.ts';
 import { STORAGE_INTENTS, type StorageEventBody, type StorageOp } from '../../contracts/storage/events.ts';
 import { StorageClaimRequest, StorageReportRequest, storageSubjects, type StorageTask } from '../../contracts/storage/tasks.ts';
 import { QUEUES, subjects } from '../../contracts/subjects.ts';
 import type { CommandApi } from './command-api.ts';
-import { parsePoolXml, parseVolumeXml } from '../../contracts/xml/index.ts';
 import type { EventStore } from '../../platform/event-store.ts';
 import type { Logger } from '../../platform/log.ts';
 import type { Nats } from '../../platform/nats.ts';
 import { serve } from '../../platform/rpc.ts';
 import { NameClaims } from './name-claims.ts';
+import { parsePool } from './parse-pool.ts';
 import { Repository, type AggregateKind, type Outcome } from './repository.ts';
 import type { Scheduler } from './scheduler.ts';
 import { StorageDispatcher } from './storage-dispatcher.ts';
@@ -68,22 +68,20 @@ export class StorageCommands {
     private readonly store: EventStore,
     private readonly names: NameClaims,
     private readonly hosts: Scheduler,
-  ) {}
+  ) {
+    parsePool().warm();
+  }
 
-  private readonly holds = async (uuid: string, name: string) => {
-    const s = await this.repo.load(uuid);
-    return s.exists && s.name === name;
-  };
+  /** Reads a pool fresh from the log, for the name claim protocol. */
+  private readonly load = (uuid: string) => this.repo.load(uuid);
 
-  private definitionFrom(req: DefinePoolRequest, meta: CommandMeta): StoragePoolDefinition {
-    // Without a uuid, derive one from the command id: a retried define names the same pool.
-    const uuid = () => uuidFromSeed(meta.commandId);
-    if (req.xml !== undefined) return parsePoolXml(req.xml, { uuid, randomBytes: seededRandomBytes(meta.commandId) });
+  private async definitionFrom(req: DefinePoolRequest, meta: CommandMeta): Promise<StoragePoolDefinition> {
+    // Without a uuid, derive one from the command id: a retried define names the same pool. XML is
+    // parsed off the request loop.
+    if (req.xml !== undefined) return canonicalIdentity(await parsePool().parse('pool', req.xml, meta.commandId));
     const raw = req.definition;
-    const withUuid = raw && typeof raw === 'object' && !Array.isArray(raw) && !('uuid' in raw) ? { ...raw, uuid: uuid() } : raw;
-    const parsed = StoragePoolDefinition.safeParse(withUuid);
-    if (!parsed.success) throw fromZodError(parsed.error);
-    return parsed.data;
+    const withUuid = raw && typeof raw === 'object' && !Array.isArray(raw) && !('uuid' in raw) ? { ...raw, uuid: uuidFromSeed(meta.commandId) } : raw;
+    return canonicalIdentity(await parsePool().validate('pool', withUuid));
   }
 
   /** A pool lives on one host: the one asked for, or the only one up. */
@@ -99,23 +97,23 @@ export class StorageCommands {
   }
 
   async define(req: DefinePoolRequest, meta: CommandMeta): Promise<StorageAccepted> {
-    const def = this.definitionFrom(req, meta);
+    const def = await this.definitionFrom(req, meta);
     checkPoolDefinition(def);
     const existing = await this.repo.load(def.uuid);
     // A redefinition keeps the pool where it is; the decider ignores the host then.
     const hostId = existing.exists ? existing.hostId : this.place(def.name, req.hostId);
-    const command: StorageCommand = { type: 'define', definition: def, hostId };
+    const command = (claimSeq: number): StorageCommand => ({ type: 'define', definition: def, hostId, claimSeq });
     // Decided once before the name claim, so a refused define stores nothing, not even a claim.
-    decide(command, existing, meta.now);
-    await this.names.claim(def.name, def.uuid, meta, this.holds);
-    const out = await this.repo.execute(def.uuid, meta, (s) => decide(command, s, meta.now));
+    decide(command(Number.MAX_SAFE_INTEGER), existing, meta.now);
+    const claimSeq = await this.names.claim(def.name, def.uuid, meta, this.load);
+    const out = await this.repo.execute(def.uuid, meta, (s) => decide(command(claimSeq), s, meta.now));
     this.names.remember(def.name, def.uuid);
     return this.accepted(out, meta);
   }
 
   /** The uuid a reference names, and whether the answer came from memory. */
   private async resolve(ref: string): Promise<{ id: string; remembered: boolean }> {
-    if (DomainId.safeParse(ref).success) return { id: ref, remembered: false };
+    if (isUuid(ref)) return { id: ref.toLowerCase(), remembered: false };
     const found = await this.names.uuidOf(ref);
     if (!found) throw noPool(ref);
     return { id: found.uuid, remembered: found.remembered };
@@ -129,12 +127,8 @@ export class StorageCommands {
 
   async volCreate(req: CreateVolumeRequest, meta: CommandMeta): Promise<StorageAccepted> {
     let volume: StorageVolumeDefinition;
-    if (req.xml !== undefined) volume = parseVolumeXml(req.xml);
-    else {
-      const parsed = StorageVolumeDefinition.safeParse(req.definition);
-      if (!parsed.success) throw fromZodError(parsed.error);
-      volume = parsed.data;
-    }
+    if (req.xml !== undefined) volume = await parsePool().parse('volume', req.xml);
+    else volume = await parsePool().validate('volume', req.definition);
     const accepted = await this.run(req.pool, meta, () => ({ type: 'vol-create', volume, timeoutMs: timeoutOf('vol-create', req) }));
     return { ...accepted, volume: volume.name };
   }
@@ -152,7 +146,7 @@ export class StorageCommands {
 
   /** Applies a command to a pool the caller names by uuid or name. */
   async run(ref: string, meta: CommandMeta, command: (s: PoolAggregate) => StorageCommand): Promise<StorageAccepted> {
-    const byName = !DomainId.safeParse(ref).success;
+    const byName = !isUuid(ref);
     for (let attempt = 0; ; attempt++) {
       const { id, remembered } = await this.resolve(ref);
       try {
