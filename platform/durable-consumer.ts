@@ -47,38 +47,10 @@ export const durableConsumer = async (n: Nats, o: DurableConsumerOptions): Promi
 };
 
 /**
- * Hands each message to `handle`, one at a time in stream order; acknowledges it once handled and
- * asks for it again a second later when handling failed, so nothing is lost to a passing error.
- */
-export const processInOrder = async (
-  consumer: Consumer,
-  handle: (m: JsMsg) => Promise<void>,
-  onError: (m: JsMsg, e: unknown) => void,
-): Promise<{ stop(): Promise<void> }> => {
-  const messages = await consumer.consume({ max_messages: 256 });
-  const done = (async () => {
-    for await (const m of messages) {
-      try {
-        await handle(m);
-        m.ack();
-      } catch (e) {
-        onError(m, e);
-        m.nak(1000);
-      }
-    }
-  })();
-  return {
-    async stop() {
-      await messages.close();
-      await done;
-    },
-  };
-};
-
-/**
- * Like processInOrder, but only messages with the same key wait for each other: they are handled in
- * stream order, while different keys run side by side (at most `maxInFlight` at once). Each message is
- * acknowledged on its own once handled.
+ * Hands each message to `handle`: messages with the same key are handled one at a time in stream
+ * order, different keys side by side (at most `maxInFlight` at once). Each message is acknowledged
+ * once handled, and asked for again a second later when handling failed, so nothing is lost to a
+ * passing error.
  */
 export const processByKey = async (
   consumer: Consumer,

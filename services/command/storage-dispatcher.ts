@@ -1,4 +1,4 @@
-import { durableConsumer, processInOrder } from '../../platform/durable-consumer.ts';
+import { durableConsumer, processByKey } from '../../platform/durable-consumer.ts';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { Envelope } from '../../contracts/envelope.ts';
 import type { StorageEventBody } from '../../contracts/storage/events.ts';
@@ -32,8 +32,10 @@ export class StorageDispatcher {
       ackWaitMs: 30_000,
       maxAckPending: 1024,
     });
-    this.running = await processInOrder(
+    // One pool's commits in order, different pools side by side.
+    this.running = await processByKey(
       consumer,
+      (m) => m.subject,
       (m) => this.handle(toRecordedCommit({ seq: m.seq, subject: m.subject, data: m.data })),
       (m, e) => this.log.error('storage dispatch failed; will be redelivered', { seq: m.seq, error: String(e) }),
     );
