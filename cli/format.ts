@@ -11,8 +11,11 @@ export const table = (headers: string[], rows: string[][]): string => {
   return [line(headers), '-'.repeat(total), ...rows.map(line)].join('\n');
 };
 
+/** A domain whose host is lost is never shown as running: nobody knows. */
+export const HOST_LOST_LABEL = 'unknown (host lost)';
+
 export const stateLabel = (v: DomainView): string => {
-  const label = VIRSH_STATE_LABEL[v.observed.state];
+  const label = v.hostLost ? HOST_LOST_LABEL : VIRSH_STATE_LABEL[v.observed.state];
   return v.pending ? `${label} (${v.pending.op} in progress)` : label;
 };
 
@@ -28,8 +31,8 @@ export const dominfo = (v: DomainView): string => {
     ['Name', v.name],
     ['UUID', v.id],
     ['OS Type', d.os.type],
-    ['State', VIRSH_STATE_LABEL[v.observed.state]],
-    ['State reason', v.observed.reason],
+    ['State', v.hostLost ? HOST_LOST_LABEL : VIRSH_STATE_LABEL[v.observed.state]],
+    ['State reason', v.hostLost ? `host '${v.hostId}' lost; last known ${v.lastObserved ? `${VIRSH_STATE_LABEL[v.lastObserved.state]} (${v.lastObserved.reason})` : 'nothing'}` : v.observed.reason],
     ['Desired state', VIRSH_STATE_LABEL[v.desired]],
     ['Operation', v.pending ? `${v.pending.op} since ${v.pending.requestedAt} (deadline ${v.pending.deadline})` : 'none'],
     ['Last error', v.lastError ? `${v.lastError.op}: ${v.lastError.code}: ${v.lastError.message}` : 'none'],
@@ -50,7 +53,7 @@ export const hostList = (hosts: HostView[]): string =>
     ['Host', 'State', 'Driver', 'Domains', 'CPUs', 'Memory', 'Last heartbeat'],
     hosts.map((h) => [
       h.hostId,
-      h.alive ? 'up' : 'down',
+      h.lost ? 'lost' : h.alive ? 'up' : 'down',
       h.capabilities?.driver ?? '-',
       String(h.activeDomains ?? 0),
       String(h.capabilities?.cpus ?? '-'),

@@ -107,7 +107,9 @@ export class VirtplaneClient {
   }
 
   shutdown = (domain: string, opts?: CommandOptions) => this.operation('shutdown', domain, opts);
-  destroy = (domain: string, opts?: CommandOptions) => this.operation('destroy', domain, opts);
+  /** `force`: the domain's host is lost and the operator says it is off; the domain is recorded shut off. */
+  destroy = (domain: string, opts: CommandOptions & { force?: boolean } = {}) =>
+    opts.force ? this.command('destroy', { domain, force: true }, opts) : this.operation('destroy', domain, opts);
   suspend = (domain: string, opts?: CommandOptions) => this.operation('suspend', domain, opts);
   resume = (domain: string, opts?: CommandOptions) => this.operation('resume', domain, opts);
   reboot = (domain: string, opts?: CommandOptions) => this.operation('reboot', domain, opts);

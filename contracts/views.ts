@@ -13,7 +13,12 @@ export const DomainView = z.object({
   /** A definition recorded while the domain ran, applied at its next stop. */
   nextDefinition: DomainDefinition.nullable(),
   desired: DomainStateName,
+  /** What the host last reported; nostate/unknown while `hostLost`. */
   observed: ObservedState,
+  /** The domain's host was declared lost: its state is unknown (host lost). */
+  hostLost: z.boolean().optional(),
+  /** While the host is lost: what was known before. */
+  lastObserved: ObservedState.optional(),
   /** Host devices of the running guest's interfaces (virsh domiflist's Interface column). */
   interfaces: z.array(RuntimeInterface).default([]),
   pending: z
@@ -34,6 +39,9 @@ export const HostView = z.object({
   capabilities: HostCapabilities.nullable(),
   registeredAt: z.string().nullable(),
   version: z.number().int(),
+  /** Declared lost (its lease expired) and not registered since. */
+  lost: z.boolean().optional(),
+  lostAt: z.string().nullable().optional(),
   /** From heartbeats, not from the log: how recently the agent was heard. */
   lastHeartbeat: z.string().nullable().optional(),
   alive: z.boolean().optional(),

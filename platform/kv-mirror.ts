@@ -9,6 +9,8 @@ import { decodeJson } from './nats.ts';
  */
 export class KvMirror<T> {
   readonly entries = new Map<string, T>();
+  /** The last write seen on each key, deletions included: its revision and when the server stored it. */
+  readonly written = new Map<string, { revision: number; at: number; deleted: boolean }>();
   private watch: QueuedIterator<KvWatchEntry> | null = null;
   private check: NodeJS.Timeout | null = null;
   private lastRevision = 0;
@@ -35,6 +37,7 @@ export class KvMirror<T> {
       for await (const e of watch) {
         this.lastRevision = Math.max(this.lastRevision, e.revision);
         const value = e.operation === 'PUT' ? (decodeJson(e.value) as T) : undefined;
+        this.written.set(e.key, { revision: e.revision, at: e.created.getTime(), deleted: e.operation !== 'PUT' });
         this.set(e.key, value);
       }
     })();
@@ -54,6 +57,7 @@ export class KvMirror<T> {
     this.watch?.stop();
     this.lastRevision = 0;
     for (const key of [...this.entries.keys()]) this.set(key, undefined);
+    this.written.clear();
     await this.follow().catch(() => {
       this.lastRevision = Number.POSITIVE_INFINITY; // look again next time
     });

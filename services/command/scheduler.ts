@@ -1,5 +1,5 @@
 import { virtError } from '../../contracts/errors.ts';
-import { LIVENESS_WINDOW_MS, type HostLiveness } from '../../contracts/host/liveness.ts';
+import { DEFAULT_LEASE_TIMINGS, type HostLiveness, type LeaseTimings } from '../../contracts/host/liveness.ts';
 import type { KvMirror } from '../../platform/kv-mirror.ts';
 
 
@@ -11,7 +11,10 @@ export class Scheduler {
   private readonly placedSince = new Map<string, number>();
   private readonly hosts: Map<string, HostLiveness>;
 
-  constructor(liveness: KvMirror<HostLiveness>) {
+  constructor(
+    liveness: KvMirror<HostLiveness>,
+    private readonly timings: Pick<LeaseTimings, 'leaseTtlMs'> = DEFAULT_LEASE_TIMINGS,
+  ) {
     this.hosts = liveness.entries;
     // A heartbeat carries the host's own count, which includes what this replica placed.
     liveness.onChange((key) => this.placedSince.delete(key));
@@ -22,7 +25,8 @@ export class Scheduler {
   }
 
   alive(now = Date.now()): HostLiveness[] {
-    return [...this.hosts.values()].filter((h) => now - Date.parse(h.at) <= LIVENESS_WINDOW_MS);
+    // A revoked lease belongs to a host declared lost: nothing goes there until it registers again.
+    return [...this.hosts.values()].filter((h) => !h.revoked && now - Date.parse(h.at) <= this.timings.leaseTtlMs);
   }
 
   pick(domainType: string, requested?: string): string {

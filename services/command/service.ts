@@ -20,7 +20,8 @@ import { domainKind, hostKind } from './domain-kind.ts';
 import { NameClaims } from './name-claims.ts';
 import { Repository } from './repository.ts';
 import { Scheduler } from './scheduler.ts';
-import type { HostLiveness } from '../../contracts/host/liveness.ts';
+import { DEFAULT_LEASE_TIMINGS, type HostLiveness, type LeaseTimings } from '../../contracts/host/liveness.ts';
+import { HostMonitor } from './host-monitor.ts';
 import { KvMirror } from '../../platform/kv-mirror.ts';
 import { provisionLiveness } from '../../platform/provision.ts';
 import { StorageService } from './storage-commands.ts';
@@ -28,6 +29,8 @@ import { StorageService } from './storage-commands.ts';
 export interface CommandServiceOptions {
   /** Run the dispatcher in this process (one per deployment is enough; more are safe). */
   dispatcher?: boolean;
+  /** Lease timings, validated by the caller; the defaults otherwise. */
+  timings?: LeaseTimings;
 }
 
 const metaFrom = (
@@ -54,6 +57,7 @@ export class CommandService {
   private liveness: KvMirror<HostLiveness> | null = null;
   private storage: StorageService | null = null;
   private deadlines: DeadlineKeeper | null = null;
+  private monitor: HostMonitor | null = null;
 
   constructor(
     private readonly n: Nats,
@@ -68,7 +72,8 @@ export class CommandService {
     const liveness = await this.n.kvm.open(BUCKETS.hostLiveness);
     this.liveness = new KvMirror<HostLiveness>(liveness);
     await this.liveness.start();
-    const scheduler = new Scheduler(this.liveness);
+    const timings = this.opts.timings ?? DEFAULT_LEASE_TIMINGS;
+    const scheduler = new Scheduler(this.liveness, timings);
     const commands = new DomainCommands(domains, new NameClaims(store, 'domain'), scheduler);
     const reports = new AgentReports(domains, hosts, liveness, () => provisionLiveness(this.n).then(() => true, () => false));
     const networks = new NetworkCommands(store);
@@ -99,6 +104,8 @@ export class CommandService {
 
     this.deadlines = new DeadlineKeeper(this.n, 'ev.domain.>', (id, taskId, meta) => commands.run(id, meta, { type: 'expire', taskId }), log.child('deadlines'));
     await this.deadlines.start();
+    this.monitor = new HostMonitor(store, hosts, commands, scheduler, this.liveness, liveness, timings, log.child('hosts'));
+    await this.monitor.start();
     if (this.opts.dispatcher !== false) {
       this.dispatcher = new Dispatcher(this.n, store, log.child('dispatcher'));
       await this.dispatcher.start();
@@ -111,6 +118,7 @@ export class CommandService {
   async stop(): Promise<void> {
     for (const s of this.subs) await s.drain().catch(() => undefined);
     this.subs = [];
+    await this.monitor?.stop();
     await this.dispatcher?.stop();
     await this.storage?.stop();
     this.liveness?.stop();

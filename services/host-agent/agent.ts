@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { JsMsg } from '@nats-io/jetstream';
 import type { ObservedState, RuntimeInterface } from '../../contracts/domain/state.ts';
 import { isVirtError, virtError } from '../../contracts/errors.ts';
-import { HEARTBEAT_INTERVAL_MS, type HostLiveness, type RegisterReply } from '../../contracts/host/liveness.ts';
+import { DEFAULT_LEASE_TIMINGS, type HostLiveness, type LeaseTimings, type RegisterReply } from '../../contracts/host/liveness.ts';
 import type { HostCapabilities } from '../../contracts/host/events.ts';
 import { STREAMS, subjects } from '../../contracts/subjects.ts';
 import { DomainTask, type ReportRequest } from '../../contracts/tasks.ts';
@@ -24,6 +24,10 @@ export interface HostAgentOptions {
   /** Drivers by the domain types they run; the first one that runs a type is used for it. */
   drivers: HypervisorDriver[];
   heartbeatMs?: number;
+  /** Lease renewal and self-fencing; `heartbeatMs` overrides `renewMs`. */
+  timings?: LeaseTimings;
+  /** What fencing does to running guests: pause them (the default) or destroy them. */
+  fencePolicy?: 'pause' | 'destroy';
   agentVersion?: string;
   /** How long a task may go unacknowledged before it is given out again (after a crash). */
   ackWaitMs?: number;
@@ -41,8 +45,15 @@ export class HostAgent {
   readonly instanceId = randomUUID();
   private readonly worker: TaskWorker<DomainTask>;
   private heartbeat: NodeJS.Timeout | null = null;
+  private watchdog: NodeJS.Timeout | null = null;
   private lease: HostLease | null = null;
   private beating = false;
+  private beats = 0;
+  /** Fenced: the lease ran out, guests were stopped, and no task runs until a lease is held again. */
+  private fenced = false;
+  private fencing: Promise<void> = Promise.resolve();
+  /** Guests this process paused when it fenced itself, by uuid. */
+  private readonly pausedByFence = new Map<string, HypervisorDriver>();
   private unsubscribe: Array<() => void> = [];
   private readonly journal: TaskJournal<ReportRequest>;
   private readonly byType = new Map<string, HypervisorDriver>();
@@ -82,6 +93,15 @@ export class HostAgent {
     return this.opts.hostId;
   }
 
+  private get timings(): LeaseTimings {
+    return this.opts.timings ?? DEFAULT_LEASE_TIMINGS;
+  }
+
+  /** True while the agent has fenced itself (tests and operators read it from the log line too). */
+  get isFenced(): boolean {
+    return this.fenced;
+  }
+
   async start(): Promise<void> {
     const caps = await this.capabilities();
     this.lease = new HostLease(
@@ -96,19 +116,121 @@ export class HostAgent {
           capabilities: caps,
         });
         const lease: HostLiveness = { hostId: this.hostId, instanceId: this.instanceId, at: new Date().toISOString(), activeDomains: 0, capabilities: caps };
-        return { lease, revision: reply.leaseRevision };
+        return { lease, revision: reply.leaseRevision, ...(reply.returned ? { returned: true } : {}) };
       },
       this.log,
-      // A server that lost the lease may have lost this host's consumers with it.
-      async () => void (await this.worker.ensureConsumer()),
+      async (grant) => {
+        // A server that lost the lease may have lost this host's consumers with it.
+        await this.worker.ensureConsumer();
+        await this.regained(grant.returned ?? false);
+      },
+      this.timings.fenceMs,
     );
-    await this.lease.acquire();
+    const grant = await this.lease.acquire();
     for (const d of this.opts.drivers) this.unsubscribe.push(d.onObservation((o) => void this.observed(o)));
     await this.reconcile();
+    // A host declared lost while its agent was away: what moved elsewhere must not run here too.
+    if (grant.returned) await this.dropMoved();
     await this.beat();
-    this.heartbeat = setInterval(() => void this.beat(), this.opts.heartbeatMs ?? HEARTBEAT_INTERVAL_MS);
+    this.heartbeat = setInterval(() => void this.beat(), this.opts.heartbeatMs ?? this.timings.renewMs);
     this.heartbeat.unref();
+    this.watchdog = setInterval(() => this.checkLease(), Math.max(20, Math.min(250, Math.floor(this.timings.fenceMs / 10))));
+    this.watchdog.unref();
     await this.worker.start();
+  }
+
+  /** The lease ran out: fence, whatever the connection and the beat are doing. */
+  private checkLease(): void {
+    if (this.fenced || !this.lease || this.lease.valid) return;
+    this.fenced = true;
+    this.log.warn('lease not renewed in time: fencing this host', { hostId: this.hostId, fenceMs: this.timings.fenceMs, policy: this.fencePolicy });
+    this.fencing = this.fencing.then(() => this.fenceAll());
+  }
+
+  private get fencePolicy(): 'pause' | 'destroy' {
+    return this.opts.fencePolicy ?? 'pause';
+  }
+
+  /** Stops every running guest by the fence policy; only local drivers, no network. */
+  private async fenceAll(): Promise<void> {
+    for (const d of this.opts.drivers) {
+      for (const g of await d.list().catch(() => [])) await this.fenceGuest(d, g.uuid);
+    }
+    this.log.warn('fenced', { hostId: this.hostId, paused: this.pausedByFence.size });
+  }
+
+  private async fenceGuest(d: HypervisorDriver, uuid: string): Promise<void> {
+    try {
+      const s = await d.state(uuid);
+      if (s.state === 'running' || s.state === 'blocked') {
+        if (this.fencePolicy === 'pause') {
+          await d.suspend(uuid);
+          this.pausedByFence.set(uuid, d);
+        } else {
+          await d.destroy(uuid);
+        }
+      }
+    } catch (e) {
+      this.log.error('could not fence a guest', { uuid, error: String(e) });
+    }
+  }
+
+  /**
+   * A lease is held again. If the host was declared lost meanwhile, what it paused stays paused (it
+   * may run elsewhere now) and guests whose ownership moved are destroyed; otherwise nobody acted on
+   * the loss, and the guests it paused are resumed.
+   */
+  private async regained(returned: boolean): Promise<void> {
+    await this.fencing;
+    const wasFenced = this.fenced;
+    this.fenced = false;
+    if (returned) {
+      this.pausedByFence.clear();
+      await this.reconcile().catch((e) => this.log.warn('could not reconcile after returning', { error: String(e) }));
+      await this.dropMoved();
+    } else if (wasFenced) {
+      await this.unfence();
+    }
+  }
+
+  private async unfence(): Promise<void> {
+    for (const [uuid, d] of this.pausedByFence) {
+      await d.resume(uuid).catch((e) => this.log.warn('could not resume a guest paused by fencing', { uuid, error: String(e) }));
+    }
+    this.pausedByFence.clear();
+    this.log.info('lease held again before the host was declared lost: guests resumed', { hostId: this.hostId });
+  }
+
+  /**
+   * Destroys local guests whose domain now belongs to another host. Candidates come from the views
+   * (a guest whose domain is not listed as this host's); the command service, reading the log, has
+   * the last word: only a report it refuses because another host owns the domain destroys a guest.
+   */
+  async dropMoved(): Promise<void> {
+    try {
+      const { domains } = await call<{ domains: DomainView[] }>(this.n.nc, subjects.query('domain', 'list'), { host: this.hostId, all: true }, 30_000);
+      const mine = new Set(domains.filter((v) => !v.hostLost).map((v) => v.id));
+      for (const d of this.opts.drivers) {
+        for (const g of await d.list()) {
+          if (mine.has(g.uuid)) continue;
+          try {
+            await call(this.n.nc, subjects.agent(this.hostId, 'report'), {
+              kind: 'observed',
+              reportId: `obs:${this.hostId}:${randomUUID()}`,
+              domainId: g.uuid,
+              observed: { state: g.state, reason: g.reason },
+              cause: 'found on the host',
+            });
+          } catch (e) {
+            if (!(isVirtError(e) && e.code === 'unauthorized')) throw e;
+            this.log.warn('destroying a guest whose domain moved to another host', { uuid: g.uuid, reason: e.message });
+            await d.destroy(g.uuid);
+          }
+        }
+      }
+    } catch (e) {
+      this.log.warn('could not check the ownership of local guests; will try again', { error: String(e) });
+    }
   }
 
   private async capabilities(): Promise<HostCapabilities> {
@@ -131,6 +253,11 @@ export class HostAgent {
   }
 
   private async run(task: DomainTask, m: JsMsg): Promise<void> {
+    if (this.fenced) {
+      // No lease, no work: the task comes back once the host holds a lease again (or goes stale).
+      m.nak(1000);
+      return;
+    }
     const finished = this.journal.outcome(task.taskId);
     if (finished) {
       await this.report(finished);
@@ -147,7 +274,16 @@ export class HostAgent {
       m.ack();
       return;
     }
+    if (this.fenced) {
+      m.nak(1000);
+      return;
+    }
     const report = await this.execute(task, m);
+    // The lease ran out while the guest was being changed: it is fenced like the others.
+    if (this.fenced) {
+      const d = this.byType.get(task.definition.type);
+      if (d) await (this.fencing = this.fencing.then(() => this.fenceGuest(d, task.domainId)));
+    }
     this.journal.markDone(task.taskId, report);
     await this.report(report);
     m.ack();
@@ -248,7 +384,8 @@ export class HostAgent {
       const driver = this.byType.get(v.definition.type);
       if (!driver) continue;
       const actual = await driver.state(v.id);
-      if (actual.state !== v.observed.state) {
+      // A domain of a host that was lost is told its state again, whatever it was.
+      if (actual.state !== v.observed.state || v.hostLost) {
         await this.observed({ uuid: v.id, ...actual, cause: 'found on agent start' });
       }
     }
@@ -276,7 +413,14 @@ export class HostAgent {
       // The lease first: reports about interfaces may wait on a command service that is not there.
       const active = (await Promise.all(this.opts.drivers.map((d) => d.list()))).reduce((n, l) => n + l.length, 0);
       await this.lease?.beat(active);
+      if (this.fenced && this.lease?.valid) {
+        // Renewed the same lease after all: the control plane never acted on the gap.
+        await this.regained(false);
+      }
+      if (this.fenced) return;
       await this.syncInterfaces().catch((e) => this.log.warn('could not report interfaces', { error: String(e) }));
+      // Level-triggered: now and then, look for guests whose domain moved while nobody told this host.
+      if (++this.beats % 10 === 0) await this.dropMoved();
     } catch (e) {
       this.log.warn('heartbeat failed', { error: String(e) });
     } finally {
@@ -287,6 +431,7 @@ export class HostAgent {
   /** Stops taking tasks and lets running ones finish; a task cut short is not acknowledged and comes back. */
   async stop(graceMs = 20_000): Promise<void> {
     if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.watchdog) clearInterval(this.watchdog);
     await this.worker.stop(graceMs);
     for (const u of this.unsubscribe) u();
     await Promise.all(this.opts.drivers.map((d) => d.close()));

@@ -71,7 +71,8 @@ export const serveQueries = (n: Nats, p: Projector, liveness: KvMirror<HostLiven
         }
         const now = new Date().toISOString();
         const domains = [...p.domains.values()]
-          .filter((s) => (req.all ? true : isActive(s.observed.state)))
+          // A domain of a lost host may still run there: listed like an active one.
+          .filter((s) => (req.all ? true : isActive(s.observed.state) || s.hostLost === true))
           .filter((s) => !req.host || s.hostId === req.host)
           .filter((s) => !req.state || s.observed.state === req.state)
           .filter((s) => !req.name || s.name.includes(req.name))
@@ -94,7 +95,7 @@ export const serveQueries = (n: Nats, p: Projector, liveness: KvMirror<HostLiven
             return {
               ...toHostView(h),
               lastHeartbeat: live?.at ?? null,
-              alive: live ? now - Date.parse(live.at) <= LIVENESS_WINDOW_MS : false,
+              alive: live && !live.revoked && !h.lost ? now - Date.parse(live.at) <= LIVENESS_WINDOW_MS : false,
               activeDomains: live?.activeDomains ?? 0,
             };
           })
