@@ -33,6 +33,7 @@ export class Scheduler {
     if (requested) {
       const h = this.hosts.get(requested);
       if (!h) throw virtError('no-host', `no host with id '${requested}' has registered`);
+      if (h.revoked) throw virtError('no-host', `host '${requested}' is lost: its lease expired and it has not registered since`);
       if (!h.capabilities.domainTypes.includes(domainType)) {
         throw virtError('no-supported-driver', `host '${requested}' cannot run domains of type '${domainType}' (it runs ${h.capabilities.domainTypes.join(', ')})`);
       }

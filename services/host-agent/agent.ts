@@ -252,8 +252,13 @@ export class HostAgent {
     return d;
   }
 
+  /** Read at the moment of acting, not only from the watchdog: a process that stood still must not act on a lease it lost meanwhile. */
+  private get holdsLease(): boolean {
+    return !this.fenced && (this.lease?.valid ?? false);
+  }
+
   private async run(task: DomainTask, m: JsMsg): Promise<void> {
-    if (this.fenced) {
+    if (!this.holdsLease) {
       // No lease, no work: the task comes back once the host holds a lease again (or goes stale).
       m.nak(1000);
       return;
@@ -274,7 +279,7 @@ export class HostAgent {
       m.ack();
       return;
     }
-    if (this.fenced) {
+    if (!this.holdsLease) {
       m.nak(1000);
       return;
     }
@@ -377,10 +382,14 @@ export class HostAgent {
     }).catch((e) => this.log.warn('could not report an observation', { uuid: o.uuid, error: String(e) }));
   }
 
-  /** After a restart, tell the command service what the hypervisor really has, where views disagree. */
-  async reconcile(): Promise<void> {
+  /**
+   * After a restart, tell the command service what the hypervisor really has, where views disagree
+   * (or, with `onlyUnknown`, only for domains shown unknown since this host was lost).
+   */
+  async reconcile(onlyUnknown = false): Promise<void> {
     const { domains } = await call<{ domains: DomainView[] }>(this.n.nc, subjects.query('domain', 'list'), { host: this.hostId, all: true }, 30_000);
     for (const v of domains) {
+      if (onlyUnknown && !v.hostLost) continue;
       const driver = this.byType.get(v.definition.type);
       if (!driver) continue;
       const actual = await driver.state(v.id);
@@ -420,7 +429,10 @@ export class HostAgent {
       if (this.fenced) return;
       await this.syncInterfaces().catch((e) => this.log.warn('could not report interfaces', { error: String(e) }));
       // Level-triggered: now and then, look for guests whose domain moved while nobody told this host.
-      if (++this.beats % 10 === 0) await this.dropMoved();
+      if (++this.beats % 10 === 0) {
+        await this.reconcile(true).catch((e) => this.log.warn('could not resync domains shown unknown', { error: String(e) }));
+        await this.dropMoved();
+      }
     } catch (e) {
       this.log.warn('heartbeat failed', { error: String(e) });
     } finally {

@@ -256,6 +256,39 @@ describe('losing a host', () => {
     console.log(JSON.stringify({ case: 'cut off', samples: watch.samples, maxCopies: watch.maxCopies }));
   }, 180_000);
 
+  it('two command-service replicas, one killed as the host is lost and started again: the loss and each restart are recorded once', async () => {
+    stack = await startStack({ services: [], env: TIMING_ENV });
+    const s = stack;
+    await s.start('command', {}, 'command-1');
+    await s.start('command', {}, 'command-2');
+    await s.start('projector');
+    await s.start('host-agent', { VIRTPLANE_HOST_ID: 'host-a' }, 'agent-a');
+    await s.start('host-agent', { VIRTPLANE_HOST_ID: 'host-b' }, 'agent-b');
+    const names = ['rep-ha-0', 'rep-ha-1', 'rep-ha-2'];
+    const ids = [];
+    for (const n of names) ids.push((await defineAndStart(s, n, true)).id);
+    await s.kill('agent-a', 'SIGKILL');
+    await s.kill('command-1', 'SIGKILL');
+    await sleep(TIMINGS.leaseTtlMs / 2);
+    await s.start('command', {}, 'command-1');
+    for (const n of names) {
+      await until(`${n} running on host-b`, async () => {
+        const v = await s.client.get(n);
+        return v.hostId === 'host-b' && v.observed.state === 'running' && v;
+      });
+    }
+    // Explicit placement on a lost host is refused.
+    const refused = await s.client.define({ definition: { name: 'rep-late', memoryKiB: 65536, vcpus: 1 }, hostId: 'host-a' }).catch((e: unknown) => e);
+    expect(isVirtError(refused) && refused.code).toBe('no-host');
+    // Both replicas kept looking a while longer: nothing more is recorded.
+    await sleep(2 * TIMINGS.leaseTtlMs);
+    expect((await hostEvents(s, 'host-a')).filter((e) => e.type === 'HostLost')).toHaveLength(1);
+    const failovers = await failoversByDomain(s);
+    for (const id of ids) expect(failovers.get(id)).toBe(1);
+    const onB = await testDriverState(s, 'host-b');
+    for (const id of ids) expect(onB.find((g) => g.uuid === id)?.boots).toBe(1);
+  }, 180_000);
+
   it('a pending operation on a host that is lost ends as failed at once, releasing the domain', async () => {
     stack = await startTwoHosts();
     const s = stack;
