@@ -50,17 +50,40 @@ export const dominfo = (v: DomainView): string => {
 
 export const hostList = (hosts: HostView[]): string =>
   table(
-    ['Host', 'State', 'Driver', 'Domains', 'CPUs', 'Memory', 'Last heartbeat'],
+    ['Host', 'State', 'Lease age', 'Domains', 'Running', 'Free memory', 'Driver', 'CPUs'],
     hosts.map((h) => [
       h.hostId,
-      h.lost ? 'lost' : h.alive ? 'up' : 'down',
-      h.capabilities?.driver ?? '-',
+      `${h.lost ? 'lost' : h.alive ? 'up' : 'down'}${h.maintenance ? ' (maintenance)' : ''}`,
+      h.leaseAgeMs === null || h.leaseAgeMs === undefined ? 'none' : `${(h.leaseAgeMs / 1000).toFixed(1)} s`,
+      String(h.domains ?? 0),
       String(h.activeDomains ?? 0),
+      h.freeMemoryKiB === null || h.freeMemoryKiB === undefined ? '-' : `${Math.round(h.freeMemoryKiB / 1024)} MiB`,
+      h.capabilities?.driver ?? '-',
       String(h.capabilities?.cpus ?? '-'),
-      h.capabilities ? `${Math.round(h.capabilities.memoryKiB / 1024)} MiB` : '-',
-      h.lastHeartbeat ?? 'never',
     ]),
   );
+
+export const hostInfo = (h: HostView): string => {
+  const rows: Array<[string, string]> = [
+    ['Host', h.hostId],
+    ['Hostname', h.hostname],
+    ['State', `${h.lost ? `lost since ${h.lostAt ?? '?'}` : h.alive ? 'up' : 'down'}`],
+    ['Maintenance', h.maintenance ? 'on (no new domains)' : 'off'],
+    ['Lease age', h.leaseAgeMs === null || h.leaseAgeMs === undefined ? 'no lease' : `${(h.leaseAgeMs / 1000).toFixed(1)} s`],
+    ['Last renewal', h.lastHeartbeat ?? 'never'],
+    ['Agent', `${h.agentVersion} (instance ${h.instanceId})`],
+    ['Registered', h.registeredAt ?? 'never'],
+    ['Driver', h.capabilities?.driver ?? '-'],
+    ['Domain types', h.capabilities?.domainTypes.join(', ') ?? '-'],
+    ['CPU(s)', String(h.capabilities?.cpus ?? '-')],
+    ['Memory', h.capabilities ? `${h.capabilities.memoryKiB} KiB` : '-'],
+    ['Free memory', h.freeMemoryKiB === null || h.freeMemoryKiB === undefined ? '-' : `${h.freeMemoryKiB} KiB`],
+    ['Domains', String(h.domains ?? 0)],
+    ['Running', String(h.activeDomains ?? 0)],
+  ];
+  const w = Math.max(...rows.map(([k]) => k.length)) + 2;
+  return rows.map(([k, val]) => `${`${k}:`.padEnd(w)}${val}`).join('\n');
+};
 
 const title = (s: string) => s.charAt(0) + s.slice(1).toLowerCase();
 

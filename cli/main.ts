@@ -5,7 +5,7 @@ import { DOMAIN_STATE_NUMBER, VIRSH_STATE_LABEL } from '../contracts/domain/stat
 import type { LifecycleOp } from '../contracts/domain/events.ts';
 import { VirtplaneClient, type CommandAccepted } from '../client/index.ts';
 import { ConfigError } from '../platform/config.ts';
-import { domainList, dominfo, HOST_LOST_LABEL, hostList, lifecycleLine } from './format.ts';
+import { domainList, dominfo, HOST_LOST_LABEL, hostInfo, hostList, lifecycleLine } from './format.ts';
 import { withProgress } from './progress.ts';
 import { validateFiles } from './validate.ts';
 import { initTelemetry } from '../platform/telemetry.ts';
@@ -275,6 +275,26 @@ export const buildProgram = (): Command => {
     .action(async () => {
       const hosts = await withClient((c) => c.hosts());
       out().result(hostList(hosts), hosts);
+    });
+
+  program
+    .command('host-info')
+    .description('one host: its state, lease, capabilities, domains and free memory')
+    .argument('<host>', 'host id')
+    .action(async (host: string) => {
+      const h = await withClient((c) => c.host(host));
+      out().result(hostInfo(h), h);
+    });
+
+  program
+    .command('host-maintenance')
+    .description('take a host out of placement (on) or give it back (off); its domains stay where they are')
+    .argument('<host>', 'host id')
+    .argument('<on|off>', 'on or off')
+    .action(async (host: string, mode: string) => {
+      if (mode !== 'on' && mode !== 'off') throw new UsageError("host-maintenance takes 'on' or 'off'");
+      const r = await withClient((c) => c.hostMaintenance(host, mode === 'on'));
+      out().result(`Host '${r.hostId}' maintenance ${r.maintenance ? 'on: no new domains are placed on it' : 'off'}`, r);
     });
 
   registerNetworkCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });

@@ -123,6 +123,23 @@ export class VirtplaneClient {
     return (await call<{ domains: DomainView[] }>(this.nats.nc, subjects.query('domain', 'list'), filter, this.timeoutMs)).domains;
   }
 
+  /** One host's view; `no-host` when no such host has registered. */
+  async host(hostId: string): Promise<HostView> {
+    const h = (await this.hosts()).find((x) => x.hostId === hostId);
+    if (!h) throw virtError('no-host', `no host with id '${hostId}' has registered`);
+    return h;
+  }
+
+  /** Maintenance on: no new domain is placed on the host (its domains stay); off: placement again. */
+  hostMaintenance(host: string, on: boolean, opts: CommandOptions = {}) {
+    return call<{ hostId: string; maintenance: boolean; version: number }>(
+      this.nats.nc,
+      subjects.command('host', 'maintenance'),
+      { host, on, commandId: opts.commandId ?? randomUUID(), actor: this.actor },
+      this.timeoutMs,
+    );
+  }
+
   async hosts(): Promise<HostView[]> {
     return (await call<{ hosts: HostView[] }>(this.nats.nc, subjects.query('host', 'list'), {}, this.timeoutMs)).hosts;
   }

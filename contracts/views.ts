@@ -42,10 +42,17 @@ export const HostView = z.object({
   /** Declared lost (its lease expired) and not registered since. */
   lost: z.boolean().optional(),
   lostAt: z.string().nullable().optional(),
+  /** In maintenance: no new domain is placed on it. */
+  maintenance: z.boolean().optional(),
   /** From heartbeats, not from the log: how recently the agent was heard. */
   lastHeartbeat: z.string().nullable().optional(),
   alive: z.boolean().optional(),
   activeDomains: z.number().int().optional(),
+  /** How long ago the lease was last written; null without a lease. */
+  leaseAgeMs: z.number().int().nullable().optional(),
+  /** Domains placed on the host, and the memory left after those that run (or may run) there. */
+  domains: z.number().int().optional(),
+  freeMemoryKiB: z.number().int().nullable().optional(),
 });
 export type HostView = z.infer<typeof HostView>;
 

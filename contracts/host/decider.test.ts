@@ -112,3 +112,19 @@ describe('host loss', () => {
     expect(after).toMatchObject({ lost: false, leaseRevision: 12 });
   });
 });
+
+describe('host maintenance', () => {
+  const mSpec = deciderSpec(
+    { decide: (c: Parameters<typeof decideHost>[0], s: ReturnType<typeof initialHostState>) => decideHost(c, s), evolve: evolveHost, initialState: () => initialHostState('h1') },
+    { aggregateType: 'host', aggregateId: 'h1' },
+  );
+  it('on and off are recorded; asking for what holds records nothing', () => {
+    const { after } = mSpec.given([registered('i-1')]).when({ type: 'maintenance', on: true }).then([{ type: 'HostMaintenanceSet', data: { on: true } }]);
+    expect(after.maintenance).toBe(true);
+    mSpec.given([registered('i-1'), { type: 'HostMaintenanceSet', data: { on: true } }]).when({ type: 'maintenance', on: true }).thenNothing();
+    mSpec.given([registered('i-1')]).when({ type: 'maintenance', on: false }).thenNothing();
+  });
+  it('an unknown host is refused', () => {
+    mSpec.given().when({ type: 'maintenance', on: true }).thenThrows('no-host', "no host with id 'h1' has registered");
+  });
+});

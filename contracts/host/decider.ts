@@ -1,4 +1,5 @@
 import type { Envelope } from '../envelope.ts';
+import { virtError } from '../errors.ts';
 import type { HostCapabilities, HostCommand, HostEventBody, RegisterHostRequest } from './events.ts';
 
 export interface HostAggregate {
@@ -15,6 +16,8 @@ export interface HostAggregate {
   lostAt?: string | null;
   /** The revision of the newest lease the log knows of: granted by a registration, or found expired. */
   leaseRevision?: number;
+  /** In maintenance: no new domain is placed on it. */
+  maintenance?: boolean;
 }
 
 export const initialHostState = (hostId: string): HostAggregate => ({
@@ -65,8 +68,14 @@ export const decideHostLost = (cmd: Extract<HostCommand, { type: 'lost' }>, s: H
   return [{ type: 'HostLost', data: { leaseRevision: cmd.leaseRevision, leaseWrittenAt: cmd.leaseWrittenAt } }];
 };
 
+/** Maintenance on or off; asking for what holds already records nothing. */
+export const decideMaintenance = (on: boolean, s: HostAggregate): HostEventBody[] => {
+  if (!s.exists) throw virtError('no-host', `no host with id '${s.hostId}' has registered`);
+  return (s.maintenance ?? false) === on ? [] : [{ type: 'HostMaintenanceSet', data: { on } }];
+};
+
 export const decideHost = (cmd: HostCommand, s: HostAggregate): HostEventBody[] =>
-  cmd.type === 'register' ? decideRegister(cmd, s) : decideHostLost(cmd, s);
+  cmd.type === 'register' ? decideRegister(cmd, s) : cmd.type === 'lost' ? decideHostLost(cmd, s) : decideMaintenance(cmd.on, s);
 
 export const evolveHost = (s: HostAggregate, e: Envelope<HostEventBody>): HostAggregate => {
   switch (e.type) {
@@ -84,6 +93,8 @@ export const evolveHost = (s: HostAggregate, e: Envelope<HostEventBody>): HostAg
       };
     case 'HostLost':
       return { ...s, lost: true, lostAt: e.time, leaseRevision: Math.max(s.leaseRevision ?? 0, e.data.leaseRevision), version: e.version };
+    case 'HostMaintenanceSet':
+      return { ...s, maintenance: e.data.on, version: e.version };
     case 'HostReturned':
       return { ...s, lost: false, lostAt: null, instanceId: e.data.instanceId, leaseRevision: e.data.leaseRevision, version: e.version };
   }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { HostId } from '../ids.ts';
+import { CommandHeader } from '../domain/commands.ts';
 
 export const HostCapabilities = z.object({
   driver: z.string(),
@@ -39,6 +40,11 @@ export const HostEventBody = z.discriminatedUnion('type', [
     }),
   }),
   z.object({
+    /** An operator took the host out of placement (on) or gave it back (off); its domains stay. */
+    type: z.literal('HostMaintenanceSet'),
+    data: z.object({ on: z.boolean() }),
+  }),
+  z.object({
     /** A lost host registered again and holds a new lease. */
     type: z.literal('HostReturned'),
     data: z.object({ instanceId: z.string(), leaseRevision: z.number().int().nonnegative() }),
@@ -49,4 +55,11 @@ export type HostEventBody = z.infer<typeof HostEventBody>;
 /** What the decider is asked: a registration with the lease it granted, or a lease found expired. */
 export type HostCommand =
   | ({ type: 'register'; leaseRevision: number } & RegisterHostRequest)
-  | { type: 'lost'; leaseRevision: number; leaseWrittenAt: string };
+  | { type: 'lost'; leaseRevision: number; leaseWrittenAt: string }
+  | { type: 'maintenance'; on: boolean };
+
+export const HostMaintenanceRequest = CommandHeader.extend({
+  host: HostId,
+  on: z.boolean(),
+});
+export type HostMaintenanceRequest = z.infer<typeof HostMaintenanceRequest>;

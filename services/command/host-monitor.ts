@@ -1,4 +1,5 @@
 import type { KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { DEFAULT_TIMEOUT_MS } from '../../contracts/domain/commands.ts';
 import { awaitsFailover, evolve, initialDomainState, type DomainAggregate } from '../../contracts/domain/decider.ts';
 import type { DomainEventBody } from '../../contracts/domain/events.ts';
@@ -45,6 +46,15 @@ export class HostMonitor {
   private readers: Promise<void>[] = [];
   private timer: NodeJS.Timeout | null = null;
   private ticking = false;
+  /**
+   * Since when this process has watched the leases without a break (its start, its last reconnect),
+   * and when it first saw each host's current revision. A lease must also have stood unchanged that
+   * long in this process's sight: nobody could renew while the server was away, so an outage never
+   * by itself makes every host lost. Only ever a delay, never a reason to declare a loss.
+   */
+  private watchingSince = Date.now();
+  private readonly seen = new Map<string, { revision: number; since: number }>();
+  private stopWatching: () => void = () => {};
 
   constructor(
     private readonly store: EventStore,
@@ -55,7 +65,23 @@ export class HostMonitor {
     private readonly leaseKv: KV,
     private readonly timings: LeaseTimings,
     private readonly log: Logger,
+    private readonly nc?: NatsConnection,
   ) {}
+
+  /** Resolves once this replica has folded the host up to `version` (or after `ms`). */
+  async reached(hostId: string, version: number, ms = 2000): Promise<boolean> {
+    const end = Date.now() + ms;
+    while ((this.hosts.get(hostId)?.version ?? 0) < version) {
+      if (Date.now() > end) return false;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return true;
+  }
+
+  /** In maintenance by the log as folded so far. */
+  inMaintenance(hostId: string): boolean {
+    return this.hosts.get(hostId)?.maintenance ?? false;
+  }
 
   get checkEveryMs(): number {
     return Math.min(1000, Math.max(100, Math.floor(this.timings.leaseTtlMs / 8)));
@@ -64,12 +90,26 @@ export class HostMonitor {
   async start(): Promise<void> {
     this.readers.push(this.follow('ev.host.>', (c) => this.foldHost(c)));
     this.readers.push(this.follow('ev.domain.>', (c) => this.foldDomain(c)));
+    this.stopWatching = this.leases.onChange((key) => {
+      const w = this.leases.written.get(key);
+      if (w) this.seen.set(key, { revision: w.revision, since: Date.now() });
+    });
+    if (this.nc) {
+      const nc = this.nc;
+      void (async () => {
+        for await (const s of nc.status()) {
+          if (this.abort.signal.aborted) return;
+          if (s.type === 'reconnect') this.watchingSince = Date.now();
+        }
+      })();
+    }
     this.timer = setInterval(() => void this.tick(), this.checkEveryMs);
     this.timer.unref();
   }
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    this.stopWatching();
     this.abort.abort();
     await Promise.allSettled(this.readers);
   }
@@ -129,7 +169,7 @@ export class HostMonitor {
       // No lease to go by: count the TTL from when this process first saw none.
       const since = this.absentSince.get(h.hostId) ?? (written?.deleted ? written.at : now);
       this.absentSince.set(h.hostId, since);
-      if (leaseExpired(since, now, this.timings)) await this.recordLost(h.hostId, written?.revision ?? 0, since);
+      if (leaseExpired(Math.max(since, this.watchingSince), now, this.timings)) await this.recordLost(h.hostId, written?.revision ?? 0, since);
       return;
     }
     this.absentSince.delete(h.hostId);
@@ -138,7 +178,10 @@ export class HostMonitor {
       await this.recordLost(h.hostId, lease.revoked.expiredRevision, Date.parse(lease.revoked.expiredAt));
       return;
     }
-    if (!leaseExpired(written.at, now, this.timings)) return;
+    const seen = this.seen.get(h.hostId);
+    if (!seen || seen.revision !== written.revision) this.seen.set(h.hostId, { revision: written.revision, since: now });
+    const unchangedSince = Math.max(this.seen.get(h.hostId)!.since, this.watchingSince);
+    if (!leaseExpired(written.at, now, this.timings) || !leaseExpired(unchangedSince, now, this.timings)) return;
     const revoked: HostLiveness = { ...lease, revoked: { expiredRevision: written.revision, expiredAt: new Date(written.at).toISOString() } };
     try {
       await this.leaseKv.update(h.hostId, encodeJson(revoked), written.revision);

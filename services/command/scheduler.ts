@@ -20,6 +20,9 @@ export class Scheduler {
     liveness.onChange((key) => this.placedSince.delete(key));
   }
 
+  /** Hosts no new domain goes to (maintenance), as the log says; set by whoever folds hosts. */
+  excluded: (hostId: string) => boolean = () => false;
+
   known(hostId: string): HostLiveness | undefined {
     return this.hosts.get(hostId);
   }
@@ -39,9 +42,9 @@ export class Scheduler {
       }
       return requested;
     }
-    const candidates = this.alive().filter((h) => h.capabilities.domainTypes.includes(domainType));
+    const candidates = this.alive().filter((h) => h.capabilities.domainTypes.includes(domainType) && !this.excluded(h.hostId));
     if (candidates.length === 0) {
-      throw virtError('no-host', `no live host can run domains of type '${domainType}'`);
+      throw virtError('no-host', `no live host out of maintenance can run domains of type '${domainType}'`);
     }
     const load = (h: HostLiveness) => h.activeDomains + (this.placedSince.get(h.hostId) ?? 0);
     const best = candidates.reduce((a, b) => (load(b) < load(a) ? b : a));

@@ -3,7 +3,8 @@ import type { Subscription } from '@nats-io/transport-node';
 import { AttachInterfaceRequest, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, StartDomainRequest } from '../../contracts/domain/commands.ts';
 import type { DomainOp } from '../../contracts/domain/events.ts';
 import type { CommandMeta } from '../../contracts/envelope.ts';
-import { RegisterHostRequest } from '../../contracts/host/events.ts';
+import { HostMaintenanceRequest, RegisterHostRequest } from '../../contracts/host/events.ts';
+import { decideMaintenance } from '../../contracts/host/decider.ts';
 import { BUCKETS, QUEUES, subjects } from '../../contracts/subjects.ts';
 import { ClaimRequest, ReportRequest } from '../../contracts/tasks.ts';
 import { EventStore } from '../../platform/event-store.ts';
@@ -104,8 +105,18 @@ export class CommandService {
 
     this.deadlines = new DeadlineKeeper(this.n, 'ev.domain.>', (id, taskId, meta) => commands.run(id, meta, { type: 'expire', taskId }), log.child('deadlines'));
     await this.deadlines.start();
-    this.monitor = new HostMonitor(store, hosts, commands, scheduler, this.liveness, liveness, timings, log.child('hosts'));
+    this.monitor = new HostMonitor(store, hosts, commands, scheduler, this.liveness, liveness, timings, log.child('hosts'), this.n.nc);
     await this.monitor.start();
+    const monitor = this.monitor;
+    scheduler.excluded = (hostId) => monitor.inMaintenance(hostId);
+    this.subs.push(
+      serve(nc, subjects.command('host', 'maintenance'), q, HostMaintenanceRequest, async (r, _m, tp) => {
+        const out = await hosts.execute(r.host, metaFrom(r, tp), (s) => decideMaintenance(r.on, s));
+        // Answered once this replica places by it; other replicas follow the log within moments.
+        await monitor.reached(r.host, out.version);
+        return { hostId: r.host, maintenance: out.state.maintenance ?? false, version: out.version };
+      }, log),
+    );
     if (this.opts.dispatcher !== false) {
       this.dispatcher = new Dispatcher(this.n, store, log.child('dispatcher'));
       await this.dispatcher.start();

@@ -70,7 +70,8 @@ export class HostLease {
     try {
       const ack = await this.n.js.publish(leaseSubject(this.hostId), encodeJson(lease), {
         expect: { lastSubjectSequence: this.held.revision },
-        timeout: 5000,
+        // A renewal confirmed after the lease ran out is no use: give up in time to register again.
+        timeout: Math.max(1000, Math.min(5000, this.fenceMs / 2)),
       });
       this.held = { lease, revision: ack.seq };
       this.validUntil = sent + this.fenceMs;

@@ -89,11 +89,22 @@ export const serveQueries = (n: Nats, p: Projector, liveness: KvMirror<HostLiven
       z.object({}).loose(),
       async () => {
         const now = Date.now();
+        const placed = new Map<string, { domains: number; usedKiB: number }>();
+        for (const d of p.domains.values()) {
+          const t = placed.get(d.hostId) ?? { domains: 0, usedKiB: 0 };
+          t.domains++;
+          if (d.definition && (isActive(d.observed.state) || d.hostLost || d.pending?.op === 'start')) t.usedKiB += d.definition.currentMemoryKiB ?? d.definition.memoryKiB;
+          placed.set(d.hostId, t);
+        }
         const hosts: HostView[] = [...p.hosts.values()]
           .map((h) => {
             const live = liveness.entries.get(h.hostId);
+            const t = placed.get(h.hostId) ?? { domains: 0, usedKiB: 0 };
             return {
               ...toHostView(h),
+              leaseAgeMs: live ? Math.max(0, now - Date.parse(live.at)) : null,
+              domains: t.domains,
+              freeMemoryKiB: h.capabilities ? h.capabilities.memoryKiB - t.usedKiB : null,
               lastHeartbeat: live?.at ?? null,
               alive: live && !live.revoked && !h.lost ? now - Date.parse(live.at) <= LIVENESS_WINDOW_MS : false,
               activeDomains: live?.activeDomains ?? 0,

@@ -29,4 +29,5 @@ export const toHostView = (s: HostAggregate): HostView => ({
   registeredAt: s.registeredAt,
   version: s.version,
   ...(s.lost ? { lost: true, lostAt: s.lostAt ?? null } : {}),
+  ...(s.maintenance ? { maintenance: true } : {}),
 });

@@ -137,6 +137,8 @@ describe('losing a host', () => {
     await s.kill('agent-a', 'SIGKILL');
     const killedAt = Date.now();
     await until('host-a declared lost', async () => (await hostOf(s, 'host-a'))?.lost);
+    expect(await hostOf(s, 'host-a')).toMatchObject({ lost: true, alive: false, domains: 6 });
+    expect((await hostOf(s, 'host-b'))?.leaseAgeMs).toBeLessThan(TIMINGS.leaseTtlMs);
     const lostEvents = (await hostEvents(s, 'host-a')).filter((e) => e.type === 'HostLost');
     expect(lostEvents).toHaveLength(1);
     const lost = lostEvents[0]!.data as { leaseWrittenAt: string };
@@ -288,6 +290,33 @@ describe('losing a host', () => {
     const onB = await testDriverState(s, 'host-b');
     for (const id of ids) expect(onB.find((g) => g.uuid === id)?.boots).toBe(1);
   }, 180_000);
+
+  it('maintenance: no new domain is placed on the host while it is on; its domains stay; off gives it back', async () => {
+    stack = await startTwoHosts();
+    const s = stack;
+    const kept = await defineAndStart(s, 'mnt-kept', false, 'host-a');
+    expect((await s.client.hostMaintenance('host-a', true)).maintenance).toBe(true);
+    // Level-triggered: repeating it records nothing new.
+    const again = await s.client.hostMaintenance('host-a', true);
+    const placed = [];
+    for (let i = 0; i < 4; i++) placed.push(await s.client.define({ definition: { name: `mnt-${i}`, memoryKiB: 65536, vcpus: 1 } }));
+    for (const p of placed) expect((await s.client.get(p.name, { minVersion: p.version })).hostId).toBe('host-b');
+    expect((await s.client.get('mnt-kept')).observed.state).toBe('running');
+    const info = await until('the view shows maintenance', async () => {
+      const h = await s.client.host('host-a');
+      return h.maintenance && h;
+    });
+    expect(info).toMatchObject({ alive: true, domains: 1, freeMemoryKiB: info.capabilities!.memoryKiB - kept.definition.memoryKiB });
+    await s.client.hostMaintenance('host-a', false);
+    expect((await hostEvents(s, 'host-a')).filter((e) => e.type === 'HostMaintenanceSet').map((e) => (e.data as { on: boolean }).on)).toEqual([true, false]);
+    expect(again.version).toBeGreaterThan(0);
+    // With host-b in maintenance now, the next domain can only go to host-a.
+    await s.client.hostMaintenance('host-b', true);
+    const d = await s.client.define({ definition: { name: 'mnt-next', memoryKiB: 65536, vcpus: 1 } });
+    expect((await s.client.get('mnt-next', { minVersion: d.version })).hostId).toBe('host-a');
+    const unknown = await s.client.hostMaintenance('host-z', true).catch((e: unknown) => e);
+    expect(isVirtError(unknown) && unknown.code).toBe('no-host');
+  }, 120_000);
 
   it('a pending operation on a host that is lost ends as failed at once, releasing the domain', async () => {
     stack = await startTwoHosts();
