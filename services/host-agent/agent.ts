@@ -49,6 +49,7 @@ export class HostAgent {
   private lease: HostLease | null = null;
   private beating = false;
   private beats = 0;
+  private resyncing = false;
   /** Fenced: the lease ran out, guests were stopped, and no task runs until a lease is held again. */
   private fenced = false;
   private fencing: Promise<void> = Promise.resolve();
@@ -184,17 +185,23 @@ export class HostAgent {
     await this.fencing;
     const wasFenced = this.fenced;
     this.fenced = false;
+    // Beside the beat: the renewals go on while guests are resumed or checked.
     if (returned) {
       this.pausedByFence.clear();
-      await this.reconcile().catch((e) => this.log.warn('could not reconcile after returning', { error: String(e) }));
-      await this.dropMoved();
+      void (async () => {
+        await this.reconcile().catch((e) => this.log.warn('could not reconcile after returning', { error: String(e) }));
+        await this.dropMoved();
+      })();
     } else if (wasFenced) {
-      await this.unfence();
+      void this.unfence();
     }
   }
 
   private async unfence(): Promise<void> {
     for (const [uuid, d] of this.pausedByFence) {
+      // Fenced again meanwhile: what is left stays paused.
+      if (!this.holdsLease) return;
+      this.pausedByFence.delete(uuid);
       await d.resume(uuid).catch((e) => this.log.warn('could not resume a guest paused by fencing', { uuid, error: String(e) }));
     }
     this.pausedByFence.clear();
@@ -429,9 +436,13 @@ export class HostAgent {
       if (this.fenced) return;
       await this.syncInterfaces().catch((e) => this.log.warn('could not report interfaces', { error: String(e) }));
       // Level-triggered: now and then, look for guests whose domain moved while nobody told this host.
-      if (++this.beats % 10 === 0) {
-        await this.reconcile(true).catch((e) => this.log.warn('could not resync domains shown unknown', { error: String(e) }));
-        await this.dropMoved();
+      if (++this.beats % 10 === 0 && !this.resyncing) {
+        // Beside the beat, never in its way: a renewal must not wait on a long resync.
+        this.resyncing = true;
+        void (async () => {
+          await this.reconcile(true).catch((e) => this.log.warn('could not resync domains shown unknown', { error: String(e) }));
+          await this.dropMoved();
+        })().finally(() => (this.resyncing = false));
       }
     } catch (e) {
       this.log.warn('heartbeat failed', { error: String(e) });
