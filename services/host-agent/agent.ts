@@ -13,6 +13,7 @@ import type { DomainObservation, HypervisorDriver, OperationOptions } from '../.
 import type { Logger } from '../../platform/log.ts';
 import type { Nats } from '../../platform/nats.ts';
 import { call, errorBody } from '../../platform/rpc.ts';
+import { dropMovedGuests, GuestFence } from './fence.ts';
 import { HostLease } from './lease.ts';
 import { TaskJournal } from './task-journal.ts';
 import { TaskWorker } from './task-worker.ts';
@@ -53,8 +54,7 @@ export class HostAgent {
   /** Fenced: the lease ran out, guests were stopped, and no task runs until a lease is held again. */
   private fenced = false;
   private fencing: Promise<void> = Promise.resolve();
-  /** Guests this process paused when it fenced itself, by uuid. */
-  private readonly pausedByFence = new Map<string, HypervisorDriver>();
+  private readonly fence: GuestFence;
   private unsubscribe: Array<() => void> = [];
   private readonly journal: TaskJournal<ReportRequest>;
   private readonly byType = new Map<string, HypervisorDriver>();
@@ -67,6 +67,7 @@ export class HostAgent {
     private readonly log: Logger,
   ) {
     this.journal = new TaskJournal(join(opts.stateDir, 'tasks.jsonl'));
+    this.fence = new GuestFence(opts.drivers, opts.fencePolicy ?? 'pause', log);
     this.worker = new TaskWorker(
       n,
       {
@@ -144,36 +145,8 @@ export class HostAgent {
   private checkLease(): void {
     if (this.fenced || !this.lease || this.lease.valid) return;
     this.fenced = true;
-    this.log.warn('lease not renewed in time: fencing this host', { hostId: this.hostId, fenceMs: this.timings.fenceMs, policy: this.fencePolicy });
-    this.fencing = this.fencing.then(() => this.fenceAll());
-  }
-
-  private get fencePolicy(): 'pause' | 'destroy' {
-    return this.opts.fencePolicy ?? 'pause';
-  }
-
-  /** Stops every running guest by the fence policy; only local drivers, no network. */
-  private async fenceAll(): Promise<void> {
-    for (const d of this.opts.drivers) {
-      for (const g of await d.list().catch(() => [])) await this.fenceGuest(d, g.uuid);
-    }
-    this.log.warn('fenced', { hostId: this.hostId, paused: this.pausedByFence.size });
-  }
-
-  private async fenceGuest(d: HypervisorDriver, uuid: string): Promise<void> {
-    try {
-      const s = await d.state(uuid);
-      if (s.state === 'running' || s.state === 'blocked') {
-        if (this.fencePolicy === 'pause') {
-          await d.suspend(uuid);
-          this.pausedByFence.set(uuid, d);
-        } else {
-          await d.destroy(uuid);
-        }
-      }
-    } catch (e) {
-      this.log.error('could not fence a guest', { uuid, error: String(e) });
-    }
+    this.log.warn('lease not renewed in time: fencing this host', { hostId: this.hostId, fenceMs: this.timings.fenceMs, policy: this.fence.policy });
+    this.fencing = this.fencing.then(() => this.fence.all());
   }
 
   /**
@@ -187,57 +160,19 @@ export class HostAgent {
     this.fenced = false;
     // Beside the beat: the renewals go on while guests are resumed or checked.
     if (returned) {
-      this.pausedByFence.clear();
+      this.fence.forget();
       void (async () => {
         await this.reconcile().catch((e) => this.log.warn('could not reconcile after returning', { error: String(e) }));
         await this.dropMoved();
       })();
     } else if (wasFenced) {
-      void this.unfence();
+      void this.fence.resume(() => this.holdsLease);
     }
   }
 
-  private async unfence(): Promise<void> {
-    for (const [uuid, d] of this.pausedByFence) {
-      // Fenced again meanwhile: what is left stays paused.
-      if (!this.holdsLease) return;
-      this.pausedByFence.delete(uuid);
-      await d.resume(uuid).catch((e) => this.log.warn('could not resume a guest paused by fencing', { uuid, error: String(e) }));
-    }
-    this.pausedByFence.clear();
-    this.log.info('lease held again before the host was declared lost: guests resumed', { hostId: this.hostId });
-  }
-
-  /**
-   * Destroys local guests whose domain now belongs to another host. Candidates come from the views
-   * (a guest whose domain is not listed as this host's); the command service, reading the log, has
-   * the last word: only a report it refuses because another host owns the domain destroys a guest.
-   */
-  async dropMoved(): Promise<void> {
-    try {
-      const { domains } = await call<{ domains: DomainView[] }>(this.n.nc, subjects.query('domain', 'list'), { host: this.hostId, all: true }, 30_000);
-      const mine = new Set(domains.filter((v) => !v.hostLost).map((v) => v.id));
-      for (const d of this.opts.drivers) {
-        for (const g of await d.list()) {
-          if (mine.has(g.uuid)) continue;
-          try {
-            await call(this.n.nc, subjects.agent(this.hostId, 'report'), {
-              kind: 'observed',
-              reportId: `obs:${this.hostId}:${randomUUID()}`,
-              domainId: g.uuid,
-              observed: { state: g.state, reason: g.reason },
-              cause: 'found on the host',
-            });
-          } catch (e) {
-            if (!(isVirtError(e) && e.code === 'unauthorized')) throw e;
-            this.log.warn('destroying a guest whose domain moved to another host', { uuid: g.uuid, reason: e.message });
-            await d.destroy(g.uuid);
-          }
-        }
-      }
-    } catch (e) {
-      this.log.warn('could not check the ownership of local guests; will try again', { error: String(e) });
-    }
+  /** Destroys local guests whose domain now belongs to another host (see `dropMovedGuests`). */
+  dropMoved(): Promise<void> {
+    return dropMovedGuests(this.n, this.hostId, this.opts.drivers, this.log);
   }
 
   private async capabilities(): Promise<HostCapabilities> {
@@ -294,7 +229,7 @@ export class HostAgent {
     // The lease ran out while the guest was being changed: it is fenced like the others.
     if (this.fenced) {
       const d = this.byType.get(task.definition.type);
-      if (d) await (this.fencing = this.fencing.then(() => this.fenceGuest(d, task.domainId)));
+      if (d) await (this.fencing = this.fencing.then(() => this.fence.guest(d, task.domainId)));
     }
     this.journal.markDone(task.taskId, report);
     await this.report(report);
