@@ -20,8 +20,11 @@ export const table = (headers: string[], rows: string[][]): string => {
   return [line(headers), '-'.repeat(total), ...rows.map(line)].join('\n');
 };
 
+/** A domain whose host is lost is never shown as running: nobody knows. */
+export const HOST_LOST_LABEL = 'unknown (host lost)';
+
 export const stateLabel = (v: DomainView): string => {
-  const label = VIRSH_STATE_LABEL[v.observed.state];
+  const label = v.hostLost ? HOST_LOST_LABEL : VIRSH_STATE_LABEL[v.observed.state];
   return v.pending ? `${label} (${v.pending.op} in progress)` : label;
 };
 
@@ -37,8 +40,8 @@ export const dominfo = (v: DomainView): string => {
     ['Name', v.name],
     ['UUID', v.id],
     ['OS Type', d.os.type],
-    ['State', VIRSH_STATE_LABEL[v.observed.state]],
-    ['State reason', v.observed.reason],
+    ['State', v.hostLost ? HOST_LOST_LABEL : VIRSH_STATE_LABEL[v.observed.state]],
+    ['State reason', v.hostLost ? `host '${v.hostId}' lost; last known ${v.lastObserved ? `${VIRSH_STATE_LABEL[v.lastObserved.state]} (${v.lastObserved.reason})` : 'nothing'}` : v.observed.reason],
     ['Desired state', VIRSH_STATE_LABEL[v.desired]],
     ['Operation', v.pending ? `${v.pending.op} since ${v.pending.requestedAt} (deadline ${v.pending.deadline})` : 'none'],
     ['Last error', v.lastError ? `${v.lastError.op}: ${v.lastError.code}: ${v.lastError.message}` : 'none'],
@@ -56,17 +59,40 @@ export const dominfo = (v: DomainView): string => {
 
 export const hostList = (hosts: HostView[]): string =>
   table(
-    ['Host', 'State', 'Driver', 'Domains', 'CPUs', 'Memory', 'Last heartbeat'],
+    ['Host', 'State', 'Lease age', 'Domains', 'Running', 'Free memory', 'Driver', 'CPUs'],
     hosts.map((h) => [
       h.hostId,
-      h.alive ? 'up' : 'down',
-      h.capabilities?.driver ?? '-',
+      `${h.lost ? 'lost' : h.alive ? 'up' : 'down'}${h.maintenance ? ' (maintenance)' : ''}`,
+      h.leaseAgeMs === null || h.leaseAgeMs === undefined ? 'none' : `${(h.leaseAgeMs / 1000).toFixed(1)} s`,
+      String(h.domains ?? 0),
       String(h.activeDomains ?? 0),
+      h.freeMemoryKiB === null || h.freeMemoryKiB === undefined ? '-' : `${Math.round(h.freeMemoryKiB / 1024)} MiB`,
+      h.capabilities?.driver ?? '-',
       String(h.capabilities?.cpus ?? '-'),
-      h.capabilities ? `${Math.round(h.capabilities.memoryKiB / 1024)} MiB` : '-',
-      h.lastHeartbeat ?? 'never',
     ]),
   );
+
+export const hostInfo = (h: HostView): string => {
+  const rows: Array<[string, string]> = [
+    ['Host', h.hostId],
+    ['Hostname', h.hostname],
+    ['State', `${h.lost ? `lost since ${h.lostAt ?? '?'}` : h.alive ? 'up' : 'down'}`],
+    ['Maintenance', h.maintenance ? 'on (no new domains)' : 'off'],
+    ['Lease age', h.leaseAgeMs === null || h.leaseAgeMs === undefined ? 'no lease' : `${(h.leaseAgeMs / 1000).toFixed(1)} s`],
+    ['Last renewal', h.lastHeartbeat ?? 'never'],
+    ['Agent', `${h.agentVersion} (instance ${h.instanceId})`],
+    ['Registered', h.registeredAt ?? 'never'],
+    ['Driver', h.capabilities?.driver ?? '-'],
+    ['Domain types', h.capabilities?.domainTypes.join(', ') ?? '-'],
+    ['CPU(s)', String(h.capabilities?.cpus ?? '-')],
+    ['Memory', h.capabilities ? `${h.capabilities.memoryKiB} KiB` : '-'],
+    ['Free memory', h.freeMemoryKiB === null || h.freeMemoryKiB === undefined ? '-' : `${h.freeMemoryKiB} KiB`],
+    ['Domains', String(h.domains ?? 0)],
+    ['Running', String(h.activeDomains ?? 0)],
+  ];
+  const w = Math.max(...rows.map(([k]) => k.length)) + 2;
+  return rows.map(([k, val]) => `${`${k}:`.padEnd(w)}${val}`).join('\n');
+};
 
 const title = (s: string) => s.charAt(0) + s.slice(1).toLowerCase();
 

@@ -5,11 +5,12 @@ import { DOMAIN_STATE_NUMBER, VIRSH_STATE_LABEL } from '../contracts/domain/stat
 import type { LifecycleOp } from '../contracts/domain/events.ts';
 import { VirtplaneClient, type CommandAccepted } from '../client/index.ts';
 import { ConfigError } from '../platform/config.ts';
-import { domainList, dominfo, hostList, lifecycleLine, parsePageSize } from './format.ts';
+import { domainList, dominfo, HOST_LOST_LABEL, hostInfo, hostList, lifecycleLine, parsePageSize } from './format.ts';
 import { withProgress } from './progress.ts';
 import { validateFiles } from './validate.ts';
 import { initTelemetry } from '../platform/telemetry.ts';
 import { formatDomainXml } from '../contracts/xml/index.ts';
+import { withRestartOnHostLoss } from '../contracts/domain/ha.ts';
 import { registerNetworkCommands } from './network-commands.ts';
 import { registerStorageCommands } from './storage-commands.ts';
 import { registerAuthCommands } from './auth-commands.ts';
@@ -134,7 +135,8 @@ export const buildProgram = (): Command => {
     .option('--type <type>', 'domain type (test, kvm, qemu)', 'test')
     .option('--uuid <uuid>', 'domain uuid (generated when absent)')
     .option('--host <hostId>', 'place the domain on this host')
-    .action(async (file: string | undefined, o: { name?: string; memory?: string; vcpus: string; type: string; uuid?: string; host?: string }) => {
+    .option('--ha', 'restart the domain on another host when its host is lost (kept in <metadata>)')
+    .action(async (file: string | undefined, o: { name?: string; memory?: string; vcpus: string; type: string; uuid?: string; host?: string; ha?: boolean }) => {
       const host = o.host ? { hostId: o.host } : {};
       let input: Parameters<VirtplaneClient['define']>[0];
       if (file) {
@@ -143,10 +145,18 @@ export const buildProgram = (): Command => {
       } else {
         if (!o.name || !o.memory) throw new UsageError('define needs a FILE, or --name and --memory');
         input = {
-          definition: { name: o.name, type: o.type, memoryKiB: Number(o.memory) * 1024, vcpus: Number(o.vcpus), ...(o.uuid ? { uuid: o.uuid } : {}) },
+          definition: {
+            name: o.name,
+            type: o.type,
+            memoryKiB: Number(o.memory) * 1024,
+            vcpus: Number(o.vcpus),
+            ...(o.uuid ? { uuid: o.uuid } : {}),
+            ...(o.ha ? { metadata: withRestartOnHostLoss(undefined) } : {}),
+          },
           ...host,
         };
       }
+      if (file && o.ha) throw new UsageError('--ha goes with --name; in a file, put it in <metadata> (see `virtplane define --help`)');
       const r = await withClient((c) => c.define(input));
       out().result(`Domain '${r.name}' defined${file ? ` from ${file}` : ''}`, r);
     });
@@ -169,10 +179,15 @@ export const buildProgram = (): Command => {
       .option('--no-wait', 'return once the command is accepted')
       .option('--timeout <seconds>', 'deadline for the host to finish; the operation is recorded failed after it', '120');
     if (op === 'start') cmd.option('--paused', 'leave the guest paused after start');
-    cmd.action(async (domain: string, o: { wait: boolean; paused?: boolean; timeout: string }) => {
+    if (op === 'destroy') cmd.option('--force', "the domain's host is lost and known to be off: record the domain shut off");
+    cmd.action(async (domain: string, o: { wait: boolean; paused?: boolean; timeout: string; force?: boolean }) => {
       const timeoutSeconds = Number(o.timeout);
       const result = await withClient(async (c) => {
         const opts = { timeoutSeconds };
+        if (o.force) {
+          const accepted = await c.destroy(domain, { ...opts, force: true });
+          return { accepted, view: null };
+        }
         const accepted: CommandAccepted = op === 'start' ? await c.start(domain, { ...opts, paused: Boolean(o.paused) }) : await c.operation(op, domain, opts);
         if (!o.wait) return { accepted, view: null };
         const view = await withProgress(`${op} ${accepted.name}`, timeoutSeconds * 1000, !globals().json, () => c.outcome(accepted, timeoutSeconds * 1000));
@@ -254,8 +269,13 @@ export const buildProgram = (): Command => {
     .option('--reason', 'also print the reason for the state')
     .action(async (domain: string, o: { reason?: boolean }) => {
       const v = await withClient((c) => c.get(domain));
-      const label = VIRSH_STATE_LABEL[v.observed.state];
-      out().result(o.reason ? `${label} (${v.observed.reason})` : label, { state: v.observed.state, reason: v.observed.reason, stateNumber: DOMAIN_STATE_NUMBER[v.observed.state] });
+      const label = v.hostLost ? HOST_LOST_LABEL : VIRSH_STATE_LABEL[v.observed.state];
+      out().result(o.reason ? `${label} (${v.observed.reason})` : label, {
+        state: v.observed.state,
+        reason: v.observed.reason,
+        stateNumber: DOMAIN_STATE_NUMBER[v.observed.state],
+        ...(v.hostLost ? { hostLost: true } : {}),
+      });
     });
 
   program
@@ -300,6 +320,26 @@ export const buildProgram = (): Command => {
     .action(async (o: { pageSize?: number }) => {
       const hosts = await withClient((c) => c.hosts(o.pageSize ? { pageSize: o.pageSize } : {}));
       out().result(hostList(hosts), hosts);
+    });
+
+  program
+    .command('host-info')
+    .description('one host: its state, lease, capabilities, domains and free memory')
+    .argument('<host>', 'host id')
+    .action(async (host: string) => {
+      const h = await withClient((c) => c.host(host));
+      out().result(hostInfo(h), h);
+    });
+
+  program
+    .command('host-maintenance')
+    .description('take a host out of placement (on) or give it back (off); its domains stay where they are')
+    .argument('<host>', 'host id')
+    .argument('<on|off>', 'on or off')
+    .action(async (host: string, mode: string) => {
+      if (mode !== 'on' && mode !== 'off') throw new UsageError("host-maintenance takes 'on' or 'off'");
+      const r = await withClient((c) => c.hostMaintenance(host, mode === 'on'));
+      out().result(`Host '${r.hostId}' maintenance ${r.maintenance ? 'on: no new domains are placed on it' : 'off'}`, r);
     });
 
   registerNetworkCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });

@@ -119,7 +119,9 @@ export class VirtplaneClient {
   }
 
   shutdown = (domain: string, opts?: CommandOptions) => this.operation('shutdown', domain, opts);
-  destroy = (domain: string, opts?: CommandOptions) => this.operation('destroy', domain, opts);
+  /** `force`: the domain's host is lost and the operator says it is off; the domain is recorded shut off. */
+  destroy = (domain: string, opts: CommandOptions & { force?: boolean } = {}) =>
+    opts.force ? this.command('destroy', { domain, force: true }, opts) : this.operation('destroy', domain, opts);
   suspend = (domain: string, opts?: CommandOptions) => this.operation('suspend', domain, opts);
   resume = (domain: string, opts?: CommandOptions) => this.operation('resume', domain, opts);
   reboot = (domain: string, opts?: CommandOptions) => this.operation('reboot', domain, opts);
@@ -163,6 +165,23 @@ export class VirtplaneClient {
       const reached = position === 'minSeq' ? r.seq : r.version;
       if (reached !== undefined) at = Math.max(at ?? 0, reached);
     }
+  }
+
+  /** One host's view; `no-host` when no such host has registered. */
+  async host(hostId: string): Promise<HostView> {
+    const h = (await this.hosts()).find((x) => x.hostId === hostId);
+    if (!h) throw virtError('no-host', `no host with id '${hostId}' has registered`);
+    return h;
+  }
+
+  /** Maintenance on: no new domain is placed on the host (its domains stay); off: placement again. */
+  hostMaintenance(host: string, on: boolean, opts: CommandOptions = {}) {
+    return call<{ hostId: string; maintenance: boolean; version: number }>(
+      this.nats.nc,
+      this.commandSubject('host', 'maintenance'),
+      { host, on, commandId: opts.commandId ?? randomUUID(), actor: this.actor },
+      this.timeoutMs,
+    );
   }
 
   /**

@@ -19,7 +19,14 @@ export const LIFECYCLE_EVENTS = {
   CRASHED: { value: 8, details: ['PANICKED', 'CRASHLOADED'] },
 } as const;
 
-export type LifecycleType = keyof typeof LIFECYCLE_EVENTS;
+/** virtplane's own, numbered outside libvirt's range: the domain's host was lost, its state is unknown. */
+export const VIRTPLANE_LIFECYCLE_EVENTS = {
+  UNKNOWN: { value: 100, details: ['HOST_LOST'] },
+} as const;
+
+const ALL_LIFECYCLE_EVENTS = { ...LIFECYCLE_EVENTS, ...VIRTPLANE_LIFECYCLE_EVENTS };
+
+export type LifecycleType = keyof typeof ALL_LIFECYCLE_EVENTS;
 export interface LifecycleKind {
   event: LifecycleType;
   detail: string;
@@ -30,7 +37,7 @@ export const LifecycleEvent = z.object({
   domainId: z.string(),
   name: z.string(),
   hostId: z.string(),
-  event: z.enum(Object.keys(LIFECYCLE_EVENTS) as [LifecycleType, ...LifecycleType[]]),
+  event: z.enum(Object.keys(ALL_LIFECYCLE_EVENTS) as [LifecycleType, ...LifecycleType[]]),
   detail: z.string(),
   /** libvirt's numeric event and detail, as virConnectDomainEventCallback receives them. */
   eventNumber: z.number().int(),
@@ -115,13 +122,16 @@ export const lifecycleFor = (before: DomainAggregate, e: DomainEventBody): Lifec
       }
       return e.data.observed ? transitionEvents(before.observed, e.data.observed) : [];
     case 'DomainStateObserved':
-      return transitionEvents(before.observed, { state: e.data.state, reason: e.data.reason });
+      // After a lost host returns, the change is told against what was known before the loss.
+      return transitionEvents(before.hostLost && before.lastObserved ? before.lastObserved : before.observed, { state: e.data.state, reason: e.data.reason });
+    case 'DomainHostLost':
+      return [k('UNKNOWN', 'HOST_LOST')];
     default:
       return [];
   }
 };
 
 export const lifecycleNumbers = (kind: LifecycleKind): { eventNumber: number; detailNumber: number } => {
-  const def = LIFECYCLE_EVENTS[kind.event];
+  const def = ALL_LIFECYCLE_EVENTS[kind.event];
   return { eventNumber: def.value, detailNumber: (def.details as readonly string[]).indexOf(kind.detail) };
 };

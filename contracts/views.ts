@@ -46,7 +46,12 @@ export const DomainView = z.object({
   /** A definition recorded while the domain ran, applied at its next stop. */
   nextDefinition: DomainDefinition.nullable(),
   desired: DomainStateName,
+  /** What the host last reported; nostate/unknown while `hostLost`. */
   observed: ObservedState,
+  /** The domain's host was declared lost: its state is unknown (host lost). */
+  hostLost: z.boolean().optional(),
+  /** While the host is lost: what was known before. */
+  lastObserved: ObservedState.optional(),
   /** Host devices of the running guest's interfaces (virsh domiflist's Interface column). */
   interfaces: z.array(RuntimeInterface).default([]),
   pending: z
@@ -67,10 +72,20 @@ export const HostView = z.object({
   capabilities: HostCapabilities.nullable(),
   registeredAt: z.string().nullable(),
   version: z.number().int(),
+  /** Declared lost (its lease expired) and not registered since. */
+  lost: z.boolean().optional(),
+  lostAt: z.string().nullable().optional(),
+  /** In maintenance: no new domain is placed on it. */
+  maintenance: z.boolean().optional(),
   /** From heartbeats, not from the log: how recently the agent was heard. */
   lastHeartbeat: z.string().nullable().optional(),
   alive: z.boolean().optional(),
   activeDomains: z.number().int().optional(),
+  /** How long ago the lease was last written; null without a lease. */
+  leaseAgeMs: z.number().int().nullable().optional(),
+  /** Domains placed on the host, and the memory left after those that run (or may run) there. */
+  domains: z.number().int().optional(),
+  freeMemoryKiB: z.number().int().nullable().optional(),
 });
 export type HostView = z.infer<typeof HostView>;
 

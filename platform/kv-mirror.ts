@@ -14,6 +14,8 @@ import { decodeJson, type Nats } from './nats.ts';
 export class KvMirror<T> {
   readonly entries = new Map<string, T>();
   private stopped = false;
+  /** The last write seen on each key, deletions included: its revision and when the server stored it. */
+  readonly written = new Map<string, { revision: number; at: number; deleted: boolean }>();
   private watch: QueuedIterator<KvWatchEntry> | null = null;
   private cancelLoss: (() => void) | null = null;
   private check: NodeJS.Timeout | null = null;
@@ -56,7 +58,9 @@ export class KvMirror<T> {
     void (async () => {
       for await (const e of watch) {
         this.lastRevision = Math.max(this.lastRevision, e.revision);
-        this.set(e.key, e.operation === 'PUT' ? (decodeJson(e.value) as T) : undefined);
+        const value = e.operation === 'PUT' ? (decodeJson(e.value) as T) : undefined;
+        this.written.set(e.key, { revision: e.revision, at: e.created.getTime(), deleted: e.operation !== 'PUT' });
+        this.set(e.key, value);
       }
     })()
       .catch(() => undefined)
@@ -83,6 +87,7 @@ export class KvMirror<T> {
     old?.stop();
     this.lastRevision = 0;
     for (const key of [...this.entries.keys()]) this.set(key, undefined);
+    this.written.clear();
     await this.follow().catch(() => {
       this.lastRevision = Number.POSITIVE_INFINITY; // look again next time
     });

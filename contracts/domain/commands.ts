@@ -46,6 +46,8 @@ export const DomainOpRequest = CommandHeader.extend({
   domain: DomainRef,
   /** How long the host may take before the operation is recorded as failed. */
   timeoutSeconds: z.number().positive().max(3600).optional(),
+  /** destroy: the operator says the domain's lost host is off, so the domain is recorded shut off. */
+  force: z.boolean().optional(),
 });
 export type DomainOpRequest = z.infer<typeof DomainOpRequest>;
 
@@ -59,7 +61,7 @@ export type DomainCommand =
   | { type: 'undefine' }
   | { type: 'start'; paused: boolean; timeoutMs: number }
   | { type: 'shutdown'; timeoutMs: number }
-  | { type: 'destroy'; timeoutMs: number }
+  | { type: 'destroy'; timeoutMs: number; force?: boolean }
   | { type: 'suspend'; timeoutMs: number }
   | { type: 'resume'; timeoutMs: number }
   | { type: 'reboot'; timeoutMs: number }
@@ -70,7 +72,11 @@ export type DomainCommand =
   | { type: 'fail'; taskId: string; error: VirtErrorBody; observed?: ObservedState }
   | { type: 'observe'; state: DomainStateName; reason: StateReason; cause?: string }
   | { type: 'expire'; taskId: string }
-  | { type: 'observe-interfaces'; interfaces: RuntimeInterface[] };
+  | { type: 'observe-interfaces'; interfaces: RuntimeInterface[] }
+  /** The domain's host was declared lost. */
+  | { type: 'host-lost'; hostId: string }
+  /** Restart a domain whose host was lost on `hostId`, chosen by the scheduler. */
+  | { type: 'failover'; fromHostId: string; hostId: string; timeoutMs: number };
 
 export const DEFAULT_TIMEOUT_MS: Record<DomainOp, number> = {
   start: 120_000,

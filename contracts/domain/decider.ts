@@ -3,6 +3,7 @@ import type { DomainCommand } from './commands.ts';
 import { REQUESTED_EVENT, type DomainEventBody, type DomainOp, type LifecycleOp } from './events.ts';
 import { isActive, type DomainStateName, type ObservedState, type RuntimeInterface } from './state.ts';
 import { virtError } from '../errors.ts';
+import { restartsOnHostLoss } from './ha.ts';
 import type { Envelope } from '../envelope.ts';
 import { applyRevocation, requireLiveClaim, type ClaimFence } from '../name-claim.ts';
 
@@ -47,6 +48,12 @@ export interface DomainAggregate extends ClaimFence {
   version: number;
   /** Recent command ids and the version they produced: a retry after the dedupe window is recognised. */
   recentCommands: Array<[string, number]>;
+  /**
+   * The host was declared lost: `observed` is nostate/unknown until the host reports again or an
+   * operator says it is off; `lastObserved` is what was known before.
+   */
+  hostLost?: boolean;
+  lastObserved?: ObservedState;
 }
 
 const RECENT_COMMANDS = 64;
@@ -143,7 +150,19 @@ const checkTransition = (op: DomainOp, s: DomainAggregate): void => {
   }
 };
 
+/** Nothing can be asked of a guest whose host is lost: the answer comes at once, not at a deadline. */
+const requireHostKnown = (s: DomainAggregate): void => {
+  if (s.hostLost) {
+    throw virtError(
+      'operation-invalid',
+      `domain '${s.name}' is on host '${s.hostId}', which is lost: its state is unknown (host lost); once the host is known to be off, 'destroy --force' records the domain shut off`,
+      { hostId: s.hostId, hostLost: true },
+    );
+  }
+};
+
 const decideOperation = (op: DomainOp, s: DomainAggregate, now: Date, timeoutMs: number, args: RequestArgs = {}): DomainEventBody[] => {
+  requireHostKnown(s);
   const before: DomainEventBody[] = [];
   const p = s.pending;
   if (p && pendingExpired(p, now)) {
@@ -202,6 +221,7 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
     }
     case 'undefine': {
       requireDomain(s);
+      requireHostKnown(s);
       const active = isActive(s.observed.state) || s.pending !== null;
       if (active && !s.persistent) {
         // The test driver silently accepts this; the QEMU driver's refusal is what operators rely on.
@@ -218,6 +238,10 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
     case 'resume':
     case 'reboot':
       requireDomain(s);
+      if (cmd.type === 'destroy' && cmd.force && s.hostLost) {
+        // The operator vouches that the lost host is off: its guest is down, and the domain free again.
+        return [{ type: 'DomainStateObserved', data: { state: 'shutoff', reason: 'destroyed', cause: `host '${s.hostId}' lost; declared off by the operator` } }];
+      }
       if (cmd.type === 'destroy' && s.pending?.op === 'start' && !pendingExpired(s.pending, now)) {
         return decideOperation('destroy', s, now, cmd.timeoutMs);
       }
@@ -264,8 +288,57 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
     case 'expire':
       if (!s.exists || !s.pending || s.pending.taskId !== cmd.taskId || !pendingExpired(s.pending, now)) return [];
       return [timeoutFailure(s.pending)];
+    case 'host-lost':
+      return decideHostLost(s, cmd.hostId);
+    case 'failover':
+      return decideFailover(s, cmd, now);
   }
 };
+
+/**
+ * The domain's host was declared lost. Its operation in flight fails now (the host will not report),
+ * releasing the domain; a domain that runs, or may have started, becomes unknown. A shut off domain
+ * with nothing in flight is known to be off and stays as it is.
+ */
+const decideHostLost = (s: DomainAggregate, hostId: string): DomainEventBody[] => {
+  if (!s.exists || s.hostLost || s.hostId !== hostId) return [];
+  const out: DomainEventBody[] = [];
+  if (s.pending) {
+    out.push({
+      type: 'DomainOperationFailed',
+      data: {
+        op: s.pending.op,
+        taskId: s.pending.taskId,
+        error: { code: 'operation-failed', message: `host '${hostId}' was lost while operation '${s.pending.op}' was in progress` },
+      },
+    });
+  }
+  const mayRun = isActive(s.observed.state) || s.pending?.op === 'start';
+  // A transient domain that never ran goes with its failed start.
+  if (mayRun && (s.persistent || isActive(s.observed.state))) out.push({ type: 'DomainHostLost', data: { hostId } });
+  return out;
+};
+
+/** Does the domain want its guest running: what it asked for before its host was lost. */
+const wantsToRun = (s: DomainAggregate): boolean => isActive(s.desired);
+
+/**
+ * Restarts, exactly once, a domain that asks for it on another host after its host was declared
+ * lost: ownership moves with a new epoch, and the start goes to the new host.
+ */
+const decideFailover = (s: DomainAggregate, cmd: Extract<DomainCommand, { type: 'failover' }>, now: Date): DomainEventBody[] => {
+  if (!s.exists || !s.hostLost || s.hostId !== cmd.fromHostId || cmd.hostId === cmd.fromHostId) return [];
+  if (!restartsOnHostLoss(s.definition) || !wantsToRun(s)) return [];
+  const placementEpoch = s.placementEpoch + 1;
+  const moved = { ...s, hostId: cmd.hostId, placementEpoch };
+  return [
+    { type: 'DomainFailedOver', data: { fromHostId: cmd.fromHostId, hostId: cmd.hostId, placementEpoch } },
+    requestedEvent(moved, 'start', now, cmd.timeoutMs, { paused: s.desired === 'paused' }),
+  ];
+};
+
+/** A domain whose host was declared lost and that asks to be restarted elsewhere. */
+export const awaitsFailover = (s: DomainAggregate): boolean => s.exists && s.hostLost === true && restartsOnHostLoss(s.definition) && wantsToRun(s);
 
 const macOf = (i: InterfaceModel) => i.mac?.toLowerCase();
 
@@ -410,11 +483,26 @@ export const evolve = (s: DomainAggregate, e: Envelope<DomainEventBody>): Domain
     case 'DomainInterfacesObserved':
       return { ...base, interfaces: e.data.interfaces };
     case 'DomainStateObserved':
+      // Word from the host (or the operator) makes the state known again.
       return settle({
         ...base,
         observed: { state: e.data.state, reason: e.data.reason },
         desired: s.pending ? s.desired : e.data.state,
+        hostLost: false,
       });
+    case 'DomainHostLost':
+      // Not settled: a domain of unknown state is neither removed nor given its next definition.
+      return { ...base, hostLost: true, lastObserved: s.hostLost ? s.lastObserved : s.observed, observed: { state: 'nostate', reason: 'unknown' } };
+    case 'DomainFailedOver':
+      // The old host's guest is fenced: nothing runs until the new host starts it.
+      return {
+        ...base,
+        hostId: e.data.hostId,
+        placementEpoch: e.data.placementEpoch,
+        hostLost: false,
+        observed: { state: 'shutoff', reason: 'unknown' },
+        interfaces: [],
+      };
   }
 };
 

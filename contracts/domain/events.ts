@@ -87,6 +87,22 @@ export const DomainEventBody = z.discriminatedUnion('type', [
     data: z.object({ interfaces: z.array(RuntimeInterface) }),
   }),
   z.object({
+    /**
+     * The domain's host was declared lost: what its guest does is unknown until the host returns or
+     * an operator says it is off. Any operation in flight was recorded failed before it.
+     */
+    type: z.literal('DomainHostLost'),
+    data: z.object({ hostId: z.string() }),
+  }),
+  z.object({
+    /**
+     * Restarted elsewhere after its host was lost (its guest known fenced): the domain now belongs to
+     * `hostId` under a new ownership epoch, so anything the old host says or takes later is refused.
+     */
+    type: z.literal('DomainFailedOver'),
+    data: z.object({ fromHostId: z.string(), hostId: z.string(), placementEpoch: z.number().int().nonnegative() }),
+  }),
+  z.object({
     /** A change the host saw that no operation asked for: a guest powered off, a process died. */
     type: z.literal('DomainStateObserved'),
     data: z.object({ state: DomainStateName, reason: StateReason, cause: z.string().optional() }),

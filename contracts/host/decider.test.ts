@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decideRegister, evolveHost, initialHostState } from './decider.ts';
+import { decideHost, decideRegister, evolveHost, initialHostState } from './decider.ts';
 import type { HostEventBody, RegisterHostRequest } from './events.ts';
 import { deciderSpec } from '../testing/decider-spec.ts';
 
@@ -67,5 +67,64 @@ describe('host decider', () => {
       registeredAt: null,
       version: 0,
     });
+  });
+});
+
+describe('host loss', () => {
+  const lost = (leaseRevision: number) => ({ type: 'lost' as const, leaseRevision, leaseWrittenAt: '2025-01-01T00:00:00.000Z' });
+  const lostSpec = deciderSpec(
+    { decide: (c: Parameters<typeof decideHost>[0], s: ReturnType<typeof initialHostState>) => decideHost(c, s), evolve: evolveHost, initialState: () => initialHostState('h1') },
+    { aggregateType: 'host', aggregateId: 'h1' },
+  );
+  const granted = (instanceId: string, leaseRevision: number): HostEventBody => ({
+    type: 'HostRegistered',
+    data: { hostname: 'node1.example', instanceId, agentVersion: '0.1.0', capabilities: caps, leaseRevision },
+  });
+
+  it('an expired lease makes the host lost, once', () => {
+    const { after } = lostSpec.given([granted('i-1', 3)]).when(lost(7)).then([{ type: 'HostLost', data: { leaseRevision: 7, leaseWrittenAt: '2025-01-01T00:00:00.000Z' } }]);
+    expect(after).toMatchObject({ lost: true, leaseRevision: 7 });
+    lostSpec.given([granted('i-1', 3), { type: 'HostLost', data: { leaseRevision: 7, leaseWrittenAt: '2025-01-01T00:00:00.000Z' } }]).when(lost(7)).thenNothing();
+  });
+
+  it('a lease older than the newest grant is stale: the host registered since', () => {
+    lostSpec.given([granted('i-1', 3), granted('i-1', 9)]).when(lost(7)).thenNothing();
+  });
+
+  it('an unknown host is never lost', () => {
+    lostSpec.given().when(lost(1)).thenNothing();
+  });
+
+  it('every new grant is recorded, so a loss decided against an older one is decided again', () => {
+    const { after } = lostSpec
+      .given([granted('i-1', 3)])
+      .when({ type: 'register', ...register('i-1'), leaseRevision: 9 })
+      .then([granted('i-1', 9)]);
+    expect(after.leaseRevision).toBe(9);
+    lostSpec.given([granted('i-1', 3)]).when({ type: 'register', ...register('i-1'), leaseRevision: 3 }).thenNothing();
+  });
+
+  it('a grant to a lost host records its return', () => {
+    const { after } = lostSpec
+      .given([granted('i-1', 3), { type: 'HostLost', data: { leaseRevision: 7, leaseWrittenAt: '2025-01-01T00:00:00.000Z' } }])
+      .when({ type: 'register', ...register('i-1'), leaseRevision: 12 })
+      .then([granted('i-1', 12), { type: 'HostReturned', data: { instanceId: 'i-1', leaseRevision: 12 } }]);
+    expect(after).toMatchObject({ lost: false, leaseRevision: 12 });
+  });
+});
+
+describe('host maintenance', () => {
+  const mSpec = deciderSpec(
+    { decide: (c: Parameters<typeof decideHost>[0], s: ReturnType<typeof initialHostState>) => decideHost(c, s), evolve: evolveHost, initialState: () => initialHostState('h1') },
+    { aggregateType: 'host', aggregateId: 'h1' },
+  );
+  it('on and off are recorded; asking for what holds records nothing', () => {
+    const { after } = mSpec.given([registered('i-1')]).when({ type: 'maintenance', on: true }).then([{ type: 'HostMaintenanceSet', data: { on: true } }]);
+    expect(after.maintenance).toBe(true);
+    mSpec.given([registered('i-1'), { type: 'HostMaintenanceSet', data: { on: true } }]).when({ type: 'maintenance', on: true }).thenNothing();
+    mSpec.given([registered('i-1')]).when({ type: 'maintenance', on: false }).thenNothing();
+  });
+  it('an unknown host is refused', () => {
+    mSpec.given().when({ type: 'maintenance', on: true }).thenThrows('no-host', "no host with id 'h1' has registered");
   });
 });

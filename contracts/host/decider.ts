@@ -1,5 +1,6 @@
 import type { Envelope } from '../envelope.ts';
-import type { HostCapabilities, HostEventBody, RegisterHostRequest } from './events.ts';
+import { virtError } from '../errors.ts';
+import type { HostCapabilities, HostCommand, HostEventBody, RegisterHostRequest } from './events.ts';
 
 export interface HostAggregate {
   exists: boolean;
@@ -10,6 +11,13 @@ export interface HostAggregate {
   capabilities: HostCapabilities | null;
   registeredAt: string | null;
   version: number;
+  /** Declared lost and not registered since. */
+  lost?: boolean;
+  lostAt?: string | null;
+  /** The revision of the newest lease the log knows of: granted by a registration, or found expired. */
+  leaseRevision?: number;
+  /** In maintenance: no new domain is placed on it. */
+  maintenance?: boolean;
 }
 
 export const initialHostState = (hostId: string): HostAggregate => ({
@@ -23,29 +31,71 @@ export const initialHostState = (hostId: string): HostAggregate => ({
   version: 0,
 });
 
-/** Every agent start is recorded (auditors want restarts); a repeated registration of one process is not. */
-export const decideRegister = (cmd: RegisterHostRequest, s: HostAggregate): HostEventBody[] =>
-  s.exists && s.instanceId === cmd.instanceId && JSON.stringify(s.capabilities) === JSON.stringify(cmd.capabilities)
-    ? []
-    : [
-        {
-          type: 'HostRegistered',
-          data: {
-            hostname: cmd.hostname,
-            instanceId: cmd.instanceId,
-            agentVersion: cmd.agentVersion,
-            capabilities: cmd.capabilities,
-          },
-        },
-      ];
+const sameRegistration = (s: HostAggregate, cmd: RegisterHostRequest) =>
+  s.exists && s.instanceId === cmd.instanceId && JSON.stringify(s.capabilities) === JSON.stringify(cmd.capabilities);
 
-export const evolveHost = (s: HostAggregate, e: Envelope<HostEventBody>): HostAggregate => ({
-  ...s,
-  exists: true,
-  hostname: e.data.hostname,
-  instanceId: e.data.instanceId,
-  agentVersion: e.data.agentVersion,
-  capabilities: e.data.capabilities,
-  registeredAt: e.time,
-  version: e.version,
-});
+/**
+ * Every agent start is recorded (auditors want restarts), and so is every lease granted: a loss is
+ * decided against the newest grant, so a grant must move the aggregate on. Only a repetition of one
+ * grant to one process records nothing. A grant to a lost host records its return.
+ */
+export const decideRegister = (cmd: RegisterHostRequest & { leaseRevision?: number }, s: HostAggregate): HostEventBody[] => {
+  const revision = cmd.leaseRevision;
+  const newGrant = revision !== undefined && revision !== (s.leaseRevision ?? 0);
+  const out: HostEventBody[] = [];
+  if (!sameRegistration(s, cmd) || newGrant) {
+    out.push({
+      type: 'HostRegistered',
+      data: {
+        hostname: cmd.hostname,
+        instanceId: cmd.instanceId,
+        agentVersion: cmd.agentVersion,
+        capabilities: cmd.capabilities,
+        ...(revision !== undefined ? { leaseRevision: revision } : {}),
+      },
+    });
+  }
+  if (s.lost) out.push({ type: 'HostReturned', data: { instanceId: cmd.instanceId, leaseRevision: revision ?? 0 } });
+  return out;
+};
+
+/**
+ * A lease found expired makes the host lost, once: not again while it is lost, and not for a lease
+ * older than one a registration granted since (that grant may already have been renewed).
+ */
+export const decideHostLost = (cmd: Extract<HostCommand, { type: 'lost' }>, s: HostAggregate): HostEventBody[] => {
+  if (!s.exists || s.lost || cmd.leaseRevision < (s.leaseRevision ?? 0)) return [];
+  return [{ type: 'HostLost', data: { leaseRevision: cmd.leaseRevision, leaseWrittenAt: cmd.leaseWrittenAt } }];
+};
+
+/** Maintenance on or off; asking for what holds already records nothing. */
+export const decideMaintenance = (on: boolean, s: HostAggregate): HostEventBody[] => {
+  if (!s.exists) throw virtError('no-host', `no host with id '${s.hostId}' has registered`);
+  return (s.maintenance ?? false) === on ? [] : [{ type: 'HostMaintenanceSet', data: { on } }];
+};
+
+export const decideHost = (cmd: HostCommand, s: HostAggregate): HostEventBody[] =>
+  cmd.type === 'register' ? decideRegister(cmd, s) : cmd.type === 'lost' ? decideHostLost(cmd, s) : decideMaintenance(cmd.on, s);
+
+export const evolveHost = (s: HostAggregate, e: Envelope<HostEventBody>): HostAggregate => {
+  switch (e.type) {
+    case 'HostRegistered':
+      return {
+        ...s,
+        exists: true,
+        hostname: e.data.hostname,
+        instanceId: e.data.instanceId,
+        agentVersion: e.data.agentVersion,
+        capabilities: e.data.capabilities,
+        registeredAt: e.time,
+        version: e.version,
+        ...(e.data.leaseRevision !== undefined ? { leaseRevision: e.data.leaseRevision } : {}),
+      };
+    case 'HostLost':
+      return { ...s, lost: true, lostAt: e.time, leaseRevision: Math.max(s.leaseRevision ?? 0, e.data.leaseRevision), version: e.version };
+    case 'HostMaintenanceSet':
+      return { ...s, maintenance: e.data.on, version: e.version };
+    case 'HostReturned':
+      return { ...s, lost: false, lostAt: null, instanceId: e.data.instanceId, leaseRevision: e.data.leaseRevision, version: e.version };
+  }
+};

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { HostId } from '../ids.ts';
+import { CommandHeader } from '../domain/commands.ts';
 
 export const HostCapabilities = z.object({
   driver: z.string(),
@@ -23,7 +24,42 @@ export type RegisterHostRequest = z.infer<typeof RegisterHostRequest>;
 export const HostEventBody = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('HostRegistered'),
-    data: RegisterHostRequest.omit({ hostId: true }),
+    data: RegisterHostRequest.omit({ hostId: true }).extend({
+      /** The revision of the lease this registration granted; absent in events of older releases. */
+      leaseRevision: z.number().int().nonnegative().optional(),
+    }),
+  }),
+  z.object({
+    /** The host's lease expired: its agent has fenced itself, and what it ran is no longer known. */
+    type: z.literal('HostLost'),
+    data: z.object({
+      /** The lease revision that expired (0 when the lease entry itself was gone). */
+      leaseRevision: z.number().int().nonnegative(),
+      /** When that lease was last written, by the server's clock. */
+      leaseWrittenAt: z.iso.datetime(),
+    }),
+  }),
+  z.object({
+    /** An operator took the host out of placement (on) or gave it back (off); its domains stay. */
+    type: z.literal('HostMaintenanceSet'),
+    data: z.object({ on: z.boolean() }),
+  }),
+  z.object({
+    /** A lost host registered again and holds a new lease. */
+    type: z.literal('HostReturned'),
+    data: z.object({ instanceId: z.string(), leaseRevision: z.number().int().nonnegative() }),
   }),
 ]);
 export type HostEventBody = z.infer<typeof HostEventBody>;
+
+/** What the decider is asked: a registration with the lease it granted, or a lease found expired. */
+export type HostCommand =
+  | ({ type: 'register'; leaseRevision: number } & RegisterHostRequest)
+  | { type: 'lost'; leaseRevision: number; leaseWrittenAt: string }
+  | { type: 'maintenance'; on: boolean };
+
+export const HostMaintenanceRequest = CommandHeader.extend({
+  host: HostId,
+  on: z.boolean(),
+});
+export type HostMaintenanceRequest = z.infer<typeof HostMaintenanceRequest>;

@@ -30,7 +30,8 @@ export class AgentReports {
    */
   async register(subjectHost: string, req: RegisterHostRequest, meta: CommandMeta): Promise<RegisterReply> {
     if (req.hostId !== subjectHost) throw virtError('unauthorized', `host '${subjectHost}' cannot register as '${req.hostId}'`);
-    const out = await this.hosts.execute(req.hostId, meta, (s) => decideRegister(req, s));
+    // The lease is granted first and its revision recorded: a loss decided against an older lease
+    // then finds the host's aggregate moved on, and is decided again as stale.
     const lease: HostLiveness = { hostId: req.hostId, instanceId: req.instanceId, at: meta.now.toISOString(), activeDomains: 0, capabilities: req.capabilities };
     const put = () => this.liveness.put(req.hostId, encodeJson(lease));
     let leaseRevision: number;
@@ -42,7 +43,10 @@ export class AgentReports {
       await this.reprovision();
       leaseRevision = await withJsRetry('lease write', put);
     }
-    return { hostId: req.hostId, version: out.version, leaseRevision };
+    // Each grant is its own command: a retried registration is granted (and recorded) anew.
+    const out = await this.hosts.execute(req.hostId, { ...meta, commandId: `${meta.commandId}:${leaseRevision}` }, (s) => decideRegister({ ...req, leaseRevision }, s));
+    const returned = out.events.some((e) => e.type === 'HostReturned');
+    return { hostId: req.hostId, version: out.version, leaseRevision, ...(returned ? { returned } : {}) };
   }
 
   /** May the agent run this task now? Only if it is still the domain's pending operation on this host. */

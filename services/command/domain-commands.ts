@@ -83,7 +83,12 @@ export class DomainCommands {
 
   async operation(op: LifecycleOp, req: DomainOpRequest & { paused?: boolean }, meta: CommandMeta): Promise<Accepted> {
     const timeoutMs = req.timeoutSeconds !== undefined ? req.timeoutSeconds * 1000 : DEFAULT_TIMEOUT_MS[op];
-    const cmd: DomainCommand = op === 'start' ? { type: 'start', paused: req.paused ?? false, timeoutMs } : { type: op, timeoutMs };
+    const cmd: DomainCommand =
+      op === 'start'
+        ? { type: 'start', paused: req.paused ?? false, timeoutMs }
+        : op === 'destroy' && req.force
+          ? { type: 'destroy', timeoutMs, force: true }
+          : { type: op, timeoutMs };
     return this.run(req.domain, meta, cmd);
   }
 

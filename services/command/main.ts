@@ -1,4 +1,5 @@
-import { BaseConfig, loadConfig, resolveNatsUrl } from '../../platform/config.ts';
+import { LeaseTimingFields, leaseTimingsProblem } from '../../contracts/host/liveness.ts';
+import { BaseConfig, ConfigError, loadConfig, resolveNatsUrl } from '../../platform/config.ts';
 import { createLogger } from '../../platform/log.ts';
 import { initTelemetry } from '../../platform/telemetry.ts';
 import { connectNats } from '../../platform/nats.ts';
@@ -9,10 +10,12 @@ import { CommandService } from './service.ts';
 
 initTelemetry();
 const log = createLogger('command');
-const cfg = loadConfig(BaseConfig);
+const cfg = loadConfig(BaseConfig.extend(LeaseTimingFields));
+const problem = leaseTimingsProblem(cfg);
+if (problem) throw new ConfigError(`invalid configuration: ${problem}`);
 const n = await connectNats(resolveNatsUrl(cfg), 'virtplane-command');
 await provision(n, cfg.replicas);
-const service = new CommandService(n, log);
+const service = new CommandService(n, log, { timings: cfg });
 await service.start();
 log.info('command service ready');
 onShutdown(log, () => n.close(), () => service.stop());

@@ -1,5 +1,5 @@
 import { virtError } from '../../contracts/errors.ts';
-import { LIVENESS_WINDOW_MS, type HostLiveness } from '../../contracts/host/liveness.ts';
+import { DEFAULT_LEASE_TIMINGS, type HostLiveness, type LeaseTimings } from '../../contracts/host/liveness.ts';
 import type { KvMirror } from '../../platform/kv-mirror.ts';
 
 
@@ -11,32 +11,40 @@ export class Scheduler {
   private readonly placedSince = new Map<string, number>();
   private readonly hosts: Map<string, HostLiveness>;
 
-  constructor(liveness: KvMirror<HostLiveness>) {
+  constructor(
+    liveness: KvMirror<HostLiveness>,
+    private readonly timings: Pick<LeaseTimings, 'leaseTtlMs'> = DEFAULT_LEASE_TIMINGS,
+  ) {
     this.hosts = liveness.entries;
     // A heartbeat carries the host's own count, which includes what this replica placed.
     liveness.onChange((key) => this.placedSince.delete(key));
   }
+
+  /** Hosts no new domain goes to (maintenance), as the log says; set by whoever folds hosts. */
+  excluded: (hostId: string) => boolean = () => false;
 
   known(hostId: string): HostLiveness | undefined {
     return this.hosts.get(hostId);
   }
 
   alive(now = Date.now()): HostLiveness[] {
-    return [...this.hosts.values()].filter((h) => now - Date.parse(h.at) <= LIVENESS_WINDOW_MS);
+    // A revoked lease belongs to a host declared lost: nothing goes there until it registers again.
+    return [...this.hosts.values()].filter((h) => !h.revoked && now - Date.parse(h.at) <= this.timings.leaseTtlMs);
   }
 
   pick(domainType: string, requested?: string): string {
     if (requested) {
       const h = this.hosts.get(requested);
       if (!h) throw virtError('no-host', `no host with id '${requested}' has registered`);
+      if (h.revoked) throw virtError('no-host', `host '${requested}' is lost: its lease expired and it has not registered since`);
       if (!h.capabilities.domainTypes.includes(domainType)) {
         throw virtError('no-supported-driver', `host '${requested}' cannot run domains of type '${domainType}' (it runs ${h.capabilities.domainTypes.join(', ')})`);
       }
       return requested;
     }
-    const candidates = this.alive().filter((h) => h.capabilities.domainTypes.includes(domainType));
+    const candidates = this.alive().filter((h) => h.capabilities.domainTypes.includes(domainType) && !this.excluded(h.hostId));
     if (candidates.length === 0) {
-      throw virtError('no-host', `no live host can run domains of type '${domainType}'`);
+      throw virtError('no-host', `no live host out of maintenance can run domains of type '${domainType}'`);
     }
     const load = (h: HostLiveness) => h.activeDomains + (this.placedSince.get(h.hostId) ?? 0);
     const best = candidates.reduce((a, b) => (load(b) < load(a) ? b : a));

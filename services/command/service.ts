@@ -1,7 +1,8 @@
 import type { Subscription } from '@nats-io/transport-node';
 import { AttachInterfaceRequest, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, StartDomainRequest } from '../../contracts/domain/commands.ts';
 import type { DomainOp } from '../../contracts/domain/events.ts';
-import { RegisterHostRequest } from '../../contracts/host/events.ts';
+import { HostMaintenanceRequest, RegisterHostRequest } from '../../contracts/host/events.ts';
+import { decideMaintenance } from '../../contracts/host/decider.ts';
 import { BUCKETS, QUEUES, subjects } from '../../contracts/subjects.ts';
 import { ClaimRequest, ReportRequest } from '../../contracts/tasks.ts';
 import { EventStore } from '../../platform/event-store.ts';
@@ -18,7 +19,8 @@ import { domainKind, hostKind } from './domain-kind.ts';
 import { NameClaims } from './name-claims.ts';
 import { Repository } from './repository.ts';
 import { Scheduler } from './scheduler.ts';
-import type { HostLiveness } from '../../contracts/host/liveness.ts';
+import { DEFAULT_LEASE_TIMINGS, type HostLiveness, type LeaseTimings } from '../../contracts/host/liveness.ts';
+import { HostMonitor } from './host-monitor.ts';
 import { KvMirror } from '../../platform/kv-mirror.ts';
 import { provisionLiveness } from '../../platform/provision.ts';
 import { StorageService } from './storage-commands.ts';
@@ -27,6 +29,8 @@ import { commandApi, metaFrom } from './command-api.ts';
 export interface CommandServiceOptions {
   /** Run the dispatcher in this process (one per deployment is enough; more are safe). */
   dispatcher?: boolean;
+  /** Lease timings, validated by the caller; the defaults otherwise. */
+  timings?: LeaseTimings;
 }
 
 const hostOf = (subject: string) => subject.split('.')[1] ?? '';
@@ -38,6 +42,7 @@ export class CommandService {
   private liveness: KvMirror<HostLiveness> | null = null;
   private storage: StorageService | null = null;
   private deadlines: DeadlineKeeper | null = null;
+  private monitor: HostMonitor | null = null;
 
   constructor(
     private readonly n: Nats,
@@ -52,7 +57,8 @@ export class CommandService {
     const liveness = await this.n.kvm.open(BUCKETS.hostLiveness);
     this.liveness = new KvMirror<HostLiveness>(liveness, this.n.nc);
     await this.liveness.start();
-    const scheduler = new Scheduler(this.liveness);
+    const timings = this.opts.timings ?? DEFAULT_LEASE_TIMINGS;
+    const scheduler = new Scheduler(this.liveness, timings);
     const commands = new DomainCommands(domains, new NameClaims(store, 'domain'), scheduler);
     const reports = new AgentReports(domains, hosts, liveness, () => provisionLiveness(this.n).then(() => true, () => false));
     const networks = new NetworkCommands(store);
@@ -84,6 +90,18 @@ export class CommandService {
 
     this.deadlines = new DeadlineKeeper(this.n, 'ev.domain.>', (id, taskId, meta) => commands.run(id, meta, { type: 'expire', taskId }), log.child('deadlines'));
     await this.deadlines.start();
+    this.monitor = new HostMonitor(store, hosts, commands, scheduler, this.liveness, liveness, timings, log.child('hosts'), this.n.nc);
+    await this.monitor.start();
+    const monitor = this.monitor;
+    scheduler.excluded = (hostId) => monitor.inMaintenance(hostId);
+    this.subs.push(
+      ...api.serve('host', 'maintenance', HostMaintenanceRequest, async (r, meta) => {
+        const out = await hosts.execute(r.host, meta, (s) => decideMaintenance(r.on, s));
+        // Answered once this replica places by it; other replicas follow the log within moments.
+        await monitor.reached(r.host, out.version);
+        return { hostId: r.host, maintenance: out.state.maintenance ?? false, version: out.version };
+      }),
+    );
     if (this.opts.dispatcher !== false) {
       this.dispatcher = new Dispatcher(this.n, store, log.child('dispatcher'));
       await this.dispatcher.start();
@@ -96,6 +114,7 @@ export class CommandService {
   async stop(): Promise<void> {
     for (const s of this.subs) await s.drain().catch(() => undefined);
     this.subs = [];
+    await this.monitor?.stop();
     await this.dispatcher?.stop();
     await this.storage?.stop();
     this.liveness?.stop();

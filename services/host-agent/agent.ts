@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { JsMsg } from '@nats-io/jetstream';
 import type { ObservedState, RuntimeInterface } from '../../contracts/domain/state.ts';
 import { isVirtError, virtError } from '../../contracts/errors.ts';
-import { HEARTBEAT_INTERVAL_MS, type HostLiveness, type RegisterReply } from '../../contracts/host/liveness.ts';
+import { DEFAULT_LEASE_TIMINGS, type HostLiveness, type LeaseTimings, type RegisterReply } from '../../contracts/host/liveness.ts';
 import type { HostCapabilities } from '../../contracts/host/events.ts';
 import { STREAMS, subjects } from '../../contracts/subjects.ts';
 import { DomainTask, type ReportRequest } from '../../contracts/tasks.ts';
@@ -13,8 +13,10 @@ import type { DomainObservation, HypervisorDriver, OperationOptions } from '../.
 import type { Logger } from '../../platform/log.ts';
 import type { Nats } from '../../platform/nats.ts';
 import { call, errorBody } from '../../platform/rpc.ts';
+import { dropMovedGuests, GuestFence } from './fence.ts';
 import { HostLease } from './lease.ts';
 import { TaskJournal } from './task-journal.ts';
+import { ownDomains } from './own-domains.ts';
 import { TaskWorker } from './task-worker.ts';
 import { contextFromTraceparent, inSpan } from '../../platform/telemetry.ts';
 
@@ -24,6 +26,10 @@ export interface HostAgentOptions {
   /** Drivers by the domain types they run; the first one that runs a type is used for it. */
   drivers: HypervisorDriver[];
   heartbeatMs?: number;
+  /** Lease renewal and self-fencing; `heartbeatMs` overrides `renewMs`. */
+  timings?: LeaseTimings;
+  /** What fencing does to running guests: pause them (the default) or destroy them. */
+  fencePolicy?: 'pause' | 'destroy';
   agentVersion?: string;
   /** How long a task may go unacknowledged before it is given out again (after a crash). */
   ackWaitMs?: number;
@@ -41,8 +47,15 @@ export class HostAgent {
   readonly instanceId = randomUUID();
   private readonly worker: TaskWorker<DomainTask>;
   private heartbeat: NodeJS.Timeout | null = null;
+  private watchdog: NodeJS.Timeout | null = null;
   private lease: HostLease | null = null;
   private beating = false;
+  private beats = 0;
+  private resyncing = false;
+  /** Fenced: the lease ran out, guests were stopped, and no task runs until a lease is held again. */
+  private fenced = false;
+  private fencing: Promise<void> = Promise.resolve();
+  private readonly fence: GuestFence;
   private unsubscribe: Array<() => void> = [];
   private readonly journal: TaskJournal<ReportRequest>;
   private readonly byType = new Map<string, HypervisorDriver>();
@@ -55,6 +68,7 @@ export class HostAgent {
     private readonly log: Logger,
   ) {
     this.journal = new TaskJournal(join(opts.stateDir, 'tasks.jsonl'));
+    this.fence = new GuestFence(opts.drivers, opts.fencePolicy ?? 'pause', log);
     this.worker = new TaskWorker(
       n,
       {
@@ -82,6 +96,15 @@ export class HostAgent {
     return this.opts.hostId;
   }
 
+  private get timings(): LeaseTimings {
+    return this.opts.timings ?? DEFAULT_LEASE_TIMINGS;
+  }
+
+  /** True while the agent has fenced itself (tests and operators read it from the log line too). */
+  get isFenced(): boolean {
+    return this.fenced;
+  }
+
   async start(): Promise<void> {
     const caps = await this.capabilities();
     this.lease = new HostLease(
@@ -96,19 +119,61 @@ export class HostAgent {
           capabilities: caps,
         });
         const lease: HostLiveness = { hostId: this.hostId, instanceId: this.instanceId, at: new Date().toISOString(), activeDomains: 0, capabilities: caps };
-        return { lease, revision: reply.leaseRevision };
+        return { lease, revision: reply.leaseRevision, ...(reply.returned ? { returned: true } : {}) };
       },
       this.log,
-      // A server that lost the lease may have lost this host's consumers with it.
-      async () => void (await this.worker.ensureConsumer()),
+      async (grant) => {
+        // A server that lost the lease may have lost this host's consumers with it.
+        await this.worker.ensureConsumer();
+        await this.regained(grant.returned ?? false);
+      },
+      this.timings.fenceMs,
     );
-    await this.lease.acquire();
+    const grant = await this.lease.acquire();
     for (const d of this.opts.drivers) this.unsubscribe.push(d.onObservation((o) => void this.observed(o)));
     await this.reconcile();
+    // A host declared lost while its agent was away: what moved elsewhere must not run here too.
+    if (grant.returned) await this.dropMoved();
     await this.beat();
-    this.heartbeat = setInterval(() => void this.beat(), this.opts.heartbeatMs ?? HEARTBEAT_INTERVAL_MS);
+    this.heartbeat = setInterval(() => void this.beat(), this.opts.heartbeatMs ?? this.timings.renewMs);
     this.heartbeat.unref();
+    this.watchdog = setInterval(() => this.checkLease(), Math.max(20, Math.min(250, Math.floor(this.timings.fenceMs / 10))));
+    this.watchdog.unref();
     await this.worker.start();
+  }
+
+  /** The lease ran out: fence, whatever the connection and the beat are doing. */
+  private checkLease(): void {
+    if (this.fenced || !this.lease || this.lease.valid) return;
+    this.fenced = true;
+    this.log.warn('lease not renewed in time: fencing this host', { hostId: this.hostId, fenceMs: this.timings.fenceMs, policy: this.fence.policy });
+    this.fencing = this.fencing.then(() => this.fence.all());
+  }
+
+  /**
+   * A lease is held again. If the host was declared lost meanwhile, what it paused stays paused (it
+   * may run elsewhere now) and guests whose ownership moved are destroyed; otherwise nobody acted on
+   * the loss, and the guests it paused are resumed.
+   */
+  private async regained(returned: boolean): Promise<void> {
+    await this.fencing;
+    const wasFenced = this.fenced;
+    this.fenced = false;
+    // Beside the beat: the renewals go on while guests are resumed or checked.
+    if (returned) {
+      this.fence.forget();
+      void (async () => {
+        await this.reconcile().catch((e) => this.log.warn('could not reconcile after returning', { error: String(e) }));
+        await this.dropMoved();
+      })();
+    } else if (wasFenced) {
+      void this.fence.resume(() => this.holdsLease);
+    }
+  }
+
+  /** Destroys local guests whose domain now belongs to another host (see `dropMovedGuests`). */
+  dropMoved(): Promise<void> {
+    return dropMovedGuests(this.n, this.hostId, this.opts.drivers, this.log);
   }
 
   private async capabilities(): Promise<HostCapabilities> {
@@ -130,7 +195,17 @@ export class HostAgent {
     return d;
   }
 
+  /** Read at the moment of acting, not only from the watchdog: a process that stood still must not act on a lease it lost meanwhile. */
+  private get holdsLease(): boolean {
+    return !this.fenced && (this.lease?.valid ?? false);
+  }
+
   private async run(task: DomainTask, m: JsMsg): Promise<void> {
+    if (!this.holdsLease) {
+      // No lease, no work: the task comes back once the host holds a lease again (or goes stale).
+      m.nak(1000);
+      return;
+    }
     const finished = this.journal.outcome(task.taskId);
     if (finished) {
       await this.report(finished);
@@ -147,7 +222,16 @@ export class HostAgent {
       m.ack();
       return;
     }
+    if (!this.holdsLease) {
+      m.nak(1000);
+      return;
+    }
     const report = await this.execute(task, m);
+    // The lease ran out while the guest was being changed: it is fenced like the others.
+    if (this.fenced) {
+      const d = this.byType.get(task.definition.type);
+      if (d) await (this.fencing = this.fencing.then(() => this.fence.guest(d, task.domainId)));
+    }
     this.journal.markDone(task.taskId, report);
     await this.report(report);
     m.ack();
@@ -241,21 +325,19 @@ export class HostAgent {
     }).catch((e) => this.log.warn('could not report an observation', { uuid: o.uuid, error: String(e) }));
   }
 
-  /** After a restart, tell the command service what the hypervisor really has, where views disagree. */
-  async reconcile(): Promise<void> {
-    const domains: DomainView[] = [];
-    // The list comes in pages: follow the cursor to the end.
-    for (let cursor: string | undefined, more = true; more; ) {
-      const page = await call<{ domains: DomainView[]; next?: string }>(this.n.nc, subjects.hostQuery(this.hostId, 'domain', 'list'), { all: true, ...(cursor ? { cursor } : {}) }, 30_000);
-      domains.push(...page.domains);
-      cursor = page.next;
-      more = cursor !== undefined;
-    }
+  /**
+   * After a restart, tell the command service what the hypervisor really has, where views disagree
+   * (or, with `onlyUnknown`, only for domains shown unknown since this host was lost).
+   */
+  async reconcile(onlyUnknown = false): Promise<void> {
+    const domains = await ownDomains(this.n, this.hostId);
     for (const v of domains) {
+      if (onlyUnknown && !v.hostLost) continue;
       const driver = this.byType.get(v.definition.type);
       if (!driver) continue;
       const actual = await driver.state(v.id);
-      if (actual.state !== v.observed.state) {
+      // A domain of a host that was lost is told its state again, whatever it was.
+      if (actual.state !== v.observed.state || v.hostLost) {
         await this.observed({ uuid: v.id, ...actual, cause: 'found on agent start' });
       }
     }
@@ -283,7 +365,21 @@ export class HostAgent {
       // The lease first: reports about interfaces may wait on a command service that is not there.
       const active = (await Promise.all(this.opts.drivers.map((d) => d.list()))).reduce((n, l) => n + l.length, 0);
       await this.lease?.beat(active);
+      if (this.fenced && this.lease?.valid) {
+        // Renewed the same lease after all: the control plane never acted on the gap.
+        await this.regained(false);
+      }
+      if (this.fenced) return;
       await this.syncInterfaces().catch((e) => this.log.warn('could not report interfaces', { error: String(e) }));
+      // Level-triggered: now and then, look for guests whose domain moved while nobody told this host.
+      if (++this.beats % 10 === 0 && !this.resyncing) {
+        // Beside the beat, never in its way: a renewal must not wait on a long resync.
+        this.resyncing = true;
+        void (async () => {
+          await this.reconcile(true).catch((e) => this.log.warn('could not resync domains shown unknown', { error: String(e) }));
+          await this.dropMoved();
+        })().finally(() => (this.resyncing = false));
+      }
     } catch (e) {
       this.log.warn('heartbeat failed', { error: String(e) });
     } finally {
@@ -294,6 +390,7 @@ export class HostAgent {
   /** Stops taking tasks and lets running ones finish; a task cut short is not acknowledged and comes back. */
   async stop(graceMs = 20_000): Promise<void> {
     if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.watchdog) clearInterval(this.watchdog);
     await this.worker.stop(graceMs);
     for (const u of this.unsubscribe) u();
     await Promise.all(this.opts.drivers.map((d) => d.close()));

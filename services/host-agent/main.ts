@@ -6,7 +6,8 @@ import { HostId } from '../../contracts/ids.ts';
 import type { NetworkView } from '../../contracts/network/views.ts';
 import { subjects } from '../../contracts/subjects.ts';
 import { selectDrivers } from '../../drivers/select.ts';
-import { BaseConfig, loadConfig, resolveNatsUrl } from '../../platform/config.ts';
+import { LeaseTimingFields, leaseTimingsProblem } from '../../contracts/host/liveness.ts';
+import { BaseConfig, ConfigError, loadConfig, resolveNatsUrl } from '../../platform/config.ts';
 import { createLogger } from '../../platform/log.ts';
 import { connectNats } from '../../platform/nats.ts';
 import { HOST_AGENT_NEEDS, provision } from '../../platform/provision.ts';
@@ -28,8 +29,13 @@ const cfg = loadConfig(
     ackWaitMs: z.coerce.number().int().min(500).default(15_000),
     /** Latency of every test-driver operation (fault tests); 0 in normal use. */
     testLatencyMs: z.coerce.number().int().min(0).max(600_000).default(0),
+    /** What self-fencing does to running guests when the lease cannot be renewed in time. */
+    fencePolicy: z.enum(['pause', 'destroy']).default('pause'),
+    ...LeaseTimingFields,
   }),
 );
+const problem = leaseTimingsProblem(cfg);
+if (problem) throw new ConfigError(`invalid configuration: ${problem}`);
 const log = createLogger(`host-agent.${cfg.hostId}`);
 const stateDir = cfg.stateDir ?? join(cfg.dataDir, 'hosts', cfg.hostId);
 const n = await connectNats(resolveNatsUrl(cfg), `virtplane-host-agent-${cfg.hostId}`);
@@ -72,7 +78,11 @@ const runtimeInterfaces = network
         });
     }
   : undefined;
-const agent = new HostAgent(n, { hostId: cfg.hostId, stateDir, drivers, ackWaitMs: cfg.ackWaitMs, ...(runtimeInterfaces ? { runtimeInterfaces } : {}) }, log);
+const agent = new HostAgent(
+  n,
+  { hostId: cfg.hostId, stateDir, drivers, ackWaitMs: cfg.ackWaitMs, timings: cfg, fencePolicy: cfg.fencePolicy, ...(runtimeInterfaces ? { runtimeInterfaces } : {}) },
+  log,
+);
 await agent.start();
 const storage = new StorageWorker(n, { hostId: cfg.hostId, stateDir, ackWaitMs: cfg.ackWaitMs }, log.child('storage'));
 await storage.start();

@@ -79,7 +79,8 @@ export const serveQueries = (n: Nats, p: Projector, liveness: KvMirror<HostLiven
         const seq = p.lastSeq;
         const matching = function* () {
           for (const s of p.domains.values()) {
-            if (!req.all && !isActive(s.observed.state)) continue;
+            // A domain of a lost host may still run there: listed like an active one.
+            if (!req.all && !isActive(s.observed.state) && s.hostLost !== true) continue;
             if (req.host && s.hostId !== req.host) continue;
             if (req.state && s.observed.state !== req.state) continue;
             if (req.name && !s.name.includes(req.name)) continue;
@@ -98,15 +99,26 @@ export const serveQueries = (n: Nats, p: Projector, liveness: KvMirror<HostLiven
       HostListRequest,
       async (req) => {
         const now = Date.now();
+        const placed = new Map<string, { domains: number; usedKiB: number }>();
+        for (const d of p.domains.values()) {
+          const t = placed.get(d.hostId) ?? { domains: 0, usedKiB: 0 };
+          t.domains++;
+          if (d.definition && (isActive(d.observed.state) || d.hostLost || d.pending?.op === 'start')) t.usedKiB += d.definition.currentMemoryKiB ?? d.definition.memoryKiB;
+          placed.set(d.hostId, t);
+        }
         const page = pageOf(
           p.hosts.values(),
           (h) => [h.hostId],
           (h): HostView => {
             const live = liveness.entries.get(h.hostId);
+            const t = placed.get(h.hostId) ?? { domains: 0, usedKiB: 0 };
             return {
               ...toHostView(h),
+              leaseAgeMs: live ? Math.max(0, now - Date.parse(live.at)) : null,
+              domains: t.domains,
+              freeMemoryKiB: h.capabilities ? h.capabilities.memoryKiB - t.usedKiB : null,
               lastHeartbeat: live?.at ?? null,
-              alive: live ? now - Date.parse(live.at) <= LIVENESS_WINDOW_MS : false,
+              alive: live && !live.revoked && !h.lost ? now - Date.parse(live.at) <= LIVENESS_WINDOW_MS : false,
               activeDomains: live?.activeDomains ?? 0,
             };
           },

@@ -14,6 +14,7 @@ export const toDomainView = (s: DomainAggregate, updatedAt: string): DomainView 
   nextDefinition: s.nextDefinition,
   desired: s.desired,
   observed: s.observed,
+  ...(s.hostLost ? { hostLost: true, ...(s.lastObserved ? { lastObserved: s.lastObserved } : {}) } : {}),
   interfaces: s.interfaces ?? [],
   pending: s.pending,
   lastError: s.lastError,
@@ -29,6 +30,8 @@ export const toHostView = (s: HostAggregate): HostView => ({
   capabilities: s.capabilities,
   registeredAt: s.registeredAt,
   version: s.version,
+  ...(s.lost ? { lost: true, lostAt: s.lostAt ?? null } : {}),
+  ...(s.maintenance ? { maintenance: true } : {}),
 });
 
 export const toNetworkView = (s: NetworkAggregate, updatedAt: string): NetworkView => ({

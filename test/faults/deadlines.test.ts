@@ -11,6 +11,8 @@ import { countPublished, readLog } from './log-audit.ts';
  * on time, and a host that comes back late leaves nothing pending.
  */
 const ON_TIME_MS = 2000;
+/** A host away for these tests is late, not lost: its lease outlasts them (losing one is host-loss.test.ts). */
+const AWAY_NOT_LOST = { VIRTPLANE_LEASE_TTL_MS: '600000', VIRTPLANE_FENCE_MS: '300000' };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -59,7 +61,7 @@ describe('operation deadlines under faults', () => {
   });
 
   it('a command service killed with operations pending records each deadline on time once it is back; a late host changes nothing', async () => {
-    stack = await startStack();
+    stack = await startStack({ env: AWAY_NOT_LOST });
     const s = stack;
     const names = Array.from({ length: 12 }, (_, i) => `dk-${i}`);
     await defineAll(s, names);
@@ -92,7 +94,7 @@ describe('operation deadlines under faults', () => {
   }, 180_000);
 
   it('two command-service replicas: every task published once, every guest booted once, every deadline recorded once even with one replica killed', async () => {
-    stack = await startStack({ services: [] });
+    stack = await startStack({ services: [], env: AWAY_NOT_LOST });
     const s = stack;
     await s.start('command', {}, 'command-1');
     await s.start('command', {}, 'command-2');

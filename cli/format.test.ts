@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest';
+import { DomainDefinition } from '../contracts/domain/definition.ts';
+import type { DomainView } from '../contracts/views.ts';
+import { domainList, dominfo, hostList, stateLabel } from './format.ts';
+
+const UUID = '6f1c1a3e-2b7d-4c55-9a0e-3d2f9b8c7a11';
+const view = (over: Partial<DomainView> = {}): DomainView => ({
+  id: UUID,
+  name: 'web1',
+  hostId: 'host-a',
+  persistent: true,
+  definition: DomainDefinition.parse({ name: 'web1', uuid: UUID, memoryKiB: 65536, vcpus: 1 }),
+  nextDefinition: null,
+  desired: 'running',
+  observed: { state: 'running', reason: 'booted' },
+  interfaces: [],
+  pending: null,
+  lastError: null,
+  version: 7,
+  updatedAt: '2025-01-01T00:00:00.000Z',
+  ...over,
+});
+
+describe('a domain whose host is lost, as operators read it', () => {
+  const lost = view({ hostLost: true, observed: { state: 'nostate', reason: 'unknown' }, lastObserved: { state: 'running', reason: 'booted' } });
+
+  it('list and domstate say unknown (host lost), never running', () => {
+    expect(stateLabel(lost)).toBe('unknown (host lost)');
+    expect(domainList([lost])).toContain('unknown (host lost)');
+    expect(domainList([lost])).not.toContain('running');
+  });
+
+  it('dominfo says so and what was known before', () => {
+    const text = dominfo(lost);
+    expect(text).toMatch(/^State:\s+unknown \(host lost\)$/m);
+    expect(text).toMatch(/^State reason:\s+host 'host-a' lost; last known running \(booted\)$/m);
+  });
+
+  it('a domain of a live host reads as before', () => {
+    expect(stateLabel(view())).toBe('running');
+  });
+
+  it('host-list shows a lost host as lost', () => {
+    const base = { hostname: 'n', instanceId: 'i', agentVersion: '0', capabilities: null, registeredAt: null, version: 1 };
+    const out = hostList([{ ...base, hostId: 'host-a', lost: true, alive: false }, { ...base, hostId: 'host-b', alive: true }]);
+    expect(out).toMatch(/host-a\s+lost/);
+    expect(out).toMatch(/host-b\s+up/);
+  });
+});

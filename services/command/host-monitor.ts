@@ -1,0 +1,233 @@
+import type { KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { DEFAULT_TIMEOUT_MS } from '../../contracts/domain/commands.ts';
+import { awaitsFailover, evolve, initialDomainState, type DomainAggregate } from '../../contracts/domain/decider.ts';
+import type { DomainEventBody } from '../../contracts/domain/events.ts';
+import { isActive } from '../../contracts/domain/state.ts';
+import type { CommandMeta, Envelope } from '../../contracts/envelope.ts';
+import { decideHostLost, evolveHost, initialHostState, type HostAggregate } from '../../contracts/host/decider.ts';
+import type { HostEventBody } from '../../contracts/host/events.ts';
+import { leaseExpired, type HostLiveness, type LeaseTimings } from '../../contracts/host/liveness.ts';
+import type { EventStore, RecordedCommit } from '../../platform/event-store.ts';
+import type { KvMirror } from '../../platform/kv-mirror.ts';
+import type { Logger } from '../../platform/log.ts';
+import { encodeJson } from '../../platform/nats.ts';
+import type { DomainCommands } from './domain-commands.ts';
+import type { Repository } from './repository.ts';
+import type { Scheduler } from './scheduler.ts';
+
+const monitorMeta = (commandId: string, now = new Date()): CommandMeta => ({
+  commandId,
+  actor: 'virtplane:host-monitor',
+  correlationId: commandId,
+  causationId: commandId,
+  traceContext: {},
+  now,
+});
+
+/**
+ * Declares hosts lost and acts on it, from the log and the lease bucket alone, so a restarted (or a
+ * second) replica reaches the same decisions: nothing here is a timer that must survive.
+ *
+ * A lease counts as expired when its entry is older than the TTL by the server's clock. The monitor
+ * first revokes it (a write conditioned on the expired revision, so it fails if the agent renewed in
+ * the meantime, and the agent can never renew it afterwards), then records `HostLost` under a command
+ * id derived from that revision. Then, for each of the host's domains: its operation in flight fails
+ * and its state becomes unknown; a domain that asks for it is restarted on a live host with a new
+ * ownership epoch. Every step is a decision against the aggregate's newest state, so replicas racing
+ * each other, or a host registering at the same moment, record each thing once or not at all.
+ */
+export class HostMonitor {
+  private readonly hosts = new Map<string, HostAggregate>();
+  private readonly domains = new Map<string, DomainAggregate>();
+  /** Hosts with no lease entry at all (a bucket purged or made anew): since when this process knows. */
+  private readonly absentSince = new Map<string, number>();
+  private readonly abort = new AbortController();
+  private readers: Promise<void>[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private ticking = false;
+  /**
+   * Since when this process has watched the leases without a break (its start, its last reconnect),
+   * and when it first saw each host's current revision. A lease must also have stood unchanged that
+   * long in this process's sight: nobody could renew while the server was away, so an outage never
+   * by itself makes every host lost. Only ever a delay, never a reason to declare a loss.
+   */
+  private watchingSince = Date.now();
+  private readonly seen = new Map<string, { revision: number; since: number }>();
+  private stopWatching: () => void = () => {};
+
+  constructor(
+    private readonly store: EventStore,
+    private readonly hostRepo: Repository<HostAggregate, HostEventBody>,
+    private readonly commands: DomainCommands,
+    private readonly scheduler: Scheduler,
+    private readonly leases: KvMirror<HostLiveness>,
+    private readonly leaseKv: KV,
+    private readonly timings: LeaseTimings,
+    private readonly log: Logger,
+    private readonly nc?: NatsConnection,
+  ) {}
+
+  /** Resolves once this replica has folded the host up to `version` (or after `ms`). */
+  async reached(hostId: string, version: number, ms = 2000): Promise<boolean> {
+    const end = Date.now() + ms;
+    while ((this.hosts.get(hostId)?.version ?? 0) < version) {
+      if (Date.now() > end) return false;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return true;
+  }
+
+  /** In maintenance by the log as folded so far. */
+  inMaintenance(hostId: string): boolean {
+    return this.hosts.get(hostId)?.maintenance ?? false;
+  }
+
+  get checkEveryMs(): number {
+    return Math.min(1000, Math.max(100, Math.floor(this.timings.leaseTtlMs / 8)));
+  }
+
+  async start(): Promise<void> {
+    this.readers.push(this.follow('ev.host.>', (c) => this.foldHost(c)));
+    this.readers.push(this.follow('ev.domain.>', (c) => this.foldDomain(c)));
+    this.stopWatching = this.leases.onChange((key) => {
+      const w = this.leases.written.get(key);
+      if (w) this.seen.set(key, { revision: w.revision, since: Date.now() });
+    });
+    if (this.nc) {
+      const nc = this.nc;
+      void (async () => {
+        for await (const s of nc.status()) {
+          if (this.abort.signal.aborted) return;
+          if (s.type === 'reconnect') this.watchingSince = Date.now();
+        }
+      })();
+    }
+    this.timer = setInterval(() => void this.tick(), this.checkEveryMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.stopWatching();
+    this.abort.abort();
+    await Promise.allSettled(this.readers);
+  }
+
+  private async follow(subject: string, fold: (c: RecordedCommit) => void): Promise<void> {
+    while (!this.abort.signal.aborted) {
+      try {
+        for await (const c of this.store.subscribe(subject, 1, this.abort.signal)) fold(c);
+      } catch (e) {
+        if (this.abort.signal.aborted) return;
+        this.log.warn('host monitor lost its place in the log; reading it again', { subject, error: String(e) });
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
+  private foldHost(c: RecordedCommit): void {
+    const id = c.subject.slice('ev.host.'.length);
+    let s = this.hosts.get(id) ?? initialHostState(id);
+    if (c.seq <= s.version) return;
+    for (const e of c.events) s = evolveHost(s, e as unknown as Envelope<HostEventBody>);
+    this.hosts.set(id, s);
+  }
+
+  private foldDomain(c: RecordedCommit): void {
+    const id = c.subject.slice('ev.domain.'.length);
+    let s = this.domains.get(id) ?? initialDomainState(id);
+    if (c.seq <= s.version) return;
+    for (const e of c.events) s = evolve(s, e as unknown as Envelope<DomainEventBody>);
+    if (s.exists) this.domains.set(id, s);
+    else this.domains.delete(id);
+  }
+
+  /** One pass over every host; level-triggered, so a pass that fails half-way is finished by the next. */
+  async tick(now = Date.now()): Promise<void> {
+    if (this.ticking) return;
+    this.ticking = true;
+    try {
+      for (const h of [...this.hosts.values()]) {
+        if (!h.exists) continue;
+        try {
+          if (h.lost) await this.actOnLost(h);
+          else await this.check(h, now);
+        } catch (e) {
+          this.log.warn('host check failed; will look again', { hostId: h.hostId, error: String(e) });
+        }
+      }
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  private async check(h: HostAggregate, now: number): Promise<void> {
+    const written = this.leases.written.get(h.hostId);
+    const lease = this.leases.entries.get(h.hostId);
+    if (!written || written.deleted || !lease) {
+      // No lease to go by: count the TTL from when this process first saw none.
+      const since = this.absentSince.get(h.hostId) ?? (written?.deleted ? written.at : now);
+      this.absentSince.set(h.hostId, since);
+      if (leaseExpired(Math.max(since, this.watchingSince), now, this.timings)) await this.recordLost(h.hostId, written?.revision ?? 0, since);
+      return;
+    }
+    this.absentSince.delete(h.hostId);
+    if (lease.revoked) {
+      // Revoked over an expired lease (by this replica or another that may have stopped before recording).
+      await this.recordLost(h.hostId, lease.revoked.expiredRevision, Date.parse(lease.revoked.expiredAt));
+      return;
+    }
+    const seen = this.seen.get(h.hostId);
+    if (!seen || seen.revision !== written.revision) this.seen.set(h.hostId, { revision: written.revision, since: now });
+    const unchangedSince = Math.max(this.seen.get(h.hostId)!.since, this.watchingSince);
+    if (!leaseExpired(written.at, now, this.timings) || !leaseExpired(unchangedSince, now, this.timings)) return;
+    const revoked: HostLiveness = { ...lease, revoked: { expiredRevision: written.revision, expiredAt: new Date(written.at).toISOString() } };
+    try {
+      await this.leaseKv.update(h.hostId, encodeJson(revoked), written.revision);
+    } catch (e) {
+      // Renewed after all, or revoked by another replica: the next pass sees which.
+      this.log.info('lease not revoked: it moved on', { hostId: h.hostId, revision: written.revision, error: String(e) });
+      return;
+    }
+    this.log.warn('host lease expired and revoked', { hostId: h.hostId, revision: written.revision, writtenAt: new Date(written.at).toISOString() });
+    await this.recordLost(h.hostId, written.revision, written.at);
+  }
+
+  private async recordLost(hostId: string, leaseRevision: number, writtenAt: number): Promise<void> {
+    const out = await this.hostRepo.execute(hostId, monitorMeta(`host-lost:${hostId}:${leaseRevision}`), (s) =>
+      decideHostLost({ type: 'lost', leaseRevision, leaseWrittenAt: new Date(writtenAt).toISOString() }, s),
+    );
+    if (out.events.length > 0) this.log.warn('host declared lost', { hostId, leaseRevision });
+    if (out.state.lost) await this.actOnLost(out.state);
+  }
+
+  /** Marks the lost host's domains unknown (failing what was in flight) and restarts those that ask for it. */
+  private async actOnLost(h: HostAggregate): Promise<void> {
+    for (const d of [...this.domains.values()]) {
+      if (d.hostId !== h.hostId) continue;
+      if (!d.hostLost && (isActive(d.observed.state) || d.pending)) {
+        await this.commands.run(d.id, monitorMeta(`domain-host-lost:${d.id}:${h.hostId}:${h.leaseRevision ?? 0}`), { type: 'host-lost', hostId: h.hostId });
+      } else if (awaitsFailover(d)) {
+        await this.failover(d);
+      }
+    }
+  }
+
+  private async failover(d: DomainAggregate): Promise<void> {
+    let target: string;
+    try {
+      target = this.scheduler.pick(d.definition!.type);
+    } catch (e) {
+      this.log.warn('no live host to restart a domain of a lost host on; will try again', { domainId: d.id, error: String(e) });
+      return;
+    }
+    const out = await this.commands.run(d.id, monitorMeta(`failover:${d.id}:${d.placementEpoch}`), {
+      type: 'failover',
+      fromHostId: d.hostId,
+      hostId: target,
+      timeoutMs: DEFAULT_TIMEOUT_MS.start,
+    });
+    if (out.taskId) this.log.warn('domain of a lost host restarted elsewhere', { domainId: d.id, from: d.hostId, to: target });
+  }
+}
