@@ -18,6 +18,7 @@ export class KvMirror<T> {
   private cancelLoss: (() => void) | null = null;
   private check: NodeJS.Timeout | null = null;
   private lastRevision = 0;
+  private generation = 0;
   /** When the bucket's stream was made: a bucket removed and made again has a new one. */
   private created: string | null = null;
   private readonly listeners = new Set<(key: string, value: T | undefined) => void>();
@@ -36,8 +37,16 @@ export class KvMirror<T> {
   }
 
   private async follow(): Promise<void> {
-    this.created = (await this.kv.status().catch(() => null))?.streamInfo.created ?? null;
+    // A restart after a lost server and a re-read of a bucket made anew may both start one: only the
+    // latest goes on, so no second watch is left feeding the map unseen.
+    const generation = ++this.generation;
+    const created = (await this.kv.status().catch(() => null))?.streamInfo.created ?? null;
     const watch = await withJsRetry('watch of a bucket', () => this.kv.watch(), this.nc ? { nc: this.nc } : {});
+    if (generation !== this.generation || this.stopped) {
+      watch.stop();
+      return;
+    }
+    this.created = created;
     this.watch = watch;
     const loss = this.nc ? nextServerLoss(this.nc) : null;
     this.cancelLoss = () => loss?.cancel();
