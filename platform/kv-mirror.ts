@@ -36,7 +36,7 @@ export class KvMirror<T> {
     this.check.unref();
   }
 
-  private async follow(): Promise<void> {
+  private async follow(anew = false): Promise<void> {
     // A restart after a lost server and a re-read of a bucket made anew may both start one: only the
     // latest goes on, so no second watch is left feeding the map unseen.
     const generation = ++this.generation;
@@ -48,6 +48,12 @@ export class KvMirror<T> {
     }
     this.created = created;
     this.watch = watch;
+    // What the old bucket held goes only now that the new one is being read: until then readers keep
+    // the last values known rather than an empty map (no live host at all, say).
+    if (anew) {
+      this.lastRevision = 0;
+      for (const key of [...this.entries.keys()]) this.set(key, undefined);
+    }
     const loss = this.nc ? nextServerLoss(this.nc) : null;
     this.cancelLoss = () => loss?.cancel();
     let restarted = false;
@@ -84,15 +90,16 @@ export class KvMirror<T> {
   private async verify(): Promise<void> {
     const status = await this.kv.status().catch(() => null);
     if (!status || this.stopped) return;
+    // A creation time not learnt at the start (the cluster was electing) is learnt now, not taken
+    // for a new bucket.
+    if (this.created === null) this.created = status.streamInfo.created;
     if (status.streamInfo.created === this.created && status.streamInfo.state.last_seq >= this.lastRevision) return;
     const old = this.watch;
     // Detach first, so the old watch ending does not start a second follower.
     this.watch = null;
     this.cancelLoss?.();
     old?.stop();
-    this.lastRevision = 0;
-    for (const key of [...this.entries.keys()]) this.set(key, undefined);
-    await this.follow().catch(() => {
+    await this.follow(true).catch(() => {
       this.lastRevision = Number.POSITIVE_INFINITY; // look again next time
     });
   }
