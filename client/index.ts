@@ -19,6 +19,13 @@ import type { StorageAccepted } from '../contracts/storage/commands.ts';
 import type { StoragePoolDefinitionInput, StorageVolumeDefinitionInput } from '../contracts/storage/definition.ts';
 import type { PoolListRequest, PoolView, TaskOutcomeView, VolumeView } from '../contracts/storage/views.ts';
 
+/**
+ * A command unanswered this long is sent again under its id (the first copy may have crossed a route
+ * to a server that died): shorter than the request timeout, so the copy still has the service's own
+ * bounded JetStream wait before the caller gives up; the first copy stays awaited too.
+ */
+const COMMAND_RESEND = { resendAfterMs: 10_000 };
+
 export type { CommandAccepted, DomainView, HostView, LifecycleEvent };
 export type { NetworkCommandAccepted, NetworkLifecycleEvent, NetworkView };
 export type { PoolView, StorageAccepted, VolumeView };
@@ -90,6 +97,7 @@ export class VirtplaneClient {
         ...(opts.timeoutSeconds ? { timeoutSeconds: opts.timeoutSeconds } : {}),
       },
       this.timeoutMs,
+      COMMAND_RESEND,
     );
   }
 
@@ -252,6 +260,7 @@ export class VirtplaneClient {
       this.commandSubject('network', verb),
       { ...body, commandId: opts.commandId ?? randomUUID(), actor: this.actor, ...(opts.correlationId ? { correlationId: opts.correlationId } : {}) },
       this.timeoutMs,
+      COMMAND_RESEND,
     );
   }
 
@@ -306,6 +315,7 @@ export class VirtplaneClient {
         ...(opts.timeoutSeconds ? { timeoutSeconds: opts.timeoutSeconds } : {}),
       },
       this.timeoutMs,
+      COMMAND_RESEND,
     );
   }
 

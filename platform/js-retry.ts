@@ -70,8 +70,15 @@ export const nextServerLoss = (nc: NatsConnection): { promise: Promise<'lost'>; 
     waiters = set;
     lossWaiters.set(nc, set);
     void (async () => {
+      // The servers this connection's server last advertised. nats.js reports a server as deleted
+      // only when it learnt of it by gossip, never one of the URLs it was given, so a server leaving
+      // is read from the advertised list itself: one that is no longer in it is gone.
+      let advertised = new Set(nc.info?.connect_urls ?? []);
       for await (const s of nc.status()) {
-        if (s.type !== 'reconnect' && !(s.type === 'update' && (s.deleted?.length ?? 0) > 0)) continue;
+        const now = new Set(nc.info?.connect_urls ?? []);
+        const left = s.type === 'update' && [...advertised].some((u) => !now.has(u));
+        if (s.type === 'update' || s.type === 'reconnect') advertised = now;
+        if (s.type !== 'reconnect' && !left && !(s.type === 'update' && (s.deleted?.length ?? 0) > 0)) continue;
         lastLoss.set(nc, Date.now());
         for (const w of [...set]) w();
         set.clear();

@@ -20,6 +20,7 @@ export class KvMirror<T> {
   private cancelLoss: (() => void) | null = null;
   private check: NodeJS.Timeout | null = null;
   private lastRevision = 0;
+  private generation = 0;
   /** When the bucket's stream was made: a bucket removed and made again has a new one. */
   private created: string | null = null;
   private readonly listeners = new Set<(key: string, value: T | undefined) => void>();
@@ -37,10 +38,25 @@ export class KvMirror<T> {
     this.check.unref();
   }
 
-  private async follow(): Promise<void> {
-    this.created = (await this.kv.status().catch(() => null))?.streamInfo.created ?? null;
+  private async follow(anew = false): Promise<void> {
+    // A restart after a lost server and a re-read of a bucket made anew may both start one: only the
+    // latest goes on, so no second watch is left feeding the map unseen.
+    const generation = ++this.generation;
+    const created = (await this.kv.status().catch(() => null))?.streamInfo.created ?? null;
     const watch = await withJsRetry('watch of a bucket', () => this.kv.watch(), this.nc ? { nc: this.nc } : {});
+    if (generation !== this.generation || this.stopped) {
+      watch.stop();
+      return;
+    }
+    this.created = created;
     this.watch = watch;
+    // What the old bucket held goes only now that the new one is being read: until then readers keep
+    // the last values known rather than an empty map (no live host at all, say).
+    if (anew) {
+      this.lastRevision = 0;
+      for (const key of [...this.entries.keys()]) this.set(key, undefined);
+      this.written.clear();
+    }
     const loss = this.nc ? nextServerLoss(this.nc) : null;
     this.cancelLoss = () => loss?.cancel();
     let restarted = false;
@@ -79,16 +95,16 @@ export class KvMirror<T> {
   private async verify(): Promise<void> {
     const status = await this.kv.status().catch(() => null);
     if (!status || this.stopped) return;
+    // A creation time not learnt at the start (the cluster was electing) is learnt now, not taken
+    // for a new bucket.
+    if (this.created === null) this.created = status.streamInfo.created;
     if (status.streamInfo.created === this.created && status.streamInfo.state.last_seq >= this.lastRevision) return;
     const old = this.watch;
     // Detach first, so the old watch ending does not start a second follower.
     this.watch = null;
     this.cancelLoss?.();
     old?.stop();
-    this.lastRevision = 0;
-    for (const key of [...this.entries.keys()]) this.set(key, undefined);
-    this.written.clear();
-    await this.follow().catch(() => {
+    await this.follow(true).catch(() => {
       this.lastRevision = Number.POSITIVE_INFINITY; // look again next time
     });
   }

@@ -113,7 +113,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * cluster, is sent again (it or its reply may have been lost with that server); a subject nobody
  * answers is asked again for a few seconds (services reconnecting elsewhere); and a reply marked
  * retryable (a service that waited its bounded time for JetStream) is asked again, as is a request
- * sent just after a server was lost and unanswered for ten seconds. Sending again is
+ * sent just after a server was lost and unanswered for ten seconds, or any request unanswered for
+ * `resendAfterMs` (commands: a copy may have crossed a route to a server that died unseen by this
+ * connection). Earlier copies stay awaited until the deadline, so a service still working on one
+ * answers the call however late the copy after it was sent. Sending again is
  * safe because every request on virtplane's subjects is idempotent: commands carry their id, reports
  * theirs, queries only read.
  */
@@ -122,16 +125,21 @@ export const call = async <T = Record<string, unknown>>(
   subject: string,
   body: unknown,
   timeoutMs = 10_000,
+  opts: { resendAfterMs?: number } = {},
 ): Promise<T & { ok: true }> => {
   const start = Date.now();
   const deadline = start + timeoutMs;
   const data = encodeJson(body);
+  // Copies sent earlier and still unanswered: a reply to any of them is the answer.
+  const unanswered = new Set<Promise<Msg>>();
+  const never = new Promise<never>(() => {});
   for (let attempt = 0; ; attempt++) {
     const backoff = Math.min(1000, 50 * 2 ** attempt);
     const remaining = deadline - Date.now();
     if (remaining <= 0) throw new VirtError('timeout', `no reply on ${subject} within ${timeoutMs} ms`);
     const loss = nextServerLoss(nc);
     let msg: Msg | 'lost';
+    let resendTimer: NodeJS.Timeout | undefined;
     try {
       msg = await inSpan(`request ${subject}`, context.active(), (span) => {
         const h = headers();
@@ -139,9 +147,19 @@ export const call = async <T = Record<string, unknown>>(
         if (tp) h.set('traceparent', tp);
         // Sent just after a server was lost, it may still have crossed a route to it: ask again soon.
         const soon = Date.now() - lastServerLossAt(nc) < 2_000;
-        const request = nc.request(subject, data, { timeout: soon ? Math.min(remaining, RESEND_AFTER_MS) : remaining, headers: h });
+        const resendAfter = Math.min(soon ? RESEND_AFTER_MS : Infinity, opts.resendAfterMs ?? Infinity);
+        const request = nc.request(subject, data, { timeout: remaining, headers: h });
         request.catch(() => undefined);
-        return Promise.race([request, loss.promise]);
+        const resend = resendAfter < remaining ? new Promise<'lost'>((r) => (resendTimer = setTimeout(() => r('lost'), resendAfter))) : never;
+        const earlier = [...unanswered];
+        // Until it is answered (or the deadline) this copy may still be, whatever is sent after it.
+        const copy = request.catch(() => never);
+        unanswered.add(copy);
+        request.then(
+          () => unanswered.delete(copy),
+          () => unanswered.delete(copy),
+        );
+        return Promise.race([request, ...earlier, loss.promise, resend]);
       });
     } catch (e) {
       const noResponders = e instanceof natsErrors.NoRespondersError || (e instanceof natsErrors.RequestError && e.isNoResponders());
@@ -159,6 +177,7 @@ export const call = async <T = Record<string, unknown>>(
       throw e;
     } finally {
       loss.cancel();
+      clearTimeout(resendTimer);
     }
     if (msg === 'lost') continue;
     const reply = decodeJson(msg.data) as { ok?: boolean };

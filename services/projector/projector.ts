@@ -6,6 +6,7 @@ import type { NetworkAggregate } from '../../contracts/network/decider.ts';
 import type { PoolAggregate } from '../../contracts/storage/decider.ts';
 import { BUCKETS, STREAMS, subjects } from '../../contracts/subjects.ts';
 import { toRecordedCommit } from '../../platform/event-store.ts';
+import { withJsRetry } from '../../platform/js-retry.ts';
 import type { Logger } from '../../platform/log.ts';
 import { decodeJson, type Nats } from '../../platform/nats.ts';
 import { VersionedKvWriter, type Versioned } from '../../platform/ordered-kv-writer.ts';
@@ -16,6 +17,8 @@ import { domainProjection, hostProjection, networkProjection, poolProjection } f
 /** The key under which the projectors keep how far their views have stored the log. */
 export const POSITION_KEY = 'projector';
 const LEGACY_CONSUMER = 'projector';
+/** How long the log reader may deliver nothing while the log holds commits it has not, before it is replaced. */
+const STALL_MS = 10_000;
 
 export interface ProjectorOptions {
   /** Throw the views away and fold the whole log again; lifecycle events already sent are not sent again. */
@@ -54,6 +57,10 @@ export class Projector {
   /** Commits folded but not yet stored, oldest first. */
   private inflight: Array<{ seq: number; stored: boolean }> = [];
   private head = 0;
+  private stopped = false;
+  private replacing = false;
+  private lastDelivery = 0;
+  private watchdog: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly n: Nats,
@@ -86,16 +93,58 @@ export class Projector {
 
     // Releases before this one shared a durable consumer, whose redeliveries could overtake newer commits.
     await this.n.jsm.consumers.delete(STREAMS.events, LEGACY_CONSUMER).catch(() => undefined);
-    const consumer = await this.n.js.consumers.get(STREAMS.events, {
-      filter_subjects: subjects.allEvents,
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: position + 1,
-    });
-    this.messages = await consumer.consume({ max_messages: 1024 });
-    const messages = this.messages;
+    await this.follow();
+    this.watchdog = setInterval(() => void this.checkProgress(), STALL_MS / 2);
+    this.watchdog.unref();
+  }
+
+  /** Reads the log from just after the last commit folded, with a new ordered consumer. */
+  private async follow(): Promise<void> {
+    const consumer = await withJsRetry(
+      'reader of the log',
+      () =>
+        this.n.js.consumers.get(STREAMS.events, {
+          filter_subjects: subjects.allEvents,
+          deliver_policy: DeliverPolicy.StartSequence,
+          opt_start_seq: this.lastSeq + 1,
+        }),
+      { nc: this.n.nc },
+    );
+    const messages = await consumer.consume({ max_messages: 1024 });
+    this.messages = messages;
+    this.lastDelivery = Date.now();
     this.done = (async () => {
-      for await (const m of messages) this.handle(m);
-    })();
+      for await (const m of messages) {
+        // A reader given up on may still deliver what the one after it delivers again.
+        if (this.messages !== messages || m.seq <= this.lastSeq) continue;
+        this.lastDelivery = Date.now();
+        this.handle(m);
+      }
+    })().catch((e) => this.log.warn('log reader ended', { error: String(e) }));
+  }
+
+  /**
+   * An ordered consumer lost with a server is not always replaced by the client (an offline replica
+   * answers its checks, a recreation given up on ends the iterator without a word): a reader that
+   * has delivered nothing for a while although the log holds commits past what it folded is replaced
+   * by one starting after the last commit folded, so the views never stop short of the log.
+   */
+  private async checkProgress(): Promise<void> {
+    if (this.stopped || this.replacing || Date.now() - this.lastDelivery < STALL_MS) return;
+    this.replacing = true;
+    try {
+      const last = (await this.n.jsm.streams.info(STREAMS.events).catch(() => null))?.state.last_seq;
+      if (last === undefined || last <= this.lastSeq || this.stopped) return;
+      this.log.warn('log reader stalled; reading on with a new one', { seq: this.lastSeq, last });
+      const old = this.messages;
+      this.messages = null;
+      void old?.close().catch(() => undefined);
+      await this.follow();
+    } catch (e) {
+      this.log.warn('log reader not replaced yet', { error: String(e) });
+    } finally {
+      this.replacing = false;
+    }
   }
 
   /** Catches up with the log as it is now; for start-up, so a replica answers only once it is current. */
@@ -105,6 +154,8 @@ export class Projector {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.watchdog) clearInterval(this.watchdog);
     await this.messages?.close();
     await this.done;
     // Give stores in flight a moment to land; whatever does not is repaired from the log on restart.

@@ -1,0 +1,41 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestNats, type TestNats } from '../test/fixtures/nats.ts';
+import { KvMirror } from './kv-mirror.ts';
+import { encodeJson } from './nats.ts';
+
+const until = async (what: string, ok: () => boolean, ms = 20_000) => {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+};
+
+describe('KvMirror', () => {
+  let t: TestNats;
+  beforeAll(async () => {
+    t = await startTestNats();
+  });
+  afterAll(async () => t?.stop());
+
+  it('follows puts and deletes, and reads a bucket removed and made again from its start', async () => {
+    const kv = await t.nats.kvm.create('mirror-probe');
+    await kv.put('a', encodeJson({ v: 1 }));
+    await kv.put('b', encodeJson({ v: 2 }));
+    const mirror = new KvMirror<{ v: number }>(kv, t.nats.nc, 200);
+    await mirror.start();
+    try {
+      await until('both keys', () => mirror.entries.size === 2);
+      await kv.delete('a');
+      await until('the delete', () => !mirror.entries.has('a'));
+      // Made anew: its revisions start over, and what the old one held must not linger.
+      await t.nats.kvm.open('mirror-probe').then((old) => old.destroy());
+      const again = await t.nats.kvm.create('mirror-probe');
+      await again.put('c', encodeJson({ v: 3 }));
+      await until('the new bucket alone', () => mirror.entries.size === 1 && mirror.entries.get('c')?.v === 3);
+      expect([...mirror.entries.keys()]).toEqual(['c']);
+    } finally {
+      mirror.stop();
+    }
+  });
+});
