@@ -49,7 +49,15 @@ export const connectNats = async (target: string | NatsTarget, name: string): Pr
     jsm,
     kvm: new Kvm(js),
     async close() {
-      if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
+      if (nc.isClosed()) return;
+      // A drain waits for every subscription to finish; one that never does must not keep a stopping
+      // process alive, so after a bounded wait the connection is closed outright.
+      let timer: NodeJS.Timeout | undefined;
+      const bounded = new Promise<void>((resolve) => {
+        timer = setTimeout(() => void nc.close().finally(resolve), 5_000);
+      });
+      await Promise.race([nc.drain().catch(() => nc.close()), bounded]);
+      clearTimeout(timer);
     },
   };
 };
