@@ -2,7 +2,7 @@ import { DeliverPolicy, JetStreamApiError, jetstreamManager, type JetStreamManag
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { Commit, type EventMeta } from '../contracts/envelope.ts';
 import { STREAMS } from '../contracts/subjects.ts';
-import { JS_ATTEMPT_TIMEOUT_MS, withJsRetry } from './js-retry.ts';
+import { isWrongLastSequence, JS_ATTEMPT_TIMEOUT_MS, withJsRetry } from './js-retry.ts';
 import { decodeJson, encodeJson, type Nats } from './nats.ts';
 
 /**
@@ -33,8 +33,6 @@ export interface AppendResult {
   /** The server had this command id already (inside the duplicate window): nothing was added. */
   duplicate: boolean;
 }
-
-const WRONG_LAST_SEQUENCE = 10071;
 
 export const toRecordedCommit = (m: Pick<StoredMsg, 'seq' | 'subject' | 'data'>): RecordedCommit => {
   const commit = Commit.parse(decodeJson(m.data));
@@ -85,7 +83,7 @@ export class EventStore {
       if (ack.duplicate && uncertain && (await this.isCommit(ack.seq, events))) return { version: ack.seq, duplicate: false };
       return { version: ack.seq, duplicate: ack.duplicate };
     } catch (e) {
-      if (e instanceof JetStreamApiError && e.code === WRONG_LAST_SEQUENCE) {
+      if (isWrongLastSequence(e)) {
         throw new ConcurrencyError(`${subject} moved past version ${expectedVersion}`);
       }
       throw e;

@@ -20,6 +20,9 @@ const TRANSIENT_API_CODES = new Set([
   10119, // consumer is offline
 ]);
 
+/** The server refused a write conditioned on a sequence that is no longer the subject's newest. */
+export const isWrongLastSequence = (e: unknown): boolean => e instanceof JetStreamApiError && e.code === 10071;
+
 export const isTransientJsError = (e: unknown, depth = 0): boolean => {
   if (depth > 4 || !(e instanceof Error)) return false;
   // nats.js reports no responders on a JetStream subject as JetStreamNotEnabled, caused by the

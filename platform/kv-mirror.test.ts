@@ -38,4 +38,21 @@ describe('KvMirror', () => {
       mirror.stop();
     }
   });
+
+  it('replaces a watch that stopped delivering: its consumer gone from the server, the connection none the wiser', async () => {
+    const kv = await t.nats.kvm.create('mirror-stall');
+    await kv.put('a', encodeJson({ v: 1 }));
+    const mirror = new KvMirror<{ v: number }>(kv, t.nats.nc, 200);
+    await mirror.start();
+    try {
+      await until('the first value', () => mirror.entries.get('a')?.v === 1);
+      for await (const c of await t.nats.jsm.consumers.list('KV_mirror-stall')) await t.nats.jsm.consumers.delete('KV_mirror-stall', c.name);
+      const at = Date.now();
+      for (let v = 2; v <= 5; v++) await kv.put('a', encodeJson({ v }));
+      await until('the values written after the loss', () => mirror.entries.get('a')?.v === 5, 10_000);
+      console.log(`[kv-mirror] caught up ${Date.now() - at} ms after its consumer was removed`);
+    } finally {
+      mirror.stop();
+    }
+  });
 });

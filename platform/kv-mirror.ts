@@ -20,6 +20,8 @@ export class KvMirror<T> {
   private cancelLoss: (() => void) | null = null;
   private check: NodeJS.Timeout | null = null;
   private lastRevision = 0;
+  /** The stream's last sequence at the previous check: the watch must have reached it by this one. */
+  private owed = 0;
   private generation = 0;
   /** When the bucket's stream was made: a bucket removed and made again has a new one. */
   private created: string | null = null;
@@ -91,21 +93,35 @@ export class KvMirror<T> {
     for (const l of this.listeners) l(key, value);
   }
 
-  /** A bucket made anew (another creation time, or revisions behind what was seen): read it from its start. */
+  /**
+   * A bucket made anew (another creation time, or revisions behind what was seen): read it from its
+   * start. A watch that has not reached, by this check, what the bucket held at the previous one has
+   * stalled (its consumer lived on a server that left without the connection hearing of it, or missed
+   * heartbeats it never noticed): it is replaced, and the new one delivers every key's current value.
+   */
   private async verify(): Promise<void> {
     const status = await this.kv.status().catch(() => null);
     if (!status || this.stopped) return;
-    // A creation time not learnt at the start (the cluster was electing) is learnt now, not taken
-    // for a new bucket.
     if (this.created === null) this.created = status.streamInfo.created;
-    if (status.streamInfo.created === this.created && status.streamInfo.state.last_seq >= this.lastRevision) return;
+    const last = status.streamInfo.state.last_seq;
+    if (status.streamInfo.created !== this.created || last < this.lastRevision) {
+      this.owed = 0;
+      this.replace(true);
+      return;
+    }
+    const stalled = this.owed > this.lastRevision;
+    this.owed = last;
+    if (stalled) this.replace(false);
+  }
+
+  private replace(anew: boolean): void {
     const old = this.watch;
-    // Detach first, so the old watch ending does not start a second follower.
     this.watch = null;
     this.cancelLoss?.();
     old?.stop();
-    await this.follow(true).catch(() => {
-      this.lastRevision = Number.POSITIVE_INFINITY; // look again next time
+    void this.follow(anew).catch(() => {
+      if (anew) this.lastRevision = Number.POSITIVE_INFINITY; // look again next time
+      else this.owed = Number.POSITIVE_INFINITY;
     });
   }
 

@@ -1,4 +1,4 @@
-import { JetStreamApiError } from '@nats-io/jetstream';
+import { isWrongLastSequence } from './js-retry.ts';
 import type { KV } from '@nats-io/kv';
 import { decodeJson, encodeJson } from './nats.ts';
 
@@ -7,8 +7,7 @@ export interface Versioned {
   version: number;
 }
 
-const WRONG_LAST_SEQUENCE = 10071;
-const isConflict = (e: unknown) => e instanceof JetStreamApiError && e.code === WRONG_LAST_SEQUENCE;
+const isConflict = isWrongLastSequence;
 
 interface Stored {
   /** KV revision of the key's last message (0: the key never held one). */

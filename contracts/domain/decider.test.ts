@@ -710,3 +710,17 @@ describe('name claims', () => {
     expect(after.revokedClaimsUpTo).toBe(9);
   });
 });
+
+describe('events of a type this code does not know', () => {
+  it('are passed over: the state is unchanged but for its version, so readers of the log go on', () => {
+    const before = [defined(), requested('start', 't-start'), completed('start', 't-start', 'running', 'booted')].reduce(
+      (s, e, i) => evolve(s, envelopeAt(e as DomainEventBody, i + 1)),
+      initialDomainState(UUID),
+    );
+    const unknown = envelopeAt({ type: 'DomainProbed', data: {} } as unknown as DomainEventBody, 4);
+    const after = evolve(before, unknown);
+    expect(after).toBeDefined();
+    expect({ ...after, version: before.version, recentCommands: before.recentCommands }).toEqual(before);
+    expect(after.version).toBe(4);
+  });
+});

@@ -431,6 +431,10 @@ export const evolve = (s: PoolAggregate, e: Envelope<StorageEventBody>): PoolAgg
             });
       return { ...base, volumes, recentTasks };
     }
+    default:
+      // A type this code does not know (written by a newer version, or by hand): the log is still
+      // the truth, so the aggregate moves past it unchanged rather than stopping every reader on it.
+      return base;
   }
 };
 

@@ -54,6 +54,8 @@ export class HostMonitor {
    */
   private watchingSince = Date.now();
   private readonly seen = new Map<string, { revision: number; since: number }>();
+  /** When any lease last changed in this process's sight. */
+  private lastLeaseChange = 0;
   private stopWatching: () => void = () => {};
 
   constructor(
@@ -91,6 +93,12 @@ export class HostMonitor {
     this.readers.push(this.follow('ev.host.>', (c) => this.foldHost(c)));
     this.readers.push(this.follow('ev.domain.>', (c) => this.foldDomain(c)));
     this.stopWatching = this.leases.onChange((key) => {
+      const t = Date.now();
+      // No host at all renewed for two rounds: the bucket itself was not taking writes (an election,
+      // a server restart this connection did not notice). No host is to blame for that gap, so every
+      // lease gets its full TTL again from when writes resumed.
+      if (this.lastLeaseChange && t - this.lastLeaseChange > 2 * this.timings.renewMs) this.watchingSince = t;
+      this.lastLeaseChange = t;
       const w = this.leases.written.get(key);
       if (w) this.seen.set(key, { revision: w.revision, since: Date.now() });
     });

@@ -19,7 +19,7 @@ import { domainKind, hostKind } from './domain-kind.ts';
 import { NameClaims } from './name-claims.ts';
 import { Repository } from './repository.ts';
 import { Scheduler } from './scheduler.ts';
-import { DEFAULT_LEASE_TIMINGS, type HostLiveness, type LeaseTimings } from '../../contracts/host/liveness.ts';
+import { DEFAULT_LEASE_TIMINGS, HEARTBEAT_INTERVAL_MS, type HostLiveness, type LeaseTimings } from '../../contracts/host/liveness.ts';
 import { HostMonitor } from './host-monitor.ts';
 import { KvMirror } from '../../platform/kv-mirror.ts';
 import { provisionLiveness } from '../../platform/provision.ts';
@@ -55,7 +55,7 @@ export class CommandService {
     const domains = new Repository(store, domainKind);
     const hosts = new Repository(store, hostKind);
     const liveness = await this.n.kvm.open(BUCKETS.hostLiveness);
-    this.liveness = new KvMirror<HostLiveness>(liveness, this.n.nc);
+    this.liveness = new KvMirror<HostLiveness>(liveness, this.n.nc, HEARTBEAT_INTERVAL_MS);
     await this.liveness.start();
     const timings = this.opts.timings ?? DEFAULT_LEASE_TIMINGS;
     const scheduler = new Scheduler(this.liveness, timings);

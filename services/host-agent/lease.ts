@@ -1,5 +1,7 @@
 import { performance } from 'node:perf_hooks';
+import { BUCKETS } from '../../contracts/subjects.ts';
 import { leaseSubject, renewedLease, type HostLiveness } from '../../contracts/host/liveness.ts';
+import { isWrongLastSequence } from '../../platform/js-retry.ts';
 import type { Logger } from '../../platform/log.ts';
 import { encodeJson, type Nats } from '../../platform/nats.ts';
 
@@ -12,9 +14,9 @@ export interface Grant {
 
 /**
  * The host's lease, renewed by the agent itself: each renewal is one write on the host's own key,
- * conditioned on the revision the previous one produced. Level-triggered: whenever a renewal is
- * refused (the entry is gone, someone else wrote it, the bucket is missing, the control plane revoked
- * it) or cannot be confirmed, the next beat registers again through the command service.
+ * conditioned on the revision the previous one produced. A renewal the bucket did not confirm is sent
+ * again on the next beat on the same revision; one it refused (the entry is gone, someone else wrote
+ * it, the control plane revoked it) makes the next beat register again through the command service.
  *
  * The lease is held until `fenceMs` after the *start* of the last confirmed write (by this process's
  * monotonic clock): the server stored that write no earlier, and the control plane counts its TTL
@@ -23,6 +25,8 @@ export interface Grant {
 export class HostLease {
   private held: { lease: HostLiveness; revision: number } | null = null;
   private validUntil = Number.NEGATIVE_INFINITY;
+  /** A renewal sent whose outcome is unknown: it may be the entry's newest revision. */
+  private unconfirmed: { lease: HostLiveness; sent: number } | null = null;
 
   constructor(
     private readonly n: Nats,
@@ -48,8 +52,7 @@ export class HostLease {
   async acquire(): Promise<Grant> {
     const sent = performance.now();
     const grant = await this.register();
-    this.held = grant;
-    this.validUntil = sent + this.fenceMs;
+    this.confirmed(grant.lease, grant.revision, sent);
     return grant;
   }
 
@@ -70,17 +73,54 @@ export class HostLease {
     try {
       const ack = await this.n.js.publish(leaseSubject(this.hostId), encodeJson(lease), {
         expect: { lastSubjectSequence: this.held.revision },
-        // A renewal confirmed after the lease ran out is no use: give up in time to register again.
+        // A renewal confirmed after the lease ran out is no use: give up in time to try again.
         timeout: Math.max(1000, Math.min(5000, this.fenceMs / 2)),
       });
-      this.held = { lease, revision: ack.seq };
-      this.validUntil = sent + this.fenceMs;
+      this.confirmed(lease, ack.seq, sent);
     } catch (e) {
-      // Whatever happened to the write, the revision it is conditioned on is no longer known to be
-      // current: only a registration gives a lease to renew again.
-      this.log.warn('lease renewal failed; registering again', { hostId: this.hostId, error: String(e) });
+      if (!isWrongLastSequence(e)) {
+        // The bucket did not answer (an election, a server leaving): the write may or may not have
+        // landed, and nobody else can have written meanwhile either. The next beat renews again on
+        // the same revision; registering instead would wait on the command service, which waits on
+        // the same election, and let the lease run out for nothing.
+        this.unconfirmed = { lease, sent };
+        this.log.warn('lease renewal not confirmed; renewing again', { hostId: this.hostId, error: String(e) });
+        return;
+      }
+      // Written since the revision this one was conditioned on: by one of this host's own renewals
+      // whose confirmation was lost, or by someone else (a revocation, a newer registration).
+      const adopted = await this.adoptOwnWrite().catch(() => false);
+      if (adopted) {
+        await this.beat(activeDomains, now);
+        return;
+      }
+      this.log.warn('lease renewal refused; registering again', { hostId: this.hostId, error: String(e) });
       this.held = null;
+      this.unconfirmed = null;
       await this.beat(activeDomains, now);
     }
+  }
+
+  private confirmed(lease: HostLiveness, revision: number, sent: number): void {
+    this.held = { lease, revision };
+    this.unconfirmed = null;
+    this.validUntil = sent + this.fenceMs;
+  }
+
+  /**
+   * Takes the entry's revision when the newest entry is the renewal this host sent and never saw
+   * confirmed. Its validity counts from when that renewal was sent, which is no later than the server
+   * stored it: the agent still lets go first.
+   */
+  private async adoptOwnWrite(): Promise<boolean> {
+    const pending = this.unconfirmed;
+    if (!pending) return false;
+    const m = await this.n.jsm.direct.getMessage(`KV_${BUCKETS.hostLiveness}`, { last_by_subj: leaseSubject(this.hostId) });
+    if (!m) return false;
+    const entry = m.json<HostLiveness>();
+    if (entry.revoked || entry.instanceId !== pending.lease.instanceId || entry.at !== pending.lease.at) return false;
+    this.confirmed(entry, m.seq, pending.sent);
+    this.log.info('lease renewal found stored after all', { hostId: this.hostId, revision: m.seq });
+    return true;
   }
 }

@@ -1,4 +1,5 @@
-import { JetStreamApiError, type PubAck } from '@nats-io/jetstream';
+import type { PubAck } from '@nats-io/jetstream';
+import { isWrongLastSequence } from '../../platform/js-retry.ts';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { STREAMS } from '../../contracts/subjects.ts';
 import type { Logger } from '../../platform/log.ts';
@@ -21,7 +22,6 @@ interface Item extends Position {
 }
 
 const WINDOW = 256;
-const WRONG_LAST_SEQUENCE = 10071;
 
 /**
  * Publishes lifecycle messages exactly once, in log order, however many projectors run and however
@@ -133,7 +133,7 @@ export class LifecyclePublisher {
         if (r.status === 'rejected' || (r.value as PubAck).seq !== base + k + 1) {
           this.published = null;
           // Only a lost race (wrong last sequence) is worth an immediate look; anything else backs off first.
-          if (r.status === 'rejected' && !(r.reason instanceof JetStreamApiError && r.reason.code === WRONG_LAST_SEQUENCE)) throw r.reason;
+          if (r.status === 'rejected' && !isWrongLastSequence(r.reason)) throw r.reason;
           return;
         }
         this.published = { commitSeq: window[k]!.commitSeq, index: window[k]!.index };

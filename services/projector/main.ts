@@ -7,7 +7,7 @@ import { initTelemetry } from '../../platform/telemetry.ts';
 import { connectNats } from '../../platform/nats.ts';
 import { provision } from '../../platform/provision.ts';
 import { onShutdown } from '../../platform/shutdown.ts';
-import type { HostLiveness } from '../../contracts/host/liveness.ts';
+import { HEARTBEAT_INTERVAL_MS, type HostLiveness } from '../../contracts/host/liveness.ts';
 import { Projector } from './projector.ts';
 import { serveQueries } from './queries.ts';
 import { serveNetworkQueries } from './network-queries.ts';
@@ -24,7 +24,7 @@ const projector = new Projector(n, log, { rebuild: cfg.rebuild });
 await projector.start();
 // A replica joins the query group once it has read the log as it stood: a fresh one answers no stale list.
 if (!(await projector.caughtUp())) log.warn('still catching up with the log; answering meanwhile', { seq: projector.lastSeq });
-const liveness = new KvMirror<HostLiveness>(await n.kvm.open(BUCKETS.hostLiveness), n.nc);
+const liveness = new KvMirror<HostLiveness>(await n.kvm.open(BUCKETS.hostLiveness), n.nc, HEARTBEAT_INTERVAL_MS);
 await liveness.start();
 const subs = serveQueries(n, projector, liveness, log);
 subs.push(...serveNetworkQueries(n, projector, log));

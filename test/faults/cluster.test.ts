@@ -252,7 +252,8 @@ describe('a three-node cluster losing a node under load', () => {
     console.log(
       `[cluster ${prefix}] killed ${killed} (services on it: ${run.moved.join(', ') || 'none'}): accepted ${run.accepted.size}/${DOMAINS * 2}, errors ${run.errors.length}, lost ${lost.length}, ` +
         `doubled ${doubled.length}, accepted starts not running ${notRunning.length}/${run.starts.length}, views not showing it ${viewsBehind.length}${viewsBehind.length ? ` (${viewsBehind.join('; ')})` : ''}, ` +
-        `longest wait ${run.longestWaitMs} ms, over 1 s ${run.slow}, restarted node current after ${catchUpMs} ms, missing on it ${missingOnRestarted.length}`,
+        `longest wait ${run.longestWaitMs} ms, over 1 s ${run.slow}, restarted node current after ${catchUpMs} ms, missing on it ${missingOnRestarted.length}` +
+        (run.errors.length ? `; errors seen: ${[...new Set(run.errors)].slice(0, 3).join(' | ')}` : ''),
     );
     expect(stranded).toEqual([]);
     expect(run.errors).toEqual([]);
