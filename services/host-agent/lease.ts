@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { BUCKETS } from '../../contracts/subjects.ts';
 import { leaseSubject, renewedLease, type HostLiveness } from '../../contracts/host/liveness.ts';
-import { isWrongLastSequence } from '../../platform/js-retry.ts';
+import { isStreamNotFound, isWrongLastSequence } from '../../platform/js-retry.ts';
 import type { Logger } from '../../platform/log.ts';
 import { encodeJson, type Nats } from '../../platform/nats.ts';
 
@@ -78,7 +78,7 @@ export class HostLease {
       });
       this.confirmed(lease, ack.seq, sent);
     } catch (e) {
-      if (!isWrongLastSequence(e)) {
+      if (!isWrongLastSequence(e) && !(await this.bucketGone())) {
         // The bucket did not answer (an election, a server leaving): the write may or may not have
         // landed, and nobody else can have written meanwhile either. The next beat renews again on
         // the same revision; registering instead would wait on the command service, which waits on
@@ -98,6 +98,16 @@ export class HostLease {
       this.held = null;
       this.unconfirmed = null;
       await this.beat(activeDomains, now);
+    }
+  }
+
+  /** The bucket itself is gone (removed, a store wiped): only a registration makes the lease anew. */
+  private async bucketGone(): Promise<boolean> {
+    try {
+      await this.n.jsm.streams.info(`KV_${BUCKETS.hostLiveness}`);
+      return false;
+    } catch (e) {
+      return isStreamNotFound(e);
     }
   }
 
