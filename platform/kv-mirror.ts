@@ -100,11 +100,14 @@ export class KvMirror<T> {
    * heartbeats it never noticed): it is replaced, and the new one delivers every key's current value.
    */
   private async verify(): Promise<void> {
+    // Taken before asking: on a busy bucket the watch goes on past the revision the answer carries,
+    // and a revision seen after the question is no sign of a bucket made anew.
+    const seen = this.lastRevision;
     const status = await this.kv.status().catch(() => null);
     if (!status || this.stopped) return;
     if (this.created === null) this.created = status.streamInfo.created;
     const last = status.streamInfo.state.last_seq;
-    if (status.streamInfo.created !== this.created || last < this.lastRevision) {
+    if (status.streamInfo.created !== this.created || last < seen) {
       this.owed = 0;
       this.replace(true);
       return;
