@@ -25,8 +25,8 @@ export interface Grant {
 export class HostLease {
   private held: { lease: HostLiveness; revision: number } | null = null;
   private validUntil = Number.NEGATIVE_INFINITY;
-  /** A renewal sent whose outcome is unknown: it may be the entry's newest revision. */
-  private unconfirmed: { lease: HostLiveness; sent: number } | null = null;
+  /** Renewals sent since the last confirmed one whose outcome is unknown: any may be the entry's newest revision. */
+  private unconfirmed: Array<{ lease: HostLiveness; sent: number }> = [];
 
   constructor(
     private readonly n: Nats,
@@ -83,7 +83,8 @@ export class HostLease {
         // landed, and nobody else can have written meanwhile either. The next beat renews again on
         // the same revision; registering instead would wait on the command service, which waits on
         // the same election, and let the lease run out for nothing.
-        this.unconfirmed = { lease, sent };
+        // Any of the few most recent may be what the entry holds now.
+        this.unconfirmed = [...this.unconfirmed, { lease, sent }].slice(-16);
         this.log.warn('lease renewal not confirmed; renewing again', { hostId: this.hostId, error: String(e) });
         return;
       }
@@ -96,7 +97,7 @@ export class HostLease {
       }
       this.log.warn('lease renewal refused; registering again', { hostId: this.hostId, error: String(e) });
       this.held = null;
-      this.unconfirmed = null;
+      this.unconfirmed = [];
       await this.beat(activeDomains, now);
     }
   }
@@ -113,7 +114,7 @@ export class HostLease {
 
   private confirmed(lease: HostLiveness, revision: number, sent: number): void {
     this.held = { lease, revision };
-    this.unconfirmed = null;
+    this.unconfirmed = [];
     this.validUntil = sent + this.fenceMs;
   }
 
@@ -123,13 +124,13 @@ export class HostLease {
    * stored it: the agent still lets go first.
    */
   private async adoptOwnWrite(): Promise<boolean> {
-    const pending = this.unconfirmed;
-    if (!pending) return false;
+    if (this.unconfirmed.length === 0) return false;
     const m = await this.n.jsm.direct.getMessage(`KV_${BUCKETS.hostLiveness}`, { last_by_subj: leaseSubject(this.hostId) });
     if (!m) return false;
     const entry = m.json<HostLiveness>();
-    if (entry.revoked || entry.instanceId !== pending.lease.instanceId || entry.at !== pending.lease.at) return false;
-    this.confirmed(entry, m.seq, pending.sent);
+    const mine = this.unconfirmed.find((u) => !entry.revoked && entry.instanceId === u.lease.instanceId && entry.at === u.lease.at);
+    if (!mine) return false;
+    this.confirmed(entry, m.seq, mine.sent);
     this.log.info('lease renewal found stored after all', { hostId: this.hostId, revision: m.seq });
     return true;
   }
