@@ -23,8 +23,8 @@ const TRANSIENT_API_CODES = new Set([
 /** The server refused a write conditioned on a sequence that is no longer the subject's newest. */
 export const isWrongLastSequence = (e: unknown): boolean => e instanceof JetStreamApiError && e.code === 10071;
 
-/** The server has no such stream (as opposed to a stream that does not answer now). */
-export const isStreamNotFound = (e: unknown): boolean => e instanceof JetStreamApiError && e.code === 10059;
+/** The JetStream API's code for a stream the server does not have (as opposed to one that does not answer now). */
+export const STREAM_NOT_FOUND = 10059;
 
 export const isTransientJsError = (e: unknown, depth = 0): boolean => {
   if (depth > 4 || !(e instanceof Error)) return false;

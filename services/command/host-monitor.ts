@@ -7,6 +7,7 @@ import { isActive } from '../../contracts/domain/state.ts';
 import type { CommandMeta, Envelope } from '../../contracts/envelope.ts';
 import { decideHostLost, evolveHost, initialHostState, type HostAggregate } from '../../contracts/host/decider.ts';
 import type { HostEventBody } from '../../contracts/host/events.ts';
+import { BUCKETS } from '../../contracts/subjects.ts';
 import { leaseExpired, type HostLiveness, type LeaseTimings } from '../../contracts/host/liveness.ts';
 import type { EventStore, RecordedCommit } from '../../platform/event-store.ts';
 import type { KvMirror } from '../../platform/kv-mirror.ts';
@@ -56,6 +57,8 @@ export class HostMonitor {
   private readonly seen = new Map<string, { revision: number; since: number }>();
   /** When any lease last changed in this process's sight. */
   private lastLeaseChange = 0;
+  /** The lease bucket did not answer at the last pass. */
+  private bucketDown = false;
   private stopWatching: () => void = () => {};
 
   constructor(
@@ -156,17 +159,37 @@ export class HostMonitor {
     if (this.ticking) return;
     this.ticking = true;
     try {
+      // Nobody can renew while the bucket does not answer (its leader is being elected): a host is
+      // blamed only for time the bucket took writes, so every lease gets its full TTL again from
+      // when it answers once more. Checked each pass before any revocation, which it would precede.
+      const answers = await this.bucketAnswers();
+      if (!answers) this.bucketDown = true;
+      else if (this.bucketDown) {
+        this.bucketDown = false;
+        this.watchingSince = Math.max(this.watchingSince, now);
+      }
       for (const h of [...this.hosts.values()]) {
         if (!h.exists) continue;
         try {
           if (h.lost) await this.actOnLost(h);
-          else await this.check(h, now);
+          else if (answers) await this.check(h, now);
         } catch (e) {
           this.log.warn('host check failed; will look again', { hostId: h.hostId, error: String(e) });
         }
       }
     } finally {
       this.ticking = false;
+    }
+  }
+
+  /** Whether the lease bucket's stream answers now, briefly asked. */
+  private async bucketAnswers(): Promise<boolean> {
+    if (!this.nc) return true;
+    try {
+      const r = await this.nc.request(`$JS.API.STREAM.INFO.KV_${BUCKETS.hostLiveness}`, undefined, { timeout: Math.min(1000, this.checkEveryMs) });
+      return r.json<{ error?: unknown }>().error === undefined;
+    } catch {
+      return false;
     }
   }
 

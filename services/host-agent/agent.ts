@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { randomUUID } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
@@ -361,10 +362,15 @@ export class HostAgent {
   private async beat(): Promise<void> {
     if (this.beating) return;
     this.beating = true;
+    const began = performance.now();
+    const steps: Record<string, number> = {};
+    const step = (name: string) => (steps[name] = Math.round(performance.now() - began));
     try {
       // The lease first: reports about interfaces may wait on a command service that is not there.
       const active = (await Promise.all(this.opts.drivers.map((d) => d.list()))).reduce((n, l) => n + l.length, 0);
+      step('listed');
       await this.lease?.beat(active);
+      step('renewed');
       if (this.fenced && this.lease?.valid) {
         // Renewed the same lease after all: the control plane never acted on the gap.
         await this.regained(false);
@@ -384,6 +390,8 @@ export class HostAgent {
       this.log.warn('heartbeat failed', { error: String(e) });
     } finally {
       this.beating = false;
+      const took = performance.now() - began;
+      if (took > this.timings.renewMs) this.log.warn('heartbeat took longer than the renewal interval', { ms: Math.round(took), ...steps });
     }
   }
 

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { BUCKETS } from '../../contracts/subjects.ts';
 import { leaseSubject, renewedLease, type HostLiveness } from '../../contracts/host/liveness.ts';
-import { isStreamNotFound, isWrongLastSequence } from '../../platform/js-retry.ts';
+import { isWrongLastSequence, STREAM_NOT_FOUND } from '../../platform/js-retry.ts';
 import type { Logger } from '../../platform/log.ts';
 import { encodeJson, type Nats } from '../../platform/nats.ts';
 
@@ -78,7 +78,7 @@ export class HostLease {
       });
       this.confirmed(lease, ack.seq, sent);
     } catch (e) {
-      if (!isWrongLastSequence(e) && !(await this.bucketGone())) {
+      if (!isWrongLastSequence(e) && !(await this.bucketGone(e))) {
         // The bucket did not answer (an election, a server leaving): the write may or may not have
         // landed, and nobody else can have written meanwhile either. The next beat renews again on
         // the same revision; registering instead would wait on the command service, which waits on
@@ -102,13 +102,18 @@ export class HostLease {
     }
   }
 
-  /** The bucket itself is gone (removed, a store wiped): only a registration makes the lease anew. */
-  private async bucketGone(): Promise<boolean> {
+  /**
+   * The bucket itself is gone (removed, a store wiped): only a registration makes the lease anew. A
+   * missing stream and a stream without a leader both answer a publish with no responders, so this
+   * asks the server, briefly: a beat must not wait on an election to learn there is one.
+   */
+  private async bucketGone(e: unknown): Promise<boolean> {
+    if (!(e instanceof Error) || !/not enabled|no responders/i.test(`${e.message} ${String(e.cause ?? '')}`)) return false;
     try {
-      await this.n.jsm.streams.info(`KV_${BUCKETS.hostLiveness}`);
+      const r = await this.n.nc.request(`$JS.API.STREAM.INFO.KV_${BUCKETS.hostLiveness}`, undefined, { timeout: 1000 });
+      return (r.json<{ error?: { err_code?: number } }>().error?.err_code ?? 0) === STREAM_NOT_FOUND;
+    } catch {
       return false;
-    } catch (e) {
-      return isStreamNotFound(e);
     }
   }
 
