@@ -34,7 +34,7 @@ describe('logging', () => {
     // What readiness and the tests look for in a service's output.
     expect(lines[0]).toContain(' ready"');
     // The component is bound once, even on a child.
-    expect(lines[2].match(/"component"/g)).toHaveLength(1);
+    expect(lines[2]!.match(/"component"/g)).toHaveLength(1);
   });
 
   it('drops what is below VIRTPLANE_LOG_LEVEL', () => {
