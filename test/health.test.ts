@@ -58,6 +58,8 @@ describe('health endpoint', () => {
       expect((await get(port, '/livez')).status).toBe(200);
       expect((await fetch(`http://127.0.0.1:${port}/other`)).status).toBe(404);
       expect(probe(String(port)).status).toBe(0);
+      expect(probe(`127.0.0.1:${port}`).status).toBe(0);
+      expect(probe(`http://127.0.0.1:${port}/livez`).status).toBe(0);
     }
   });
 
