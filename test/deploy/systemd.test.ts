@@ -61,6 +61,11 @@ describe('environment files', () => {
     expect(text).toContain('${VIRTPLANE_HEALTH_LISTEN}');
   });
 
+  it('give each unit a state directory of its own (a dynamic user takes its directory over)', () => {
+    const dirs = UNITS.map((u) => readFileSync(join(dir, u), 'utf8').match(/^StateDirectory=(.+)$/m)?.[1]);
+    expect(new Set(dirs).size).toBe(3);
+  });
+
   it('give each service its own health port', () => {
     const ports = ['command.env', 'projector.env', 'host-agent.env'].map((f) => envFile(f).VIRTPLANE_HEALTH_LISTEN);
     expect(new Set(ports).size).toBe(3);
