@@ -2,6 +2,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { Ajv as Ajv07 } from 'ajv';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,7 +14,7 @@ import { call } from '../platform/rpc.ts';
 import { DOCS, jsonSchemaOf, messages, renderDocs } from '../scripts/schemas.ts';
 import { startStack, type Stack } from './fixtures/stack.ts';
 
-const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => Ajv2020;
+const addFormats = addFormatsModule as unknown as <A extends Ajv2020 | Ajv07>(ajv: A) => A;
 const { version } = JSON.parse(await readFile(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
 
 describe('the documented subjects and messages', () => {
@@ -36,6 +37,14 @@ describe('the documented subjects and messages', () => {
       const file = (m as { payload: { schema: { $ref: string } } }).payload.schema.$ref;
       expect(file).toBe(`schemas/${name}.json`);
     }
+    // Valid by AsyncAPI's own schema of the 3.0.0 document (and that schema does say no).
+    const spec = JSON.parse(await readFile(join(PROJECT_ROOT, 'node_modules/@asyncapi/specs/schemas/3.0.0-without-$id.json'), 'utf8')) as object;
+    const ajv = addFormats(new Ajv07({ strict: false, allErrors: true }));
+    const valid = ajv.compile(spec);
+    expect(valid(doc), ajv.errorsText(valid.errors)).toBe(true);
+    const broken = structuredClone(doc);
+    (broken.operations![CATALOG[0]!.id] as Record<string, unknown>).action = 'publish';
+    expect(valid(broken)).toBe(false);
     // Every address's parameters are declared, and every channel of the catalogue is there.
     for (const c of CATALOG) {
       const ch = doc.channels![c.id] as { address: string; parameters?: Record<string, unknown> };
