@@ -83,6 +83,19 @@ describe('health endpoint', () => {
     expect(probe(String(port)).stderr).toMatch(/ECONNREFUSED/);
   });
 
+  it('is found ready by whoever runs the service even when pretty logs are asked for', async () => {
+    const saved = process.env.VIRTPLANE_LOG_FORMAT;
+    process.env.VIRTPLANE_LOG_FORMAT = 'pretty';
+    try {
+      const { p, lines } = await start('projector', await freePort());
+      await p.ready;
+      expect(JSON.parse(lines.find((l) => l.includes(' ready"'))!)).toMatchObject({ level: 'info', component: 'projector' });
+    } finally {
+      if (saved === undefined) delete process.env.VIRTPLANE_LOG_FORMAT;
+      else process.env.VIRTPLANE_LOG_FORMAT = saved;
+    }
+  });
+
   it('refuses a bad address at start-up with one line naming the setting', async () => {
     const { p, lines } = await start('projector', 70000);
     expect(await p.exited).not.toBe(0);
