@@ -97,6 +97,9 @@ export const DomainGetRequest = z.object({
 });
 export type DomainGetRequest = z.infer<typeof DomainGetRequest>;
 
+/** query.domain.get as served: also wait until no operation is in flight (how `virtplane start` waits for the outcome). */
+export const DomainGetQuery = DomainGetRequest.extend({ settled: z.boolean().optional() });
+
 export const DomainListRequest = z.object({
   host: z.string().optional(),
   state: DomainStateName.optional(),

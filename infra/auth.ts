@@ -5,12 +5,13 @@ import { connectNats } from '../platform/nats.ts';
 import { AuthStore, ensureServicePrincipals, prepareBus } from '../platform/security/principals.ts';
 
 /**
- * Credentials for a deployment outside the embedded default (docker-compose, a cluster):
+ * Credentials for a deployment outside the embedded default (docker-compose, a cluster; infra/README.md).
+ * In the image this is dist/auth.mjs; from a clone:
  *
- *   node --import tsx infra/auth.ts init --dir /auth --url nats://nats:4222 --host docker-host --operator ops
+ *   node --import tsx infra/auth.ts init --dir /auth --url nats://nats-1:4222 --host hv-1 --operator ops
  *     writes a seed and a NATS context per principal and the server's auth.conf (keeps existing keys);
- *   node --import tsx infra/auth.ts prepare --dir /auth --host docker-host
- *     as admin, once the server runs: streams, buckets and each host's task consumers.
+ *   VIRTPLANE_REPLICAS=3 node --import tsx infra/auth.ts prepare --dir /auth
+ *     as admin, once the server runs: streams, buckets and each enrolled host's task consumers.
  *
  * More hosts and people later: `virtplane host-enroll HOST --auth-dir /auth` and `principal-add`.
  */

@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { HealthListen } from './health.ts';
 
 /**
  * The one config loader: every service and the CLI describe their settings as a zod object; values
@@ -87,6 +88,8 @@ export const BaseConfig = z.object({
   natsKey: z.string().optional(),
   /** Who the server knows us as; absent: the context's name, the user name or the seed file's name. */
   principal: PrincipalName.optional(),
+  /** A service's health endpoint (`PORT` or `HOST:PORT`, platform/health.ts); none when absent. */
+  healthListen: HealthListen.optional(),
 });
 export type BaseConfig = z.infer<typeof BaseConfig>;
 

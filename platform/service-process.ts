@@ -27,7 +27,8 @@ export const spawnService = (
   const profile = process.env.VIRTPLANE_CPU_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.VIRTPLANE_CPU_PROFILE_DIR}`] : [];
   const child = spawn(process.execPath, [...profile, '--import', 'tsx', join(PROJECT_ROOT, SERVICE_SCRIPTS[service]), ...(opts.args ?? [])], {
     cwd: PROJECT_ROOT,
-    env: { ...process.env, ...env },
+    // Its lines are read here (readiness, relaying): JSON whatever the terminal this process runs on.
+    env: { ...process.env, ...env, VIRTPLANE_LOG_FORMAT: 'json' },
     stdio: ['ignore', 'inherit', 'pipe'],
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : null))));

@@ -8,6 +8,26 @@ import { renderServerConfig } from '../../platform/security/server-config.ts';
 const AUTH_INCLUDE = 'auth/auth.conf';
 const NODES = ['nats-1', 'nats-2', 'nats-3'];
 
+/**
+ * One file per node of a three-node (or larger) cluster: `nodes` are the names the servers know each
+ * other by (the compose services, or the hosts' DNS names), routes between all of them on 6222.
+ */
+export const clusterConfigs = (nodes: string[], opts: { storeDir: string; title: (i: number) => string }): Record<string, string> =>
+  Object.fromEntries(
+    nodes.map((name, i) => [
+      `cluster-node${i + 1}.conf`,
+      renderServerConfig({
+        title: opts.title(i),
+        serverName: name,
+        listen: '0.0.0.0:4222',
+        http: '0.0.0.0:8222',
+        storeDir: opts.storeDir,
+        include: AUTH_INCLUDE,
+        cluster: { name: 'virtplane', listen: '0.0.0.0:6222', routes: nodes.map((n) => `nats-route://${n}:6222`) },
+      }),
+    ]),
+  );
+
 export const shippedConfigs = (): Record<string, string> => ({
   'single.conf': renderServerConfig({
     title: 'One nats-server with JetStream and authentication, as the embedded default runs it.',
@@ -17,18 +37,8 @@ export const shippedConfigs = (): Record<string, string> => ({
     maxFileStore: '10G',
     include: AUTH_INCLUDE,
   }),
-  ...Object.fromEntries(
-    NODES.map((name, i) => [
-      `cluster-node${i + 1}.conf`,
-      renderServerConfig({
-        title: `Node ${i + 1} of a three-node JetStream cluster with authentication: streams and buckets use 3 replicas (VIRTPLANE_REPLICAS=3).`,
-        serverName: name,
-        listen: '0.0.0.0:4222',
-        http: '0.0.0.0:8222',
-        storeDir: '/data/jetstream',
-        include: AUTH_INCLUDE,
-        cluster: { name: 'virtplane', listen: '0.0.0.0:6222', routes: NODES.map((n) => `nats-route://${n}:6222`) },
-      }),
-    ]),
-  ),
+  ...clusterConfigs(NODES, {
+    storeDir: '/data/jetstream',
+    title: (i) => `Node ${i + 1} of a three-node JetStream cluster with authentication: streams and buckets use 3 replicas (VIRTPLANE_REPLICAS=3).`,
+  }),
 });

@@ -8,6 +8,7 @@ import { subjects } from '../../contracts/subjects.ts';
 import { selectDrivers } from '../../drivers/select.ts';
 import { LeaseTimingFields, leaseTimingsProblem } from '../../contracts/host/liveness.ts';
 import { BaseConfig, ConfigError, loadConfig, resolveNatsUrl } from '../../platform/config.ts';
+import { serveHealth } from '../../platform/health.ts';
 import { createLogger } from '../../platform/log.ts';
 import { connectNats } from '../../platform/nats.ts';
 import { HOST_AGENT_NEEDS, provision } from '../../platform/provision.ts';
@@ -38,7 +39,9 @@ const problem = leaseTimingsProblem(cfg);
 if (problem) throw new ConfigError(`invalid configuration: ${problem}`);
 const log = createLogger(`host-agent.${cfg.hostId}`);
 const stateDir = cfg.stateDir ?? join(cfg.dataDir, 'hosts', cfg.hostId);
+const health = await serveHealth('host-agent', cfg.healthListen, log);
 const n = await connectNats(resolveNatsUrl(cfg), `virtplane-host-agent-${cfg.hostId}`);
+health.watch(n.nc);
 await provision(n, cfg.replicas, HOST_AGENT_NEEDS);
 
 /** A guest may join only an active network, as libvirt refuses "network 'x' is not active". */
@@ -89,6 +92,7 @@ await storage.start();
 const networkSync = network ? new NetworkSync(n, network, log.child('network')) : null;
 await networkSync?.start();
 log.info('host agent ready', { hostId: cfg.hostId, stateDir });
+health.ready();
 onShutdown(
   log,
   () => n.close(),
@@ -98,4 +102,5 @@ onShutdown(
     await agent.stop();
     await network?.close();
   },
+  () => health.close(),
 );

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { BUCKETS } from '../../contracts/subjects.ts';
 import { BaseConfig, loadConfig, resolveNatsUrl } from '../../platform/config.ts';
 import { KvMirror } from '../../platform/kv-mirror.ts';
+import { serveHealth } from '../../platform/health.ts';
 import { createLogger } from '../../platform/log.ts';
 import { initTelemetry } from '../../platform/telemetry.ts';
 import { connectNats } from '../../platform/nats.ts';
@@ -18,7 +19,9 @@ import { serveHostQueries } from './host-queries.ts';
 initTelemetry();
 const log = createLogger('projector');
 const cfg = loadConfig(BaseConfig.extend({ rebuild: z.stringbool().default(false) }), { rebuild: process.argv.includes('--rebuild') ? 'true' : undefined });
+const health = await serveHealth('projector', cfg.healthListen, log);
 const n = await connectNats(resolveNatsUrl(cfg), 'virtplane-projector');
+health.watch(n.nc);
 await provision(n, cfg.replicas);
 const projector = new Projector(n, log, { rebuild: cfg.rebuild });
 await projector.start();
@@ -33,6 +36,7 @@ subs.push(...serveHostQueries(n, log));
 // The subscriptions reach the server before anyone is told the queries are served.
 await n.nc.flush();
 log.info('projector ready', { seq: projector.lastSeq });
+health.ready();
 onShutdown(
   log,
   () => n.close(),
@@ -41,4 +45,5 @@ onShutdown(
     liveness.stop();
     for (const s of subs) await s.drain();
   },
+  () => health.close(),
 );

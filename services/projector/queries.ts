@@ -4,7 +4,7 @@ import { isActive } from '../../contracts/domain/state.ts';
 import { virtError } from '../../contracts/errors.ts';
 import { DomainId } from '../../contracts/ids.ts';
 import { QUEUES, subjects } from '../../contracts/subjects.ts';
-import { DomainGetRequest, DomainListRequest, HostListRequest, type DomainView, type HostView } from '../../contracts/views.ts';
+import { DomainGetQuery, DomainListRequest, HostListRequest, type DomainView, type HostView } from '../../contracts/views.ts';
 import type { KvMirror } from '../../platform/kv-mirror.ts';
 import type { Logger } from '../../platform/log.ts';
 import type { Nats } from '../../platform/nats.ts';
@@ -16,10 +16,6 @@ import { toDomainView, toHostView } from './views.ts';
 
 export const DEFAULT_WAIT_MS = 5_000;
 
-export const DomainGetQuery = DomainGetRequest.extend({
-  /** Also wait until no operation is in flight: how `virtplane start` waits for the outcome. */
-  settled: z.boolean().optional(),
-});
 
 /** Waits until the views reflect `minSeq` (read-your-writes across aggregates), or fails with `timeout`. */
 export const reachSeq = async (p: Projector, minSeq: number | undefined, waitMs = DEFAULT_WAIT_MS): Promise<void> => {

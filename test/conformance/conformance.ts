@@ -24,8 +24,8 @@ export const FOLDERS = ['libvirt/domain-xml', 'libvirt/network', 'libvirt/storag
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-export const conformanceDir = (): string =>
-  process.env.VIRTPLANE_CONFORMANCE_DIR ?? path.resolve(repoRoot, '..', 'shared', 'conformance');
+/** Where the corpus is: VIRTPLANE_CONFORMANCE_DIR, or `../shared/conformance` beside the clone. */
+export const conformanceDir = (): string => process.env.VIRTPLANE_CONFORMANCE_DIR || path.resolve(repoRoot, '..', 'shared', 'conformance');
 
 export interface CaseResult {
   file: string;

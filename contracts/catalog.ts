@@ -1,0 +1,240 @@
+import { z } from 'zod';
+import { AttachInterfaceRequest, CommandAccepted, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, StartDomainRequest } from './domain/commands.ts';
+import { DomainEventBody } from './domain/events.ts';
+import { EventMeta } from './envelope.ts';
+import { ErrorReply } from './errors.ts';
+import { HostEventBody, HostMaintenanceRequest, RegisterHostRequest } from './host/events.ts';
+import { LifecycleEvent } from './lifecycle.ts';
+import { NameClaimRevoked } from './name-claim.ts';
+import { DefineNetworkRequest, NetworkAutostartRequest, NetworkCommandAccepted, NetworkOpRequest } from './network/commands.ts';
+import { NetworkEventBody } from './network/events.ts';
+import { NetworkLifecycleEvent } from './network/lifecycle.ts';
+import { NetworkGetRequest, NetworkListRequest, NetworkView } from './network/views.ts';
+import { CreateVolumeRequest, DefinePoolRequest, DeleteVolumeRequest, PoolOpRequest, StartPoolRequest, StorageAccepted } from './storage/commands.ts';
+import { StorageEventBody } from './storage/events.ts';
+import { StorageClaimRequest, StorageReportRequest, StorageTask } from './storage/tasks.ts';
+import { PoolGetRequest, PoolListRequest, PoolView, VolGetRequest, VolListRequest, VolumeView } from './storage/views.ts';
+import { ClaimRequest, DomainTask, ReportRequest } from './tasks.ts';
+import { DomainGetQuery, DomainListRequest, DomainView, HostListRequest, HostView } from './views.ts';
+
+/**
+ * Every subject virtplane speaks on, with the zod schema of what travels there: the source of the
+ * JSON Schemas under docs/schemas/ and of docs/asyncapi.yaml (`npm run schemas`), so a service in
+ * another language can speak to virtplane. Addresses use AsyncAPI's `{parameter}` form; each
+ * parameter is one subject token.
+ */
+
+export type MessageKind = 'command' | 'query' | 'report' | 'task' | 'event' | 'lifecycle';
+
+export interface Message {
+  /** The schema's file name under docs/schemas/ and its AsyncAPI message id. */
+  name: string;
+  schema: z.ZodType;
+  description: string;
+}
+
+export interface ChannelSpec {
+  id: string;
+  address: string;
+  kind: MessageKind;
+  description: string;
+  /** What is sent on the subject. */
+  message: Message;
+  /** The answer of a request on it, when it is one. */
+  reply?: Message;
+  /** Who sends, who receives: `client`, `command`, `projector`, `host-agent`. */
+  from: string;
+  to: string;
+}
+
+const ok = <S extends z.ZodRawShape>(shape: S) => z.object({ ok: z.literal(true), ...shape });
+const page = { seq: z.number().int(), replica: z.string().optional(), next: z.string().optional() };
+const reportReply = z.looseObject({ ok: z.literal(true) });
+const msg = (name: string, schema: z.ZodType, description: string): Message => ({ name, schema, description });
+const orError = (name: string, schema: z.ZodType, description: string): Message =>
+  msg(name, z.union([schema, ErrorReply]), `${description} Or \`{ok: false, error: {code, message}}\` with libvirt's error vocabulary.`);
+
+const commandReplies = {
+  domain: orError('CommandAccepted', CommandAccepted, 'The command was recorded; `version` is the domain version to wait for.'),
+  network: orError('NetworkCommandAccepted', NetworkCommandAccepted, 'The command was recorded.'),
+  storage: orError('StorageAccepted', StorageAccepted, 'The command was recorded.'),
+};
+
+const command = (aggregate: string, verb: string, name: string, schema: z.ZodType, reply: Message, what: string): ChannelSpec => ({
+  id: `cmd-${aggregate}-${verb}`,
+  address: `cmd.{principal}.${aggregate}.${verb}`,
+  kind: 'command',
+  description: `${what} Request/reply in the command services' queue group; the server lets a principal publish only under its own name, which is recorded as the actor. On a server without authentication: \`cmd.${aggregate}.${verb}\`.`,
+  message: msg(name, schema, what),
+  reply,
+  from: 'client',
+  to: 'command',
+});
+
+const query = (view: string, verb: string, name: string, schema: z.ZodType, reply: Message, what: string): ChannelSpec => ({
+  id: `query-${view}-${verb}`,
+  address: `query.${view}.${verb}`,
+  kind: 'query',
+  description: `${what} Request/reply in the projectors' queue group.`,
+  message: msg(name, schema, what),
+  reply,
+  from: 'client',
+  to: 'projector',
+});
+
+const report = (verb: string, name: string, schema: z.ZodType, what: string): ChannelSpec => ({
+  id: `agent-${verb}`,
+  address: `agent.{hostId}.${verb}`,
+  kind: 'report',
+  description: `${what} Request/reply; the subject names the reporting host, which the server lets publish only for itself.`,
+  message: msg(name, schema, what),
+  reply: orError('ReportAccepted', reportReply, 'Taken into account.'),
+  from: 'host-agent',
+  to: 'command',
+});
+
+/** A commit of one command's events on one aggregate: stored in the EVENTS stream as one message. */
+const commitOf = (name: string, body: z.ZodType, what: string): Message =>
+  msg(
+    name,
+    z.object({
+      commandId: z.string(),
+      previousVersion: z.number().int().nonnegative().optional(),
+      events: z.array(z.intersection(body, EventMeta)),
+    }),
+    `${what} One message per command (its events land together); the stream sequence is the aggregate's version.`,
+  );
+
+const NameClaimed = z.object({ type: z.literal('NameClaimed'), data: z.object({ uuid: z.string() }) });
+
+export const CATALOG: ChannelSpec[] = [
+  command('domain', 'define', 'DefineDomainRequest', DefineDomainRequest, commandReplies.domain, 'Define a domain from JSON or libvirt XML (virsh define).'),
+  command('domain', 'undefine', 'DomainOpRequest', DomainOpRequest, commandReplies.domain, 'Undefine a domain (virsh undefine).'),
+  command('domain', 'start', 'StartDomainRequest', StartDomainRequest, commandReplies.domain, 'Start a domain (virsh start).'),
+  ...(['shutdown', 'destroy', 'suspend', 'resume', 'reboot'] as const).map((op) =>
+    command('domain', op, 'DomainOpRequest', DomainOpRequest, commandReplies.domain, `virsh ${op}.`),
+  ),
+  command('domain', 'attach-interface', 'AttachInterfaceRequest', AttachInterfaceRequest, commandReplies.domain, 'Attach a network interface (virsh attach-interface).'),
+  command('domain', 'detach-interface', 'DetachInterfaceRequest', DetachInterfaceRequest, commandReplies.domain, 'Detach a network interface by MAC (virsh detach-interface).'),
+  command('network', 'define', 'DefineNetworkRequest', DefineNetworkRequest, commandReplies.network, 'Define a network (virsh net-define).'),
+  ...(['undefine', 'start', 'destroy'] as const).map((verb) => command('network', verb, 'NetworkOpRequest', NetworkOpRequest, commandReplies.network, `virsh net-${verb}.`)),
+  command('network', 'autostart', 'NetworkAutostartRequest', NetworkAutostartRequest, commandReplies.network, 'virsh net-autostart.'),
+  command('pool', 'define', 'DefinePoolRequest', DefinePoolRequest, commandReplies.storage, 'Define a storage pool (virsh pool-define).'),
+  ...(['undefine', 'build', 'destroy'] as const).map((verb) => command('pool', verb, 'PoolOpRequest', PoolOpRequest, commandReplies.storage, `virsh pool-${verb}.`)),
+  command('pool', 'start', 'StartPoolRequest', StartPoolRequest, commandReplies.storage, 'virsh pool-start (with `build`: --build).'),
+  command('vol', 'create', 'CreateVolumeRequest', CreateVolumeRequest, commandReplies.storage, 'Create a volume in a pool (virsh vol-create).'),
+  command('vol', 'delete', 'DeleteVolumeRequest', DeleteVolumeRequest, commandReplies.storage, 'Delete a volume (virsh vol-delete).'),
+  command(
+    'host',
+    'maintenance',
+    'HostMaintenanceRequest',
+    HostMaintenanceRequest,
+    orError('HostMaintenanceReply', ok({ hostId: z.string(), maintenance: z.boolean(), version: z.number().int() }), 'The host is (or is no longer) in maintenance.'),
+    'Put a host in maintenance (no new placements) or take it out.',
+  ),
+
+  query('domain', 'get', 'DomainGetQuery', DomainGetQuery, orError('DomainGetReply', ok({ domain: DomainView, settled: z.boolean(), seq: z.number().int() }), 'One domain.'), 'One domain by uuid or name.'),
+  query('domain', 'list', 'DomainListRequest', DomainListRequest, orError('DomainListReply', ok({ domains: z.array(DomainView), ...page }), 'A page of domains.'), 'Domains, paged.'),
+  query('host', 'list', 'HostListRequest', HostListRequest, orError('HostListReply', ok({ hosts: z.array(HostView), ...page }), 'A page of hosts.'), 'Hosts, paged.'),
+  query('network', 'get', 'NetworkGetRequest', NetworkGetRequest, orError('NetworkGetReply', z.looseObject({ ok: z.literal(true), network: NetworkView }), 'One network.'), 'One network by uuid or name.'),
+  query('network', 'list', 'NetworkListRequest', NetworkListRequest, orError('NetworkListReply', ok({ networks: z.array(NetworkView), ...page }), 'A page of networks.'), 'Networks, paged.'),
+  query('pool', 'get', 'PoolGetRequest', PoolGetRequest, orError('PoolGetReply', z.looseObject({ ok: z.literal(true), pool: PoolView }), 'One pool.'), 'One storage pool by uuid or name.'),
+  query('pool', 'list', 'PoolListRequest', PoolListRequest, orError('PoolListReply', z.looseObject({ ok: z.literal(true), pools: z.array(PoolView), next: z.string().optional() }), 'A page of pools.'), 'Storage pools, paged.'),
+  query('vol', 'get', 'VolGetRequest', VolGetRequest, orError('VolGetReply', z.looseObject({ ok: z.literal(true), volume: VolumeView }), 'One volume.'), 'One volume of a pool.'),
+  query('vol', 'list', 'VolListRequest', VolListRequest, orError('VolListReply', z.looseObject({ ok: z.literal(true), volumes: z.array(VolumeView), next: z.string().optional() }), 'A page of volumes.'), 'The volumes of a pool, paged.'),
+  {
+    id: 'hostquery-domain-list',
+    address: 'hostquery.{hostId}.domain.list',
+    kind: 'query',
+    description: "A host agent's view of its own guests: query.domain.list narrowed to the host the subject names, which the server lets only that host ask.",
+    message: msg('HostDomainListRequest', DomainListRequest.omit({ host: true }), "The host's domains, paged."),
+    reply: orError('HostDomainListReply', ok({ domains: z.array(DomainView), ...page }), 'A page of the host’s domains.'),
+    from: 'host-agent',
+    to: 'projector',
+  },
+
+  report('register', 'RegisterHostRequest', RegisterHostRequest, 'A host agent registers its host and capabilities (and takes its lease).'),
+  report('claim', 'ClaimRequest', ClaimRequest, 'A host agent claims a domain task before acting on it.'),
+  report('report', 'ReportRequest', ReportRequest, 'What a host did or saw: a task outcome, an observed state, runtime interfaces.'),
+  report('storage-claim', 'StorageClaimRequest', StorageClaimRequest, 'A host agent claims a storage task.'),
+  report('storage-report', 'StorageReportRequest', StorageReportRequest, 'The outcome of a storage task.'),
+
+  {
+    id: 'task-domain',
+    address: 'task.{hostId}',
+    kind: 'task',
+    description: "Domain work for one host on the TASKS stream (a work queue), pulled through the host's own durable consumer `agent-<hostId>`.",
+    message: msg('DomainTask', DomainTask, 'Start, stop, change a guest.'),
+    from: 'command',
+    to: 'host-agent',
+  },
+  {
+    id: 'task-storage',
+    address: 'task.{hostId}.storage',
+    kind: 'task',
+    description: "Storage work for one host on the TASKS stream, pulled through `agent-<hostId>-storage`.",
+    message: msg('StorageTask', StorageTask, 'Build or start a pool, create or delete a volume.'),
+    from: 'command',
+    to: 'host-agent',
+  },
+
+  ...(
+    [
+      ['domain', 'DomainCommit', z.union([DomainEventBody, NameClaimRevoked]), 'Events of one domain.'],
+      ['network', 'NetworkCommit', z.union([NetworkEventBody, NameClaimRevoked]), 'Events of one network.'],
+      ['pool', 'PoolCommit', z.union([StorageEventBody, NameClaimRevoked]), 'Events of one storage pool and its volumes.'],
+      ['host', 'HostCommit', HostEventBody, 'Events of one host.'],
+    ] as const
+  ).map(
+    ([type, name, body, what]): ChannelSpec => ({
+      id: `events-${type}`,
+      address: `ev.${type}.{aggregateId}`,
+      kind: 'event',
+      description: `The audit log: ${what.toLowerCase()} Only the command service appends to the EVENTS stream; read it with an ordered consumer.`,
+      message: commitOf(name, body, what),
+      from: 'command',
+      to: 'projector',
+    }),
+  ),
+  {
+    id: 'events-name',
+    address: 'ev.name.{scope}.{nameToken}',
+    kind: 'event',
+    description: 'Name claims that keep domain, network and pool names unique across the fleet: scope is domain, network or pool, the token the name in unpadded base64url.',
+    message: commitOf('NameClaimCommit', NameClaimed, 'A name claimed for a uuid.'),
+    from: 'command',
+    to: 'command',
+  },
+
+  {
+    id: 'lifecycle-domain',
+    address: 'lifecycle.{hostId}.{domainId}',
+    kind: 'lifecycle',
+    description: "Domain lifecycle events in libvirt's vocabulary on the LIFECYCLE stream, each once, in log order.",
+    message: msg('LifecycleEvent', LifecycleEvent, 'Started Booted, Stopped Shutdown, ...'),
+    from: 'projector',
+    to: 'client',
+  },
+  {
+    id: 'lifecycle-network',
+    address: 'netlifecycle.{networkId}',
+    kind: 'lifecycle',
+    description: 'Network lifecycle events (DEFINED, UNDEFINED, STARTED, STOPPED) on the LIFECYCLE stream.',
+    message: msg('NetworkLifecycleEvent', NetworkLifecycleEvent, 'A network was defined, undefined, started or stopped.'),
+    from: 'projector',
+    to: 'client',
+  },
+];
+
+export const PARAMETERS: Record<string, string> = {
+  principal: 'The sending principal (SECURITY.md): one subject token.',
+  hostId: 'A host id: one subject token.',
+  aggregateId: 'The aggregate uuid.',
+  domainId: 'The domain uuid.',
+  networkId: 'The network uuid.',
+  scope: 'domain, network or pool.',
+  nameToken: 'The name in unpadded base64url.',
+};
+
+/** A channel's address as a NATS subscription subject: each parameter a `*`. */
+export const subjectPattern = (address: string): string => address.replace(/\{[A-Za-z]+\}/g, '*');
