@@ -30,10 +30,10 @@ export const describeFailure = (e: unknown): { body: VirtErrorBody; exit: number
     const why: Record<string, string> = { ENOENT: 'no such file or directory', EACCES: 'permission denied', EISDIR: 'is a directory', ENOTDIR: 'not a directory' };
     return { body: { code: 'invalid-arg', message: `cannot read ${errno.path}: ${why[errno.code] ?? errno.code}` }, exit: EXIT.usage, coded: false };
   }
+  if (e instanceof NatsUnavailable) return { body: { code: 'operation-failed', message: e.message }, exit: EXIT.error, coded: false };
   if (isNoResponders(e)) {
     return { body: { code: 'operation-failed', message: 'no service answers: is virtplane running? (`virtplane status`)' }, exit: EXIT.error, coded: true };
   }
-  if (e instanceof NatsUnavailable) return { body: { code: 'operation-failed', message: e.message }, exit: EXIT.error, coded: false };
   const message = e instanceof Error ? e.message : String(e);
   return { body: { code: 'internal-error', message }, exit: EXIT.error, coded: false };
 };

@@ -99,9 +99,13 @@ const start = async (): Promise<void> => {
   for (const name of SERVICE_NAMES) {
     const p = spawnService(name, { ...env, VIRTPLANE_NATS_CONTEXT: auth.contextFile(name === 'host-agent' ? hostId : name) }, { onLine: relay });
     services.push(p);
-    void p.exited.then((code) => {
-      if (!stopping) void fail(new Error(`${p.name} exited (${code}); everything was stopped`));
-    });
+    // Before it was ready, its own reason says why; after, that it is gone.
+    void p.exited.then((code) =>
+      p.ready.then(
+        () => !stopping && fail(new Error(`${p.name} exited (${code}); everything was stopped`)),
+        (e: unknown) => !stopping && fail(e),
+      ),
+    );
     await p.ready;
   }
   // Written last: its presence means everything is up, and it names who to stop.

@@ -61,7 +61,12 @@ export const spawnService = (
       if (m?.type === 'ready') resolve();
       else if (m?.type === 'failed') failure = new ServiceStartError(m.reason, m.usage);
     });
-    void exited.then((code) => reject(failure ?? new ServiceStartError(`${label} exited with ${code} before it was ready`)));
+    // Its last message may still be in the channel when the exit is seen: read it before deciding why.
+    const drained = () => new Promise<void>((r) => (child.connected ? (child.once('disconnect', () => r()), setTimeout(r, 1000).unref()) : r()));
+    void exited.then(async (code) => {
+      await drained();
+      reject(failure ?? new ServiceStartError(`${label} exited with ${code} before it was ready`));
+    });
   });
   ready.catch(() => undefined);
   // The channel stays open (a service stops when it closes) but never keeps this process alive.
