@@ -1,11 +1,13 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../platform/config.ts';
 import { freePort, startNatsServer } from '../platform/nats-server.ts';
+import { connectNats, isNoResponders } from '../platform/nats.ts';
+import { programArgs } from '../platform/runtime.ts';
 import { bigDomainXml } from './fixtures/big-xml.ts';
 import { startStack, type Stack } from './fixtures/stack.ts';
 
@@ -43,6 +45,15 @@ const nothingLeft = async (pattern: string): Promise<string[]> => {
     const left = await running(pattern);
     if (left.length === 0 || Date.now() > end) return left;
     await new Promise((r) => setTimeout(r, 200));
+  }
+};
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
   }
 };
 
@@ -128,6 +139,34 @@ describe('the CLI', () => {
   });
 });
 
+describe('a service run by hand', () => {
+  it('with a bad setting: one line that names it, exit 2, from dist/ and from the sources', async () => {
+    for (const fromSource of [false, true]) {
+      const [node, ...args] = [process.execPath, ...programArgs('command', fromSource)];
+      const r = await run(node!, args, { env: { ...process.env, VIRTPLANE_NATS_URL: 'nats://127.0.0.1:1', VIRTPLANE_REPLICAS: '0' } }).then(
+        () => ({ code: 0, stderr: '' }),
+        (e: { code: number; stderr: string }) => e,
+      );
+      expect(r.code).toBe(2);
+      expect(JSON.parse(oneLine(r.stderr))).toMatchObject({ level: 'error', msg: expect.stringMatching(/^command service: invalid configuration: replicas \(VIRTPLANE_REPLICAS\): /) });
+    }
+  });
+
+  it('nats.js 3.4 wraps "no responders": it is still recognised', async () => {
+    const server = await startNatsServer();
+    const n = await connectNats(server.url, 'probe');
+    try {
+      const e = await n.nc.request('nobody.listens', new Uint8Array(), { timeout: 2000 }).then(() => null, (err: unknown) => err);
+      expect(e).toBeInstanceOf(Error);
+      expect(isNoResponders(e)).toBe(true);
+      expect(isNoResponders(new Error('timeout'))).toBe(false);
+    } finally {
+      await n.close();
+      await server.stop();
+    }
+  });
+});
+
 describe('the built services', () => {
   let stack: Stack;
   beforeAll(async () => {
@@ -190,6 +229,24 @@ describe('the embedded default', () => {
     expect(oneLine(failing.stderr)).toMatch(/^error: virtplane did not start: command service: invalid configuration: .*lease/i);
     expect(await nothingLeft(dataDir)).toEqual([]);
     expect((await virtplane(env(), 'status')).code).toBe(3);
+  });
+
+  it('a supervisor killed with -9: its services stop with it, status says what is left, down stops the rest', async () => {
+    expect((await virtplane(env(), 'up')).code).toBe(0);
+    const address = JSON.parse(await readFile(join(dataDir, 'embedded.json'), 'utf8')) as { supervisor: number; pid: number; services: Array<{ pid: number }> };
+    process.kill(address.supervisor, 'SIGKILL');
+    // A service whose supervisor is gone stops as on SIGTERM: nobody would be left to stop it.
+    const end = Date.now() + 20_000;
+    while (address.services.some((p) => alive(p.pid)) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    expect(address.services.filter((p) => alive(p.pid))).toEqual([]);
+    const status = await virtplane(env(), 'status');
+    expect(status.code).toBe(1);
+    expect(oneLine(status.stdout)).toMatch(/^virtplane is not healthy: its supervisor \(pid \d+\) is gone; /);
+    expect(alive(address.pid)).toBe(true);
+    const down = await virtplane(env(), 'down');
+    expect(down.code).toBe(0);
+    expect(oneLine(down.stdout)).toBe('virtplane stopped');
+    expect(await nothingLeft(dataDir)).toEqual([]);
   });
 
   it('npm start works under VIRTPLANE_LOG_LEVEL=warn, and npm stop stops it', async () => {
