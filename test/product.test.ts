@@ -9,6 +9,8 @@ import { freePort, startNatsServer } from '../platform/nats-server.ts';
 import { connectNats, isNoResponders } from '../platform/nats.ts';
 import { programArgs } from '../platform/runtime.ts';
 import { bigDomainXml } from './fixtures/big-xml.ts';
+import { buildTinyGuest, tinyGuestXml } from './fixtures/guest/build.ts';
+import { qemuAvailable } from '../drivers/qemu/index.ts';
 import { startStack, type Stack } from './fixtures/stack.ts';
 
 /**
@@ -276,3 +278,39 @@ describe('the embedded default', () => {
     }
   });
 });
+
+describe.skipIf(!(await qemuAvailable()).ok)('the embedded default with real guests', () => {
+  let dataDir: string;
+  const env = () => ({ VIRTPLANE_DATA_DIR: dataDir, VIRTPLANE_DRIVER: 'qemu', VIRTPLANE_HOST_ID: 'guest-host' });
+  beforeAll(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'vp-product-guests-'));
+  });
+  afterAll(async () => {
+    await virtplane(env(), 'down', '--destroy-guests');
+    for (const line of await running(dataDir)) process.kill(Number(line.split(' ')[0]), 'SIGKILL');
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('down says which guests it leaves running and how to stop them; the next up adopts them; --destroy-guests stops them', async () => {
+    const guest = await buildTinyGuest();
+    const type = (await qemuAvailable()).kvm ? 'kvm' : 'qemu';
+    const file = join(dataDir, 'g1.xml');
+    expect((await virtplane(env(), 'up')).code).toBe(0);
+    await writeFile(file, tinyGuestXml(guest, { name: 'g1', type }));
+    expect((await virtplane(env(), 'define', file)).code).toBe(0);
+    expect((await virtplane(env(), 'start', 'g1')).stdout.trim()).toBe("Domain 'g1' started");
+    const down = await virtplane(env(), 'down');
+    expect(down.code).toBe(0);
+    expect(oneLine(down.stdout)).toBe(
+      'virtplane stopped; 1 guest still running (g1): the host agent adopts them at the next start; `virtplane down --destroy-guests` stops them',
+    );
+    expect((await running(dataDir)).filter((l) => l.includes('qemu-system'))).toHaveLength(1);
+    expect((await virtplane(env(), 'up')).code).toBe(0);
+    expect((await virtplane(env(), 'domstate', 'g1')).stdout.trim()).toBe('running');
+    const destroy = await virtplane(env(), 'down', '--destroy-guests');
+    expect(destroy.code).toBe(0);
+    expect(oneLine(destroy.stdout)).toBe('virtplane stopped (destroyed 1 domain, stopped 0 networks)');
+    expect(await nothingLeft(dataDir)).toEqual([]);
+  }, 300_000);
+});
+
