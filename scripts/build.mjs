@@ -27,6 +27,21 @@ const ENTRIES = {
   embedded: 'infra/embedded.ts',
 };
 
+// zod carries error messages in 48 languages (a fifth of every bundle, compiled at each start);
+// virtplane speaks English only, and zod's English messages are imported on their own.
+const englishOnly = {
+  name: 'zod-english-only',
+  setup(build) {
+    build.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
+      /[\\/]zod[\\/]v4[\\/]/.test(args.importer) ? { path: 'zod-locales', namespace: 'zod-english-only' } : undefined,
+    );
+    build.onLoad({ filter: /.*/, namespace: 'zod-english-only' }, () => ({
+      contents: "export { default as en } from 'zod/v4/locales/en.js';",
+      resolveDir: root,
+    }));
+  },
+};
+
 const common = {
   bundle: true,
   platform: 'node',
@@ -51,6 +66,7 @@ await esbuild.build({
   banner: { js: "import { createRequire as __vpRequire } from 'node:module'; const require = __vpRequire(import.meta.url);" },
   // The source checkout's fallback loader: never in a bundle.
   external: ['tsx', 'tsx/*'],
+  plugins: [englishOnly],
 });
 writeFileSync(join(dist, 'package.json'), '{ "type": "module" }\n');
 
