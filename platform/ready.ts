@@ -33,7 +33,7 @@ export const reasonOf = (e: unknown): string => {
  * setting, 1 otherwise) rather than a stack trace; the stack goes in the log line's fields for the
  * errors nobody foresaw. Whoever started it hears why over the IPC channel.
  */
-export const exitOnFailure = (log: Logger, name: string, opts: { stopWithParent?: boolean } = {}): void => {
+export const exitOnFailure = (log: Logger, name: string): void => {
   let failing = false;
   const fail = (e: unknown) => {
     if (failing) return;
@@ -46,7 +46,7 @@ export const exitOnFailure = (log: Logger, name: string, opts: { stopWithParent?
   process.on('uncaughtException', fail);
   process.on('unhandledRejection', fail);
   // A supervisor that went away (killed with -9) leaves nobody to stop this process: stop as on SIGTERM.
-  if (process.send && opts.stopWithParent !== false) {
+  if (process.send) {
     process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
   }
   // The channel alone never keeps a process alive.

@@ -4,6 +4,7 @@ import type { DomainDefinition } from '../../contracts/domain/definition.ts';
 import { VirtError } from '../../contracts/errors.ts';
 import type { NetworkDefinition } from '../../contracts/network/definition.ts';
 import type { StoragePoolDefinition, StorageVolumeDefinition } from '../../contracts/storage/definition.ts';
+import { FROM_SOURCE } from '../../platform/runtime.ts';
 import { runJob, type Job, type JobResult, type JsonKind, type XmlKind } from './parse-job.ts';
 
 /**
@@ -27,7 +28,6 @@ interface Slot {
 }
 
 // Built, the thread's entry is the bundle beside this one (dist/parse-worker.mjs); from sources, tsx's.
-const FROM_SOURCE = import.meta.url.endsWith('.ts');
 const WORKER = new URL(FROM_SOURCE ? './parse-worker.ts' : './parse-worker.mjs', import.meta.url);
 
 let shared: ParsePool | null = null;
