@@ -3,7 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['**/*.test.ts'],
-    exclude: ['node_modules/**'],
+    globalSetup: ['test/global-setup.ts'],
+    exclude: ['node_modules/**', 'dist/**', 'packages/*/dist/**'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // Suites share one machine's network stack: some create guests' taps and bridges in the root

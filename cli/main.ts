@@ -1,10 +1,9 @@
 import { readFile } from 'node:fs/promises';
-import { Command, Option } from 'commander';
-import { isVirtError, type VirtErrorBody } from '../contracts/errors.ts';
+import { Command, CommanderError, Option } from 'commander';
 import { DOMAIN_STATE_NUMBER, VIRSH_STATE_LABEL } from '../contracts/domain/state.ts';
 import type { LifecycleOp } from '../contracts/domain/events.ts';
 import { VirtplaneClient, type CommandAccepted } from '../client/index.ts';
-import { ConfigError } from '../platform/config.ts';
+import type { DomainDefinitionInput } from '../contracts/domain/definition.ts';
 import { domainList, dominfo, HOST_LOST_LABEL, hostInfo, hostList, lifecycleLine, parsePageSize } from './format.ts';
 import { withProgress } from './progress.ts';
 import { validateFiles } from './validate.ts';
@@ -14,6 +13,9 @@ import { withRestartOnHostLoss } from '../contracts/domain/ha.ts';
 import { registerNetworkCommands } from './network-commands.ts';
 import { registerStorageCommands } from './storage-commands.ts';
 import { registerAuthCommands } from './auth-commands.ts';
+import { registerCompletion, setUpProgram } from './program.ts';
+import { registerEmbeddedCommands } from './embedded-commands.ts';
+import { describeFailure, Exit, EXIT, UsageError } from './errors.ts';
 
 interface Globals {
   server?: string;
@@ -75,8 +77,8 @@ export const buildProgram = (): Command => {
     .option('--tlsca <file>', 'CA of the server certificate (env VIRTPLANE_NATS_CA)')
     .option('--tlscert <file>', 'client certificate (env VIRTPLANE_NATS_CERT)')
     .option('--tlskey <file>', 'client key (env VIRTPLANE_NATS_KEY)')
-    .option('--principal <name>', 'the principal these credentials belong to, when their file does not say (env VIRTPLANE_PRINCIPAL)')
-    .showHelpAfterError();
+    .option('--principal <name>', 'the principal these credentials belong to, when their file does not say (env VIRTPLANE_PRINCIPAL)');
+  setUpProgram(program);
 
   const globals = () => program.opts<Globals>();
   const out = () => new Output(Boolean(globals().json));
@@ -141,7 +143,8 @@ export const buildProgram = (): Command => {
       let input: Parameters<VirtplaneClient['define']>[0];
       if (file) {
         const text = await readFile(file, 'utf8');
-        input = text.trimStart().startsWith('<') ? { xml: text, ...host } : { definition: parseJson(text, file), ...host };
+        // The command service checks a JSON definition against the schema and names each bad field.
+        input = text.trimStart().startsWith('<') ? { xml: text, ...host } : { definition: parseJson(text, file) as DomainDefinitionInput, ...host };
       } else {
         if (!o.name || !o.memory) throw new UsageError('define needs a FILE, or --name and --memory');
         input = {
@@ -345,11 +348,12 @@ export const buildProgram = (): Command => {
   registerNetworkCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
   registerStorageCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
   registerAuthCommands(program, { out, server: () => globals().server });
+  registerEmbeddedCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m), settings: () => globals().settings });
+  registerCompletion(program);
 
   return program;
 };
 
-class UsageError extends Error {}
 
 /** validate already printed its verdict per file; only the exit code is left to give. */
 class ValidationFailed extends Error {
@@ -376,11 +380,16 @@ export const main = async (argv: string[]): Promise<number> => {
     return 0;
   } catch (e) {
     if (e instanceof ValidationFailed) return e.code;
-    const body: VirtErrorBody = isVirtError(e)
-      ? e.toBody()
-      : { code: e instanceof UsageError || e instanceof ConfigError ? 'invalid-arg' : 'internal-error', message: (e as Error).message };
+    // Commander printed its own message (or the help, or the version) already.
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : EXIT.usage;
+    if (e instanceof Exit) {
+      if (e.message) process.stderr.write(`error: ${e.message}\n`);
+      return e.code;
+    }
+    const { body, exit, coded } = describeFailure(e);
     if (json) process.stdout.write(`${JSON.stringify({ ok: false, error: body }, null, 2)}\n`);
-    else process.stderr.write(`error: ${body.message}${isVirtError(e) ? ` [${body.code}]` : ''}\n`);
-    return e instanceof UsageError || e instanceof ConfigError ? 2 : 1;
+    else process.stderr.write(`error: ${body.message}${coded ? ` [${body.code}]` : ''}\n`);
+    if (!coded && body.code === 'internal-error' && process.env.VIRTPLANE_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
+    return exit;
   }
 };

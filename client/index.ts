@@ -10,7 +10,7 @@ import { LifecycleEvent } from '../contracts/lifecycle.ts';
 import { STREAMS, subjects } from '../contracts/subjects.ts';
 import type { DomainListRequest, DomainView, HostView } from '../contracts/views.ts';
 import { BaseConfig, loadConfig, resolveNatsUrl } from '../platform/config.ts';
-import { connectNats, decodeJson, type Nats } from '../platform/nats.ts';
+import { connectNats, decodeJson, isNoResponders, type Nats } from '../platform/nats.ts';
 import { call } from '../platform/rpc.ts';
 import type { NetworkCommandAccepted } from '../contracts/network/commands.ts';
 import { NetworkLifecycleEvent } from '../contracts/network/lifecycle.ts';
@@ -101,7 +101,8 @@ export class VirtplaneClient {
     );
   }
 
-  define(input: { definition: DomainDefinitionInput | Record<string, unknown>; hostId?: string } | { xml: string; hostId?: string }, opts?: CommandOptions) {
+  /** A JSON definition is typed (a misspelt field does not compile) and checked again by the command service. */
+  define(input: { definition: DomainDefinitionInput; hostId?: string } | { xml: string; hostId?: string }, opts?: CommandOptions) {
     return this.command('define', input, opts);
   }
 
@@ -411,5 +412,5 @@ const collect = async <T>(pages: AsyncGenerator<T[]>): Promise<T[]> => {
 
 /** Nobody subscribed to the subject (the transport's error, or the rpc layer's translation of it). */
 const noResponders = (e: unknown): boolean =>
-  (e as { isNoResponders?: () => boolean })?.isNoResponders?.() === true ||
+  isNoResponders(e) ||
   (e instanceof Error && (e as { code?: string }).code === 'operation-failed' && e.message.startsWith('no service answers'));

@@ -8,8 +8,9 @@ import { HealthListen } from './health.ts';
 /**
  * The one config loader: every service and the CLI describe their settings as a zod object; values
  * come from flags first, then `VIRTPLANE_*` environment variables, then a JSON config file named by
- * `--config` or `VIRTPLANE_CONFIG` (keys as in the schema), then defaults. A bad value stops start-up
- * with one clear line.
+ * `--config` or `VIRTPLANE_CONFIG` (keys as in the schema), or else the user's own
+ * `$XDG_CONFIG_HOME/virtplane/config.json` (`~/.config/...`) when there is one, then defaults. A bad
+ * value stops start-up with one clear line.
  */
 
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -26,7 +27,8 @@ export const loadConfig = <S extends z.ZodObject>(
   env: NodeJS.ProcessEnv = process.env,
 ): z.infer<S> => {
   const raw: Record<string, unknown> = {};
-  const file = readConfigFile(flags.config ?? env.VIRTPLANE_CONFIG);
+  const named = flags.config ?? env.VIRTPLANE_CONFIG;
+  const file = readConfigFile(named === undefined || named === '' ? userConfigFile(env) : named);
   for (const key of Object.keys(schema.shape)) {
     if (file[key] !== undefined) raw[key] = file[key];
     const fromEnv = env[envName(key)];
@@ -42,6 +44,14 @@ export const loadConfig = <S extends z.ZodObject>(
     );
   }
   return parsed.data;
+};
+
+/** The per-user settings file, read when no other is named; absent is fine. */
+export const userConfigPath = (env: NodeJS.ProcessEnv = process.env): string =>
+  join(env.XDG_CONFIG_HOME || join(env.HOME || homedir(), '.config'), 'virtplane', 'config.json');
+const userConfigFile = (env: NodeJS.ProcessEnv): string | undefined => {
+  const path = userConfigPath(env);
+  return existsSync(path) ? path : undefined;
 };
 
 const readConfigFile = (path: unknown): Record<string, unknown> => {
@@ -94,7 +104,18 @@ export const BaseConfig = z.object({
 export type BaseConfig = z.infer<typeof BaseConfig>;
 
 /** What the embedded default leaves for the CLI: its address and the operator context to log in with. */
-export const EmbeddedAddress = z.object({ url: z.string(), pid: z.number().int(), startedAt: z.string(), context: z.string().optional() });
+export const EmbeddedAddress = z.object({
+  url: z.string(),
+  /** The nats-server's pid. */
+  pid: z.number().int(),
+  startedAt: z.string(),
+  context: z.string().optional(),
+  /** The process that started everything and stops it on SIGTERM (`virtplane down`). */
+  supervisor: z.number().int().optional(),
+  services: z.array(z.object({ name: z.string(), pid: z.number().int() })).optional(),
+  operator: z.string().optional(),
+});
+export type EmbeddedAddress = z.infer<typeof EmbeddedAddress>;
 export const embeddedAddressFile = (dataDir: string) => join(dataDir, 'embedded.json');
 
 const pidAlive = (pid: number): boolean => {
@@ -237,6 +258,6 @@ export const resolveNatsUrl = (cfg: Pick<BaseConfig, 'natsUrl' | 'dataDir'> & Pa
     }
   }
   throw new ConfigError(
-    'no NATS server: start the embedded default with `npm start`, or set VIRTPLANE_NATS_URL (or --server) to use another',
+    'no NATS server: start the embedded default with `virtplane up` (or `npm start`), or set VIRTPLANE_NATS_URL (or --server) to use another',
   );
 };

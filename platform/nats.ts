@@ -27,6 +27,23 @@ const authenticator = (auth: NonNullable<NatsTarget['auth']>) => {
   }
 };
 
+/** The NATS server cannot be used: unreachable, refusing us, or without JetStream. One line says which. */
+export class NatsUnavailable extends Error {
+  override name = 'NatsUnavailable';
+}
+
+/**
+ * Nobody subscribed to a request's subject. nats.js 3.4 reports it as a RequestError whose cause is
+ * the NoRespondersError (and the JetStream API wraps it again), so the whole cause chain is read.
+ */
+export const isNoResponders = (e: unknown): boolean => {
+  for (let cur = e, depth = 0; cur instanceof Error && depth < 5; cur = (cur as { cause?: unknown }).cause, depth++) {
+    if (cur.name === 'NoRespondersError' || (cur as { isNoResponders?: () => boolean }).isNoResponders?.() === true) return true;
+    if ((cur as { code?: unknown }).code === '503' || /\bno responders\b/i.test(cur.message)) return true;
+  }
+  return false;
+};
+
 /** A URL alone connects without credentials (test servers); a NatsTarget carries who we are. */
 export const connectNats = async (target: string | NatsTarget, name: string): Promise<Nats> => {
   const t: NatsTarget = typeof target === 'string' ? { url: target } : target;
@@ -39,9 +56,21 @@ export const connectNats = async (target: string | NatsTarget, name: string): Pr
   if (t.auth) opts.authenticator = authenticator(t.auth);
   if (t.tls) opts.tls = t.tls;
   if (t.inboxPrefix) opts.inboxPrefix = t.inboxPrefix;
-  const nc = await connect(opts);
+  const where = t.url.split(',').map((u) => u.trim()).join(', ');
+  const nc = await connect(opts).catch((e: Error) => {
+    throw new NatsUnavailable(`cannot connect to NATS at ${where}: ${e.message}`, { cause: e });
+  });
   const js = jetstream(nc, { timeout: 10_000 });
-  const jsm = await jetstreamManager(nc, { timeout: 10_000 });
+  // A server without JetStream answers this at once; one whose JetStream never answers is bounded by
+  // the timeout. Either way the connection is closed, so nothing is left to keep the process alive.
+  const jsm = await jetstreamManager(nc, { timeout: 10_000 }).catch(async (e: Error) => {
+    await nc.close().catch(() => undefined);
+    const missing = e.name === 'JetStreamNotEnabled' || /not enabled/i.test(e.message);
+    throw new NatsUnavailable(
+      missing ? `the NATS server at ${where} has no JetStream: virtplane needs one started with JetStream (nats-server -js)` : `JetStream at ${where} does not answer: ${e.message}`,
+      { cause: e },
+    );
+  });
   return {
     ...(t.principal !== undefined ? { principal: t.principal } : {}),
     nc,

@@ -5,7 +5,7 @@ import { contextFrom, inSpan, traceparentOf } from './telemetry.ts';
 import type { z } from 'zod';
 import { ErrorReply, fromZodError, isVirtError, VirtError, type VirtErrorBody } from '../contracts/errors.ts';
 import { isRetryable, lastServerLossAt, nextServerLoss } from './js-retry.ts';
-import { decodeJson, decodeText, encodeJson } from './nats.ts';
+import { decodeJson, decodeText, encodeJson, isNoResponders } from './nats.ts';
 import type { Logger } from './log.ts';
 
 /**
@@ -162,8 +162,7 @@ export const call = async <T = Record<string, unknown>>(
         return Promise.race([request, ...earlier, loss.promise, resend]);
       });
     } catch (e) {
-      const noResponders = e instanceof natsErrors.NoRespondersError || (e instanceof natsErrors.RequestError && e.isNoResponders());
-      if (noResponders) {
+      if (isNoResponders(e)) {
         if (Date.now() + backoff < Math.min(deadline, start + NO_RESPONDERS_GRACE_MS)) {
           await sleep(backoff);
           continue;

@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { PROJECT_ROOT } from '../platform/config.ts';
 import { startStack, type Stack } from './fixtures/stack.ts';
+import { startEmbedded } from './fixtures/embedded.ts';
 
 const run = promisify(execFile);
 const CLI = join(PROJECT_ROOT, 'bin', 'virtplane.mjs');
@@ -120,24 +121,14 @@ describe('the embedded default', () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'vp-empty-'));
     const r = await virtplane({ VIRTPLANE_DATA_DIR: dataDir, VIRTPLANE_NATS_URL: '' }, 'list');
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/no NATS server: start the embedded default with `npm start`/);
+    expect(r.stderr.trim()).toMatch(/^error: no NATS server: start the embedded default with `virtplane up`/);
     await rm(dataDir, { recursive: true, force: true });
   });
 
   it('npm start brings up its own server and every service, and the CLI finds it with no flags', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'vp-embedded-'));
-    const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'infra', 'embedded.ts')], {
-      env: { ...process.env, VIRTPLANE_DATA_DIR: dataDir, VIRTPLANE_NATS_URL: '', VIRTPLANE_DRIVER: 'test', VIRTPLANE_HOST_ID: 'embedded-host' },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let log = '';
-    await new Promise<void>((resolve, reject) => {
-      child.stderr!.on('data', (d: Buffer) => {
-        log += d.toString();
-        if (log.includes('virtplane is up')) resolve();
-      });
-      child.once('exit', (code) => reject(new Error(`embedded exited ${code}: ${log}`)));
-    });
+    const embedded = await startEmbedded({ VIRTPLANE_DATA_DIR: dataDir, VIRTPLANE_NATS_URL: '', VIRTPLANE_DRIVER: 'test', VIRTPLANE_HOST_ID: 'embedded-host' });
+    const log = embedded.log();
     try {
       expect(log).not.toMatch(/127\.0\.0\.1:4222/);
       const env = { VIRTPLANE_DATA_DIR: dataDir, VIRTPLANE_NATS_URL: '' };
@@ -146,9 +137,7 @@ describe('the embedded default', () => {
       const hosts = JSON.parse((await virtplane(env, 'host-list', '--json')).stdout);
       expect(hosts.map((h: { hostId: string }) => h.hostId)).toEqual(['embedded-host']);
     } finally {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
+      await embedded.stop();
       await rm(dataDir, { recursive: true, force: true });
     }
   });

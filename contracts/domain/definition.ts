@@ -530,4 +530,9 @@ export const DomainDefinition = z.object({
   xml: z.string().optional(),
 });
 export type DomainDefinition = z.infer<typeof DomainDefinition>;
-export type DomainDefinitionInput = z.input<typeof DomainDefinition>;
+/**
+ * What a client sends to define a domain: the definition without the uuid, which the command service
+ * derives from the command id when absent (so a retried define is the same domain).
+ */
+export const DomainDefinitionRequest = DomainDefinition.extend({ uuid: Uuid.optional() });
+export type DomainDefinitionInput = z.input<typeof DomainDefinitionRequest>;

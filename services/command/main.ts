@@ -6,11 +6,13 @@ import { initTelemetry } from '../../platform/telemetry.ts';
 import { connectNats } from '../../platform/nats.ts';
 import { provision } from '../../platform/provision.ts';
 import { onShutdown } from '../../platform/shutdown.ts';
+import { announceReady, exitOnFailure } from '../../platform/ready.ts';
 import { CommandService } from './service.ts';
 
 
 initTelemetry();
 const log = createLogger('command');
+exitOnFailure(log, 'command service');
 const cfg = loadConfig(BaseConfig.extend(LeaseTimingFields));
 const problem = leaseTimingsProblem(cfg);
 if (problem) throw new ConfigError(`invalid configuration: ${problem}`);
@@ -20,6 +22,6 @@ health.watch(n.nc);
 await provision(n, cfg.replicas);
 const service = new CommandService(n, log, { timings: cfg });
 await service.start();
-log.info('command service ready');
+await announceReady(log, 'command service ready');
 health.ready();
 onShutdown(log, () => n.close(), () => service.stop(), () => health.close());

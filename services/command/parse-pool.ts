@@ -4,6 +4,7 @@ import type { DomainDefinition } from '../../contracts/domain/definition.ts';
 import { VirtError } from '../../contracts/errors.ts';
 import type { NetworkDefinition } from '../../contracts/network/definition.ts';
 import type { StoragePoolDefinition, StorageVolumeDefinition } from '../../contracts/storage/definition.ts';
+import { FROM_SOURCE } from '../../platform/runtime.ts';
 import { runJob, type Job, type JobResult, type JsonKind, type XmlKind } from './parse-job.ts';
 
 /**
@@ -26,8 +27,8 @@ interface Slot {
   busy: number;
 }
 
-const WORKER = new URL('./parse-worker.ts', import.meta.url);
-const TSX_API = import.meta.resolve('tsx/esm/api');
+// Built, the thread's entry is the bundle beside this one (dist/parse-worker.mjs); from sources, tsx's.
+const WORKER = new URL(FROM_SOURCE ? './parse-worker.ts' : './parse-worker.mjs', import.meta.url);
 
 let shared: ParsePool | null = null;
 
@@ -73,7 +74,7 @@ export class ParsePool {
   }
 
   /**
-   * Starts the threads now: each one loads the XML layer through tsx, which takes a second or two,
+   * Starts the threads now: each one loads the XML layer (through tsx from sources, a second or two),
    * better spent while the service starts than by the first define.
    */
   warm(): this {
@@ -93,10 +94,12 @@ export class ParsePool {
   }
 
   private spawn(): Slot {
-    // The service runs its TypeScript through tsx; on Node 20 a thread does not inherit the loader,
-    // so the thread registers it before it loads its entry.
-    const boot = `import(${JSON.stringify(TSX_API)}).then((t) => { t.register(); return import(${JSON.stringify(WORKER.href)}); })`;
-    const worker = new Worker(boot, { eval: true });
+    // From sources the service runs its TypeScript through tsx; on Node 20 a thread does not inherit
+    // the loader, so the thread registers it before it loads its entry.
+    const boot = FROM_SOURCE
+      ? `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((t) => { t.register(); return import(${JSON.stringify(WORKER.href)}); })`
+      : null;
+    const worker = boot ? new Worker(boot, { eval: true }) : new Worker(WORKER);
     worker.unref();
     const slot: Slot = { worker, busy: 0 };
     worker.on('message', ({ id, result }: { id: number; result: JobResult }) => {

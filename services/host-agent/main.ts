@@ -14,12 +14,14 @@ import { connectNats } from '../../platform/nats.ts';
 import { HOST_AGENT_NEEDS, provision } from '../../platform/provision.ts';
 import { call } from '../../platform/rpc.ts';
 import { onShutdown } from '../../platform/shutdown.ts';
+import { announceReady, exitOnFailure } from '../../platform/ready.ts';
 import { initTelemetry } from '../../platform/telemetry.ts';
 import { HostAgent } from './agent.ts';
 import { NetworkSync } from './network-sync.ts';
 import { StorageWorker } from './storage-worker.ts';
 
 initTelemetry();
+exitOnFailure(createLogger('host-agent'), 'host agent');
 const defaultHostId = hostname().replace(/[^A-Za-z0-9_-]/g, '-') || 'host';
 const cfg = loadConfig(
   BaseConfig.extend({
@@ -91,7 +93,7 @@ const storage = new StorageWorker(n, { hostId: cfg.hostId, stateDir, ackWaitMs: 
 await storage.start();
 const networkSync = network ? new NetworkSync(n, network, log.child('network')) : null;
 await networkSync?.start();
-log.info('host agent ready', { hostId: cfg.hostId, stateDir });
+await announceReady(log, 'host agent ready', { hostId: cfg.hostId, stateDir });
 health.ready();
 onShutdown(
   log,

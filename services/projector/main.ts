@@ -8,6 +8,7 @@ import { initTelemetry } from '../../platform/telemetry.ts';
 import { connectNats } from '../../platform/nats.ts';
 import { provision } from '../../platform/provision.ts';
 import { onShutdown } from '../../platform/shutdown.ts';
+import { announceReady, exitOnFailure } from '../../platform/ready.ts';
 import { HEARTBEAT_INTERVAL_MS, type HostLiveness } from '../../contracts/host/liveness.ts';
 import { Projector } from './projector.ts';
 import { serveQueries } from './queries.ts';
@@ -18,6 +19,7 @@ import { serveHostQueries } from './host-queries.ts';
 
 initTelemetry();
 const log = createLogger('projector');
+exitOnFailure(log, 'projector');
 const cfg = loadConfig(BaseConfig.extend({ rebuild: z.stringbool().default(false) }), { rebuild: process.argv.includes('--rebuild') ? 'true' : undefined });
 const health = await serveHealth('projector', cfg.healthListen, log);
 const n = await connectNats(resolveNatsUrl(cfg), 'virtplane-projector');
@@ -35,7 +37,7 @@ subs.push(...serveStorageQueries(n, projector, log));
 subs.push(...serveHostQueries(n, log));
 // The subscriptions reach the server before anyone is told the queries are served.
 await n.nc.flush();
-log.info('projector ready', { seq: projector.lastSeq });
+await announceReady(log, 'projector ready', { seq: projector.lastSeq });
 health.ready();
 onShutdown(
   log,

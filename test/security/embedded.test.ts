@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STREAMS } from '../../contracts/subjects.ts';
 import { EmbeddedAddress, embeddedAddressFile, PROJECT_ROOT, resolveNatsUrl } from '../../platform/config.ts';
 import { connectNats } from '../../platform/nats.ts';
+import { startEmbedded, type Embedded } from '../fixtures/embedded.ts';
 
 const run = promisify(execFile);
 const CLI = join(PROJECT_ROOT, 'bin', 'virtplane.mjs');
@@ -15,7 +16,7 @@ const CLI = join(PROJECT_ROOT, 'bin', 'virtplane.mjs');
 /** `npm start` runs with authentication on, and the CLI logs in as it finds the address. */
 describe('the embedded default', () => {
   let dataDir: string;
-  let child: ChildProcess;
+  let embedded: Embedded | undefined;
   let url: string;
   const env = () => ({ ...process.env, VIRTPLANE_DATA_DIR: dataDir, VIRTPLANE_NATS_URL: '', VIRTPLANE_NATS_CONTEXT: '' });
   const virtplane = async (...args: string[]) => {
@@ -29,26 +30,11 @@ describe('the embedded default', () => {
 
   beforeAll(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'vp-embedded-auth-'));
-    child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'infra', 'embedded.ts')], {
-      env: { ...env(), VIRTPLANE_DRIVER: 'test', VIRTPLANE_HOST_ID: 'emb-host' },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let log = '';
-    await new Promise<void>((resolve, reject) => {
-      child.stderr!.on('data', (d: Buffer) => {
-        log += d.toString();
-        if (log.includes('virtplane is up')) resolve();
-      });
-      child.once('exit', (code) => reject(new Error(`embedded exited ${code}: ${log}`)));
-    });
+    embedded = await startEmbedded({ ...env(), VIRTPLANE_DRIVER: 'test', VIRTPLANE_HOST_ID: 'emb-host' });
     url = EmbeddedAddress.parse(JSON.parse(readFileSync(embeddedAddressFile(dataDir), 'utf8'))).url;
   }, 150_000);
   afterAll(async () => {
-    if (child && child.exitCode === null) {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-    }
+    await embedded?.stop();
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
