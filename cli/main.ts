@@ -14,6 +14,7 @@ import { withRestartOnHostLoss } from '../contracts/domain/ha.ts';
 import { registerNetworkCommands } from './network-commands.ts';
 import { registerStorageCommands } from './storage-commands.ts';
 import { registerAuthCommands } from './auth-commands.ts';
+import { registerHostCommands } from './host-commands.ts';
 
 interface Globals {
   server?: string;
@@ -344,7 +345,8 @@ export const buildProgram = (): Command => {
 
   registerNetworkCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
   registerStorageCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
-  registerAuthCommands(program, { out, server: () => globals().server });
+  registerHostCommands(program, { out, withClient, json: () => Boolean(globals().json) });
+  registerAuthCommands(program, { out, server: () => globals().server, withClient });
 
   return program;
 };
