@@ -52,6 +52,8 @@ export const DomainView = z.object({
   hostLost: z.boolean().optional(),
   /** While the host is lost: what was known before. */
   lastObserved: ObservedState.optional(),
+  /** The ownership epoch: tasks carry it, and a host's word counts only under the current one. */
+  placementEpoch: z.number().int().optional(),
   /** Its host is being evacuated: it moves once its guest is stopped there. */
   evacuating: z.object({ fromHostId: z.string(), start: z.enum(['running', 'paused']).optional() }).optional(),
   /** Host devices of the running guest's interfaces (virsh domiflist's Interface column). */

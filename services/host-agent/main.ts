@@ -31,6 +31,8 @@ const cfg = loadConfig(
     testLatencyMs: z.coerce.number().int().min(0).max(600_000).default(0),
     /** What self-fencing does to running guests when the lease cannot be renewed in time. */
     fencePolicy: z.enum(['pause', 'destroy']).default('pause'),
+    /** How often the agent compares what its hypervisor runs with what the log wants, and repairs drift. */
+    resyncMs: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
     ...LeaseTimingFields,
   }),
 );
@@ -80,7 +82,7 @@ const runtimeInterfaces = network
   : undefined;
 const agent = new HostAgent(
   n,
-  { hostId: cfg.hostId, stateDir, drivers, ackWaitMs: cfg.ackWaitMs, timings: cfg, fencePolicy: cfg.fencePolicy, ...(runtimeInterfaces ? { runtimeInterfaces } : {}) },
+  { hostId: cfg.hostId, stateDir, drivers, ackWaitMs: cfg.ackWaitMs, timings: cfg, fencePolicy: cfg.fencePolicy, resyncMs: cfg.resyncMs, ...(runtimeInterfaces ? { runtimeInterfaces } : {}) },
   log,
 );
 await agent.start();

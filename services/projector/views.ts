@@ -15,6 +15,7 @@ export const toDomainView = (s: DomainAggregate, updatedAt: string): DomainView 
   desired: s.desired,
   observed: s.observed,
   ...(s.hostLost ? { hostLost: true, ...(s.lastObserved ? { lastObserved: s.lastObserved } : {}) } : {}),
+  placementEpoch: s.placementEpoch,
   ...(s.evacuating ? { evacuating: s.evacuating } : {}),
   interfaces: s.interfaces ?? [],
   pending: s.pending,
