@@ -18,6 +18,7 @@ import { HostLease } from './lease.ts';
 import { TaskJournal } from './task-journal.ts';
 import { ownDomains } from './own-domains.ts';
 import { resync, type ResyncHost } from './resync.ts';
+import { FenceGuard } from './fence-guard.ts';
 import { TaskWorker } from './task-worker.ts';
 import { contextFromTraceparent, inSpan } from '../../platform/telemetry.ts';
 
@@ -38,6 +39,8 @@ export interface HostAgentOptions {
   runtimeInterfaces?: (uuid: string) => Promise<RuntimeInterface[]>;
   /** How often the full resync compares the hypervisor with the log (it also follows every task). */
   resyncMs?: number;
+  /** Run a fence guard beside the agent, which kills the host's qemu guests if the agent dies (see fence-guard.ts). */
+  fenceGuard?: boolean;
 }
 
 export const agentConsumerName = (hostId: string) => `agent-${hostId}`;
@@ -69,6 +72,7 @@ export class HostAgent {
   private resyncTimer: NodeJS.Timeout | null = null;
   private syncing: Promise<void> | null = null;
   private syncAgain = false;
+  private guard: FenceGuard | null = null;
   /** When the agent last finished a task on each domain (only the recent ones are kept). */
   private readonly touched = new Map<string, number>();
 
@@ -116,6 +120,10 @@ export class HostAgent {
   }
 
   async start(): Promise<void> {
+    if (this.opts.fenceGuard) {
+      this.guard = new FenceGuard(this.opts.stateDir, this.timings.fenceMs);
+      this.guard.start();
+    }
     const caps = await this.capabilities();
     this.lease = new HostLease(
       this.n,
@@ -456,6 +464,7 @@ export class HostAgent {
     if (this.heartbeat) clearInterval(this.heartbeat);
     if (this.watchdog) clearInterval(this.watchdog);
     if (this.resyncTimer) clearInterval(this.resyncTimer);
+    this.guard?.stop();
     await this.worker.stop(graceMs);
     await this.syncing;
     for (const u of this.unsubscribe) u();

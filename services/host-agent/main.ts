@@ -82,7 +82,7 @@ const runtimeInterfaces = network
   : undefined;
 const agent = new HostAgent(
   n,
-  { hostId: cfg.hostId, stateDir, drivers, ackWaitMs: cfg.ackWaitMs, timings: cfg, fencePolicy: cfg.fencePolicy, resyncMs: cfg.resyncMs, ...(runtimeInterfaces ? { runtimeInterfaces } : {}) },
+  { hostId: cfg.hostId, stateDir, drivers, ackWaitMs: cfg.ackWaitMs, timings: cfg, fencePolicy: cfg.fencePolicy, resyncMs: cfg.resyncMs, fenceGuard: drivers.some((d) => d.name === 'qemu'), ...(runtimeInterfaces ? { runtimeInterfaces } : {}) },
   log,
 );
 await agent.start();
