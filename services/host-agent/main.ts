@@ -33,6 +33,8 @@ const cfg = loadConfig(
     fencePolicy: z.enum(['pause', 'destroy']).default('pause'),
     /** How often the agent compares what its hypervisor runs with what the log wants, and repairs drift. */
     resyncMs: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
+    /** How often a shutdown presses the ACPI power button again while the guest has not powered off. */
+    acpiResendMs: z.coerce.number().int().min(100).max(600_000).default(10_000),
     ...LeaseTimingFields,
   }),
 );
@@ -49,7 +51,7 @@ const lookupNetwork = async (name: string) => {
   if (!network.active) throw virtError('operation-invalid', `network '${name}' is not active`);
   return network.definition;
 };
-const { drivers, network, description } = await selectDrivers(cfg.driver, stateDir, lookupNetwork, cfg.testLatencyMs);
+const { drivers, network, description } = await selectDrivers(cfg.driver, stateDir, lookupNetwork, cfg.testLatencyMs, { acpiResendMs: cfg.acpiResendMs });
 log.info(`hypervisor drivers: ${description}`);
 const runtimeInterfaces = network
   ? async (uuid: string) => {
