@@ -1,4 +1,7 @@
+import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { PROJECT_ROOT } from '../../platform/config.ts';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { evacuateHost } from '../../client/evacuation.ts';
@@ -179,5 +182,26 @@ describe('evacuating and removing hosts', () => {
       return v.observed.state === 'shutoff' && v;
     });
     expect(d.observed.reason).toBe('crashed');
+  }, 180_000);
+
+  it('through the CLI: host-evacuate moves the domains and says so, host-remove removes the empty host, bad input changes nothing', async () => {
+    stack = await startTwoHosts();
+    const s = stack;
+    await defineAndStart(s, 'cli-ev', false);
+    const cli = async (...args: string[]) =>
+      promisify(execFile)(process.execPath, [join(PROJECT_ROOT, 'bin', 'virtplane.mjs'), ...args], { env: { ...process.env, VIRTPLANE_NATS_URL: s.nats.url }, timeout: 120_000 }).then(
+        (r) => ({ code: 0, out: r.stdout.trim(), err: r.stderr.trim() }),
+        (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout.trim(), err: e.stderr.trim() }),
+      );
+    expect(await cli('host-remove', 'host-a')).toMatchObject({ code: 1, err: expect.stringContaining("still has 1 domain(s): run 'host-evacuate host-a' first [operation-invalid]") });
+    expect(await cli('host-evacuate', 'no/such')).toMatchObject({ code: 1, err: expect.stringContaining('[invalid-arg]') });
+    expect(await cli('host-remove', 'host-z')).toMatchObject({ code: 1, err: expect.stringContaining('[no-host]') });
+    expect((await hostEvents(s, 'host-a')).map((e) => e.type)).not.toContain('HostMaintenanceSet');
+    const ev = await cli('host-evacuate', 'host-a');
+    expect(ev.code).toBe(0);
+    expect(ev.out).toBe("Host 'host-a' evacuated: 1 of 1 domain(s) moved\n  cli-ev: moved to host-b (running)");
+    expect(await cli('host-remove', 'host-a')).toMatchObject({ code: 0, out: expect.stringContaining("Host 'host-a' removed") });
+    const list = await cli('host-list');
+    expect(list.out).toMatch(/^ ?host-a\s+removed/m);
   }, 180_000);
 });
