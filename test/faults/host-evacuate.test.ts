@@ -156,7 +156,8 @@ describe('evacuating and removing hosts', () => {
   }, 120_000);
 
   it('level-triggered agent: a start whose task never reached the host is run by its resync; a guest that died while the agent was away is reported', async () => {
-    stack = await startTwoHosts({ env: { VIRTPLANE_RESYNC_MS: '1000' } });
+    // The default lease timings: this is about drift, not loss, and a loaded machine must not fence the host.
+    stack = await startTwoHosts({ env: { VIRTPLANE_RESYNC_MS: '1000', VIRTPLANE_RENEW_MS: '2000', VIRTPLANE_FENCE_MS: '5000', VIRTPLANE_LEASE_TTL_MS: '8000', VIRTPLANE_LEASE_MARGIN_MS: '2000' } });
     const s = stack;
     const died = await defineAndStart(s, 'drift-died', false);
     await defineOn(s, 'drift-missed', false);
