@@ -1,10 +1,12 @@
 import type { Command } from 'commander';
+import type { VirtplaneClient } from '../client/index.ts';
 import { BaseConfig, loadConfig } from '../platform/config.ts';
 import { enrol, type Enrolled } from '../platform/security/enrol.ts';
 
 interface Deps {
   out: () => { result(human: string, data: unknown): void };
   server: () => string | undefined;
+  withClient: <T>(fn: (c: VirtplaneClient) => Promise<T>) => Promise<T>;
 }
 
 const say = (what: string, e: Enrolled, env: string) =>
@@ -44,7 +46,10 @@ export const registerAuthCommands = (program: Command, d: Deps) => {
       ...(o.reloadPid ? { reloadPid: Number(o.reloadPid) } : {}),
       ...(server ? { url: server } : {}),
     });
-    d.out().result(say(`Host '${hostId}' enrolled`, e, ` VIRTPLANE_HOST_ID=${hostId}`), { hostId, ...e });
+    // A host removed earlier may register again from now on; one never removed is unaffected.
+    const readmit = await d.withClient((c) => c.hostReadmit(hostId)).catch((err: Error) => ({ readmitted: false, error: err.message }));
+    const note = 'error' in readmit ? `\n  not readmitted (run host-enroll again once the command service answers): ${readmit.error}` : readmit.readmitted ? '\n  readmitted: it was removed, and may register again' : '';
+    d.out().result(say(`Host '${hostId}' enrolled`, e, ` VIRTPLANE_HOST_ID=${hostId}`) + note, { hostId, ...e, readmit });
   });
 
   common(

@@ -62,7 +62,7 @@ export const hostList = (hosts: HostView[]): string =>
     ['Host', 'State', 'Lease age', 'Domains', 'Running', 'Free memory', 'Driver', 'CPUs'],
     hosts.map((h) => [
       h.hostId,
-      `${h.lost ? 'lost' : h.alive ? 'up' : 'down'}${h.maintenance ? ' (maintenance)' : ''}`,
+      h.removed ? 'removed' : `${h.lost ? 'lost' : h.alive ? 'up' : 'down'}${h.maintenance ? ' (maintenance)' : ''}`,
       h.leaseAgeMs === null || h.leaseAgeMs === undefined ? 'none' : `${(h.leaseAgeMs / 1000).toFixed(1)} s`,
       String(h.domains ?? 0),
       String(h.activeDomains ?? 0),
@@ -76,7 +76,7 @@ export const hostInfo = (h: HostView): string => {
   const rows: Array<[string, string]> = [
     ['Host', h.hostId],
     ['Hostname', h.hostname],
-    ['State', `${h.lost ? `lost since ${h.lostAt ?? '?'}` : h.alive ? 'up' : 'down'}`],
+    ['State', h.removed ? 'removed (enroll it again to let it register)' : `${h.lost ? `lost since ${h.lostAt ?? '?'}` : h.alive ? 'up' : 'down'}`],
     ['Maintenance', h.maintenance ? 'on (no new domains)' : 'off'],
     ['Lease age', h.leaseAgeMs === null || h.leaseAgeMs === undefined ? 'no lease' : `${(h.leaseAgeMs / 1000).toFixed(1)} s`],
     ['Last renewal', h.lastHeartbeat ?? 'never'],

@@ -16,6 +16,7 @@ import { registerAuthCommands } from './auth-commands.ts';
 import { registerCompletion, setUpProgram } from './program.ts';
 import { registerEmbeddedCommands } from './embedded-commands.ts';
 import { describeFailure, Exit, EXIT, UsageError } from './errors.ts';
+import { registerHostCommands } from './host-commands.ts';
 
 interface Globals {
   server?: string;
@@ -347,7 +348,8 @@ export const buildProgram = (): Command => {
 
   registerNetworkCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
   registerStorageCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
-  registerAuthCommands(program, { out, server: () => globals().server });
+  registerHostCommands(program, { out, withClient, json: () => Boolean(globals().json) });
+  registerAuthCommands(program, { out, server: () => globals().server, withClient });
   registerEmbeddedCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m), settings: () => globals().settings });
   registerCompletion(program);
 

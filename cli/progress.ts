@@ -24,3 +24,26 @@ export const withProgress = async <T>(label: string, deadlineMs: number, enabled
     bar.stop();
   }
 };
+
+/** A bar counting items done out of a total that may grow, on a terminal only (see `withProgress`). */
+export const countingBar = (label: string, enabled: boolean) => {
+  if (!enabled || !process.stderr.isTTY) return { update: (_done: number, _total: number) => {}, stop: () => {} };
+  const bar = new cliProgress.SingleBar(
+    { format: `${label} [{bar}] {value}/{total}`, stream: process.stderr, clearOnComplete: true, hideCursor: true },
+    cliProgress.Presets.shades_classic,
+  );
+  let started = false;
+  return {
+    update(done: number, total: number) {
+      if (!started) {
+        bar.start(total, done);
+        started = true;
+      }
+      bar.setTotal(total);
+      bar.update(done);
+    },
+    stop() {
+      if (started) bar.stop();
+    },
+  };
+};

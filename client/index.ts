@@ -9,6 +9,7 @@ import { virtError } from '../contracts/errors.ts';
 import { LifecycleEvent } from '../contracts/lifecycle.ts';
 import { STREAMS, subjects } from '../contracts/subjects.ts';
 import type { DomainListRequest, DomainView, HostView } from '../contracts/views.ts';
+import type { EvacuationItem } from '../contracts/host/events.ts';
 import { BaseConfig, loadConfig, resolveNatsUrl } from '../platform/config.ts';
 import { connectNats, decodeJson, isNoResponders, type Nats } from '../platform/nats.ts';
 import { call } from '../platform/rpc.ts';
@@ -189,6 +190,37 @@ export class VirtplaneClient {
       this.nats.nc,
       this.commandSubject('host', 'maintenance'),
       { host, on, commandId: opts.commandId ?? randomUUID(), actor: this.actor },
+      this.timeoutMs,
+    );
+  }
+
+  /** host-evacuate, one pass: maintenance on, then each domain's evacuation recorded (see `evacuateHost`). */
+  hostEvacuate(host: string, opts: CommandOptions & { force?: boolean } = {}) {
+    return call<{ hostId: string; maintenance: boolean; domains: EvacuationItem[] }>(
+      this.nats.nc,
+      this.commandSubject('host', 'evacuate'),
+      { host, ...(opts.force ? { force: true } : {}), commandId: opts.commandId ?? randomUUID(), actor: this.actor },
+      this.timeoutMs,
+      COMMAND_RESEND,
+    );
+  }
+
+  /** Removes a host with no domains; a removed host may not register until it is enrolled again. */
+  hostRemove(host: string, opts: CommandOptions = {}) {
+    return call<{ hostId: string; removed: boolean; version: number }>(
+      this.nats.nc,
+      this.commandSubject('host', 'remove'),
+      { host, commandId: opts.commandId ?? randomUUID(), actor: this.actor },
+      this.timeoutMs,
+    );
+  }
+
+  /** Lets a removed host register again (host-enroll does this after giving it new keys). */
+  hostReadmit(host: string, opts: CommandOptions = {}) {
+    return call<{ hostId: string; readmitted: boolean; version: number }>(
+      this.nats.nc,
+      this.commandSubject('host', 'readmit'),
+      { host, commandId: opts.commandId ?? randomUUID(), actor: this.actor },
       this.timeoutMs,
     );
   }

@@ -52,6 +52,10 @@ export const DomainView = z.object({
   hostLost: z.boolean().optional(),
   /** While the host is lost: what was known before. */
   lastObserved: ObservedState.optional(),
+  /** The ownership epoch: tasks carry it, and a host's word counts only under the current one. */
+  placementEpoch: z.number().int().optional(),
+  /** Its host is being evacuated: it moves once its guest is stopped there. */
+  evacuating: z.object({ fromHostId: z.string(), start: z.enum(['running', 'paused']).optional() }).optional(),
   /** Host devices of the running guest's interfaces (virsh domiflist's Interface column). */
   interfaces: z.array(RuntimeInterface).default([]),
   pending: z
@@ -77,6 +81,8 @@ export const HostView = z.object({
   lostAt: z.string().nullable().optional(),
   /** In maintenance: no new domain is placed on it. */
   maintenance: z.boolean().optional(),
+  /** Removed by an operator: it may not register until enrolled again. */
+  removed: z.boolean().optional(),
   /** From heartbeats, not from the log: how recently the agent was heard. */
   lastHeartbeat: z.string().nullable().optional(),
   alive: z.boolean().optional(),

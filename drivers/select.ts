@@ -25,6 +25,7 @@ export const selectDrivers = async (
   lookupNetwork: (name: string) => Promise<NetworkDefinition | undefined> = async () => undefined,
   /** How long each test-driver operation takes: lets fault tests make operations outlast their deadline. */
   testLatencyMs = 0,
+  qemuOptions: { acpiResendMs?: number } = {},
 ): Promise<SelectedDrivers> => {
   const test = new TestDriver({ stateFile: join(stateDir, 'test-driver.json'), ...(testLatencyMs > 0 ? { latencyMs: testLatencyMs } : {}) });
   if (choice === 'test') return { drivers: [test], network: null, description: 'test (domain type "test")' };
@@ -36,6 +37,7 @@ export const selectDrivers = async (
   const network = await NetworkHost.open({ stateDir: join(stateDir, 'network') });
   const driver = new QemuDriver({
     stateDir,
+    ...qemuOptions,
     prepareInterfaces: async (def) => {
       const plugged = [];
       for (const iface of def.devices.interfaces) {

@@ -74,7 +74,13 @@ export type DomainCommand =
   | { type: 'expire'; taskId: string }
   | { type: 'observe-interfaces'; interfaces: RuntimeInterface[] }
   /** The domain's host was declared lost. */
-  | { type: 'host-lost'; hostId: string }
+  | { type: 'host-lost'; hostId: string; leaseRevision?: number }
+  /**
+   * Take the domain off `fromHostId`: stop its guest there (or, with `force` on a lost host, take the
+   * operator's word that it is off). `evacuate-move` then moves it to `hostId` once nothing runs.
+   */
+  | { type: 'evacuate'; fromHostId: string; force: boolean; timeoutMs: number }
+  | { type: 'evacuate-move'; fromHostId: string; hostId: string; timeoutMs: number }
   /** Restart a domain whose host was lost on `hostId`, chosen by the scheduler. */
   | { type: 'failover'; fromHostId: string; hostId: string; timeoutMs: number };
 

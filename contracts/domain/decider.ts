@@ -54,6 +54,10 @@ export interface DomainAggregate extends ClaimFence {
    */
   hostLost?: boolean;
   lastObserved?: ObservedState;
+  /** The lease revision of the newest host loss recorded on this domain: each loss marks it once. */
+  hostLostRevision?: number;
+  /** Its host is being evacuated: once its guest is stopped there, it moves (and starts if `start`). */
+  evacuating?: { fromHostId: string; start?: 'running' | 'paused' };
 }
 
 const RECENT_COMMANDS = 64;
@@ -289,19 +293,27 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
       if (!s.exists || !s.pending || s.pending.taskId !== cmd.taskId || !pendingExpired(s.pending, now)) return [];
       return [timeoutFailure(s.pending)];
     case 'host-lost':
-      return decideHostLost(s, cmd.hostId);
+      return decideHostLost(s, cmd.hostId, cmd.leaseRevision);
     case 'failover':
       return decideFailover(s, cmd, now);
+    case 'evacuate':
+      return decideEvacuate(s, cmd, now);
+    case 'evacuate-move':
+      return decideEvacuateMove(s, cmd, now);
   }
 };
 
 /**
  * The domain's host was declared lost. Its operation in flight fails now (the host will not report),
- * releasing the domain; a domain that runs, or may have started, becomes unknown. A shut off domain
- * with nothing in flight is known to be off and stays as it is.
+ * releasing the domain, and its state becomes unknown: nothing on a lost host is known any more, a
+ * shut off guest included (a start's report may have been lost with the host). What the domain asked
+ * for before the loss is kept, so a start in flight still counts as wanting to run. A transient
+ * domain that never ran goes with its failed start. One loss (one expired lease) marks a domain once,
+ * so a domain an operator has since declared off is not marked again.
  */
-const decideHostLost = (s: DomainAggregate, hostId: string): DomainEventBody[] => {
+const decideHostLost = (s: DomainAggregate, hostId: string, leaseRevision?: number): DomainEventBody[] => {
   if (!s.exists || s.hostLost || s.hostId !== hostId) return [];
+  if (leaseRevision !== undefined && s.hostLostRevision !== undefined && s.hostLostRevision >= leaseRevision) return [];
   const out: DomainEventBody[] = [];
   if (s.pending) {
     out.push({
@@ -313,14 +325,14 @@ const decideHostLost = (s: DomainAggregate, hostId: string): DomainEventBody[] =
       },
     });
   }
-  const mayRun = isActive(s.observed.state) || s.pending?.op === 'start';
-  // A transient domain that never ran goes with its failed start.
-  if (mayRun && (s.persistent || isActive(s.observed.state))) out.push({ type: 'DomainHostLost', data: { hostId } });
+  if (s.persistent || isActive(s.observed.state)) {
+    out.push({ type: 'DomainHostLost', data: { hostId, ...(leaseRevision !== undefined ? { leaseRevision } : {}), desired: s.desired } });
+  }
   return out;
 };
 
 /** Does the domain want its guest running: what it asked for before its host was lost. */
-const wantsToRun = (s: DomainAggregate): boolean => isActive(s.desired);
+const wantsToRun = (s: DomainAggregate): boolean => isActive(s.desired) || s.evacuating?.start !== undefined;
 
 /**
  * Restarts, exactly once, a domain that asks for it on another host after its host was declared
@@ -333,9 +345,70 @@ const decideFailover = (s: DomainAggregate, cmd: Extract<DomainCommand, { type: 
   const moved = { ...s, hostId: cmd.hostId, placementEpoch };
   return [
     { type: 'DomainFailedOver', data: { fromHostId: cmd.fromHostId, hostId: cmd.hostId, placementEpoch } },
-    requestedEvent(moved, 'start', now, cmd.timeoutMs, { paused: s.desired === 'paused' }),
+    requestedEvent(moved, 'start', now, cmd.timeoutMs, { paused: (s.evacuating?.start ?? s.desired) === 'paused' }),
   ];
 };
+
+/** What a domain being taken off its host should do on the next one. */
+const startAfterMove = (s: DomainAggregate): 'running' | 'paused' | undefined => {
+  const wanted = s.pending ? s.desired : s.observed.state;
+  if (wanted === 'paused') return 'paused';
+  return isActive(wanted) ? 'running' : undefined;
+};
+
+/**
+ * host-evacuate, one domain: record the evacuation (with what the domain was doing), then stop its
+ * guest on the host. On a lost host the guest may still run, so only the operator's word that the
+ * host is off (`force`) lets the domain go. Repeating it changes nothing; a domain already moved, or
+ * on another host, is left alone. A transient domain would be gone once stopped: it is refused.
+ */
+const decideEvacuate = (s: DomainAggregate, cmd: Extract<DomainCommand, { type: 'evacuate' }>, now: Date): DomainEventBody[] => {
+  if (!s.exists || s.hostId !== cmd.fromHostId) return [];
+  if (!s.persistent) throw virtError('operation-invalid', `domain '${s.name}' is transient: stopping it to move it would remove it`);
+  const out: DomainEventBody[] = [];
+  if (s.hostLost) {
+    if (!cmd.force) {
+      throw virtError(
+        'operation-invalid',
+        `domain '${s.name}' is on host '${s.hostId}', which is lost: its guest may still run there; evacuate with --force once the host is known to be off`,
+        { hostId: s.hostId, hostLost: true },
+      );
+    }
+    const start = s.desired === 'paused' ? 'paused' : isActive(s.desired) ? 'running' : undefined;
+    if (!s.evacuating) out.push({ type: 'DomainEvacuationStarted', data: { fromHostId: cmd.fromHostId, ...(start ? { start } : {}) } });
+    out.push({ type: 'DomainStateObserved', data: { state: 'shutoff', reason: 'destroyed', cause: `host '${s.hostId}' lost; declared off by the operator` } });
+    return out;
+  }
+  if (!s.evacuating) {
+    const start = startAfterMove(s);
+    out.push({ type: 'DomainEvacuationStarted', data: { fromHostId: cmd.fromHostId, ...(start ? { start } : {}) } });
+  }
+  const destroying = s.pending?.op === 'destroy' && !pendingExpired(s.pending, now);
+  if ((isActive(s.observed.state) || s.pending !== null) && !destroying) out.push(...decideOperation('destroy', s, now, cmd.timeoutMs));
+  return out;
+};
+
+/**
+ * The second half of an evacuation: once the guest is stopped on the old host, ownership moves to
+ * `hostId` with a new epoch (so the old host's late word is refused), and the domain starts there if
+ * it ran before. Decided against the newest state, so it happens once however many ask.
+ */
+const decideEvacuateMove = (s: DomainAggregate, cmd: Extract<DomainCommand, { type: 'evacuate-move' }>, now: Date): DomainEventBody[] => {
+  if (!s.exists || !s.evacuating || s.hostId !== cmd.fromHostId || s.evacuating.fromHostId !== cmd.fromHostId || cmd.hostId === cmd.fromHostId) return [];
+  if (!evacuationStopped(s)) return [];
+  const placementEpoch = s.placementEpoch + 1;
+  const moved = { ...s, hostId: cmd.hostId, placementEpoch };
+  const start = s.evacuating.start;
+  return [
+    { type: 'DomainEvacuated', data: { fromHostId: cmd.fromHostId, hostId: cmd.hostId, placementEpoch } },
+    ...(start ? [requestedEvent(moved, 'start', now, cmd.timeoutMs, { paused: start === 'paused' })] : []),
+  ];
+};
+
+/** Being evacuated, with its guest known stopped on the old host and nothing in flight. */
+export const evacuationStopped = (s: DomainAggregate): boolean =>
+  s.exists && s.evacuating !== undefined && !s.hostLost && s.pending === null && !isActive(s.observed.state);
+
 
 /** A domain whose host was declared lost and that asks to be restarted elsewhere. */
 export const awaitsFailover = (s: DomainAggregate): boolean => s.exists && s.hostLost === true && restartsOnHostLoss(s.definition) && wantsToRun(s);
@@ -444,8 +517,13 @@ export const evolve = (s: DomainAggregate, e: Envelope<DomainEventBody>): Domain
       // records, and that failure settled the domain away; the start may still be booting the guest,
       // so the domain stays until the destroy reports.
       const superseding = !s.exists && s.removed && s.version === e.version;
+      // An operator who starts the guest again takes it out of an evacuation (the move's own start
+      // comes after the move, when nothing is being evacuated any more).
+      const { evacuating, ...rest } = base;
+      const keep = op === 'start' || op === 'resume' ? {} : evacuating ? { evacuating } : {};
       return {
-        ...base,
+        ...rest,
+        ...keep,
         ...(superseding ? { exists: true, removed: false } : {}),
         pending: {
           op,
@@ -492,17 +570,29 @@ export const evolve = (s: DomainAggregate, e: Envelope<DomainEventBody>): Domain
       });
     case 'DomainHostLost':
       // Not settled: a domain of unknown state is neither removed nor given its next definition.
-      return { ...base, hostLost: true, lastObserved: s.hostLost ? s.lastObserved : s.observed, observed: { state: 'nostate', reason: 'unknown' } };
-    case 'DomainFailedOver':
-      // The old host's guest is fenced: nothing runs until the new host starts it.
       return {
         ...base,
+        hostLost: true,
+        lastObserved: s.hostLost ? s.lastObserved : s.observed,
+        observed: { state: 'nostate', reason: 'unknown' },
+        desired: e.data.desired ?? s.desired,
+        ...(e.data.leaseRevision !== undefined ? { hostLostRevision: e.data.leaseRevision } : {}),
+      };
+    case 'DomainEvacuationStarted':
+      return { ...base, evacuating: { fromHostId: e.data.fromHostId, ...(e.data.start ? { start: e.data.start } : {}) } };
+    case 'DomainFailedOver':
+    case 'DomainEvacuated': {
+      // The old host's guest is fenced or stopped: nothing runs until the new host starts it.
+      const { evacuating: _done, ...rest } = base;
+      return {
+        ...rest,
         hostId: e.data.hostId,
         placementEpoch: e.data.placementEpoch,
         hostLost: false,
         observed: { state: 'shutoff', reason: 'unknown' },
         interfaces: [],
       };
+    }
     default:
       // A type this code does not know (written by a newer version, or by hand): the log is still
       // the truth, so the aggregate moves past it unchanged rather than stopping every reader on it.

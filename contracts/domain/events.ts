@@ -92,7 +92,13 @@ export const DomainEventBody = z.discriminatedUnion('type', [
      * an operator says it is off. Any operation in flight was recorded failed before it.
      */
     type: z.literal('DomainHostLost'),
-    data: z.object({ hostId: z.string() }),
+    data: z.object({
+      hostId: z.string(),
+      /** The expired lease revision this loss was decided on: one loss is recorded once per domain. */
+      leaseRevision: z.number().int().nonnegative().optional(),
+      /** What the domain asked for before the loss (an operation in flight fails with it). */
+      desired: DomainStateName.optional(),
+    }),
   }),
   z.object({
     /**
@@ -100,6 +106,20 @@ export const DomainEventBody = z.discriminatedUnion('type', [
      * `hostId` under a new ownership epoch, so anything the old host says or takes later is refused.
      */
     type: z.literal('DomainFailedOver'),
+    data: z.object({ fromHostId: z.string(), hostId: z.string(), placementEpoch: z.number().int().nonnegative() }),
+  }),
+  z.object({
+    /**
+     * An operator evacuates the domain's host: its guest is stopped there, then the domain moves to
+     * another host (and is started there when `start` says so). Recorded before anything is stopped,
+     * so a repeated or interrupted evacuation carries on with what the domain was doing.
+     */
+    type: z.literal('DomainEvacuationStarted'),
+    data: z.object({ fromHostId: z.string(), start: z.enum(['running', 'paused']).optional() }),
+  }),
+  z.object({
+    /** Moved off an evacuated host, its guest stopped there: ownership passes under a new epoch. */
+    type: z.literal('DomainEvacuated'),
     data: z.object({ fromHostId: z.string(), hostId: z.string(), placementEpoch: z.number().int().nonnegative() }),
   }),
   z.object({

@@ -19,7 +19,11 @@ const defined = (d = plain): Ev => ({ type: 'DomainDefined', data: { definition:
 const startRequested = (id: string): Ev => ({ type: 'DomainStartRequested', id, data: { hostId: 'h1', placementEpoch: 1, deadline: LIVE } });
 const started = (id: string): Ev => ({ type: 'DomainOperationCompleted', data: { op: 'start', taskId: id, observed: { state: 'running', reason: 'booted' } } });
 const running = (d = plain): Ev[] => [defined(d), startRequested('t1'), started('t1')];
-const hostLost: Ev = { type: 'DomainHostLost', data: { hostId: 'h1' } };
+const hostLost: Ev = { type: 'DomainHostLost', data: { hostId: 'h1', desired: 'running' } };
+const lostWanting = (desired: 'running' | 'shutoff' | 'paused', leaseRevision?: number): Ev => ({
+  type: 'DomainHostLost',
+  data: { hostId: 'h1', ...(leaseRevision !== undefined ? { leaseRevision } : {}), desired },
+});
 
 describe('a domain whose host is lost', () => {
   it('becomes unknown, never running, with what was known kept aside', () => {
@@ -36,7 +40,7 @@ describe('a domain whose host is lost', () => {
       .when({ type: 'host-lost', hostId: 'h1' }, NOW)
       .then([
         { type: 'DomainOperationFailed', data: { op: 'shutdown', taskId: 't2', error: { code: 'operation-failed', message: "host 'h1' was lost while operation 'shutdown' was in progress" } } },
-        hostLost,
+        lostWanting('shutoff'),
       ]);
     expect(after.pending).toBeNull();
     expect(after.lastError?.code).toBe('operation-failed');
@@ -53,8 +57,32 @@ describe('a domain whose host is lost', () => {
     expect(after).toMatchObject({ exists: true, hostLost: true, pending: null, observed: { state: 'nostate' } });
   });
 
-  it('a shut off domain with nothing in flight is known to be off and stays so', () => {
-    spec.given([defined()]).when({ type: 'host-lost', hostId: 'h1' }, NOW).thenNothing();
+  it('a shut off domain is unknown too (nothing on a lost host is known), last known shut off, and not restarted', () => {
+    const { after } = spec.given([defined(ha)]).when({ type: 'host-lost', hostId: 'h1', leaseRevision: 7 }, NOW).then([lostWanting('shutoff', 7)]);
+    expect(after).toMatchObject({ hostLost: true, observed: { state: 'nostate' }, lastObserved: { state: 'shutoff' }, hostLostRevision: 7 });
+    expect(awaitsFailover(after)).toBe(false);
+  });
+
+  it('one loss marks a domain once: declared off by the operator, it is not marked again for the same lease', () => {
+    const g = spec.given([...running(), lostWanting('running', 7), { type: 'DomainStateObserved', data: { state: 'shutoff', reason: 'destroyed' } }]);
+    g.when({ type: 'host-lost', hostId: 'h1', leaseRevision: 7 }, NOW).thenNothing();
+    // A later loss of the same host (it came back, then went again) marks it again.
+    g.when({ type: 'host-lost', hostId: 'h1', leaseRevision: 9 }, NOW).then([lostWanting('shutoff', 9)]);
+  });
+
+  it('an HA domain whose start was in flight fails it at once, and is still restarted elsewhere, once', () => {
+    const g = spec.given([defined(ha), startRequested('t1')]);
+    const { after } = g.when({ type: 'host-lost', hostId: 'h1' }, NOW).then([
+      { type: 'DomainOperationFailed', data: { op: 'start', taskId: 't1', error: { code: 'operation-failed', message: "host 'h1' was lost while operation 'start' was in progress" } } },
+      lostWanting('running'),
+    ]);
+    expect(after).toMatchObject({ pending: null, desired: 'running', lastError: { op: 'start', code: 'operation-failed' } });
+    expect(awaitsFailover(after)).toBe(true);
+    const moved = spec.given([defined(ha), startRequested('t1'), { type: 'DomainOperationFailed', data: { op: 'start', taskId: 't1', error: { code: 'operation-failed', message: 'lost' } } }, lostWanting('running')]);
+    moved.when({ type: 'failover', fromHostId: 'h1', hostId: 'h2', timeoutMs: 60_000 }, NOW).then([
+      { type: 'DomainFailedOver', data: { fromHostId: 'h1', hostId: 'h2', placementEpoch: 2 } },
+      { type: 'DomainStartRequested', data: { hostId: 'h2', placementEpoch: 2, deadline: '2025-01-01T00:11:00.000Z' } },
+    ]);
   });
 
   it('is marked once, and only for the host it is on', () => {
@@ -163,5 +191,56 @@ describe('the restart-on-host-loss setting in <metadata>', () => {
     expect(restartsOnHostLoss(again)).toBe(true);
     expect(again.metadata).toContain('app:owner');
     expect(withRestartOnHostLoss(again.metadata)).toBe(again.metadata);
+  });
+});
+
+describe('evacuating a host', () => {
+  const evacuate = { type: 'evacuate' as const, fromHostId: 'h1', force: false, timeoutMs: 60_000 };
+  const move = { type: 'evacuate-move' as const, fromHostId: 'h1', hostId: 'h2', timeoutMs: 60_000 };
+  const destroyRequested = (id: string): Ev => ({ type: 'DomainDestroyRequested', id, data: { hostId: 'h1', placementEpoch: 1, deadline: LIVE } });
+  const destroyed = (id: string): Ev => ({ type: 'DomainOperationCompleted', data: { op: 'destroy', taskId: id, observed: { state: 'shutoff', reason: 'destroyed' } } });
+  const started: Ev = { type: 'DomainEvacuationStarted', data: { fromHostId: 'h1', start: 'running' } };
+
+  it('records the evacuation with what the domain was doing, then stops its guest on the host', () => {
+    const { after } = spec.given(running()).when(evacuate, NOW).then([started, { type: 'DomainDestroyRequested', data: { hostId: 'h1', placementEpoch: 1, deadline: '2025-01-01T00:11:00.000Z' } }]);
+    expect(after.evacuating).toEqual({ fromHostId: 'h1', start: 'running' });
+    // Repeated (a second operator, a retry) while the stop is in flight: nothing more.
+    spec.given([...running(), started, destroyRequested('d1')]).when(evacuate, NOW).thenNothing();
+  });
+
+  it('moves only once the guest is stopped, under a new epoch, and starts it on the new host; exactly once', () => {
+    spec.given([...running(), started, destroyRequested('d1')]).when(move, NOW).thenNothing();
+    const g = spec.given([...running(), started, destroyRequested('d1'), destroyed('d1')]);
+    const { after } = g.when(move, NOW).then([
+      { type: 'DomainEvacuated', data: { fromHostId: 'h1', hostId: 'h2', placementEpoch: 2 } },
+      { type: 'DomainStartRequested', data: { hostId: 'h2', placementEpoch: 2, deadline: '2025-01-01T00:11:00.000Z' } },
+    ]);
+    expect(after).toMatchObject({ hostId: 'h2', placementEpoch: 2, pending: { op: 'start' } });
+    expect(after.evacuating).toBeUndefined();
+    spec.given([...running(), started, destroyRequested('d1'), destroyed('d1'), { type: 'DomainEvacuated', data: { fromHostId: 'h1', hostId: 'h2', placementEpoch: 2 } }])
+      .when({ ...move, hostId: 'h3' }, NOW)
+      .thenNothing();
+  });
+
+  it('a shut off domain just moves; a transient one is refused; one on another host is left alone', () => {
+    const { after } = spec.given([defined()]).when(evacuate, NOW).then([{ type: 'DomainEvacuationStarted', data: { fromHostId: 'h1' } }]);
+    expect(after.evacuating).toEqual({ fromHostId: 'h1' });
+    spec.given([defined(), { type: 'DomainEvacuationStarted', data: { fromHostId: 'h1' } }]).when(move, NOW).then([{ type: 'DomainEvacuated', data: { fromHostId: 'h1', hostId: 'h2', placementEpoch: 2 } }]);
+    spec.given([...running(), { type: 'DomainUndefined', data: { removed: false } }]).when(evacuate, NOW).thenThrows('operation-invalid', /transient/);
+    spec.given(running()).when({ ...evacuate, fromHostId: 'h9' }, NOW).thenNothing();
+  });
+
+  it('on a lost host only with the operator word that it is off', () => {
+    spec.given([...running(), hostLost]).when(evacuate, NOW).thenThrows('operation-invalid', /--force/);
+    const { after } = spec.given([...running(), hostLost]).when({ ...evacuate, force: true }, NOW).then([
+      started,
+      { type: 'DomainStateObserved', data: { state: 'shutoff', reason: 'destroyed', cause: "host 'h1' lost; declared off by the operator" } },
+    ]);
+    expect(after).toMatchObject({ hostLost: false, evacuating: { start: 'running' } });
+  });
+
+  it('an operator start on the old host takes the domain out of the evacuation', () => {
+    const g = spec.given([defined(), { type: 'DomainEvacuationStarted', data: { fromHostId: 'h1' } }, startRequested('t9')]);
+    expect(g.state.evacuating).toBeUndefined();
   });
 });

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { decideHost, decideRegister, evolveHost, initialHostState } from './decider.ts';
 import type { HostEventBody, RegisterHostRequest } from './events.ts';
 import { deciderSpec } from '../testing/decider-spec.ts';
+import type { Envelope } from '../envelope.ts';
 
 const spec = deciderSpec(
   { decide: decideRegister, evolve: evolveHost, initialState: () => initialHostState('h1') },
@@ -126,5 +127,38 @@ describe('host maintenance', () => {
   });
   it('an unknown host is refused', () => {
     mSpec.given().when({ type: 'maintenance', on: true }).thenThrows('no-host', "no host with id 'h1' has registered");
+  });
+});
+
+const envelopeOf = (e: HostEventBody) => ({ ...e, id: 'e', aggregateType: 'host', aggregateId: 'h1', time: '2025-01-01T00:00:00.000Z', commandId: 'c', correlationId: 'c', causationId: 'c', actor: 't', version: 0 }) as unknown as Envelope<HostEventBody>;
+
+describe('removing a host', () => {
+  const reg = { type: 'register' as const, hostId: 'h1', hostname: 'h1', instanceId: 'i1', agentVersion: '1', capabilities: { driver: 'test', domainTypes: ['test'], cpus: 1, memoryKiB: 1, features: {} }, leaseRevision: 1 };
+  const registered = () => {
+    let s = initialHostState('h1');
+    for (const data of decideHost(reg, s)) s = evolveHost(s, { ...envelopeOf(data), version: s.version + 1 });
+    return s;
+  };
+
+  it('refuses a host that still has domains, and removes an empty one once', () => {
+    const s = registered();
+    expect(() => decideHost({ type: 'remove', domains: 2 }, s)).toThrow(/still has 2 domain/);
+    const out = decideHost({ type: 'remove', domains: 0 }, s);
+    expect(out).toEqual([{ type: 'HostRemoved', data: { wasLost: false } }]);
+    const removed = evolveHost(s, { ...envelopeOf(out[0]!), version: s.version + 1 });
+    expect(decideHost({ type: 'remove', domains: 0 }, removed)).toEqual([]);
+  });
+
+  it('refuses a removed host that registers until it is readmitted, and never declares it lost', () => {
+    const s = registered();
+    const removed = evolveHost(s, { ...envelopeOf({ type: 'HostRemoved', data: { wasLost: false } }), version: s.version + 1 });
+    expect(() => decideHost({ ...reg, instanceId: 'i2', leaseRevision: 5 }, removed)).toThrow(/was removed; enroll it again/);
+    expect(decideHost({ type: 'lost', leaseRevision: 9, leaseWrittenAt: new Date().toISOString() }, removed)).toEqual([]);
+    const back = decideHost({ type: 'readmit' }, removed);
+    expect(back).toEqual([{ type: 'HostReadmitted', data: {} }]);
+    const readmitted = evolveHost(removed, { ...envelopeOf(back[0]!), version: removed.version + 1 });
+    expect(decideHost({ ...reg, instanceId: 'i2', leaseRevision: 5 }, readmitted).map((e) => e.type)).toEqual(['HostRegistered']);
+    expect(readmitted.maintenance).toBe(true);
+    expect(decideHost({ type: 'readmit' }, s)).toEqual([]);
   });
 });

@@ -18,6 +18,8 @@ export interface HostAggregate {
   leaseRevision?: number;
   /** In maintenance: no new domain is placed on it. */
   maintenance?: boolean;
+  /** Removed by an operator: registrations are refused until it is enrolled again. */
+  removed?: boolean;
 }
 
 export const initialHostState = (hostId: string): HostAggregate => ({
@@ -40,6 +42,7 @@ const sameRegistration = (s: HostAggregate, cmd: RegisterHostRequest) =>
  * grant to one process records nothing. A grant to a lost host records its return.
  */
 export const decideRegister = (cmd: RegisterHostRequest & { leaseRevision?: number }, s: HostAggregate): HostEventBody[] => {
+  requireNotRemoved(s);
   const revision = cmd.leaseRevision;
   const newGrant = revision !== undefined && revision !== (s.leaseRevision ?? 0);
   const out: HostEventBody[] = [];
@@ -64,18 +67,61 @@ export const decideRegister = (cmd: RegisterHostRequest & { leaseRevision?: numb
  * older than one a registration granted since (that grant may already have been renewed).
  */
 export const decideHostLost = (cmd: Extract<HostCommand, { type: 'lost' }>, s: HostAggregate): HostEventBody[] => {
-  if (!s.exists || s.lost || cmd.leaseRevision < (s.leaseRevision ?? 0)) return [];
+  if (!s.exists || s.removed || s.lost || cmd.leaseRevision < (s.leaseRevision ?? 0)) return [];
   return [{ type: 'HostLost', data: { leaseRevision: cmd.leaseRevision, leaseWrittenAt: cmd.leaseWrittenAt } }];
 };
+
+/** A removed host's credentials may still exist: it does not come back without an operator. */
+export const requireNotRemoved = (s: HostAggregate): void => {
+  if (s.removed) {
+    throw virtError('unauthorized', `host '${s.hostId}' was removed; enroll it again (virtplane host-enroll ${s.hostId} --rotate) before it may register`, {
+      hostId: s.hostId,
+      removed: true,
+    });
+  }
+};
+
+/**
+ * host-remove: only a host with no domains (evacuate it first; a lost one with --force, once it is
+ * known off). It is in maintenance first, so nothing new is placed on it while it is looked at.
+ */
+export const decideRemove = (domains: number, s: HostAggregate): HostEventBody[] => {
+  if (!s.exists) throw virtError('no-host', `no host with id '${s.hostId}' has registered`);
+  if (s.removed) return [];
+  if (domains > 0) {
+    throw virtError(
+      'operation-invalid',
+      `host '${s.hostId}' still has ${domains} domain(s): run 'host-evacuate ${s.hostId}'${s.lost ? ' --force (it is lost: once it is known to be off)' : ''} first`,
+      { hostId: s.hostId, domains },
+    );
+  }
+  return [{ type: 'HostRemoved', data: { wasLost: s.lost ?? false } }];
+};
+
+/** Enrolled again: a removed host may register; any other host records nothing. */
+export const decideReadmit = (s: HostAggregate): HostEventBody[] => (s.exists && s.removed ? [{ type: 'HostReadmitted', data: {} }] : []);
 
 /** Maintenance on or off; asking for what holds already records nothing. */
 export const decideMaintenance = (on: boolean, s: HostAggregate): HostEventBody[] => {
   if (!s.exists) throw virtError('no-host', `no host with id '${s.hostId}' has registered`);
+  requireNotRemoved(s);
   return (s.maintenance ?? false) === on ? [] : [{ type: 'HostMaintenanceSet', data: { on } }];
 };
 
-export const decideHost = (cmd: HostCommand, s: HostAggregate): HostEventBody[] =>
-  cmd.type === 'register' ? decideRegister(cmd, s) : cmd.type === 'lost' ? decideHostLost(cmd, s) : decideMaintenance(cmd.on, s);
+export const decideHost = (cmd: HostCommand, s: HostAggregate): HostEventBody[] => {
+  switch (cmd.type) {
+    case 'register':
+      return decideRegister(cmd, s);
+    case 'lost':
+      return decideHostLost(cmd, s);
+    case 'maintenance':
+      return decideMaintenance(cmd.on, s);
+    case 'remove':
+      return decideRemove(cmd.domains, s);
+    case 'readmit':
+      return decideReadmit(s);
+  }
+};
 
 export const evolveHost = (s: HostAggregate, e: Envelope<HostEventBody>): HostAggregate => {
   switch (e.type) {
@@ -95,6 +141,11 @@ export const evolveHost = (s: HostAggregate, e: Envelope<HostEventBody>): HostAg
       return { ...s, lost: true, lostAt: e.time, leaseRevision: Math.max(s.leaseRevision ?? 0, e.data.leaseRevision), version: e.version };
     case 'HostMaintenanceSet':
       return { ...s, maintenance: e.data.on, version: e.version };
+    case 'HostRemoved':
+      // Nothing of the host is kept in force: no lease, no loss to act on, no placement.
+      return { ...s, removed: true, lost: false, lostAt: null, maintenance: true, version: e.version };
+    case 'HostReadmitted':
+      return { ...s, removed: false, version: e.version };
     case 'HostReturned':
       return { ...s, lost: false, lostAt: null, instanceId: e.data.instanceId, leaseRevision: e.data.leaseRevision, version: e.version };
     default:

@@ -45,6 +45,19 @@ export const HostEventBody = z.discriminatedUnion('type', [
     data: z.object({ on: z.boolean() }),
   }),
   z.object({
+    /**
+     * An operator removed the host (it had no domains left). Its lease is gone and a registration
+     * under its id is refused until it is enrolled again.
+     */
+    type: z.literal('HostRemoved'),
+    data: z.object({ wasLost: z.boolean() }),
+  }),
+  z.object({
+    /** A removed host was enrolled again: it may register. */
+    type: z.literal('HostReadmitted'),
+    data: z.object({}),
+  }),
+  z.object({
     /** A lost host registered again and holds a new lease. */
     type: z.literal('HostReturned'),
     data: z.object({ instanceId: z.string(), leaseRevision: z.number().int().nonnegative() }),
@@ -56,10 +69,34 @@ export type HostEventBody = z.infer<typeof HostEventBody>;
 export type HostCommand =
   | ({ type: 'register'; leaseRevision: number } & RegisterHostRequest)
   | { type: 'lost'; leaseRevision: number; leaseWrittenAt: string }
-  | { type: 'maintenance'; on: boolean };
+  | { type: 'maintenance'; on: boolean }
+  | { type: 'remove'; domains: number }
+  | { type: 'readmit' };
 
 export const HostMaintenanceRequest = CommandHeader.extend({
   host: HostId,
   on: z.boolean(),
 });
 export type HostMaintenanceRequest = z.infer<typeof HostMaintenanceRequest>;
+
+export const HostRefRequest = CommandHeader.extend({ host: HostId });
+export type HostRefRequest = z.infer<typeof HostRefRequest>;
+
+export const HostEvacuateRequest = CommandHeader.extend({
+  host: HostId,
+  /** The host is lost and the operator says it is off: its domains of unknown state may go. */
+  force: z.boolean().optional(),
+});
+export type HostEvacuateRequest = z.infer<typeof HostEvacuateRequest>;
+
+/** What host-evacuate did with each of the host's domains. */
+export const EvacuationItem = z.object({
+  domainId: z.string(),
+  name: z.string(),
+  /** Where it is now (the evacuated host until it has moved). */
+  hostId: z.string(),
+  /** moving: stopped or being stopped there, to move; moved: on another host already; refused: see error. */
+  status: z.enum(['moving', 'moved', 'refused']),
+  error: z.string().optional(),
+});
+export type EvacuationItem = z.infer<typeof EvacuationItem>;

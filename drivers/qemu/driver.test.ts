@@ -177,6 +177,27 @@ describe.skipIf(!avail.ok)('QemuDriver with a real guest', () => {
   );
 
   it(
+    'a shutdown whose first ACPI press the guest misses presses again until the guest powers off',
+    async () => {
+      const driver = new QemuDriver({ stateDir, destroyGraceMs: 3000, acpiResendMs: 500 });
+      drivers.push(driver);
+      const d = def({ name: 'deaf', extraCmdline: 'vp.deaf=3' });
+      await driver.start(d);
+      track(driver, d.uuid);
+      const log = join(stateDir, 'qemu', d.uuid, 'console.log');
+      await waitForConsole(log, READY_MARKER, { timeoutMs: BOOT_MS });
+      const progress: string[] = [];
+      // Pressed while the guest does not listen: only a press after it does powers it off.
+      expect(await driver.shutdown(d, { signal: AbortSignal.timeout(60_000), progress: (m) => progress.push(m) })).toEqual({ state: 'shutoff', reason: 'shutdown' });
+      expect(progress.filter((m) => m === 'ACPI power button pressed again').length).toBeGreaterThanOrEqual(3);
+      const text = await readFile(log, 'utf8');
+      expect(text.indexOf('listening to the power button')).toBeLessThan(text.indexOf('power button pressed, powering off'));
+      expect(qemuProcessesFor(d.uuid)).toEqual([]);
+    },
+    2 * BOOT_MS,
+  );
+
+  it(
     'reports a guest that powers itself off, and one whose qemu is killed',
     async () => {
       const driver = newDriver();

@@ -70,6 +70,11 @@ export interface QemuDriverOptions {
   destroyGraceMs?: number;
   /** Deadline for a guest to power off when `shutdown()` gets no abort signal. */
   shutdownTimeoutMs?: number;
+  /**
+   * How often the ACPI power button is pressed again while a shutdown waits: a press the guest
+   * missed (it was still booting, or busy) is not the end of the shutdown, its deadline is.
+   */
+  acpiResendMs?: number;
   /** How long a freshly launched qemu gets to open its monitor socket. */
   startTimeoutMs?: number;
   /** Where VNC displays listen when the definition names no address. */
@@ -368,7 +373,15 @@ export class QemuDriver implements HypervisorDriver {
           opts.progress?.('sent ACPI power button; waiting for the guest to power off');
           await qmp.execute('system_powerdown');
           const deadline = opts.signal ? Infinity : (this.opts.shutdownTimeoutMs ?? 120_000);
-          await within(Promise.race([poweredOff, d.exited]), deadline, opts.signal, `shutdown of domain '${d.rec.name}'`);
+          const resend = setInterval(() => {
+            opts.progress?.('ACPI power button pressed again');
+            qmp.execute('system_powerdown').catch(() => undefined);
+          }, this.opts.acpiResendMs ?? 10_000);
+          try {
+            await within(Promise.race([poweredOff, d.exited]), deadline, opts.signal, `shutdown of domain '${d.rec.name}'`);
+          } finally {
+            clearInterval(resend);
+          }
           if (!d.alive) return this.stopped.get(d.uuid) ?? SHUTOFF_SHUTDOWN;
         }
         return this.applyLifecycle(d, def.onPoweroff, 'poweroff');

@@ -2,8 +2,8 @@ import type { KV } from '@nats-io/kv';
 import { decide, type DomainAggregate } from '../../contracts/domain/decider.ts';
 import type { DomainEventBody } from '../../contracts/domain/events.ts';
 import type { CommandMeta } from '../../contracts/envelope.ts';
-import { virtError } from '../../contracts/errors.ts';
-import { decideRegister, type HostAggregate } from '../../contracts/host/decider.ts';
+import { isVirtError, virtError } from '../../contracts/errors.ts';
+import { decideRegister, requireNotRemoved, type HostAggregate } from '../../contracts/host/decider.ts';
 import type { HostEventBody, RegisterHostRequest } from '../../contracts/host/events.ts';
 import type { ClaimRequest, ReportRequest } from '../../contracts/tasks.ts';
 import { withJsRetry } from '../../platform/js-retry.ts';
@@ -30,6 +30,8 @@ export class AgentReports {
    */
   async register(subjectHost: string, req: RegisterHostRequest, meta: CommandMeta): Promise<RegisterReply> {
     if (req.hostId !== subjectHost) throw virtError('unauthorized', `host '${subjectHost}' cannot register as '${req.hostId}'`);
+    // A removed host gets no lease at all: refused before one is written.
+    requireNotRemoved(await this.hosts.load(req.hostId));
     // The lease is granted first and its revision recorded: a loss decided against an older lease
     // then finds the host's aggregate moved on, and is decided again as stale.
     const lease: HostLiveness = { hostId: req.hostId, instanceId: req.instanceId, at: meta.now.toISOString(), activeDomains: 0, capabilities: req.capabilities };
@@ -44,7 +46,14 @@ export class AgentReports {
       leaseRevision = await withJsRetry('lease write', put);
     }
     // Each grant is its own command: a retried registration is granted (and recorded) anew.
-    const out = await this.hosts.execute(req.hostId, { ...meta, commandId: `${meta.commandId}:${leaseRevision}` }, (s) => decideRegister({ ...req, leaseRevision }, s));
+    let out;
+    try {
+      out = await this.hosts.execute(req.hostId, { ...meta, commandId: `${meta.commandId}:${leaseRevision}` }, (s) => decideRegister({ ...req, leaseRevision }, s));
+    } catch (e) {
+      // Removed between the look and the grant: the lease just written goes too, unless renewed since.
+      if (isVirtError(e) && e.code === 'unauthorized') await this.liveness.delete(req.hostId, { previousSeq: leaseRevision }).catch(() => undefined);
+      throw e;
+    }
     const returned = out.events.some((e) => e.type === 'HostReturned');
     return { hostId: req.hostId, version: out.version, leaseRevision, ...(returned ? { returned } : {}) };
   }

@@ -1,9 +1,8 @@
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { DEFAULT_TIMEOUT_MS } from '../../contracts/domain/commands.ts';
-import { awaitsFailover, evolve, initialDomainState, type DomainAggregate } from '../../contracts/domain/decider.ts';
+import { awaitsFailover, evacuationStopped, evolve, initialDomainState, type DomainAggregate } from '../../contracts/domain/decider.ts';
 import type { DomainEventBody } from '../../contracts/domain/events.ts';
-import { isActive } from '../../contracts/domain/state.ts';
 import type { CommandMeta, Envelope } from '../../contracts/envelope.ts';
 import { decideHostLost, evolveHost, initialHostState, type HostAggregate } from '../../contracts/host/decider.ts';
 import type { HostEventBody } from '../../contracts/host/events.ts';
@@ -77,6 +76,25 @@ export class HostMonitor {
   async reached(hostId: string, version: number, ms = 2000): Promise<boolean> {
     const end = Date.now() + ms;
     while ((this.hosts.get(hostId)?.version ?? 0) < version) {
+      if (Date.now() > end) return false;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return true;
+  }
+
+  /** The domains placed on a host, by the log as folded so far. */
+  domainsOn(hostId: string): DomainAggregate[] {
+    return [...this.domains.values()].filter((d) => d.hostId === hostId);
+  }
+
+  host(hostId: string): HostAggregate | undefined {
+    return this.hosts.get(hostId);
+  }
+
+  /** Resolves once this replica has folded the domain up to `version` (or after `ms`). */
+  async reachedDomain(domainId: string, version: number, ms = 2000): Promise<boolean> {
+    const end = Date.now() + ms;
+    while ((this.domains.get(domainId)?.version ?? 0) < version) {
       if (Date.now() > end) return false;
       await new Promise((r) => setTimeout(r, 10));
     }
@@ -169,7 +187,7 @@ export class HostMonitor {
         this.watchingSince = Math.max(this.watchingSince, now);
       }
       for (const h of [...this.hosts.values()]) {
-        if (!h.exists) continue;
+        if (!h.exists || h.removed) continue;
         try {
           if (h.lost) await this.actOnLost(h);
           else if (answers) await this.check(h, now);
@@ -177,6 +195,7 @@ export class HostMonitor {
           this.log.warn('host check failed; will look again', { hostId: h.hostId, error: String(e) });
         }
       }
+      await this.moveEvacuated();
     } finally {
       this.ticking = false;
     }
@@ -190,6 +209,31 @@ export class HostMonitor {
       return r.json<{ error?: unknown }>().error === undefined;
     } catch {
       return false;
+    }
+  }
+
+  /** Domains of an evacuated host whose guest is stopped there go to another host, each once. */
+  private async moveEvacuated(): Promise<void> {
+    for (const d of [...this.domains.values()]) {
+      if (!evacuationStopped(d) || d.hostId !== d.evacuating!.fromHostId) continue;
+      let target: string;
+      try {
+        target = this.scheduler.pick(d.definition!.type);
+      } catch (e) {
+        this.log.warn('no live host to move an evacuated domain to; will try again', { domainId: d.id, error: String(e) });
+        continue;
+      }
+      try {
+        const out = await this.commands.run(d.id, monitorMeta(`evacuate-move:${d.id}:${d.placementEpoch}`), {
+          type: 'evacuate-move',
+          fromHostId: d.hostId,
+          hostId: target,
+          timeoutMs: DEFAULT_TIMEOUT_MS.start,
+        });
+        if (out.version > d.version && !out.duplicate) this.log.info('evacuated domain moved', { domainId: d.id, from: d.hostId, to: target, started: out.taskId !== undefined });
+      } catch (e) {
+        this.log.warn('could not move an evacuated domain; will try again', { domainId: d.id, error: String(e) });
+      }
     }
   }
 
@@ -237,8 +281,9 @@ export class HostMonitor {
   private async actOnLost(h: HostAggregate): Promise<void> {
     for (const d of [...this.domains.values()]) {
       if (d.hostId !== h.hostId) continue;
-      if (!d.hostLost && (isActive(d.observed.state) || d.pending)) {
-        await this.commands.run(d.id, monitorMeta(`domain-host-lost:${d.id}:${h.hostId}:${h.leaseRevision ?? 0}`), { type: 'host-lost', hostId: h.hostId });
+      const revision = h.leaseRevision ?? 0;
+      if (!d.hostLost && (d.hostLostRevision ?? -1) < revision) {
+        await this.commands.run(d.id, monitorMeta(`domain-host-lost:${d.id}:${h.hostId}:${revision}`), { type: 'host-lost', hostId: h.hostId, leaseRevision: revision });
       } else if (awaitsFailover(d)) {
         await this.failover(d);
       }

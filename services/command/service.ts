@@ -1,8 +1,7 @@
 import type { Subscription } from '@nats-io/transport-node';
 import { AttachInterfaceRequest, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, StartDomainRequest } from '../../contracts/domain/commands.ts';
 import type { DomainOp } from '../../contracts/domain/events.ts';
-import { HostMaintenanceRequest, RegisterHostRequest } from '../../contracts/host/events.ts';
-import { decideMaintenance } from '../../contracts/host/decider.ts';
+import { RegisterHostRequest } from '../../contracts/host/events.ts';
 import { BUCKETS, QUEUES, subjects } from '../../contracts/subjects.ts';
 import { ClaimRequest, ReportRequest } from '../../contracts/tasks.ts';
 import { EventStore } from '../../platform/event-store.ts';
@@ -21,6 +20,7 @@ import { Repository } from './repository.ts';
 import { Scheduler } from './scheduler.ts';
 import { DEFAULT_LEASE_TIMINGS, HEARTBEAT_INTERVAL_MS, type HostLiveness, type LeaseTimings } from '../../contracts/host/liveness.ts';
 import { HostMonitor } from './host-monitor.ts';
+import { HostCommands } from './host-commands.ts';
 import { KvMirror } from '../../platform/kv-mirror.ts';
 import { provisionLiveness } from '../../platform/provision.ts';
 import { StorageService } from './storage-commands.ts';
@@ -93,15 +93,9 @@ export class CommandService {
     this.monitor = new HostMonitor(store, hosts, commands, scheduler, this.liveness, liveness, timings, log.child('hosts'), this.n.nc);
     await this.monitor.start();
     const monitor = this.monitor;
+    // Maintenance, and a removed host (always in maintenance), take no new domain.
     scheduler.excluded = (hostId) => monitor.inMaintenance(hostId);
-    this.subs.push(
-      ...api.serve('host', 'maintenance', HostMaintenanceRequest, async (r, meta) => {
-        const out = await hosts.execute(r.host, meta, (s) => decideMaintenance(r.on, s));
-        // Answered once this replica places by it; other replicas follow the log within moments.
-        await monitor.reached(r.host, out.version);
-        return { hostId: r.host, maintenance: out.state.maintenance ?? false, version: out.version };
-      }),
-    );
+    this.subs.push(...new HostCommands(hosts, commands, monitor, liveness, log.child('hosts')).serve(api));
     if (this.opts.dispatcher !== false) {
       this.dispatcher = new Dispatcher(this.n, store, log.child('dispatcher'));
       await this.dispatcher.start();

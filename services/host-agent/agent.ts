@@ -18,6 +18,8 @@ import { dropMovedGuests, GuestFence } from './fence.ts';
 import { HostLease } from './lease.ts';
 import { TaskJournal } from './task-journal.ts';
 import { ownDomains } from './own-domains.ts';
+import { resync, type ResyncHost } from './resync.ts';
+import { FenceGuard } from './fence-guard.ts';
 import { TaskWorker } from './task-worker.ts';
 import { contextFromTraceparent, inSpan } from '../../platform/telemetry.ts';
 
@@ -36,6 +38,10 @@ export interface HostAgentOptions {
   ackWaitMs?: number;
   /** The host devices a guest's interfaces got (and the addresses it took), reported as they change. */
   runtimeInterfaces?: (uuid: string) => Promise<RuntimeInterface[]>;
+  /** How often the full resync compares the hypervisor with the log (it also follows every task). */
+  resyncMs?: number;
+  /** Run a fence guard beside the agent, which kills the host's qemu guests if the agent dies (see fence-guard.ts). */
+  fenceGuard?: boolean;
 }
 
 export const agentConsumerName = (hostId: string) => `agent-${hostId}`;
@@ -62,6 +68,14 @@ export class HostAgent {
   private readonly byType = new Map<string, HypervisorDriver>();
   /** What was last said about each guest's interfaces, so only changes are reported. */
   private readonly reportedInterfaces = new Map<string, string>();
+  /** Tasks being run now, from the queue or by the resync: one never runs twice at once. */
+  private readonly inFlight = new Set<string>();
+  private resyncTimer: NodeJS.Timeout | null = null;
+  private syncing: Promise<void> | null = null;
+  private syncAgain = false;
+  private guard: FenceGuard | null = null;
+  /** When the agent last finished a task on each domain (only the recent ones are kept). */
+  private readonly touched = new Map<string, number>();
 
   constructor(
     private readonly n: Nats,
@@ -107,6 +121,10 @@ export class HostAgent {
   }
 
   async start(): Promise<void> {
+    if (this.opts.fenceGuard) {
+      this.guard = new FenceGuard(this.opts.stateDir, this.timings.fenceMs);
+      this.guard.start();
+    }
     const caps = await this.capabilities();
     this.lease = new HostLease(
       this.n,
@@ -140,7 +158,40 @@ export class HostAgent {
     this.heartbeat.unref();
     this.watchdog = setInterval(() => this.checkLease(), Math.max(20, Math.min(250, Math.floor(this.timings.fenceMs / 10))));
     this.watchdog.unref();
+    this.resyncTimer = setInterval(() => void this.requestResync(), this.opts.resyncMs ?? 30_000);
+    this.resyncTimer.unref();
     await this.worker.start();
+  }
+
+  /** Asks for a full resync; one runs at a time, and a request during one runs another after it. */
+  requestResync(): Promise<void> {
+    if (this.syncing) {
+      this.syncAgain = true;
+      return this.syncing;
+    }
+    this.syncing = (async () => {
+      do {
+        this.syncAgain = false;
+        if (!this.holdsLease) return;
+        await resync(this.n, this.resyncHost(), 2 * this.ackWaitMs, this.log).catch((e) => this.log.warn('resync failed; the next one tries again', { error: String(e) }));
+      } while (this.syncAgain);
+    })().finally(() => (this.syncing = null));
+    return this.syncing;
+  }
+
+  private resyncHost(): ResyncHost {
+    return {
+    hostId: this.opts.hostId,
+    driverFor: (type) => this.byType.get(type),
+    observe: (o) => this.observed(o),
+    actedRecently: (id) => Date.now() - (this.touched.get(id) ?? 0) < 2 * this.ackWaitMs,
+    knowsTask: (id) => this.inFlight.has(id) || this.journal.wasStarted(id) || this.journal.outcome(id) !== undefined,
+    runMissed: async (task) => {
+      if (this.inFlight.has(task.taskId) || !this.holdsLease) return;
+      this.log.warn('resync: running an operation whose task never reached this host', { taskId: task.taskId, op: task.op, domainId: task.domainId });
+      await this.claimAndRun(task, () => {});
+    },
+    };
   }
 
   /** The lease ran out: fence, whatever the connection and the beat are doing. */
@@ -213,6 +264,31 @@ export class HostAgent {
       m.ack();
       return;
     }
+    // The resync runs it already (it had not arrived): it is acknowledged once that has reported.
+    if (this.inFlight.has(task.taskId)) {
+      m.nak(1000);
+      return;
+    }
+    const outcome = await this.claimAndRun(task, () => m.working());
+    if (outcome === 'lease') m.nak(1000);
+    else m.ack();
+    void this.requestResync();
+  }
+
+  /** Claims a task and runs it; 'lease' when the lease was lost before it could start. */
+  private async claimAndRun(task: DomainTask, working: () => void): Promise<'done' | 'skipped' | 'lease'> {
+    this.inFlight.add(task.taskId);
+    try {
+      return await this.claimAndRunOnce(task, working);
+    } finally {
+      this.inFlight.delete(task.taskId);
+      const now = Date.now();
+      this.touched.set(task.domainId, now);
+      for (const [id, at] of this.touched) if (now - at > 2 * this.ackWaitMs) this.touched.delete(id);
+    }
+  }
+
+  private async claimAndRunOnce(task: DomainTask, working: () => void): Promise<'done' | 'skipped' | 'lease'> {
     const claim = await call<{ proceed: boolean; reason?: string }>(this.n.nc, subjects.agent(this.hostId, 'claim'), {
       taskId: task.taskId,
       domainId: task.domainId,
@@ -220,14 +296,10 @@ export class HostAgent {
     });
     if (!claim.proceed) {
       this.log.info('skipping a task that is no longer current', { taskId: task.taskId, op: task.op, reason: claim.reason });
-      m.ack();
-      return;
+      return 'skipped';
     }
-    if (!this.holdsLease) {
-      m.nak(1000);
-      return;
-    }
-    const report = await this.execute(task, m);
+    if (!this.holdsLease) return 'lease';
+    const report = await this.execute(task, working);
     // The lease ran out while the guest was being changed: it is fenced like the others.
     if (this.fenced) {
       const d = this.byType.get(task.definition.type);
@@ -235,10 +307,10 @@ export class HostAgent {
     }
     this.journal.markDone(task.taskId, report);
     await this.report(report);
-    m.ack();
+    return 'done';
   }
 
-  private async execute(task: DomainTask, m: JsMsg): Promise<ReportRequest> {
+  private async execute(task: DomainTask, working: () => void): Promise<ReportRequest> {
     const reportId = `${task.taskId}:outcome`;
     let driver: HypervisorDriver;
     try {
@@ -255,7 +327,7 @@ export class HostAgent {
     const deadline = Math.max(0, Date.parse(task.deadline) - Date.now());
     const overdue = AbortSignal.timeout(deadline);
     const signal = AbortSignal.any([this.worker.signal, overdue]);
-    const progress = setInterval(() => m.working(), Math.max(500, this.ackWaitMs / 3));
+    const progress = setInterval(working, Math.max(500, this.ackWaitMs / 3));
     const opts: OperationOptions = { signal, progress: (message) => this.log.info('progress', { taskId: task.taskId, message }) };
     try {
       const observed: ObservedState = await this.perform(driver, task, opts);
@@ -399,7 +471,10 @@ export class HostAgent {
   async stop(graceMs = 20_000): Promise<void> {
     if (this.heartbeat) clearInterval(this.heartbeat);
     if (this.watchdog) clearInterval(this.watchdog);
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    this.guard?.stop();
     await this.worker.stop(graceMs);
+    await this.syncing;
     for (const u of this.unsubscribe) u();
     await Promise.all(this.opts.drivers.map((d) => d.close()));
   }

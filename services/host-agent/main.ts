@@ -34,6 +34,10 @@ const cfg = loadConfig(
     testLatencyMs: z.coerce.number().int().min(0).max(600_000).default(0),
     /** What self-fencing does to running guests when the lease cannot be renewed in time. */
     fencePolicy: z.enum(['pause', 'destroy']).default('pause'),
+    /** How often the agent compares what its hypervisor runs with what the log wants, and repairs drift. */
+    resyncMs: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
+    /** How often a shutdown presses the ACPI power button again while the guest has not powered off. */
+    acpiResendMs: z.coerce.number().int().min(100).max(600_000).default(10_000),
     ...LeaseTimingFields,
   }),
 );
@@ -52,7 +56,7 @@ const lookupNetwork = async (name: string) => {
   if (!network.active) throw virtError('operation-invalid', `network '${name}' is not active`);
   return network.definition;
 };
-const { drivers, network, description } = await selectDrivers(cfg.driver, stateDir, lookupNetwork, cfg.testLatencyMs);
+const { drivers, network, description } = await selectDrivers(cfg.driver, stateDir, lookupNetwork, cfg.testLatencyMs, { acpiResendMs: cfg.acpiResendMs });
 log.info(`hypervisor drivers: ${description}`);
 const runtimeInterfaces = network
   ? async (uuid: string) => {
@@ -85,7 +89,7 @@ const runtimeInterfaces = network
   : undefined;
 const agent = new HostAgent(
   n,
-  { hostId: cfg.hostId, stateDir, drivers, ackWaitMs: cfg.ackWaitMs, timings: cfg, fencePolicy: cfg.fencePolicy, ...(runtimeInterfaces ? { runtimeInterfaces } : {}) },
+  { hostId: cfg.hostId, stateDir, drivers, ackWaitMs: cfg.ackWaitMs, timings: cfg, fencePolicy: cfg.fencePolicy, resyncMs: cfg.resyncMs, fenceGuard: drivers.some((d) => d.name === 'qemu'), ...(runtimeInterfaces ? { runtimeInterfaces } : {}) },
   log,
 );
 await agent.start();

@@ -15,6 +15,8 @@ export const toDomainView = (s: DomainAggregate, updatedAt: string): DomainView 
   desired: s.desired,
   observed: s.observed,
   ...(s.hostLost ? { hostLost: true, ...(s.lastObserved ? { lastObserved: s.lastObserved } : {}) } : {}),
+  placementEpoch: s.placementEpoch,
+  ...(s.evacuating ? { evacuating: s.evacuating } : {}),
   interfaces: s.interfaces ?? [],
   pending: s.pending,
   lastError: s.lastError,
@@ -32,6 +34,7 @@ export const toHostView = (s: HostAggregate): HostView => ({
   version: s.version,
   ...(s.lost ? { lost: true, lostAt: s.lostAt ?? null } : {}),
   ...(s.maintenance ? { maintenance: true } : {}),
+  ...(s.removed ? { removed: true } : {}),
 });
 
 export const toNetworkView = (s: NetworkAggregate, updatedAt: string): NetworkView => ({

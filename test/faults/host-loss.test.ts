@@ -1,68 +1,19 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { isVirtError } from '../../contracts/errors.ts';
-import { HA_ELEMENT } from '../../contracts/domain/ha.ts';
 import type { LifecycleEvent } from '../../contracts/lifecycle.ts';
 import { STREAMS, subjects } from '../../contracts/subjects.ts';
 import type { DomainView } from '../../contracts/views.ts';
 import { call } from '../../platform/rpc.ts';
 import { decodeJson } from '../../platform/nats.ts';
 import { startStack, testDriverState, type Stack } from '../fixtures/stack.ts';
+import { defineAndStart, domainEventCounts, hostEvents, hostOf, sleep, startTwoHosts, TIMING_ENV, TIMINGS, until } from '../fixtures/hosts.ts';
 import { startTcpProxy, type TcpProxy } from '../fixtures/tcp-proxy.ts';
 import { readLog } from './log-audit.ts';
 
-/**
- * Losing a host, with two agents (host-a, host-b) on this machine, each with its own state dir and
- * test driver. Short lease timings keep the test brief; they satisfy the same start-up check as the
- * defaults (TTL > fence + margin).
- */
-const TIMINGS = { renewMs: 250, fenceMs: 1500, leaseTtlMs: 3000, leaseMarginMs: 1000 };
-const TIMING_ENV = {
-  VIRTPLANE_RENEW_MS: String(TIMINGS.renewMs),
-  VIRTPLANE_FENCE_MS: String(TIMINGS.fenceMs),
-  VIRTPLANE_LEASE_TTL_MS: String(TIMINGS.leaseTtlMs),
-  VIRTPLANE_LEASE_MARGIN_MS: String(TIMINGS.leaseMarginMs),
-};
-const GIVE_UP_MS = 60_000;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-const until = async <T>(what: string, probe: () => Promise<T | undefined | false>, ms = GIVE_UP_MS): Promise<T> => {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe().catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
-    await sleep(100);
-  }
-};
-
-const startTwoHosts = async (agentAUrl?: string): Promise<Stack> => {
-  const s = await startStack({ services: [], env: TIMING_ENV });
-  await s.start('command');
-  await s.start('projector');
-  await s.start('host-agent', { VIRTPLANE_HOST_ID: 'host-a', ...(agentAUrl ? { VIRTPLANE_NATS_URL: agentAUrl } : {}) }, 'agent-a');
-  await s.start('host-agent', { VIRTPLANE_HOST_ID: 'host-b' }, 'agent-b');
-  return s;
-};
-
-const defineAndStart = async (s: Stack, name: string, ha: boolean, hostId = 'host-a'): Promise<DomainView> => {
-  await s.client.define({ definition: { name, memoryKiB: 65536, vcpus: 1, ...(ha ? { metadata: HA_ELEMENT } : {}) }, hostId });
-  const accepted = await s.client.start(name, { timeoutSeconds: 60 });
-  return s.client.outcome(accepted, 30_000);
-};
-
-const hostOf = async (s: Stack, hostId: string) => (await s.client.hosts()).find((h) => h.hostId === hostId);
+/** Losing a host, with two agents (host-a, host-b) on this machine, each with its own state dir and test driver. */
 
 /** Each HA domain's restarts, from the log: DomainFailedOver events per domain. */
-const failoversByDomain = async (s: Stack) => {
-  const counts = new Map<string, number>();
-  for (const c of await readLog(s.nats.nats, 'ev.domain.>')) {
-    for (const e of c.events) if (e.type === 'DomainFailedOver') counts.set(e.aggregateId, (counts.get(e.aggregateId) ?? 0) + 1);
-  }
-  return counts;
-};
-
-const hostEvents = async (s: Stack, hostId: string) => (await readLog(s.nats.nats, `ev.host.${hostId}`)).flatMap((c) => c.events);
+const failoversByDomain = (s: Stack) => domainEventCounts(s, 'DomainFailedOver');
 
 const lastLifecycle = async (s: Stack, hostId: string, domainId: string): Promise<LifecycleEvent> => {
   const m = await s.nats.nats.jsm.streams.getMessage(STREAMS.lifecycle, { last_by_subj: subjects.lifecycle(hostId, domainId) });

@@ -1,0 +1,75 @@
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PROJECT_ROOT } from '../../platform/config.ts';
+
+/**
+ * Guests outlive their agent by design (an agent restart must not stop them), so an agent that dies
+ * cannot fence its guests itself, and the control plane would restart its HA guests elsewhere while
+ * they still ran here. A small guard process, started by the agent and outliving it, fences for it:
+ * the agent writes a heartbeat file several times a second; when it has not been written for the
+ * fence timeout (the agent died, or stands still), the guard kills the host's qemu guests, before
+ * the lease can expire (TTL > fence + margin). An agent back within the fence timeout finds its
+ * guests as they were; like Proxmox's watchdog, one that stays away longer finds them fenced.
+ */
+export interface Heartbeat {
+  pid: number;
+  /** When the agent's watchdog last ran (it also fences itself on a lost lease, while it runs). */
+  tickAt: number;
+  fenceMs: number;
+}
+
+export const guardDir = (stateDir: string) => join(stateDir, 'fence-guard');
+export const heartbeatFile = (stateDir: string) => join(guardDir(stateDir), 'heartbeat.json');
+export const guardPidFile = (stateDir: string) => join(guardDir(stateDir), 'guard.pid');
+const GUARD_SCRIPT = join(PROJECT_ROOT, 'services', 'host-agent', 'fence-guard-main.ts');
+
+export const readHeartbeat = (stateDir: string): Heartbeat | undefined => {
+  try {
+    return JSON.parse(readFileSync(heartbeatFile(stateDir), 'utf8')) as Heartbeat;
+  } catch {
+    return undefined;
+  }
+};
+
+/** The agent's side: beats, and a guard running beside it (one per host; a running one is kept). */
+export class FenceGuard {
+  constructor(
+    private readonly stateDir: string,
+    private readonly fenceMs: number,
+  ) {
+    mkdirSync(guardDir(stateDir), { recursive: true });
+  }
+
+  /** Written atomically, so the guard never reads half a beat. */
+  beat(now = Date.now()): void {
+    const file = heartbeatFile(this.stateDir);
+    const body: Heartbeat = { pid: process.pid, tickAt: now, fenceMs: this.fenceMs };
+    writeFileSync(`${file}.tmp`, JSON.stringify(body));
+    renameSync(`${file}.tmp`, file);
+  }
+
+  private timer: NodeJS.Timeout | null = null;
+
+  /**
+   * Beats from now on, on a timer of its own (an event loop that stands still stops it too), and
+   * starts the guard unless one runs already (it checks that itself, under its pid file).
+   */
+  start(): void {
+    this.beat();
+    this.timer = setInterval(() => this.beat(), Math.max(20, Math.min(250, Math.floor(this.fenceMs / 10))));
+    this.timer.unref();
+    const child = spawn(process.execPath, ['--import', 'tsx', GUARD_SCRIPT, this.stateDir], {
+      cwd: PROJECT_ROOT,
+      detached: true,
+      stdio: 'ignore',
+      env: { ...process.env },
+    });
+    child.unref();
+  }
+
+  /** Stops beating: guests still running when the fence timeout has passed are fenced by the guard. */
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+}
