@@ -59,6 +59,7 @@ export class HostAgent {
   private beating = false;
   private beats = 0;
   private resyncing = false;
+  private reportingInterfaces = false;
   /** Fenced: the lease ran out, guests were stopped, and no task runs until a lease is held again. */
   private fenced = false;
   private fencing: Promise<void> = Promise.resolve();
@@ -448,7 +449,13 @@ export class HostAgent {
         await this.regained(false);
       }
       if (this.fenced) return;
-      await this.syncInterfaces().catch((e) => this.log.warn('could not report interfaces', { error: String(e) }));
+      // Beside the beat as well: a report waits on the command service, and the next renewal must not.
+      if (!this.reportingInterfaces) {
+        this.reportingInterfaces = true;
+        void this.syncInterfaces()
+          .catch((e) => this.log.warn('could not report interfaces', { error: String(e) }))
+          .finally(() => (this.reportingInterfaces = false));
+      }
       // Level-triggered: now and then, look for guests whose domain moved while nobody told this host.
       if (++this.beats % 10 === 0 && !this.resyncing) {
         // Beside the beat, never in its way: a renewal must not wait on a long resync.
