@@ -15,6 +15,7 @@ const SOURCES = {
   'host-agent': 'services/host-agent/main.ts',
   embedded: 'infra/embedded.ts',
   cli: 'cli/entry.ts',
+  'fence-guard': 'services/host-agent/fence-guard-main.ts',
 } as const;
 export type Program = keyof typeof SOURCES;
 

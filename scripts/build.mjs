@@ -25,6 +25,7 @@ const ENTRIES = {
   projector: 'services/projector/main.ts',
   'host-agent': 'services/host-agent/main.ts',
   embedded: 'infra/embedded.ts',
+  'fence-guard': 'services/host-agent/fence-guard-main.ts',
 };
 
 // zod carries error messages in 48 languages (a fifth of every bundle, compiled at each start);

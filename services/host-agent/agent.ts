@@ -1,3 +1,4 @@
+import { restartsOnHostLoss } from '../../contracts/domain/ha.ts';
 import { performance } from 'node:perf_hooks';
 import { randomUUID } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
@@ -40,7 +41,7 @@ export interface HostAgentOptions {
   runtimeInterfaces?: (uuid: string) => Promise<RuntimeInterface[]>;
   /** How often the full resync compares the hypervisor with the log (it also follows every task). */
   resyncMs?: number;
-  /** Run a fence guard beside the agent, which kills the host's qemu guests if the agent dies (see fence-guard.ts). */
+  /** Run a fence guard beside the agent, which kills the host's qemu guests of HA domains if the agent dies (see fence-guard.ts). */
   fenceGuard?: boolean;
 }
 
@@ -75,6 +76,8 @@ export class HostAgent {
   private syncing: Promise<void> | null = null;
   private syncAgain = false;
   private guard: FenceGuard | null = null;
+  /** Guests whose domain is restarted elsewhere when this host is lost: the only ones the guard fences. */
+  private readonly haGuests = new Set<string>();
   /** When the agent last finished a task on each domain (only the recent ones are kept). */
   private readonly touched = new Map<string, number>();
 
@@ -300,6 +303,7 @@ export class HostAgent {
       return 'skipped';
     }
     if (!this.holdsLease) return 'lease';
+    this.noteHa(task.definition.uuid, task.definition);
     const report = await this.execute(task, working);
     // The lease ran out while the guest was being changed: it is fenced like the others.
     if (this.fenced) {
@@ -405,6 +409,8 @@ export class HostAgent {
    */
   async reconcile(onlyUnknown = false): Promise<void> {
     const domains = await ownDomains(this.n, this.hostId);
+    for (const v of domains) this.noteHa(v.id, v.definition);
+    if (!onlyUnknown) this.guard?.fence(this.haGuests);
     for (const v of domains) {
       if (onlyUnknown && !v.hostLost) continue;
       const driver = this.byType.get(v.definition.type);
@@ -415,6 +421,11 @@ export class HostAgent {
         await this.observed({ uuid: v.id, ...actual, cause: 'found on agent start' });
       }
     }
+  }
+
+  private noteHa(uuid: string, def: Parameters<typeof restartsOnHostLoss>[0]): void {
+    if (restartsOnHostLoss(def)) this.haGuests.add(uuid);
+    else this.haGuests.delete(uuid);
   }
 
   /** Reports guests whose interfaces changed since last said: a device, or an address a lease gave. */

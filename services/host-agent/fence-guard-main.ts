@@ -5,7 +5,8 @@ import { guardDir, guardPidFile, readHeartbeat } from './fence-guard.ts';
 
 /**
  * The fence guard (see fence-guard.ts): `node fence-guard-main.ts <stateDir>`. Kills this host's qemu
- * guests once the agent's heartbeat is older than its fence timeout, and exits once there is neither
+ * guests of domains that are restarted elsewhere when the host is lost (all of them until the agent
+ * has said which) once the agent's heartbeat is older than its fence timeout, and exits once there is neither
  * an agent beating nor a guest to guard (the next agent starts another).
  */
 const stateDir = process.argv[2];
@@ -17,7 +18,7 @@ const alive = async (pid: number) => (await processState(pid)) === 'alive';
 
 /** Another guard already runs for this host: it is the one. */
 const other = Number(existsSync(guardPidFile(stateDir)) ? readFileSync(guardPidFile(stateDir), 'utf8') : 0);
-if (other > 0 && other !== process.pid && (await alive(other)) && (await processCmdline(other))?.some((a) => a.endsWith('fence-guard-main.ts'))) process.exit(0);
+if (other > 0 && other !== process.pid && (await alive(other)) && (await processCmdline(other))?.some((a) => a.endsWith('fence-guard-main.ts') || a.endsWith('fence-guard.mjs'))) process.exit(0);
 writeFileSync(guardPidFile(stateDir), String(process.pid));
 
 /** The qemu guests this host's driver started, each checked against its recorded command line. */
@@ -42,7 +43,8 @@ for (;;) {
   const fenceMs = hb?.fenceMs ?? 5000;
   const stale = !hb || Date.now() - hb.tickAt > fenceMs;
   if (stale) {
-    const running = await guests();
+    // Only guests that may be restarted elsewhere can ever run twice; the others wait for their agent.
+    const running = (await guests()).filter((g) => !hb?.fence || hb.fence.includes(g.uuid));
     for (const g of running) {
       try {
         process.kill(g.pid, 'SIGKILL');

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../../platform/config.ts';
+import { programArgs } from '../../platform/runtime.ts';
 
 /**
  * Guests outlive their agent by design (an agent restart must not stop them), so an agent that dies
@@ -17,12 +18,16 @@ export interface Heartbeat {
   /** When the agent's watchdog last ran (it also fences itself on a lost lease, while it runs). */
   tickAt: number;
   fenceMs: number;
+  /**
+   * The guests the guard kills: those whose domain is restarted on another host when this one is
+   * lost. Absent until the agent knows, and then every guest is fenced.
+   */
+  fence?: string[];
 }
 
 export const guardDir = (stateDir: string) => join(stateDir, 'fence-guard');
 export const heartbeatFile = (stateDir: string) => join(guardDir(stateDir), 'heartbeat.json');
 export const guardPidFile = (stateDir: string) => join(guardDir(stateDir), 'guard.pid');
-const GUARD_SCRIPT = join(PROJECT_ROOT, 'services', 'host-agent', 'fence-guard-main.ts');
 
 export const readHeartbeat = (stateDir: string): Heartbeat | undefined => {
   try {
@@ -44,12 +49,18 @@ export class FenceGuard {
   /** Written atomically, so the guard never reads half a beat. */
   beat(now = Date.now()): void {
     const file = heartbeatFile(this.stateDir);
-    const body: Heartbeat = { pid: process.pid, tickAt: now, fenceMs: this.fenceMs };
+    const body: Heartbeat = { pid: process.pid, tickAt: now, fenceMs: this.fenceMs, ...(this.fenced ? { fence: [...this.fenced] } : {}) };
     writeFileSync(`${file}.tmp`, JSON.stringify(body));
     renameSync(`${file}.tmp`, file);
   }
 
   private timer: NodeJS.Timeout | null = null;
+  private fenced: Set<string> | null = null;
+
+  /** From now on only these guests are fenced (the agent has learnt which domains ask for it). */
+  fence(uuids: Set<string>): void {
+    this.fenced = uuids;
+  }
 
   /**
    * Beats from now on, on a timer of its own (an event loop that stands still stops it too), and
@@ -59,7 +70,7 @@ export class FenceGuard {
     this.beat();
     this.timer = setInterval(() => this.beat(), Math.max(20, Math.min(250, Math.floor(this.fenceMs / 10))));
     this.timer.unref();
-    const child = spawn(process.execPath, ['--import', 'tsx', GUARD_SCRIPT, this.stateDir], {
+    const child = spawn(process.execPath, [...programArgs('fence-guard'), this.stateDir], {
       cwd: PROJECT_ROOT,
       detached: true,
       stdio: 'ignore',
