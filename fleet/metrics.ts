@@ -31,13 +31,16 @@ export const varz = async (monitorUrl: string): Promise<Varz> => (await (await f
 export interface Window {
   seconds: number;
   serverCpuPct: number;
+  /** CPU share of other processes watched over the window, by name. */
+  cpuPct: Record<string, number>;
   inMsgsPerSec: number;
   outMsgsPerSec: number;
 }
 
-export const startWindow = async (serverPid: number, monitorUrl: string) => {
+export const startWindow = async (serverPid: number, monitorUrl: string, others: Record<string, number> = {}) => {
   const t0 = performance.now();
   const cpu0 = cpuSeconds(serverPid);
+  const others0 = Object.fromEntries(Object.entries(others).map(([k, pid]) => [k, pid === process.pid ? process.cpuUsage() : cpuSeconds(pid)]));
   const v0 = await varz(monitorUrl);
   return async (): Promise<Window> => {
     const seconds = (performance.now() - t0) / 1000;
@@ -45,6 +48,14 @@ export const startWindow = async (serverPid: number, monitorUrl: string) => {
     return {
       seconds,
       serverCpuPct: ((cpuSeconds(serverPid) - cpu0) / seconds) * 100,
+      cpuPct: Object.fromEntries(
+        Object.entries(others).map(([k, pid]) => {
+          const before = others0[k]!;
+          // This process is read through Node: /proc would count the same, but cpuUsage needs no parsing.
+          const used = typeof before === 'number' ? cpuSeconds(pid) - before : ((u) => (u.user + u.system) / 1e6)(process.cpuUsage(before));
+          return [k, (used / seconds) * 100];
+        }),
+      ),
       inMsgsPerSec: (v1.in_msgs - v0.in_msgs) / seconds,
       outMsgsPerSec: (v1.out_msgs - v0.out_msgs) / seconds,
     };

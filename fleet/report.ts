@@ -12,6 +12,7 @@ export const formatResult = (r: FleetResult): string => {
     out.push(
       `lease renewals: ${r.steady.renewalsPerSec.toFixed(0)}/s sustained (${r.steady.expectedRenewalsPerSec.toFixed(0)}/s expected) over ${r.steady.seconds.toFixed(0)} s`,
       `nats-server: ${r.steady.serverCpuPct.toFixed(1)}% CPU, ${r.steady.inMsgsPerSec.toFixed(0)} msgs/s in, ${r.steady.outMsgsPerSec.toFixed(0)} out; idle baseline ${r.idle.serverCpuPct.toFixed(1)}% CPU, ${r.idle.inMsgsPerSec.toFixed(0)} msgs/s in`,
+      `steady CPU: ${Object.entries(r.steady.cpuPct).map(([k, v]) => `${k} ${v.toFixed(1)}%`).join(', ')}`,
     );
   }
   out.push(`RSS MiB: nats-server ${r.rssMiB.nats.toFixed(0)}, command ${r.rssMiB.command.toFixed(0)}, projector ${r.rssMiB.projector.toFixed(0)}, simulator ${r.rssMiB.simulator.toFixed(0)}`);

@@ -89,12 +89,14 @@ export const runFleet = async (o: RunOptions): Promise<FleetResult> => {
     await fleet.startPlanned();
     const startS = (performance.now() - t) / 1000;
 
+    const pid = (name: 'command' | 'projector') => fleet.cp.services.get(name)!.child.pid!;
     let steady: FleetResult['steady'];
     let list: ListTiming | undefined;
     if (o.duration > 0) {
       o.progress(`steady state for ${o.duration} s`);
       const w0 = await kvWrites(fleet);
-      const end = await startWindow(fleet.cp.server.pid, fleet.cp.monitorUrl);
+      const pids = { command: pid('command'), projector: pid('projector'), simulator: process.pid };
+      const end = await startWindow(fleet.cp.server.pid, fleet.cp.monitorUrl, pids);
       await new Promise((r) => setTimeout(r, o.duration * 1000));
       const w = await end();
       const renewals = (await kvWrites(fleet)) - w0;
@@ -103,7 +105,6 @@ export const runFleet = async (o: RunOptions): Promise<FleetResult> => {
       list = await timeList(fleet);
       o.progress(`list of ${list.domains} domains: first page ${list.firstPageMs.toFixed(1)} ms, all ${list.fullMs.toFixed(1)} ms (${list.pages} pages)`);
     }
-    const pid = (name: 'command' | 'projector') => fleet.cp.services.get(name)!.child.pid!;
     const rss = { nats: rssMiB(fleet.cp.server.pid), command: rssMiB(pid('command')), projector: rssMiB(pid('projector')), simulator: process.memoryUsage().rss / 2 ** 20 };
 
     const losses = o.kill > 0 ? await fleet.lose(o.kill, 300, o.recoveryTimeoutMs) : [];
