@@ -10,7 +10,7 @@ import { connectNats, type Nats } from '../platform/nats.ts';
 import { startControlPlane, type ControlPlane } from './control-plane.ts';
 import { startHosts, type SimulatedHost } from './hosts.ts';
 import { hostIdOf, planDomains, type PlannedDomain } from './plan.ts';
-import { FleetWatch } from './watch.ts';
+import { RestartWatch } from './watch.ts';
 
 export interface FleetOptions {
   hosts: number;
@@ -29,7 +29,7 @@ export interface FleetOptions {
   progress: (line: string) => void;
 }
 
-/** One lost host: when it was cut off, when the control plane declared it lost, its HA guests' restarts. */
+/** One lost host: when it was cut off, when the control plane declared it lost, its HA guests' restarts (ms since the epoch). */
 export interface Loss {
   hostId: string;
   cutAt: number;
@@ -49,7 +49,6 @@ export class Fleet {
     readonly cp: ControlPlane,
     readonly client: VirtplaneClient,
     private readonly clientNats: Nats,
-    readonly watch: FleetWatch,
     readonly hosts: SimulatedHost[],
     private readonly stateRoot: string,
   ) {
@@ -64,14 +63,16 @@ export class Fleet {
       await beforeHosts(cp);
       const clientNats = await connectNats(cp.server.url, 'fleet-client');
       const client = VirtplaneClient.over(clientNats, { actor: 'fleet', requestTimeoutMs: 60_000 });
-      const watch = new FleetWatch(cp.admin);
       const log = createLogger('fleet.agent', opts.agentLogLevel);
       const t0 = performance.now();
       const ids = Array.from({ length: opts.hosts }, (_, i) => hostIdOf(i));
       const hosts = await startHosts(cp.server.url, ids, stateRoot, opts.timings, log, 32, (n) => {
         if (n % 100 === 0 || n === ids.length) opts.progress(`hosts started: ${n}/${ids.length} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
       });
-      return new Fleet(opts, cp, client, clientNats, watch, hosts, stateRoot);
+      const fleet = new Fleet(opts, cp, client, clientNats, hosts, stateRoot);
+      process.once('SIGINT', fleet.onSignal);
+      process.once('SIGTERM', fleet.onSignal);
+      return fleet;
     } catch (e) {
       await cp.stop();
       await rm(stateRoot, { recursive: true, force: true });
@@ -99,18 +100,26 @@ export class Fleet {
     });
   }
 
-  /** Starts the planned running domains and waits until their hosts run them all. */
-  async startPlanned(): Promise<void> {
+  /** Starts the planned running domains and waits until their hosts run them all (or nothing moved for `stallMs`). */
+  async startPlanned(stallMs = 120_000): Promise<void> {
     const running = this.plan.filter((d) => d.running && this.ids.has(d.name));
     await this.each(running, 'start accepted', (d) => this.client.start(d.name).then(() => undefined));
     const t0 = performance.now();
     let last = 0;
+    let best = -1;
+    let movedAt = performance.now();
     for (;;) {
-      const n = (await Promise.all(this.hosts.map((h) => h.guests()))).reduce((a, g) => a + g.filter((x) => x.state === 'running').length, 0);
-      if (n >= running.length) break;
+      const runningNow = new Set((await Promise.all(this.hosts.map((h) => h.guests()))).flat().filter((g) => g.state === 'running').map((g) => g.uuid));
+      if (runningNow.size >= running.length) break;
+      if (runningNow.size > best) [best, movedAt] = [runningNow.size, performance.now()];
+      if (performance.now() - movedAt > stallMs) {
+        const missing = running.filter((d) => !runningNow.has(this.ids.get(d.name)!));
+        const views = await Promise.all(missing.slice(0, 5).map((d) => this.client.get(d.name).catch((e: Error) => e.message)));
+        throw new Error(`${missing.length} started domains never ran, e.g. ${JSON.stringify(views)}`);
+      }
       if (performance.now() - last > 2000) {
         last = performance.now();
-        this.opts.progress(`guests running: ${n}/${running.length} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+        this.opts.progress(`guests running: ${runningNow.size}/${running.length} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
       }
       await new Promise((r) => setTimeout(r, 200));
     }
@@ -150,35 +159,50 @@ export class Fleet {
       if (h.lost || victims.includes(h)) continue;
       victims.push(h);
     }
+    const watch = new RestartWatch(this.client);
+    // The feed's consumer starts with the first read: give it a moment before anything happens.
+    await new Promise((r) => setTimeout(r, 500));
     const losses: Loss[] = [];
     for (const h of victims) {
       const haNames = new Set(this.plan.filter((d) => d.hostId === h.hostId && d.ha && d.running).map((d) => d.name));
       const guests = (await h.guests()).filter((g) => haNames.has(g.name)).map((g) => ({ domainId: g.uuid, name: g.name }));
       await h.lose();
-      losses.push({ hostId: h.hostId, cutAt: performance.now(), guests });
+      losses.push({ hostId: h.hostId, cutAt: Date.now(), guests });
       if (spacingMs > 0) await new Promise((r) => setTimeout(r, spacingMs));
     }
-    const end = performance.now() + timeoutMs;
-    for (;;) {
-      let pending = 0;
-      for (const l of losses) {
-        l.lostAt ??= this.watch.hostLostAt.get(l.hostId);
-        if (l.lostAt === undefined) pending++;
-        for (const g of l.guests) {
-          if (g.restartedAt !== undefined) continue;
-          const r = this.watch.restartedAt(g.domainId, l.hostId, l.cutAt);
-          if (r) Object.assign(g, { restartedAt: r.at, on: r.hostId });
-          else pending++;
+    const end = Date.now() + timeoutMs;
+    try {
+      for (let round = 0; ; round++) {
+        let pending = 0;
+        // The host list is a scan of every domain on the projector: asked once a second, not more.
+        const views = losses.some((l) => l.lostAt === undefined) && round % 10 === 0 ? new Map((await this.client.hosts({ pageSize: 1000 })).map((v) => [v.hostId, v])) : undefined;
+        for (const l of losses) {
+          // When the control plane recorded the loss, by its own clock (this machine's).
+          const lostAt = views?.get(l.hostId)?.lostAt;
+          if (l.lostAt === undefined && lostAt) l.lostAt = Date.parse(lostAt);
+          if (l.lostAt === undefined) pending++;
+          for (const g of l.guests) {
+            if (g.restartedAt !== undefined) continue;
+            const r = watch.restartedAt(g.domainId, l.hostId);
+            if (r) Object.assign(g, { restartedAt: r.at, on: r.hostId });
+            else pending++;
+          }
         }
+        if (pending === 0 || Date.now() > end) break;
+        await new Promise((r) => setTimeout(r, 100));
       }
-      if (pending === 0 || performance.now() > end) break;
-      await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      await watch.stop();
     }
     return losses;
   }
 
+  /** Interrupted: the services and the server it started go with it. */
+  private readonly onSignal = () => void this.stop().finally(() => process.exit(130));
+
   async stop(): Promise<void> {
-    this.watch.stop();
+    process.off('SIGINT', this.onSignal);
+    process.off('SIGTERM', this.onSignal);
     for (let i = 0; i < this.hosts.length; i += 50) await Promise.all(this.hosts.slice(i, i + 50).map((h) => h.stop()));
     await this.clientNats.close();
     await this.cp.stop();

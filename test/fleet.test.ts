@@ -34,6 +34,16 @@ describe('fleet simulator', () => {
     expect(fleet.plan.filter((d) => d.hostId === losses[0]!.hostId && d.running && !d.ha)).toHaveLength(2);
     expect(check).toEqual({ notDeclaredLost: [], haNotRunningInViews: [], haNotRunningOnceOnDrivers: [], plainNotUnknown: [], shownRunningOnLostHost: [], onTwoHosts: [], viewDriverMismatch: [] });
 
+    // Lists of one host (what each agent asks for its own guests) follow a domain to its new host.
+    for (const l of losses) {
+      const left = (await fleet.client.list({ all: true, host: l.hostId })).map((v) => v.name);
+      for (const g of l.guests) {
+        expect(left).not.toContain(g.name);
+        expect((await fleet.client.list({ all: true, host: g.on! })).map((v) => v.name)).toContain(g.name);
+      }
+      expect(left.sort()).toEqual(fleet.plan.filter((d) => d.hostId === l.hostId && !d.ha).map((d) => d.name).sort());
+    }
+
     // The log: HostLost once per lost host and for no other; each HA guest failed over once.
     const lostEvents = (await readLog(fleet.cp.admin, 'ev.host.>')).flatMap((c) => c.events.filter((e) => e.type === 'HostLost').map((e) => e.aggregateId));
     expect(lostEvents.sort()).toEqual(losses.map((l) => l.hostId).sort());
