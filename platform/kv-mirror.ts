@@ -93,12 +93,15 @@ export class KvMirror<T> {
 
   /** A bucket made anew (another creation time, or revisions behind what was seen): read it from its start. */
   private async verify(): Promise<void> {
+    // Taken before asking: on a busy bucket the watch goes on past the revision the answer carries,
+    // and a revision seen after the question is no sign of a bucket made anew.
+    const seen = this.lastRevision;
     const status = await this.kv.status().catch(() => null);
     if (!status || this.stopped) return;
     // A creation time not learnt at the start (the cluster was electing) is learnt now, not taken
     // for a new bucket.
     if (this.created === null) this.created = status.streamInfo.created;
-    if (status.streamInfo.created === this.created && status.streamInfo.state.last_seq >= this.lastRevision) return;
+    if (status.streamInfo.created === this.created && status.streamInfo.state.last_seq >= seen) return;
     const old = this.watch;
     // Detach first, so the old watch ending does not start a second follower.
     this.watch = null;
