@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { BUCKETS } from '../contracts/subjects.ts';
 import type { ControlPlane } from './control-plane.ts';
 import { Fleet, type Loss } from './fleet.ts';
@@ -30,6 +31,12 @@ export interface FleetResult {
   rssMiB: { nats: number; command: number; projector: number; simulator: number };
   listBaseline?: ListTiming;
   list?: ListTiming;
+  /** Planned running domains that never ran (their host was declared lost meanwhile, say). */
+  notRunning: number;
+  /** Hosts declared lost that nobody cut off: their agents did not renew in time. */
+  spuriouslyLost: string[];
+  /** This process's event-loop delay over the run: late timers here are late renewals. */
+  loopDelayMs: { p99: number; max: number };
   losses: Loss[];
   detectMs: { p50: number; p99: number; max: number; samples: number };
   restartMs: { p50: number; p99: number; max: number; samples: number };
@@ -69,6 +76,8 @@ export const runFleet = async (o: RunOptions): Promise<FleetResult> => {
     idle = await end();
     o.progress(`idle control plane: nats-server ${idle.serverCpuPct.toFixed(1)}% CPU, ${idle.inMsgsPerSec.toFixed(0)} msgs/s in`);
   };
+  const loop = monitorEventLoopDelay({ resolution: 20 });
+  loop.enable();
   let t = performance.now();
   const fleet = await Fleet.start(o, o.duration > 0 ? idleBaseline : undefined);
   try {
@@ -86,7 +95,7 @@ export const runFleet = async (o: RunOptions): Promise<FleetResult> => {
     await fleet.define(firstBatch, o.domains);
     defineS += (performance.now() - t) / 1000;
     t = performance.now();
-    await fleet.startPlanned();
+    const notRunning = await fleet.startPlanned();
     const startS = (performance.now() - t) / 1000;
 
     const pid = (name: 'command' | 'projector') => fleet.cp.services.get(name)!.child.pid!;
@@ -111,6 +120,9 @@ export const runFleet = async (o: RunOptions): Promise<FleetResult> => {
     const detect = losses.filter((l) => l.lostAt !== undefined).map((l) => l.lostAt! - l.cutAt);
     const restart = losses.flatMap((l) => l.guests.filter((g) => g.restartedAt !== undefined).map((g) => g.restartedAt! - l.cutAt));
     const check = o.kill > 0 ? await checkFleet(fleet, losses) : undefined;
+    const cut = new Set(losses.map((l) => l.hostId));
+    const spuriouslyLost = (await fleet.client.hosts({ pageSize: 1000 })).filter((h) => h.lost && !cut.has(h.hostId)).map((h) => h.hostId);
+    loop.disable();
     return {
       hosts: o.hosts,
       domains: o.domains,
@@ -122,6 +134,9 @@ export const runFleet = async (o: RunOptions): Promise<FleetResult> => {
       ...(idle ? { idle } : {}),
       ...(steady ? { steady } : {}),
       rssMiB: rss,
+      notRunning,
+      spuriouslyLost,
+      loopDelayMs: { p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 },
       ...(listBaseline ? { listBaseline } : {}),
       ...(list ? { list } : {}),
       losses,
