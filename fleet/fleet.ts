@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VirtplaneClient } from '../client/index.ts';
 import { HA_ELEMENT } from '../contracts/domain/ha.ts';
+import { isVirtError } from '../contracts/errors.ts';
 import type { LeaseTimings } from '../contracts/host/liveness.ts';
 import { createLogger } from '../platform/log.ts';
 import { connectNats, type Nats } from '../platform/nats.ts';
@@ -44,6 +45,8 @@ export interface Loss {
 export class Fleet {
   readonly plan: PlannedDomain[];
   readonly ids = new Map<string, string>();
+  /** Domains defined elsewhere than planned, their planned host having been declared lost. */
+  replaced = 0;
   private constructor(
     readonly opts: FleetOptions,
     readonly cp: ControlPlane,
@@ -92,11 +95,17 @@ export class Fleet {
    */
   async define(from: number, to: number): Promise<void> {
     await this.each(this.plan.slice(from, to), 'defined', async (d) => {
-      const accepted = await this.client.define({
-        definition: { name: d.name, type: 'test', memoryKiB: 65536, vcpus: 1, ...(d.ha ? { metadata: HA_ELEMENT } : {}) },
-        hostId: d.hostId,
-      });
-      this.ids.set(d.name, accepted.domainId);
+      const definition = { name: d.name, type: 'test', memoryKiB: 65536, vcpus: 1, ...(d.ha ? { metadata: HA_ELEMENT } : {}) };
+      try {
+        this.ids.set(d.name, (await this.client.define({ definition, hostId: d.hostId })).domainId);
+      } catch (e) {
+        // Its host was declared lost meanwhile (it did not renew in time): placed wherever the scheduler says.
+        if (!(isVirtError(e) && e.code === 'no-host')) throw e;
+        const accepted = await this.client.define({ definition });
+        this.ids.set(d.name, accepted.domainId);
+        d.hostId = (await this.client.get(accepted.domainId, { minVersion: accepted.version })).hostId;
+        this.replaced++;
+      }
     });
   }
 
@@ -169,7 +178,7 @@ export class Fleet {
     await new Promise((r) => setTimeout(r, 500));
     const losses: Loss[] = [];
     for (const h of victims) {
-      const haNames = new Set(this.plan.filter((d) => d.hostId === h.hostId && d.ha && d.running).map((d) => d.name));
+      const haNames = new Set(this.plan.filter((d) => d.ha && d.running).map((d) => d.name));
       const guests = (await h.guests()).filter((g) => haNames.has(g.name)).map((g) => ({ domainId: g.uuid, name: g.name }));
       await h.lose();
       losses.push({ hostId: h.hostId, cutAt: Date.now(), guests });

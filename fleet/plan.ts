@@ -6,6 +6,7 @@
 export interface PlannedDomain {
   index: number;
   name: string;
+  /** Where it was defined: the planned host, or where the scheduler put it if that host was lost. */
   hostId: string;
   ha: boolean;
   running: boolean;

@@ -16,7 +16,7 @@ export const formatResult = (r: FleetResult): string => {
     );
   }
   out.push(`simulator event-loop delay: p99 ${r.loopDelayMs.p99.toFixed(0)} ms, max ${r.loopDelayMs.max.toFixed(0)} ms`);
-  if (r.notRunning || r.spuriouslyLost.length) out.push(`not cut off but declared lost: ${r.spuriouslyLost.length} hosts (${r.spuriouslyLost.slice(0, 5).join(', ')}); started domains never running: ${r.notRunning}`);
+  if (r.notRunning || r.replaced || r.spuriouslyLost.length) out.push(`not cut off but declared lost: ${r.spuriouslyLost.length} hosts (${r.spuriouslyLost.slice(0, 5).join(', ')}); started domains never running: ${r.notRunning}; domains placed elsewhere than planned: ${r.replaced}`);
   out.push(`RSS MiB: nats-server ${r.rssMiB.nats.toFixed(0)}, command ${r.rssMiB.command.toFixed(0)}, projector ${r.rssMiB.projector.toFixed(0)}, simulator ${r.rssMiB.simulator.toFixed(0)}`);
   if (r.list && r.listBaseline) {
     out.push(

@@ -33,6 +33,8 @@ export interface FleetResult {
   list?: ListTiming;
   /** Planned running domains that never ran (their host was declared lost meanwhile, say). */
   notRunning: number;
+  /** Domains defined elsewhere than planned, their planned host having been declared lost. */
+  replaced: number;
   /** Hosts declared lost that nobody cut off: their agents did not renew in time. */
   spuriouslyLost: string[];
   /** This process's event-loop delay over the run: late timers here are late renewals. */
@@ -135,6 +137,7 @@ export const runFleet = async (o: RunOptions): Promise<FleetResult> => {
       ...(steady ? { steady } : {}),
       rssMiB: rss,
       notRunning,
+      replaced: fleet.replaced,
       spuriouslyLost,
       loopDelayMs: { p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 },
       ...(listBaseline ? { listBaseline } : {}),
