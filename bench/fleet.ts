@@ -32,7 +32,7 @@ if (r.steady && r.idle) {
   lines.push(
     `| lease renewals sustained | ${f(r.steady.renewalsPerSec, 0)}/s | ${f(r.steady.expectedRenewalsPerSec, 0)}/s (hosts / renew interval) | ${f(r.steady.renewalsPerSec / r.steady.expectedRenewalsPerSec, 2)} |`,
     `| nats-server CPU, steady fleet | ${f(r.steady.serverCpuPct)}% | ${f(r.idle.serverCpuPct)}% idle, no hosts | +${f(r.steady.serverCpuPct - r.idle.serverCpuPct)} points |`,
-    `| nats-server CPU per 1,000 renewals/s | ${f((r.steady.serverCpuPct - r.idle.serverCpuPct) / (r.steady.renewalsPerSec / 1000))}% | | |`,
+    `| nats-server CPU above idle per 1,000 renewals/s (all steady traffic) | ${f((r.steady.serverCpuPct - r.idle.serverCpuPct) / (r.steady.renewalsPerSec / 1000))}% | | |`,
   );
 }
 if (r.list && r.listBaseline) {
