@@ -55,4 +55,34 @@ describe('KvMirror', () => {
       mirror.stop();
     }
   });
+
+  it('never takes a busy bucket for one made anew: no key drops out while writes outrun its look at the bucket', async () => {
+    const kv = await t.nats.kvm.create('mirror-busy');
+    const keys = Array.from({ length: 50 }, (_, i) => `k${i}`);
+    for (const k of keys) await kv.put(k, encodeJson({ v: 0 }));
+    // Looks at the bucket every 20 ms while hundreds of writes a second land.
+    const mirror = new KvMirror<{ v: number }>(kv, t.nats.nc, 20);
+    const dropped = new Set<string>();
+    mirror.onChange((key, value) => {
+      if (value === undefined) dropped.add(key);
+    });
+    await mirror.start();
+    try {
+      await until('every key', () => mirror.entries.size === keys.length);
+      const end = Date.now() + 3000;
+      let writes = 0;
+      await Promise.all(
+        Array.from({ length: 8 }, async (_, w) => {
+          for (let i = w; Date.now() < end; i += 8) {
+            await kv.put(keys[i % keys.length]!, encodeJson({ v: i }));
+            writes++;
+          }
+        }),
+      );
+      expect(writes).toBeGreaterThan(300);
+      expect([...dropped]).toEqual([]);
+    } finally {
+      mirror.stop();
+    }
+  });
 });

@@ -13,6 +13,8 @@ export class ProjectionViews<S extends { version: number }> {
   /** Every aggregate folded so far, removed ones included: the fold continues from them. */
   private readonly states = new Map<string, S>();
   private readonly byName = new Map<string, string>();
+  /** Ids by group (a domain's host): every host agent asks for its own domains, and a scan of all per ask grows with the fleet twice over. */
+  private readonly byGroup = new Map<string, Set<string>>();
   private readonly writer: VersionedKvWriter<S>;
 
   private constructor(
@@ -49,6 +51,7 @@ export class ProjectionViews<S extends { version: number }> {
     for await (const key of await this.kv.keys()) await this.kv.purge(key);
     this.states.clear();
     this.byName.clear();
+    this.byGroup.clear();
   }
 
   /** Folds one commit into memory; the caller stores the result with `store` when it may. */
@@ -82,6 +85,18 @@ export class ProjectionViews<S extends { version: number }> {
     for (const s of this.states.values()) if (this.projection.visible(s)) yield s;
   }
 
+  /** The visible states of one group; every visible state when the projection has no groups. */
+  *valuesOf(group: string): IterableIterator<S> {
+    if (!this.projection.group) {
+      yield* this.values();
+      return;
+    }
+    for (const id of this.byGroup.get(group) ?? []) {
+      const s = this.states.get(id);
+      if (s && this.projection.visible(s)) yield s;
+    }
+  }
+
   /** Highest version among the states: part of how far the views read the log. */
   maxVersion(): number {
     let max = 0;
@@ -101,8 +116,25 @@ export class ProjectionViews<S extends { version: number }> {
     const name = this.projection.name;
     const prev = this.states.get(id);
     this.states.set(id, s);
+    this.regroup(id, prev, s);
     if (!name) return;
     if (prev && this.byName.get(name(prev)) === id && (name(prev) !== name(s) || !this.projection.visible(s))) this.byName.delete(name(prev));
     if (this.projection.visible(s)) this.byName.set(name(s), id);
+  }
+
+  private regroup(id: string, prev: S | undefined, s: S): void {
+    const group = this.projection.group;
+    if (!group) return;
+    const was = prev ? group(prev) : undefined;
+    const is = group(s);
+    if (was === is) return;
+    if (was !== undefined) {
+      const ids = this.byGroup.get(was);
+      ids?.delete(id);
+      if (ids?.size === 0) this.byGroup.delete(was);
+    }
+    const ids = this.byGroup.get(is) ?? new Set<string>();
+    ids.add(id);
+    this.byGroup.set(is, ids);
   }
 }

@@ -24,6 +24,8 @@ export interface Projection<S extends { version: number }> {
   visible(state: S): boolean;
   /** The unique name queries look it up by, if it has one. */
   name?(state: S): string;
+  /** The group queries may ask for alone (a domain's host), kept in an index so they need not scan every state. */
+  group?(state: S): string;
   /** The lifecycle messages of one event, given the state before and after it. */
   lifecycle?(before: S, after: S, event: RecordedEvent): LifecycleMessage[];
 }

@@ -24,6 +24,7 @@ export const domainProjection: Projection<DomainAggregate> = {
   evolve: (s, e) => evolve(s, as<DomainEventBody>(e)),
   visible: (s) => s.exists,
   name: (s) => s.name,
+  group: (s) => s.hostId,
   lifecycle: (before, after, raw) => {
     const e = as<DomainEventBody>(raw);
     const kinds = lifecycleFor(before, e);

@@ -74,7 +74,7 @@ export const serveQueries = (n: Nats, p: Projector, liveness: KvMirror<HostLiven
         const now = new Date().toISOString();
         const seq = p.lastSeq;
         const matching = function* () {
-          for (const s of p.domains.values()) {
+          for (const s of req.host ? p.domains.valuesOf(req.host) : p.domains.values()) {
             // A domain of a lost host may still run there: listed like an active one.
             if (!req.all && !isActive(s.observed.state) && s.hostLost !== true) continue;
             if (req.host && s.hostId !== req.host) continue;
