@@ -142,7 +142,10 @@ describe('networks through the client and the CLI, end to end', () => {
   it('answers forbidden transitions with libvirt errors and records nothing', async () => {
     const c = stack.client;
     const d = await c.netDefine({ definition: { name: 'rules-net' } });
-    await expect(c.netDestroy('rules-net')).rejects.toMatchObject({ code: 'operation-invalid', message: "network 'rules-net' is not active" });
+    // libvirt's test driver destroys an inactive network without complaint.
+    const again = await c.netDestroy('rules-net');
+    expect(again.name).toBe('rules-net');
+    expect((await c.netGet('rules-net', { minVersion: again.version })).active).toBe(false);
     await c.netStart('rules-net');
     const before = await lastSeq();
     await expect(c.netStart('rules-net')).rejects.toMatchObject({ code: 'operation-invalid', message: "Network 'rules-net' is already running" });

@@ -12,8 +12,8 @@ const spec = deciderSpec(
   { aggregateType: 'domain', aggregateId: UUID },
 );
 
-const def = DomainDefinition.parse({ name: 'web1', uuid: UUID, memoryKiB: 1048576, vcpus: 1 });
-const def2 = DomainDefinition.parse({ name: 'web1', uuid: UUID, memoryKiB: 2097152, vcpus: 2 });
+const def = DomainDefinition.parse({ name: 'web1', uuid: UUID, type: 'kvm', memoryKiB: 1048576, vcpus: 1 });
+const def2 = DomainDefinition.parse({ name: 'web1', uuid: UUID, type: 'kvm', memoryKiB: 2097152, vcpus: 2 });
 
 const NOW = new Date('2025-01-01T00:10:00.000Z');
 const LIVE_DEADLINE = '2025-01-01T01:00:00.000Z';
@@ -708,5 +708,38 @@ describe('name claims', () => {
     // Defining the domain keeps the fence for a later re-define.
     const after = spec.given([revoked(9), defined()]).state;
     expect(after.revokedClaimsUpTo).toBe(9);
+  });
+});
+
+describe('domains of type test follow the test driver', () => {
+  const tdef = DomainDefinition.parse({ name: 'web1', uuid: UUID, type: 'test', memoryKiB: 1048576, vcpus: 1 });
+  const tRunning: Ev[] = [defined(tdef), requested('start', 't-start'), completed('start', 't-start', 'running', 'booted')];
+  const tPaused: Ev[] = [...tRunning, requested('suspend', 't-suspend'), completed('suspend', 't-suspend', 'paused', 'user')];
+  const tShutoff: Ev[] = [defined(tdef)];
+
+  it('suspend of a paused or shut off domain is internal-error "not running", as testDomainSuspend says', () => {
+    spec.given(tPaused).when(op('suspend'), NOW).thenThrows('internal-error', "domain 'web1' not running");
+    spec.given(tShutoff).when(op('suspend'), NOW).thenThrows('internal-error', "domain 'web1' not running");
+  });
+
+  it('resume of anything but a paused domain is internal-error "not paused"', () => {
+    spec.given(tRunning).when(op('resume'), NOW).thenThrows('internal-error', "domain 'web1' not paused");
+    spec.given(tShutoff).when(op('resume'), NOW).thenThrows('internal-error', "domain 'web1' not paused");
+  });
+
+  it('shutdown of a shut off domain is internal-error; destroy and reboot stay operation-invalid', () => {
+    spec.given(tShutoff).when(op('shutdown'), NOW).thenThrows('internal-error', "domain 'web1' not running");
+    spec.given(tShutoff).when(op('destroy'), NOW).thenThrows('operation-invalid', NOT_RUNNING);
+    spec.given(tShutoff).when(op('reboot'), NOW).thenThrows('operation-invalid', NOT_RUNNING);
+  });
+
+  it('undefine of a running transient domain is accepted and leaves it running, transient', () => {
+    const { after } = spec.given([...tRunning, undefined_(false)]).when({ type: 'undefine' }).then([{ type: 'DomainUndefined', data: { removed: false } }]);
+    expect(after).toMatchObject({ exists: true, persistent: false, observed: { state: 'running' } });
+  });
+
+  it('a domain of another type keeps the QEMU driver refusal', () => {
+    spec.given([...running, undefined_(false)]).when({ type: 'undefine' }).thenThrows('operation-invalid', "cannot undefine transient domain 'web1'");
+    spec.given(paused).when(op('suspend'), NOW).thenThrows('operation-invalid', ALREADY_PAUSED);
   });
 });

@@ -123,25 +123,36 @@ const requestedEvent = (s: DomainAggregate, op: DomainOp, now: Date, timeoutMs: 
 
 const notRunning = (s: DomainAggregate) => virtError('operation-invalid', `domain '${s.name}' is not running`);
 
-/** Checks an operation against the last observed state, with libvirt's rules and messages. */
+/** Domains of type `test` run on the test driver, whose checks and messages differ from the QEMU driver's. */
+export const onTestDriver = (s: Pick<DomainAggregate, 'definition'>): boolean => s.definition?.type === 'test';
+
+/**
+ * Checks an operation against the last observed state, with libvirt's rules and messages for the
+ * domain's driver: the test driver answers INTERNAL_ERROR "domain 'x' not running" to shutdown and
+ * suspend of a domain it cannot act on (a paused one included) and "not paused" to resume, where the
+ * QEMU driver says OPERATION_INVALID.
+ */
 const checkTransition = (op: DomainOp, s: DomainAggregate): void => {
   const { state } = s.observed;
+  const test = onTestDriver(s);
   switch (op) {
     case 'start':
-      // libvirt's test driver says INTERNAL_ERROR here; the QEMU driver and virtplane say OPERATION_INVALID.
       if (isActive(state)) throw virtError('operation-invalid', `domain '${s.name}' is already running`);
       return;
     case 'shutdown':
+      if (!isActive(state)) throw test ? virtError('internal-error', `domain '${s.name}' not running`) : notRunning(s);
+      return;
     case 'destroy':
     case 'reboot':
       if (!isActive(state)) throw notRunning(s);
       return;
     case 'suspend':
+      if (test && (!isActive(state) || state === 'paused')) throw virtError('internal-error', `domain '${s.name}' not running`);
       if (!isActive(state)) throw notRunning(s);
       if (state === 'paused') throw virtError('operation-invalid', `domain '${s.name}' is already paused`);
       return;
     case 'resume':
-      if (state !== 'paused') throw virtError('operation-invalid', `domain '${s.name}' is not paused`);
+      if (state !== 'paused') throw test ? virtError('internal-error', `domain '${s.name}' not paused`) : virtError('operation-invalid', `domain '${s.name}' is not paused`);
       return;
     case 'attach-interface':
     case 'detach-interface':
@@ -223,8 +234,9 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
       requireDomain(s);
       requireHostKnown(s);
       const active = isActive(s.observed.state) || s.pending !== null;
-      if (active && !s.persistent) {
-        // The test driver silently accepts this; the QEMU driver's refusal is what operators rely on.
+      if (active && !s.persistent && !onTestDriver(s)) {
+        // The QEMU driver refuses; the test driver accepts it as a no-op that still reports
+        // UNDEFINED/REMOVED, and the domain runs on as the transient domain it was.
         throw virtError('operation-invalid', `cannot undefine transient domain '${s.name}'`);
       }
       return [{ type: 'DomainUndefined', data: { removed: !active } }];
