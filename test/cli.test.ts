@@ -33,7 +33,9 @@ describe('virtplane CLI against a running system', () => {
     expect((await virtplane(env, 'define', '--name', 'cli-1', '--memory', '128', '--vcpus', '2')).stdout.trim()).toBe("Domain 'cli-1' defined");
     expect((await virtplane(env, 'start', 'cli-1')).stdout.trim()).toBe("Domain 'cli-1' started");
     const list = await virtplane(env, 'list');
-    expect(list.stdout).toMatch(/^ Name\s+State\s+Host\s+UUID\n-+\n cli-1\s+running\s+host-a\s+[0-9a-f-]{36}\n$/);
+    expect(list.stdout).toMatch(/^ Id\s+Name\s+State\n-+\n \d+\s+cli-1\s+running\n$/);
+    expect((await virtplane(env, 'list', '--host')).stdout).toMatch(/^ Id\s+Name\s+State\s+Host\s+UUID\n-+\n \d+\s+cli-1\s+running\s+host-a\s+[0-9a-f-]{36}\n$/);
+    expect((await virtplane(env, 'list', '--name')).stdout).toBe('cli-1\n');
     expect((await virtplane(env, 'domstate', 'cli-1', '--reason')).stdout.trim()).toBe('running (booted)');
     expect(JSON.parse((await virtplane(env, 'domstate', 'cli-1', '--json')).stdout)).toEqual({ state: 'running', reason: 'booted', stateNumber: 1 });
     expect((await virtplane(env, 'suspend', 'cli-1')).stdout.trim()).toBe("Domain 'cli-1' suspended");
@@ -45,13 +47,14 @@ describe('virtplane CLI against a running system', () => {
     expect((await virtplane(env, 'destroy', 'cli-1')).stdout.trim()).toBe("Domain 'cli-1' destroyed");
     const json = JSON.parse((await virtplane(env, 'list', '--all', '--json')).stdout);
     expect(json).toEqual([expect.objectContaining({ name: 'cli-1', observed: { state: 'shutoff', reason: 'destroyed' } })]);
-    const events = (await virtplane(env, 'event', '--all', '--loop', '--timeout', '2')).stdout.trim().split('\n');
+    const events = (await virtplane(env, 'event', '--all', '--history', '--loop', '--timeout', '2')).stdout.trim().split('\n');
     expect(events).toEqual([
       "event 'lifecycle' for domain 'cli-1': Defined Added",
       "event 'lifecycle' for domain 'cli-1': Started Booted",
       "event 'lifecycle' for domain 'cli-1': Suspended Paused",
       "event 'lifecycle' for domain 'cli-1': Resumed Unpaused",
       "event 'lifecycle' for domain 'cli-1': Stopped Destroyed",
+      'event loop timed out',
       'events received: 5',
     ]);
     expect((await virtplane(env, 'undefine', 'cli-1')).stdout.trim()).toBe("Domain 'cli-1' has been undefined");
@@ -86,7 +89,8 @@ describe('virtplane CLI against a running system', () => {
   it('reports errors with the libvirt code and a non-zero exit', async () => {
     const r = await virtplane(env, 'start', 'no-such-domain');
     expect(r.code).toBe(1);
-    expect(r.stderr.trim()).toBe("error: Domain not found: no domain with matching name 'no-such-domain' [no-domain]");
+    // virsh's words for a domain it cannot look up; JSON keeps libvirt's message.
+    expect(r.stderr.trim()).toBe("error: failed to get domain 'no-such-domain' [no-domain]");
     const j = await virtplane(env, 'start', 'no-such-domain', '--json');
     expect(JSON.parse(j.stdout)).toEqual({ ok: false, error: { code: 'no-domain', message: "Domain not found: no domain with matching name 'no-such-domain'" } });
     const usage = await virtplane(env, 'define', '--name', 'x');

@@ -300,7 +300,7 @@ describe('networks through the client and the CLI, end to end', () => {
 
     const stopped = await virtplane('domifaddr', 'if-dom');
     expect(stopped.code).toBe(1);
-    expect(stopped.stderr.trim()).toBe("error: domain 'if-dom' is not running [operation-invalid]");
+    expect(stopped.stderr.trim()).toBe('error: Requested operation is not valid: domain is not running [operation-invalid]');
     await c.outcome(await c.start('if-dom'), 10_000);
     const addr = await virtplane('domifaddr', 'if-dom');
     expect(addr.stdout).toMatch(/^ Name\s+MAC address\s+Protocol\s+Address\n-+\n$/);

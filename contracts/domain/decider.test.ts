@@ -79,8 +79,8 @@ const envelopeAt = (e: DomainEventBody, version: number) => ({
   version,
 });
 
-const NOT_RUNNING = "domain 'web1' is not running";
-const ALREADY_RUNNING = "domain 'web1' is already running";
+const NOT_RUNNING = 'domain is not running';
+const ALREADY_RUNNING = 'domain is already running';
 const NOT_PAUSED = "domain 'web1' is not paused";
 const ALREADY_PAUSED = "domain 'web1' is already paused";
 const OK = 'ok';

@@ -54,6 +54,11 @@ export interface DomainAggregate extends ClaimFence {
    */
   hostLost?: boolean;
   lastObserved?: ObservedState;
+  /**
+   * virsh's domain id while the guest runs: the log sequence of the commit that made it active, so
+   * ids are unique across the fleet and a new one is given at each start, as libvirt does.
+   */
+  domid?: number;
 }
 
 const RECENT_COMMANDS = 64;
@@ -121,7 +126,8 @@ const requestedEvent = (s: DomainAggregate, op: DomainOp, now: Date, timeoutMs: 
   },
 });
 
-const notRunning = (s: DomainAggregate) => virtError('operation-invalid', `domain '${s.name}' is not running`);
+/** libvirt's own words (virDomainObjCheckActive); the domain's name goes in the details. */
+const notRunning = (s: DomainAggregate) => virtError('operation-invalid', 'domain is not running', { domain: s.name });
 
 /** Domains of type `test` run on the test driver, whose checks and messages differ from the QEMU driver's. */
 export const onTestDriver = (s: Pick<DomainAggregate, 'definition'>): boolean => s.definition?.type === 'test';
@@ -137,7 +143,7 @@ const checkTransition = (op: DomainOp, s: DomainAggregate): void => {
   const test = onTestDriver(s);
   switch (op) {
     case 'start':
-      if (isActive(state)) throw virtError('operation-invalid', `domain '${s.name}' is already running`);
+      if (isActive(state)) throw virtError('operation-invalid', 'domain is already running', { domain: s.name });
       return;
     case 'shutdown':
       if (!isActive(state)) throw test ? virtError('internal-error', `domain '${s.name}' not running`) : notRunning(s);
@@ -416,6 +422,16 @@ const settle = (s0: DomainAggregate): DomainAggregate => {
 };
 
 export const evolve = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAggregate => {
+  const next = evolveState(s, e);
+  const { domid: _, ...rest } = next;
+  // A lost host's guest may still run: it keeps its id until the host is heard again.
+  if (next.hostLost) return s.domid !== undefined ? { ...rest, domid: s.domid } : rest;
+  if (!isActive(next.observed.state)) return rest;
+  if (isActive(s.observed.state) && s.domid !== undefined) return { ...rest, domid: s.domid };
+  return { ...rest, domid: e.version };
+};
+
+const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAggregate => {
   const recentCommands: Array<[string, number]> = s.recentCommands.some(([id]) => id === e.commandId)
     ? s.recentCommands
     : [...s.recentCommands, [e.commandId, e.version] as [string, number]].slice(-RECENT_COMMANDS);
