@@ -6,6 +6,7 @@ import { virtError } from '../contracts/errors.ts';
 import type { CommandAccepted, DomainView, VirtplaneClient } from '../client/index.ts';
 import { formatDomainXml } from '../contracts/xml/index.ts';
 import { withRestartOnHostLoss } from '../contracts/domain/ha.ts';
+import { liveDefinition } from '../contracts/domain/live.ts';
 import { domainList, dominfo, HOST_LOST_LABEL, lifecycleLine, parsePageSize, type ListColumns } from './format.ts';
 import { withProgress } from './progress.ts';
 import { failing, VerbFailed } from './errors.ts';
@@ -277,8 +278,9 @@ export const registerDomainCommands = (program: Command, h: CliHelpers): void =>
     .option('--inactive', 'the definition for the next boot, when one was recorded while the domain ran')
     .action(async (domain: string, o: { inactive?: boolean }) => {
       const v = await failing(null, domain, () => h.withClient((c) => c.get(domain)));
-      const def = o.inactive && v.nextDefinition ? v.nextDefinition : v.definition;
-      const xml = def.xml ?? formatDomainXml(def);
+      // The running guest as libvirt shows it (devices the host gave it); --inactive, the next boot's.
+      const def = o.inactive ? (v.nextDefinition ?? v.definition) : liveDefinition(v.definition, v.observed, v.interfaces);
+      const xml = def === v.definition || def === v.nextDefinition ? (def.xml ?? formatDomainXml(def)) : formatDomainXml(def);
       h.out().result(xml.trimEnd(), { domainId: v.id, xml });
     });
 

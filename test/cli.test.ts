@@ -29,13 +29,23 @@ describe('virtplane CLI against a running system', () => {
   });
   afterAll(async () => stack?.stop());
 
-  it('speaks virsh: define, start, list, domstate, dominfo, suspend, resume, destroy, undefine', async () => {
+  it('speaks virsh: define, start, list, domstate, dominfo, suspend, resume, destroy, undefine', { timeout: 240_000 }, async () => {
     expect((await virtplane(env, 'define', '--name', 'cli-1', '--memory', '128', '--vcpus', '2')).stdout.trim()).toBe("Domain 'cli-1' defined");
     expect((await virtplane(env, 'start', 'cli-1')).stdout.trim()).toBe("Domain 'cli-1' started");
     const list = await virtplane(env, 'list');
     expect(list.stdout).toMatch(/^ Id\s+Name\s+State\n-+\n \d+\s+cli-1\s+running\n$/);
     expect((await virtplane(env, 'list', '--host')).stdout).toMatch(/^ Id\s+Name\s+State\s+Host\s+UUID\n-+\n \d+\s+cli-1\s+running\s+host-a\s+[0-9a-f-]{36}\n$/);
     expect((await virtplane(env, 'list', '--name')).stdout).toBe('cli-1\n');
+    // virsh's ids: a number while running, found again by domname; the uuid by name.
+    const domid = (await virtplane(env, 'domid', 'cli-1')).stdout.trim();
+    expect(domid).toMatch(/^\d+$/);
+    expect((await virtplane(env, 'domname', domid)).stdout.trim()).toBe('cli-1');
+    const uuid = (await virtplane(env, 'domuuid', 'cli-1')).stdout.trim();
+    expect((await virtplane(env, 'list', '--uuid')).stdout.trim()).toBe(uuid);
+    expect((await virtplane(env, 'list', '--state-shutoff', '--name')).stdout.trim()).toBe('');
+    const twice = await virtplane(env, 'start', 'cli-1');
+    expect(twice.code).toBe(1);
+    expect(twice.stderr.trim()).toBe('error: Domain is already active [operation-invalid]');
     expect((await virtplane(env, 'domstate', 'cli-1', '--reason')).stdout.trim()).toBe('running (booted)');
     expect(JSON.parse((await virtplane(env, 'domstate', 'cli-1', '--json')).stdout)).toEqual({ state: 'running', reason: 'booted', stateNumber: 1 });
     expect((await virtplane(env, 'suspend', 'cli-1')).stdout.trim()).toBe("Domain 'cli-1' suspended");
@@ -44,6 +54,15 @@ describe('virtplane CLI against a running system', () => {
     expect(info).toMatch(/^Name:\s+cli-1$/m);
     expect(info).toMatch(/^CPU\(s\):\s+2$/m);
     expect(info).toMatch(/^Max memory:\s+131072 KiB$/m);
+    expect(info).toMatch(/^Id: {13}\d+\nName: {11}cli-1\n/);
+    expect(info).not.toMatch(/^Host:/m);
+    expect((await virtplane(env, 'dominfo', 'cli-1', '--extra')).stdout).toMatch(/^Host:\s+host-a$/m);
+    const again = await virtplane(env, 'suspend', 'cli-1');
+    await virtplane(env, 'suspend', 'cli-1').then((r) =>
+      expect(r.stderr.trim().split('\n')).toEqual(["error: Failed to suspend domain 'cli-1'", "error: internal error: domain 'cli-1' not running [internal-error]"]),
+    );
+    expect(again.code).toBe(0);
+    await virtplane(env, 'resume', 'cli-1');
     expect((await virtplane(env, 'destroy', 'cli-1')).stdout.trim()).toBe("Domain 'cli-1' destroyed");
     const json = JSON.parse((await virtplane(env, 'list', '--all', '--json')).stdout);
     expect(json).toEqual([expect.objectContaining({ name: 'cli-1', observed: { state: 'shutoff', reason: 'destroyed' } })]);
@@ -53,9 +72,11 @@ describe('virtplane CLI against a running system', () => {
       "event 'lifecycle' for domain 'cli-1': Started Booted",
       "event 'lifecycle' for domain 'cli-1': Suspended Paused",
       "event 'lifecycle' for domain 'cli-1': Resumed Unpaused",
+      "event 'lifecycle' for domain 'cli-1': Suspended Paused",
+      "event 'lifecycle' for domain 'cli-1': Resumed Unpaused",
       "event 'lifecycle' for domain 'cli-1': Stopped Destroyed",
       'event loop timed out',
-      'events received: 5',
+      'events received: 7',
     ]);
     expect((await virtplane(env, 'undefine', 'cli-1')).stdout.trim()).toBe("Domain 'cli-1' has been undefined");
   });
