@@ -7,6 +7,7 @@ import { validateFiles } from './validate.ts';
 import { initTelemetry } from '../platform/telemetry.ts';
 import { registerNetworkCommands } from './network-commands.ts';
 import { registerDomainCommands } from './domain-commands.ts';
+import { registerNodeCommands } from './node-commands.ts';
 import { causeOf, errorLines } from './errors.ts';
 import { registerStorageCommands } from './storage-commands.ts';
 import { registerAuthCommands } from './auth-commands.ts';
@@ -119,7 +120,9 @@ export const buildProgram = (): Command => {
       out().result(`Host '${r.hostId}' maintenance ${r.maintenance ? 'on: no new domains are placed on it' : 'off'}`, r);
     });
 
-  registerDomainCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
+  const helpers = { out, withClient, json: () => Boolean(globals().json), usageError: (m: string) => new UsageError(m) };
+  registerDomainCommands(program, helpers);
+  registerNodeCommands(program, helpers);
   registerNetworkCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
   registerStorageCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
   registerAuthCommands(program, { out, server: () => globals().server });

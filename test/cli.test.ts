@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cpus, hostname, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { PROJECT_ROOT } from '../platform/config.ts';
@@ -121,6 +121,19 @@ describe('virtplane CLI against a running system', () => {
   it('host-list shows the agent alive', async () => {
     const r = await virtplane(env, 'host-list', '--json');
     expect(JSON.parse(r.stdout)).toEqual([expect.objectContaining({ hostId: 'host-a', alive: true, capabilities: expect.objectContaining({ domainTypes: expect.arrayContaining(['test']) }) })]);
+  });
+
+  it('nodeinfo, hostname, version and uri answer for the only host, or the one named', { timeout: 120_000 }, async () => {
+    const info = (await virtplane(env, 'nodeinfo')).stdout;
+    expect(info).toMatch(new RegExp(`^CPU\\(s\\): {14}${cpus().length}$`, 'm'));
+    expect(info).toMatch(new RegExp(`^Memory size: {9}${Math.floor(totalmem() / 1024)} KiB$`, 'm'));
+    expect(info).toMatch(/^CPU model: {11}\S+$/m);
+    expect((await virtplane(env, 'hostname', '--host', 'host-a')).stdout.trim()).toBe(hostname());
+    expect((await virtplane(env, 'version')).stdout).toMatch(/^Compiled against library: virtplane \S+\nUsing library: virtplane \S+\nUsing API: TEST /);
+    expect((await virtplane(env, 'uri')).stdout.trim()).toBe(`nats://${new URL(stack.nats.url).host}`);
+    const none = await virtplane(env, 'nodeinfo', '--host', 'no-such-host');
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/no host with id 'no-such-host'/);
   });
 });
 

@@ -743,3 +743,14 @@ describe('domains of type test follow the test driver', () => {
     spec.given(paused).when(op('suspend'), NOW).thenThrows('operation-invalid', ALREADY_PAUSED);
   });
 });
+
+describe("virsh's domain id", () => {
+  it('is given when the guest becomes active, kept while it stays so, and cleared when it stops', () => {
+    const started = spec.given(running).state;
+    expect(started.domid).toBe(3);
+    expect(spec.given(paused).state.domid).toBe(3);
+    expect(spec.given([...running, observed('shutoff', 'shutdown')]).state.domid).toBeUndefined();
+    const again = spec.given([...running, observed('shutoff', 'shutdown'), requested('start', 't2'), completed('start', 't2', 'running', 'booted')]).state;
+    expect(again.domid).toBe(6);
+  });
+});
