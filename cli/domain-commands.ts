@@ -152,6 +152,30 @@ export const registerDomainCommands = (program: Command, h: CliHelpers): void =>
     });
 
   program
+    .command('create')
+    .description('create and start a domain from libvirt XML or a JSON file: transient unless it is already defined')
+    .argument('<file>', 'libvirt domain XML or a JSON definition')
+    .option('--paused', 'leave the guest paused after start')
+    .option('--host <hostId>', 'place the domain on this host')
+    .option('--timeout <seconds>', 'deadline for the host to start it', '120')
+    .action(async (file: string, o: { paused?: boolean; host?: string; timeout: string }) => {
+      const text = await readFile(file, 'utf8');
+      const input = {
+        ...(text.trimStart().startsWith('<') ? { xml: text } : { definition: parseJson(h, text, file) }),
+        ...(o.host ? { hostId: o.host } : {}),
+        ...(o.paused ? { paused: true } : {}),
+      };
+      const timeoutMs = Number(o.timeout) * 1000;
+      const r = await failing(`Failed to create domain from ${file}`, null, () =>
+        h.withClient(async (c) => {
+          const accepted = await c.create(input, { timeoutSeconds: Number(o.timeout) });
+          return { accepted, view: await withProgress(`create ${accepted.name}`, timeoutMs, !h.json(), () => c.outcome(accepted, timeoutMs)) };
+        }),
+      );
+      h.out().result(`Domain '${r.accepted.name}' created from ${file}`, r);
+    });
+
+  program
     .command('undefine')
     .description('undefine a domain (a running one keeps running as transient)')
     .argument('<domain>', 'name or uuid')

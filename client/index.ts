@@ -149,6 +149,14 @@ export class VirtplaneClient {
     return this.command('define', input, opts);
   }
 
+  /** virsh create: a domain started from a definition, transient unless it is already defined. */
+  create(
+    input: ({ definition: DomainDefinitionInput | Record<string, unknown> } | { xml: string }) & { hostId?: string; paused?: boolean },
+    opts?: CommandOptions,
+  ) {
+    return this.command('create', input, opts);
+  }
+
   undefine(domain: string, opts?: CommandOptions) {
     return this.command('undefine', { domain }, opts);
   }

@@ -111,7 +111,8 @@ export const transitionEvents = (from: ObservedState, to: ObservedState): Lifecy
 export const lifecycleFor = (before: DomainAggregate, e: DomainEventBody): LifecycleKind[] => {
   switch (e.type) {
     case 'DomainDefined':
-      return [k('DEFINED', e.data.added ? 'ADDED' : 'UPDATED')];
+      // A transient domain is never defined in libvirt's sense: its start is all that is reported.
+      return e.data.transient ? [] : [k('DEFINED', e.data.added ? 'ADDED' : 'UPDATED')];
     case 'DomainUndefined':
       return [k('UNDEFINED', 'REMOVED')];
     case 'DomainOperationCompleted':

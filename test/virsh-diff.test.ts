@@ -17,12 +17,19 @@ import { startStack, type Stack } from './fixtures/stack.ts';
 const run = promisify(execFile);
 const OPS = ['start', 'shutdown', 'destroy', 'suspend', 'resume', 'reboot', 'undefine'] as const;
 type Op = (typeof OPS)[number];
-const SETUP: Record<string, Op[]> = {
-  'shut off': [],
-  running: ['start'],
-  paused: ['start', 'suspend'],
-  'running transient': ['start', 'undefine'],
-  'paused transient': ['start', 'suspend', 'undefine'],
+/** How each state is reached: the domain is defined (or, with `create`, created transient), then these commands. */
+interface Setup {
+  first: 'define' | 'create';
+  ops: Op[];
+}
+const SETUP: Record<string, Setup> = {
+  'shut off': { first: 'define', ops: [] },
+  running: { first: 'define', ops: ['start'] },
+  paused: { first: 'define', ops: ['start', 'suspend'] },
+  'running, undefined': { first: 'define', ops: ['start', 'undefine'] },
+  'paused, undefined': { first: 'define', ops: ['start', 'suspend', 'undefine'] },
+  'created transient': { first: 'create', ops: [] },
+  'created transient, paused': { first: 'create', ops: ['suspend'] },
 };
 
 interface Step {
@@ -55,10 +62,10 @@ const afterFrom = (lines: string[]): string => {
 };
 
 /** One virsh process per case: test:///default lives as long as the connection. */
-const viaVirsh = async (dir: string, name: string, setup: Op[], pair: [Op, Op]): Promise<Outcome> => {
+const viaVirsh = async (dir: string, name: string, { first, ops: setup }: Setup, pair: [Op, Op]): Promise<Outcome> => {
   const file = join(dir, `${name}.xml`);
   await writeFile(file, domainXml(name));
-  const commands = [`define ${file}`, ...setup.map((o) => `${o} ${name}`), ...pair.map((o) => `${o} ${name}`), `dominfo ${name}`];
+  const commands = [`${first} ${file}`, ...setup.map((o) => `${o} ${name}`), ...pair.map((o) => `${o} ${name}`), `dominfo ${name}`];
   const script = commands.map((c, i) => `${c}; echo @@${i}`).join('; ');
   // One stream for both, so each error stays beside the command that printed it.
   const { stdout } = await run('sh', ['-c', `virsh -q -c test:///default "${script}" 2>&1; true`]);
@@ -95,11 +102,11 @@ const cli = async (...args: string[]): Promise<{ code: number; out: string[]; er
   return { code, out: lines(out), err: lines(err) };
 };
 
-const viaVirtplane = async (dir: string, name: string, setup: Op[], pair: [Op, Op]): Promise<Outcome> => {
+const viaVirtplane = async (dir: string, name: string, { first, ops: setup }: Setup, pair: [Op, Op]): Promise<Outcome> => {
   const file = join(dir, `${name}.vp.xml`);
   await writeFile(file, domainXml(name));
-  const defined = await cli('define', file);
-  if (defined.code !== 0) throw new Error(`define ${name}: ${defined.err.join(' / ')}`);
+  const defined = await cli(first, file);
+  if (defined.code !== 0) throw new Error(`${first} ${name}: ${defined.err.join(' / ')}`);
   for (const o of setup) {
     const r = await cli(o, name);
     if (r.code !== 0) throw new Error(`setup ${o} ${name}: ${r.err.join(' / ')}`);

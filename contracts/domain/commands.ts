@@ -42,6 +42,18 @@ export const DefineDomainRequest = CommandHeader.extend({
 });
 export type DefineDomainRequest = z.infer<typeof DefineDomainRequest>;
 
+/** virsh create: define (transiently, for a new domain) and start in one command. */
+export const CreateDomainRequest = CommandHeader.extend({
+  definition: JsonDefinition.optional(),
+  xml: z.string().optional(),
+  hostId: HostId.optional(),
+  paused: z.boolean().optional(),
+  timeoutSeconds: z.number().positive().max(3600).optional(),
+}).refine((r) => (r.definition === undefined) !== (r.xml === undefined), {
+  message: 'give exactly one of "definition" or "xml"',
+});
+export type CreateDomainRequest = z.infer<typeof CreateDomainRequest>;
+
 export const DomainOpRequest = CommandHeader.extend({
   domain: DomainRef,
   /** How long the host may take before the operation is recorded as failed. */
@@ -58,6 +70,8 @@ export type StartDomainRequest = z.infer<typeof StartDomainRequest>;
 export type DomainCommand =
   /** `claimSeq`: the name claim the define relies on (contracts/name-claim.ts). */
   | { type: 'define'; definition: DomainDefinition; hostId: string; claimSeq: number }
+  /** virsh create: a domain started from a definition, transient unless that domain is already defined. */
+  | { type: 'create'; definition: DomainDefinition; hostId: string; claimSeq: number; paused: boolean; timeoutMs: number }
   | { type: 'undefine' }
   | { type: 'start'; paused: boolean; timeoutMs: number }
   | { type: 'shutdown'; timeoutMs: number }

@@ -754,3 +754,37 @@ describe("virsh's domain id", () => {
     expect(again.domid).toBe(6);
   });
 });
+
+describe('create', () => {
+  const tdef = DomainDefinition.parse({ name: 'web1', uuid: UUID, type: 'test', memoryKiB: 1048576, vcpus: 1 });
+  const create = (paused = false): DomainCommand => ({ type: 'create', definition: tdef, hostId: 'h1', claimSeq: 1, paused, timeoutMs: TIMEOUT });
+
+  it('a new domain is defined transient and its start requested in one decision', () => {
+    const { after } = spec
+      .given()
+      .when(create(), NOW)
+      .then([
+        { type: 'DomainDefined', data: { definition: tdef, hostId: 'h1', placementEpoch: 1, added: true, transient: true } },
+        expectRequested('start'),
+      ]);
+    expect(after).toMatchObject({ exists: true, persistent: false, pending: { op: 'start' } });
+  });
+
+  it('a transient domain whose start fails is gone, as in libvirt', () => {
+    const failed = spec.given([
+      { type: 'DomainDefined', data: { definition: tdef, hostId: 'h1', placementEpoch: 1, added: true, transient: true } },
+      requested('start', 't1'),
+      { type: 'DomainOperationFailed', data: { op: 'start', taskId: 't1', error: { code: 'operation-failed', message: 'no' }, observed: { state: 'shutoff', reason: 'failed' } } },
+    ]).state;
+    expect(failed).toMatchObject({ exists: false, removed: true });
+  });
+
+  it('a defined inactive domain starts and stays persistent; an active one is refused', () => {
+    const { after } = spec.given([defined(tdef)]).when(create(true), NOW).then([
+      { type: 'DomainDefined', data: { definition: tdef, hostId: 'h1', placementEpoch: 1, added: false } },
+      expectRequested('start', NOW, true),
+    ]);
+    expect(after.persistent).toBe(true);
+    spec.given([...running]).when({ ...create(), definition: { ...tdef, type: 'kvm' } }, NOW).thenThrows('operation-invalid', "domain 'web1' is already active");
+  });
+});

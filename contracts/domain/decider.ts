@@ -236,6 +236,8 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
         },
       ];
     }
+    case 'create':
+      return decideCreate(cmd, s, now);
     case 'undefine': {
       requireDomain(s);
       requireHostKnown(s);
@@ -311,6 +313,34 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
     case 'failover':
       return decideFailover(s, cmd, now);
   }
+};
+
+/**
+ * virsh create (testDomainCreateXML, qemuDomainCreateXML): a new domain starts transient; a defined,
+ * inactive one of the same name and uuid starts with this definition and stays persistent (libvirt
+ * keeps the old one as the next boot's; here the given one is kept); an active one is refused, as virDomainObjListAdd with CHECK_LIVE refuses it.
+ */
+const decideCreate = (cmd: Extract<DomainCommand, { type: 'create' }>, s: DomainAggregate, now: Date): DomainEventBody[] => {
+  if (s.exists && s.name !== cmd.definition.name) {
+    throw virtError('operation-failed', `domain '${s.name}' is already defined with uuid ${s.id}`);
+  }
+  if (s.exists && (isActive(s.observed.state) || s.pending)) {
+    throw virtError('operation-invalid', `domain '${s.name}' is already active`, { domain: s.name });
+  }
+  requireHostKnown(s);
+  requireLiveClaim(s, cmd.claimSeq, 'domain', cmd.definition.name);
+  const defined: DomainEventBody = {
+    type: 'DomainDefined',
+    data: {
+      definition: cmd.definition,
+      hostId: s.exists ? s.hostId : cmd.hostId,
+      placementEpoch: s.exists ? s.placementEpoch : s.placementEpoch + 1,
+      added: !s.exists,
+      ...(s.exists ? {} : { transient: true }),
+    },
+  };
+  const placed = { ...s, hostId: defined.data.hostId, placementEpoch: defined.data.placementEpoch };
+  return [defined, requestedEvent(placed, 'start', now, cmd.timeoutMs, { paused: cmd.paused })];
 };
 
 /**
@@ -449,7 +479,7 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
         name: e.data.definition.name,
         definition: running && s.definition ? s.definition : e.data.definition,
         nextDefinition: running && s.definition ? e.data.definition : null,
-        persistent: true,
+        persistent: e.data.transient ? false : true,
         hostId: e.data.hostId,
         placementEpoch: e.data.placementEpoch,
         ...(s.exists ? {} : { observed: { state: 'shutoff', reason: 'unknown' }, desired: 'shutoff', pending: null, lastError: null }),

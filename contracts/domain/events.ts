@@ -47,6 +47,8 @@ export const DomainEventBody = z.discriminatedUnion('type', [
       placementEpoch: z.number().int().nonnegative(),
       /** libvirt: DEFINED/ADDED for a new domain, DEFINED/UPDATED for a changed config. */
       added: z.boolean(),
+      /** Created by virsh create: the domain has no persistent definition and goes when it stops. */
+      transient: z.boolean().optional(),
     }),
   }),
   z.object({

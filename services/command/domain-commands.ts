@@ -1,6 +1,7 @@
 import {
   DEFAULT_TIMEOUT_MS,
   type AttachInterfaceRequest,
+  type CreateDomainRequest,
   type DefineDomainRequest,
   type DetachInterfaceRequest,
   type DomainCommand,
@@ -39,7 +40,7 @@ export class DomainCommands {
   /** Reads a domain fresh from the log, for the name claim protocol. */
   private readonly load = (uuid: string) => this.repo.load(uuid);
 
-  private async definitionFrom(req: DefineDomainRequest, meta: CommandMeta): Promise<DomainDefinition> {
+  private async definitionFrom(req: DefineDomainRequest | CreateDomainRequest, meta: CommandMeta): Promise<DomainDefinition> {
     // Without a uuid, derive one from the command id: a retried define then names the same domain
     // (and generated MAC addresses come out the same too). XML is parsed off the request loop.
     if (req.xml !== undefined) return canonicalIdentity(await parsePool().parse('domain', req.xml, meta.commandId));
@@ -62,6 +63,20 @@ export class DomainCommands {
     }
     const command = (claimSeq: number): DomainCommand => ({ type: 'define', definition: def, hostId, claimSeq });
     // Decided once before the name claim, so a define refused for what it asks stores nothing.
+    decide(command(Number.MAX_SAFE_INTEGER), existing, meta.now);
+    const claimSeq = await this.names.claim(def.name, def.uuid, meta, this.load);
+    const out = await this.repo.execute(def.uuid, meta, (s) => decide(command(claimSeq), s, meta.now));
+    this.names.remember(def.name, def.uuid);
+    return this.accepted(out, meta);
+  }
+
+  /** virsh create: the name is claimed as for define, and the start is recorded in the same commit. */
+  async create(req: CreateDomainRequest, meta: CommandMeta): Promise<Accepted> {
+    const def = await this.definitionFrom(req, meta);
+    const existing = await this.repo.load(def.uuid);
+    const hostId = existing.exists ? existing.hostId : this.scheduler.pick(def.type, req.hostId);
+    const timeoutMs = req.timeoutSeconds !== undefined ? req.timeoutSeconds * 1000 : DEFAULT_TIMEOUT_MS.start;
+    const command = (claimSeq: number): DomainCommand => ({ type: 'create', definition: def, hostId, claimSeq, paused: req.paused ?? false, timeoutMs });
     decide(command(Number.MAX_SAFE_INTEGER), existing, meta.now);
     const claimSeq = await this.names.claim(def.name, def.uuid, meta, this.load);
     const out = await this.repo.execute(def.uuid, meta, (s) => decide(command(claimSeq), s, meta.now));
