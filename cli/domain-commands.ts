@@ -259,6 +259,32 @@ export const registerDomainCommands = (program: Command, h: CliHelpers): void =>
     });
 
   program
+    .command('desc')
+    .description("show or set a domain's description (or title, with --title)")
+    .argument('<domain>', 'name or uuid')
+    .option('--title', 'the title instead of the description')
+    .option('--new-desc <text>', "the new text ('' removes it)")
+    .option('--live', 'the running domain')
+    .option('--config', 'the persistent definition')
+    .option('--current', 'the running domain when it runs, else the persistent definition')
+    .action(async (domain: string, o: { title?: boolean; newDesc?: string; live?: boolean; config?: boolean; current?: boolean }) => {
+      const field = o.title ? 'title' : 'description';
+      const what = o.title ? 'title' : 'description';
+      if (o.current && (o.live || o.config)) throw h.usageError('--current goes with neither --live nor --config');
+      if (o.newDesc !== undefined) {
+        const r = await failing(`Failed to set new domain ${what}`, domain, () =>
+          h.withClient((c) => c.setMetadata(domain, field, o.newDesc!, { live: Boolean(o.live), config: Boolean(o.config) })),
+        );
+        h.out().result(`Domain ${what} updated successfully`, r);
+        return;
+      }
+      const v = await failing(null, domain, () => h.withClient((c) => c.get(domain)));
+      const def = o.config ? (v.nextDefinition ?? v.definition) : v.definition;
+      const text = def[field];
+      h.out().result(text ?? `No ${what} for domain: ${v.name}`, { [field]: text ?? null });
+    });
+
+  program
     .command('dominfo')
     .description('domain information, as virsh prints it')
     .argument('<domain>', 'name or uuid')

@@ -157,6 +157,11 @@ export class VirtplaneClient {
     return this.command('create', input, opts);
   }
 
+  /** virsh desc: sets the description (or title); '' removes it. Neither scope: live if running, else config. */
+  setMetadata(domain: string, field: 'description' | 'title', value: string, opts: CommandOptions & { live?: boolean; config?: boolean } = {}) {
+    return this.command('desc', { domain, field, value, ...(opts.live ? { live: true } : {}), ...(opts.config ? { config: true } : {}) }, opts);
+  }
+
   undefine(domain: string, opts?: CommandOptions) {
     return this.command('undefine', { domain }, opts);
   }

@@ -140,6 +140,46 @@ describe('virtplane against virsh -c test:///default', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
+  it('desc shows and sets descriptions and titles on the live and persistent definitions as virsh does', { timeout: 120_000 }, async () => {
+    const name = 'desc-dom';
+    const file = join(dir, `${name}.xml`);
+    await writeFile(file, domainXml(name));
+    const commands = [
+      `define ${file}`,
+      `desc ${name}`,
+      `desc ${name} --new-desc hello`,
+      `desc ${name}`,
+      `desc ${name} --title --new-desc T1`,
+      `desc ${name} --title`,
+      `desc ${name} --live --new-desc nope`,
+      `start ${name}`,
+      `desc ${name} --new-desc live`,
+      `desc ${name}`,
+      `desc ${name} --config`,
+      `desc ${name} --config --new-desc cfg`,
+      `desc ${name} --config`,
+      `desc ${name}`,
+      `destroy ${name}`,
+      `desc ${name}`,
+      `desc ${name} --new-desc ''`,
+      `desc ${name}`,
+    ];
+    const script = commands.map((c, i) => `${c}; echo @@${i}`).join('; ');
+    const { stdout } = await run('sh', ['-c', `virsh -c test:///default "${script}" 2>&1; true`]);
+    const expected = stdout
+      .replace(/@@(\d+)/g, '\n@@$1\n')
+      .split(/\n@@\d+\n/)
+      .slice(0, commands.length)
+      .map((seg) => seg.split('\n').filter((l) => l.trim()));
+    const got: string[][] = [];
+    for (const c of commands) {
+      const args = c.split(' ').map((a) => (a === "''" ? '' : a));
+      const r = await cli(...args);
+      got.push([...r.out, ...r.err].map((l) => l.replace(/ \[[a-z-]+\]$/, '')));
+    }
+    expect(got).toEqual(expected);
+  });
+
   it('every ordered pair of lifecycle commands from every state, back to back, ends the same', { timeout: 1_200_000 }, async () => {
     const mismatches: string[] = [];
     const transitions = new Map<string, boolean>();

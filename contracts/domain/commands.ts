@@ -64,6 +64,17 @@ export const DomainOpRequest = CommandHeader.extend({
 export type DomainOpRequest = z.infer<typeof DomainOpRequest>;
 
 export const StartDomainRequest = DomainOpRequest.extend({ paused: z.boolean().optional() });
+
+/** virsh desc: a domain's description or title; an empty text removes it. */
+export const SetMetadataRequest = CommandHeader.extend({
+  domain: DomainRef,
+  field: z.enum(['description', 'title']),
+  // libvirt refuses a title with a newline; a description may hold any text up to a sane size.
+  value: z.string().max(65536),
+  live: z.boolean().optional(),
+  config: z.boolean().optional(),
+}).refine((r) => r.field !== 'title' || !r.value.includes('\n'), { message: 'a title may not contain a newline', path: ['value'] });
+export type SetMetadataRequest = z.infer<typeof SetMetadataRequest>;
 export type StartDomainRequest = z.infer<typeof StartDomainRequest>;
 
 /** What the decider sees: names already resolved, definitions parsed, placement chosen. */
@@ -73,6 +84,8 @@ export type DomainCommand =
   /** virsh create: a domain started from a definition, transient unless that domain is already defined. */
   | { type: 'create'; definition: DomainDefinition; hostId: string; claimSeq: number; paused: boolean; timeoutMs: number }
   | { type: 'undefine' }
+  /** virsh desc: neither flag means the live definition of an active domain, the persistent one otherwise. */
+  | { type: 'set-metadata'; field: 'description' | 'title'; value: string; live: boolean; config: boolean }
   | { type: 'start'; paused: boolean; timeoutMs: number }
   | { type: 'shutdown'; timeoutMs: number }
   | { type: 'destroy'; timeoutMs: number; force?: boolean }

@@ -785,6 +785,6 @@ describe('create', () => {
       expectRequested('start', NOW, true),
     ]);
     expect(after.persistent).toBe(true);
-    spec.given([...running]).when({ ...create(), definition: { ...tdef, type: 'kvm' } }, NOW).thenThrows('operation-invalid', "domain 'web1' is already active");
+    spec.given([...running]).when({ type: 'create', definition: { ...tdef, type: 'kvm' }, hostId: 'h1', claimSeq: 1, paused: false, timeoutMs: TIMEOUT }, NOW).thenThrows('operation-invalid', "domain 'web1' is already active");
   });
 });

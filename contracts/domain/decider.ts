@@ -238,6 +238,15 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
     }
     case 'create':
       return decideCreate(cmd, s, now);
+    case 'set-metadata': {
+      requireDomain(s);
+      const active = isActive(s.observed.state);
+      const live = cmd.live || (!cmd.config && active);
+      const config = cmd.config || (!cmd.live && !active);
+      if (live && !active) throw notRunning(s);
+      if (config && !s.persistent) throw virtError('operation-invalid', 'cannot change persistent config of a transient domain', { domain: s.name });
+      return [{ type: 'DomainMetadataSet', data: { field: cmd.field, value: cmd.value, live, config } }];
+    }
     case 'undefine': {
       requireDomain(s);
       requireHostKnown(s);
@@ -540,6 +549,23 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
     }
     case 'DomainInterfacesObserved':
       return { ...base, interfaces: e.data.interfaces };
+    case 'DomainMetadataSet': {
+      if (!s.definition) return base;
+      const { field, value } = e.data;
+      const set = (d: DomainDefinition): DomainDefinition => {
+        const { [field]: _, ...rest } = d;
+        return value === '' ? rest : { ...rest, [field]: value };
+      };
+      const running = isActive(s.observed.state) || s.pending !== null;
+      if (!running) return { ...base, definition: set(s.definition) };
+      // A live change leaves the next boot as it was; a config change waits for it.
+      const next = s.nextDefinition ?? s.definition;
+      return {
+        ...base,
+        definition: e.data.live ? set(s.definition) : s.definition,
+        nextDefinition: e.data.config ? set(next) : e.data.live ? next : s.nextDefinition,
+      };
+    }
     case 'DomainStateObserved':
       // Word from the host (or the operator) makes the state known again.
       return settle({

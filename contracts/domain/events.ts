@@ -84,6 +84,11 @@ export const DomainEventBody = z.discriminatedUnion('type', [
     }),
   }),
   z.object({
+    /** virDomainSetMetadata: the live definition, the persistent one, or both. */
+    type: z.literal('DomainMetadataSet'),
+    data: z.object({ field: z.enum(['description', 'title']), value: z.string(), live: z.boolean(), config: z.boolean() }),
+  }),
+  z.object({
     /** The host's view of the guest's interfaces changed: devices, or addresses the guest took. */
     type: z.literal('DomainInterfacesObserved'),
     data: z.object({ interfaces: z.array(RuntimeInterface) }),

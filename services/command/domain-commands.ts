@@ -2,6 +2,7 @@ import {
   DEFAULT_TIMEOUT_MS,
   type AttachInterfaceRequest,
   type CreateDomainRequest,
+  type SetMetadataRequest,
   type DefineDomainRequest,
   type DetachInterfaceRequest,
   type DomainCommand,
@@ -94,6 +95,11 @@ export class DomainCommands {
 
   async undefine(req: DomainOpRequest, meta: CommandMeta): Promise<Accepted> {
     return this.run(req.domain, meta, { type: 'undefine' });
+  }
+
+  /** virsh desc: a description or title set in the log, on the live or persistent definition. */
+  async setMetadata(req: SetMetadataRequest, meta: CommandMeta): Promise<Accepted> {
+    return this.run(req.domain, meta, { type: 'set-metadata', field: req.field, value: req.value, live: req.live ?? false, config: req.config ?? false });
   }
 
   async operation(op: LifecycleOp, req: DomainOpRequest & { paused?: boolean }, meta: CommandMeta): Promise<Accepted> {
