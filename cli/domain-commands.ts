@@ -259,6 +259,16 @@ export const registerDomainCommands = (program: Command, h: CliHelpers): void =>
     });
 
   program
+    .command('domrename')
+    .description('rename a shut off persistent domain')
+    .argument('<domain>', 'name or uuid')
+    .argument('<new-name>', 'its new name')
+    .action(async (domain: string, newName: string) => {
+      const r = await failing(null, domain, () => h.withClient((c) => c.rename(domain, newName)));
+      h.out().result('Domain successfully renamed', r);
+    });
+
+  program
     .command('desc')
     .description("show or set a domain's description (or title, with --title)")
     .argument('<domain>', 'name or uuid')

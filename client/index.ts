@@ -162,6 +162,11 @@ export class VirtplaneClient {
     return this.command('desc', { domain, field, value, ...(opts.live ? { live: true } : {}), ...(opts.config ? { config: true } : {}) }, opts);
   }
 
+  /** virsh domrename: a shut off persistent domain takes a new name. */
+  rename(domain: string, newName: string, opts?: CommandOptions) {
+    return this.command('rename', { domain, newName }, opts);
+  }
+
   undefine(domain: string, opts?: CommandOptions) {
     return this.command('undefine', { domain }, opts);
   }

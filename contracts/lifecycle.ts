@@ -30,6 +30,8 @@ export type LifecycleType = keyof typeof ALL_LIFECYCLE_EVENTS;
 export interface LifecycleKind {
   event: LifecycleType;
   detail: string;
+  /** The name the event is reported under, when not the domain's name after the event (a rename's UNDEFINED). */
+  name?: string;
 }
 
 export const LifecycleEvent = z.object({
@@ -115,6 +117,9 @@ export const lifecycleFor = (before: DomainAggregate, e: DomainEventBody): Lifec
       return e.data.transient ? [] : [k('DEFINED', e.data.added ? 'ADDED' : 'UPDATED')];
     case 'DomainUndefined':
       return [k('UNDEFINED', 'REMOVED')];
+    case 'DomainRenamed':
+      // testDomainRename: the old name goes as UNDEFINED/RENAMED, the new one comes as DEFINED/RENAMED.
+      return [{ ...k('UNDEFINED', 'RENAMED'), name: before.name }, k('DEFINED', 'RENAMED')];
     case 'DomainOperationCompleted':
       return transitionEvents(before.observed, e.data.observed);
     case 'DomainOperationFailed':

@@ -140,12 +140,34 @@ describe('virtplane against virsh -c test:///default', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it('desc shows and sets descriptions and titles on the live and persistent definitions as virsh does', { timeout: 120_000 }, async () => {
-    const name = 'desc-dom';
+  /** One script through one virsh process and through the CLI command by command: the same lines each. */
+  const sameAsVirsh = async (commands: string[]) => {
+    const script = commands.map((c, i) => `${c}; echo @@${i}`).join('; ');
+    const { stdout } = await run('sh', ['-c', `virsh -c test:///default "${script}" 2>&1; true`]);
+    const expected = stdout
+      .replace(/@@(\d+)/g, '\n@@$1\n')
+      .split(/\n@@\d+\n/)
+      .slice(0, commands.length)
+      .map((seg) => seg.split('\n').filter((l) => l.trim()));
+    const got: string[][] = [];
+    for (const c of commands) {
+      const args = c.split(' ').map((a) => (a === "''" ? '' : a));
+      const r = await cli(...args);
+      got.push([...r.out, ...r.err].map((l) => l.replace(/ \[[a-z-]+\]$/, '')));
+    }
+    expect(got).toEqual(expected);
+  };
+
+  const xmlFile = async (name: string) => {
     const file = join(dir, `${name}.xml`);
     await writeFile(file, domainXml(name));
-    const commands = [
-      `define ${file}`,
+    return file;
+  };
+
+  it('desc shows and sets descriptions and titles on the live and persistent definitions as virsh does', { timeout: 120_000 }, async () => {
+    const name = 'desc-dom';
+    await sameAsVirsh([
+      `define ${await xmlFile(name)}`,
       `desc ${name}`,
       `desc ${name} --new-desc hello`,
       `desc ${name}`,
@@ -163,21 +185,28 @@ describe('virtplane against virsh -c test:///default', () => {
       `desc ${name}`,
       `desc ${name} --new-desc ''`,
       `desc ${name}`,
-    ];
-    const script = commands.map((c, i) => `${c}; echo @@${i}`).join('; ');
-    const { stdout } = await run('sh', ['-c', `virsh -c test:///default "${script}" 2>&1; true`]);
-    const expected = stdout
-      .replace(/@@(\d+)/g, '\n@@$1\n')
-      .split(/\n@@\d+\n/)
-      .slice(0, commands.length)
-      .map((seg) => seg.split('\n').filter((l) => l.trim()));
-    const got: string[][] = [];
-    for (const c of commands) {
-      const args = c.split(' ').map((a) => (a === "''" ? '' : a));
-      const r = await cli(...args);
-      got.push([...r.out, ...r.err].map((l) => l.replace(/ \[[a-z-]+\]$/, '')));
-    }
-    expect(got).toEqual(expected);
+    ]);
+  });
+
+  it('domrename renames a shut off persistent domain and frees its old name, refusing as virsh does', { timeout: 120_000 }, async () => {
+    const [a, b] = ['ren-a', 'ren-b'];
+    const fileA = await xmlFile(a);
+    await sameAsVirsh([
+      `define ${fileA}`,
+      `define ${await xmlFile(b)}`,
+      `domrename ${a} ${b}`,
+      `domrename ${a} ${a}`,
+      `start ${a}`,
+      `domrename ${a} ren-c`,
+      `destroy ${a}`,
+      `domrename ${a} ren-c`,
+      `domstate ren-c`,
+      `domstate ${a}`,
+      `define ${fileA}`,
+      `domstate ${a}`,
+      `create ${await xmlFile('ren-t')}`,
+      `domrename ren-t ren-u`,
+    ]);
   });
 
   it('every ordered pair of lifecycle commands from every state, back to back, ends the same', { timeout: 1_200_000 }, async () => {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { DomainDefinition, type InterfaceModel } from './definition.ts';
-import { CommandId, HostId, ObjectRef } from '../ids.ts';
+import { CommandId, HostId, ObjectName, ObjectRef } from '../ids.ts';
 import { DEFAULT_LIMITS } from '../xml/document.ts';
 import type { VirtErrorBody } from '../errors.ts';
 import type { DomainOp } from './events.ts';
@@ -65,6 +65,10 @@ export type DomainOpRequest = z.infer<typeof DomainOpRequest>;
 
 export const StartDomainRequest = DomainOpRequest.extend({ paused: z.boolean().optional() });
 
+/** virsh domrename: a shut off persistent domain takes a new name. */
+export const RenameDomainRequest = CommandHeader.extend({ domain: DomainRef, newName: ObjectName });
+export type RenameDomainRequest = z.infer<typeof RenameDomainRequest>;
+
 /** virsh desc: a domain's description or title; an empty text removes it. */
 export const SetMetadataRequest = CommandHeader.extend({
   domain: DomainRef,
@@ -84,6 +88,11 @@ export type DomainCommand =
   /** virsh create: a domain started from a definition, transient unless that domain is already defined. */
   | { type: 'create'; definition: DomainDefinition; hostId: string; claimSeq: number; paused: boolean; timeoutMs: number }
   | { type: 'undefine' }
+  /**
+   * `claimSeq`: the claim on the new name, as a define's. `releaseClaimSeq`: the domain's own claim on
+   * its old name, fenced in the same commit so the old name is free at once.
+   */
+  | { type: 'rename'; newName: string; claimSeq: number; releaseClaimSeq?: number }
   /** virsh desc: neither flag means the live definition of an active domain, the persistent one otherwise. */
   | { type: 'set-metadata'; field: 'description' | 'title'; value: string; live: boolean; config: boolean }
   | { type: 'start'; paused: boolean; timeoutMs: number }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { commandVersion, decide, evolve, initialDomainState } from './decider.ts';
+import { lifecycleFor } from '../lifecycle.ts';
 import { DomainDefinition } from './definition.ts';
 import type { DomainCommand } from './commands.ts';
 import type { DomainEventBody, LifecycleOp } from './events.ts';
@@ -786,5 +787,27 @@ describe('create', () => {
     ]);
     expect(after.persistent).toBe(true);
     spec.given([...running]).when({ type: 'create', definition: { ...tdef, type: 'kvm' }, hostId: 'h1', claimSeq: 1, paused: false, timeoutMs: TIMEOUT }, NOW).thenThrows('operation-invalid', "domain 'web1' is already active");
+  });
+});
+
+describe('domrename', () => {
+  const rename = (releaseClaimSeq?: number): DomainCommand => ({ type: 'rename', newName: 'web2', claimSeq: 10, ...(releaseClaimSeq !== undefined ? { releaseClaimSeq } : {}) });
+
+  it('a shut off persistent domain takes the new name, and its old claim is fenced in the same commit', () => {
+    const { after } = spec.given([defined()]).when(rename(1), NOW).then([
+      { type: 'DomainRenamed', data: { name: 'web2' } },
+      { type: 'NameClaimRevoked', data: { name: 'web1', claimSeq: 1 } },
+    ]);
+    expect(after).toMatchObject({ name: 'web2', definition: { name: 'web2' }, revokedClaimsUpTo: 1 });
+    expect(lifecycleFor(spec.given([defined()]).state, { type: 'DomainRenamed', data: { name: 'web2' } })).toEqual([
+      { event: 'UNDEFINED', detail: 'RENAMED', name: 'web1' },
+      { event: 'DEFINED', detail: 'RENAMED' },
+    ]);
+  });
+
+  it('refuses as testDomainRename does', () => {
+    spec.given(running).when(rename(), NOW).thenThrows('operation-invalid', 'cannot rename active domain');
+    spec.given([defined(), requested('start', 't1'), completed('start', 't1', 'running', 'booted'), undefined_(false), observed('shutoff', 'destroyed')]).when(rename(), NOW).thenThrows('no-domain', /no domain/);
+    spec.given([defined()]).when({ type: 'rename', newName: 'web1', claimSeq: 10 }, NOW).thenThrows('operation-invalid', "Can't rename domain to itself");
   });
 });

@@ -4,6 +4,7 @@ import { REQUESTED_EVENT, type DomainEventBody, type DomainOp, type LifecycleOp 
 import { isActive, type DomainStateName, type ObservedState, type RuntimeInterface } from './state.ts';
 import { virtError } from '../errors.ts';
 import { restartsOnHostLoss } from './ha.ts';
+import { formatDomainXml } from '../xml/domain.ts';
 import type { Envelope } from '../envelope.ts';
 import { applyRevocation, requireLiveClaim, type ClaimFence } from '../name-claim.ts';
 
@@ -238,6 +239,21 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
     }
     case 'create':
       return decideCreate(cmd, s, now);
+    case 'rename':
+      requireDomain(s);
+      // testDomainRename's checks, in its order.
+      if (isActive(s.observed.state) || s.pending) throw virtError('operation-invalid', 'cannot rename active domain', { domain: s.name });
+      if (!s.persistent) throw virtError('operation-invalid', 'cannot rename a transient domain', { domain: s.name });
+      if (s.observed.state !== 'shutoff') throw virtError('operation-invalid', 'domain has to be shutoff before renaming', { domain: s.name });
+      if (cmd.newName === s.name) throw virtError('operation-invalid', "Can't rename domain to itself", { domain: s.name });
+      requireLiveClaim(s, cmd.claimSeq, 'domain', cmd.newName);
+      return [
+        { type: 'DomainRenamed', data: { name: cmd.newName, ...(s.definition?.xml ? { xml: formatDomainXml({ ...s.definition, name: cmd.newName }) } : {}) } },
+        // Fencing the old claim frees the old name; the new claim, made after it, stays live.
+        ...(cmd.releaseClaimSeq !== undefined && cmd.releaseClaimSeq < cmd.claimSeq
+          ? [{ type: 'NameClaimRevoked' as const, data: { name: s.name, claimSeq: cmd.releaseClaimSeq } }]
+          : []),
+      ];
     case 'set-metadata': {
       requireDomain(s);
       const active = isActive(s.observed.state);
@@ -549,6 +565,10 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
     }
     case 'DomainInterfacesObserved':
       return { ...base, interfaces: e.data.interfaces };
+    case 'DomainRenamed': {
+      const renamed = (d: DomainDefinition | null) => (d ? { ...d, name: e.data.name, ...(d.xml && e.data.xml ? { xml: e.data.xml } : {}) } : d);
+      return { ...base, name: e.data.name, definition: renamed(s.definition), nextDefinition: renamed(s.nextDefinition) };
+    }
     case 'DomainMetadataSet': {
       if (!s.definition) return base;
       const { field, value } = e.data;

@@ -84,6 +84,12 @@ export const DomainEventBody = z.discriminatedUnion('type', [
     }),
   }),
   z.object({
+    /** virsh domrename: the domain keeps its uuid and everything else. */
+    type: z.literal('DomainRenamed'),
+    /** `xml`: the stored document with its new <name>, when the domain was defined from XML. */
+    data: z.object({ name: z.string(), xml: z.string().optional() }),
+  }),
+  z.object({
     /** virDomainSetMetadata: the live definition, the persistent one, or both. */
     type: z.literal('DomainMetadataSet'),
     data: z.object({ field: z.enum(['description', 'title']), value: z.string(), live: z.boolean(), config: z.boolean() }),

@@ -3,6 +3,7 @@ import {
   type AttachInterfaceRequest,
   type CreateDomainRequest,
   type SetMetadataRequest,
+  type RenameDomainRequest,
   type DefineDomainRequest,
   type DetachInterfaceRequest,
   type DomainCommand,
@@ -95,6 +96,36 @@ export class DomainCommands {
 
   async undefine(req: DomainOpRequest, meta: CommandMeta): Promise<Accepted> {
     return this.run(req.domain, meta, { type: 'undefine' });
+  }
+
+  /**
+   * virsh domrename: the new name is claimed as a define claims it, so two renames or a rename and a
+   * define racing for one name cannot both win; the old name is free once the rename lands.
+   */
+  async rename(req: RenameDomainRequest, meta: CommandMeta): Promise<Accepted> {
+    const stale = (s: DomainAggregate) => !isUuid(req.domain) && (!s.exists || s.name !== req.domain);
+    let { id, remembered } = await this.resolve(req.domain);
+    let existing = await this.repo.load(id);
+    if (stale(existing) && remembered) {
+      // Only an answer from memory can be stale: look the name up afresh, once.
+      this.names.forget(req.domain);
+      ({ id, remembered } = await this.resolve(req.domain));
+      existing = await this.repo.load(id);
+    }
+    if (stale(existing)) throw virtError('no-domain', `Domain not found: no domain with matching name '${req.domain}'`);
+    const own = await this.names.holder(existing.name);
+    const releaseClaimSeq = own?.uuid === id ? own.seq : undefined;
+    const command = (claimSeq: number): DomainCommand => ({ type: 'rename', newName: req.newName, claimSeq, ...(releaseClaimSeq !== undefined ? { releaseClaimSeq } : {}) });
+    decide(command(Number.MAX_SAFE_INTEGER), existing, meta.now);
+    const claimSeq = await this.names.claim(req.newName, id, meta, this.load).catch((e: unknown) => {
+      // libvirt's words for a name another domain holds.
+      if (isVirtError(e) && e.code === 'operation-failed') throw virtError('operation-invalid', `domain with name '${req.newName}' already exists`);
+      throw e;
+    });
+    const out = await this.repo.execute(id, meta, (s) => decide(command(claimSeq), s, meta.now));
+    this.names.remember(req.newName, id);
+    this.names.forget(existing.name);
+    return this.accepted(out, meta);
   }
 
   /** virsh desc: a description or title set in the log, on the live or persistent definition. */
