@@ -226,6 +226,8 @@ describe('networks through the client and the CLI, end to end', () => {
         '',
       ].join('\n'),
     );
+    expect((await virtplane('net-uuid', 'xml-net')).stdout.trim()).toBe('3e3fce45-4f53-4fa7-bb32-11f34168b82b');
+    expect((await virtplane('net-name', '3e3fce45-4f53-4fa7-bb32-11f34168b82b')).stdout.trim()).toBe('xml-net');
     expect((await virtplane('net-autostart', 'xml-net', '--disable')).stdout.trim()).toBe('Network xml-net unmarked as autostarted');
     const json = JSON.parse((await virtplane('net-list', '--all', '--json')).stdout);
     expect(json).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'xml-net', active: true, autostart: false, bridge: 'virbr9' })]));
