@@ -811,3 +811,20 @@ describe('domrename', () => {
     spec.given([defined()]).when({ type: 'rename', newName: 'web1', claimSeq: 10 }, NOW).thenThrows('operation-invalid', "Can't rename domain to itself");
   });
 });
+
+describe('desc (set-metadata)', () => {
+  const desc = (live = false, config = false): DomainCommand => ({ type: 'set-metadata', field: 'description', value: 'hello', live, config });
+
+  it('changes the persistent definition of a shut off domain, the live one of a running domain', () => {
+    expect(spec.given([defined()]).when(desc(), NOW).then([{ type: 'DomainMetadataSet', data: { field: 'description', value: 'hello', live: false, config: true } }]).after.definition?.description).toBe('hello');
+    const { after } = spec.given(running).when(desc(), NOW).then([{ type: 'DomainMetadataSet', data: { field: 'description', value: 'hello', live: true, config: false } }]);
+    expect(after.definition?.description).toBe('hello');
+    // The next boot keeps what it had.
+    expect(after.nextDefinition?.description).toBeUndefined();
+  });
+
+  it('refuses --live on a shut off domain and --config on a transient one', () => {
+    spec.given([defined()]).when(desc(true), NOW).thenThrows('operation-invalid', 'domain is not running');
+    spec.given([...running, undefined_(false)]).when(desc(false, true), NOW).thenThrows('operation-invalid', 'cannot change persistent config of a transient domain');
+  });
+});
