@@ -7,6 +7,7 @@ import { validateFiles } from './validate.ts';
 import { initTelemetry } from '../platform/telemetry.ts';
 import { registerNetworkCommands } from './network-commands.ts';
 import { registerDomainCommands } from './domain-commands.ts';
+import { registerDomainInfoCommands } from './domain-info-commands.ts';
 import { registerNodeCommands } from './node-commands.ts';
 import { registerLookupCommands } from './lookup-commands.ts';
 import { causeOf, errorLines } from './errors.ts';
@@ -123,6 +124,7 @@ export const buildProgram = (): Command => {
 
   const helpers = { out, withClient, json: () => Boolean(globals().json), usageError: (m: string) => new UsageError(m) };
   registerDomainCommands(program, helpers);
+  registerDomainInfoCommands(program, helpers);
   registerNodeCommands(program, helpers);
   registerLookupCommands(program, helpers);
   registerNetworkCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
