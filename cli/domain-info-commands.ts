@@ -29,23 +29,20 @@ export const registerDomainInfoCommands = (program: Command, h: CliHelpers): voi
       h.out().result(v.domid === undefined ? '-' : String(v.domid), { id: v.domid ?? null });
     });
 
-  program
-    .command('domname')
-    .description("the domain's name, from its id or uuid")
-    .argument('<domain>', 'id or uuid')
-    .action(async (domain: string) => {
-      const v = await failing(null, domain, () => h.withClient((c) => lookup(c, domain)));
-      h.out().result(v.name, { name: v.name });
-    });
-
-  program
-    .command('domuuid')
-    .description("the domain's uuid, from its id or name")
-    .argument('<domain>', 'id or name')
-    .action(async (domain: string) => {
-      const v = await failing(null, domain, () => h.withClient((c) => lookup(c, domain)));
-      h.out().result(v.id, { uuid: v.id });
-    });
+  const lookups: Array<[verb: string, description: string, by: string, field: 'name' | 'uuid', value: (v: DomainView) => string]> = [
+    ['domname', "the domain's name, from its id or uuid", 'id or uuid', 'name', (v) => v.name],
+    ['domuuid', "the domain's uuid, from its id or name", 'id or name', 'uuid', (v) => v.id],
+  ];
+  for (const [verb, description, by, field, value] of lookups) {
+    program
+      .command(verb)
+      .description(description)
+      .argument('<domain>', by)
+      .action(async (domain: string) => {
+        const v = await failing(null, domain, () => h.withClient((c) => lookup(c, domain)));
+        h.out().result(value(v), { [field]: value(v) });
+      });
+  }
 
   program
     .command('dumpxml')
