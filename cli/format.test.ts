@@ -31,7 +31,7 @@ describe('a domain whose host is lost, as operators read it', () => {
   });
 
   it('dominfo says so and what was known before', () => {
-    const text = dominfo(lost);
+    const text = dominfo(lost, true);
     expect(text).toMatch(/^State:\s+unknown \(host lost\)$/m);
     expect(text).toMatch(/^State reason:\s+host 'host-a' lost; last known running \(booted\)$/m);
   });
@@ -45,5 +45,28 @@ describe('a domain whose host is lost, as operators read it', () => {
     const out = hostList([{ ...base, hostId: 'host-a', lost: true, alive: false }, { ...base, hostId: 'host-b', alive: true }]);
     expect(out).toMatch(/host-a\s+lost/);
     expect(out).toMatch(/host-b\s+up/);
+  });
+});
+
+describe("virsh's layouts", () => {
+  it('list: Id, Name, State, with - for an inactive domain and dashes as wide as virsh draws them', () => {
+    const out = domainList([view({ domid: 12 }), view({ name: 'd1', observed: { state: 'shutoff', reason: 'destroyed' } })]);
+    expect(out.split('\n')).toEqual([' Id   Name   State', '-'.repeat(23), ' 12   web1   running', ' -    d1     shut off']);
+  });
+
+  it("list --host adds virtplane's columns after virsh's", () => {
+    expect(domainList([view({ domid: 3 })], 'host').split('\n')[0]).toMatch(/^ Id\s+Name\s+State\s+Host\s+UUID$/);
+  });
+
+  it('dominfo: virsh\'s lines in order, values from column 17, extras only when asked', () => {
+    const lines = dominfo(view({ domid: 5 })).split('\n');
+    expect(lines.map((l) => l.slice(0, 16).trim().replace(/:$/, ''))).toEqual([
+      'Id', 'Name', 'UUID', 'OS Type', 'State', 'CPU(s)', 'Max memory', 'Used memory', 'Persistent', 'Autostart', 'Managed save', 'Security model', 'Security DOI',
+    ]);
+    expect(lines[0]).toBe('Id:             5');
+    expect(lines[3]).toBe('OS Type:        linux');
+    expect(lines.every((l) => l.length === 16 || l[16] !== ' ')).toBe(true);
+    expect(dominfo(view())).not.toMatch(/^Host:/m);
+    expect(dominfo(view(), true)).toMatch(/^Host:\s+host-a$/m);
   });
 });

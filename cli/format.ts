@@ -13,10 +13,11 @@ export const parsePageSize = (v: string): number => {
   return n;
 };
 
+/** virsh's vshTable: a leading space, cells padded and three spaces apart, dashes as wide as every cell plus three. */
 export const table = (headers: string[], rows: string[][]): string => {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) => ` ${cells.map((c, i) => c.padEnd(widths[i]!)).join('   ')}`.trimEnd();
-  const total = widths.reduce((a, b) => a + b, 0) + 3 * (widths.length - 1) + 2;
+  const total = widths.reduce((a, b) => a + b + 3, 0);
   return [line(headers), '-'.repeat(total), ...rows.map(line)].join('\n');
 };
 
@@ -28,33 +29,53 @@ export const stateLabel = (v: DomainView): string => {
   return v.pending ? `${label} (${v.pending.op} in progress)` : label;
 };
 
-export const domainList = (views: DomainView[]): string =>
-  table(
-    ['Name', 'State', 'Host', 'UUID'],
-    views.map((v) => [v.name, stateLabel(v), v.hostId, v.id]),
-  );
+/** `list`'s layouts: virsh's, or virsh's with virtplane's columns after it (`list --host`). */
+export type ListColumns = 'virsh' | 'host';
 
-export const dominfo = (v: DomainView): string => {
+const domidLabel = (v: DomainView): string => (v.domid === undefined ? '-' : String(v.domid));
+
+export const domainList = (views: DomainView[], columns: ListColumns = 'virsh'): string =>
+  columns === 'virsh'
+    ? table(['Id', 'Name', 'State'], views.map((v) => [domidLabel(v), v.name, stateLabel(v)]))
+    : table(['Id', 'Name', 'State', 'Host', 'UUID'], views.map((v) => [domidLabel(v), v.name, stateLabel(v), v.hostId, v.id]));
+
+/** The test driver calls every guest's OS "linux"; other drivers give the definition's. */
+const osType = (v: DomainView): string => (v.definition.type === 'test' ? 'linux' : v.definition.os.type);
+
+/** virsh dominfo: `%-15s %s`, so values start at column 17. */
+const infoLines = (rows: Array<[string, string]>): string => rows.map(([k, val]) => `${`${k}:`.padEnd(15)} ${val}`).join('\n');
+
+export const dominfo = (v: DomainView, extra = false): string => {
   const d = v.definition;
+  const test = d.type === 'test';
   const rows: Array<[string, string]> = [
+    ['Id', domidLabel(v)],
     ['Name', v.name],
     ['UUID', v.id],
-    ['OS Type', d.os.type],
+    ['OS Type', osType(v)],
     ['State', v.hostLost ? HOST_LOST_LABEL : VIRSH_STATE_LABEL[v.observed.state]],
-    ['State reason', v.hostLost ? `host '${v.hostId}' lost; last known ${v.lastObserved ? `${VIRSH_STATE_LABEL[v.lastObserved.state]} (${v.lastObserved.reason})` : 'nothing'}` : v.observed.reason],
-    ['Desired state', VIRSH_STATE_LABEL[v.desired]],
-    ['Operation', v.pending ? `${v.pending.op} since ${v.pending.requestedAt} (deadline ${v.pending.deadline})` : 'none'],
-    ['Last error', v.lastError ? `${v.lastError.op}: ${v.lastError.code}: ${v.lastError.message}` : 'none'],
-    ['Host', v.hostId],
-    ['Type', d.type],
     ['CPU(s)', String(d.vcpus)],
     ['Max memory', `${d.maxMemoryKiB ?? d.memoryKiB} KiB`],
     ['Used memory', `${d.currentMemoryKiB ?? d.memoryKiB} KiB`],
     ['Persistent', v.persistent ? 'yes' : 'no'],
-    ['Version', String(v.version)],
+    ['Autostart', 'disable'],
+    ['Managed save', 'no'],
+    // The test driver's security model; QEMU guests here run under libvirt's "none" model.
+    ['Security model', test ? 'testSecurity' : 'none'],
+    ['Security DOI', test ? '' : '0'],
   ];
-  const w = Math.max(...rows.map(([k]) => k.length)) + 2;
-  return rows.map(([k, val]) => `${`${k}:`.padEnd(w)}${val}`).join('\n');
+  if (extra) {
+    rows.push(
+      ['State reason', v.hostLost ? `host '${v.hostId}' lost; last known ${v.lastObserved ? `${VIRSH_STATE_LABEL[v.lastObserved.state]} (${v.lastObserved.reason})` : 'nothing'}` : v.observed.reason],
+      ['Desired state', VIRSH_STATE_LABEL[v.desired]],
+      ['Operation', v.pending ? `${v.pending.op} since ${v.pending.requestedAt} (deadline ${v.pending.deadline})` : 'none'],
+      ['Last error', v.lastError ? `${v.lastError.op}: ${v.lastError.code}: ${v.lastError.message}` : 'none'],
+      ['Host', v.hostId],
+      ['Type', d.type],
+      ['Version', String(v.version)],
+    );
+  }
+  return infoLines(rows);
 };
 
 export const hostList = (hosts: HostView[]): string =>

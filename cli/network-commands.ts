@@ -148,7 +148,7 @@ export const registerNetworkCommands = (program: Command, h: CliHelpers): void =
     .action(async (domain: string) => {
       const v = await h.withClient((c) => c.get(domain));
       // virDomainInterfaceAddresses needs a running domain.
-      if (!isActive(v.observed.state)) throw virtError('operation-invalid', `domain '${v.name}' is not running`);
+      if (!isActive(v.observed.state)) throw virtError('operation-invalid', 'domain is not running', { domain: v.name });
       // What the host saw in its DHCP leases (virsh domifaddr's default source); a network's static
       // DHCP entries are not shown, since the guest may never have taken them.
       const rows: AddressRow[] = v.interfaces.flatMap((i) =>

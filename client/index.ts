@@ -51,7 +51,15 @@ export interface ClientOptions {
    */
   actor?: string;
   requestTimeoutMs?: number;
+  /**
+   * Read-your-writes: every command returns only once the views show its effect (its version, or the
+   * object's removal), so whatever reads next, from this process or another, never sees older state.
+   */
+  readYourWrites?: boolean;
 }
+
+/** How long a command waits for the views to show it before returning anyway. */
+const REFLECT_WAIT_MS = 30_000;
 
 const defaultActor = () => {
   try {
@@ -68,17 +76,18 @@ export class VirtplaneClient {
     private readonly actor: string,
     private readonly timeoutMs: number,
     private readonly owned: boolean,
+    private readonly readYourWrites = false,
   ) {}
 
   static async connect(opts: ClientOptions = {}): Promise<VirtplaneClient> {
     const cfg = loadConfig(BaseConfig, { ...opts.credentials, ...(opts.url ? { natsUrl: opts.url } : {}) });
     const n = await connectNats(resolveNatsUrl(cfg), 'virtplane-client');
-    return new VirtplaneClient(n, opts.actor ?? defaultActor(), opts.requestTimeoutMs ?? 30_000, true);
+    return new VirtplaneClient(n, opts.actor ?? defaultActor(), opts.requestTimeoutMs ?? 30_000, true, opts.readYourWrites);
   }
 
   /** Wraps a connection the caller owns (tests, services embedding the client). */
   static over(n: Nats, opts: ClientOptions = {}): VirtplaneClient {
-    return new VirtplaneClient(n, opts.actor ?? defaultActor(), opts.requestTimeoutMs ?? 30_000, false);
+    return new VirtplaneClient(n, opts.actor ?? defaultActor(), opts.requestTimeoutMs ?? 30_000, false, opts.readYourWrites);
   }
 
   /** Our own command subject when logged in (the server checks it is ours), else the unauthenticated form. */
@@ -86,7 +95,42 @@ export class VirtplaneClient {
     return this.nats.principal ? subjects.commandFor(this.nats.principal, aggregate, verb) : subjects.command(aggregate, verb);
   }
 
+  /**
+   * Resolves once the views reflect `version` of the object, or show it gone: a get asked for that
+   * version answers "not found" only from views at or past it. Views still behind (a projector
+   * restarting) are waited for up to `waitMs`; then the command returns anyway, as it was accepted.
+   */
+  async reflect(kind: 'domain' | 'network' | 'pool', id: string, version: number, waitMs = REFLECT_WAIT_MS): Promise<void> {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      const left = Math.max(0, Math.min(10_000, deadline - Date.now()));
+      try {
+        await call<Record<string, unknown>>(this.nats.nc, subjects.query(kind, 'get'), { [kind]: id, minVersion: version, waitMs: left }, left + this.timeoutMs);
+        return;
+      } catch (e) {
+        const code = (e as { code?: string })?.code;
+        if (code === 'no-domain' || code === 'no-network' || code === 'no-storage-pool') return;
+        if ((code === 'timeout' || noResponders(e)) && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 100));
+          continue;
+        }
+        if (code === 'timeout' || noResponders(e)) return;
+        throw e;
+      }
+    }
+  }
+
+  private async reflected<T>(sent: Promise<T>, kind: 'domain' | 'network' | 'pool', id: (r: T) => string, version: (r: T) => number): Promise<T> {
+    const r = await sent;
+    if (this.readYourWrites) await this.reflect(kind, id(r), version(r));
+    return r;
+  }
+
   private command(verb: string, body: Record<string, unknown>, opts: CommandOptions = {}): Promise<CommandAccepted> {
+    return this.reflected(this.sendCommand(verb, body, opts), 'domain', (r) => r.domainId, (r) => r.version);
+  }
+
+  private sendCommand(verb: string, body: Record<string, unknown>, opts: CommandOptions = {}): Promise<CommandAccepted> {
     return call<CommandAccepted>(
       this.nats.nc,
       this.commandSubject('domain', verb),
@@ -105,6 +149,24 @@ export class VirtplaneClient {
   /** A JSON definition is typed (a misspelt field does not compile) and checked again by the command service. */
   define(input: { definition: DomainDefinitionInput; hostId?: string } | { xml: string; hostId?: string }, opts?: CommandOptions) {
     return this.command('define', input, opts);
+  }
+
+  /** virsh create: a domain started from a definition, transient unless it is already defined. */
+  create(
+    input: ({ definition: DomainDefinitionInput | Record<string, unknown> } | { xml: string }) & { hostId?: string; paused?: boolean },
+    opts?: CommandOptions,
+  ) {
+    return this.command('create', input, opts);
+  }
+
+  /** virsh desc: sets the description (or title); '' removes it. Neither scope: live if running, else config. */
+  setMetadata(domain: string, field: 'description' | 'title', value: string, opts: CommandOptions & { live?: boolean; config?: boolean } = {}) {
+    return this.command('desc', { domain, field, value, ...(opts.live ? { live: true } : {}), ...(opts.config ? { config: true } : {}) }, opts);
+  }
+
+  /** virsh domrename: a shut off persistent domain takes a new name. */
+  rename(domain: string, newName: string, opts?: CommandOptions) {
+    return this.command('rename', { domain, newName }, opts);
   }
 
   undefine(domain: string, opts?: CommandOptions) {
@@ -230,6 +292,16 @@ export class VirtplaneClient {
    * Throws the host's error when the operation failed, and `timeout` when it is still running.
    */
   async outcome(accepted: CommandAccepted, timeoutMs = 120_000): Promise<DomainView> {
+    const v = await this.outcomeOrGone(accepted, timeoutMs);
+    if (!v) throw virtError('no-domain', `domain '${accepted.name}' was removed`);
+    return v;
+  }
+
+  /**
+   * As `outcome`, but a domain removed meanwhile gives null: how destroy and shutdown of a transient
+   * domain end (removal settles only a domain that is not running, so the guest is down).
+   */
+  async outcomeOrGone(accepted: CommandAccepted, timeoutMs = 120_000): Promise<DomainView | null> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const waitMs = Math.max(0, Math.min(25_000, deadline - Date.now()));
@@ -246,7 +318,7 @@ export class VirtplaneClient {
         await new Promise((r) => setTimeout(r, 250));
         continue;
       }
-      if (!v) throw virtError('no-domain', `domain '${accepted.name}' was removed`);
+      if (!v) return null;
       if (accepted.taskId && v.lastError?.taskId === accepted.taskId) {
         throw virtError(v.lastError.code as never, v.lastError.message, { domain: v.name, op: v.lastError.op });
       }
@@ -288,13 +360,14 @@ export class VirtplaneClient {
   // ---- Networks ---------------------------------------------------------------------------------
 
   private networkCommand(verb: string, body: Record<string, unknown>, opts: Omit<CommandOptions, 'timeoutSeconds'> = {}): Promise<NetworkCommandAccepted> {
-    return call<NetworkCommandAccepted>(
+    const sent = call<NetworkCommandAccepted>(
       this.nats.nc,
       this.commandSubject('network', verb),
       { ...body, commandId: opts.commandId ?? randomUUID(), actor: this.actor, ...(opts.correlationId ? { correlationId: opts.correlationId } : {}) },
       this.timeoutMs,
       COMMAND_RESEND,
     );
+    return this.reflected(sent, 'network', (r) => r.networkId, (r) => r.version);
   }
 
   /** Defines (or redefines) a persistent network from the JSON model or libvirt network XML. */
@@ -337,6 +410,10 @@ export class VirtplaneClient {
   // ---- Storage pools and volumes ----------------------------------------------------------------
 
   private storageCommand(aggregate: 'pool' | 'vol', verb: string, body: Record<string, unknown>, opts: CommandOptions = {}): Promise<StorageAccepted> {
+    return this.reflected(this.sendStorageCommand(aggregate, verb, body, opts), 'pool', (r) => r.poolId, (r) => r.version);
+  }
+
+  private sendStorageCommand(aggregate: 'pool' | 'vol', verb: string, body: Record<string, unknown>, opts: CommandOptions = {}): Promise<StorageAccepted> {
     return call<StorageAccepted>(
       this.nats.nc,
       this.commandSubject(aggregate, verb),

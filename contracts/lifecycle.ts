@@ -30,6 +30,8 @@ export type LifecycleType = keyof typeof ALL_LIFECYCLE_EVENTS;
 export interface LifecycleKind {
   event: LifecycleType;
   detail: string;
+  /** The name the event is reported under, when not the domain's name after the event (a rename's UNDEFINED). */
+  name?: string;
 }
 
 export const LifecycleEvent = z.object({
@@ -111,9 +113,13 @@ export const transitionEvents = (from: ObservedState, to: ObservedState): Lifecy
 export const lifecycleFor = (before: DomainAggregate, e: DomainEventBody): LifecycleKind[] => {
   switch (e.type) {
     case 'DomainDefined':
-      return [k('DEFINED', e.data.added ? 'ADDED' : 'UPDATED')];
+      // A transient domain is never defined in libvirt's sense: its start is all that is reported.
+      return e.data.transient ? [] : [k('DEFINED', e.data.added ? 'ADDED' : 'UPDATED')];
     case 'DomainUndefined':
       return [k('UNDEFINED', 'REMOVED')];
+    case 'DomainRenamed':
+      // testDomainRename: the old name goes as UNDEFINED/RENAMED, the new one comes as DEFINED/RENAMED.
+      return [{ ...k('UNDEFINED', 'RENAMED'), name: before.name }, k('DEFINED', 'RENAMED')];
     case 'DomainOperationCompleted':
       return transitionEvents(before.observed, e.data.observed);
     case 'DomainOperationFailed':

@@ -64,6 +64,8 @@ export const DomainView = z.object({
   lastError: z.object({ op: DomainOp, taskId: z.string(), code: z.string(), message: z.string(), at: z.string() }).nullable(),
   /** The domain's version: the stream sequence of the last commit folded in. */
   version: z.number().int(),
+  /** virsh's Id while the guest is active (absent, shown '-', while it is not). */
+  domid: z.number().int().optional(),
   updatedAt: z.string(),
 });
 export type DomainView = z.infer<typeof DomainView>;

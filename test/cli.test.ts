@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cpus, hostname, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { PROJECT_ROOT } from '../platform/config.ts';
@@ -30,11 +30,23 @@ describe('virtplane CLI against a running system', () => {
   });
   afterAll(async () => stack?.stop());
 
-  it('speaks virsh: define, start, list, domstate, dominfo, suspend, resume, destroy, undefine', async () => {
+  it('speaks virsh: define, start, list, domstate, dominfo, suspend, resume, destroy, undefine', { timeout: 240_000 }, async () => {
     expect((await virtplane(env, 'define', '--name', 'cli-1', '--memory', '128', '--vcpus', '2')).stdout.trim()).toBe("Domain 'cli-1' defined");
     expect((await virtplane(env, 'start', 'cli-1')).stdout.trim()).toBe("Domain 'cli-1' started");
     const list = await virtplane(env, 'list');
-    expect(list.stdout).toMatch(/^ Name\s+State\s+Host\s+UUID\n-+\n cli-1\s+running\s+host-a\s+[0-9a-f-]{36}\n$/);
+    expect(list.stdout).toMatch(/^ Id\s+Name\s+State\n-+\n \d+\s+cli-1\s+running\n$/);
+    expect((await virtplane(env, 'list', '--host')).stdout).toMatch(/^ Id\s+Name\s+State\s+Host\s+UUID\n-+\n \d+\s+cli-1\s+running\s+host-a\s+[0-9a-f-]{36}\n$/);
+    expect((await virtplane(env, 'list', '--name')).stdout).toBe('cli-1\n');
+    // virsh's ids: a number while running, found again by domname; the uuid by name.
+    const domid = (await virtplane(env, 'domid', 'cli-1')).stdout.trim();
+    expect(domid).toMatch(/^\d+$/);
+    expect((await virtplane(env, 'domname', domid)).stdout.trim()).toBe('cli-1');
+    const uuid = (await virtplane(env, 'domuuid', 'cli-1')).stdout.trim();
+    expect((await virtplane(env, 'list', '--uuid')).stdout.trim()).toBe(uuid);
+    expect((await virtplane(env, 'list', '--state-shutoff', '--name')).stdout.trim()).toBe('');
+    const twice = await virtplane(env, 'start', 'cli-1');
+    expect(twice.code).toBe(1);
+    expect(twice.stderr.trim()).toBe('error: Domain is already active [operation-invalid]');
     expect((await virtplane(env, 'domstate', 'cli-1', '--reason')).stdout.trim()).toBe('running (booted)');
     expect(JSON.parse((await virtplane(env, 'domstate', 'cli-1', '--json')).stdout)).toEqual({ state: 'running', reason: 'booted', stateNumber: 1 });
     expect((await virtplane(env, 'suspend', 'cli-1')).stdout.trim()).toBe("Domain 'cli-1' suspended");
@@ -43,17 +55,29 @@ describe('virtplane CLI against a running system', () => {
     expect(info).toMatch(/^Name:\s+cli-1$/m);
     expect(info).toMatch(/^CPU\(s\):\s+2$/m);
     expect(info).toMatch(/^Max memory:\s+131072 KiB$/m);
+    expect(info).toMatch(/^Id: {13}\d+\nName: {11}cli-1\n/);
+    expect(info).not.toMatch(/^Host:/m);
+    expect((await virtplane(env, 'dominfo', 'cli-1', '--extra')).stdout).toMatch(/^Host:\s+host-a$/m);
+    const again = await virtplane(env, 'suspend', 'cli-1');
+    await virtplane(env, 'suspend', 'cli-1').then((r) =>
+      expect(r.stderr.trim().split('\n')).toEqual(["error: Failed to suspend domain 'cli-1'", "error: internal error: domain 'cli-1' not running [internal-error]"]),
+    );
+    expect(again.code).toBe(0);
+    await virtplane(env, 'resume', 'cli-1');
     expect((await virtplane(env, 'destroy', 'cli-1')).stdout.trim()).toBe("Domain 'cli-1' destroyed");
     const json = JSON.parse((await virtplane(env, 'list', '--all', '--json')).stdout);
     expect(json).toEqual([expect.objectContaining({ name: 'cli-1', observed: { state: 'shutoff', reason: 'destroyed' } })]);
-    const events = (await virtplane(env, 'event', '--all', '--loop', '--timeout', '2')).stdout.trim().split('\n');
+    const events = (await virtplane(env, 'event', '--all', '--history', '--loop', '--timeout', '2')).stdout.trim().split('\n');
     expect(events).toEqual([
       "event 'lifecycle' for domain 'cli-1': Defined Added",
       "event 'lifecycle' for domain 'cli-1': Started Booted",
       "event 'lifecycle' for domain 'cli-1': Suspended Paused",
       "event 'lifecycle' for domain 'cli-1': Resumed Unpaused",
+      "event 'lifecycle' for domain 'cli-1': Suspended Paused",
+      "event 'lifecycle' for domain 'cli-1': Resumed Unpaused",
       "event 'lifecycle' for domain 'cli-1': Stopped Destroyed",
-      'events received: 5',
+      'event loop timed out',
+      'events received: 7',
     ]);
     expect((await virtplane(env, 'undefine', 'cli-1')).stdout.trim()).toBe("Domain 'cli-1' has been undefined");
   });
@@ -87,7 +111,8 @@ describe('virtplane CLI against a running system', () => {
   it('reports errors with the libvirt code and a non-zero exit', async () => {
     const r = await virtplane(env, 'start', 'no-such-domain');
     expect(r.code).toBe(1);
-    expect(r.stderr.trim()).toBe("error: Domain not found: no domain with matching name 'no-such-domain' [no-domain]");
+    // virsh's words for a domain it cannot look up; JSON keeps libvirt's message.
+    expect(r.stderr.trim()).toBe("error: failed to get domain 'no-such-domain' [no-domain]");
     const j = await virtplane(env, 'start', 'no-such-domain', '--json');
     expect(JSON.parse(j.stdout)).toEqual({ ok: false, error: { code: 'no-domain', message: "Domain not found: no domain with matching name 'no-such-domain'" } });
     const usage = await virtplane(env, 'define', '--name', 'x');
@@ -97,6 +122,19 @@ describe('virtplane CLI against a running system', () => {
   it('host-list shows the agent alive', async () => {
     const r = await virtplane(env, 'host-list', '--json');
     expect(JSON.parse(r.stdout)).toEqual([expect.objectContaining({ hostId: 'host-a', alive: true, capabilities: expect.objectContaining({ domainTypes: expect.arrayContaining(['test']) }) })]);
+  });
+
+  it('nodeinfo, hostname, version and uri answer for the only host, or the one named', { timeout: 120_000 }, async () => {
+    const info = (await virtplane(env, 'nodeinfo')).stdout;
+    expect(info).toMatch(new RegExp(`^CPU\\(s\\): {14}${cpus().length}$`, 'm'));
+    expect(info).toMatch(new RegExp(`^Memory size: {9}${Math.floor(totalmem() / 1024)} KiB$`, 'm'));
+    expect(info).toMatch(/^CPU model: {11}\S+$/m);
+    expect((await virtplane(env, 'hostname', '--host', 'host-a')).stdout.trim()).toBe(hostname());
+    expect((await virtplane(env, 'version')).stdout).toMatch(/^Compiled against library: virtplane \S+\nUsing library: virtplane \S+\nUsing API: TEST /);
+    expect((await virtplane(env, 'uri')).stdout.trim()).toBe(`nats://${new URL(stack.nats.url).host}`);
+    const none = await virtplane(env, 'nodeinfo', '--host', 'no-such-host');
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/no host with id 'no-such-host'/);
   });
 });
 

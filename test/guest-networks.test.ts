@@ -60,6 +60,11 @@ describe.skipIf(!availability.ok)('guests on a virtual network', () => {
     used.push(a1);
     expect(a1).toMatch(/^vnet\d+$/);
     expect(await ports(bridge)).toEqual([a1]);
+    // dumpxml of the running guest names its tap as libvirt does; the inactive definition does not.
+    const dumpxml = async (...args: string[]) =>
+      (await run(process.execPath, [join(PROJECT_ROOT, 'bin', 'virtplane.mjs'), 'dumpxml', 'net-a', ...args], { env: { ...process.env, VIRTPLANE_NATS_URL: stack.nats.url } })).stdout;
+    expect(await dumpxml()).toMatch(new RegExp(`<target dev=["']${a1}["']\\s*/>`));
+    expect(await dumpxml('--inactive')).not.toContain(a1);
 
     await settle(stack.client.start('net-b'));
     const b1 = (await view('net-b')).interfaces[0]!.ifname;

@@ -343,12 +343,20 @@ describe('storage pools and volumes, end to end', () => {
     const vxml = (await virtplane(env, 'vol-dumpxml', 'disk.qcow2', '--pool', 'clipool')).stdout;
     expect(vxml).toContain(`<key>${target}/disk.qcow2</key>`);
     expect(vxml).toContain("<capacity unit='bytes'>1073741824</capacity>");
+    // Look-ups between names, keys, paths and uuids.
+    expect((await virtplane(env, 'vol-path', 'disk.qcow2', '--pool', 'clipool')).stdout.trim()).toBe(`${target}/disk.qcow2`);
+    expect((await virtplane(env, 'vol-key', 'disk.qcow2', '--pool', 'clipool')).stdout.trim()).toBe(`${target}/disk.qcow2`);
+    expect((await virtplane(env, 'vol-name', `${target}/disk.qcow2`)).stdout.trim()).toBe('disk.qcow2');
+    expect((await virtplane(env, 'vol-pool', `${target}/disk.qcow2`)).stdout.trim()).toBe('clipool');
+    const poolUuid = (await virtplane(env, 'pool-uuid', 'clipool')).stdout.trim();
+    expect(poolUuid).toMatch(/^[0-9a-f-]{36}$/);
+    expect((await virtplane(env, 'pool-name', poolUuid)).stdout.trim()).toBe('clipool');
     const json = JSON.parse((await virtplane(env, '--json', 'vol-info', 'clipool/disk.qcow2')).stdout);
     expect(json).toMatchObject({ name: 'disk.qcow2', format: 'qcow2', capacityBytes: 1 << 30 });
 
     const bad = await virtplane(env, 'vol-create', 'clipool', volFile);
     expect(bad.code).toBe(1);
-    expect(bad.stderr.trim()).toBe("error: storage volume 'disk.qcow2' exists already [operation-failed]");
+    expect(bad.stderr.trim()).toBe("error: operation failed: storage volume 'disk.qcow2' exists already [operation-failed]");
 
     expect((await virtplane(env, 'vol-delete', 'disk.qcow2', '--pool', 'clipool')).stdout.trim()).toBe('Vol disk.qcow2 deleted');
     expect(await exists(join(target, 'disk.qcow2'))).toBe(false);

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { DomainDefinition, type InterfaceModel } from './definition.ts';
-import { CommandId, HostId, ObjectRef } from '../ids.ts';
+import { CommandId, HostId, ObjectName, ObjectRef } from '../ids.ts';
 import { DEFAULT_LIMITS } from '../xml/document.ts';
 import type { VirtErrorBody } from '../errors.ts';
 import type { DomainOp } from './events.ts';
@@ -42,6 +42,18 @@ export const DefineDomainRequest = CommandHeader.extend({
 });
 export type DefineDomainRequest = z.infer<typeof DefineDomainRequest>;
 
+/** virsh create: define (transiently, for a new domain) and start in one command. */
+export const CreateDomainRequest = CommandHeader.extend({
+  definition: JsonDefinition.optional(),
+  xml: z.string().optional(),
+  hostId: HostId.optional(),
+  paused: z.boolean().optional(),
+  timeoutSeconds: z.number().positive().max(3600).optional(),
+}).refine((r) => (r.definition === undefined) !== (r.xml === undefined), {
+  message: 'give exactly one of "definition" or "xml"',
+});
+export type CreateDomainRequest = z.infer<typeof CreateDomainRequest>;
+
 export const DomainOpRequest = CommandHeader.extend({
   domain: DomainRef,
   /** How long the host may take before the operation is recorded as failed. */
@@ -52,13 +64,37 @@ export const DomainOpRequest = CommandHeader.extend({
 export type DomainOpRequest = z.infer<typeof DomainOpRequest>;
 
 export const StartDomainRequest = DomainOpRequest.extend({ paused: z.boolean().optional() });
+
+/** virsh domrename: a shut off persistent domain takes a new name. */
+export const RenameDomainRequest = CommandHeader.extend({ domain: DomainRef, newName: ObjectName });
+export type RenameDomainRequest = z.infer<typeof RenameDomainRequest>;
+
+/** virsh desc: a domain's description or title; an empty text removes it. */
+export const SetMetadataRequest = CommandHeader.extend({
+  domain: DomainRef,
+  field: z.enum(['description', 'title']),
+  // libvirt refuses a title with a newline; a description may hold any text up to a sane size.
+  value: z.string().max(65536),
+  live: z.boolean().optional(),
+  config: z.boolean().optional(),
+}).refine((r) => r.field !== 'title' || !r.value.includes('\n'), { message: 'a title may not contain a newline', path: ['value'] });
+export type SetMetadataRequest = z.infer<typeof SetMetadataRequest>;
 export type StartDomainRequest = z.infer<typeof StartDomainRequest>;
 
 /** What the decider sees: names already resolved, definitions parsed, placement chosen. */
 export type DomainCommand =
   /** `claimSeq`: the name claim the define relies on (contracts/name-claim.ts). */
   | { type: 'define'; definition: DomainDefinition; hostId: string; claimSeq: number }
+  /** virsh create: a domain started from a definition, transient unless that domain is already defined. */
+  | { type: 'create'; definition: DomainDefinition; hostId: string; claimSeq: number; paused: boolean; timeoutMs: number }
   | { type: 'undefine' }
+  /**
+   * `claimSeq`: the claim on the new name, as a define's. `releaseClaimSeq`: the domain's own claim on
+   * its old name, fenced in the same commit so the old name is free at once.
+   */
+  | { type: 'rename'; newName: string; claimSeq: number; releaseClaimSeq?: number }
+  /** virsh desc: neither flag means the live definition of an active domain, the persistent one otherwise. */
+  | { type: 'set-metadata'; field: 'description' | 'title'; value: string; live: boolean; config: boolean }
   | { type: 'start'; paused: boolean; timeoutMs: number }
   | { type: 'shutdown'; timeoutMs: number }
   | { type: 'destroy'; timeoutMs: number; force?: boolean }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { commandVersion, decide, evolve, initialDomainState } from './decider.ts';
+import { lifecycleFor } from '../lifecycle.ts';
 import { DomainDefinition } from './definition.ts';
 import type { DomainCommand } from './commands.ts';
 import type { DomainEventBody, LifecycleOp } from './events.ts';
@@ -12,8 +13,8 @@ const spec = deciderSpec(
   { aggregateType: 'domain', aggregateId: UUID },
 );
 
-const def = DomainDefinition.parse({ name: 'web1', uuid: UUID, memoryKiB: 1048576, vcpus: 1 });
-const def2 = DomainDefinition.parse({ name: 'web1', uuid: UUID, memoryKiB: 2097152, vcpus: 2 });
+const def = DomainDefinition.parse({ name: 'web1', uuid: UUID, type: 'kvm', memoryKiB: 1048576, vcpus: 1 });
+const def2 = DomainDefinition.parse({ name: 'web1', uuid: UUID, type: 'kvm', memoryKiB: 2097152, vcpus: 2 });
 
 const NOW = new Date('2025-01-01T00:10:00.000Z');
 const LIVE_DEADLINE = '2025-01-01T01:00:00.000Z';
@@ -79,8 +80,8 @@ const envelopeAt = (e: DomainEventBody, version: number) => ({
   version,
 });
 
-const NOT_RUNNING = "domain 'web1' is not running";
-const ALREADY_RUNNING = "domain 'web1' is already running";
+const NOT_RUNNING = 'domain is not running';
+const ALREADY_RUNNING = 'domain is already running';
 const NOT_PAUSED = "domain 'web1' is not paused";
 const ALREADY_PAUSED = "domain 'web1' is already paused";
 const OK = 'ok';
@@ -722,5 +723,122 @@ describe('events of a type this code does not know', () => {
     expect(after).toBeDefined();
     expect({ ...after, version: before.version, recentCommands: before.recentCommands }).toEqual(before);
     expect(after.version).toBe(4);
+  });
+});
+
+describe('domains of type test follow the test driver', () => {
+  const tdef = DomainDefinition.parse({ name: 'web1', uuid: UUID, type: 'test', memoryKiB: 1048576, vcpus: 1 });
+  const tRunning: Ev[] = [defined(tdef), requested('start', 't-start'), completed('start', 't-start', 'running', 'booted')];
+  const tPaused: Ev[] = [...tRunning, requested('suspend', 't-suspend'), completed('suspend', 't-suspend', 'paused', 'user')];
+  const tShutoff: Ev[] = [defined(tdef)];
+
+  it('suspend of a paused or shut off domain is internal-error "not running", as testDomainSuspend says', () => {
+    spec.given(tPaused).when(op('suspend'), NOW).thenThrows('internal-error', "domain 'web1' not running");
+    spec.given(tShutoff).when(op('suspend'), NOW).thenThrows('internal-error', "domain 'web1' not running");
+  });
+
+  it('resume of anything but a paused domain is internal-error "not paused"', () => {
+    spec.given(tRunning).when(op('resume'), NOW).thenThrows('internal-error', "domain 'web1' not paused");
+    spec.given(tShutoff).when(op('resume'), NOW).thenThrows('internal-error', "domain 'web1' not paused");
+  });
+
+  it('shutdown of a shut off domain is internal-error; destroy and reboot stay operation-invalid', () => {
+    spec.given(tShutoff).when(op('shutdown'), NOW).thenThrows('internal-error', "domain 'web1' not running");
+    spec.given(tShutoff).when(op('destroy'), NOW).thenThrows('operation-invalid', NOT_RUNNING);
+    spec.given(tShutoff).when(op('reboot'), NOW).thenThrows('operation-invalid', NOT_RUNNING);
+  });
+
+  it('undefine of a running transient domain is accepted and leaves it running, transient', () => {
+    const { after } = spec.given([...tRunning, undefined_(false)]).when({ type: 'undefine' }).then([{ type: 'DomainUndefined', data: { removed: false } }]);
+    expect(after).toMatchObject({ exists: true, persistent: false, observed: { state: 'running' } });
+  });
+
+  it('a domain of another type keeps the QEMU driver refusal', () => {
+    spec.given([...running, undefined_(false)]).when({ type: 'undefine' }).thenThrows('operation-invalid', "cannot undefine transient domain 'web1'");
+    spec.given(paused).when(op('suspend'), NOW).thenThrows('operation-invalid', ALREADY_PAUSED);
+  });
+});
+
+describe("virsh's domain id", () => {
+  it('is given when the guest becomes active, kept while it stays so, and cleared when it stops', () => {
+    const started = spec.given(running).state;
+    expect(started.domid).toBe(3);
+    expect(spec.given(paused).state.domid).toBe(3);
+    expect(spec.given([...running, observed('shutoff', 'shutdown')]).state.domid).toBeUndefined();
+    const again = spec.given([...running, observed('shutoff', 'shutdown'), requested('start', 't2'), completed('start', 't2', 'running', 'booted')]).state;
+    expect(again.domid).toBe(6);
+  });
+});
+
+describe('create', () => {
+  const tdef = DomainDefinition.parse({ name: 'web1', uuid: UUID, type: 'test', memoryKiB: 1048576, vcpus: 1 });
+  const create = (paused = false): DomainCommand => ({ type: 'create', definition: tdef, hostId: 'h1', claimSeq: 1, paused, timeoutMs: TIMEOUT });
+
+  it('a new domain is defined transient and its start requested in one decision', () => {
+    const { after } = spec
+      .given()
+      .when(create(), NOW)
+      .then([
+        { type: 'DomainDefined', data: { definition: tdef, hostId: 'h1', placementEpoch: 1, added: true, transient: true } },
+        expectRequested('start'),
+      ]);
+    expect(after).toMatchObject({ exists: true, persistent: false, pending: { op: 'start' } });
+  });
+
+  it('a transient domain whose start fails is gone, as in libvirt', () => {
+    const failed = spec.given([
+      { type: 'DomainDefined', data: { definition: tdef, hostId: 'h1', placementEpoch: 1, added: true, transient: true } },
+      requested('start', 't1'),
+      { type: 'DomainOperationFailed', data: { op: 'start', taskId: 't1', error: { code: 'operation-failed', message: 'no' }, observed: { state: 'shutoff', reason: 'failed' } } },
+    ]).state;
+    expect(failed).toMatchObject({ exists: false, removed: true });
+  });
+
+  it('a defined inactive domain starts and stays persistent; an active one is refused', () => {
+    const { after } = spec.given([defined(tdef)]).when(create(true), NOW).then([
+      { type: 'DomainDefined', data: { definition: tdef, hostId: 'h1', placementEpoch: 1, added: false } },
+      expectRequested('start', NOW, true),
+    ]);
+    expect(after.persistent).toBe(true);
+    spec.given([...running]).when({ type: 'create', definition: { ...tdef, type: 'kvm' }, hostId: 'h1', claimSeq: 1, paused: false, timeoutMs: TIMEOUT }, NOW).thenThrows('operation-invalid', "domain 'web1' is already active");
+  });
+});
+
+describe('domrename', () => {
+  const rename = (releaseClaimSeq?: number): DomainCommand => ({ type: 'rename', newName: 'web2', claimSeq: 10, ...(releaseClaimSeq !== undefined ? { releaseClaimSeq } : {}) });
+
+  it('a shut off persistent domain takes the new name, and its old claim is fenced in the same commit', () => {
+    const { after } = spec.given([defined()]).when(rename(1), NOW).then([
+      { type: 'DomainRenamed', data: { name: 'web2' } },
+      { type: 'NameClaimRevoked', data: { name: 'web1', claimSeq: 1 } },
+    ]);
+    expect(after).toMatchObject({ name: 'web2', definition: { name: 'web2' }, revokedClaimsUpTo: 1 });
+    expect(lifecycleFor(spec.given([defined()]).state, { type: 'DomainRenamed', data: { name: 'web2' } })).toEqual([
+      { event: 'UNDEFINED', detail: 'RENAMED', name: 'web1' },
+      { event: 'DEFINED', detail: 'RENAMED' },
+    ]);
+  });
+
+  it('refuses as testDomainRename does', () => {
+    spec.given(running).when(rename(), NOW).thenThrows('operation-invalid', 'cannot rename active domain');
+    spec.given([defined(), requested('start', 't1'), completed('start', 't1', 'running', 'booted'), undefined_(false), observed('shutoff', 'destroyed')]).when(rename(), NOW).thenThrows('no-domain', /no domain/);
+    spec.given([defined()]).when({ type: 'rename', newName: 'web1', claimSeq: 10 }, NOW).thenThrows('operation-invalid', "Can't rename domain to itself");
+  });
+});
+
+describe('desc (set-metadata)', () => {
+  const desc = (live = false, config = false): DomainCommand => ({ type: 'set-metadata', field: 'description', value: 'hello', live, config });
+
+  it('changes the persistent definition of a shut off domain, the live one of a running domain', () => {
+    expect(spec.given([defined()]).when(desc(), NOW).then([{ type: 'DomainMetadataSet', data: { field: 'description', value: 'hello', live: false, config: true } }]).after.definition?.description).toBe('hello');
+    const { after } = spec.given(running).when(desc(), NOW).then([{ type: 'DomainMetadataSet', data: { field: 'description', value: 'hello', live: true, config: false } }]);
+    expect(after.definition?.description).toBe('hello');
+    // The next boot keeps what it had.
+    expect(after.nextDefinition?.description).toBeUndefined();
+  });
+
+  it('refuses --live on a shut off domain and --config on a transient one', () => {
+    spec.given([defined()]).when(desc(true), NOW).thenThrows('operation-invalid', 'domain is not running');
+    spec.given([...running, undefined_(false)]).when(desc(false, true), NOW).thenThrows('operation-invalid', 'cannot change persistent config of a transient domain');
   });
 });

@@ -4,6 +4,7 @@ import { REQUESTED_EVENT, type DomainEventBody, type DomainOp, type LifecycleOp 
 import { isActive, type DomainStateName, type ObservedState, type RuntimeInterface } from './state.ts';
 import { virtError } from '../errors.ts';
 import { restartsOnHostLoss } from './ha.ts';
+import { formatDomainXml } from '../xml/domain.ts';
 import type { Envelope } from '../envelope.ts';
 import { applyRevocation, requireLiveClaim, type ClaimFence } from '../name-claim.ts';
 
@@ -58,6 +59,11 @@ export interface DomainAggregate extends ClaimFence {
   hostLostRevision?: number;
   /** Its host is being evacuated: once its guest is stopped there, it moves (and starts if `start`). */
   evacuating?: { fromHostId: string; start?: 'running' | 'paused' };
+  /**
+   * virsh's domain id while the guest runs: the log sequence of the commit that made it active, so
+   * ids are unique across the fleet and a new one is given at each start, as libvirt does.
+   */
+  domid?: number;
 }
 
 const RECENT_COMMANDS = 64;
@@ -125,27 +131,39 @@ const requestedEvent = (s: DomainAggregate, op: DomainOp, now: Date, timeoutMs: 
   },
 });
 
-const notRunning = (s: DomainAggregate) => virtError('operation-invalid', `domain '${s.name}' is not running`);
+/** libvirt's own words (virDomainObjCheckActive); the domain's name goes in the details. */
+const notRunning = (s: DomainAggregate) => virtError('operation-invalid', 'domain is not running', { domain: s.name });
 
-/** Checks an operation against the last observed state, with libvirt's rules and messages. */
+/** Domains of type `test` run on the test driver, whose checks and messages differ from the QEMU driver's. */
+export const onTestDriver = (s: Pick<DomainAggregate, 'definition'>): boolean => s.definition?.type === 'test';
+
+/**
+ * Checks an operation against the last observed state, with libvirt's rules and messages for the
+ * domain's driver: the test driver answers INTERNAL_ERROR "domain 'x' not running" to shutdown and
+ * suspend of a domain it cannot act on (a paused one included) and "not paused" to resume, where the
+ * QEMU driver says OPERATION_INVALID.
+ */
 const checkTransition = (op: DomainOp, s: DomainAggregate): void => {
   const { state } = s.observed;
+  const test = onTestDriver(s);
   switch (op) {
     case 'start':
-      // libvirt's test driver says INTERNAL_ERROR here; the QEMU driver and virtplane say OPERATION_INVALID.
-      if (isActive(state)) throw virtError('operation-invalid', `domain '${s.name}' is already running`);
+      if (isActive(state)) throw virtError('operation-invalid', 'domain is already running', { domain: s.name });
       return;
     case 'shutdown':
+      if (!isActive(state)) throw test ? virtError('internal-error', `domain '${s.name}' not running`) : notRunning(s);
+      return;
     case 'destroy':
     case 'reboot':
       if (!isActive(state)) throw notRunning(s);
       return;
     case 'suspend':
+      if (test && (!isActive(state) || state === 'paused')) throw virtError('internal-error', `domain '${s.name}' not running`);
       if (!isActive(state)) throw notRunning(s);
       if (state === 'paused') throw virtError('operation-invalid', `domain '${s.name}' is already paused`);
       return;
     case 'resume':
-      if (state !== 'paused') throw virtError('operation-invalid', `domain '${s.name}' is not paused`);
+      if (state !== 'paused') throw test ? virtError('internal-error', `domain '${s.name}' not paused`) : virtError('operation-invalid', `domain '${s.name}' is not paused`);
       return;
     case 'attach-interface':
     case 'detach-interface':
@@ -223,12 +241,39 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
         },
       ];
     }
+    case 'create':
+      return decideCreate(cmd, s, now);
+    case 'rename':
+      requireDomain(s);
+      // testDomainRename's checks, in its order.
+      if (isActive(s.observed.state) || s.pending) throw virtError('operation-invalid', 'cannot rename active domain', { domain: s.name });
+      if (!s.persistent) throw virtError('operation-invalid', 'cannot rename a transient domain', { domain: s.name });
+      if (s.observed.state !== 'shutoff') throw virtError('operation-invalid', 'domain has to be shutoff before renaming', { domain: s.name });
+      if (cmd.newName === s.name) throw virtError('operation-invalid', "Can't rename domain to itself", { domain: s.name });
+      requireLiveClaim(s, cmd.claimSeq, 'domain', cmd.newName);
+      return [
+        { type: 'DomainRenamed', data: { name: cmd.newName, ...(s.definition?.xml ? { xml: formatDomainXml({ ...s.definition, name: cmd.newName }) } : {}) } },
+        // Fencing the old claim frees the old name; the new claim, made after it, stays live.
+        ...(cmd.releaseClaimSeq !== undefined && cmd.releaseClaimSeq < cmd.claimSeq
+          ? [{ type: 'NameClaimRevoked' as const, data: { name: s.name, claimSeq: cmd.releaseClaimSeq } }]
+          : []),
+      ];
+    case 'set-metadata': {
+      requireDomain(s);
+      const active = isActive(s.observed.state);
+      const live = cmd.live || (!cmd.config && active);
+      const config = cmd.config || (!cmd.live && !active);
+      if (live && !active) throw notRunning(s);
+      if (config && !s.persistent) throw virtError('operation-invalid', 'cannot change persistent config of a transient domain', { domain: s.name });
+      return [{ type: 'DomainMetadataSet', data: { field: cmd.field, value: cmd.value, live, config } }];
+    }
     case 'undefine': {
       requireDomain(s);
       requireHostKnown(s);
       const active = isActive(s.observed.state) || s.pending !== null;
-      if (active && !s.persistent) {
-        // The test driver silently accepts this; the QEMU driver's refusal is what operators rely on.
+      if (active && !s.persistent && !onTestDriver(s)) {
+        // The QEMU driver refuses; the test driver accepts it as a no-op that still reports
+        // UNDEFINED/REMOVED, and the domain runs on as the transient domain it was.
         throw virtError('operation-invalid', `cannot undefine transient domain '${s.name}'`);
       }
       return [{ type: 'DomainUndefined', data: { removed: !active } }];
@@ -301,6 +346,34 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
     case 'evacuate-move':
       return decideEvacuateMove(s, cmd, now);
   }
+};
+
+/**
+ * virsh create (testDomainCreateXML, qemuDomainCreateXML): a new domain starts transient; a defined,
+ * inactive one of the same name and uuid starts with this definition and stays persistent (libvirt
+ * keeps the old one as the next boot's; here the given one is kept); an active one is refused, as virDomainObjListAdd with CHECK_LIVE refuses it.
+ */
+const decideCreate = (cmd: Extract<DomainCommand, { type: 'create' }>, s: DomainAggregate, now: Date): DomainEventBody[] => {
+  if (s.exists && s.name !== cmd.definition.name) {
+    throw virtError('operation-failed', `domain '${s.name}' is already defined with uuid ${s.id}`);
+  }
+  if (s.exists && (isActive(s.observed.state) || s.pending)) {
+    throw virtError('operation-invalid', `domain '${s.name}' is already active`, { domain: s.name });
+  }
+  requireHostKnown(s);
+  requireLiveClaim(s, cmd.claimSeq, 'domain', cmd.definition.name);
+  const defined: DomainEventBody = {
+    type: 'DomainDefined',
+    data: {
+      definition: cmd.definition,
+      hostId: s.exists ? s.hostId : cmd.hostId,
+      placementEpoch: s.exists ? s.placementEpoch : s.placementEpoch + 1,
+      added: !s.exists,
+      ...(s.exists ? {} : { transient: true }),
+    },
+  };
+  const placed = { ...s, hostId: defined.data.hostId, placementEpoch: defined.data.placementEpoch };
+  return [defined, requestedEvent(placed, 'start', now, cmd.timeoutMs, { paused: cmd.paused })];
 };
 
 /**
@@ -477,6 +550,16 @@ const settle = (s0: DomainAggregate): DomainAggregate => {
 };
 
 export const evolve = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAggregate => {
+  const next = evolveState(s, e);
+  const { domid: _, ...rest } = next;
+  // A lost host's guest may still run: it keeps its id until the host is heard again.
+  if (next.hostLost) return s.domid !== undefined ? { ...rest, domid: s.domid } : rest;
+  if (!isActive(next.observed.state)) return rest;
+  if (isActive(s.observed.state) && s.domid !== undefined) return { ...rest, domid: s.domid };
+  return { ...rest, domid: e.version };
+};
+
+const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAggregate => {
   const recentCommands: Array<[string, number]> = s.recentCommands.some(([id]) => id === e.commandId)
     ? s.recentCommands
     : [...s.recentCommands, [e.commandId, e.version] as [string, number]].slice(-RECENT_COMMANDS);
@@ -494,7 +577,7 @@ export const evolve = (s: DomainAggregate, e: Envelope<DomainEventBody>): Domain
         name: e.data.definition.name,
         definition: running && s.definition ? s.definition : e.data.definition,
         nextDefinition: running && s.definition ? e.data.definition : null,
-        persistent: true,
+        persistent: e.data.transient ? false : true,
         hostId: e.data.hostId,
         placementEpoch: e.data.placementEpoch,
         ...(s.exists ? {} : { observed: { state: 'shutoff', reason: 'unknown' }, desired: 'shutoff', pending: null, lastError: null }),
@@ -560,6 +643,27 @@ export const evolve = (s: DomainAggregate, e: Envelope<DomainEventBody>): Domain
     }
     case 'DomainInterfacesObserved':
       return { ...base, interfaces: e.data.interfaces };
+    case 'DomainRenamed': {
+      const renamed = (d: DomainDefinition | null) => (d ? { ...d, name: e.data.name, ...(d.xml && e.data.xml ? { xml: e.data.xml } : {}) } : d);
+      return { ...base, name: e.data.name, definition: renamed(s.definition), nextDefinition: renamed(s.nextDefinition) };
+    }
+    case 'DomainMetadataSet': {
+      if (!s.definition) return base;
+      const { field, value } = e.data;
+      const set = (d: DomainDefinition): DomainDefinition => {
+        const { [field]: _, ...rest } = d;
+        return value === '' ? rest : { ...rest, [field]: value };
+      };
+      const running = isActive(s.observed.state) || s.pending !== null;
+      if (!running) return { ...base, definition: set(s.definition) };
+      // A live change leaves the next boot as it was; a config change waits for it.
+      const next = s.nextDefinition ?? s.definition;
+      return {
+        ...base,
+        definition: e.data.live ? set(s.definition) : s.definition,
+        nextDefinition: e.data.config ? set(next) : e.data.live ? next : s.nextDefinition,
+      };
+    }
     case 'DomainStateObserved':
       // Word from the host (or the operator) makes the state known again.
       return settle({

@@ -47,6 +47,8 @@ export const DomainEventBody = z.discriminatedUnion('type', [
       placementEpoch: z.number().int().nonnegative(),
       /** libvirt: DEFINED/ADDED for a new domain, DEFINED/UPDATED for a changed config. */
       added: z.boolean(),
+      /** Created by virsh create: the domain has no persistent definition and goes when it stops. */
+      transient: z.boolean().optional(),
     }),
   }),
   z.object({
@@ -80,6 +82,17 @@ export const DomainEventBody = z.discriminatedUnion('type', [
       error: VirtErrorBody,
       observed: ObservedState.optional(),
     }),
+  }),
+  z.object({
+    /** virsh domrename: the domain keeps its uuid and everything else. */
+    type: z.literal('DomainRenamed'),
+    /** `xml`: the stored document with its new <name>, when the domain was defined from XML. */
+    data: z.object({ name: z.string(), xml: z.string().optional() }),
+  }),
+  z.object({
+    /** virDomainSetMetadata: the live definition, the persistent one, or both. */
+    type: z.literal('DomainMetadataSet'),
+    data: z.object({ field: z.enum(['description', 'title']), value: z.string(), live: z.boolean(), config: z.boolean() }),
   }),
   z.object({
     /** The host's view of the guest's interfaces changed: devices, or addresses the guest took. */

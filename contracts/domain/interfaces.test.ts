@@ -41,7 +41,7 @@ describe('attach-interface', () => {
   });
 
   it('--live on a shut off domain is operation-invalid', () => {
-    spec.given([defined]).when(attach(nic1, true), NOW).thenThrows('operation-invalid', "domain 'web1' is not running");
+    spec.given([defined]).when(attach(nic1, true), NOW).thenThrows('operation-invalid', 'domain is not running');
   });
 
   it('a MAC the domain already has is operation-failed', () => {

@@ -1,6 +1,9 @@
 import {
   DEFAULT_TIMEOUT_MS,
   type AttachInterfaceRequest,
+  type CreateDomainRequest,
+  type SetMetadataRequest,
+  type RenameDomainRequest,
   type DefineDomainRequest,
   type DetachInterfaceRequest,
   type DomainCommand,
@@ -39,7 +42,7 @@ export class DomainCommands {
   /** Reads a domain fresh from the log, for the name claim protocol. */
   private readonly load = (uuid: string) => this.repo.load(uuid);
 
-  private async definitionFrom(req: DefineDomainRequest, meta: CommandMeta): Promise<DomainDefinition> {
+  private async definitionFrom(req: DefineDomainRequest | CreateDomainRequest, meta: CommandMeta): Promise<DomainDefinition> {
     // Without a uuid, derive one from the command id: a retried define then names the same domain
     // (and generated MAC addresses come out the same too). XML is parsed off the request loop.
     if (req.xml !== undefined) return canonicalIdentity(await parsePool().parse('domain', req.xml, meta.commandId));
@@ -69,6 +72,20 @@ export class DomainCommands {
     return this.accepted(out, meta);
   }
 
+  /** virsh create: the name is claimed as for define, and the start is recorded in the same commit. */
+  async create(req: CreateDomainRequest, meta: CommandMeta): Promise<Accepted> {
+    const def = await this.definitionFrom(req, meta);
+    const existing = await this.repo.load(def.uuid);
+    const hostId = existing.exists ? existing.hostId : this.scheduler.pick(def.type, req.hostId);
+    const timeoutMs = req.timeoutSeconds !== undefined ? req.timeoutSeconds * 1000 : DEFAULT_TIMEOUT_MS.start;
+    const command = (claimSeq: number): DomainCommand => ({ type: 'create', definition: def, hostId, claimSeq, paused: req.paused ?? false, timeoutMs });
+    decide(command(Number.MAX_SAFE_INTEGER), existing, meta.now);
+    const claimSeq = await this.names.claim(def.name, def.uuid, meta, this.load);
+    const out = await this.repo.execute(def.uuid, meta, (s) => decide(command(claimSeq), s, meta.now));
+    this.names.remember(def.name, def.uuid);
+    return this.accepted(out, meta);
+  }
+
   /** The uuid a reference names, and whether the answer came from memory. */
   private async resolve(ref: string): Promise<{ id: string; remembered: boolean }> {
     if (isUuid(ref)) return { id: ref.toLowerCase(), remembered: false };
@@ -79,6 +96,41 @@ export class DomainCommands {
 
   async undefine(req: DomainOpRequest, meta: CommandMeta): Promise<Accepted> {
     return this.run(req.domain, meta, { type: 'undefine' });
+  }
+
+  /**
+   * virsh domrename: the new name is claimed as a define claims it, so two renames or a rename and a
+   * define racing for one name cannot both win; the old name is free once the rename lands.
+   */
+  async rename(req: RenameDomainRequest, meta: CommandMeta): Promise<Accepted> {
+    const stale = (s: DomainAggregate) => !isUuid(req.domain) && (!s.exists || s.name !== req.domain);
+    let { id, remembered } = await this.resolve(req.domain);
+    let existing = await this.repo.load(id);
+    if (stale(existing) && remembered) {
+      // Only an answer from memory can be stale: look the name up afresh, once.
+      this.names.forget(req.domain);
+      ({ id, remembered } = await this.resolve(req.domain));
+      existing = await this.repo.load(id);
+    }
+    if (stale(existing)) throw virtError('no-domain', `Domain not found: no domain with matching name '${req.domain}'`);
+    const own = await this.names.holder(existing.name);
+    const releaseClaimSeq = own?.uuid === id ? own.seq : undefined;
+    const command = (claimSeq: number): DomainCommand => ({ type: 'rename', newName: req.newName, claimSeq, ...(releaseClaimSeq !== undefined ? { releaseClaimSeq } : {}) });
+    decide(command(Number.MAX_SAFE_INTEGER), existing, meta.now);
+    const claimSeq = await this.names.claim(req.newName, id, meta, this.load).catch((e: unknown) => {
+      // libvirt's words for a name another domain holds.
+      if (isVirtError(e) && e.code === 'operation-failed') throw virtError('operation-invalid', `domain with name '${req.newName}' already exists`);
+      throw e;
+    });
+    const out = await this.repo.execute(id, meta, (s) => decide(command(claimSeq), s, meta.now));
+    this.names.remember(req.newName, id);
+    this.names.forget(existing.name);
+    return this.accepted(out, meta);
+  }
+
+  /** virsh desc: a description or title set in the log, on the live or persistent definition. */
+  async setMetadata(req: SetMetadataRequest, meta: CommandMeta): Promise<Accepted> {
+    return this.run(req.domain, meta, { type: 'set-metadata', field: req.field, value: req.value, live: req.live ?? false, config: req.config ?? false });
   }
 
   async operation(op: LifecycleOp, req: DomainOpRequest & { paused?: boolean }, meta: CommandMeta): Promise<Accepted> {

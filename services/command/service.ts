@@ -1,5 +1,5 @@
 import type { Subscription } from '@nats-io/transport-node';
-import { AttachInterfaceRequest, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, StartDomainRequest } from '../../contracts/domain/commands.ts';
+import { AttachInterfaceRequest, CreateDomainRequest, RenameDomainRequest, SetMetadataRequest, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, StartDomainRequest } from '../../contracts/domain/commands.ts';
 import type { DomainOp } from '../../contracts/domain/events.ts';
 import { RegisterHostRequest } from '../../contracts/host/events.ts';
 import { BUCKETS, QUEUES, subjects } from '../../contracts/subjects.ts';
@@ -68,6 +68,9 @@ export class CommandService {
     const api = commandApi(this.n, log);
 
     this.subs.push(...api.serve('domain', 'define', DefineDomainRequest, (r, meta) => commands.define(r, meta)));
+    this.subs.push(...api.serve('domain', 'create', CreateDomainRequest, (r, meta) => commands.create(r, meta)));
+    this.subs.push(...api.serve('domain', 'desc', SetMetadataRequest, (r, meta) => commands.setMetadata(r, meta)));
+    this.subs.push(...api.serve('domain', 'rename', RenameDomainRequest, (r, meta) => commands.rename(r, meta)));
     this.subs.push(...api.serve('domain', 'undefine', DomainOpRequest, (r, meta) => commands.undefine(r, meta)));
     this.subs.push(...api.serve('domain', 'start', StartDomainRequest, (r, meta) => commands.operation('start', r, meta)));
     this.subs.push(...api.serve('domain', 'attach-interface', AttachInterfaceRequest, (r, meta) => commands.attachInterface(r, meta)));

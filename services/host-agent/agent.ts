@@ -1,6 +1,7 @@
 import { restartsOnHostLoss } from '../../contracts/domain/ha.ts';
 import { performance } from 'node:perf_hooks';
 import { randomUUID } from 'node:crypto';
+import { nodeFacts } from '../../drivers/node-info.ts';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import type { JsMsg } from '@nats-io/jetstream';
@@ -233,7 +234,7 @@ export class HostAgent {
   }
 
   private async capabilities(): Promise<HostCapabilities> {
-    const all = await Promise.all(this.opts.drivers.map((d) => d.capabilities()));
+    const [all, node] = await Promise.all([Promise.all(this.opts.drivers.map((d) => d.capabilities())), nodeFacts()]);
     for (const [i, c] of all.entries()) for (const t of c.domainTypes) if (!this.byType.has(t)) this.byType.set(t, this.opts.drivers[i]!);
     const first = all[0];
     return {
@@ -241,7 +242,8 @@ export class HostAgent {
       domainTypes: [...this.byType.keys()],
       cpus: first?.cpus ?? 0,
       memoryKiB: first?.memoryKiB ?? 0,
-      features: Object.assign({}, ...all.map((c) => c.features)),
+      // The machine's CPU topology, for virsh nodeinfo; the drivers' own features after it.
+      features: Object.assign({}, node, ...all.map((c) => c.features)),
     };
   }
 

@@ -33,7 +33,7 @@ export const domainProjection: Projection<DomainAggregate> = {
       const body: LifecycleEvent = {
         eventId: ids[i]!,
         domainId: after.id,
-        name: after.name || before.name,
+        name: kind.name ?? (after.name || before.name),
         hostId: after.hostId || before.hostId,
         event: kind.event,
         detail: kind.detail,

@@ -21,6 +21,7 @@ export const toDomainView = (s: DomainAggregate, updatedAt: string): DomainView 
   pending: s.pending,
   lastError: s.lastError,
   version: s.version,
+  ...(s.domid !== undefined ? { domid: s.domid } : {}),
   updatedAt,
 });
 

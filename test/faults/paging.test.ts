@@ -78,7 +78,7 @@ describe('paged lists and replies within the payload limit', () => {
     }
     expect(stack.services.get('projector')!.child.exitCode).toBeNull();
     // The CLI's --json output is one document, however many pages it took.
-    const out = await cli('list', '--all', '--name', 'big-', '--json', '--page-size', '2');
+    const out = await cli('list', '--all', '--name-contains', 'big-', '--json', '--page-size', '2');
     expect(out.code).toBe(0);
     const doc = JSON.parse(out.stdout) as DomainView[];
     expect(doc.map((v) => v.name)).toHaveLength(count);
@@ -154,9 +154,9 @@ describe('paged lists and replies within the payload limit', () => {
     // The default page size and no filter but the name: the same 50,000, in order.
     expect((await c.list({ all: true, name: 'many-' })).map((v) => v.name)).toEqual(names);
 
-    const out = await cli('list', '--all', '--name', 'many-', '--page-size', '5000');
+    const out = await cli('list', '--all', '--name-contains', 'many-', '--page-size', '5000');
     expect(out.code).toBe(0);
-    const rows = out.stdout.trimEnd().split('\n').slice(2).map((l) => l.trim().split(/\s+/)[0]);
+    const rows = out.stdout.trimEnd().split('\n').slice(2).map((l) => l.trim().split(/\s+/)[1]);
     expect(rows).toEqual(names);
   });
 });

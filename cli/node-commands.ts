@@ -1,0 +1,83 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { virtError } from '../contracts/errors.ts';
+import type { HostView, VirtplaneClient } from '../client/index.ts';
+import { PROJECT_ROOT } from '../platform/config.ts';
+import type { CliHelpers } from './network-commands.ts';
+
+/**
+ * virsh's host verbs for one host of the fleet (`--host`, or the only one there is): nodeinfo,
+ * hostname, version, uri. What a host has not reported is left out, never made up.
+ */
+
+const VERSION = (JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
+/** The host named, or the only registered one. */
+const chosenHost = async (c: VirtplaneClient, id: string | undefined): Promise<HostView> => {
+  if (id) return c.host(id);
+  const hosts = (await c.hosts()).filter((h) => !h.lost);
+  if (hosts.length === 1) return hosts[0]!;
+  throw virtError('invalid-arg', hosts.length === 0 ? 'no host has registered' : `the fleet has ${hosts.length} hosts: name one with --host (${hosts.map((h) => h.hostId).join(', ')})`);
+};
+
+/** `%-20s %s`, as virsh nodeinfo prints. */
+const nodeLines = (rows: Array<[string, string | undefined]>): string =>
+  rows
+    .filter((r): r is [string, string] => r[1] !== undefined)
+    .map(([k, v]) => `${`${k}:`.padEnd(20)} ${v}`)
+    .join('\n');
+
+export const nodeinfo = (h: HostView): string => {
+  const f = h.capabilities?.features ?? {};
+  return nodeLines([
+    ['CPU model', f.cpuModel],
+    ['CPU(s)', h.capabilities ? String(h.capabilities.cpus) : undefined],
+    ['CPU frequency', f.cpuMHz ? `${f.cpuMHz} MHz` : undefined],
+    ['CPU socket(s)', f.cpuSockets],
+    ['Core(s) per socket', f.coresPerSocket],
+    ['Thread(s) per core', f.threadsPerCore],
+    ['NUMA cell(s)', f.numaCells],
+    ['Memory size', h.capabilities ? `${h.capabilities.memoryKiB} KiB` : undefined],
+  ]);
+};
+
+/** virsh version: the library, the API (the host's driver) and the hypervisor it runs. */
+export const versionLines = (h: HostView): string => {
+  const driver = (h.capabilities?.driver ?? 'unknown').split(',');
+  const qemu = h.capabilities?.features.qemu;
+  return [
+    `Compiled against library: virtplane ${VERSION}`,
+    `Using library: virtplane ${VERSION}`,
+    `Using API: ${driver.includes('qemu') ? 'QEMU' : driver[0]!.toUpperCase()} ${h.agentVersion}`,
+    ...(qemu ? [`Running hypervisor: QEMU ${qemu}`] : driver.includes('test') ? [`Running hypervisor: TEST ${h.agentVersion}`] : []),
+  ].join('\n');
+};
+
+export const registerNodeCommands = (program: Command, h: CliHelpers): void => {
+  const hostOption = (cmd: Command) => cmd.option('--host <hostId>', 'the host to ask about (default: the only host)');
+
+  hostOption(program.command('nodeinfo').description("a host's CPUs and memory, as virsh nodeinfo prints them")).action(async (o: { host?: string }) => {
+    const host = await h.withClient((c) => chosenHost(c, o.host));
+    h.out().result(nodeinfo(host), { hostId: host.hostId, ...host.capabilities });
+  });
+
+  hostOption(program.command('hostname').description("a host's hostname")).action(async (o: { host?: string }) => {
+    const host = await h.withClient((c) => chosenHost(c, o.host));
+    h.out().result(host.hostname, { hostId: host.hostId, hostname: host.hostname });
+  });
+
+  hostOption(program.command('version').description('the versions of virtplane and of the hypervisor a host runs')).action(async (o: { host?: string }) => {
+    const host = await h.withClient((c) => chosenHost(c, o.host));
+    h.out().result(versionLines(host), { library: VERSION, hostId: host.hostId, agentVersion: host.agentVersion, driver: host.capabilities?.driver ?? null, hypervisor: host.capabilities?.features.qemu ?? null });
+  });
+
+  program
+    .command('uri')
+    .description('the address of the control plane this CLI talks to')
+    .action(async () => {
+      // The server this connection reached, as virsh names the connection it opened.
+      const uri = `nats://${await h.withClient(async (c) => c.nats.nc.getServer())}`;
+      h.out().result(uri, { uri });
+    });
+};
