@@ -111,7 +111,7 @@ const start = async (): Promise<void> => {
 
   const preferred = 14222;
   if (cfg.embeddedPort !== undefined && !(await isFree(cfg.embeddedPort))) {
-    throw new ConfigError(`port ${cfg.embeddedPort} is taken: choose another (--port, VIRTPLANE_EMBEDDED_PORT)`);
+    throw new Error(`port ${cfg.embeddedPort} is taken: choose another (--port, VIRTPLANE_EMBEDDED_PORT)`);
   }
   const port = cfg.embeddedPort ?? (await freePort().then(async (fallback) => ((await isFree(preferred)) ? preferred : fallback)));
   server = await startNatsServer({ storeDir: join(cfg.dataDir, 'nats'), port, logFile: join(cfg.dataDir, 'nats-server.log'), includes: [auth.authConf] });

@@ -20,14 +20,17 @@ interface Instance {
   exited: Promise<number | null>;
 }
 const launch = (args: string[], env: Record<string, string>): Instance => {
-  const child = spawn(process.execPath, ['--import', 'tsx', EMBEDDED, ...args], { cwd: PROJECT_ROOT, env: { ...process.env, ...clean, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', EMBEDDED, ...args], { cwd: PROJECT_ROOT, env: { ...process.env, ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const up = new Promise<void>((resolve, reject) => {
-    child.stderr!.on('data', (d: Buffer) => {
-      log += d.toString();
-      if (log.includes('virtplane is up')) resolve();
-    });
+    // Started from a terminal (no IPC channel), it says so on stdout; its log and errors go to stderr.
+    for (const stream of [child.stdout!, child.stderr!]) {
+      stream.on('data', (d: Buffer) => {
+        log += d.toString();
+        if (log.includes('virtplane is up')) resolve();
+      });
+    }
     void exited.then((code) => reject(new Error(`embedded exited ${code}: ${log}`)));
   });
   up.catch(() => undefined);
