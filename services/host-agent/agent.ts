@@ -232,7 +232,7 @@ export class HostAgent {
       const d = this.byType.get(task.definition.type);
       if (d) await (this.fencing = this.fencing.then(() => this.fence.guest(d, task.domainId)));
     }
-    this.journal.markDone(task.taskId, report);
+    await this.journal.markDone(task.taskId, report);
     await this.report(report);
     m.ack();
   }
@@ -250,7 +250,7 @@ export class HostAgent {
       // It may have rebooted already before a crash: never reboot a guest twice for one request.
       return { kind: 'completed', reportId, domainId: task.domainId, taskId: task.taskId, observed: await driver.state(uuid) };
     }
-    this.journal.markStarted(task.taskId);
+    await this.journal.markStarted(task.taskId);
     const deadline = Math.max(0, Date.parse(task.deadline) - Date.now());
     const overdue = AbortSignal.timeout(deadline);
     const signal = AbortSignal.any([this.worker.signal, overdue]);
@@ -393,6 +393,7 @@ export class HostAgent {
     if (this.watchdog) clearInterval(this.watchdog);
     await this.worker.stop(graceMs);
     for (const u of this.unsubscribe) u();
+    await this.journal.close();
     await Promise.all(this.opts.drivers.map((d) => d.close()));
   }
 }
