@@ -5,7 +5,7 @@ import { decodeJson, type Nats } from '../../platform/nats.ts';
 import { VersionedKvWriter } from '../../platform/ordered-kv-writer.ts';
 import { applyCommit, type Applied, type Projection } from './projection.ts';
 
-const VIEW_LINGER_MS = 50;
+const VIEW_LINGER_MS = 250;
 
 /**
  * The running side of one projection: every aggregate's folded state in memory (queries read it),
