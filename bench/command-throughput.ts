@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { VirtplaneClient } from '../client/index.ts';
-import { startNatsServer } from '../platform/nats-server.ts';
+import { freePort, startNatsServer } from '../platform/nats-server.ts';
+import { cpuLine, Meter, type PhaseCost } from './measure.ts';
 import { connectNats, type Nats } from '../platform/nats.ts';
 import { provision } from '../platform/provision.ts';
 import { spawnService } from '../platform/service-process.ts';
@@ -82,7 +83,8 @@ const virshCycles = async (cycles: number) => {
 };
 
 const main = async () => {
-  const server = await startNatsServer();
+  const monitorPort = await freePort();
+  const server = await startNatsServer({ args: ['-m', String(monitorPort)] });
   const n = await connectNats(server.url, 'bench');
   await provision(n);
   const env = { VIRTPLANE_NATS_URL: server.url, VIRTPLANE_HOST_ID: 'bench-host', VIRTPLANE_DRIVER: 'test', VIRTPLANE_DATA_DIR: await mkdtemp(join(tmpdir(), 'vp-bench-')), VIRTPLANE_LOG_LEVEL: 'warn' };
@@ -92,6 +94,11 @@ const main = async () => {
     await p.ready;
     procs.push(p);
   }
+  const meter = new Meter(monitorPort, [
+    ...procs.map((p) => ({ name: p.name, pid: p.child.pid! })),
+    { name: 'nats-server', pid: server.pid },
+    { name: 'bench client', pid: process.pid },
+  ]);
   const client = VirtplaneClient.over(n, { actor: 'bench' });
   if (SERVICES.length === 1) {
     // No host agent runs: register the host the way an agent would, so placement has somewhere to go.
@@ -100,46 +107,87 @@ const main = async () => {
       capabilities: { driver: 'test', domainTypes: ['test'], cpus: 1, memoryKiB: 1 << 20, features: {} },
     });
   }
+  const def = (name: string) => ({ definition: { name, memoryKiB: 65536, vcpus: 1 } });
   try {
     // Warm both paths so neither pays for JIT or first-use costs inside its measurement.
     await rawPublish(n, 2000);
-    await pool(100, IN_FLIGHT, async (i) => [await timed(() => client.define({ definition: { name: `warm-${i}`, memoryKiB: 65536, vcpus: 1 } }))]);
+    await pool(100, IN_FLIGHT, async (i) => [await timed(() => client.define(def(`warm-${i}`)))]);
 
     const raw = await rawPublish(n, DOMAINS * 2);
 
+    // Domains reach running when their `started` lifecycle event is out (the projector publishes it
+    // with the view that shows them running).
+    const running = new Set<string>();
+    let lastRunningAt = 0;
+    const feedStop = new AbortController();
+    const feed = (async () => {
+      for await (const e of client.lifecycle({ signal: feedStop.signal })) {
+        if (e.event === 'STARTED' && e.name.startsWith('bench-')) {
+          running.add(e.name);
+          lastRunningAt = performance.now();
+        }
+      }
+    })().catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 200));
+
     const t = performance.now();
     const lat = await pool(DOMAINS, IN_FLIGHT, async (i) => {
-      const a = await timed(() => client.define({ definition: { name: `bench-${i}`, memoryKiB: 65536, vcpus: 1 } }));
+      const a = await timed(() => client.define(def(`bench-${i}`)));
       const b = await timed(() => client.start(`bench-${i}`));
       return [a, b];
     });
     const cmdSecs = (performance.now() - t) / 1000;
     const cmdPerSec = (DOMAINS * 2) / cmdSecs;
+    const ratio = cmdPerSec / raw.perSec;
 
+    const rawLine = `raw JetStream publish-with-ack: ${raw.perSec.toFixed(0)} msg/s (p50 ${raw.p50.toFixed(2)} ms, p99 ${raw.p99.toFixed(2)} ms), ${IN_FLIGHT} in flight`;
     if (SERVICES.length === 1) {
-      console.log(`raw JetStream publish-with-ack: ${raw.perSec.toFixed(0)} msg/s (p50 ${raw.p50.toFixed(2)} ms, p99 ${raw.p99.toFixed(2)} ms), ${IN_FLIGHT} in flight`);
+      console.log(rawLine);
       console.log(`virtplane define+start, command service only: ${cmdPerSec.toFixed(0)} commands/s (p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms)`);
-      console.log(`command/raw throughput ratio: ${(cmdPerSec / raw.perSec).toFixed(2)} (command service only)`);
+      console.log(`command/raw throughput ratio: ${ratio.toFixed(2)} (command service only)`);
       return;
     }
-    const tc = performance.now();
-    await pool(CYCLES, IN_FLIGHT, async (i) => {
-      const name = `cycle-${i}`;
-      await client.define({ definition: { name, memoryKiB: 65536, vcpus: 1 } });
-      await client.outcome(await client.start(name), 60_000);
-      await client.outcome(await client.destroy(name), 60_000);
-      await client.undefine(name);
-      return [];
-    });
-    const ourCycles = CYCLES / ((performance.now() - tc) / 1000);
+    const waitUntil = Date.now() + 300_000;
+    while (running.size < DOMAINS && Date.now() < waitUntil) await new Promise((r) => setTimeout(r, 50));
+    feedStop.abort();
+    await feed;
+    const runningPerSec = running.size / ((lastRunningAt - t) / 1000);
+    const backlogMs = lastRunningAt - t - cmdSecs * 1000;
+
+    await meter.measureIdle();
+    const OPS = Math.min(DOMAINS, 500);
+    const names = Array.from({ length: OPS }, (_, i) => `op-${i}`);
+    const each = (job: (name: string) => Promise<unknown>) => () => pool(OPS, IN_FLIGHT, async (i) => [await timed(() => job(names[i]!))]).then(() => undefined);
+    const define = await meter.phase(OPS, each((name) => client.define(def(name))));
+    const start = await meter.phase(OPS, each(async (name) => client.outcome(await client.start(name), 60_000)));
+    const destroy = await meter.phase(OPS, each(async (name) => client.outcome(await client.destroy(name), 60_000)));
+    const undefine = await meter.phase(OPS, each((name) => client.undefine(name)));
+
+    // No backlog from the phases before: each phase above ended with the system quiet.
+    const cycle = await meter.phase(CYCLES, () =>
+      pool(CYCLES, IN_FLIGHT, async (i) => {
+        const name = `cycle-${i}`;
+        await client.define(def(name));
+        await client.outcome(await client.start(name), 60_000);
+        await client.outcome(await client.destroy(name), 60_000);
+        await client.undefine(name);
+        return [];
+      }).then(() => undefined),
+    );
     const virsh = await virshCycles(CYCLES);
 
-    const ratio = cmdPerSec / raw.perSec;
-    console.log(`raw JetStream publish-with-ack: ${raw.perSec.toFixed(0)} msg/s (p50 ${raw.p50.toFixed(2)} ms, p99 ${raw.p99.toFixed(2)} ms), ${IN_FLIGHT} in flight`);
-    console.log(`virtplane define+start:         ${cmdPerSec.toFixed(0)} commands/s (p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms), ${DOMAINS} domains`);
-    console.log(`lifecycle cycles (define, start, destroy, undefine; each op waited for):`);
-    console.log(`  virtplane, test driver via NATS: ${ourCycles.toFixed(1)} cycles/s (${IN_FLIGHT} in flight)`);
+    console.log(rawLine);
+    console.log(`virtplane define+start:         ${cmdPerSec.toFixed(0)} commands accepted/s (p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms), ${DOMAINS} domains`);
+    console.log(`  domains reaching running:     ${runningPerSec.toFixed(0)}/s (${running.size} of ${DOMAINS}; last one ${Math.max(0, backlogMs).toFixed(0)} ms after the last command was accepted); ${(runningPerSec / (cmdPerSec / 2)).toFixed(2)} of the accepted rate`);
+    console.log(`per operation, ${OPS} each, ${IN_FLIGHT} in flight, waited for (start/destroy: until the view shows the outcome), system quiet before and after:`);
+    for (const [what, c] of [['define', define], ['start', start], ['destroy', destroy], ['undefine', undefine], ['cycle', cycle]] as const) {
+      console.log(`  ${what.padEnd(8)} ${c.perOp.toFixed(1).padStart(6)} msgs; CPU ms/op: ${cpuLine(c)}`);
+    }
+    console.log(`lifecycle cycles (define, start, destroy, undefine; each op waited for; no backlog before):`);
+    console.log(`  virtplane, test driver via NATS: ${cycle.opsPerSec.toFixed(1)} cycles/s (${IN_FLIGHT} in flight)`);
     console.log(`  virsh -c test:///default:        ${virsh === null ? 'virsh not installed' : `${virsh.toFixed(1)} cycles/s (one virsh process)`}`);
+    const r = (c: PhaseCost) => Math.round(c.perOp);
+    console.log(`messages per op: define ${r(define)}, start ${r(start)}, destroy ${r(destroy)}, undefine ${r(undefine)}, cycle ${r(cycle)}`);
     console.log(`command/raw throughput ratio: ${ratio.toFixed(2)}`);
   } finally {
     for (const p of procs.reverse()) await p.stop();

@@ -52,6 +52,9 @@ export const connectNats = async (target: string | NatsTarget, name: string): Pr
     name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
+    // Otherwise every request and publish builds an Error up front for a stack trace it rarely needs
+    // (about a tenth of a busy service's CPU); errors still say what failed.
+    noAsyncTraces: true,
   };
   if (t.auth) opts.authenticator = authenticator(t.auth);
   if (t.tls) opts.tls = t.tls;

@@ -18,6 +18,18 @@ describe('VersionedKvWriter against a real server', () => {
     return e?.operation === 'PUT' ? (decodeJson(e.value) as { version: number; v: string }) : null;
   };
 
+  it('with a linger, a value replaced meanwhile is never sent: one put for both', async () => {
+    const w = new VersionedKvWriter<{ version: number; v: string }>(kv, undefined, 50);
+    const lastSeq = async () => (await t.nats.jsm.streams.info('KV_versioned-test')).state.last_seq;
+    const before = await lastSeq();
+    const first = w.write('linger', { version: 1, v: 'pending' });
+    await new Promise((r) => setTimeout(r, 10));
+    const second = w.write('linger', { version: 2, v: 'done' });
+    await Promise.all([first, second]);
+    expect(await stored('linger')).toEqual({ version: 2, v: 'done' });
+    expect((await lastSeq()) - before).toBe(1);
+  });
+
   it('never lets a writer that knows less move a key backwards', async () => {
     const a = new VersionedKvWriter<{ version: number; v: string }>(kv);
     const b = new VersionedKvWriter<{ version: number; v: string }>(kv);

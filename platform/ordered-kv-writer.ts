@@ -33,6 +33,11 @@ export class VersionedKvWriter<T extends Versioned> {
   constructor(
     private readonly kv: KV,
     private readonly onRetry: (key: string, e: unknown) => void = () => undefined,
+    /**
+     * How long a key's first write waits for newer values before it is sent, so a state that is
+     * soon replaced (an operation pending, then done) costs one write. 0: sent at once.
+     */
+    private readonly lingerMs = 0,
   ) {}
 
   /** What a bulk load found in the bucket, so the first write of each key needs no look-up. */
@@ -67,6 +72,7 @@ export class VersionedKvWriter<T extends Versioned> {
   }
 
   private async drainKey(key: string): Promise<void> {
+    if (this.lingerMs > 0) await new Promise((r) => setTimeout(r, this.lingerMs));
     for (;;) {
       const value = this.pending.get(key);
       if (!value) {

@@ -108,12 +108,18 @@ export class TestDriver implements HypervisorDriver {
   private generation = 0;
   private saved = 0;
   private saving: Promise<void> = Promise.resolve();
+  /** Each guest's JSON as last written: a write serialises only the guests changed since. */
+  private readonly json = new Map<string, string>();
+  private readonly dirty = new Set<string>();
 
   constructor(private readonly options: TestDriverOptions = {}) {
     this.random = options.random ?? Math.random;
     if (options.stateFile) {
       this.tmpFile = `${options.stateFile}.${process.pid}.${++instances}.tmp`;
-      for (const g of load(options.stateFile)) this.guests.set(g.uuid, g);
+      for (const g of load(options.stateFile)) {
+        this.guests.set(g.uuid, g);
+        this.json.set(g.uuid, JSON.stringify(g));
+      }
     }
   }
 
@@ -335,6 +341,7 @@ export class TestDriver implements HypervisorDriver {
   private commit(g: Guest): Promise<void> {
     this.guests.set(g.uuid, g);
     if (!this.options.stateFile) return Promise.resolve();
+    this.dirty.add(g.uuid);
     const generation = ++this.generation;
     const write = this.saving.then(() => (this.saved >= generation ? undefined : this.save()));
     // A failed write fails the operations waiting on it, not every later one.
@@ -346,9 +353,12 @@ export class TestDriver implements HypervisorDriver {
     const file = this.options.stateFile!;
     const tmp = this.tmpFile!;
     const generation = this.generation;
-    const doc: z.input<typeof StateFile> = { version: 1, guests: [...this.guests.values()] };
+    // Changes made while a write runs go out together in the next one, and only they are serialised.
+    for (const uuid of this.dirty) this.json.set(uuid, JSON.stringify(this.guests.get(uuid)));
+    this.dirty.clear();
+    const doc = `{"version":1,"guests":[${[...this.json.values()].join(',')}]}`;
     try {
-      await writeFile(tmp, JSON.stringify(doc));
+      await writeFile(tmp, doc);
       // rename is atomic: a reader, or the next driver, sees the old document or the new one.
       await rename(tmp, file);
       this.saved = generation;

@@ -312,7 +312,7 @@ export class HostAgent {
       const d = this.byType.get(task.definition.type);
       if (d) await (this.fencing = this.fencing.then(() => this.fence.guest(d, task.domainId)));
     }
-    this.journal.markDone(task.taskId, report);
+    await this.journal.markDone(task.taskId, report);
     await this.report(report);
     return 'done';
   }
@@ -330,7 +330,7 @@ export class HostAgent {
       // It may have rebooted already before a crash: never reboot a guest twice for one request.
       return { kind: 'completed', reportId, domainId: task.domainId, taskId: task.taskId, observed: await driver.state(uuid) };
     }
-    this.journal.markStarted(task.taskId);
+    await this.journal.markStarted(task.taskId);
     const deadline = Math.max(0, Date.parse(task.deadline) - Date.now());
     const overdue = AbortSignal.timeout(deadline);
     const signal = AbortSignal.any([this.worker.signal, overdue]);
@@ -496,6 +496,7 @@ export class HostAgent {
     await this.worker.stop(graceMs);
     await this.syncing;
     for (const u of this.unsubscribe) u();
+    await this.journal.close();
     await Promise.all(this.opts.drivers.map((d) => d.close()));
   }
 }

@@ -80,7 +80,7 @@ export class StorageWorker {
       return;
     }
     const report = await this.execute(task, m);
-    this.journal.markDone(task.taskId, report);
+    await this.journal.markDone(task.taskId, report);
     await this.report(report);
     m.ack();
   }
@@ -126,7 +126,8 @@ export class StorageWorker {
   }
 
   /** Stops taking tasks and lets running ones finish; a task cut short is not acknowledged and comes back. */
-  stop(graceMs = 20_000): Promise<void> {
-    return this.worker.stop(graceMs);
+  async stop(graceMs = 20_000): Promise<void> {
+    await this.worker.stop(graceMs);
+    await this.journal.close();
   }
 }

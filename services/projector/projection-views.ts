@@ -5,6 +5,8 @@ import { decodeJson, type Nats } from '../../platform/nats.ts';
 import { VersionedKvWriter } from '../../platform/ordered-kv-writer.ts';
 import { applyCommit, type Applied, type Projection } from './projection.ts';
 
+const VIEW_LINGER_MS = 250;
+
 /**
  * The running side of one projection: every aggregate's folded state in memory (queries read it),
  * the same states in the projection's KV bucket (restarts load them), and a name index.
@@ -22,7 +24,9 @@ export class ProjectionViews<S extends { version: number }> {
     private readonly kv: KV,
     onRetry: (key: string, e: unknown) => void,
   ) {
-    this.writer = new VersionedKvWriter<S>(kv, onRetry);
+    // Queries answer from memory; the bucket is what a restart loads, so a view may wait a moment
+    // for the commit that usually follows it (an operation's outcome after its intent).
+    this.writer = new VersionedKvWriter<S>(kv, onRetry, VIEW_LINGER_MS);
   }
 
   static async open<S extends { version: number }>(n: Nats, p: Projection<S>, onRetry: (key: string, e: unknown) => void): Promise<ProjectionViews<S>> {

@@ -19,6 +19,11 @@ export const POSITION_KEY = 'projector';
 const LEGACY_CONSUMER = 'projector';
 /** How long the log reader may deliver nothing while the log holds commits it has not, before it is replaced. */
 const STALL_MS = 10_000;
+/**
+ * The stored position is written at most this often: it only says where a restart resumes, and
+ * resuming a little earlier folds again what the views already hold, which changes nothing.
+ */
+const POSITION_EVERY_MS = 100;
 
 export interface ProjectorOptions {
   /** Throw the views away and fold the whole log again; lifecycle events already sent are not sent again. */
@@ -61,6 +66,7 @@ export class Projector {
   private replacing = false;
   private lastDelivery = 0;
   private watchdog: NodeJS.Timeout | null = null;
+  private positionTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly n: Nats,
@@ -160,7 +166,10 @@ export class Projector {
     await this.done;
     // Give stores in flight a moment to land; whatever does not is repaired from the log on restart.
     let timer: NodeJS.Timeout | undefined;
-    const settled = Promise.all([...this.all.map((v) => v.flush()), this.position.flush()]);
+    const settled = Promise.all(this.all.map((v) => v.flush())).then(() => {
+      this.writePosition();
+      return this.position.flush();
+    });
     await Promise.race([settled, new Promise((r) => (timer = setTimeout(r, 5_000)))]);
     clearTimeout(timer);
     await this.publisher.stop();
@@ -209,7 +218,13 @@ export class Projector {
       this.inflight = this.inflight.slice(this.head);
       this.head = 0;
     }
-    if (moved) this.position.write(POSITION_KEY, { version: this.storedSeq }).catch(() => undefined);
+    if (moved && !this.positionTimer) this.positionTimer = setTimeout(() => this.writePosition(), POSITION_EVERY_MS);
+  }
+
+  private writePosition(): void {
+    if (this.positionTimer) clearTimeout(this.positionTimer);
+    this.positionTimer = null;
+    this.position.write(POSITION_KEY, { version: this.storedSeq }).catch(() => undefined);
   }
 
   /** Resolves once `ready()` holds, or with false after `ms`. */
