@@ -101,6 +101,11 @@ export class HostMonitor {
     return true;
   }
 
+  /** Since when leases can be judged (this process watching them without a break) and whether their bucket answers now. */
+  get leaseClock(): { since: number; down: boolean } {
+    return { since: this.watchingSince, down: this.bucketDown };
+  }
+
   /** In maintenance by the log as folded so far. */
   inMaintenance(hostId: string): boolean {
     return this.hosts.get(hostId)?.maintenance ?? false;

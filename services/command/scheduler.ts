@@ -23,13 +23,20 @@ export class Scheduler {
   /** Hosts no new domain goes to (maintenance), as the log says; set by whoever folds hosts. */
   excluded: (hostId: string) => boolean = () => false;
 
+  /**
+   * Since when leases can be judged, and whether the lease bucket is not answering now (set by the
+   * host monitor): while nobody could renew, a lease's age says nothing about its host.
+   */
+  leaseClock: () => { since: number; down: boolean } = () => ({ since: 0, down: false });
+
   known(hostId: string): HostLiveness | undefined {
     return this.hosts.get(hostId);
   }
 
   alive(now = Date.now()): HostLiveness[] {
     // A revoked lease belongs to a host declared lost: nothing goes there until it registers again.
-    return [...this.hosts.values()].filter((h) => !h.revoked && now - Date.parse(h.at) <= this.timings.leaseTtlMs);
+    const clock = this.leaseClock();
+    return [...this.hosts.values()].filter((h) => !h.revoked && (clock.down || now - Math.max(Date.parse(h.at), clock.since) <= this.timings.leaseTtlMs));
   }
 
   pick(domainType: string, requested?: string): string {

@@ -98,6 +98,7 @@ export class CommandService {
     const monitor = this.monitor;
     // Maintenance, and a removed host (always in maintenance), take no new domain.
     scheduler.excluded = (hostId) => monitor.inMaintenance(hostId);
+    scheduler.leaseClock = () => monitor.leaseClock;
     this.subs.push(...new HostCommands(hosts, commands, monitor, liveness, log.child('hosts')).serve(api));
     if (this.opts.dispatcher !== false) {
       this.dispatcher = new Dispatcher(this.n, store, log.child('dispatcher'));
