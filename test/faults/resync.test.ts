@@ -160,7 +160,7 @@ describe.skipIf(!availability.ok)('drift with real qemu guests', () => {
       ['running', running.observed.reason],
       ['shutoff', 'crashed'],
     ]);
-    console.log(JSON.stringify({ case: 'qemu drift', resyncMs: Number(DRIFT_ENV.VIRTPLANE_RESYNC_MS), foundRunningAfterMs: foundAfterMs, reportedDeadAfterMs }));
+    console.log(JSON.stringify({ case: 'qemu drift', resyncMs: Number(DRIFT_ENV.VIRTPLANE_RESYNC_MS), foundRunningAfterMs: foundAfterMs, reportedDeadAfterMs, deathCause: events[1]?.cause }));
   }, 300_000);
 
   it('a shutdown the guest ignores for 4 s completes through the agent: ACPI is pressed again until it powers off', async () => {
