@@ -1,6 +1,7 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { isVirtError } from '../../contracts/errors.ts';
 import { qemuAvailable } from '../../drivers/qemu/index.ts';
 import { QemuDriver } from '../../drivers/qemu/driver.ts';
 import { processState } from '../../drivers/qemu/host.ts';
@@ -183,5 +184,28 @@ describe.skipIf(!availability.ok)('drift with real qemu guests', () => {
     const types = (await readLog(s.nats.nats, `ev.domain.${v.id}`)).flatMap((c) => c.events).map((e) => e.type);
     expect(types.filter((t) => t === 'DomainStateObserved')).toEqual([]);
     console.log(JSON.stringify({ case: 'qemu deaf shutdown', deafS: 4, acpiResendMs: 500, shutdownTookMs: tookMs }));
+  }, 300_000);
+
+  it('a guest deaf past the shutdown deadline: the shutdown fails at its deadline, the domain stays running and is released; destroy then stops it', async () => {
+    const guest = await buildTinyGuest();
+    stack = await startQemuHost({ VIRTPLANE_ACPI_RESEND_MS: '500' });
+    const s = stack;
+    await s.client.define({ xml: tinyGuestXml(guest, { name: 'q-deafer', type, memoryMiB: 96, extraCmdline: 'vp.deaf=600' }), hostId: 'host-a' });
+    const v = await s.client.outcome(await s.client.start('q-deafer', { timeoutSeconds: 120 }), 120_000);
+    await waitForConsole(join(s.dataDir, 'hosts', 'host-a', 'qemu', v.id, 'console.log'), READY_MARKER, { timeoutMs: 120_000 });
+    const failed = await s.client.outcome(await s.client.shutdown('q-deafer', { timeoutSeconds: 3 }), 30_000).catch((e: unknown) => e);
+    const after = await until('q-deafer released', async () => {
+      const x = await s.client.get('q-deafer');
+      return x.pending === null && x;
+    }, 30_000);
+    expect(after.observed.state).toBe('running');
+    expect(isVirtError(failed) && failed.code).toBe('timeout');
+    expect(after.lastError).toMatchObject({ op: 'shutdown', code: 'timeout' });
+    await sleep(2000);
+    // Still running, and the resync agrees: nothing reported.
+    expect((await s.client.get('q-deafer')).observed.state).toBe('running');
+    expect(await observedEvents(s, v.id)).toEqual([]);
+    const stopped = await s.client.outcome(await s.client.destroy('q-deafer', { timeoutSeconds: 60 }), 60_000);
+    expect(stopped.observed).toMatchObject({ state: 'shutoff', reason: 'destroyed' });
   }, 300_000);
 });
