@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -484,6 +484,32 @@ describe('state file', () => {
 
     const third = new TestDriver({ stateFile });
     expect(await third.state(b.uuid)).toEqual({ state: 'running', reason: 'unpaused' });
+  });
+
+  it('the file is the host: a change another process renames over it is what the driver sees, and acts on, from then on', async () => {
+    const stateFile = join(dir, 'guests.json');
+    const drv = new TestDriver({ stateFile });
+    const a = domain();
+    const b = domain();
+    await drv.start(a);
+    await drv.start(b);
+    await drv.destroy(b.uuid);
+    const doc = JSON.parse(await readFile(stateFile, 'utf8')) as { version: 1; guests: Array<{ uuid: string; state: string; reason: string }> };
+    const changed = doc.guests.map((g) => (g.uuid === a.uuid ? { ...g, state: 'shutoff', reason: 'crashed' } : { ...g, state: 'running', reason: 'booted' }));
+    await writeFile(`${stateFile}.other`, JSON.stringify({ ...doc, guests: changed }));
+    await rename(`${stateFile}.other`, stateFile);
+    expect(await drv.state(a.uuid)).toEqual({ state: 'shutoff', reason: 'crashed' });
+    expect((await drv.list()).map((g) => g.uuid)).toEqual([b.uuid]);
+    // Acted on: the guest started behind its back is destroyed, the dead one boots again.
+    expect(await drv.destroy(b.uuid)).toEqual({ state: 'shutoff', reason: 'destroyed' });
+    expect(await drv.start(a)).toEqual({ state: 'running', reason: 'booted' });
+    expect(drv.bootCount(a.uuid)).toBe(2);
+    // Its own writes are not taken for a stranger's: nothing is read back over a newer change.
+    expect(await new TestDriver({ stateFile }).state(b.uuid)).toEqual({ state: 'shutoff', reason: 'destroyed' });
+    // A file caught half written is read once whole, the state meanwhile unchanged.
+    await writeFile(stateFile, '{"version":1,"gue');
+    expect(await drv.state(a.uuid)).toEqual({ state: 'running', reason: 'booted' });
+    await drv.close();
   });
 
   it('keeps the guests the lifecycle actions of their definition', async () => {

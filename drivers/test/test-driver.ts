@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { rename, unlink, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -47,7 +47,11 @@ export interface TestDriverOptions {
   latencyMs?: number | { min: number; max: number };
   /** Inject an operation-failed error: the probability per operation, or a function deciding each one. */
   failures?: number | ((op: DriverOp, uuid: string) => boolean);
-  /** Keep the simulated guests in this JSON file, so a new driver on the same file finds them running. */
+  /**
+   * Keep the simulated guests in this JSON file, so a new driver on the same file finds them running.
+   * The file is the simulated host: a change another process makes to it (written whole, then renamed
+   * over it) is what this driver sees from then on, as guests change behind a libvirt daemon's back.
+   */
   stateFile?: string;
   /** Also run `kvm` and `qemu` domains, for fleets simulated with real-looking definitions. */
   acceptAllTypes?: boolean;
@@ -111,11 +115,14 @@ export class TestDriver implements HypervisorDriver {
   /** Each guest's JSON as last written: a write serialises only the guests changed since. */
   private readonly json = new Map<string, string>();
   private readonly dirty = new Set<string>();
+  /** The state file as this driver last read or wrote it; another stamp means another process changed it. */
+  private stamp: string | undefined;
 
   constructor(private readonly options: TestDriverOptions = {}) {
     this.random = options.random ?? Math.random;
     if (options.stateFile) {
       this.tmpFile = `${options.stateFile}.${process.pid}.${++instances}.tmp`;
+      this.stamp = stampOf(options.stateFile);
       for (const g of load(options.stateFile)) {
         this.guests.set(g.uuid, g);
         this.json.set(g.uuid, JSON.stringify(g));
@@ -133,6 +140,7 @@ export class TestDriver implements HypervisorDriver {
   }
 
   async list(): Promise<DriverDomain[]> {
+    this.refresh();
     const out: DriverDomain[] = [];
     for (const g of this.guests.values()) {
       if (isActive(g.state)) out.push({ uuid: g.uuid, name: g.name, state: g.state, reason: g.reason });
@@ -141,6 +149,7 @@ export class TestDriver implements HypervisorDriver {
   }
 
   async state(uuid: string): Promise<ObservedState> {
+    this.refresh();
     return this.observed(uuid);
   }
 
@@ -292,6 +301,7 @@ export class TestDriver implements HypervisorDriver {
         throw e;
       }
     }
+    this.refresh();
     if (this.injectFailure(op, uuid)) {
       const left = onFailure?.(this.guests.get(uuid));
       if (left) await this.commit(left);
@@ -304,6 +314,7 @@ export class TestDriver implements HypervisorDriver {
   }
 
   private async fromHost(uuid: string, cause: string, change: (g: Guest) => Guest): Promise<ObservedState> {
+    this.refresh();
     const g = this.guests.get(uuid);
     if (!g || !isActive(g.state)) throw virtError('operation-invalid', `domain '${g?.name ?? uuid}' is not running`);
     const next = change(g);
@@ -337,6 +348,32 @@ export class TestDriver implements HypervisorDriver {
     return f(op, uuid);
   }
 
+  /**
+   * Reads the state file again when another process changed it. Synchronous, so nothing runs between
+   * the read and the decision that follows it; skipped while a write of this driver's own is pending,
+   * which would otherwise be mistaken for a stranger's.
+   */
+  private refresh(): void {
+    const file = this.options.stateFile;
+    if (!file || this.saved !== this.generation) return;
+    const stamp = stampOf(file);
+    if (stamp === undefined || stamp === this.stamp) return;
+    let guests: Guest[];
+    try {
+      guests = load(file);
+    } catch {
+      // Caught half written by a writer that does not rename: the next look reads it whole.
+      return;
+    }
+    this.stamp = stamp;
+    this.guests.clear();
+    this.json.clear();
+    for (const g of guests) {
+      this.guests.set(g.uuid, g);
+      this.json.set(g.uuid, JSON.stringify(g));
+    }
+  }
+
   /** Applies a guest change and, with a state file, resolves once the file holds it. */
   private commit(g: Guest): Promise<void> {
     this.guests.set(g.uuid, g);
@@ -361,6 +398,7 @@ export class TestDriver implements HypervisorDriver {
       await writeFile(tmp, doc);
       // rename is atomic: a reader, or the next driver, sees the old document or the new one.
       await rename(tmp, file);
+      this.stamp = stampOf(file);
       this.saved = generation;
     } catch (e) {
       await unlink(tmp).catch(() => undefined);
@@ -373,6 +411,16 @@ const lifecycleOf = (def: DomainDefinition) => ({ onPoweroff: def.onPoweroff, on
 
 const aborted = (op: DriverOp, name: string, signal: AbortSignal): VirtError =>
   isVirtError(signal.reason) ? signal.reason : virtError('operation-failed', `operation '${op}' on domain '${name}' was aborted`);
+
+/** Which version of the file this is: a rename over it changes the inode, a rewrite in place the time or size. */
+const stampOf = (file: string): string | undefined => {
+  try {
+    const st = statSync(file);
+    return `${st.ino}:${st.mtimeMs}:${st.size}`;
+  } catch {
+    return undefined;
+  }
+};
 
 const load = (file: string): Guest[] => {
   let text: string;
