@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import type { PoolView, StorageAccepted, VirtplaneClient, VolumeView } from '../client/index.ts';
-import { DEFAULT_STORAGE_TIMEOUT_MS } from '../contracts/storage/commands.ts';
+import { DEFAULT_STORAGE_TIMEOUT_MS } from '../contracts/storage/timeouts.ts';
 import type { StorageOp } from '../contracts/storage/events.ts';
 import { parsePageSize, table } from './format.ts';
 
