@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Bundles the CLI, the services, the host agent and the embedded default into dist/ (one ES module
-// each, with source maps), and the client package into packages/client/dist/. `--types` also writes
+// each, with source maps; the CLI's split into chunks its verbs load as they need them), and the client package into packages/client/dist/. `--types` also writes
 // the client's declaration files (tsc, slower: only packing needs them).
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
