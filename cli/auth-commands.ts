@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { VirtplaneClient } from '../client/index.ts';
 import { BaseConfig, loadConfig } from '../platform/config.ts';
-import { enrol, type Enrolled } from '../platform/security/enrol.ts';
+import type { Enrolled } from '../platform/security/enrol.ts';
 
 interface Deps {
   out: () => { result(human: string, data: unknown): void };
@@ -35,6 +35,7 @@ export const registerAuthCommands = (program: Command, d: Deps) => {
   ).action(async (hostId: string, o: { authDir?: string; rotate?: boolean; reloadPid?: string; ackWaitMs: string }) => {
     const cfg = loadConfig(BaseConfig);
     const server = d.server();
+    const { enrol } = await import('../platform/security/enrol.ts');
     const e = await enrol({
       name: hostId,
       role: 'host',
@@ -61,6 +62,7 @@ export const registerAuthCommands = (program: Command, d: Deps) => {
   ).action(async (name: string, o: { authDir?: string; rotate?: boolean; reloadPid?: string; role: string }) => {
     if (o.role !== 'operator' && o.role !== 'auditor') throw new Error(`--role must be operator or auditor, not '${o.role}'`);
     const cfg = loadConfig(BaseConfig);
+    const { enrol } = await import('../platform/security/enrol.ts');
     const e = await enrol({
       name,
       role: o.role,

@@ -3,10 +3,8 @@ import type { Command } from 'commander';
 import { isActive } from '../contracts/domain/state.ts';
 import type { LifecycleOp } from '../contracts/domain/events.ts';
 import type { CommandAccepted, DomainView, VirtplaneClient } from '../client/index.ts';
-import { withRestartOnHostLoss } from '../contracts/domain/ha.ts';
 import type { DomainDefinitionInput } from '../contracts/domain/definition.ts';
 import { domainList, parsePageSize, type ListColumns } from './format.ts';
-import { withProgress } from './progress.ts';
 import { failing, VerbFailed } from './errors.ts';
 import type { CliHelpers } from './network-commands.ts';
 
@@ -141,7 +139,7 @@ export const registerDomainCommands = (program: Command, h: CliHelpers): void =>
             memoryKiB: Number(o.memory) * 1024,
             vcpus: Number(o.vcpus),
             ...(o.uuid ? { uuid: o.uuid } : {}),
-            ...(o.ha ? { metadata: withRestartOnHostLoss(undefined) } : {}),
+            ...(o.ha ? { metadata: (await import('../contracts/domain/ha.ts')).withRestartOnHostLoss(undefined) } : {}),
           },
           ...host,
         };
@@ -168,7 +166,7 @@ export const registerDomainCommands = (program: Command, h: CliHelpers): void =>
       const r = await failing(`Failed to create domain from ${file}`, null, () =>
         h.withClient(async (c) => {
           const accepted = await c.create(input, { timeoutSeconds: Number(o.timeout) });
-          return { accepted, view: await withProgress(`create ${accepted.name}`, timeoutMs, !h.json(), () => c.outcome(accepted, timeoutMs)) };
+          return { accepted, view: await (await import('./progress.ts')).withProgress(`create ${accepted.name}`, timeoutMs, !h.json(), () => c.outcome(accepted, timeoutMs)) };
         }),
       );
       h.out().result(`Domain '${r.accepted.name}' created from ${file}`, r);
@@ -203,7 +201,7 @@ export const registerDomainCommands = (program: Command, h: CliHelpers): void =>
           );
           if (o.force || o.wait === false) return { accepted, view: null };
           if (o.wait === undefined && !WAITS_BY_DEFAULT[op] && !(await onTestDriver(c, accepted))) return { accepted, view: null };
-          const view = await withProgress(`${op} ${accepted.name}`, timeoutSeconds * 1000, !h.json(), () =>
+          const view = await (await import('./progress.ts')).withProgress(`${op} ${accepted.name}`, timeoutSeconds * 1000, !h.json(), () =>
             ENDS_TRANSIENT.has(op) ? c.outcomeOrGone(accepted, timeoutSeconds * 1000) : c.outcome(accepted, timeoutSeconds * 1000),
           );
           return { accepted, view };

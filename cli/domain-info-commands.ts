@@ -2,7 +2,6 @@ import type { Command } from 'commander';
 import { DOMAIN_STATE_NUMBER, VIRSH_STATE_LABEL } from '../contracts/domain/state.ts';
 import { virtError } from '../contracts/errors.ts';
 import type { DomainView, VirtplaneClient } from '../client/index.ts';
-import { formatDomainXml } from '../contracts/xml/index.ts';
 import { liveDefinition } from '../contracts/domain/live.ts';
 import { dominfo, HOST_LOST_LABEL, lifecycleLine } from './format.ts';
 import { failing, VerbFailed } from './errors.ts';
@@ -53,6 +52,7 @@ export const registerDomainInfoCommands = (program: Command, h: CliHelpers): voi
       const v = await failing(null, domain, () => h.withClient((c) => c.get(domain)));
       // The running guest as libvirt shows it (devices the host gave it); --inactive, the next boot's.
       const def = o.inactive ? (v.nextDefinition ?? v.definition) : liveDefinition(v.definition, v.observed, v.interfaces);
+      const { formatDomainXml } = await import('../contracts/xml/index.ts');
       const xml = def === v.definition || def === v.nextDefinition ? (def.xml ?? formatDomainXml(def)) : formatDomainXml(def);
       h.out().result(xml.trimEnd(), { domainId: v.id, xml });
     });

@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from 'commander';
 import { VIRSH_STATE_LABEL } from '../contracts/domain/state.ts';
-import { MAX_PAGE_SIZE } from '../contracts/views.ts';
+import { MAX_PAGE_SIZE } from '../contracts/paging.ts';
 import type { DomainView, HostView } from '../contracts/views.ts';
 import type { LifecycleEvent } from '../contracts/lifecycle.ts';
 

@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
 import type { VirtplaneClient } from '../client/index.ts';
-import { evacuateHost, type EvacuatedDomain } from '../client/evacuation.ts';
+import type { EvacuatedDomain } from '../client/evacuation.ts';
 import { virtError } from '../contracts/errors.ts';
-import { countingBar } from './progress.ts';
 
 interface Deps {
   out: () => { result(human: string, data: unknown): void };
@@ -16,6 +15,7 @@ const line = (d: EvacuatedDomain) =>
 /** host-evacuate and host-remove: taking a host out of the fleet. */
 export const registerHostCommands = (program: Command, d: Deps) => {
   const evacuate = async (c: VirtplaneClient, host: string, o: { force?: boolean; timeout: string }) => {
+    const [{ evacuateHost }, { countingBar }] = await Promise.all([import('../client/evacuation.ts'), import('./progress.ts')]);
     const bar = countingBar(`evacuate ${host}`, !d.json());
     try {
       return await evacuateHost(c, host, { force: o.force ?? false, timeoutMs: Number(o.timeout) * 1000, onProgress: (p) => bar.update(p.done, p.total) });

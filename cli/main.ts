@@ -1,8 +1,7 @@
 import { Command, CommanderError } from 'commander';
-import { VirtplaneClient } from '../client/index.ts';
+import type { VirtplaneClient } from '../client/index.ts';
 import { hostInfo, hostList, parsePageSize } from './format.ts';
-import { validateFiles } from './validate.ts';
-import { initTelemetry } from '../platform/telemetry.ts';
+import { installPropagator, tracesExported } from '../platform/telemetry.ts';
 import { registerNetworkCommands } from './network-commands.ts';
 import { registerDomainCommands } from './domain-commands.ts';
 import { registerDomainInfoCommands } from './domain-info-commands.ts';
@@ -76,6 +75,7 @@ export const buildProgram = (): Command => {
       principal: g.principal,
     };
     const credentials = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined));
+    const { VirtplaneClient } = await import('../client/index.ts');
     const c = await VirtplaneClient.connect({ readYourWrites: true, credentials, ...(g.server ? { url: g.server } : {}), ...(g.actor ? { actor: g.actor } : {}) });
     try {
       return await fn(c);
@@ -90,6 +90,7 @@ export const buildProgram = (): Command => {
     .argument('<files...>', 'domain, network, pool or volume XML')
     .option('--format', 'print each document as virtplane stores it (what dumpxml returns after a define)')
     .action(async (files: string[], o: { format?: boolean }) => {
+      const { validateFiles } = await import('./validate.ts');
       const code = await validateFiles(files, { format: Boolean(o.format) }, (line) => process.stdout.write(`${line}\n`));
       if (code !== 0) throw new ValidationFailed(code);
     });
@@ -148,7 +149,8 @@ class ValidationFailed extends Error {
 
 /** Runs the CLI and returns the exit code: 0 on success, 1 on an error reply, 2 on a usage error. */
 export const main = async (argv: string[]): Promise<number> => {
-  initTelemetry();
+  installPropagator();
+  if (tracesExported()) (await import('../platform/tracing.ts')).initTelemetry();
   const program = buildProgram();
   const json = argv.includes('--json');
   try {

@@ -3,7 +3,6 @@ import type { Command } from 'commander';
 import type { VirtplaneClient } from '../client/index.ts';
 import { isActive } from '../contracts/domain/state.ts';
 import { virtError } from '../contracts/errors.ts';
-import { formatNetworkXml } from '../contracts/xml/index.ts';
 import { domIfAddr, domIfList, interfaceRows, netEventLine, netInfo, netList, type AddressRow } from './network-format.ts';
 import { parsePageSize } from './format.ts';
 
@@ -102,7 +101,7 @@ export const registerNetworkCommands = (program: Command, h: CliHelpers): void =
     .action(async (network: string, o: { inactive?: boolean }) => {
       const v = await h.withClient((c) => c.netGet(network));
       const def = o.inactive && v.nextDefinition ? v.nextDefinition : v.definition;
-      const xml = def.xml ?? formatNetworkXml(def);
+      const xml = def.xml ?? (await import('../contracts/xml/index.ts')).formatNetworkXml(def);
       h.out().result(xml.trimEnd(), { networkId: v.id, xml });
     });
 

@@ -1,11 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import type { PoolView, StorageAccepted, VirtplaneClient, VolumeView } from '../client/index.ts';
-import { DEFAULT_STORAGE_TIMEOUT_MS } from '../contracts/storage/commands.ts';
+import { DEFAULT_STORAGE_TIMEOUT_MS } from '../contracts/storage/timeouts.ts';
 import type { StorageOp } from '../contracts/storage/events.ts';
-import { formatPoolXml, formatVolumeXml } from '../contracts/xml/index.ts';
 import { parsePageSize, table } from './format.ts';
-import { withProgress } from './progress.ts';
 
 /** What cli/main.ts shares with the commands registered here. */
 export interface StorageCliHelpers {
@@ -88,7 +86,7 @@ export const registerStorageCommands = (program: Command, h: StorageCliHelpers):
     return h.withClient(async (c) => {
       const accepted = await send(c, timeoutSeconds);
       if (!o.wait) return { accepted, pool: null };
-      const pool = await withProgress(label(accepted), timeoutSeconds * 1000, !h.json(), () => c.storageOutcome(accepted, timeoutSeconds * 1000 + 5000));
+      const pool = await (await import('./progress.ts')).withProgress(label(accepted), timeoutSeconds * 1000, !h.json(), () => c.storageOutcome(accepted, timeoutSeconds * 1000 + 5000));
       return { accepted, pool };
     });
   };
@@ -176,7 +174,7 @@ export const registerStorageCommands = (program: Command, h: StorageCliHelpers):
     .action(async (pool: string, o: { inactive?: boolean }) => {
       const p = await h.withClient((c) => c.poolGet(pool));
       const def = o.inactive && p.nextDefinition ? p.nextDefinition : p.definition;
-      const xml = def.xml ?? formatPoolXml(def);
+      const xml = def.xml ?? (await import('../contracts/xml/index.ts')).formatPoolXml(def);
       h.out().result(xml.trimEnd(), { poolId: p.id, xml });
     });
 
@@ -235,7 +233,7 @@ export const registerStorageCommands = (program: Command, h: StorageCliHelpers):
     .option('--pool <pool>', 'pool name or uuid')
     .action(async (vol: string, o: { pool?: string }) => {
       const v = await h.withClient((c) => c.volGet(vol, o.pool ? { pool: o.pool } : {}));
-      const xml = v.definition.xml ?? formatVolumeXml(v.definition);
+      const xml = v.definition.xml ?? (await import('../contracts/xml/index.ts')).formatVolumeXml(v.definition);
       h.out().result(xml.trimEnd(), { pool: v.pool, volume: v.name, xml });
     });
 };

@@ -1,16 +1,17 @@
 import { z } from 'zod';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './paging.ts';
 import { ObjectRef } from './ids.ts';
 import { DomainStateName, ObservedState, RuntimeInterface } from './domain/state.ts';
 import { DomainDefinition } from './domain/definition.ts';
 import { DomainOp } from './domain/events.ts';
 import { HostCapabilities } from './host/events.ts';
 
+export { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE };
+
 /**
  * Lists come in pages: at most `pageSize` items, fewer when more would not fit in one reply (the
  * server's payload limit), and a `next` cursor while anything is left. A cursor is opaque to callers.
  */
-export const DEFAULT_PAGE_SIZE = 500;
-export const MAX_PAGE_SIZE = 10_000;
 export const PageRequest = z.object({
   cursor: z.string().min(1).max(8192).optional(),
   pageSize: z.number().int().min(1).max(MAX_PAGE_SIZE).optional(),

@@ -1,6 +1,5 @@
 import { context, propagation, trace, type Context, type Span } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { BasicTracerProvider, ConsoleSpanExporter, InMemorySpanExporter, SimpleSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { MsgHdrs } from '@nats-io/transport-node';
 
 /**
@@ -15,17 +14,24 @@ import type { MsgHdrs } from '@nats-io/transport-node';
 let installed = false;
 /** Spans are made only where they go somewhere; otherwise an incoming trace is passed through as is. */
 let recording = false;
-export const memoryExporter = new InMemorySpanExporter();
 
-export const initTelemetry = (opts: { inMemory?: boolean } = {}): void => {
+/**
+ * Whether spans are exported (OTEL_TRACES_EXPORTER=console). Only then is the OpenTelemetry SDK
+ * loaded (platform/tracing.ts): a process that only propagates, the CLI above all, never pays for it.
+ */
+export const tracesExported = (): boolean => process.env.OTEL_TRACES_EXPORTER === 'console';
+
+/** Carries the W3C `traceparent` in and out of messages; what every process needs, spans or not. */
+export const installPropagator = (): void => {
   if (!installed) propagation.setGlobalPropagator(new W3CTraceContextPropagator());
   installed = true;
-  const spanProcessors: SpanProcessor[] = [];
-  if (process.env.OTEL_TRACES_EXPORTER === 'console') spanProcessors.push(new SimpleSpanProcessor(new ConsoleSpanExporter()));
-  if (opts.inMemory) spanProcessors.push(new SimpleSpanProcessor(memoryExporter));
-  if (spanProcessors.length === 0 || recording) return;
+};
+
+/** Called once a tracer provider with a span processor is installed: from then on spans are made. */
+export const startRecording = (): boolean => {
+  if (recording) return false;
   recording = true;
-  trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors }));
+  return true;
 };
 
 export const tracer = () => trace.getTracer('virtplane');

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Bundles the CLI, the services, the host agent and the embedded default into dist/ (one ES module
-// each, with source maps), and the client package into packages/client/dist/. `--types` also writes
+// each, with source maps; the CLI's split into chunks its verbs load as they need them), and the client package into packages/client/dist/. `--types` also writes
 // the client's declaration files (tsc, slower: only packing needs them).
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,7 +19,6 @@ try {
 }
 
 const ENTRIES = {
-  cli: 'cli/entry.ts',
   command: 'services/command/main.ts',
   'parse-worker': 'services/command/parse-worker.ts',
   projector: 'services/projector/main.ts',
@@ -55,9 +54,8 @@ const common = {
 
 // Written over in place, never emptied first: a process starting from dist/ meanwhile finds its files.
 const dist = join(root, 'dist');
-await esbuild.build({
+const bundled = {
   ...common,
-  entryPoints: Object.fromEntries(Object.entries(ENTRIES).map(([k, v]) => [k, join(root, v)])),
   outdir: dist,
   outExtension: { '.js': '.mjs' },
   // Smaller bundles start faster (node compiles every byte it loads); the source maps keep stacks readable.
@@ -68,7 +66,26 @@ await esbuild.build({
   // The source checkout's fallback loader: never in a bundle.
   external: ['tsx', 'tsx/*'],
   plugins: [englishOnly],
+};
+await esbuild.build({ ...bundled, entryPoints: Object.fromEntries(Object.entries(ENTRIES).map(([k, v]) => [k, join(root, v)])) });
+
+// The CLI starts once per command, so it is split: each verb's dynamic imports (the XML layer, the
+// OpenTelemetry SDK, enrolment, progress bars, the client) become chunks loaded only by the verbs
+// that use them, and `--help` or a listing compiles a fraction of the whole.
+const CHUNK = /^cli-chunk-[A-Z0-9]+\.mjs(\.map)?$/;
+const cli = await esbuild.build({
+  ...bundled,
+  entryPoints: { cli: join(root, 'cli/entry.ts') },
+  splitting: true,
+  chunkNames: 'cli-chunk-[hash]',
+  // The ES module build of a package where it ships one: esbuild drops what is never used from it
+  // (@opentelemetry/core's CommonJS build would bring all of its semantic conventions along).
+  mainFields: ['module', 'main'],
+  metafile: true,
 });
+// Chunks of earlier builds go once the new ones are written (their names change with their content).
+const written = new Set(Object.keys(cli.metafile.outputs).map((f) => f.split('/').pop()));
+for (const f of readdirSync(dist)) if (CHUNK.test(f) && !written.has(f) && !written.has(f.replace(/\.map$/, ''))) rmSync(join(dist, f));
 writeFileSync(join(dist, 'package.json'), '{ "type": "module" }\n');
 
 // The client package keeps its dependencies external: a consumer shares one zod and one nats.js.

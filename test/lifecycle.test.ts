@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import type { LifecycleEvent } from '../contracts/lifecycle.ts';
 import { startStack, testDriverState, type Stack } from './fixtures/stack.ts';
-import { initTelemetry, memoryExporter } from '../platform/telemetry.ts';
+import { initTelemetry, memoryExporter } from '../platform/tracing.ts';
 
 const collect = (stack: Stack, domainId: string) => {
   const events: LifecycleEvent[] = [];

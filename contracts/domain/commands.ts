@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { DomainDefinition, type InterfaceModel } from './definition.ts';
 import { CommandId, HostId, ObjectName, ObjectRef } from '../ids.ts';
-import { DEFAULT_LIMITS } from '../xml/document.ts';
+import { DEFAULT_LIMITS } from '../xml/limits.ts';
 import type { VirtErrorBody } from '../errors.ts';
 import type { DomainOp } from './events.ts';
 import type { DomainStateName, ObservedState, RuntimeInterface, StateReason } from './state.ts';

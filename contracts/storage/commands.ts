@@ -68,12 +68,7 @@ export type StorageCommand =
   | { type: 'fail'; taskId: string; error: VirtErrorBody }
   | { type: 'expire'; taskId: string };
 
-export const DEFAULT_STORAGE_TIMEOUT_MS: Record<StorageOp, number> = {
-  'pool-build': 60_000,
-  'pool-start': 60_000,
-  'vol-create': 600_000,
-  'vol-delete': 120_000,
-};
+export { DEFAULT_STORAGE_TIMEOUT_MS } from './timeouts.ts';
 
 export const StorageAccepted = z.object({
   ok: z.literal(true),

@@ -1,6 +1,9 @@
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { xmlError, quote } from './errors.ts';
 import { newAttrs, type XElement, type XNode } from './tree.ts';
+import { DEFAULT_LIMITS, type DocumentLimits } from './limits.ts';
+
+export { DEFAULT_LIMITS, type DocumentLimits };
 
 /**
  * Hardened reading of an untrusted document into an ordered tree.
@@ -11,14 +14,6 @@ import { newAttrs, type XElement, type XNode } from './tree.ts';
  * DOCTYPE is refused outright, which rules out both entity-expansion bombs and external entities.
  */
 
-export interface DocumentLimits {
-  /** Largest accepted document, in UTF-8 bytes. */
-  maxBytes: number;
-  /** Deepest accepted element nesting (the root is depth 1). */
-  maxDepth: number;
-}
-
-export const DEFAULT_LIMITS: DocumentLimits = { maxBytes: 1024 * 1024, maxDepth: 256 };
 
 const parser = new XMLParser({
   preserveOrder: true,

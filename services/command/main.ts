@@ -2,7 +2,7 @@ import { LeaseTimingFields, leaseTimingsProblem } from '../../contracts/host/liv
 import { BaseConfig, ConfigError, loadConfig, resolveNatsUrl } from '../../platform/config.ts';
 import { serveHealth } from '../../platform/health.ts';
 import { createLogger } from '../../platform/log.ts';
-import { initTelemetry } from '../../platform/telemetry.ts';
+import { initTelemetry } from '../../platform/tracing.ts';
 import { connectNats } from '../../platform/nats.ts';
 import { provision } from '../../platform/provision.ts';
 import { onShutdown } from '../../platform/shutdown.ts';

@@ -15,7 +15,7 @@ import { HOST_AGENT_NEEDS, provision } from '../../platform/provision.ts';
 import { call } from '../../platform/rpc.ts';
 import { onShutdown } from '../../platform/shutdown.ts';
 import { announceReady, exitOnFailure } from '../../platform/ready.ts';
-import { initTelemetry } from '../../platform/telemetry.ts';
+import { initTelemetry } from '../../platform/tracing.ts';
 import { HostAgent } from './agent.ts';
 import { NetworkSync } from './network-sync.ts';
 import { StorageWorker } from './storage-worker.ts';

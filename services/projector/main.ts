@@ -4,7 +4,7 @@ import { BaseConfig, loadConfig, resolveNatsUrl } from '../../platform/config.ts
 import { KvMirror } from '../../platform/kv-mirror.ts';
 import { serveHealth } from '../../platform/health.ts';
 import { createLogger } from '../../platform/log.ts';
-import { initTelemetry } from '../../platform/telemetry.ts';
+import { initTelemetry } from '../../platform/tracing.ts';
 import { connectNats } from '../../platform/nats.ts';
 import { provision } from '../../platform/provision.ts';
 import { onShutdown } from '../../platform/shutdown.ts';
