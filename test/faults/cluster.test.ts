@@ -45,6 +45,7 @@ describe('a three-node cluster losing a node under load', () => {
   let cluster: TestCluster;
   let dataDir: string;
   const services = new Map<ServiceName, ServiceProcess>();
+  const recent: string[] = [];
   const clients: VirtplaneClient[] = [];
 
   beforeAll(async () => {
@@ -61,7 +62,14 @@ describe('a three-node cluster losing a node under load', () => {
       VIRTPLANE_LOG_LEVEL: 'info',
     };
     for (const name of ['command', 'projector', 'host-agent'] as const) {
-      const p = spawnService(name, env, { onLine: (l) => process.env.VIRTPLANE_TEST_LOGS && process.stderr.write(`[${name}] ${l}\n`) });
+      const p = spawnService(name, env, {
+        onLine: (l) => {
+          if (process.env.VIRTPLANE_TEST_LOGS) process.stderr.write(`[${name}] ${l}\n`);
+          // What the services said lately, printed when a case fails: a run elsewhere keeps no logs.
+          if (!l.includes('"level":"debug"')) recent.push(`[${name}] ${l}`);
+          if (recent.length > 400) recent.splice(0, recent.length - 400);
+        },
+      });
       services.set(name, p);
       await p.ready;
     }
@@ -211,6 +219,9 @@ describe('a three-node cluster losing a node under load', () => {
   const verify = async (prefix: string, run: Run, killed: string) => {
     try {
       await check(prefix, run, killed);
+    } catch (e) {
+      console.log(`[cluster ${prefix}] the services' last warnings:\n${recent.filter((l) => !l.includes('"level":"info"')).slice(-80).join('\n')}`);
+      throw e;
     } finally {
       // The next case needs all three nodes again, whatever this one found.
       if (!cluster.node(killed).server) await cluster.restart(killed);
