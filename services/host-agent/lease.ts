@@ -80,10 +80,10 @@ export class HostLease {
     } catch (e) {
       if (!isWrongLastSequence(e) && !(await this.bucketGone(e))) {
         // The bucket did not answer (an election, a server leaving): the write may or may not have
-        // landed, and nobody else can have written meanwhile either. The next beat renews again on
-        // the same revision; registering instead would wait on the command service, which waits on
-        // the same election, and let the lease run out for nothing.
-        // Any of the few most recent may be what the entry holds now.
+        // landed. The next beat renews again on the same revision, which is refused if anyone wrote
+        // since; registering now would wait on the command service, which waits on the same
+        // election, and let the lease run out for nothing. Any of the few most recent unconfirmed
+        // renewals may be what the entry holds now.
         this.unconfirmed = [...this.unconfirmed, { lease, sent }].slice(-16);
         this.log.warn('lease renewal not confirmed; renewing again', { hostId: this.hostId, error: String(e) });
         return;
