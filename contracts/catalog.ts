@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import { AttachInterfaceRequest, CommandAccepted, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, StartDomainRequest } from './domain/commands.ts';
+import { AttachInterfaceRequest, CommandAccepted, CreateDomainRequest, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, RenameDomainRequest, SetMetadataRequest, StartDomainRequest } from './domain/commands.ts';
 import { DomainEventBody } from './domain/events.ts';
 import { EventMeta } from './envelope.ts';
 import { ErrorReply } from './errors.ts';
-import { HostEventBody, HostMaintenanceRequest, RegisterHostRequest } from './host/events.ts';
+import { HostEvacuateRequest, HostEventBody, HostMaintenanceRequest, HostRefRequest, RegisterHostRequest } from './host/events.ts';
 import { LifecycleEvent } from './lifecycle.ts';
 import { NameClaimRevoked } from './name-claim.ts';
 import { DefineNetworkRequest, NetworkAutostartRequest, NetworkCommandAccepted, NetworkOpRequest } from './network/commands.ts';
@@ -114,6 +114,9 @@ export const CATALOG: ChannelSpec[] = [
   ...(['shutdown', 'destroy', 'suspend', 'resume', 'reboot'] as const).map((op) =>
     command('domain', op, 'DomainOpRequest', DomainOpRequest, commandReplies.domain, `virsh ${op}.`),
   ),
+  command('domain', 'create', 'CreateDomainRequest', CreateDomainRequest, commandReplies.domain, 'Create and start a transient domain, or start a defined inactive one with this definition (virsh create).'),
+  command('domain', 'rename', 'RenameDomainRequest', RenameDomainRequest, commandReplies.domain, 'Rename an inactive domain (virsh domrename).'),
+  command('domain', 'desc', 'SetMetadataRequest', SetMetadataRequest, commandReplies.domain, "Set a domain's title or description (virsh desc)."),
   command('domain', 'attach-interface', 'AttachInterfaceRequest', AttachInterfaceRequest, commandReplies.domain, 'Attach a network interface (virsh attach-interface).'),
   command('domain', 'detach-interface', 'DetachInterfaceRequest', DetachInterfaceRequest, commandReplies.domain, 'Detach a network interface by MAC (virsh detach-interface).'),
   command('network', 'define', 'DefineNetworkRequest', DefineNetworkRequest, commandReplies.network, 'Define a network (virsh net-define).'),
@@ -131,6 +134,38 @@ export const CATALOG: ChannelSpec[] = [
     HostMaintenanceRequest,
     orError('HostMaintenanceReply', ok({ hostId: z.string(), maintenance: z.boolean(), version: z.number().int() }), 'The host is (or is no longer) in maintenance.'),
     'Put a host in maintenance (no new placements) or take it out.',
+  ),
+  command(
+    'host',
+    'evacuate',
+    'HostEvacuateRequest',
+    HostEvacuateRequest,
+    orError(
+      'HostEvacuateReply',
+      ok({
+        hostId: z.string(),
+        maintenance: z.literal(true),
+        domains: z.array(z.object({ domainId: z.string(), name: z.string(), hostId: z.string(), status: z.enum(['moving', 'moved', 'refused']), error: z.string().optional() })),
+      }),
+      'The host is in maintenance; each of its domains is moving, moved already, or refused with why.',
+    ),
+    'Move every domain of a host to other hosts: each guest is stopped there first, then started elsewhere if it ran (virtplane host-evacuate).',
+  ),
+  command(
+    'host',
+    'remove',
+    'HostRefRequest',
+    HostRefRequest,
+    orError('HostRemoveReply', ok({ hostId: z.string(), removed: z.literal(true), version: z.number().int() }), 'The host is removed; its agent is refused until readmitted.'),
+    'Remove a host that has no domains (virtplane host-remove).',
+  ),
+  command(
+    'host',
+    'readmit',
+    'HostRefRequest',
+    HostRefRequest,
+    orError('HostReadmitReply', ok({ hostId: z.string(), readmitted: z.boolean(), version: z.number().int() }), 'The removed host may register again.'),
+    'Let a removed host register again (done by host-enroll).',
   ),
 
   query('domain', 'get', 'DomainGetQuery', DomainGetQuery, orError('DomainGetReply', ok({ domain: DomainView, settled: z.boolean(), seq: z.number().int() }), 'One domain.'), 'One domain by uuid or name.'),

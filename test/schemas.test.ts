@@ -143,6 +143,15 @@ describe('real messages of a running stack', () => {
     await c.storageOutcome(await c.poolDestroy('doc-pool'), 20_000);
     await c.poolUndefine('doc-pool');
 
+    step('create, desc, rename');
+    await c.outcome(await c.create({ definition: { name: 'doc-3', memoryKiB: 65536, vcpus: 1 } }), 20_000);
+    await c.setMetadata('doc-1', 'description', 'documented');
+    await c.rename('doc-1', 'doc-1b');
+    // Host verbs on a host that does not exist: the request and the refusal are messages all the same.
+    await c.hostEvacuate('no-such-host').catch(() => undefined);
+    await c.hostRemove('no-such-host').catch(() => undefined);
+    await c.hostReadmit('no-such-host').catch(() => undefined);
+
     step('await c.hostMaintenance(stack.hostId, tr');
     await c.hostMaintenance(stack.hostId, true);
     await c.hostMaintenance(stack.hostId, false);
