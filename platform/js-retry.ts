@@ -24,7 +24,22 @@ const TRANSIENT_API_CODES = new Set([
 export const isWrongLastSequence = (e: unknown): boolean => e instanceof JetStreamApiError && e.code === 10071;
 
 /** The JetStream API's code for a stream the server does not have (as opposed to one that does not answer now). */
-export const STREAM_NOT_FOUND = 10059;
+const STREAM_NOT_FOUND = 10059;
+
+/**
+ * A brief look at a stream, for callers that must not wait on an election: it answers, the server
+ * has no such stream, or it says nothing (no leader, no server) within `timeoutMs`.
+ */
+export const streamAnswers = async (nc: NatsConnection, stream: string, timeoutMs: number): Promise<'answers' | 'missing' | 'silent'> => {
+  try {
+    const r = await nc.request(`$JS.API.STREAM.INFO.${stream}`, undefined, { timeout: timeoutMs });
+    const error = r.json<{ error?: { err_code?: number } }>().error;
+    if (error === undefined) return 'answers';
+    return error.err_code === STREAM_NOT_FOUND ? 'missing' : 'silent';
+  } catch {
+    return 'silent';
+  }
+};
 
 export const isTransientJsError = (e: unknown, depth = 0): boolean => {
   if (depth > 4 || !(e instanceof Error)) return false;

@@ -11,6 +11,7 @@ import { leaseExpired, type HostLiveness, type LeaseTimings } from '../../contra
 import type { EventStore, RecordedCommit } from '../../platform/event-store.ts';
 import type { KvMirror } from '../../platform/kv-mirror.ts';
 import type { Logger } from '../../platform/log.ts';
+import { streamAnswers } from '../../platform/js-retry.ts';
 import { encodeJson } from '../../platform/nats.ts';
 import type { DomainCommands } from './domain-commands.ts';
 import type { Repository } from './repository.ts';
@@ -24,6 +25,16 @@ const monitorMeta = (commandId: string, now = new Date()): CommandMeta => ({
   traceContext: {},
   now,
 });
+
+/** Resolves once the aggregate under `id` in `folded` has reached `version` (false after `ms`). */
+const foldedTo = async (folded: ReadonlyMap<string, { version: number }>, id: string, version: number, ms: number): Promise<boolean> => {
+  const end = Date.now() + ms;
+  while ((folded.get(id)?.version ?? 0) < version) {
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return true;
+};
 
 /**
  * Declares hosts lost and acts on it, from the log and the lease bucket alone, so a restarted (or a
@@ -73,13 +84,8 @@ export class HostMonitor {
   ) {}
 
   /** Resolves once this replica has folded the host up to `version` (or after `ms`). */
-  async reached(hostId: string, version: number, ms = 2000): Promise<boolean> {
-    const end = Date.now() + ms;
-    while ((this.hosts.get(hostId)?.version ?? 0) < version) {
-      if (Date.now() > end) return false;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    return true;
+  reached(hostId: string, version: number, ms = 2000): Promise<boolean> {
+    return foldedTo(this.hosts, hostId, version, ms);
   }
 
   /** The domains placed on a host, by the log as folded so far. */
@@ -92,13 +98,8 @@ export class HostMonitor {
   }
 
   /** Resolves once this replica has folded the domain up to `version` (or after `ms`). */
-  async reachedDomain(domainId: string, version: number, ms = 2000): Promise<boolean> {
-    const end = Date.now() + ms;
-    while ((this.domains.get(domainId)?.version ?? 0) < version) {
-      if (Date.now() > end) return false;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    return true;
+  reachedDomain(domainId: string, version: number, ms = 2000): Promise<boolean> {
+    return foldedTo(this.domains, domainId, version, ms);
   }
 
   /** Since when leases can be judged (this process watching them without a break) and whether their bucket answers now. */
@@ -209,12 +210,7 @@ export class HostMonitor {
   /** Whether the lease bucket's stream answers now, briefly asked. */
   private async bucketAnswers(): Promise<boolean> {
     if (!this.nc) return true;
-    try {
-      const r = await this.nc.request(`$JS.API.STREAM.INFO.KV_${BUCKETS.hostLiveness}`, undefined, { timeout: Math.min(1000, this.checkEveryMs) });
-      return r.json<{ error?: unknown }>().error === undefined;
-    } catch {
-      return false;
-    }
+    return (await streamAnswers(this.nc, `KV_${BUCKETS.hostLiveness}`, Math.min(1000, this.checkEveryMs))) === 'answers';
   }
 
   /** Domains of an evacuated host whose guest is stopped there go to another host, each once. */

@@ -1,9 +1,9 @@
 import { performance } from 'node:perf_hooks';
 import { BUCKETS } from '../../contracts/subjects.ts';
 import { leaseSubject, renewedLease, type HostLiveness } from '../../contracts/host/liveness.ts';
-import { isWrongLastSequence, STREAM_NOT_FOUND } from '../../platform/js-retry.ts';
+import { isWrongLastSequence, streamAnswers } from '../../platform/js-retry.ts';
 import type { Logger } from '../../platform/log.ts';
-import { encodeJson, type Nats } from '../../platform/nats.ts';
+import { encodeJson, isNoResponders, type Nats } from '../../platform/nats.ts';
 
 /** What a registration grants: the lease, its revision, and whether the host had been declared lost. */
 export interface Grant {
@@ -108,13 +108,7 @@ export class HostLease {
    * asks the server, briefly: a beat must not wait on an election to learn there is one.
    */
   private async bucketGone(e: unknown): Promise<boolean> {
-    if (!(e instanceof Error) || !/not enabled|no responders/i.test(`${e.message} ${String(e.cause ?? '')}`)) return false;
-    try {
-      const r = await this.n.nc.request(`$JS.API.STREAM.INFO.KV_${BUCKETS.hostLiveness}`, undefined, { timeout: 1000 });
-      return (r.json<{ error?: { err_code?: number } }>().error?.err_code ?? 0) === STREAM_NOT_FOUND;
-    } catch {
-      return false;
-    }
+    return isNoResponders(e) && (await streamAnswers(this.n.nc, `KV_${BUCKETS.hostLiveness}`, 1000)) === 'missing';
   }
 
   private confirmed(lease: HostLiveness, revision: number, sent: number): void {
