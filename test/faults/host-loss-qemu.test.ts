@@ -55,6 +55,20 @@ const qemuSampler = (uuids: string[]) => {
   };
 };
 
+/**
+ * Stops the sampler and holds the run to its bar: no guest ever seen twice, each HA guest running
+ * once now, and failed over exactly once by the log.
+ */
+const ranOnceEach = async (s: Stack, watch: ReturnType<typeof qemuSampler>, ha: string[]) => {
+  const seen = await watch.stop();
+  expect(seen.firstSeenTwice).toEqual([]);
+  expect(seen.max).toBe(1);
+  for (const id of ha) expect(await qemuRunning(id)).toBe(1);
+  const failovers = await domainEventCounts(s, 'DomainFailedOver');
+  for (const id of ha) expect(failovers.get(id)).toBe(1);
+  return seen;
+};
+
 /** Two qemu hosts on this machine, host-a reaching NATS through `agentAUrl` when given. */
 const startQemuHosts = async (env: Record<string, string>, agentAUrl?: (s: Stack) => Promise<string>): Promise<Stack> => {
   const s = await startStack({ services: [], env: { ...TIMING_ENV, VIRTPLANE_DRIVER: 'qemu', VIRTPLANE_ACK_WAIT_MS: '3000', ...env } });
@@ -113,12 +127,7 @@ describe.skipIf(!availability.ok)('losing a host with real qemu guests', () => {
     expect(await qemuRunning(plain)).toBe(1);
     expect((await s.client.get(plain)).hostLost).toBe(true);
     await sleep(1000);
-    const seen = await watch.stop();
-    expect(seen.firstSeenTwice).toEqual([]);
-    expect(seen.max).toBe(1);
-    for (const id of ha) expect(await qemuRunning(id)).toBe(1);
-    const failovers = await domainEventCounts(s, 'DomainFailedOver');
-    for (const id of ha) expect(failovers.get(id)).toBe(1);
+    const seen = await ranOnceEach(s, watch, ha);
     console.log(JSON.stringify({ case: 'qemu sigkill', lostAfterKillMs: Date.parse(lost.time) - killedAt, restartedAfterKillMs: restartedAt, samples: seen.samples, maxCopies: seen.max }));
     // host-a's agent back: it reports the plain guest it still runs (known again), and the HA guests
     // the guard killed are host-b's now.
@@ -174,12 +183,7 @@ describe.skipIf(!availability.ok)('losing a host with real qemu guests', () => {
     }).catch((e: unknown) => e);
     expect(isVirtError(late) && late.code).toBe('unauthorized');
     await sleep(2000);
-    const seen = await watch.stop();
-    expect(seen.firstSeenTwice).toEqual([]);
-    expect(seen.max).toBe(1);
-    for (const id of ha) expect(await qemuRunning(id)).toBe(1);
-    const failovers = await domainEventCounts(s, 'DomainFailedOver');
-    for (const id of ha) expect(failovers.get(id)).toBe(1);
+    const seen = await ranOnceEach(s, watch, ha);
     console.log(JSON.stringify({ case: 'qemu cut off', fencedAfterCutMs: Object.fromEntries(fencedAt), restartedAfterCutMs: Object.fromEntries(runningOnB), samples: seen.samples, maxCopies: seen.max }));
   }, 400_000);
 });
