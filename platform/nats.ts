@@ -1,7 +1,8 @@
-import { connect, credsAuthenticator, nkeyAuthenticator, tokenAuthenticator, usernamePasswordAuthenticator, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
+import { connect, credsAuthenticator, tokenAuthenticator, usernamePasswordAuthenticator, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { NatsTarget } from './config.ts';
+import { nativeNkeyAuthenticator } from './nkey-auth.ts';
 
 /** The one NATS connection helper: every service, the client and the tests connect through it. */
 export interface Nats {
@@ -17,7 +18,7 @@ export interface Nats {
 const authenticator = (auth: NonNullable<NatsTarget['auth']>) => {
   switch (auth.kind) {
     case 'nkey':
-      return nkeyAuthenticator(auth.seed);
+      return nativeNkeyAuthenticator(auth.seed);
     case 'creds':
       return credsAuthenticator(auth.creds);
     case 'user':
