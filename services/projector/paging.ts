@@ -21,10 +21,12 @@ export const replyBudget = (n: Nats): number => Math.max(64 * 1024, (n.nc.info?.
 /**
  * One page of `states` in key order after the cursor: at most the page size, and no more than fit
  * in `maxBytes` of JSON. An item too big for any reply is an error naming it, with the cursor that
- * skips it, rather than a reply the server would refuse.
+ * skips it, rather than a reply the server would refuse. `states` is either every candidate, in any
+ * order, or a function giving them already in key order after a key (an index), which is read only
+ * as far as the page goes.
  */
 export const pageOf = <S, V>(
-  states: Iterable<S>,
+  states: Iterable<S> | ((after: string[] | null) => Iterable<S>),
   key: (s: S) => string[],
   render: (s: S) => V,
   req: PageRequest,
@@ -33,13 +35,7 @@ export const pageOf = <S, V>(
   const after = req.cursor === undefined ? null : decodeCursor(req.cursor);
   if (req.cursor !== undefined && !after) throw virtError('invalid-arg', 'invalid argument: cursor is not one a list gave');
   const size = req.pageSize ?? DEFAULT_PAGE_SIZE;
-  const candidates: Array<{ k: string[]; s: S }> = [];
-  for (const s of states) {
-    const k = key(s);
-    if (!after || compareKeys(k, after) > 0) candidates.push({ k, s });
-  }
-  // Only the page's worth of the smallest keys needs sorting: select them first when far more remain.
-  const chosen = candidates.length > size * 4 ? smallest(candidates, size + 1) : candidates.sort((a, b) => compareKeys(a.k, b.k));
+  const chosen = typeof states === 'function' ? firstOf(states(after), key, size + 1) : inOrder(states, key, after, size);
   const items: V[] = [];
   let bytes = 0;
   let i = 0;
@@ -57,8 +53,30 @@ export const pageOf = <S, V>(
     items.push(v);
     bytes += b;
   }
-  const more = i < candidates.length;
+  // `chosen` holds one more than a page when there is more: reaching it means a next page.
+  const more = i < chosen.length;
   return more ? { items, next: encodeCursor(chosen[i - 1]!.k) } : { items };
+};
+
+const firstOf = <S>(ordered: Iterable<S>, key: (s: S) => string[], count: number): Array<{ k: string[]; s: S }> => {
+  const out: Array<{ k: string[]; s: S }> = [];
+  if (count <= 0) return out;
+  for (const s of ordered) {
+    out.push({ k: key(s), s });
+    if (out.length >= count) break;
+  }
+  return out;
+};
+
+/** The candidates after `after`, the page's worth and one more in key order. */
+const inOrder = <S>(states: Iterable<S>, key: (s: S) => string[], after: string[] | null, size: number): Array<{ k: string[]; s: S }> => {
+  const candidates: Array<{ k: string[]; s: S }> = [];
+  for (const s of states) {
+    const k = key(s);
+    if (!after || compareKeys(k, after) > 0) candidates.push({ k, s });
+  }
+  // Only the page's worth of the smallest keys needs sorting: select them first when far more remain.
+  return candidates.length > size * 4 ? smallest(candidates, size + 1) : candidates.sort((a, b) => compareKeys(a.k, b.k)).slice(0, size + 1);
 };
 
 /** The `count` smallest candidates in order, without sorting all of them. */

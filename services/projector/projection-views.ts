@@ -4,6 +4,7 @@ import { readBucket } from '../../platform/kv-mirror.ts';
 import { decodeJson, type Nats } from '../../platform/nats.ts';
 import { VersionedKvWriter } from '../../platform/ordered-kv-writer.ts';
 import { applyCommit, type Applied, type Projection } from './projection.ts';
+import { SortedIndex } from './sorted-index.ts';
 
 const VIEW_LINGER_MS = 250;
 
@@ -18,6 +19,8 @@ export class ProjectionViews<S extends { version: number }> {
   /** Ids by group (a domain's host): every host agent asks for its own domains, and a scan of all per ask grows with the fleet twice over. */
   private readonly byGroup = new Map<string, Set<string>>();
   private readonly writer: VersionedKvWriter<S>;
+  /** Visible states in list order (name, then id), for projections with names. */
+  private readonly order = new SortedIndex(() => this.listed());
 
   private constructor(
     readonly projection: Projection<S>,
@@ -39,6 +42,7 @@ export class ProjectionViews<S extends { version: number }> {
 
   /** Loads the stored states: each is the fold of its aggregate's commits up to its version. */
   async load(n: Nats): Promise<void> {
+    this.order.invalidate();
     for (const e of await readBucket(n, this.projection.bucket)) {
       if (!e.value) {
         this.writer.remember(e.key, e.revision, -1);
@@ -56,6 +60,7 @@ export class ProjectionViews<S extends { version: number }> {
     this.states.clear();
     this.byName.clear();
     this.byGroup.clear();
+    this.order.invalidate();
   }
 
   /** Folds one commit into memory; the caller stores the result with `store` when it may. */
@@ -87,6 +92,18 @@ export class ProjectionViews<S extends { version: number }> {
 
   *values(): IterableIterator<S> {
     for (const s of this.states.values()) if (this.projection.visible(s)) yield s;
+  }
+
+  /**
+   * The visible states in list order (name, then id) after the key `after`: a page of a listing
+   * costs its own size, not the fleet's. Projections without names list in no particular order.
+   */
+  *inOrder(after: string[] | null): IterableIterator<S> {
+    if (!this.projection.name) {
+      yield* this.values();
+      return;
+    }
+    for (const id of this.order.from(after)) yield this.states.get(id)!;
   }
 
   /** The visible states of one group; every visible state when the projection has no groups. */
@@ -122,8 +139,17 @@ export class ProjectionViews<S extends { version: number }> {
     this.states.set(id, s);
     this.regroup(id, prev, s);
     if (!name) return;
+    const was = prev && this.projection.visible(prev) ? [name(prev), id] : undefined;
+    const is = this.projection.visible(s) ? [name(s), id] : undefined;
+    if (!was || !is || was[0] !== is[0]) this.order.move(id, was, is);
     if (prev && this.byName.get(name(prev)) === id && (name(prev) !== name(s) || !this.projection.visible(s))) this.byName.delete(name(prev));
     if (this.projection.visible(s)) this.byName.set(name(s), id);
+  }
+
+  private *listed(): IterableIterator<{ k: string[]; id: string }> {
+    const name = this.projection.name;
+    if (!name) return;
+    for (const [id, s] of this.states) if (this.projection.visible(s)) yield { k: [name(s), id], id };
   }
 
   private regroup(id: string, prev: S | undefined, s: S): void {

@@ -73,8 +73,10 @@ export const serveQueries = (n: Nats, p: Projector, liveness: KvMirror<HostLiven
         await reachSeq(p, req.minSeq, req.waitMs);
         const now = new Date().toISOString();
         const seq = p.lastSeq;
-        const matching = function* () {
-          for (const s of req.host ? p.domains.valuesOf(req.host) : p.domains.values()) {
+        // A host's domains are few and come from its index; the whole fleet comes in list order, so
+        // a page reads only as far as it goes.
+        const matching = function* (after: string[] | null) {
+          for (const s of req.host ? p.domains.valuesOf(req.host) : p.domains.inOrder(after)) {
             // A domain of a lost host may still run there: listed like an active one.
             if (!req.all && !isActive(s.observed.state) && s.hostLost !== true) continue;
             if (req.host && s.hostId !== req.host) continue;
@@ -83,7 +85,9 @@ export const serveQueries = (n: Nats, p: Projector, liveness: KvMirror<HostLiven
             yield s;
           }
         };
-        const page = pageOf(matching(), (s) => [s.name, s.id], (s): DomainView => toDomainView(s, now), req, replyBudget(n));
+        const page = req.host
+          ? pageOf(matching(null), (s) => [s.name, s.id], (s): DomainView => toDomainView(s, now), req, replyBudget(n))
+          : pageOf(matching, (s) => [s.name, s.id], (s): DomainView => toDomainView(s, now), req, replyBudget(n));
         return { domains: page.items, seq, replica: p.replica, ...(page.next ? { next: page.next } : {}) };
       },
       log,

@@ -1,16 +1,14 @@
 import { execFile } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { DomainDefinition } from '../../contracts/domain/definition.ts';
 import { isVirtError } from '../../contracts/errors.ts';
 import { subjects } from '../../contracts/subjects.ts';
 import type { DomainView } from '../../contracts/views.ts';
 import { PROJECT_ROOT } from '../../platform/config.ts';
-import { EventStore, type StoredEvent } from '../../platform/event-store.ts';
 import { call, serve } from '../../platform/rpc.ts';
+import { seedDomains } from '../fixtures/seed-domains.ts';
 import { startStack, type Stack } from '../fixtures/stack.ts';
 
 /**
@@ -95,37 +93,9 @@ describe('paged lists and replies within the payload limit', () => {
 
   it('lists 50,000 domains through the client and the CLI: every page complete, no duplicates, no gaps', { timeout: 900_000 }, async () => {
     const n = stack.nats.nats;
-    const store = new EventStore(n);
     const N = 50_000;
     const names = Array.from({ length: N }, (_, i) => `many-${String(i).padStart(5, '0')}`);
-    // Appended straight to the log, as the command service would: one commit per domain, 256 in flight.
-    const now = new Date().toISOString();
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 256 }, async () => {
-        while (next < N) {
-          const name = names[next++]!;
-          const id = randomUUID();
-          const commandId = randomUUID();
-          const event = {
-            type: 'DomainDefined',
-            data: { definition: DomainDefinition.parse({ name, uuid: id, memoryKiB: 65536, vcpus: 1 }), hostId: 'host-a', placementEpoch: 1, added: true },
-            id: randomUUID(),
-            aggregateType: 'domain',
-            aggregateId: id,
-            time: now,
-            actor: 'test',
-            commandId,
-            causationId: commandId,
-            correlationId: commandId,
-            traceContext: {},
-            schemaVersion: 1,
-          } satisfies StoredEvent;
-          await store.append(subjects.aggregate('domain', id), commandId, [event], 0);
-        }
-      }),
-    );
-    const seq = await store.lastSeq();
+    const seq = await seedDomains(n, names);
     const c = stack.client;
     // Wait (without a timed assertion) until the projector has folded them all.
     for (;;) {
