@@ -3,6 +3,7 @@ import { Option, type Command } from 'commander';
 import type { PoolView, StorageAccepted, VirtplaneClient, VolumeView } from '../client/index.ts';
 import { DEFAULT_STORAGE_TIMEOUT_MS } from '../contracts/storage/timeouts.ts';
 import type { StorageOp } from '../contracts/storage/events.ts';
+import { parseUnsignedBig, scaleInteger } from '../contracts/xml/units.ts';
 import { parsePageSize, table } from './format.ts';
 
 /** What cli/main.ts shares with the commands registered here. */
@@ -24,6 +25,15 @@ export const prettyCapacity = (bytes: number): string => {
     i++;
   }
   return `${v.toFixed(2)} ${units[i]}`;
+};
+
+/** A size as virsh takes one (vshVolSize): digits and an optional unit, bytes when none is given. */
+export const parseVolSize = (raw: string): number | undefined => {
+  const m = /^\s*([0-9]+)\s*([A-Za-z]*)\s*$/.exec(raw);
+  const n = m ? parseUnsignedBig(m[1]!) : undefined;
+  if (n === undefined) return undefined;
+  const r = scaleInteger(n, m![2], 1n, BigInt(Number.MAX_SAFE_INTEGER));
+  return r.ok ? Number(r.value) : undefined;
 };
 
 const info = (rows: Array<[string, string]>): string => rows.map(([k, v]) => `${`${k}:`.padEnd(15)} ${v}`).join('\n');
@@ -204,6 +214,113 @@ export const registerStorageCommands = (program: Command, h: StorageCliHelpers):
       return c.volDelete(where.pool, where.name, { timeoutSeconds });
     });
     h.out().result(`Vol ${r.accepted.volume ?? vol} deleted`, r);
+  });
+
+  const size = (what: string, raw: string): number => {
+    const v = parseVolSize(raw);
+    if (v === undefined) throw h.usageError(`Malformed size ${raw}${what === 'capacity' ? '' : ` for --${what}`}`);
+    return v;
+  };
+
+  waiting(
+    program
+      .command('vol-create-as')
+      .description('create a volume from a name and a capacity, without an XML file')
+      .argument('<pool>', 'pool name or uuid')
+      .argument('<name>', 'name of the volume')
+      .argument('<capacity>', 'size of the volume, a scaled integer (default bytes): 10G, 512MiB')
+      .option('--allocation <size>', 'initial allocation (raw: all of it preallocates the file)')
+      .option('--format <format>', 'file format: raw or qcow2')
+      .option('--backing-vol <vol>', 'the backing volume, for a qcow2 snapshot of it')
+      .option('--backing-vol-format <format>', 'format of the backing volume'),
+    'vol-create',
+  ).action(
+    async (pool: string, name: string, capacity: string, o: { wait: boolean; timeout: string; allocation?: string; format?: string; backingVol?: string; backingVolFormat?: string }) => {
+      const definition: Record<string, unknown> = {
+        name,
+        capacityBytes: size('capacity', capacity),
+        ...(o.allocation !== undefined ? { allocationBytes: size('allocation', o.allocation) } : {}),
+        ...(o.format ? { target: { format: o.format } } : {}),
+        ...(o.backingVol ? { backingStore: { path: o.backingVol, ...(o.backingVolFormat ? { format: o.backingVolFormat } : {}) } } : {}),
+      };
+      const r = await hostWork(o, () => `create ${name}`, (c, timeoutSeconds) => c.volCreate(pool, { definition }, { timeoutSeconds }));
+      h.out().result(`Vol ${r.accepted.volume ?? name} created`, r);
+    },
+  );
+
+  waiting(
+    program
+      .command('vol-resize')
+      .description("change a volume's capacity")
+      .argument('<vol>', 'volume name (with --pool), pool/name, or key (path)')
+      .argument('<capacity>', 'new capacity, a scaled integer; with --delta the change; negative with --shrink')
+      .option('--pool <pool>', 'pool name or uuid')
+      .option('--delta', 'change the capacity by this amount')
+      .option('--shrink', 'allow the capacity to go down (data past the new end is lost)'),
+    'vol-resize',
+  ).action(async (vol: string, capacity: string, o: { wait: boolean; timeout: string; pool?: string; delta?: boolean; shrink?: boolean }) => {
+    let raw = capacity;
+    if (raw.startsWith('-')) {
+      // virsh takes a negative size for convenience, only when shrinking is allowed.
+      if (!o.shrink) throw h.usageError('negative size requires --shrink');
+      raw = raw.slice(1);
+    }
+    const capacityBytes = size('capacity', raw);
+    const r = await hostWork(o, (a) => `resize ${a.volume ?? vol}`, async (c, timeoutSeconds) => {
+      const where = await locate(c, vol, o.pool);
+      return c.volResize(where.pool, where.name, capacityBytes, { timeoutSeconds, delta: Boolean(o.delta), shrink: Boolean(o.shrink) });
+    });
+    h.out().result(`Size of volume '${r.accepted.volume ?? vol}' successfully changed to ${capacity}`, r);
+  });
+
+  waiting(
+    program
+      .command('vol-wipe')
+      .description("overwrite a volume's content with zeros")
+      .argument('<vol>', 'volume name (with --pool), pool/name, or key (path)')
+      .option('--pool <pool>', 'pool name or uuid')
+      .option('--algorithm <algorithm>', 'only zero, the default, is offered'),
+    'vol-wipe',
+  ).action(async (vol: string, o: { wait: boolean; timeout: string; pool?: string; algorithm?: string }) => {
+    if (o.algorithm !== undefined && o.algorithm !== 'zero') throw h.usageError(`Unsupported algorithm '${o.algorithm}'`);
+    const r = await hostWork(o, (a) => `wipe ${a.volume ?? vol}`, async (c, timeoutSeconds) => {
+      const where = await locate(c, vol, o.pool);
+      return c.volWipe(where.pool, where.name, { timeoutSeconds });
+    });
+    h.out().result(`Vol ${r.accepted.volume ?? vol} wiped`, r);
+  });
+
+  waiting(
+    program
+      .command('vol-clone')
+      .description('copy a volume to a new volume in the same pool')
+      .argument('<vol>', 'volume name (with --pool), pool/name, or key (path)')
+      .argument('<newname>', 'name of the copy')
+      .option('--pool <pool>', 'pool name or uuid'),
+    'vol-clone',
+  ).action(async (vol: string, newName: string, o: { wait: boolean; timeout: string; pool?: string }) => {
+    let source = vol;
+    const r = await hostWork(o, () => `clone ${vol} to ${newName}`, async (c, timeoutSeconds) => {
+      const where = await locate(c, vol, o.pool);
+      source = where.name;
+      return c.volClone(where.pool, where.name, newName, { timeoutSeconds });
+    });
+    h.out().result(`Vol ${newName} cloned from ${source}`, r);
+  });
+
+  waiting(program.command('pool-refresh').description('look again at what a pool holds').argument('<pool>', 'name or uuid'), 'pool-refresh').action(
+    async (pool: string, o: { wait: boolean; timeout: string }) => {
+      const r = await hostWork(o, (a) => `refresh ${a.pool}`, (c, timeoutSeconds) => c.poolRefresh(pool, { timeoutSeconds }));
+      h.out().result(`Pool ${r.accepted.pool} refreshed`, r);
+    },
+  );
+
+  waiting(
+    program.command('pool-delete').description("remove an inactive pool's directory (it must be empty); the pool stays defined").argument('<pool>', 'name or uuid'),
+    'pool-delete',
+  ).action(async (pool: string, o: { wait: boolean; timeout: string }) => {
+    const r = await hostWork(o, (a) => `delete ${a.pool}`, (c, timeoutSeconds) => c.poolDelete(pool, { timeoutSeconds }));
+    h.out().result(`Pool ${r.accepted.pool} deleted`, r);
   });
 
   program

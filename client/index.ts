@@ -473,6 +473,32 @@ export class VirtplaneClient {
     return this.storageCommand('vol', 'delete', { pool, volume }, opts);
   }
 
+  /** `virsh pool-refresh`: the pool's volumes become what its host finds in it now. */
+  poolRefresh(pool: string, opts?: CommandOptions) {
+    return this.storageCommand('pool', 'refresh', { pool }, opts);
+  }
+
+  /** `virsh pool-delete`: removes an inactive pool's (empty) directory; the pool stays defined. */
+  poolDelete(pool: string, opts?: CommandOptions) {
+    return this.storageCommand('pool', 'delete', { pool }, opts);
+  }
+
+  /** `capacityBytes`: the new capacity, or the change with `delta`; below the current one only with `shrink`. */
+  volResize(pool: string, volume: string, capacityBytes: number, opts: CommandOptions & { delta?: boolean; shrink?: boolean } = {}) {
+    const { delta, shrink, ...rest } = opts;
+    return this.storageCommand('vol', 'resize', { pool, volume, capacityBytes, ...(delta ? { delta } : {}), ...(shrink ? { shrink } : {}) }, rest);
+  }
+
+  /** Overwrites the volume's content with zeros. */
+  volWipe(pool: string, volume: string, opts?: CommandOptions) {
+    return this.storageCommand('vol', 'wipe', { pool, volume }, opts);
+  }
+
+  /** Copies `volume` to a new volume `newName` in the same pool. */
+  volClone(pool: string, volume: string, newName: string, opts?: CommandOptions) {
+    return this.storageCommand('vol', 'clone', { pool, volume, newName }, opts);
+  }
+
   /** `volume`: a name with `opts.pool`, `pool/name`, or a key (path). */
   async volGet(volume: string, opts: { pool?: string; minVersion?: number; waitMs?: number } = {}): Promise<VolumeView> {
     return (await call<{ volume: VolumeView }>(this.nats.nc, subjects.query('vol', 'get'), { volume, ...opts }, (opts.waitMs ?? 5000) + this.timeoutMs)).volume;

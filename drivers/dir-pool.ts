@@ -1,4 +1,4 @@
-import { chmod, chown, mkdir, stat, statfs } from 'node:fs/promises';
+import { chmod, chown, mkdir, rmdir, stat, statfs } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { isVirtError, VirtError } from '../contracts/errors.ts';
 import type { Permissions, StorageVolumeDefinition } from '../contracts/storage/definition.ts';
@@ -69,6 +69,35 @@ export class DirPool {
   async start(): Promise<PoolStartResult> {
     if (!(await this.isDirectory())) throw failed(`cannot open directory '${this.path}': No such file or directory`);
     return { volumes: (await this.volumes.list()).map(toInfo), ...(await this.statsOrNothing()) };
+  }
+
+  /** `virsh pool-refresh`: the volumes are what is in the directory now. */
+  refresh(): Promise<PoolStartResult> {
+    return this.start();
+  }
+
+  /**
+   * `virsh pool-delete` for a dir pool: its directory is removed, as libvirt does, only when empty.
+   * A directory already gone is done (a repeated task).
+   */
+  async delete(): Promise<void> {
+    await rmdir(this.path).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return;
+      const why = e.code === 'ENOTEMPTY' ? 'Directory not empty' : e.message;
+      throw failed(`failed to remove pool '${this.path}': ${why}`);
+    });
+  }
+
+  async resizeVolume(name: string, capacityBytes: number, shrink: boolean, signal?: AbortSignal): Promise<VolumeInfo & { stats?: PoolStats }> {
+    return { ...toInfo(await this.volumes.resize(name, capacityBytes, { shrink, ...(signal ? { signal } : {}) })), ...(await this.statsOrNothing()) };
+  }
+
+  async wipeVolume(name: string, signal?: AbortSignal): Promise<VolumeInfo & { stats?: PoolStats }> {
+    return { ...toInfo(await this.volumes.wipe(name, signal)), ...(await this.statsOrNothing()) };
+  }
+
+  async cloneVolume(source: string, name: string, signal?: AbortSignal): Promise<VolumeInfo & { stats?: PoolStats }> {
+    return { ...toInfo(await this.volumes.clone(source, name, signal)), ...(await this.statsOrNothing()) };
   }
 
   async stats(): Promise<PoolStats> {

@@ -136,11 +136,17 @@ describe('real messages of a running stack', () => {
     await c.storageOutcome(await c.volCreate('doc-pool', { xml: "<volume><name>d.qcow2</name><capacity unit='MiB'>1</capacity><target><format type='qcow2'/></target></volume>" }), 20_000);
     await c.volGet('d.qcow2', { pool: 'doc-pool' });
     await c.volList('doc-pool');
+    await c.storageOutcome(await c.volResize('doc-pool', 'd.qcow2', 2 * 1024 * 1024), 20_000);
+    await c.storageOutcome(await c.volClone('doc-pool', 'd.qcow2', 'e.qcow2'), 20_000);
+    await c.storageOutcome(await c.volWipe('doc-pool', 'e.qcow2'), 20_000);
+    await c.storageOutcome(await c.poolRefresh('doc-pool'), 20_000);
     await c.storageOutcome(await c.volDelete('doc-pool', 'd.qcow2'), 20_000);
+    await c.storageOutcome(await c.volDelete('doc-pool', 'e.qcow2'), 20_000);
     await c.poolGet('doc-pool', { minVersion: pool.version });
     await c.poolList({ all: true });
     step('await c.storageOutcome(await c.poolDestr');
     await c.storageOutcome(await c.poolDestroy('doc-pool'), 20_000);
+    await c.storageOutcome(await c.poolDelete('doc-pool'), 20_000);
     await c.poolUndefine('doc-pool');
 
     step('create, desc, rename');

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -16,6 +16,7 @@ import { startStack, type Stack } from './fixtures/stack.ts';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
 
 interface ImgInfo {
   format: string;
@@ -362,5 +363,68 @@ describe('storage pools and volumes, end to end', () => {
     expect(await exists(join(target, 'disk.qcow2'))).toBe(false);
     expect((await virtplane(env, 'pool-destroy', 'clipool')).stdout.trim()).toBe('Pool clipool destroyed');
     expect((await virtplane(env, 'pool-undefine', 'clipool')).stdout.trim()).toBe('Pool clipool has been undefined');
+  });
+
+  it('vol-create-as, vol-resize, vol-clone, vol-wipe, pool-refresh and pool-delete through the CLI, with virsh output and errors', { timeout: 180_000 }, async () => {
+    const env = { VIRTPLANE_NATS_URL: stack.nats.url };
+    const target = join(dir, 'more');
+    const cli = (...args: string[]) => virtplane(env, ...args);
+    await writeFile(join(dir, 'more.xml'), `<pool type='dir'><name>morepool</name><target><path>${target}</path></target></pool>`);
+    expect((await cli('pool-define', join(dir, 'more.xml'))).code).toBe(0);
+    expect((await cli('pool-start', '--build', 'morepool')).code).toBe(0);
+
+    expect((await cli('vol-create-as', 'morepool', 'a.raw', '4M', '--format', 'raw')).stdout.trim()).toBe('Vol a.raw created');
+    expect((await cli('vol-create-as', 'morepool', 'b.qcow2', '1GiB', '--format', 'qcow2')).stdout.trim()).toBe('Vol b.qcow2 created');
+    expect((await qemuImgInfo(join(target, 'b.qcow2')))['virtual-size']).toBe(GiB);
+    const malformed = await cli('vol-create-as', 'morepool', 'c', '12Q');
+    expect(malformed.code).toBe(2);
+    expect(malformed.stderr).toContain('Malformed size 12Q');
+
+    // Resize: absolute, by delta, and shrinking only when asked.
+    expect((await cli('vol-resize', 'b.qcow2', '2G', '--pool', 'morepool')).stdout.trim()).toBe("Size of volume 'b.qcow2' successfully changed to 2G");
+    expect((await qemuImgInfo(join(target, 'b.qcow2')))['virtual-size']).toBe(2 * GiB);
+    expect((await cli('vol-resize', 'b.qcow2', '1G', '--pool', 'morepool', '--delta')).code).toBe(0);
+    expect((await qemuImgInfo(join(target, 'b.qcow2')))['virtual-size']).toBe(3 * GiB);
+    const noShrink = await cli('vol-resize', 'b.qcow2', '1G', '--pool', 'morepool');
+    expect(noShrink.code).toBe(1);
+    expect(noShrink.stderr.trim()).toBe("error: invalid argument: Can't shrink capacity below current capacity unless shrink flag explicitly specified [invalid-arg]");
+    expect((await cli('vol-resize', 'b.qcow2', '--pool', 'morepool', '--', '-2G')).stderr).toContain('negative size requires --shrink');
+    expect((await cli('vol-resize', 'b.qcow2', '--pool', 'morepool', '--shrink', '--delta', '--', '-2G')).code).toBe(0);
+    expect((await qemuImgInfo(join(target, 'b.qcow2')))['virtual-size']).toBe(GiB);
+    expect(JSON.parse((await cli('--json', 'vol-info', 'morepool/b.qcow2')).stdout)).toMatchObject({ capacityBytes: GiB });
+
+    // Clone copies the content; wipe zeroes it.
+    const content = Buffer.alloc(4 * MiB);
+    for (let i = 0; i < content.length; i += 65536) content.write(`sector ${i}`, i);
+    await writeFile(join(target, 'a.raw'), content);
+    expect((await cli('vol-clone', 'a.raw', 'a-copy.raw', '--pool', 'morepool')).stdout.trim()).toBe('Vol a-copy.raw cloned from a.raw');
+    expect((await readFile(join(target, 'a-copy.raw'))).equals(content)).toBe(true);
+    const again = await cli('vol-clone', 'a.raw', 'a-copy.raw', '--pool', 'morepool');
+    expect(again.code).toBe(1);
+    expect(again.stderr.trim()).toBe("error: operation failed: storage volume 'a-copy.raw' exists already [operation-failed]");
+    expect((await cli('vol-wipe', `${target}/a.raw`)).stdout.trim()).toBe(`Vol a.raw wiped`);
+    expect((await readFile(join(target, 'a.raw'))).every((b) => b === 0)).toBe(true);
+    expect((await readFile(join(target, 'a-copy.raw'))).equals(content)).toBe(true);
+    const missing = await cli('vol-wipe', 'nope', '--pool', 'morepool');
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("no storage vol with matching name 'nope'");
+
+    // A file put there behind virtplane's back shows after a refresh.
+    await writeFile(join(target, 'dropped.img'), Buffer.alloc(MiB));
+    expect((await cli('vol-list', 'morepool')).stdout).not.toContain('dropped.img');
+    expect((await cli('pool-refresh', 'morepool')).stdout.trim()).toBe('Pool morepool refreshed');
+    expect((await cli('vol-list', 'morepool')).stdout).toMatch(/^ dropped\.img\s+/m);
+
+    // pool-delete: only inactive, only empty; the pool stays defined.
+    expect((await cli('pool-delete', 'morepool')).stderr.trim()).toBe("error: Requested operation is not valid: storage pool 'morepool' is active [operation-invalid]");
+    expect((await cli('pool-destroy', 'morepool')).code).toBe(0);
+    const notEmpty = await cli('pool-delete', 'morepool');
+    expect(notEmpty.code).toBe(1);
+    expect(notEmpty.stderr).toContain(`failed to remove pool '${target}': Directory not empty`);
+    for (const f of await readdir(target)) await rm(join(target, f));
+    expect((await cli('pool-delete', 'morepool')).stdout.trim()).toBe('Pool morepool deleted');
+    expect(await exists(target)).toBe(false);
+    expect((await cli('pool-info', 'morepool')).stdout).toMatch(/^State:\s+inactive$/m);
+    expect((await cli('pool-undefine', 'morepool')).code).toBe(0);
   });
 });

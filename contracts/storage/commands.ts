@@ -47,12 +47,27 @@ export const DeleteVolumeRequest = CommandHeader.extend({
 });
 export type DeleteVolumeRequest = z.infer<typeof DeleteVolumeRequest>;
 
+export const ResizeVolumeRequest = DeleteVolumeRequest.extend({
+  /** Bytes: the new capacity, or with `delta` the change to it. */
+  capacityBytes: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  delta: z.boolean().optional(),
+  /** Allow a capacity below the current one (`virsh vol-resize --shrink`): data past it is lost. */
+  shrink: z.boolean().optional(),
+});
+export type ResizeVolumeRequest = z.infer<typeof ResizeVolumeRequest>;
+
+export const CloneVolumeRequest = DeleteVolumeRequest.extend({ newName: z.string().min(1).max(255) });
+export type CloneVolumeRequest = z.infer<typeof CloneVolumeRequest>;
+
 /** What the host reports back for each operation. */
 export type StorageResult =
   | { op: 'pool-build' }
   | { op: 'pool-start'; stats?: PoolStats; volumes: VolumeInfo[] }
   | { op: 'vol-create'; info: VolumeInfo; stats?: PoolStats }
-  | { op: 'vol-delete'; stats?: PoolStats };
+  | { op: 'vol-delete'; stats?: PoolStats }
+  | { op: 'pool-refresh'; stats?: PoolStats; volumes: VolumeInfo[] }
+  | { op: 'pool-delete' }
+  | { op: 'vol-resize' | 'vol-wipe' | 'vol-clone'; info: VolumeInfo; stats?: PoolStats };
 
 /** What the decider sees: references resolved, definitions parsed, placement chosen. */
 export type StorageCommand =
@@ -64,6 +79,11 @@ export type StorageCommand =
   | { type: 'destroy' }
   | { type: 'vol-create'; volume: StorageVolumeDefinition; timeoutMs: number }
   | { type: 'vol-delete'; name: string; timeoutMs: number }
+  | { type: 'refresh'; timeoutMs: number }
+  | { type: 'delete'; timeoutMs: number }
+  | { type: 'vol-resize'; name: string; capacityBytes: number; delta: boolean; shrink: boolean; timeoutMs: number }
+  | { type: 'vol-wipe'; name: string; timeoutMs: number }
+  | { type: 'vol-clone'; name: string; newName: string; timeoutMs: number }
   | { type: 'complete'; taskId: string; result: StorageResult }
   | { type: 'fail'; taskId: string; error: VirtErrorBody }
   | { type: 'expire'; taskId: string };

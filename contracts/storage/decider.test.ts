@@ -376,3 +376,150 @@ describe('pool name claims', () => {
     expect(after.revokedClaimsUpTo).toBe(5);
   });
 });
+
+describe('pool refresh and delete', () => {
+  const refreshRequested = (taskId: string): Ev => ({ type: 'PoolRefreshRequested', id: taskId, data: { hostId: 'h1', deadline: LIVE, target: TARGET } });
+  const deleteRequestedPool = (taskId: string): Ev => ({ type: 'PoolDeleteRequested', id: taskId, data: { hostId: 'h1', deadline: LIVE, target: TARGET } });
+
+  it('refreshing an active pool asks its host, and the volumes become what the host found', () => {
+    spec
+      .given(withVolume)
+      .when({ type: 'refresh', timeoutMs: T }, NOW)
+      .then([{ type: 'PoolRefreshRequested', data: { hostId: 'h1', deadline: deadlineFrom(NOW), target: TARGET } }]);
+    const found = [info('a.qcow2', { capacityBytes: 2 << 30 }), info('b.raw', { format: 'raw' })];
+    const { after } = spec
+      .given([...withVolume, refreshRequested('t-r')])
+      .when({ type: 'complete', taskId: 't-r', result: { op: 'pool-refresh', volumes: found } })
+      .then([{ type: 'PoolRefreshed', data: { taskId: 't-r', volumes: found } }]);
+    expect(after.pending).toBeNull();
+    expect(after.volumes.map((v) => [v.name, v.info?.capacityBytes])).toEqual([
+      ['a.qcow2', 2 << 30],
+      ['b.raw', 1 << 30],
+    ]);
+    // What virtplane knew of a volume it created stays: its definition.
+    expect(after.volumes[0]!.definition).toEqual(placed('a.qcow2'));
+  });
+
+  it('refuses to refresh an inactive pool, or one with work in flight', () => {
+    spec.given([defined()]).when({ type: 'refresh', timeoutMs: T }).thenThrows('operation-invalid', NOT_ACTIVE);
+    spec.given([...active, createRequested('t-x', 'x')]).when({ type: 'refresh', timeoutMs: T }).thenThrows('operation-invalid', ASYNC);
+  });
+
+  it('deletes an inactive pool: its directory goes, the pool stays defined without volumes', () => {
+    const stopped = [...withVolume, { type: 'PoolDestroyed', data: {} } as Ev];
+    spec
+      .given(stopped)
+      .when({ type: 'delete', timeoutMs: T }, NOW)
+      .then([{ type: 'PoolDeleteRequested', data: { hostId: 'h1', deadline: deadlineFrom(NOW), target: TARGET } }]);
+    const { after } = spec.given([...stopped, deleteRequestedPool('t-d')]).when({ type: 'complete', taskId: 't-d', result: { op: 'pool-delete' } }).then([{ type: 'PoolDeleted', data: { taskId: 't-d' } }]);
+    expect(after).toMatchObject({ exists: true, active: false, pending: null, volumes: [] });
+  });
+
+  it('refuses to delete an active pool; a failed delete leaves the pool as it was', () => {
+    spec.given(active).when({ type: 'delete', timeoutMs: T }).thenThrows('operation-invalid', IS_ACTIVE);
+    const error = { code: 'operation-failed' as const, message: "failed to remove pool '/srv/images': Directory not empty" };
+    const { after } = spec
+      .given([defined(), deleteRequestedPool('t-d')])
+      .when({ type: 'fail', taskId: 't-d', error })
+      .then([{ type: 'StorageOperationFailed', data: { op: 'pool-delete', taskId: 't-d', error } }]);
+    expect(after.pending).toBeNull();
+    expect(after.recentTasks.at(-1)).toMatchObject({ taskId: 't-d', ok: false, error });
+  });
+});
+
+describe('volume resize, wipe and clone', () => {
+  const resize = (capacityBytes: number, o: { delta?: boolean; shrink?: boolean } = {}): StorageCommand => ({
+    type: 'vol-resize',
+    name: 'a.qcow2',
+    capacityBytes,
+    delta: o.delta ?? false,
+    shrink: o.shrink ?? false,
+    timeoutMs: T,
+  });
+  const resizeRequested = (capacityBytes: number, shrink = false): StorageEventBody => ({
+    type: 'VolumeResizeRequested',
+    data: { hostId: 'h1', deadline: deadlineFrom(NOW), name: 'a.qcow2', path: '/srv/images/a.qcow2', capacityBytes, shrink },
+  });
+  const G = 1 << 30;
+
+  it('resizes to an absolute capacity, or by a delta, as libvirt works it out', () => {
+    spec.given(withVolume).when(resize(2 * G), NOW).then([resizeRequested(2 * G)]);
+    spec.given(withVolume).when(resize(G, { delta: true }), NOW).then([resizeRequested(2 * G)]);
+    spec.given(withVolume).when(resize(G / 2, { delta: true, shrink: true }), NOW).then([resizeRequested(G / 2, true)]);
+    spec.given(withVolume).when(resize(G / 2, { shrink: true }), NOW).then([resizeRequested(G / 2, true)]);
+  });
+
+  it("refuses to shrink without --shrink, below the allocation, or to grow past the pool's free space", () => {
+    spec.given(withVolume).when(resize(G / 2)).thenThrows('invalid-arg', "invalid argument: Can't shrink capacity below current capacity unless shrink flag explicitly specified");
+    spec.given(withVolume).when(resize(1000, { shrink: true })).thenThrows('invalid-arg', "invalid argument: can't shrink capacity below existing allocation");
+    const small: Ev[] = [defined(), startRequested('t-start'), { type: 'PoolStarted', data: { taskId: 't-start', volumes: [], stats: { capacityBytes: 4 * G, allocationBytes: 3 * G, availableBytes: G } } }, createRequested('t-a', 'a.qcow2'), created('t-a', 'a.qcow2')];
+    spec.given(small).when(resize(3 * G)).thenThrows('operation-failed', 'Not enough space left in storage pool');
+    spec.given(small).when(resize(2 * G), NOW).then([resizeRequested(2 * G)]);
+  });
+
+  it('records the new capacity the host reports, and refuses a second operation while one runs', () => {
+    const g = [...withVolume, { type: 'VolumeResizeRequested', id: 't-rs', data: { hostId: 'h1', deadline: LIVE, name: 'a.qcow2', path: '/srv/images/a.qcow2', capacityBytes: 2 * G, shrink: false } } as Ev];
+    spec.given(g).when(resize(3 * G)).thenThrows('operation-invalid', "volume 'a.qcow2' has asynchronous jobs running.");
+    spec.given(g).when({ type: 'vol-delete', name: 'a.qcow2', timeoutMs: T }).thenThrows('operation-invalid', "volume 'a.qcow2' is still in use.");
+    const grown = info('a.qcow2', { capacityBytes: 2 * G });
+    const { after } = spec
+      .given(g)
+      .when({ type: 'complete', taskId: 't-rs', result: { op: 'vol-resize', info: grown } })
+      .then([{ type: 'VolumeResized', data: { taskId: 't-rs', name: 'a.qcow2', info: grown } }]);
+    expect(after.volumes[0]).toMatchObject({ pending: null, info: grown, definition: { capacityBytes: 2 * G } });
+  });
+
+  it('wipes a volume through its host; unknown volumes and inactive pools are refused', () => {
+    spec
+      .given(withVolume)
+      .when({ type: 'vol-wipe', name: 'a.qcow2', timeoutMs: T }, NOW)
+      .then([{ type: 'VolumeWipeRequested', data: { hostId: 'h1', deadline: deadlineFrom(NOW), name: 'a.qcow2', path: '/srv/images/a.qcow2' } }]);
+    spec.given(withVolume).when({ type: 'vol-wipe', name: 'zz', timeoutMs: T }).thenThrows('no-storage-vol', "no storage vol with matching name 'zz'");
+    spec.given([defined()]).when({ type: 'vol-wipe', name: 'a.qcow2', timeoutMs: T }).thenThrows('operation-invalid', NOT_ACTIVE);
+  });
+
+  it("clones a volume: the copy has the source's format and capacity under its own name and path", () => {
+    const { after } = spec
+      .given(withVolume)
+      .when({ type: 'vol-clone', name: 'a.qcow2', newName: 'b.qcow2', timeoutMs: T }, NOW)
+      .then([
+        {
+          type: 'VolumeCloneRequested',
+          data: { hostId: 'h1', deadline: deadlineFrom(NOW), volume: placed('b.qcow2'), source: { name: 'a.qcow2', path: '/srv/images/a.qcow2' } },
+        },
+      ]);
+    expect(after.volumes.map((v) => [v.name, v.pending?.op ?? null])).toEqual([
+      ['a.qcow2', null],
+      ['b.qcow2', 'vol-clone'],
+    ]);
+    spec.given(withVolume).when({ type: 'vol-clone', name: 'a.qcow2', newName: 'a.qcow2', timeoutMs: T }).thenThrows('operation-failed', "storage volume 'a.qcow2' exists already");
+    spec.given(withVolume).when({ type: 'vol-clone', name: 'zz', newName: 'b', timeoutMs: T }).thenThrows('no-storage-vol', "no storage vol with matching name 'zz'");
+  });
+
+  it('keeps the source of a running clone from being deleted, wiped or resized; a failed clone leaves no volume', () => {
+    const cloning = [
+      ...withVolume,
+      { type: 'VolumeCloneRequested', id: 't-c', data: { hostId: 'h1', deadline: LIVE, volume: placed('b.qcow2'), source: { name: 'a.qcow2', path: '/srv/images/a.qcow2' } } } as Ev,
+    ];
+    spec.given(cloning).when({ type: 'vol-delete', name: 'a.qcow2', timeoutMs: T }).thenThrows('operation-invalid', "volume 'a.qcow2' is still in use.");
+    spec.given(cloning).when({ type: 'vol-wipe', name: 'a.qcow2', timeoutMs: T }).thenThrows('operation-invalid', "volume 'a.qcow2' is still in use.");
+    spec.given(cloning).when({ type: 'vol-wipe', name: 'b.qcow2', timeoutMs: T }).thenThrows('operation-invalid', "volume 'b.qcow2' is still being allocated.");
+    const error = { code: 'operation-failed' as const, message: 'no space' };
+    const { after } = spec
+      .given(cloning)
+      .when({ type: 'fail', taskId: 't-c', error })
+      .then([{ type: 'StorageOperationFailed', data: { op: 'vol-clone', taskId: 't-c', name: 'b.qcow2', error } }]);
+    expect(after.volumes.map((v) => v.name)).toEqual(['a.qcow2']);
+    const done = info('b.qcow2');
+    const ok = spec.given(cloning).when({ type: 'complete', taskId: 't-c', result: { op: 'vol-clone', info: done } }).then([{ type: 'VolumeCloned', data: { taskId: 't-c', name: 'b.qcow2', info: done } }]);
+    expect(ok.after.volumes.map((v) => [v.name, v.pending])).toEqual([
+      ['a.qcow2', null],
+      ['b.qcow2', null],
+    ]);
+  });
+
+  it('a report of another operation than the task is refused', () => {
+    const g = [...withVolume, { type: 'VolumeWipeRequested', id: 't-w', data: { hostId: 'h1', deadline: LIVE, name: 'a.qcow2', path: '/srv/images/a.qcow2' } } as Ev];
+    spec.given(g).when({ type: 'complete', taskId: 't-w', result: { op: 'vol-resize', info: info('a.qcow2') } }).thenThrows('invalid-arg', /is for 'vol-resize' but the task is 'vol-wipe'/);
+  });
+});

@@ -24,6 +24,8 @@ export interface StoragePending {
   taskId: string;
   requestedAt: string;
   deadline: string;
+  /** A clone's source volume, which may not go away while it is copied. */
+  source?: string;
 }
 
 export interface VolumeEntry {
@@ -241,7 +243,38 @@ const completion = (taskId: string, result: StorageResult, pending: StoragePendi
       return { type: 'VolumeCreated', data: { taskId, name: volume!.name, info: result.info, ...stats(result) } };
     case 'vol-delete':
       return { type: 'VolumeDeleted', data: { taskId, name: volume!.name, ...stats(result) } };
+    case 'pool-refresh':
+      return { type: 'PoolRefreshed', data: { taskId, ...stats(result), volumes: result.volumes } };
+    case 'pool-delete':
+      return { type: 'PoolDeleted', data: { taskId } };
+    case 'vol-resize':
+      return { type: 'VolumeResized', data: { taskId, name: volume!.name, info: result.info, ...stats(result) } };
+    case 'vol-wipe':
+      return { type: 'VolumeWiped', data: { taskId, name: volume!.name, info: result.info, ...stats(result) } };
+    case 'vol-clone':
+      return { type: 'VolumeCloned', data: { taskId, name: volume!.name, info: result.info, ...stats(result) } };
   }
+};
+
+/** A volume some host work is on: libvirt's words for a volume being built or in use. */
+const requireIdle = (s: PoolAggregate, v: VolumeEntry) => {
+  if (v.pending?.op === 'vol-create' || v.pending?.op === 'vol-clone') throw virtError('operation-invalid', `volume '${v.name}' is still being allocated.`);
+  if (v.pending) throw virtError('operation-invalid', `volume '${v.name}' has asynchronous jobs running.`, { inFlight: [v.pending] });
+  const cloning = s.volumes.find((o) => o.pending?.op === 'vol-clone' && o.pending.source === v.name);
+  if (cloning) throw virtError('operation-invalid', `volume '${v.name}' is still in use.`, { inFlight: [cloning.pending] });
+};
+
+/** The capacity a resize asks for, by libvirt's rules and in its order (storageVolResize). */
+const resizeTarget = (s: PoolAggregate, v: VolumeEntry, cmd: { capacityBytes: number; delta: boolean; shrink: boolean }): number => {
+  const current = v.info?.capacityBytes ?? v.definition.capacityBytes;
+  const allocation = v.info?.allocationBytes ?? v.definition.allocationBytes ?? 0;
+  const target = cmd.delta ? (cmd.shrink ? current - Math.min(cmd.capacityBytes, current) : current + cmd.capacityBytes) : cmd.capacityBytes;
+  if (target < allocation) throw virtError('invalid-arg', "invalid argument: can't shrink capacity below existing allocation");
+  if (target < current && !cmd.shrink) {
+    throw virtError('invalid-arg', "invalid argument: Can't shrink capacity below current capacity unless shrink flag explicitly specified");
+  }
+  if (s.stats && target - current > s.stats.availableBytes) throw virtError('operation-failed', 'Not enough space left in storage pool');
+  return target;
 };
 
 export const decide = (cmd: StorageCommand, s0: PoolAggregate, now: Date): StorageEventBody[] => {
@@ -314,7 +347,49 @@ export const decide = (cmd: StorageCommand, s0: PoolAggregate, now: Date): Stora
       if (!v) throw noVolume(cmd.name);
       if (v.pending?.op === 'vol-create') throw virtError('operation-invalid', `volume '${v.name}' is still being allocated.`);
       if (v.pending?.op === 'vol-delete') throw virtError('operation-invalid', `volume '${v.name}' is already being deleted`);
+      // A resize, wipe or clone still reads or writes the file.
+      const using = v.pending ?? s.volumes.find((o) => o.pending?.op === 'vol-clone' && o.pending.source === v.name)?.pending;
+      if (using) throw virtError('operation-invalid', `volume '${v.name}' is still in use.`, { inFlight: [using] });
       return decided([{ type: 'VolumeDeleteRequested', data: { hostId: s.hostId, deadline: deadline(now, cmd.timeoutMs), name: v.name, path: v.path } }]);
+    }
+    case 'refresh':
+    case 'delete': {
+      requirePool(s);
+      if (cmd.type === 'refresh' && !s.active) throw notActive(s);
+      if (cmd.type === 'delete' && s.active) throw stillActive(s);
+      if (inFlight(s).length > 0) throw asyncJobs(s);
+      const target = { path: poolTargetPath(s) };
+      const intent = { hostId: s.hostId, deadline: deadline(now, cmd.timeoutMs), target };
+      return decided([cmd.type === 'refresh' ? { type: 'PoolRefreshRequested', data: intent } : { type: 'PoolDeleteRequested', data: intent }]);
+    }
+    case 'vol-resize':
+    case 'vol-wipe': {
+      requireActive(s);
+      const v = findVolume(s, cmd.name);
+      if (!v) throw noVolume(cmd.name);
+      requireIdle(s, v);
+      const intent = { hostId: s.hostId, deadline: deadline(now, cmd.timeoutMs), name: v.name, path: v.path };
+      if (cmd.type === 'vol-wipe') return decided([{ type: 'VolumeWipeRequested', data: intent }]);
+      const capacityBytes = resizeTarget(s, v, cmd);
+      return decided([{ type: 'VolumeResizeRequested', data: { ...intent, capacityBytes, shrink: cmd.shrink } }]);
+    }
+    case 'vol-clone': {
+      requireActive(s);
+      const v = findVolume(s, cmd.name);
+      if (!v) throw noVolume(cmd.name);
+      if (v.pending?.op === 'vol-create' || v.pending?.op === 'vol-clone') throw virtError('operation-invalid', `volume '${v.name}' is still being allocated.`);
+      if (findVolume(s, cmd.newName)) throw virtError('operation-failed', `storage volume '${cmd.newName}' exists already`);
+      // The copy has the source's format, capacity and backing file; its own name, key and path.
+      const { xml: _xml, key: _key, ...source } = v.definition;
+      const capacityBytes = v.info?.capacityBytes ?? source.capacityBytes;
+      const volume = placeVolume(s, {
+        ...source,
+        name: cmd.newName,
+        capacityBytes,
+        allocationBytes: capacityBytes,
+        target: { ...source.target, path: volumePath(s, cmd.newName), format: v.info?.format ?? source.target?.format ?? 'raw' },
+      });
+      return decided([{ type: 'VolumeCloneRequested', data: { hostId: s.hostId, deadline: deadline(now, cmd.timeoutMs), volume, source: { name: v.name, path: v.path } } }]);
     }
   }
 };
@@ -415,10 +490,50 @@ export const evolve = (s: PoolAggregate, e: Envelope<StorageEventBody>): PoolAgg
         volumes: withVolume(s, e.data.name, () => null),
         recentTasks: ok(e.data.taskId, 'vol-delete', e.data.name),
       };
+    case 'PoolRefreshRequested':
+      return { ...base, pending: pendingFrom('pool-refresh', e) };
+    case 'PoolRefreshed': {
+      const volumes = e.data.volumes.map((info): VolumeEntry => {
+        const known = findVolume(s, info.name);
+        return { name: info.name, path: info.path, definition: known?.definition ?? definitionFromInfo(info), info, pending: null };
+      });
+      return { ...base, pending: s.pending?.taskId === e.data.taskId ? null : s.pending, stats: e.data.stats ?? s.stats, volumes, recentTasks: ok(e.data.taskId, 'pool-refresh') };
+    }
+    case 'PoolDeleteRequested':
+      return { ...base, pending: pendingFrom('pool-delete', e) };
+    case 'PoolDeleted':
+      // The directory and whatever was in it are gone; the pool stays defined, inactive.
+      return { ...base, pending: s.pending?.taskId === e.data.taskId ? null : s.pending, volumes: [], stats: null, recentTasks: ok(e.data.taskId, 'pool-delete') };
+    case 'VolumeResizeRequested':
+      return { ...base, volumes: withVolume(s, e.data.name, (v) => ({ ...v, pending: pendingFrom('vol-resize', e) })) };
+    case 'VolumeWipeRequested':
+      return { ...base, volumes: withVolume(s, e.data.name, (v) => ({ ...v, pending: pendingFrom('vol-wipe', e) })) };
+    case 'VolumeResized':
+    case 'VolumeWiped':
+    case 'VolumeCloned': {
+      const op = e.type === 'VolumeResized' ? 'vol-resize' : e.type === 'VolumeWiped' ? 'vol-wipe' : 'vol-clone';
+      const resized = e.type === 'VolumeResized' ? { capacityBytes: e.data.info.capacityBytes } : {};
+      return {
+        ...base,
+        stats: e.data.stats ?? s.stats,
+        volumes: withVolume(s, e.data.name, (v) => ({
+          ...v,
+          definition: { ...v.definition, ...resized },
+          info: e.data.info,
+          pending: v.pending?.taskId === e.data.taskId ? null : v.pending,
+        })),
+        recentTasks: ok(e.data.taskId, op, e.data.name),
+      };
+    }
+    case 'VolumeCloneRequested': {
+      const v = e.data.volume;
+      const pending = { ...pendingFrom('vol-clone', e), source: e.data.source.name };
+      return { ...base, volumes: [...s.volumes, { name: v.name, path: v.key ?? volumePath(s, v.name), definition: v, info: null, pending }] };
+    }
     case 'StorageOperationFailed': {
       const { op, taskId, name, error } = e.data;
       const recentTasks = remember(s.recentTasks, { taskId, op, ...(name !== undefined ? { name } : {}), ok: false, error, at: e.time });
-      if (op === 'pool-build' || op === 'pool-start') {
+      if (op === 'pool-build' || op === 'pool-start' || op === 'pool-refresh' || op === 'pool-delete') {
         return { ...base, pending: s.pending?.taskId === taskId ? null : s.pending, recentTasks };
       }
       const volumes =
@@ -426,8 +541,8 @@ export const evolve = (s: PoolAggregate, e: Envelope<StorageEventBody>): PoolAgg
           ? s.volumes
           : withVolume(s, name, (v) => {
               if (v.pending?.taskId !== taskId) return v;
-              // A volume whose creation failed was never there; one whose deletion failed still is.
-              return op === 'vol-create' ? null : { ...v, pending: null };
+              // A volume whose creation (or cloning) failed was never there; one whose deletion failed still is.
+              return op === 'vol-create' || op === 'vol-clone' ? null : { ...v, pending: null };
             });
       return { ...base, volumes, recentTasks };
     }

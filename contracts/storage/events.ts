@@ -4,7 +4,7 @@ import { NameClaimRevoked } from '../name-claim.ts';
 import { Permissions, StoragePoolDefinition, StorageVolumeDefinition } from './definition.ts';
 
 /** Host work on a pool or one of its volumes. Each has an intent event carrying what the host needs. */
-export const StorageOp = z.enum(['pool-build', 'pool-start', 'vol-create', 'vol-delete']);
+export const StorageOp = z.enum(['pool-build', 'pool-start', 'pool-refresh', 'pool-delete', 'vol-create', 'vol-delete', 'vol-resize', 'vol-wipe', 'vol-clone']);
 export type StorageOp = z.infer<typeof StorageOp>;
 
 /** What a host saw of one volume file: `qemu-img info`, as libvirt's refresh records it. */
@@ -72,6 +72,38 @@ export const StorageEventBody = z.discriminatedUnion('type', [
     type: z.literal('VolumeDeleted'),
     data: z.object({ taskId: z.string(), name: z.string(), stats: PoolStats.optional() }),
   }),
+  z.object({ type: z.literal('PoolRefreshRequested'), data: z.object({ ...Intent, target: PoolTarget }) }),
+  z.object({
+    type: z.literal('PoolRefreshed'),
+    /** What the host found in the target, as on start. */
+    data: z.object({ taskId: z.string(), stats: PoolStats.optional(), volumes: z.array(VolumeInfo) }),
+  }),
+  /** `virsh pool-delete`: the pool's directory removed from the host; the pool stays defined. */
+  z.object({ type: z.literal('PoolDeleteRequested'), data: z.object({ ...Intent, target: PoolTarget }) }),
+  z.object({ type: z.literal('PoolDeleted'), data: z.object({ taskId: z.string() }) }),
+  z.object({
+    type: z.literal('VolumeResizeRequested'),
+    /** The capacity to reach, already worked out from `--delta`; `shrink` allows going below the current one. */
+    data: z.object({ ...Intent, name: z.string(), path: z.string(), capacityBytes: z.number().int().nonnegative(), shrink: z.boolean() }),
+  }),
+  z.object({
+    type: z.literal('VolumeResized'),
+    data: z.object({ taskId: z.string(), name: z.string(), info: VolumeInfo, stats: PoolStats.optional() }),
+  }),
+  z.object({ type: z.literal('VolumeWipeRequested'), data: z.object({ ...Intent, name: z.string(), path: z.string() }) }),
+  z.object({
+    type: z.literal('VolumeWiped'),
+    data: z.object({ taskId: z.string(), name: z.string(), info: VolumeInfo, stats: PoolStats.optional() }),
+  }),
+  z.object({
+    type: z.literal('VolumeCloneRequested'),
+    /** `volume`: the new volume as it will be stored; `source`: the volume whose content it copies. */
+    data: z.object({ ...Intent, volume: StorageVolumeDefinition, source: z.object({ name: z.string(), path: z.string() }) }),
+  }),
+  z.object({
+    type: z.literal('VolumeCloned'),
+    data: z.object({ taskId: z.string(), name: z.string(), info: VolumeInfo, stats: PoolStats.optional() }),
+  }),
   z.object({
     /** Any host operation that failed or missed its deadline; `name` is the volume's, for volume work. */
     type: z.literal('StorageOperationFailed'),
@@ -87,4 +119,9 @@ export const STORAGE_INTENTS = {
   PoolStartRequested: 'pool-start',
   VolumeCreateRequested: 'vol-create',
   VolumeDeleteRequested: 'vol-delete',
+  PoolRefreshRequested: 'pool-refresh',
+  PoolDeleteRequested: 'pool-delete',
+  VolumeResizeRequested: 'vol-resize',
+  VolumeWipeRequested: 'vol-wipe',
+  VolumeCloneRequested: 'vol-clone',
 } as const satisfies Partial<Record<StorageEventType, StorageOp>>;

@@ -35,6 +35,11 @@ export const StorageTask = z.discriminatedUnion('op', [
   TaskBase.extend({ op: z.literal('pool-start'), target: PoolTarget, build: z.boolean() }),
   TaskBase.extend({ op: z.literal('vol-create'), volume: StorageVolumeDefinition }),
   TaskBase.extend({ op: z.literal('vol-delete'), name: z.string(), path: z.string() }),
+  TaskBase.extend({ op: z.literal('pool-refresh'), target: PoolTarget }),
+  TaskBase.extend({ op: z.literal('pool-delete'), target: PoolTarget }),
+  TaskBase.extend({ op: z.literal('vol-resize'), name: z.string(), path: z.string(), capacityBytes: z.number().int().nonnegative(), shrink: z.boolean() }),
+  TaskBase.extend({ op: z.literal('vol-wipe'), name: z.string(), path: z.string() }),
+  TaskBase.extend({ op: z.literal('vol-clone'), volume: StorageVolumeDefinition, source: z.object({ name: z.string(), path: z.string() }) }),
 ]);
 export type StorageTask = z.infer<typeof StorageTask>;
 
@@ -46,6 +51,11 @@ export const StorageResultBody = z.discriminatedUnion('op', [
   z.object({ op: z.literal('pool-start'), stats: PoolStats.optional(), volumes: z.array(VolumeInfo) }),
   z.object({ op: z.literal('vol-create'), info: VolumeInfo, stats: PoolStats.optional() }),
   z.object({ op: z.literal('vol-delete'), stats: PoolStats.optional() }),
+  z.object({ op: z.literal('pool-refresh'), stats: PoolStats.optional(), volumes: z.array(VolumeInfo) }),
+  z.object({ op: z.literal('pool-delete') }),
+  z.object({ op: z.literal('vol-resize'), info: VolumeInfo, stats: PoolStats.optional() }),
+  z.object({ op: z.literal('vol-wipe'), info: VolumeInfo, stats: PoolStats.optional() }),
+  z.object({ op: z.literal('vol-clone'), info: VolumeInfo, stats: PoolStats.optional() }),
 ]);
 
 const Report = z.object({

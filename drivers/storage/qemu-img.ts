@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
-import { access, mkdir, readdir, stat, unlink } from 'node:fs/promises';
+import { access, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { VirtError } from '../../contracts/errors.ts';
 
@@ -198,6 +198,67 @@ export class DirPoolVolumes {
       await this.run(args, opts.signal);
     } catch (e) {
       if (e instanceof QemuImgError) throw new VirtError('operation-failed', `internal error: cannot resize volume '${name}': ${e.message}`);
+      throw e;
+    }
+    return this.info(name);
+  }
+
+  /**
+   * `virsh vol-wipe` with libvirt's default algorithm: zeros over every byte of the file, so nothing
+   * of the old content is left on the host. A qcow2 image is then made anew, empty, with its
+   * capacity and backing file, so the volume stays usable as what it was.
+   */
+  async wipe(name: string, signal?: AbortSignal): Promise<VolumeInfo> {
+    const cur = await this.info(name);
+    const size = (await stat(cur.path)).size;
+    const f = await open(cur.path, 'r+');
+    try {
+      const zeros = Buffer.alloc(1 << 20);
+      for (let at = 0; at < size; at += zeros.length) {
+        signal?.throwIfAborted();
+        await f.write(zeros, 0, Math.min(zeros.length, size - at), at);
+      }
+      await f.sync();
+    } finally {
+      await f.close();
+    }
+    if (cur.format === 'qcow2') {
+      const args = ['create', '-q', '-f', 'qcow2', '-o', 'compat=1.1'];
+      if (cur.backingFile) args.push('-b', cur.backingFile, '-F', cur.backingFormat ?? (await this.imgInfo(cur.backingFile)).format);
+      args.push(cur.path, String(cur.capacityBytes));
+      await this.run(args, signal).catch((e: unknown) => {
+        if (e instanceof QemuImgError) throw new VirtError('operation-failed', `internal error: cannot wipe volume '${name}': ${e.message}`);
+        throw e;
+      });
+    }
+    return this.info(name);
+  }
+
+  /**
+   * `virsh vol-clone`: a copy of `source` named `name`, in the source's format (qemu-img convert, so
+   * holes stay holes), on top of the same backing file when it has one. The copy is written under a
+   * temporary name and renamed, so a file of the new name is always a whole copy: one found there
+   * (an earlier attempt of the same task) is reported, anything else at that name is refused.
+   */
+  async clone(source: string, name: string, signal?: AbortSignal): Promise<VolumeInfo> {
+    const src = await this.info(source);
+    const path = this.volumePath(name);
+    const existing = await this.info(name).catch(() => null);
+    if (existing) {
+      if (existing.format === src.format && existing.capacityBytes === src.capacityBytes) return existing;
+      throw new VirtError('operation-failed', `operation failed: storage volume name '${name}' already in use.`);
+    }
+    const tmp = join(this.path, `.${name}.clone`);
+    const args = ['convert', '-q', '-U', '-f', src.format, '-O', src.format];
+    if (src.backingFile) args.push('-B', src.backingFile, '-F', src.backingFormat ?? (await this.imgInfo(src.backingFile)).format);
+    if (src.format === 'qcow2') args.push('-o', 'compat=1.1');
+    args.push(src.path, tmp);
+    try {
+      await this.run(args, signal);
+      await rename(tmp, path);
+    } catch (e) {
+      await unlink(tmp).catch(() => undefined);
+      if (e instanceof QemuImgError) throw new VirtError('operation-failed', `internal error: cannot clone volume '${source}' to '${name}': ${e.message}`);
       throw e;
     }
     return this.info(name);

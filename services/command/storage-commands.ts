@@ -7,8 +7,10 @@ import {
   CreateVolumeRequest,
   DEFAULT_STORAGE_TIMEOUT_MS,
   DefinePoolRequest,
+  CloneVolumeRequest,
   DeleteVolumeRequest,
   PoolOpRequest,
+  ResizeVolumeRequest,
   StartPoolRequest,
   type StorageCommand,
 } from '../../contracts/storage/commands.ts';
@@ -133,13 +135,28 @@ export class StorageCommands {
     return { ...accepted, volume: volume.name };
   }
 
-  async volDelete(req: DeleteVolumeRequest, meta: CommandMeta): Promise<StorageAccepted> {
+  volDelete = (req: DeleteVolumeRequest, meta: CommandMeta) => this.onVolume(req, meta, (name) => ({ type: 'vol-delete', name, timeoutMs: timeoutOf('vol-delete', req) }));
+
+  refresh = (req: PoolOpRequest, meta: CommandMeta) => this.run(req.pool, meta, () => ({ type: 'refresh', timeoutMs: timeoutOf('pool-refresh', req) }));
+  /** `virsh pool-delete`: the pool's directory, not its definition. */
+  deletePool = (req: PoolOpRequest, meta: CommandMeta) => this.run(req.pool, meta, () => ({ type: 'delete', timeoutMs: timeoutOf('pool-delete', req) }));
+
+  volResize = (req: ResizeVolumeRequest, meta: CommandMeta) =>
+    this.onVolume(req, meta, (name) => ({ type: 'vol-resize', name, capacityBytes: req.capacityBytes, delta: req.delta ?? false, shrink: req.shrink ?? false, timeoutMs: timeoutOf('vol-resize', req) }));
+  volWipe = (req: DeleteVolumeRequest, meta: CommandMeta) => this.onVolume(req, meta, (name) => ({ type: 'vol-wipe', name, timeoutMs: timeoutOf('vol-wipe', req) }));
+
+  async volClone(req: CloneVolumeRequest, meta: CommandMeta): Promise<StorageAccepted> {
+    const accepted = await this.onVolume(req, meta, (name) => ({ type: 'vol-clone', name, newName: req.newName, timeoutMs: timeoutOf('vol-clone', req) }));
+    return { ...accepted, volume: req.newName };
+  }
+
+  /** A command on one volume, named by its name or (as virsh also takes) its key, the path. */
+  private async onVolume(req: DeleteVolumeRequest, meta: CommandMeta, command: (name: string) => StorageCommand): Promise<StorageAccepted> {
     let name = req.volume;
     const accepted = await this.run(req.pool, meta, (s) => {
-      // virsh also takes a volume by its key (the path).
       if (req.volume.startsWith('/')) name = s.volumes.find((v) => v.path === req.volume)?.name ?? '';
       if (!name) throw noVolume(req.volume);
-      return { type: 'vol-delete', name, timeoutMs: timeoutOf('vol-delete', req) };
+      return command(name);
     });
     return { ...accepted, volume: name };
   }
@@ -244,6 +261,11 @@ export class StorageService {
       ...api.serve('pool', 'destroy', PoolOpRequest, (r, meta) => c.destroy(r, meta)),
       ...api.serve('vol', 'create', CreateVolumeRequest, (r, meta) => c.volCreate(r, meta)),
       ...api.serve('vol', 'delete', DeleteVolumeRequest, (r, meta) => c.volDelete(r, meta)),
+      ...api.serve('pool', 'refresh', PoolOpRequest, (r, meta) => c.refresh(r, meta)),
+      ...api.serve('pool', 'delete', PoolOpRequest, (r, meta) => c.deletePool(r, meta)),
+      ...api.serve('vol', 'resize', ResizeVolumeRequest, (r, meta) => c.volResize(r, meta)),
+      ...api.serve('vol', 'wipe', DeleteVolumeRequest, (r, meta) => c.volWipe(r, meta)),
+      ...api.serve('vol', 'clone', CloneVolumeRequest, (r, meta) => c.volClone(r, meta)),
       serve(nc, storageSubjects.claim('*'), q, StorageClaimRequest, (r, m) => c.claim(hostOf(m.subject), r, new Date()), log),
       serve(
         nc,

@@ -79,6 +79,16 @@ export const taskOf = (poolId: string, e: Envelope<StorageEventBody>): StorageTa
       return { ...base, op: 'vol-create', deadline: e.data.deadline, volume: e.data.volume };
     case 'VolumeDeleteRequested':
       return { ...base, op: 'vol-delete', deadline: e.data.deadline, name: e.data.name, path: e.data.path };
+    case 'PoolRefreshRequested':
+      return { ...base, op: 'pool-refresh', deadline: e.data.deadline, target: e.data.target };
+    case 'PoolDeleteRequested':
+      return { ...base, op: 'pool-delete', deadline: e.data.deadline, target: e.data.target };
+    case 'VolumeResizeRequested':
+      return { ...base, op: 'vol-resize', deadline: e.data.deadline, name: e.data.name, path: e.data.path, capacityBytes: e.data.capacityBytes, shrink: e.data.shrink };
+    case 'VolumeWipeRequested':
+      return { ...base, op: 'vol-wipe', deadline: e.data.deadline, name: e.data.name, path: e.data.path };
+    case 'VolumeCloneRequested':
+      return { ...base, op: 'vol-clone', deadline: e.data.deadline, volume: e.data.volume, source: e.data.source };
     default:
       return null;
   }

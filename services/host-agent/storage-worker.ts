@@ -110,6 +110,23 @@ export class StorageWorker {
           const { pool, name } = DirPool.of(task.path, qemuImg);
           return { ...base, kind: 'completed', result: { op: 'vol-delete', ...(await pool.deleteVolume(name)) } };
         }
+        case 'pool-refresh':
+          return { ...base, kind: 'completed', result: { op: 'pool-refresh', ...(await new DirPool(task.target.path, qemuImg).refresh()) } };
+        case 'pool-delete':
+          await new DirPool(task.target.path, qemuImg).delete();
+          return { ...base, kind: 'completed', result: { op: 'pool-delete' } };
+        case 'vol-resize':
+        case 'vol-wipe': {
+          const { pool, name } = DirPool.of(task.path, qemuImg);
+          const { stats, ...info } =
+            task.op === 'vol-resize' ? await pool.resizeVolume(name, task.capacityBytes, task.shrink, signal) : await pool.wipeVolume(name, signal);
+          return { ...base, kind: 'completed', result: { op: task.op, info, ...(stats ? { stats } : {}) } };
+        }
+        case 'vol-clone': {
+          const { pool, name: source } = DirPool.of(task.source.path, qemuImg);
+          const { stats, ...info } = await pool.cloneVolume(source, task.volume.name, signal);
+          return { ...base, kind: 'completed', result: { op: 'vol-clone', info, ...(stats ? { stats } : {}) } };
+        }
       }
     } catch (e) {
       const error =
