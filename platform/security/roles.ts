@@ -71,13 +71,21 @@ const othersDurables = (stream: string, durables: string[], mine: string[] = [])
     .flatMap((d) => [`${API}.CONSUMER.*.${stream}.${d}`, `${API}.CONSUMER.*.*.${stream}.${d}`, `${API}.CONSUMER.CREATE.${stream}.${d}.>`, `$JS.ACK.${stream}.${d}.>`]);
 
 const kvStream = (bucket: string) => `KV_${bucket}`;
-/** Read and write a KV bucket (keys under `key`, all by default). */
+/**
+ * Read and write a KV bucket (keys under `key`, all by default). Limited to one key, a reader gets
+ * no single-message get whose subject is in the request body (`STREAM.MSG.GET`, a bare
+ * `DIRECT.GET`): with those, the key in the permission would bind nothing. Its own key is read
+ * with the direct get that names the key in the subject, which is how nats.js reads a bucket that
+ * allows direct gets (ours all do).
+ */
 const kv = (bucket: string, opts: { write: boolean; key?: string }): string[] => {
   const key = opts.key ?? '>';
+  const stream = kvStream(bucket);
+  const reads = readStream(stream, `$KV.${bucket}.${key}`);
   return [
     ...(opts.write ? [`$KV.${bucket}.${key}`] : []),
-    ...readStream(kvStream(bucket), `$KV.${bucket}.${key}`),
-    `${API}.DIRECT.GET.${kvStream(bucket)}.$KV.${bucket}.${key}`,
+    ...(key === '>' ? reads : reads.filter((s) => s !== `${API}.STREAM.MSG.GET.${stream}` && s !== `${API}.DIRECT.GET.${stream}`)),
+    `${API}.DIRECT.GET.${stream}.$KV.${bucket}.${key}`,
   ];
 };
 

@@ -5,7 +5,7 @@ import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VirtplaneClient } from '../../client/index.ts';
 import { Commit } from '../../contracts/envelope.ts';
-import { STREAMS, subjects } from '../../contracts/subjects.ts';
+import { BUCKETS, STREAMS, subjects } from '../../contracts/subjects.ts';
 import { connectNats, decodeJson, encodeJson, type Nats } from '../../platform/nats.ts';
 import { call } from '../../platform/rpc.ts';
 import { startSecuredNats, startSecuredServices, type SecuredNats } from '../fixtures/secured.ts';
@@ -90,6 +90,24 @@ describe('one principal, one job: what a stolen credential cannot do', () => {
         hostA.js.consumers.get(STREAMS.events, { filter_subjects: 'ev.>' }).then((c) => c.next({ expires: 2000 })),
         /EVENTS/,
       );
+    });
+
+    it("cannot read another host's lease in any way, and reads its own", async () => {
+      const stream = `KV_${BUCKETS.hostLiveness}`;
+      const other = `$KV.${BUCKETS.hostLiveness}.host-b`;
+      await refused(hostA.jsm.streams.getMessage(stream, { last_by_subj: other }), new RegExp(stream));
+      await refused(hostA.jsm.direct.getMessage(stream, { seq: 1 }), new RegExp(stream));
+      await refused(hostA.jsm.direct.getMessage(stream, { last_by_subj: other }), /host-b/);
+      await refused(hostA.jsm.streams.info(stream, { subjects_filter: '>' }).then(() => hostA.js.consumers.get(stream, { filter_subjects: other }).then((c) => c.next({ expires: 2000 }))), new RegExp(stream));
+      const kv = await hostA.kvm.open(BUCKETS.hostLiveness);
+      await refused(kv.get('host-b'), new RegExp(stream));
+      // Its own lease, as the agent reads it back after a renewal whose answer was lost (a direct
+      // get that names the key in its subject): answered, whether or not host-a ever renewed here.
+      const own = await hostA.jsm.direct.getMessage(stream, { last_by_subj: `$KV.${BUCKETS.hostLiveness}.host-a` }).then(
+        (m) => m?.subject ?? null,
+        (e: Error) => (/Permissions Violation/.test(`${e.message} ${(e.cause as Error | undefined)?.message ?? ''}`) ? 'refused' : null),
+      );
+      expect(own === null || own === `$KV.${BUCKETS.hostLiveness}.host-a`).toBe(true);
     });
 
     it("cannot list the fleet's domains, and its own host's query shows only its own", async () => {
