@@ -12,6 +12,7 @@ import { registerCompletion, setUpProgram } from './program.ts';
 import { registerEmbeddedCommands } from './embedded-commands.ts';
 import { registerHostCommands } from './host-commands.ts';
 import { registerStorageCommands } from './storage-commands.ts';
+import { registerEditCommands } from './edit-commands.ts';
 import { registerAuthCommands } from './auth-commands.ts';
 
 interface Globals {
@@ -131,6 +132,7 @@ export const buildProgram = (): Command => {
   registerLookupCommands(program, helpers);
   registerNetworkCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
   registerStorageCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
+  registerEditCommands(program, helpers);
   registerHostCommands(program, { out, withClient, json: () => Boolean(globals().json) });
   registerAuthCommands(program, { out, server: () => globals().server, withClient });
   registerEmbeddedCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m), settings: () => globals().settings });
