@@ -17,23 +17,35 @@ export interface CliHelpers {
 
 /** virsh's network verbs, and the domain interface listings that read network data. */
 export const registerNetworkCommands = (program: Command, h: CliHelpers): void => {
+  /** A network document from a file: libvirt XML, or the JSON model. */
+  const networkInput = async (file: string): Promise<{ xml: string } | { definition: Record<string, unknown> }> => {
+    const text = await readFile(file, 'utf8');
+    if (text.trimStart().startsWith('<')) return { xml: text };
+    try {
+      return { definition: JSON.parse(text) as Record<string, unknown> };
+    } catch (e) {
+      throw h.usageError(`${file}: malformed JSON: ${(e as Error).message}`);
+    }
+  };
+
   program
     .command('net-define')
     .description('define (or redefine) a persistent network from libvirt network XML or a JSON definition')
     .argument('<file>', 'libvirt network XML or a JSON definition')
     .action(async (file: string) => {
-      const text = await readFile(file, 'utf8');
-      let input: Parameters<VirtplaneClient['netDefine']>[0];
-      if (text.trimStart().startsWith('<')) input = { xml: text };
-      else {
-        try {
-          input = { definition: JSON.parse(text) as Record<string, unknown> };
-        } catch (e) {
-          throw h.usageError(`${file}: malformed JSON: ${(e as Error).message}`);
-        }
-      }
+      const input = await networkInput(file);
       const r = await h.withClient((c) => c.netDefine(input));
       h.out().result(`Network ${r.name} defined from ${file}`, r);
+    });
+
+  program
+    .command('net-create')
+    .description('create and start a network from libvirt network XML or a JSON definition; a new one is transient')
+    .argument('<file>', 'libvirt network XML or a JSON definition')
+    .action(async (file: string) => {
+      const input = await networkInput(file);
+      const r = await h.withClient((c) => c.netCreate(input));
+      h.out().result(`Network ${r.name} created from ${file}`, r);
     });
 
   program

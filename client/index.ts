@@ -375,6 +375,11 @@ export class VirtplaneClient {
     return this.networkCommand('define', input, opts);
   }
 
+  /** `virsh net-create`: start a network from this definition; a new one is gone once destroyed. */
+  netCreate(input: { definition: Record<string, unknown> } | { xml: string }, opts?: CommandOptions) {
+    return this.networkCommand('create', input, opts);
+  }
+
   netUndefine(network: string, opts?: CommandOptions) {
     return this.networkCommand('undefine', { network }, opts);
   }

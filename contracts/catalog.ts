@@ -120,6 +120,7 @@ export const CATALOG: ChannelSpec[] = [
   command('domain', 'attach-interface', 'AttachInterfaceRequest', AttachInterfaceRequest, commandReplies.domain, 'Attach a network interface (virsh attach-interface).'),
   command('domain', 'detach-interface', 'DetachInterfaceRequest', DetachInterfaceRequest, commandReplies.domain, 'Detach a network interface by MAC (virsh detach-interface).'),
   command('network', 'define', 'DefineNetworkRequest', DefineNetworkRequest, commandReplies.network, 'Define a network (virsh net-define).'),
+  command('network', 'create', 'DefineNetworkRequest', DefineNetworkRequest, commandReplies.network, 'Create and start a network; a new one is transient (virsh net-create).'),
   ...(['undefine', 'start', 'destroy'] as const).map((verb) => command('network', verb, 'NetworkOpRequest', NetworkOpRequest, commandReplies.network, `virsh net-${verb}.`)),
   command('network', 'autostart', 'NetworkAutostartRequest', NetworkAutostartRequest, commandReplies.network, 'virsh net-autostart.'),
   command('pool', 'define', 'DefinePoolRequest', DefinePoolRequest, commandReplies.storage, 'Define a storage pool (virsh pool-define).'),

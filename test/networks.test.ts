@@ -249,6 +249,26 @@ describe('networks through the client and the CLI, end to end', () => {
     expect(gone.stderr.trim()).toBe("error: Network not found: no network with matching name 'xml-net' [no-network]");
   });
 
+  it('net-create starts a transient network that is gone once destroyed, with net-list and net-event as virsh shows them', async () => {
+    const file = join(dir, 'transient.xml');
+    await writeFile(file, "<network><name>tr-net</name><bridge name='vptr0'/><ip address='192.168.171.1' netmask='255.255.255.0'/></network>");
+    expect((await virtplane('net-create', file)).stdout.trim()).toBe(`Network tr-net created from ${file}`);
+    expect((await virtplane('net-list')).stdout).toMatch(/^ tr-net\s+active\s+no\s+no$/m);
+    expect((await virtplane('net-info', 'tr-net')).stdout).toMatch(/^Persistent:\s+no$/m);
+    const again = await virtplane('net-create', file);
+    expect(again.code).toBe(1);
+    // The document has no uuid, so it names a new network, as in libvirt: the name is taken.
+    expect(again.stderr.trim()).toMatch(/^error: operation failed: network 'tr-net' already exists with uuid [0-9a-f-]{36} \[operation-failed\]$/);
+    expect((await virtplane('net-destroy', 'tr-net')).code).toBe(0);
+    expect((await virtplane('net-info', 'tr-net')).code).toBe(1);
+    // Gone, so only the feed of every network still tells its story: started, stopped, never defined.
+    const events = (await virtplane('net-event', '--all', '--loop', '--timeout', '2')).stdout.split('\n').filter((l) => l.includes('tr-net'));
+    expect(events).toEqual(["event 'lifecycle' for network tr-net: Started", "event 'lifecycle' for network tr-net: Stopped"]);
+    // The name is free again.
+    expect((await virtplane('net-define', file)).stdout.trim()).toBe(`Network tr-net defined from ${file}`);
+    expect((await virtplane('net-undefine', 'tr-net')).code).toBe(0);
+  });
+
   it('net-dumpxml gives back every element of the defined XML, and defining it again changes nothing', async () => {
     const file = join(dir, 'dump.xml');
     await writeFile(file, NAT_XML.replace(/xml-net/g, 'dump-net').replace('3e3fce45-4f53-4fa7-bb32-11f34168b82b', 'a9c2d1e0-7f41-4b8e-9a3c-2d5e6f708192'));

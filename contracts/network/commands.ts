@@ -28,6 +28,7 @@ export type NetworkAutostartRequest = z.infer<typeof NetworkAutostartRequest>;
 export type NetworkCommand =
   /** `claimSeq`: the name claim the define relies on (contracts/name-claim.ts). */
   | { type: 'define'; definition: NetworkDefinition; claimSeq: number }
+  | { type: 'create'; definition: NetworkDefinition; claimSeq: number }
   | { type: 'undefine' }
   | { type: 'start' }
   | { type: 'destroy' }

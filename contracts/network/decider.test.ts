@@ -190,3 +190,27 @@ describe('name claims', () => {
     expect(networkLifecycleFor(revoked(5))).toBeNull();
   });
 });
+
+describe('create (virsh net-create)', () => {
+  const created = (d = def): Ev => ({ type: 'NetworkCreated', data: { definition: d } });
+
+  it('a new network is transient and active, and is gone once destroyed; STARTED alone is sent', () => {
+    const { after } = spec.given().when({ type: 'create', claimSeq: 1, definition: def }).then([created()]);
+    expect(after).toMatchObject({ exists: true, persistent: false, active: true, autostart: false, definition: def, nextDefinition: null });
+    expect(networkLifecycleFor({ type: 'NetworkCreated', data: { definition: def } })).toBe('STARTED');
+    const gone = spec.given([created()]).when(cmd('destroy')).then([destroyed]);
+    expect(gone.after).toMatchObject({ exists: false, removed: true, active: false });
+  });
+
+  it('starts an inactive persistent network with the new definition until it stops', () => {
+    const { after } = spec.given([defined(), autostart(true)]).when({ type: 'create', claimSeq: 1, definition: def2 }).then([created(def2)]);
+    expect(after).toMatchObject({ persistent: true, active: true, autostart: true, definition: def2, nextDefinition: def });
+    const stopped = spec.given([defined(), autostart(true), created(def2)]).when(cmd('destroy')).then([destroyed]);
+    expect(stopped.after).toMatchObject({ exists: true, persistent: true, active: false, definition: def, nextDefinition: null });
+  });
+
+  it('refuses an active network and a uuid held under another name', () => {
+    spec.given(active).when({ type: 'create', claimSeq: 1, definition: def }).thenThrows('operation-invalid', "network 'default' is already active");
+    spec.given([defined()]).when({ type: 'create', claimSeq: 1, definition: { ...def, name: 'other' } }).thenThrows('operation-failed', `network 'default' is already defined with uuid ${UUID}`);
+  });
+});

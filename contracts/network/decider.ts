@@ -66,6 +66,15 @@ export const decideNetwork = (cmd: NetworkCommand, s: NetworkAggregate, _now: Da
       }
       requireLiveClaim(s, cmd.claimSeq, 'network', cmd.definition.name);
       return [{ type: 'NetworkDefined', data: { definition: cmd.definition } }];
+    case 'create':
+      // testNetworkCreateXML: a uuid already held under another name is refused, an active network
+      // cannot be created again; an inactive persistent one starts with the new definition.
+      if (s.exists && s.name !== cmd.definition.name) {
+        throw virtError('operation-failed', `network '${s.name}' is already defined with uuid ${s.id}`);
+      }
+      if (s.exists && s.active) throw virtError('operation-invalid', `network '${s.name}' is already active`);
+      requireLiveClaim(s, cmd.claimSeq, 'network', cmd.definition.name);
+      return [{ type: 'NetworkCreated', data: { definition: cmd.definition } }];
     case 'undefine':
       requireNetwork(s);
       if (s.active) throw virtError('operation-invalid', `Network '${s.name}' is still running`);
@@ -110,6 +119,21 @@ export const evolveNetwork = (s: NetworkAggregate, e: Envelope<NetworkEventBody>
     }
     case 'NetworkUndefined':
       return { ...base, exists: false, removed: true, persistent: false, active: false, autostart: false, nextDefinition: null };
+    case 'NetworkCreated': {
+      // The persistent definition waits as the next one, to be in force again once this one stops.
+      const persistent = s.exists && s.persistent;
+      return {
+        ...base,
+        exists: true,
+        removed: false,
+        name: e.data.definition.name,
+        definition: e.data.definition,
+        nextDefinition: persistent ? s.definition : null,
+        persistent,
+        active: true,
+        autostart: persistent ? s.autostart : false,
+      };
+    }
     case 'NetworkStarted':
       return { ...base, active: true };
     case 'NetworkDestroyed': {

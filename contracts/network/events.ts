@@ -14,6 +14,14 @@ export const NetworkEventBody = z.discriminatedUnion('type', [
     data: z.object({ definition: NetworkDefinition }),
   }),
   z.object({ type: z.literal('NetworkUndefined'), data: z.object({}) }),
+  z.object({
+    /**
+     * `virsh net-create`: started with this definition. A new network is transient (gone once
+     * destroyed); on an inactive persistent one the definition is in force until it stops.
+     */
+    type: z.literal('NetworkCreated'),
+    data: z.object({ definition: NetworkDefinition }),
+  }),
   z.object({ type: z.literal('NetworkStarted'), data: z.object({}) }),
   z.object({ type: z.literal('NetworkDestroyed'), data: z.object({}) }),
   z.object({ type: z.literal('NetworkAutostartSet'), data: z.object({ autostart: z.boolean() }) }),

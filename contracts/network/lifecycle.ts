@@ -29,6 +29,8 @@ export const networkLifecycleFor = (e: NetworkEventBody): NetworkLifecycleType |
     case 'NetworkUndefined':
       return 'UNDEFINED';
     case 'NetworkStarted':
+    case 'NetworkCreated':
+      // libvirt's net-create sends STARTED alone, never DEFINED.
       return 'STARTED';
     case 'NetworkDestroyed':
       return 'STOPPED';

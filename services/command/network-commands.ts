@@ -82,6 +82,16 @@ export class NetworkCommands {
     return this.accepted(out, meta);
   }
 
+  /** `virsh net-create`: define (transiently, for a new network) and start in one command. */
+  async create(req: DefineNetworkRequest, meta: CommandMeta): Promise<NetworkAccepted> {
+    const def = await this.definitionFrom(req, meta);
+    decideNetwork({ type: 'create', definition: def, claimSeq: Number.MAX_SAFE_INTEGER }, await this.repo.load(def.uuid), meta.now);
+    const claimSeq = await this.names.claim(def.name, def.uuid, meta, this.load);
+    const out = await this.repo.execute(def.uuid, meta, (s) => decideNetwork({ type: 'create', definition: def, claimSeq }, s, meta.now));
+    this.names.remember(def.name, def.uuid);
+    return this.accepted(out, meta);
+  }
+
   undefine = (req: NetworkOpRequest, meta: CommandMeta) => this.run(req.network, meta, { type: 'undefine' });
   start = (req: NetworkOpRequest, meta: CommandMeta) => this.run(req.network, meta, { type: 'start' });
   destroy = (req: NetworkOpRequest, meta: CommandMeta) => this.run(req.network, meta, { type: 'destroy' });

@@ -80,6 +80,7 @@ export class CommandService {
     }
 
     this.subs.push(...api.serve('network', 'define', DefineNetworkRequest, (r, meta) => networks.define(r, meta)));
+    this.subs.push(...api.serve('network', 'create', DefineNetworkRequest, (r, meta) => networks.create(r, meta)));
     this.subs.push(...api.serve('network', 'undefine', NetworkOpRequest, (r, meta) => networks.undefine(r, meta)));
     this.subs.push(...api.serve('network', 'start', NetworkOpRequest, (r, meta) => networks.start(r, meta)));
     this.subs.push(...api.serve('network', 'destroy', NetworkOpRequest, (r, meta) => networks.destroy(r, meta)));
