@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
 import { DOMAIN_STATE_NUMBER, VIRSH_STATE_LABEL } from '../contracts/domain/state.ts';
-import { virtError } from '../contracts/errors.ts';
 import type { DomainView, VirtplaneClient } from '../client/index.ts';
 import { liveDefinition } from '../contracts/domain/live.ts';
 import { dominfo, HOST_LOST_LABEL, lifecycleLine } from './format.ts';
-import { failing, VerbFailed } from './errors.ts';
+import { failing } from './errors.ts';
+import { feedOptions, runFeed, type FeedOptions } from './event-feed.ts';
 import type { CliHelpers } from './network-commands.ts';
 
 /** virsh's domain verbs that read: dominfo, domid, domname, domuuid, dumpxml, domstate, and event. */
@@ -73,55 +73,22 @@ export const registerDomainInfoCommands = (program: Command, h: CliHelpers): voi
       });
     });
 
-  program
-    .command('event')
-    .description('print domain events as virsh does: the first one, or all with --loop')
+  feedOptions(program.command('event').description('print domain events as virsh does: the first one, or all with --loop'))
     .option('--domain <domain>', 'only events of this domain (name or uuid)')
-    .option('--event <type>', "the event type to wait for (virtplane records 'lifecycle')")
-    .option('--all', 'every event type')
-    .option('--list', 'list the event types')
-    .option('--loop', 'keep printing events until interrupted or --timeout')
-    .option('--timeout <seconds>', 'stop after this many seconds')
-    .option('--timestamp', 'print the time of each event')
-    .option('--history', 'start from the oldest stored event instead of new ones')
-    .action(async (o: { domain?: string; event?: string; all?: boolean; list?: boolean; loop?: boolean; timeout?: string; timestamp?: boolean; history?: boolean }) => {
-      if (o.list) {
-        h.out().result(EVENT_TYPES.join('\n'), EVENT_TYPES);
-        return;
-      }
-      if (o.event !== undefined && o.all) throw h.usageError('--event and --all are exclusive');
-      if (o.event !== undefined && o.event !== 'lifecycle') {
-        throw new VerbFailed(null, virtError('operation-unsupported', `event type '${o.event}' is not recorded by virtplane (see event --list)`));
-      }
-      await h.withClient(async (c) => {
-        const domainId = o.domain ? (await failing(null, o.domain, () => c.get(o.domain!))).id : undefined;
-        const ac = new AbortController();
-        let timedOut = false;
-        const timer = o.timeout
-          ? setTimeout(() => {
-              timedOut = true;
-              ac.abort();
-            }, Number(o.timeout) * 1000)
-          : null;
-        process.once('SIGINT', () => ac.abort());
-        const output = h.out();
-        let count = 0;
-        for await (const e of c.lifecycle({ ...(domainId ? { domainId } : {}), from: o.history ? 'all' : 'new', signal: ac.signal })) {
-          output.result(o.timestamp ? `${virshTimestamp(e.time)}: ${lifecycleLine(e)}` : lifecycleLine(e), e);
-          count++;
-          if (!o.loop) break;
-        }
-        if (timer) clearTimeout(timer);
-        if (!h.json()) process.stdout.write(`${timedOut ? 'event loop timed out\n' : ''}events received: ${count}\n`);
-      });
+    .action(async (o: FeedOptions & { domain?: string }) => {
+      await h.withClient((c) =>
+        runFeed(
+          h,
+          o,
+          async (from, signal) => {
+            const domainId = o.domain ? (await failing(null, o.domain, () => c.get(o.domain!))).id : undefined;
+            return c.lifecycle({ ...(domainId ? { domainId } : {}), from, signal });
+          },
+          lifecycleLine,
+        ),
+      );
     });
 };
-
-/** The event types `event --list` names: those virtplane records. */
-const EVENT_TYPES = ['lifecycle'];
-
-/** virsh --timestamp: `2024-01-01 12:00:00.000+0000`. */
-const virshTimestamp = (iso: string): string => `${iso.replace('T', ' ').replace(/Z$/, '')}+0000`;
 
 /** A domain by name, uuid or (virsh's) id of a running domain. */
 const lookup = async (c: VirtplaneClient, ref: string): Promise<DomainView> => {

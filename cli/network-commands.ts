@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import type { VirtplaneClient } from '../client/index.ts';
 import { isActive } from '../contracts/domain/state.ts';
 import { virtError } from '../contracts/errors.ts';
+import { feedOptions, runFeed, type FeedOptions } from './event-feed.ts';
 import { domIfAddr, domIfList, interfaceRows, netEventLine, netInfo, netList, type AddressRow } from './network-format.ts';
 import { parsePageSize } from './format.ts';
 
@@ -117,29 +118,20 @@ export const registerNetworkCommands = (program: Command, h: CliHelpers): void =
       h.out().result(xml.trimEnd(), { networkId: v.id, xml });
     });
 
-  program
-    .command('net-event')
-    .description('print network lifecycle events (the first one, or all with --loop)')
+  feedOptions(program.command('net-event').description('print network events as virsh does: the first one, or all with --loop'))
     .option('--network <network>', 'only events of this network (name or uuid)')
-    .option('--loop', 'keep printing events until interrupted or --timeout')
-    .option('--all', 'start from the oldest stored event instead of new ones')
-    .option('--timeout <seconds>', 'stop after this many seconds')
-    .action(async (o: { network?: string; loop?: boolean; all?: boolean; timeout?: string }) => {
-      await h.withClient(async (c) => {
-        const networkId = o.network ? (await c.netGet(o.network)).id : undefined;
-        const ac = new AbortController();
-        const timer = o.timeout ? setTimeout(() => ac.abort(), Number(o.timeout) * 1000) : null;
-        process.once('SIGINT', () => ac.abort());
-        const output = h.out();
-        let count = 0;
-        for await (const e of c.netEvents({ ...(networkId ? { networkId } : {}), from: o.all ? 'all' : 'new', signal: ac.signal })) {
-          output.result(netEventLine(e), e);
-          count++;
-          if (!o.loop) break;
-        }
-        if (timer) clearTimeout(timer);
-        if (!h.json()) process.stdout.write(`events received: ${count}\n`);
-      });
+    .action(async (o: FeedOptions & { network?: string }) => {
+      await h.withClient((c) =>
+        runFeed(
+          h,
+          o,
+          async (from, signal) => {
+            const networkId = o.network ? (await c.netGet(o.network)).id : undefined;
+            return c.netEvents({ ...(networkId ? { networkId } : {}), from, signal });
+          },
+          netEventLine,
+        ),
+      );
     });
 
   program

@@ -234,14 +234,15 @@ describe('networks through the client and the CLI, end to end', () => {
     expect((await virtplane('net-destroy', 'xml-net')).stdout.trim()).toBe('Network xml-net destroyed');
     expect((await virtplane('net-list')).stdout).not.toMatch(/xml-net/);
     expect((await virtplane('net-list', '--inactive')).stdout).toMatch(/ xml-net\s+inactive\s+no\s+yes/);
-    const events = (await virtplane('net-event', '--network', 'xml-net', '--all', '--loop', '--timeout', '2')).stdout.trim().split('\n');
+    const events = (await virtplane('net-event', '--network', 'xml-net', '--history', '--loop', '--timeout', '2')).stdout.trim().split('\n');
     expect(events).toEqual([
       "event 'lifecycle' for network xml-net: Defined",
       "event 'lifecycle' for network xml-net: Started",
       "event 'lifecycle' for network xml-net: Stopped",
+      'event loop timed out',
       'events received: 3',
     ]);
-    const one = JSON.parse((await virtplane('net-event', '--network', 'xml-net', '--all', '--json')).stdout);
+    const one = JSON.parse((await virtplane('net-event', '--network', 'xml-net', '--history', '--json')).stdout);
     expect(one).toMatchObject({ event: 'DEFINED', eventNumber: 0, detail: 0, name: 'xml-net' });
     expect((await virtplane('net-undefine', 'xml-net')).stdout.trim()).toBe('Network xml-net has been undefined');
     const gone = await virtplane('net-info', 'xml-net');
@@ -262,7 +263,7 @@ describe('networks through the client and the CLI, end to end', () => {
     expect((await virtplane('net-destroy', 'tr-net')).code).toBe(0);
     expect((await virtplane('net-info', 'tr-net')).code).toBe(1);
     // Gone, so only the feed of every network still tells its story: started, stopped, never defined.
-    const events = (await virtplane('net-event', '--all', '--loop', '--timeout', '2')).stdout.split('\n').filter((l) => l.includes('tr-net'));
+    const events = (await virtplane('net-event', '--history', '--loop', '--timeout', '2')).stdout.split('\n').filter((l) => l.includes('tr-net'));
     expect(events).toEqual(["event 'lifecycle' for network tr-net: Started", "event 'lifecycle' for network tr-net: Stopped"]);
     // The name is free again.
     expect((await virtplane('net-define', file)).stdout.trim()).toBe(`Network tr-net defined from ${file}`);
