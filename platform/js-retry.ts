@@ -26,6 +26,9 @@ export const isWrongLastSequence = (e: unknown): boolean => e instanceof JetStre
 /** The JetStream API's code for a stream the server does not have (as opposed to one that does not answer now). */
 const STREAM_NOT_FOUND = 10059;
 
+/** The server has no such stream (a bucket removed), as opposed to one that does not answer now. */
+export const isStreamNotFound = (e: unknown): boolean => e instanceof JetStreamApiError && e.code === STREAM_NOT_FOUND;
+
 /**
  * A brief look at a stream, for callers that must not wait on an election: it answers, the server
  * has no such stream, or it says nothing (no leader, no server) within `timeoutMs`.

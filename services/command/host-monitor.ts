@@ -116,9 +116,13 @@ export class HostMonitor {
     return Math.min(1000, Math.max(100, Math.floor(this.timings.leaseTtlMs / 8)));
   }
 
-  async start(): Promise<void> {
+  /**
+   * `domainsFed`: another reader of this process hands every domain commit, from the log's start, to
+   * `foldDomain` (the deadline keeper does), and this monitor does not read them itself.
+   */
+  async start(opts: { domainsFed?: boolean } = {}): Promise<void> {
     this.readers.push(this.follow('ev.host.>', (c) => this.foldHost(c)));
-    this.readers.push(this.follow('ev.domain.>', (c) => this.foldDomain(c)));
+    if (!opts.domainsFed) this.readers.push(this.follow('ev.domain.>', (c) => this.foldDomain(c)));
     this.stopWatching = this.leases.onChange((key) => {
       const t = Date.now();
       // No host at all renewed for two rounds: the bucket itself was not taking writes (an election,
@@ -169,7 +173,7 @@ export class HostMonitor {
     this.hosts.set(id, s);
   }
 
-  private foldDomain(c: RecordedCommit): void {
+  foldDomain(c: RecordedCommit): void {
     const id = c.subject.slice('ev.domain.'.length);
     let s = this.domains.get(id) ?? initialDomainState(id);
     if (c.seq <= s.version) return;

@@ -93,10 +93,12 @@ export class CommandService {
     );
 
     this.deadlines = new DeadlineKeeper(this.n, 'ev.domain.>', (id, taskId, meta) => commands.run(id, meta, { type: 'expire', taskId }), log.child('deadlines'));
-    await this.deadlines.start();
     this.monitor = new HostMonitor(store, hosts, commands, scheduler, this.liveness, liveness, timings, log.child('hosts'), this.n.nc);
-    await this.monitor.start();
     const monitor = this.monitor;
+    // One reader of domain commits for both: each commit is delivered to this process once, not twice.
+    this.deadlines.follow((c) => monitor.foldDomain(c));
+    await this.deadlines.start();
+    await this.monitor.start({ domainsFed: true });
     // Maintenance, and a removed host (always in maintenance), take no new domain.
     scheduler.excluded = (hostId) => monitor.inMaintenance(hostId);
     scheduler.leaseClock = () => monitor.leaseClock;

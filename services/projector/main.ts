@@ -1,7 +1,5 @@
 import { z } from 'zod';
-import { BUCKETS } from '../../contracts/subjects.ts';
 import { BaseConfig, loadConfig, resolveNatsUrl } from '../../platform/config.ts';
-import { KvMirror } from '../../platform/kv-mirror.ts';
 import { serveHealth } from '../../platform/health.ts';
 import { createLogger } from '../../platform/log.ts';
 import { initTelemetry } from '../../platform/tracing.ts';
@@ -9,8 +7,8 @@ import { connectNats } from '../../platform/nats.ts';
 import { provision } from '../../platform/provision.ts';
 import { onShutdown } from '../../platform/shutdown.ts';
 import { announceReady, exitOnFailure } from '../../platform/ready.ts';
-import { HEARTBEAT_INTERVAL_MS, type HostLiveness } from '../../contracts/host/liveness.ts';
 import { Projector } from './projector.ts';
+import { LeaseReader } from './leases.ts';
 import { serveQueries } from './queries.ts';
 import { serveNetworkQueries } from './network-queries.ts';
 import { serveStorageQueries } from './storage-queries.ts';
@@ -29,9 +27,7 @@ const projector = new Projector(n, log, { rebuild: cfg.rebuild });
 await projector.start();
 // A replica joins the query group once it has read the log as it stood: a fresh one answers no stale list.
 if (!(await projector.caughtUp())) log.warn('still catching up with the log; answering meanwhile', { seq: projector.lastSeq });
-const liveness = new KvMirror<HostLiveness>(await n.kvm.open(BUCKETS.hostLiveness), n.nc, HEARTBEAT_INTERVAL_MS);
-await liveness.start();
-const subs = serveQueries(n, projector, liveness, log);
+const subs = serveQueries(n, projector, new LeaseReader(n, log.child('leases')), log);
 subs.push(...serveNetworkQueries(n, projector, log));
 subs.push(...serveStorageQueries(n, projector, log));
 subs.push(...serveHostQueries(n, log));
@@ -44,7 +40,6 @@ onShutdown(
   () => n.close(),
   () => projector.stop(),
   async () => {
-    liveness.stop();
     for (const s of subs) await s.drain();
   },
   () => health.close(),

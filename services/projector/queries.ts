@@ -5,11 +5,11 @@ import { virtError } from '../../contracts/errors.ts';
 import { DomainId } from '../../contracts/ids.ts';
 import { QUEUES, subjects } from '../../contracts/subjects.ts';
 import { DomainGetQuery, DomainListRequest, HostListRequest, type DomainView, type HostView } from '../../contracts/views.ts';
-import type { KvMirror } from '../../platform/kv-mirror.ts';
 import type { Logger } from '../../platform/log.ts';
 import type { Nats } from '../../platform/nats.ts';
 import { serve } from '../../platform/rpc.ts';
-import { LIVENESS_WINDOW_MS, type HostLiveness } from '../../contracts/host/liveness.ts';
+import { LIVENESS_WINDOW_MS } from '../../contracts/host/liveness.ts';
+import type { LeaseReader } from './leases.ts';
 import { pageOf, replyBudget } from './paging.ts';
 import type { Projector } from './projector.ts';
 import { toDomainView, toHostView } from './views.ts';
@@ -25,7 +25,7 @@ export const reachSeq = async (p: Projector, minSeq: number | undefined, waitMs 
 };
 
 /** The read side: answered from the projector's memory, with read-your-writes waits. */
-export const serveQueries = (n: Nats, p: Projector, liveness: KvMirror<HostLiveness>, log: Logger): Subscription[] => {
+export const serveQueries = (n: Nats, p: Projector, leases: LeaseReader, log: Logger): Subscription[] => {
   const findId = (ref: string): string | undefined => (DomainId.safeParse(ref).success && p.domains.get(ref) ? ref : p.domains.idByName(ref));
   const q = QUEUES.query;
 
@@ -98,6 +98,7 @@ export const serveQueries = (n: Nats, p: Projector, liveness: KvMirror<HostLiven
       q,
       HostListRequest,
       async (req) => {
+        const liveness = await leases.current();
         const now = Date.now();
         const placed = new Map<string, { domains: number; usedKiB: number }>();
         for (const d of p.domains.values()) {
@@ -110,7 +111,7 @@ export const serveQueries = (n: Nats, p: Projector, liveness: KvMirror<HostLiven
           p.hosts.values(),
           (h) => [h.hostId],
           (h): HostView => {
-            const live = liveness.entries.get(h.hostId);
+            const live = liveness.get(h.hostId);
             const t = placed.get(h.hostId) ?? { domains: 0, usedKiB: 0 };
             return {
               ...toHostView(h),
