@@ -119,6 +119,20 @@ export const registerStorageCommands = (program: Command, h: StorageCliHelpers):
       h.out().result(`Pool ${r.pool} defined from ${file}`, r);
     });
 
+  waiting(
+    program
+      .command('pool-create')
+      .description('create and start a storage pool from libvirt pool XML or a JSON definition; a new one is transient')
+      .argument('<file>', 'libvirt pool XML or a JSON definition')
+      .option('--host <hostId>', 'the host the pool lives on (default: the only live host)')
+      .option('--build', 'build the pool first'),
+    'pool-start',
+  ).action(async (file: string, o: { wait: boolean; timeout: string; host?: string; build?: boolean }) => {
+    const input = { ...(await readInput(file)), ...(o.host ? { hostId: o.host } : {}), ...(o.build ? { build: true } : {}) };
+    const r = await hostWork(o, (a) => `create ${a.pool}`, (c, timeoutSeconds) => c.poolCreate(input, { timeoutSeconds }));
+    h.out().result(`Pool ${r.accepted.pool} created from ${file}`, r);
+  });
+
   waiting(program.command('pool-build').description('build a storage pool (a dir pool: create its directory)').argument('<pool>', 'name or uuid'), 'pool-build').action(
     async (pool: string, o: { wait: boolean; timeout: string }) => {
       const r = await hostWork(o, (a) => `build ${a.pool}`, (c, timeoutSeconds) => c.poolBuild(pool, { timeoutSeconds }));

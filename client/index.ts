@@ -442,6 +442,14 @@ export class VirtplaneClient {
     return this.storageCommand('pool', 'define', input, opts);
   }
 
+  /** `virsh pool-create`: define and start in one; a new pool is transient, gone once it stops. */
+  poolCreate(
+    input: ({ definition: StoragePoolDefinitionInput | Record<string, unknown> } | { xml: string }) & { hostId?: string; build?: boolean },
+    opts?: CommandOptions,
+  ) {
+    return this.storageCommand('pool', 'create', input, opts);
+  }
+
   poolBuild(pool: string, opts?: CommandOptions) {
     return this.storageCommand('pool', 'build', { pool }, opts);
   }

@@ -10,7 +10,7 @@ import { DefineNetworkRequest, NetworkAutostartRequest, NetworkCommandAccepted, 
 import { NetworkEventBody } from './network/events.ts';
 import { NetworkLifecycleEvent } from './network/lifecycle.ts';
 import { NetworkGetRequest, NetworkListRequest, NetworkView } from './network/views.ts';
-import { CloneVolumeRequest, CreateVolumeRequest, DefinePoolRequest, DeleteVolumeRequest, PoolOpRequest, ResizeVolumeRequest, StartPoolRequest, StorageAccepted } from './storage/commands.ts';
+import { CloneVolumeRequest, CreatePoolRequest, CreateVolumeRequest, DefinePoolRequest, DeleteVolumeRequest, PoolOpRequest, ResizeVolumeRequest, StartPoolRequest, StorageAccepted } from './storage/commands.ts';
 import { StorageEventBody } from './storage/events.ts';
 import { StorageClaimRequest, StorageReportRequest, StorageTask } from './storage/tasks.ts';
 import { PoolGetRequest, PoolListRequest, PoolView, VolGetRequest, VolListRequest, VolumeView } from './storage/views.ts';
@@ -128,6 +128,7 @@ export const CATALOG: ChannelSpec[] = [
   command('pool', 'start', 'StartPoolRequest', StartPoolRequest, commandReplies.storage, 'virsh pool-start (with `build`: --build).'),
   command('vol', 'create', 'CreateVolumeRequest', CreateVolumeRequest, commandReplies.storage, 'Create a volume in a pool (virsh vol-create).'),
   command('vol', 'delete', 'DeleteVolumeRequest', DeleteVolumeRequest, commandReplies.storage, 'Delete a volume (virsh vol-delete).'),
+  command('pool', 'create', 'CreatePoolRequest', CreatePoolRequest, commandReplies.storage, 'Create and start a pool; a new one is transient (virsh pool-create).'),
   command('pool', 'refresh', 'PoolOpRequest', PoolOpRequest, commandReplies.storage, 'Look at what the pool holds again (virsh pool-refresh).'),
   command('pool', 'delete', 'PoolOpRequest', PoolOpRequest, commandReplies.storage, "Remove an inactive pool's directory; the pool stays defined (virsh pool-delete)."),
   command('vol', 'resize', 'ResizeVolumeRequest', ResizeVolumeRequest, commandReplies.storage, "Change a volume's capacity (virsh vol-resize)."),

@@ -148,6 +148,8 @@ describe('real messages of a running stack', () => {
     await c.storageOutcome(await c.poolDestroy('doc-pool'), 20_000);
     await c.storageOutcome(await c.poolDelete('doc-pool'), 20_000);
     await c.poolUndefine('doc-pool');
+    await c.storageOutcome(await c.poolCreate({ xml: `<pool type='dir'><name>doc-transient</name><target><path>${join(dir, 'tpool')}</path></target></pool>`, build: true }), 20_000);
+    await c.poolDestroy('doc-transient');
 
     step('create, desc, rename');
     await c.outcome(await c.create({ definition: { name: 'doc-3', memoryKiB: 65536, vcpus: 1 } }), 20_000);

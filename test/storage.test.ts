@@ -427,4 +427,29 @@ describe('storage pools and volumes, end to end', () => {
     expect((await cli('pool-info', 'morepool')).stdout).toMatch(/^State:\s+inactive$/m);
     expect((await cli('pool-undefine', 'morepool')).code).toBe(0);
   });
+
+  it('pool-create starts a transient pool that is gone once destroyed; one that cannot start leaves nothing', { timeout: 120_000 }, async () => {
+    const env = { VIRTPLANE_NATS_URL: stack.nats.url };
+    const cli = (...args: string[]) => virtplane(env, ...args);
+    const file = join(dir, 'transient-pool.xml');
+    await writeFile(file, `<pool type='dir'><name>trpool</name><target><path>${join(dir, 'tr')}</path></target></pool>`);
+    const failed = await cli('pool-create', file);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toContain(`cannot open directory '${join(dir, 'tr')}': No such file or directory`);
+    expect((await cli('pool-info', 'trpool')).code).toBe(1);
+
+    expect((await cli('pool-create', file, '--build')).stdout.trim()).toBe(`Pool trpool created from ${file}`);
+    const info = (await cli('pool-info', 'trpool')).stdout;
+    expect(info).toMatch(/^State:\s+running$/m);
+    expect(info).toMatch(/^Persistent:\s+no$/m);
+    expect((await cli('vol-create-as', 'trpool', 'x.raw', '1M')).code).toBe(0);
+    expect((await cli('pool-destroy', 'trpool')).code).toBe(0);
+    const gone = await cli('pool-info', 'trpool');
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toContain("no storage pool with matching name 'trpool'");
+    // Its files stay on the host, as libvirt leaves them; the name is free again.
+    expect(await exists(join(dir, 'tr', 'x.raw'))).toBe(true);
+    expect((await cli('pool-define', file)).code).toBe(0);
+    expect((await cli('pool-undefine', 'trpool')).code).toBe(0);
+  });
 });

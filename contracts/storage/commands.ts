@@ -22,6 +22,16 @@ export const DefinePoolRequest = CommandHeader.extend({
 }).refine(...exactlyOne);
 export type DefinePoolRequest = z.infer<typeof DefinePoolRequest>;
 
+export const CreatePoolRequest = CommandHeader.extend({
+  definition: JsonDefinition.optional(),
+  xml: z.string().optional(),
+  hostId: HostId.optional(),
+  /** Build the pool first, as `virsh pool-create --build`. */
+  build: z.boolean().optional(),
+  timeoutSeconds: z.number().positive().max(3600).optional(),
+}).refine(...exactlyOne);
+export type CreatePoolRequest = z.infer<typeof CreatePoolRequest>;
+
 export const PoolOpRequest = CommandHeader.extend({
   pool: PoolRef,
   /** How long the host may take before the operation is recorded as failed. */
@@ -73,6 +83,7 @@ export type StorageResult =
 export type StorageCommand =
   /** `claimSeq`: the name claim the define relies on (contracts/name-claim.ts). */
   | { type: 'define'; definition: StoragePoolDefinition; hostId: string; claimSeq: number }
+  | { type: 'create'; definition: StoragePoolDefinition; hostId: string; claimSeq: number; build: boolean; timeoutMs: number }
   | { type: 'undefine' }
   | { type: 'build'; timeoutMs: number }
   | { type: 'start'; build: boolean; timeoutMs: number }

@@ -523,3 +523,51 @@ describe('volume resize, wipe and clone', () => {
     spec.given(g).when({ type: 'complete', taskId: 't-w', result: { op: 'vol-resize', info: info('a.qcow2') } }).thenThrows('invalid-arg', /is for 'vol-resize' but the task is 'vol-wipe'/);
   });
 });
+
+describe('pool-create', () => {
+  const created = (d = pool): Ev => ({ type: 'PoolCreated', data: { definition: d, hostId: 'h1' } });
+  const create = (d = pool, build = false): StorageCommand => ({ type: 'create', definition: d, hostId: 'h1', claimSeq: 1, build, timeoutMs: T });
+
+  it('defines a transient pool and asks its host to start it, in one commit; it is gone once stopped', () => {
+    const { after } = spec
+      .given()
+      .when(create(pool, true), NOW)
+      .then([created(), { type: 'PoolStartRequested', data: { hostId: 'h1', deadline: deadlineFrom(NOW), target: TARGET, build: true } }]);
+    expect(after).toMatchObject({ exists: true, persistent: false, active: false, pending: { op: 'pool-start' } });
+    const running = [created(), startRequested('t-s'), started('t-s')];
+    const gone = spec.given(running).when(op('destroy')).then([{ type: 'PoolDestroyed', data: {} }]);
+    expect(gone.after).toMatchObject({ exists: false, removed: true });
+  });
+
+  it('leaves nothing behind when the start fails', () => {
+    const error = { code: 'operation-failed' as const, message: "cannot open directory '/srv/images': No such file or directory" };
+    const { after } = spec
+      .given([created(), startRequested('t-s')])
+      .when({ type: 'fail', taskId: 't-s', error })
+      .then([{ type: 'StorageOperationFailed', data: { op: 'pool-start', taskId: 't-s', error } }]);
+    expect(after).toMatchObject({ exists: false, removed: true });
+    expect(after.recentTasks.at(-1)).toMatchObject({ taskId: 't-s', ok: false, error });
+  });
+
+  it('runs an inactive persistent pool with the new definition until it stops, and keeps its own', () => {
+    const { after } = spec.given([defined()]).when(create(pool2), NOW).then([
+      created(pool2),
+      { type: 'PoolStartRequested', data: { hostId: 'h1', deadline: deadlineFrom(NOW), target: { path: '/srv/other' }, build: false } },
+    ]);
+    expect(after).toMatchObject({ persistent: true, definition: pool2, nextDefinition: pool });
+    const stopped = spec.given([defined(), created(pool2), startRequested('t-s'), started('t-s')]).when(op('destroy')).then([{ type: 'PoolDestroyed', data: {} }]);
+    expect(stopped.after).toMatchObject({ exists: true, persistent: true, active: false, definition: pool, nextDefinition: null });
+  });
+
+  it('refuses an active pool, a pool with work in flight, and a uuid held under another name', () => {
+    spec.given(active).when(create()).thenThrows('operation-invalid', ALREADY_ACTIVE);
+    spec.given([defined(), buildRequested('t-b')]).when(create()).thenThrows('operation-invalid', ASYNC);
+    spec.given([defined()]).when(create({ ...pool, name: 'other' })).thenThrows('operation-failed', `pool 'images' is already defined with uuid ${UUID}`);
+  });
+
+  it('a pool stored before pools could be transient stays persistent when it stops', () => {
+    const { persistent: _, ...stored } = spec.given(active).when({ type: 'expire', taskId: 'none' }).then([]).after;
+    const e = { type: 'PoolDestroyed' as const, data: {}, id: 'e1', aggregateType: 'pool' as const, aggregateId: UUID, time: NOW.toISOString(), actor: 'a', commandId: 'c1', causationId: 'c1', correlationId: 'c1', traceContext: {}, schemaVersion: 1, version: 9 };
+    expect(evolve(stored, e)).toMatchObject({ exists: true, active: false, removed: false });
+  });
+});

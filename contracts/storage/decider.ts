@@ -57,6 +57,11 @@ export interface PoolAggregate extends ClaimFence {
   definition: StoragePoolDefinition | null;
   /** A definition recorded while the pool was active: it takes effect when the pool stops. */
   nextDefinition: StoragePoolDefinition | null;
+  /**
+   * False for a pool made by pool-create: it is gone once it stops. States stored before pools could
+   * be transient lack it, and are persistent: read it with `isPersistent`.
+   */
+  persistent?: boolean;
   hostId: string;
   active: boolean;
   stats: PoolStats | null;
@@ -78,6 +83,7 @@ export const initialPoolState = (id: string): PoolAggregate => ({
   name: '',
   definition: null,
   nextDefinition: null,
+  persistent: false,
   hostId: '',
   active: false,
   stats: null,
@@ -88,6 +94,8 @@ export const initialPoolState = (id: string): PoolAggregate => ({
   recentCommands: [],
   revokedClaimsUpTo: 0,
 });
+
+export const isPersistent = (s: PoolAggregate): boolean => s.persistent !== false;
 
 export const poolCommandVersion = (s: PoolAggregate, commandId: string): number | undefined =>
   s.recentCommands.find(([id]) => id === commandId)?.[1];
@@ -313,6 +321,21 @@ export const decide = (cmd: StorageCommand, s0: PoolAggregate, now: Date): Stora
       checkPoolDefinition(cmd.definition);
       return decided([{ type: 'PoolDefined', data: { definition: cmd.definition, hostId: s.exists ? s.hostId : cmd.hostId, added: !s.exists } }]);
     }
+    case 'create': {
+      if (s.exists && s.name !== cmd.definition.name) {
+        throw virtError('operation-failed', `pool '${s.name}' is already defined with uuid ${s.id}`);
+      }
+      if (s.exists && s.active) throw alreadyActive(s);
+      if (s.exists && s.pending) throw asyncJobs(s);
+      requireLiveClaim(s, cmd.claimSeq, 'pool', cmd.definition.name);
+      checkPoolDefinition(cmd.definition);
+      const hostId = s.exists ? s.hostId : cmd.hostId;
+      const target = { path: cleanPath(cmd.definition.target?.path ?? ''), ...(cmd.definition.target?.permissions ? { permissions: cmd.definition.target.permissions } : {}) };
+      return decided([
+        { type: 'PoolCreated', data: { definition: cmd.definition, hostId } },
+        { type: 'PoolStartRequested', data: { hostId, deadline: deadline(now, cmd.timeoutMs), target, build: cmd.build } },
+      ]);
+    }
     case 'undefine':
       requirePool(s);
       if (s.active) throw stillActive(s);
@@ -438,12 +461,21 @@ export const evolve = (s: PoolAggregate, e: Envelope<StorageEventBody>): PoolAgg
     case 'PoolDefined': {
       const def = e.data.definition;
       if (!s.exists) {
-        return { ...initialPoolState(s.id), version: e.version, recentCommands, recentTasks: s.recentTasks, revokedClaimsUpTo: s.revokedClaimsUpTo ?? 0, exists: true, name: def.name, definition: def, hostId: e.data.hostId };
+        return { ...initialPoolState(s.id), version: e.version, recentCommands, recentTasks: s.recentTasks, revokedClaimsUpTo: s.revokedClaimsUpTo ?? 0, exists: true, persistent: true, name: def.name, definition: def, hostId: e.data.hostId };
       }
-      return s.active ? { ...base, nextDefinition: def } : { ...base, definition: def, nextDefinition: null };
+      return s.active ? { ...base, persistent: true, nextDefinition: def } : { ...base, persistent: true, definition: def, nextDefinition: null };
     }
     case 'PoolUndefined':
-      return { ...base, exists: false, removed: true, nextDefinition: null };
+      // A pool that still runs stays, transient, until it stops (libvirt's undefine of an active pool).
+      return { ...base, exists: false, removed: true, persistent: false, nextDefinition: null };
+    case 'PoolCreated': {
+      const def = e.data.definition;
+      if (!s.exists) {
+        return { ...initialPoolState(s.id), version: e.version, recentCommands, recentTasks: s.recentTasks, revokedClaimsUpTo: s.revokedClaimsUpTo ?? 0, exists: true, name: def.name, definition: def, hostId: e.data.hostId };
+      }
+      // The persistent definition waits, to be in force again once this one stops.
+      return { ...base, definition: def, nextDefinition: s.definition };
+    }
     case 'PoolBuildRequested':
       return { ...base, pending: pendingFrom('pool-build', e) };
     case 'PoolStartRequested':
@@ -466,6 +498,7 @@ export const evolve = (s: PoolAggregate, e: Envelope<StorageEventBody>): PoolAgg
       };
     }
     case 'PoolDestroyed':
+      if (!isPersistent(s)) return { ...base, active: false, exists: false, removed: true, nextDefinition: null };
       return { ...base, active: false, definition: s.nextDefinition ?? s.definition, nextDefinition: null };
     case 'VolumeCreateRequested': {
       const v = e.data.volume;
@@ -534,7 +567,12 @@ export const evolve = (s: PoolAggregate, e: Envelope<StorageEventBody>): PoolAgg
       const { op, taskId, name, error } = e.data;
       const recentTasks = remember(s.recentTasks, { taskId, op, ...(name !== undefined ? { name } : {}), ok: false, error, at: e.time });
       if (op === 'pool-build' || op === 'pool-start' || op === 'pool-refresh' || op === 'pool-delete') {
-        return { ...base, pending: s.pending?.taskId === taskId ? null : s.pending, recentTasks };
+        const failed = { ...base, pending: s.pending?.taskId === taskId ? null : s.pending, recentTasks };
+        // A pool-create whose start failed leaves nothing behind, as in libvirt.
+        if (op === 'pool-start' && !isPersistent(s) && !s.active && s.pending?.taskId === taskId) return { ...failed, exists: false, removed: true };
+        // A persistent pool whose created-over start failed keeps its own definition.
+        if (op === 'pool-start' && isPersistent(s) && !s.active && s.nextDefinition) return { ...failed, definition: s.nextDefinition, nextDefinition: null };
+        return failed;
       }
       const volumes =
         name === undefined

@@ -43,6 +43,15 @@ export const StorageEventBody = z.discriminatedUnion('type', [
     data: z.object({ definition: StoragePoolDefinition, hostId: z.string(), added: z.boolean() }),
   }),
   z.object({ type: z.literal('PoolUndefined'), data: z.object({}) }),
+  z.object({
+    /**
+     * `virsh pool-create`: started with this definition (a PoolStartRequested follows in the same
+     * commit). A new pool is transient, gone once stopped or if its start fails; an inactive
+     * persistent pool runs the new definition until it stops.
+     */
+    type: z.literal('PoolCreated'),
+    data: z.object({ definition: StoragePoolDefinition, hostId: z.string() }),
+  }),
   z.object({ type: z.literal('PoolBuildRequested'), data: z.object({ ...Intent, target: PoolTarget }) }),
   z.object({ type: z.literal('PoolBuilt'), data: z.object({ taskId: z.string() }) }),
   z.object({

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { PageRequest } from '../views.ts';
 import { ObjectRef } from '../ids.ts';
 import { VirtErrorBody } from '../errors.ts';
-import { inFlight, poolStateName, type PoolAggregate, type VolumeEntry } from './decider.ts';
+import { inFlight, isPersistent, poolStateName, type PoolAggregate, type VolumeEntry } from './decider.ts';
 import { StoragePoolDefinition, StorageVolumeDefinition } from './definition.ts';
 import { StorageOp } from './events.ts';
 
@@ -109,7 +109,7 @@ export const toPoolView = (s: PoolAggregate, updatedAt: string): PoolView => ({
   type: s.definition!.type,
   state: poolStateName(s),
   active: s.active,
-  persistent: true,
+  persistent: isPersistent(s),
   autostart: false,
   definition: s.definition!,
   nextDefinition: s.nextDefinition,

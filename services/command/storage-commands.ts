@@ -8,6 +8,7 @@ import {
   DEFAULT_STORAGE_TIMEOUT_MS,
   DefinePoolRequest,
   CloneVolumeRequest,
+  CreatePoolRequest,
   DeleteVolumeRequest,
   PoolOpRequest,
   ResizeVolumeRequest,
@@ -77,7 +78,7 @@ export class StorageCommands {
   /** Reads a pool fresh from the log, for the name claim protocol. */
   private readonly load = (uuid: string) => this.repo.load(uuid);
 
-  private async definitionFrom(req: DefinePoolRequest, meta: CommandMeta): Promise<StoragePoolDefinition> {
+  private async definitionFrom(req: DefinePoolRequest | CreatePoolRequest, meta: CommandMeta): Promise<StoragePoolDefinition> {
     // Without a uuid, derive one from the command id: a retried define names the same pool. XML is
     // parsed off the request loop.
     if (req.xml !== undefined) return canonicalIdentity(await parsePool().parse('pool', req.xml, meta.commandId));
@@ -98,13 +99,31 @@ export class StorageCommands {
     throw virtError('invalid-arg', `storage pool '${name}' lives on one host: give a hostId (live hosts: ${alive.join(', ')})`);
   }
 
-  async define(req: DefinePoolRequest, meta: CommandMeta): Promise<StorageAccepted> {
+  define = (req: DefinePoolRequest, meta: CommandMeta) =>
+    this.defineOrCreate(req, meta, (definition, hostId, claimSeq) => ({ type: 'define', definition, hostId, claimSeq }));
+
+  /** `virsh pool-create`: define (transiently, for a new pool) and start in one command. */
+  create = (req: CreatePoolRequest, meta: CommandMeta) =>
+    this.defineOrCreate(req, meta, (definition, hostId, claimSeq) => ({
+      type: 'create',
+      definition,
+      hostId,
+      claimSeq,
+      build: req.build ?? false,
+      timeoutMs: timeoutOf('pool-start', req),
+    }));
+
+  private async defineOrCreate(
+    req: DefinePoolRequest | CreatePoolRequest,
+    meta: CommandMeta,
+    commandFor: (def: StoragePoolDefinition, hostId: string, claimSeq: number) => StorageCommand,
+  ): Promise<StorageAccepted> {
     const def = await this.definitionFrom(req, meta);
     checkPoolDefinition(def);
     const existing = await this.repo.load(def.uuid);
     // A redefinition keeps the pool where it is; the decider ignores the host then.
     const hostId = existing.exists ? existing.hostId : this.place(def.name, req.hostId);
-    const command = (claimSeq: number): StorageCommand => ({ type: 'define', definition: def, hostId, claimSeq });
+    const command = (claimSeq: number): StorageCommand => commandFor(def, hostId, claimSeq);
     // Decided once before the name claim, so a refused define stores nothing, not even a claim.
     decide(command(Number.MAX_SAFE_INTEGER), existing, meta.now);
     const claimSeq = await this.names.claim(def.name, def.uuid, meta, this.load);
@@ -261,6 +280,7 @@ export class StorageService {
       ...api.serve('pool', 'destroy', PoolOpRequest, (r, meta) => c.destroy(r, meta)),
       ...api.serve('vol', 'create', CreateVolumeRequest, (r, meta) => c.volCreate(r, meta)),
       ...api.serve('vol', 'delete', DeleteVolumeRequest, (r, meta) => c.volDelete(r, meta)),
+      ...api.serve('pool', 'create', CreatePoolRequest, (r, meta) => c.create(r, meta)),
       ...api.serve('pool', 'refresh', PoolOpRequest, (r, meta) => c.refresh(r, meta)),
       ...api.serve('pool', 'delete', PoolOpRequest, (r, meta) => c.deletePool(r, meta)),
       ...api.serve('vol', 'resize', ResizeVolumeRequest, (r, meta) => c.volResize(r, meta)),

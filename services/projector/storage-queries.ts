@@ -33,7 +33,12 @@ export const serveStorageQueries = (n: Nats, p: Projector, log: Logger): Subscri
     };
     const ok = await p.waitFor(reached, minVersion > 0 || task ? waitMs : 0);
     const s = find(ref);
-    if (!s) throw missing(ref);
+    if (!s) {
+      // A pool-create whose start failed leaves no pool: whoever waits on the start learns why.
+      const failed = task && byUuid(ref) ? pools.raw(ref)?.recentTasks.find((t) => t.taskId === task && !t.ok && t.error) : undefined;
+      if (failed?.error) throw virtError(failed.error.code, failed.error.message, { op: failed.op });
+      throw missing(ref);
+    }
     if (!ok && s.version < minVersion) {
       throw virtError('timeout', `the view of pool '${ref}' has not reached version ${minVersion} within ${waitMs} ms (it is at ${s.version})`);
     }
