@@ -1,8 +1,8 @@
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import type { VirtplaneClient } from '../client/index.ts';
 import { isActive } from '../contracts/domain/state.ts';
 import { virtError } from '../contracts/errors.ts';
+import { readDocument } from './documents.ts';
 import { feedOptions, runFeed, type FeedOptions } from './event-feed.ts';
 import { domIfAddr, domIfList, interfaceRows, netEventLine, netInfo, netList, type AddressRow } from './network-format.ts';
 import { parsePageSize } from './format.ts';
@@ -18,16 +18,7 @@ export interface CliHelpers {
 
 /** virsh's network verbs, and the domain interface listings that read network data. */
 export const registerNetworkCommands = (program: Command, h: CliHelpers): void => {
-  /** A network document from a file: libvirt XML, or the JSON model. */
-  const networkInput = async (file: string): Promise<{ xml: string } | { definition: Record<string, unknown> }> => {
-    const text = await readFile(file, 'utf8');
-    if (text.trimStart().startsWith('<')) return { xml: text };
-    try {
-      return { definition: JSON.parse(text) as Record<string, unknown> };
-    } catch (e) {
-      throw h.usageError(`${file}: malformed JSON: ${(e as Error).message}`);
-    }
-  };
+  const networkInput = (file: string) => readDocument(file, h.usageError);
 
   program
     .command('net-define')

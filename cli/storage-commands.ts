@@ -1,9 +1,9 @@
-import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import type { PoolView, StorageAccepted, VirtplaneClient, VolumeView } from '../client/index.ts';
 import { DEFAULT_STORAGE_TIMEOUT_MS } from '../contracts/storage/timeouts.ts';
 import type { StorageOp } from '../contracts/storage/events.ts';
 import { parseUnsignedBig, scaleInteger } from '../contracts/xml/units.ts';
+import { readDocument } from './documents.ts';
 import { parsePageSize, table } from './format.ts';
 
 /** What cli/main.ts shares with the commands registered here. */
@@ -69,15 +69,7 @@ export const volInfo = (v: VolumeView): string =>
 
 /** virsh's storage pool and volume verbs. Host work (build, start, create, delete) is waited for unless --no-wait. */
 export const registerStorageCommands = (program: Command, h: StorageCliHelpers): void => {
-  const readInput = async (file: string): Promise<{ xml: string } | { definition: Record<string, unknown> }> => {
-    const text = await readFile(file, 'utf8');
-    if (text.trimStart().startsWith('<')) return { xml: text };
-    try {
-      return { definition: JSON.parse(text) as Record<string, unknown> };
-    } catch (e) {
-      throw h.usageError(`${file}: malformed JSON: ${(e as Error).message}`);
-    }
-  };
+  const readInput = (file: string) => readDocument(file, h.usageError);
 
   const waiting = (cmd: Command, op: StorageOp) =>
     cmd

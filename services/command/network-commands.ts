@@ -71,23 +71,19 @@ export class NetworkCommands {
     }
   }
 
-  async define(req: DefineNetworkRequest, meta: CommandMeta): Promise<NetworkAccepted> {
-    const def = await this.definitionFrom(req, meta);
-    // A define refused for what it asks (a rename of an existing uuid) is refused before a claim on
-    // the new name is recorded: defines are rare enough for the extra read.
-    decideNetwork({ type: 'define', definition: def, claimSeq: Number.MAX_SAFE_INTEGER }, await this.repo.load(def.uuid), meta.now);
-    const claimSeq = await this.names.claim(def.name, def.uuid, meta, this.load);
-    const out = await this.repo.execute(def.uuid, meta, (s) => decideNetwork({ type: 'define', definition: def, claimSeq }, s, meta.now));
-    this.names.remember(def.name, def.uuid);
-    return this.accepted(out, meta);
-  }
+  define = (req: DefineNetworkRequest, meta: CommandMeta) => this.withNewName(req, meta, (definition, claimSeq) => ({ type: 'define', definition, claimSeq }));
 
   /** `virsh net-create`: define (transiently, for a new network) and start in one command. */
-  async create(req: DefineNetworkRequest, meta: CommandMeta): Promise<NetworkAccepted> {
+  create = (req: DefineNetworkRequest, meta: CommandMeta) => this.withNewName(req, meta, (definition, claimSeq) => ({ type: 'create', definition, claimSeq }));
+
+  /** A command that names a network from a document: its name is claimed before the command is decided. */
+  private async withNewName(req: DefineNetworkRequest, meta: CommandMeta, command: (def: NetworkDefinition, claimSeq: number) => NetworkCommand): Promise<NetworkAccepted> {
     const def = await this.definitionFrom(req, meta);
-    decideNetwork({ type: 'create', definition: def, claimSeq: Number.MAX_SAFE_INTEGER }, await this.repo.load(def.uuid), meta.now);
+    // A command refused for what it asks (a rename of an existing uuid) is refused before a claim on
+    // the new name is recorded: defines are rare enough for the extra read.
+    decideNetwork(command(def, Number.MAX_SAFE_INTEGER), await this.repo.load(def.uuid), meta.now);
     const claimSeq = await this.names.claim(def.name, def.uuid, meta, this.load);
-    const out = await this.repo.execute(def.uuid, meta, (s) => decideNetwork({ type: 'create', definition: def, claimSeq }, s, meta.now));
+    const out = await this.repo.execute(def.uuid, meta, (s) => decideNetwork(command(def, claimSeq), s, meta.now));
     this.names.remember(def.name, def.uuid);
     return this.accepted(out, meta);
   }
