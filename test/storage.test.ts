@@ -8,8 +8,9 @@ import { promisify } from 'node:util';
 import type { Envelope } from '../contracts/envelope.ts';
 import type { StorageEventBody } from '../contracts/storage/events.ts';
 import { storageSubjects, storageWorkerConsumer } from '../contracts/storage/tasks.ts';
+import { subjects } from '../contracts/subjects.ts';
 import { PROJECT_ROOT } from '../platform/config.ts';
-import { toRecordedCommit } from '../platform/event-store.ts';
+import { EventStore, toRecordedCommit } from '../platform/event-store.ts';
 import { decodeJson, encodeJson } from '../platform/nats.ts';
 import { taskOf } from '../services/command/storage-dispatcher.ts';
 import { startStack, type Stack } from './fixtures/stack.ts';
@@ -451,5 +452,36 @@ describe('storage pools and volumes, end to end', () => {
     expect(await exists(join(dir, 'tr', 'x.raw'))).toBe(true);
     expect((await cli('pool-define', file)).code).toBe(0);
     expect((await cli('pool-undefine', 'trpool')).code).toBe(0);
+  });
+
+  it('a host agent killed in the middle of a clone: the copy is made once, whole, and recorded once', { timeout: 180_000 }, async () => {
+    const c = stack.client;
+    const target = join(dir, 'killed');
+    const pool = await c.poolDefine({ definition: { type: 'dir', name: 'killpool', target: { path: target } } });
+    await c.storageOutcome(await c.poolStart('killpool', { build: true }), 20_000);
+    await c.storageOutcome(await c.volCreate('killpool', { definition: { name: 'src.raw', capacityBytes: 384 * MiB, target: { format: 'raw' } } }), 20_000);
+    // Data all through, so the copy takes a while and is not holes.
+    const block = Buffer.alloc(MiB);
+    for (let i = 0; i < block.length; i += 8) block.writeDoubleLE(Math.random(), i);
+    const fh = await (await import('node:fs/promises')).open(join(target, 'src.raw'), 'r+');
+    for (let i = 0; i < 384; i++) await fh.write(block, 0, block.length, i * MiB);
+    await fh.close();
+
+    const accepted = await c.volClone('killpool', 'src.raw', 'dst.raw');
+    const copying = async () => (await readdir(target)).some((f) => f.startsWith('.dst.raw.clone-'));
+    for (let i = 0; i < 2000 && !(await copying()); i++) await new Promise((r) => setTimeout(r, 5));
+    expect(await copying()).toBe(true);
+    await stack.kill('host-agent');
+    expect((await c.poolGet('killpool')).inFlight.map((t) => t.op)).toEqual(['vol-clone']);
+
+    await stack.start('host-agent');
+    await c.storageOutcome(accepted, 120_000);
+    const hash = async (f: string) => (await import('node:crypto')).createHash('sha256').update(await readFile(join(target, f))).digest('hex');
+    expect(await hash('dst.raw')).toBe(await hash('src.raw'));
+    expect((await readdir(target)).filter((f) => f.includes('.clone-'))).toEqual([]);
+    const commits = await new EventStore(stack.nats.nats).read(subjects.aggregate('pool', pool.poolId));
+    const cloned = commits.flatMap((cm) => cm.events.filter((e) => e.type === 'VolumeCloned'));
+    expect(cloned).toHaveLength(1);
+    expect((await c.volGet('killpool/dst.raw')).capacityBytes).toBe(384 * MiB);
   });
 });

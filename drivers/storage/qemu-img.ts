@@ -248,7 +248,11 @@ export class DirPoolVolumes {
       if (existing.format === src.format && existing.capacityBytes === src.capacityBytes) return existing;
       throw new VirtError('operation-failed', `operation failed: storage volume name '${name}' already in use.`);
     }
-    const tmp = join(this.path, `.${name}.clone`);
+    // A name of this attempt's own: a qemu-img of an earlier attempt whose agent was killed may still
+    // be writing its copy, and holds the image lock on it. Copies of earlier attempts are dropped.
+    const stale = `.${name}.clone-`;
+    for (const f of await readdir(this.path)) if (f.startsWith(stale)) await unlink(join(this.path, f)).catch(() => undefined);
+    const tmp = join(this.path, `${stale}${process.pid}-${Date.now().toString(36)}`);
     const args = ['convert', '-q', '-U', '-f', src.format, '-O', src.format];
     if (src.backingFile) args.push('-B', src.backingFile, '-F', src.backingFormat ?? (await this.imgInfo(src.backingFile)).format);
     if (src.format === 'qcow2') args.push('-o', 'compat=1.1');
