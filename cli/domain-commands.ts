@@ -158,7 +158,7 @@ export const registerDomainCommands = (program: Command, h: CliHelpers): void =>
     .action(async (file: string, o: { paused?: boolean; host?: string; timeout: string }) => {
       const text = await readFile(file, 'utf8');
       const input = {
-        ...(text.trimStart().startsWith('<') ? { xml: text } : { definition: parseJson(h, text, file) }),
+        ...(text.trimStart().startsWith('<') ? { xml: text } : { definition: parseJson(h, text, file) as DomainDefinitionInput }),
         ...(o.host ? { hostId: o.host } : {}),
         ...(o.paused ? { paused: true } : {}),
       };

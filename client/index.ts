@@ -153,7 +153,7 @@ export class VirtplaneClient {
 
   /** virsh create: a domain started from a definition, transient unless it is already defined. */
   create(
-    input: ({ definition: DomainDefinitionInput | Record<string, unknown> } | { xml: string }) & { hostId?: string; paused?: boolean },
+    input: ({ definition: DomainDefinitionInput } | { xml: string }) & { hostId?: string; paused?: boolean },
     opts?: CommandOptions,
   ) {
     return this.command('create', input, opts);

@@ -48,6 +48,7 @@ const MISSPELLED = `
 import { VirtplaneClient } from '@virtplane/client';
 const client = await VirtplaneClient.connect();
 await client.define({ definition: { name: 'x', memoryKiB: 65536, vcpus: 1, memroyKiB: 1 } });
+await client.create({ definition: { name: 'y', memoryKiB: 65536, vpcus: 1 } });
 `;
 
 describe('@virtplane/client, packed and installed', () => {
@@ -97,5 +98,6 @@ describe('@virtplane/client, packed and installed', () => {
       (e: { stdout: string }) => e.stdout,
     );
     expect(refused).toMatch(/consumer\.ts\(4,\d+\): error TS(2353|2561): .*'memroyKiB' does not exist/);
+    expect(refused).toMatch(/consumer\.ts\(5,\d+\): error TS(2353|2561): .*'vpcus' does not exist/);
   }, 400_000);
 });
