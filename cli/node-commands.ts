@@ -2,13 +2,15 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { virtError } from '../contracts/errors.ts';
+import { VerbFailed } from './errors.ts';
 import type { HostView, VirtplaneClient } from '../client/index.ts';
 import { PROJECT_ROOT } from '../platform/config.ts';
 import type { CliHelpers } from './network-commands.ts';
+import { freeCell, nodeMemStats } from './monitor-format.ts';
 
 /**
  * virsh's host verbs for one host of the fleet (`--host`, or the only one there is): nodeinfo,
- * hostname, version, uri. What a host has not reported is left out, never made up.
+ * hostname, version, uri, and the live nodememstats and freecell, which that host's agent answers. What a host has not reported is left out, never made up.
  */
 
 const VERSION = (JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -71,6 +73,26 @@ export const registerNodeCommands = (program: Command, h: CliHelpers): void => {
     const host = await h.withClient((c) => chosenHost(c, o.host));
     h.out().result(versionLines(host), { library: VERSION, hostId: host.hostId, agentVersion: host.agentVersion, driver: host.capabilities?.driver ?? null, hypervisor: host.capabilities?.features.qemu ?? null });
   });
+
+  hostOption(program.command('nodememstats').description("a host's memory now: total, free, buffers, cached")).action(async (o: { host?: string }) => {
+    const stats = await h.withClient(async (c) => c.nodeStats((await chosenHost(c, o.host)).hostId));
+    if (!stats.memory) throw new VerbFailed('Unable to get number of memory stats', virtError('operation-unsupported', 'this function is not supported by the connection driver: virNodeGetMemoryStats'));
+    h.out().result(nodeMemStats(stats.memory), stats.memory);
+  });
+
+  hostOption(program.command('freecell').description("a host's free memory, in total or by NUMA cell"))
+    .option('--all', 'each cell and the total')
+    .option('--cellno <n>', 'one cell')
+    .action(async (o: { host?: string; all?: boolean; cellno?: string }) => {
+      if (o.all && o.cellno !== undefined) throw h.usageError('Options --all and --cellno are mutually exclusive');
+      if (o.cellno !== undefined && !/^\d+$/.test(o.cellno)) throw h.usageError(`Numeric value '${o.cellno}' for <cellno> option is malformed or out of range`);
+      const cellno = o.cellno === undefined ? undefined : Number(o.cellno);
+      const stats = await h.withClient(async (c) => c.nodeStats((await chosenHost(c, o.host)).hostId));
+      if (cellno !== undefined && !stats.cells.some((c) => c.id === cellno)) {
+        throw virtError('invalid-arg', 'Range exceeds available cells');
+      }
+      h.out().result(freeCell(stats.cells, { all: Boolean(o.all), ...(cellno !== undefined ? { cellno } : {}) }), stats.cells);
+    });
 
   program
     .command('uri')

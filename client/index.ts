@@ -5,6 +5,8 @@ import { DeliverPolicy, type OrderedConsumerOptions } from '@nats-io/jetstream';
 import type { CommandAccepted } from '../contracts/domain/commands.ts';
 import type { DomainDefinitionInput } from '../contracts/domain/definition.ts';
 import type { LifecycleOp } from '../contracts/domain/events.ts';
+import type { DomainStats, NodeStats } from '../contracts/domain/stats.ts';
+import { isActive } from '../contracts/domain/state.ts';
 import { virtError } from '../contracts/errors.ts';
 import { LifecycleEvent } from '../contracts/lifecycle.ts';
 import { STREAMS, subjects } from '../contracts/subjects.ts';
@@ -244,6 +246,22 @@ export class VirtplaneClient {
     const h = (await this.hosts()).find((x) => x.hostId === hostId);
     if (!h) throw virtError('no-host', `no host with id '${hostId}' has registered`);
     return h;
+  }
+
+  /**
+   * A running domain's counters now, read by the agent of the host that runs it (virsh domstats and
+   * the monitoring verbs); never from the log.
+   */
+  async domainStats(domain: string): Promise<{ view: DomainView; stats: DomainStats }> {
+    const view = await this.get(domain);
+    if (!isActive(view.observed.state)) throw virtError('operation-invalid', 'domain is not running', { domain: view.name });
+    const r = await call<{ stats: DomainStats }>(this.nats.nc, subjects.hostRead(view.hostId, 'domain-stats'), { domainId: view.id, definition: view.definition }, this.timeoutMs);
+    return { view, stats: r.stats };
+  }
+
+  /** A host's memory now and each NUMA cell's free memory (virsh nodememstats, freecell). */
+  async nodeStats(hostId: string): Promise<NodeStats> {
+    return (await call<{ stats: NodeStats }>(this.nats.nc, subjects.hostRead(hostId, 'node-stats'), {}, this.timeoutMs)).stats;
   }
 
   /** Maintenance on: no new domain is placed on the host (its domains stay); off: placement again. */

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { AttachInterfaceRequest, CommandAccepted, CreateDomainRequest, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, RenameDomainRequest, SetMetadataRequest, StartDomainRequest } from './domain/commands.ts';
 import { DomainEventBody } from './domain/events.ts';
+import { DomainStats, DomainStatsRequest, NodeStats, NodeStatsRequest } from './domain/stats.ts';
 import { EventMeta } from './envelope.ts';
 import { ErrorReply } from './errors.ts';
 import { HostEvacuateRequest, HostEventBody, HostMaintenanceRequest, HostRefRequest, RegisterHostRequest } from './host/events.ts';
@@ -186,6 +187,28 @@ export const CATALOG: ChannelSpec[] = [
     reply: orError('HostDomainListReply', ok({ domains: z.array(DomainView), ...page }), 'A page of the host’s domains.'),
     from: 'host-agent',
     to: 'projector',
+  },
+
+  // Live readings an operator asks of one host's agent (services/host-agent/live-reads.ts).
+  {
+    id: 'hostread-domain-stats',
+    address: 'hostread.{hostId}.domain-stats',
+    kind: 'query',
+    description: "A running guest's counters now, asked of the agent of the host that runs it (domstats, domblkstat, domifstat, dommemstat, domblkinfo, cpu-stats). Only operators may ask; only that host may answer, and only for guests it runs.",
+    message: msg('DomainStatsRequest', DomainStatsRequest, 'The domain and the definition the control plane holds for it.'),
+    reply: orError('DomainStatsReply', ok({ stats: DomainStats }), "The guest's CPU, balloon, vCPU, disk and interface numbers."),
+    from: 'client',
+    to: 'host-agent',
+  },
+  {
+    id: 'hostread-node-stats',
+    address: 'hostread.{hostId}.node-stats',
+    kind: 'query',
+    description: "A host's memory now and each NUMA cell's free memory (nodememstats, freecell), asked of that host's agent.",
+    message: msg('NodeStatsRequest', NodeStatsRequest, 'Nothing: the subject names the host.'),
+    reply: orError('NodeStatsReply', ok({ stats: NodeStats }), 'Total, free, buffers and cached memory, and free memory by cell.'),
+    from: 'client',
+    to: 'host-agent',
   },
 
   report('register', 'RegisterHostRequest', RegisterHostRequest, 'A host agent registers its host and capabilities (and takes its lease).'),

@@ -24,7 +24,9 @@ import {
   type NetdevBackend,
   type QemuCommand,
 } from './argv.ts';
-import { graphicsListenOf } from './extras.ts';
+import { graphicsListenOf, memballoonOf } from './extras.ts';
+import { qemuStats } from './stats.ts';
+import type { DomainStats } from '../../contracts/domain/stats.ts';
 import { allocatePort, findQemuBinary, processCmdline, processState, qemuAvailable } from './host.ts';
 import { QmpClient, QmpClosedError, QmpError, QmpTimeoutError, connectWhenReady, type QmpEvent } from './qmp.ts';
 
@@ -463,6 +465,15 @@ export class QemuDriver implements HypervisorDriver {
   onObservation(listener: (o: DomainObservation) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** The guest's counters now (drivers/qemu/stats.ts); beside operations, without their lock: it only reads. */
+  async stats(def: DomainDefinition): Promise<DomainStats> {
+    await this.ready;
+    const d = await this.find(def.uuid);
+    if (!d) throw notRunning();
+    const qmp = await this.monitor(d);
+    return qemuStats(qmp, { def: d.rec.def, pid: d.pid, nics: d.rec.nics ?? [], balloon: memballoonOf(d.rec.def).model === 'virtio' });
   }
 
   async close(): Promise<void> {
