@@ -6,6 +6,7 @@ import type { CommandAccepted } from '../contracts/domain/commands.ts';
 import type { DomainDefinitionInput } from '../contracts/domain/definition.ts';
 import type { LifecycleOp } from '../contracts/domain/events.ts';
 import type { DomainStats, NodeStats } from '../contracts/domain/stats.ts';
+import type { ResourceChange } from '../contracts/domain/resources.ts';
 import { isActive } from '../contracts/domain/state.ts';
 import { virtError } from '../contracts/errors.ts';
 import { LifecycleEvent } from '../contracts/lifecycle.ts';
@@ -164,6 +165,11 @@ export class VirtplaneClient {
   /** virsh desc: sets the description (or title); '' removes it. Neither scope: live if running, else config. */
   setMetadata(domain: string, field: 'description' | 'title', value: string, opts: CommandOptions & { live?: boolean; config?: boolean } = {}) {
     return this.command('desc', { domain, field, value, ...(opts.live ? { live: true } : {}), ...(opts.config ? { config: true } : {}) }, opts);
+  }
+
+  /** virsh setmem, setmaxmem, setvcpus. Neither scope: live if running, else config. */
+  setResources(domain: string, change: ResourceChange, opts: CommandOptions & { live?: boolean; config?: boolean } = {}) {
+    return this.command('set-resources', { domain, change, ...(opts.live ? { live: true } : {}), ...(opts.config ? { config: true } : {}) }, opts);
   }
 
   /** virsh domrename: a shut off persistent domain takes a new name. */

@@ -4,6 +4,7 @@ import { REQUESTED_EVENT, type DomainEventBody, type DomainOp, type LifecycleOp 
 import { isActive, type DomainStateName, type ObservedState, type RuntimeInterface } from './state.ts';
 import { virtError } from '../errors.ts';
 import { restartsOnHostLoss } from './ha.ts';
+import { decideResources, evolveResources } from './resources.ts';
 import { formatDomainXml } from '../xml/domain.ts';
 import type { Envelope } from '../envelope.ts';
 import { applyRevocation, requireLiveClaim, type ClaimFence } from '../name-claim.ts';
@@ -267,6 +268,9 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
       if (config && !s.persistent) throw virtError('operation-invalid', 'cannot change persistent config of a transient domain', { domain: s.name });
       return [{ type: 'DomainMetadataSet', data: { field: cmd.field, value: cmd.value, live, config } }];
     }
+    case 'set-resources':
+      requireDomain(s);
+      return decideResources(s, cmd);
     case 'undefine': {
       requireDomain(s);
       requireHostKnown(s);
@@ -664,6 +668,8 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
         nextDefinition: e.data.config ? set(next) : e.data.live ? next : s.nextDefinition,
       };
     }
+    case 'DomainResourcesSet':
+      return { ...base, ...evolveResources(s, e.data) };
     case 'DomainStateObserved':
       // Word from the host (or the operator) makes the state known again.
       return settle({

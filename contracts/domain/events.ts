@@ -3,6 +3,7 @@ import { DomainDefinition, InterfaceModel } from './definition.ts';
 import { DomainStateName, ObservedState, RuntimeInterface, StateReason } from './state.ts';
 import { VirtErrorBody } from '../errors.ts';
 import { NameClaimRevoked } from '../name-claim.ts';
+import { DomainResourcesSet } from './resources.ts';
 
 /** Operations a host carries out. Each has an intent event `Domain<Op>Requested`. */
 /** The power-state operations, each a virsh verb of its own. */
@@ -94,6 +95,8 @@ export const DomainEventBody = z.discriminatedUnion('type', [
     type: z.literal('DomainMetadataSet'),
     data: z.object({ field: z.enum(['description', 'title']), value: z.string(), live: z.boolean(), config: z.boolean() }),
   }),
+  /** virsh setmem, setmaxmem, setvcpus: see resources.ts. */
+  DomainResourcesSet,
   z.object({
     /** The host's view of the guest's interfaces changed: devices, or addresses the guest took. */
     type: z.literal('DomainInterfacesObserved'),
