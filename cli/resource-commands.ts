@@ -48,7 +48,14 @@ export const registerResourceCommands = (program: Command, h: CliHelpers): void 
    */
   const send = (domain: string, headline: string | null, change: ResourceChange, o: Scope) => {
     const flagless = !o.live && !o.config && !o.current && change.kind !== 'max-memory';
-    return failing(headline, domain, () => h.withClient((c) => c.setResources(domain, change, flagless ? { live: true } : scope(o))));
+    return failing(headline, domain, () =>
+      h.withClient(async (c) => {
+        const accepted = await c.setResources(domain, change, flagless ? { live: true } : scope(o));
+        // A running guest's balloon is set by its host: the command is done once the host has.
+        if (accepted.taskId) await c.outcome(accepted, 120_000);
+        return accepted;
+      }),
+    );
   };
 
   scoped(program.command('setmem').description("change a domain's current memory (the balloon's target)"))

@@ -70,6 +70,11 @@ export interface HypervisorDriver {
    * is an `operation-invalid` error.
    */
   stats?(def: DomainDefinition): Promise<DomainStats>;
+  /**
+   * Sets a running guest's balloon target in KiB (virsh setmem --live): the guest gives memory back
+   * or takes it over the following moments. A guest without a balloon is `operation-invalid`.
+   */
+  setMemory?(uuid: string, kib: number): Promise<void>;
   /** Subscribe to unexpected state changes; returns an unsubscribe function. */
   onObservation(listener: (o: DomainObservation) => void): () => void;
   /** Releases monitors and timers; running guests keep running. */

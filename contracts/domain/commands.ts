@@ -132,6 +132,7 @@ export const DEFAULT_TIMEOUT_MS: Record<DomainOp, number> = {
   reboot: 300_000,
   'attach-interface': 60_000,
   'detach-interface': 60_000,
+  'set-memory': 60_000,
 };
 
 const InterfaceScope = {

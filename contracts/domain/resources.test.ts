@@ -16,7 +16,7 @@ const def = (type = 'test') => DomainDefinition.parse({ name: 'r1', uuid: UUID, 
 const defined = (type = 'test'): Ev => ({ type: 'DomainDefined', data: { definition: def(type), hostId: 'h1', placementEpoch: 1, added: true } });
 const running = (type = 'test'): Ev[] => [
   defined(type),
-  { type: 'DomainStartRequested', data: { hostId: 'h1', placementEpoch: 1, deadline: '2025-01-01T01:00:00.000Z', taskId: 't1' } } as Ev,
+  { type: 'DomainStartRequested', id: 't1', data: { hostId: 'h1', placementEpoch: 1, deadline: '2025-01-01T01:00:00.000Z' } },
   { type: 'DomainOperationCompleted', data: { op: 'start', taskId: 't1', observed: { state: 'running', reason: 'booted' } } },
 ];
 /** The state after whatever the decider recorded. */
@@ -68,8 +68,17 @@ describe('live changes and scope', () => {
     spec.given([]).when(set({ kind: 'memory', kib: 1000 }), NOW).thenThrows('no-domain', /^Domain not found/);
   });
 
-  it('a running qemu guest changes only through --config until the balloon is driven live', () => {
-    spec.given(running('kvm')).when(set({ kind: 'memory', kib: 500_000 }), NOW).thenThrows('operation-unsupported', /not supported yet/);
+  it("a running qemu guest's memory changes through its host's balloon: the definitions once it has", () => {
+    const [intent] = spec.given(running('kvm')).when(set({ kind: 'memory', kib: 500_000 }, true, true), NOW).decided();
+    expect(intent).toMatchObject({ type: 'DomainMemorySetRequested', data: { memoryKiB: 500_000, persistent: true, hostId: 'h1' } });
+    const pending = after(spec.given(running('kvm')).when(set({ kind: 'memory', kib: 500_000 }, true, true), NOW));
+    expect(pending.pending).toMatchObject({ op: 'set-memory', memoryKiB: 500_000 });
+    expect(pending.definition?.currentMemoryKiB).toBe(600_000);
+    const done = spec.given([...running('kvm'), { type: 'DomainMemorySetRequested', id: 't2', data: { hostId: 'h1', placementEpoch: 1, deadline: '2025-01-01T01:00:00.000Z', memoryKiB: 500_000 } }]);
+    const completed = after(done.when({ type: 'complete', taskId: 't2', observed: { state: 'running', reason: 'booted' } }, NOW));
+    expect([completed.definition?.currentMemoryKiB, completed.nextDefinition?.currentMemoryKiB, completed.pending]).toEqual([500_000, 600_000, null]);
+    spec.given(running('kvm')).when(set({ kind: 'memory', kib: 2_000_000 }, true), NOW).thenThrows('invalid-arg', 'cannot set memory higher than max memory');
+    spec.given(running('kvm')).when(set({ kind: 'vcpus', count: 1 }, true), NOW).thenThrows('operation-unsupported', /not supported/);
     expect(after(spec.given(running('kvm')).when(set({ kind: 'memory', kib: 500_000 }, false, true), NOW)).nextDefinition?.currentMemoryKiB).toBe(500_000);
   });
 });

@@ -62,10 +62,12 @@ export const applyResourceChange = (defined: DomainDefinition, c: ResourceChange
 };
 
 /** The checks of qemuDomainSetMemoryFlags and qemuDomainSetVcpusFlags (and the test driver's), in their order. */
-export const decideResources = (
+export const decideResources = <E>(
   s: DomainAggregate,
   cmd: { change: ResourceChange; live: boolean; config: boolean },
-): Array<z.infer<typeof DomainResourcesSet>> => {
+  /** Asks the host to set a running guest's balloon (and, with `persistent`, the next boot's memory once it has). */
+  balloon: (memoryKiB: number, persistent: boolean) => E[],
+): Array<z.infer<typeof DomainResourcesSet> | E> => {
   const active = isActive(s.observed.state) || s.pending !== null;
   const live = cmd.live || (!cmd.config && active);
   const config = cmd.config || (!cmd.live && !active);
@@ -87,9 +89,22 @@ export const decideResources = (
       if (!c.maximum) for (const d of defs) if (c.count > d.vcpus) throw virtError('invalid-arg', `requested cpu amount exceeds maximum (${c.count} > ${d.vcpus})`);
       break;
   }
-  // The test driver's guest is its definition; a qemu guest's would change through its balloon.
-  if (live && s.definition?.type !== 'test') throw virtError('operation-unsupported', `changing the resources of a running ${s.definition?.type} guest is not supported yet: use --config`);
+  if (live && s.definition?.type !== 'test') {
+    // The test driver's guest is its definition; a real guest's memory changes through its balloon,
+    // which the host sets: the definitions change once it has. vCPU hot-plug is not offered.
+    if (c.kind === 'memory') return balloon(c.kib, config);
+    throw virtError('operation-unsupported', `changing the vCPUs of a running ${s.definition?.type} guest is not supported: use --config`);
+  }
   return [{ type: 'DomainResourcesSet', data: { change: c, live, config } }];
+};
+
+/** What a finished set-memory does to the definitions: the running one, and the next boot's when asked for too. */
+export const memoryChange = (s: DomainAggregate, p: { op: string; memoryKiB?: number; persistent?: boolean }): Partial<Pick<DomainAggregate, 'definition' | 'nextDefinition'>> => {
+  if (p.op !== 'set-memory' || p.memoryKiB === undefined || !s.definition) return {};
+  const change: ResourceChange = { kind: 'memory', kib: p.memoryKiB };
+  const definition = applyResourceChange(s.definition, change);
+  const next = s.nextDefinition ?? s.definition;
+  return { definition, nextDefinition: p.persistent ? applyResourceChange(next, change) : next };
 };
 
 /** The definitions after the change: the live one, the next boot's, or both. */

@@ -476,6 +476,19 @@ export class QemuDriver implements HypervisorDriver {
     return qemuStats(qmp, { def: d.rec.def, pid: d.pid, nics: d.rec.nics ?? [], balloon: memballoonOf(d.rec.def).model === 'virtio' });
   }
 
+  /** virsh setmem --live: the balloon's target, which the guest then gives back or takes. */
+  async setMemory(uuid: string, kib: number): Promise<void> {
+    await this.ready;
+    return this.withLock(uuid, async () => {
+      const d = await this.find(uuid);
+      if (!d) throw notRunning();
+      if (memballoonOf(d.rec.def).model !== 'virtio') {
+        throw new VirtError('operation-invalid', 'Requested operation is not valid: Unable to change memory of active domain without the balloon device and guest OS balloon driver');
+      }
+      await this.during(d, 'setmem', async () => (await this.monitor(d)).execute('balloon', { value: kib * 1024 }));
+    });
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     await this.ready;

@@ -378,6 +378,9 @@ export class HostAgent {
       case 'attach-interface':
       case 'detach-interface':
         return this.changeInterface(d, t, opts);
+      case 'set-memory':
+        if (!d.setMemory || t.memoryKiB === undefined) throw virtError('operation-unsupported', `the ${d.name} driver cannot resize a running guest's memory`);
+        return d.setMemory(uuid, t.memoryKiB).then(() => d.state(uuid));
     }
   }
 
