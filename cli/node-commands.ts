@@ -56,6 +56,44 @@ export const versionLines = (h: HostView): string => {
   ].join('\n');
 };
 
+const xmlText = (v: string) => v.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll("'", '&apos;');
+
+/**
+ * virsh capabilities, from what the host reported: its CPU architecture and topology, one NUMA cell
+ * when it has one (a host with several has not said how its memory splits, so no cells are shown),
+ * and a guest for each domain type its drivers run. Test-driver guests are described as libvirt's
+ * test driver describes them.
+ */
+export const capabilitiesXml = (host: HostView): string => {
+  const c = host.capabilities;
+  const f = c?.features ?? {};
+  const arch = f.cpuModel ?? 'x86_64';
+  const lines = ['<capabilities>', '', '  <host>', '    <cpu>', `      <arch>${xmlText(arch)}</arch>`];
+  if (f.cpuSockets && f.coresPerSocket && f.threadsPerCore) {
+    lines.push(`      <topology sockets='${f.cpuSockets}' dies='1' cores='${f.coresPerSocket}' threads='${f.threadsPerCore}'/>`);
+  }
+  lines.push('    </cpu>');
+  if (c && (f.numaCells ?? '1') === '1') {
+    lines.push('    <topology>', "      <cells num='1'>", "        <cell id='0'>", `          <memory unit='KiB'>${c.memoryKiB}</memory>`, `          <cpus num='${c.cpus}'>`);
+    for (let i = 0; i < c.cpus; i++) lines.push(`            <cpu id='${i}'/>`);
+    lines.push('          </cpus>', '        </cell>', '      </cells>', '    </topology>');
+  }
+  lines.push('  </host>', '');
+  const types = c?.domainTypes ?? [];
+  const hv = types.filter((t) => t === 'kvm' || t === 'qemu');
+  if (hv.length > 0) {
+    lines.push('  <guest>', '    <os_type>hvm</os_type>', `    <arch name='${xmlText(arch)}'>`, `      <wordsize>${/64/.test(arch) ? 64 : 32}</wordsize>`);
+    if (f.binary) lines.push(`      <emulator>${xmlText(f.binary)}</emulator>`);
+    for (const t of hv) lines.push(`      <domain type='${t}'/>`);
+    lines.push('    </arch>', '  </guest>', '');
+  }
+  if (types.includes('test')) {
+    lines.push('  <guest>', '    <os_type>hvm</os_type>', "    <arch name='i686'>", '      <wordsize>32</wordsize>', '      <emulator>/usr/bin/test-hv</emulator>', "      <domain type='test'/>", '    </arch>', '  </guest>', '');
+  }
+  lines.push('</capabilities>');
+  return lines.join('\n');
+};
+
 export const registerNodeCommands = (program: Command, h: CliHelpers): void => {
   const hostOption = (cmd: Command) => cmd.option('--host <hostId>', 'the host to ask about (default: the only host)');
 
@@ -72,6 +110,12 @@ export const registerNodeCommands = (program: Command, h: CliHelpers): void => {
   hostOption(program.command('version').description('the versions of virtplane and of the hypervisor a host runs')).action(async (o: { host?: string }) => {
     const host = await h.withClient((c) => chosenHost(c, o.host));
     h.out().result(versionLines(host), { library: VERSION, hostId: host.hostId, agentVersion: host.agentVersion, driver: host.capabilities?.driver ?? null, hypervisor: host.capabilities?.features.qemu ?? null });
+  });
+
+  hostOption(program.command('capabilities').description("a host's capabilities as libvirt XML: CPU, topology, the guests it runs")).action(async (o: { host?: string }) => {
+    const host = await h.withClient((c) => chosenHost(c, o.host));
+    const xml = capabilitiesXml(host);
+    h.out().result(xml, { hostId: host.hostId, xml });
   });
 
   hostOption(program.command('nodememstats').description("a host's memory now: total, free, buffers, cached")).action(async (o: { host?: string }) => {

@@ -121,7 +121,15 @@ describe('monitoring verbs, read live from the host agent', () => {
     expect(all.at(-2)).toMatch(/^Total: [ \d]{10} KiB$/);
     const bad = await virtplane(env, 'freecell', '--cellno', '999');
     expect(bad.stderr.trim()).toBe('error: invalid argument: Range exceeds available cells [invalid-arg]');
+    // capabilities agrees with nodeinfo, and names the test driver's guests.
+    const caps = (await virtplane(env, 'capabilities')).stdout;
+    const cpus = /^CPU\(s\):\s+(\d+)$/m.exec((await virtplane(env, 'nodeinfo')).stdout)![1];
+    expect(caps).toMatch(/^<capabilities>\n\n {2}<host>\n {4}<cpu>\n {6}<arch>x86_64<\/arch>\n/);
+    expect(caps).toContain(`<cpus num='${cpus}'>`);
+    expect(caps).toContain("      <emulator>/usr/bin/test-hv</emulator>\n      <domain type='test'/>");
+    expect(caps.trimEnd().endsWith('</capabilities>')).toBe(true);
     const noHost = await virtplane(env, 'nodememstats', '--host', 'nosuch');
     expect([noHost.code, noHost.stderr.trim()]).toEqual([1, "error: no host with id 'nosuch' has registered [no-host]"]);
+    expect((await virtplane(env, 'capabilities', '--host', 'nosuch')).stderr.trim()).toBe("error: no host with id 'nosuch' has registered [no-host]");
   });
 });
