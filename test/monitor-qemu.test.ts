@@ -11,6 +11,7 @@ import { startStack, type Stack } from './fixtures/stack.ts';
 
 const run = promisify(execFile);
 const availability = await qemuAvailable();
+const MAC = '52:54:00:4d:51:01';
 
 /**
  * The monitoring verbs and setmem on a real guest: numbers read from QMP and /proc by the host
@@ -50,8 +51,10 @@ describe.skipIf(!availability.ok)('monitoring and setmem on a running qemu guest
         type: availability.kvm ? 'kvm' : 'qemu',
         memoryMiB: 128,
         balloon: true,
-        extraCmdline: 'vp.balloon=1',
-        devicesXml: `<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='${disk}'/><target dev='vda' bus='virtio'/></disk>`,
+        // vp.dhcp=1: the guest asks for an address on its NIC, so its tap counts what it sent.
+        extraCmdline: 'vp.balloon=1 vp.dhcp=1',
+        devicesXml: `<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='${disk}'/><target dev='vda' bus='virtio'/></disk>
+    <interface type='ethernet'><mac address='${MAC}'/><model type='virtio'/></interface>`,
       }),
     );
     expect((await virtplane('define', xml)).code).toBe(0);
@@ -87,9 +90,28 @@ describe.skipIf(!availability.ok)('monitoring and setmem on a running qemu guest
         .slice(1)
         .map((l) => l.trim().split('=')),
     );
-    expect(stats).toMatchObject({ 'state.state': '1', 'state.reason': '1', 'balloon.current': '131072', 'balloon.maximum': '131072', 'vcpu.current': '1', 'vcpu.maximum': '1', 'net.count': '0', 'block.count': '1', 'block.0.name': 'vda', 'block.0.path': disk, 'block.0.capacity': '16777216' });
+    expect(stats).toMatchObject({ 'state.state': '1', 'state.reason': '1', 'balloon.current': '131072', 'balloon.maximum': '131072', 'vcpu.current': '1', 'vcpu.maximum': '1', 'net.count': '1', 'block.count': '1', 'block.0.name': 'vda', 'block.0.path': disk, 'block.0.capacity': '16777216' });
     expect(Number(stats['cpu.time'])).toBeGreaterThan(0);
     expect(Number(stats['vcpu.0.time'])).toBeGreaterThan(0);
+  });
+
+  it("counts the guest's traffic on its tap, seen from the guest", { timeout: 120_000 }, async () => {
+    const tap = (await virtplane('domiflist', 'mon-q')).stdout.trim().split('\n')[2]!.trim().split(/\s+/)[0]!;
+    expect(tap).toMatch(/^vnet\d+$/);
+    // What the guest sent (its DHCP requests) is what the host's tap received: tx from the guest's side.
+    const end = Date.now() + 60_000;
+    let lines: string[] = [];
+    while (Date.now() < end) {
+      lines = (await virtplane('domifstat', 'mon-q', tap)).stdout.trim().split('\n');
+      if (Number(lines[5]?.split(' ')[2]) > 0) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    expect(lines.map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual(['rx_bytes', 'rx_packets', 'rx_errs', 'rx_drop', 'tx_bytes', 'tx_packets', 'tx_errs', 'tx_drop'].map((k) => `${tap} ${k}`));
+    const sent = Number(lines[5]!.split(' ')[2]);
+    expect(sent).toBeGreaterThan(0);
+    const hostRx = Number((await readFile(`/sys/class/net/${tap}/statistics/rx_packets`, 'utf8')).trim());
+    expect(hostRx).toBeGreaterThanOrEqual(sent);
+    expect((await virtplane('domifstat', 'mon-q', MAC)).stdout).toMatch(new RegExp(`^${MAC} rx_bytes \\d+\n`));
   });
 
   it('setmem --live inflates the balloon, and the guest sees less memory', { timeout: 120_000 }, async () => {
