@@ -8,7 +8,7 @@ import type { LifecycleOp } from '../contracts/domain/events.ts';
 import type { DomainStats, NodeStats } from '../contracts/domain/stats.ts';
 import type { ResourceChange } from '../contracts/domain/resources.ts';
 import { isActive } from '../contracts/domain/state.ts';
-import { virtError } from '../contracts/errors.ts';
+import { isVirtError, virtError } from '../contracts/errors.ts';
 import { LifecycleEvent } from '../contracts/lifecycle.ts';
 import { STREAMS, subjects } from '../contracts/subjects.ts';
 import type { DomainListRequest, DomainView, HostView } from '../contracts/views.ts';
@@ -261,13 +261,26 @@ export class VirtplaneClient {
   async domainStats(domain: string): Promise<{ view: DomainView; stats: DomainStats }> {
     const view = await this.get(domain);
     if (!isActive(view.observed.state)) throw virtError('operation-invalid', 'domain is not running', { domain: view.name });
-    const r = await call<{ stats: DomainStats }>(this.nats.nc, subjects.hostRead(view.hostId, 'domain-stats'), { domainId: view.id, definition: view.definition }, this.timeoutMs);
+    const r = await this.askHost<{ stats: DomainStats }>(view.hostId, 'domain-stats', { domainId: view.id, definition: view.definition });
     return { view, stats: r.stats };
   }
 
   /** A host's memory now and each NUMA cell's free memory (virsh nodememstats, freecell). */
   async nodeStats(hostId: string): Promise<NodeStats> {
-    return (await call<{ stats: NodeStats }>(this.nats.nc, subjects.hostRead(hostId, 'node-stats'), {}, this.timeoutMs)).stats;
+    return (await this.askHost<{ stats: NodeStats }>(hostId, 'node-stats', {})).stats;
+  }
+
+  /** A live reading only the host's own agent can give: nobody listening means that agent is down. */
+  private async askHost<T>(hostId: string, what: 'domain-stats' | 'node-stats', body: Record<string, unknown>): Promise<T> {
+    try {
+      return await call<T>(this.nats.nc, subjects.hostRead(hostId, what), body, this.timeoutMs);
+    } catch (e) {
+      // call() has waited out its grace for a responder to appear; only that host's agent could answer.
+      if (isNoResponders(e) || (isVirtError(e) && (e.details as { noResponders?: string } | undefined)?.noResponders)) {
+        throw virtError('operation-failed', `host '${hostId}' does not answer: its agent is not running`, { hostId });
+      }
+      throw e;
+    }
   }
 
   /** Maintenance on: no new domain is placed on the host (its domains stay); off: placement again. */

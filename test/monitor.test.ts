@@ -109,6 +109,19 @@ describe('monitoring verbs, read live from the host agent', () => {
     expect((await virtplane(env, 'domstate', 'mon1')).stdout.trim()).toBe('running');
   });
 
+  it('a host whose agent is down says so, and answers again once it is back', { timeout: 90_000 }, async () => {
+    await stack.kill('host-agent');
+    const mem = await virtplane(env, 'dommemstat', 'mon1');
+    expect([mem.code, ...mem.stderr.trim().split('\n')]).toEqual([
+      1,
+      'error: Failed to get memory statistics for domain mon1',
+      "error: operation failed: host 'host-a' does not answer: its agent is not running [operation-failed]",
+    ]);
+    expect((await virtplane(env, 'nodememstats')).stderr.trim()).toBe("error: operation failed: host 'host-a' does not answer: its agent is not running [operation-failed]");
+    await stack.start('host-agent');
+    expect((await virtplane(env, 'nodememstats')).code).toBe(0);
+  });
+
   it("host verbs read the host's memory now", async () => {
     const mem = (await virtplane(env, 'nodememstats')).stdout.split('\n');
     expect(mem.slice(0, 4).map((l) => l.slice(0, 9))).toEqual(['total  : ', 'free   : ', 'buffers: ', 'cached : ']);
