@@ -52,11 +52,11 @@ export const applyResourceChange = (defined: DomainDefinition, c: ResourceChange
     case 'max-memory':
       return { ...d, memoryKiB: c.kib, ...(currentMemory(d) > c.kib ? { currentMemoryKiB: c.kib } : {}) };
     case 'vcpus': {
-      if (!c.maximum) return { ...d, vcpu: { ...d.vcpu, current: c.count } };
-      const current = Math.min(currentVcpus(d), c.count);
+      const vcpus = c.maximum ? c.count : d.vcpus;
+      const current = c.maximum ? Math.min(currentVcpus(d), c.count) : c.count;
       const { current: _, ...vcpu } = d.vcpu ?? {};
       // libvirt drops `current` once it equals the maximum.
-      return { ...d, vcpus: c.count, vcpu: current < c.count ? { ...vcpu, current } : vcpu };
+      return { ...d, vcpus, vcpu: current < vcpus ? { ...vcpu, current } : vcpu };
     }
   }
 };
