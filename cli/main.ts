@@ -6,6 +6,8 @@ import { registerNetworkCommands } from './network-commands.ts';
 import { registerDomainCommands } from './domain-commands.ts';
 import { registerDomainInfoCommands } from './domain-info-commands.ts';
 import { registerNodeCommands } from './node-commands.ts';
+import { registerMonitorCommands } from './monitor-commands.ts';
+import { registerResourceCommands } from './resource-commands.ts';
 import { registerLookupCommands } from './lookup-commands.ts';
 import { causeOf, describeFailure, errorLines, Exit, EXIT, UsageError } from './errors.ts';
 import { registerCompletion, setUpProgram } from './program.ts';
@@ -129,6 +131,8 @@ export const buildProgram = (): Command => {
   registerDomainCommands(program, helpers);
   registerDomainInfoCommands(program, helpers);
   registerNodeCommands(program, helpers);
+  registerMonitorCommands(program, helpers);
+  registerResourceCommands(program, helpers);
   registerLookupCommands(program, helpers);
   registerNetworkCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
   registerStorageCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });

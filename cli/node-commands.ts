@@ -2,13 +2,15 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { virtError } from '../contracts/errors.ts';
+import { VerbFailed } from './errors.ts';
 import type { HostView, VirtplaneClient } from '../client/index.ts';
 import { PROJECT_ROOT } from '../platform/config.ts';
 import type { CliHelpers } from './network-commands.ts';
+import { freeCell, nodeMemStats } from './monitor-format.ts';
 
 /**
  * virsh's host verbs for one host of the fleet (`--host`, or the only one there is): nodeinfo,
- * hostname, version, uri. What a host has not reported is left out, never made up.
+ * hostname, version, uri, and the live nodememstats and freecell, which that host's agent answers. What a host has not reported is left out, never made up.
  */
 
 const VERSION = (JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -54,6 +56,44 @@ export const versionLines = (h: HostView): string => {
   ].join('\n');
 };
 
+const xmlText = (v: string) => v.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll("'", '&apos;');
+
+/**
+ * virsh capabilities, from what the host reported: its CPU architecture and topology, one NUMA cell
+ * when it has one (a host with several has not said how its memory splits, so no cells are shown),
+ * and a guest for each domain type its drivers run. Test-driver guests are described as libvirt's
+ * test driver describes them.
+ */
+export const capabilitiesXml = (host: HostView): string => {
+  const c = host.capabilities;
+  const f = c?.features ?? {};
+  const arch = f.cpuModel ?? 'x86_64';
+  const lines = ['<capabilities>', '', '  <host>', '    <cpu>', `      <arch>${xmlText(arch)}</arch>`];
+  if (f.cpuSockets && f.coresPerSocket && f.threadsPerCore) {
+    lines.push(`      <topology sockets='${f.cpuSockets}' dies='1' cores='${f.coresPerSocket}' threads='${f.threadsPerCore}'/>`);
+  }
+  lines.push('    </cpu>');
+  if (c && (f.numaCells ?? '1') === '1') {
+    lines.push('    <topology>', "      <cells num='1'>", "        <cell id='0'>", `          <memory unit='KiB'>${c.memoryKiB}</memory>`, `          <cpus num='${c.cpus}'>`);
+    for (let i = 0; i < c.cpus; i++) lines.push(`            <cpu id='${i}'/>`);
+    lines.push('          </cpus>', '        </cell>', '      </cells>', '    </topology>');
+  }
+  lines.push('  </host>', '');
+  const types = c?.domainTypes ?? [];
+  const hv = types.filter((t) => t === 'kvm' || t === 'qemu');
+  if (hv.length > 0) {
+    lines.push('  <guest>', '    <os_type>hvm</os_type>', `    <arch name='${xmlText(arch)}'>`, `      <wordsize>${/64/.test(arch) ? 64 : 32}</wordsize>`);
+    if (f.binary) lines.push(`      <emulator>${xmlText(f.binary)}</emulator>`);
+    for (const t of hv) lines.push(`      <domain type='${t}'/>`);
+    lines.push('    </arch>', '  </guest>', '');
+  }
+  if (types.includes('test')) {
+    lines.push('  <guest>', '    <os_type>hvm</os_type>', "    <arch name='i686'>", '      <wordsize>32</wordsize>', '      <emulator>/usr/bin/test-hv</emulator>', "      <domain type='test'/>", '    </arch>', '  </guest>', '');
+  }
+  lines.push('</capabilities>');
+  return lines.join('\n');
+};
+
 export const registerNodeCommands = (program: Command, h: CliHelpers): void => {
   const hostOption = (cmd: Command) => cmd.option('--host <hostId>', 'the host to ask about (default: the only host)');
 
@@ -71,6 +111,32 @@ export const registerNodeCommands = (program: Command, h: CliHelpers): void => {
     const host = await h.withClient((c) => chosenHost(c, o.host));
     h.out().result(versionLines(host), { library: VERSION, hostId: host.hostId, agentVersion: host.agentVersion, driver: host.capabilities?.driver ?? null, hypervisor: host.capabilities?.features.qemu ?? null });
   });
+
+  hostOption(program.command('capabilities').description("a host's capabilities as libvirt XML: CPU, topology, the guests it runs")).action(async (o: { host?: string }) => {
+    const host = await h.withClient((c) => chosenHost(c, o.host));
+    const xml = capabilitiesXml(host);
+    h.out().result(xml, { hostId: host.hostId, xml });
+  });
+
+  hostOption(program.command('nodememstats').description("a host's memory now: total, free, buffers, cached")).action(async (o: { host?: string }) => {
+    const stats = await h.withClient(async (c) => c.nodeStats((await chosenHost(c, o.host)).hostId));
+    if (!stats.memory) throw new VerbFailed('Unable to get number of memory stats', virtError('operation-unsupported', 'this function is not supported by the connection driver: virNodeGetMemoryStats'));
+    h.out().result(nodeMemStats(stats.memory), stats.memory);
+  });
+
+  hostOption(program.command('freecell').description("a host's free memory, in total or by NUMA cell"))
+    .option('--all', 'each cell and the total')
+    .option('--cellno <n>', 'one cell')
+    .action(async (o: { host?: string; all?: boolean; cellno?: string }) => {
+      if (o.all && o.cellno !== undefined) throw h.usageError('Options --all and --cellno are mutually exclusive');
+      if (o.cellno !== undefined && !/^\d+$/.test(o.cellno)) throw h.usageError(`Numeric value '${o.cellno}' for <cellno> option is malformed or out of range`);
+      const cellno = o.cellno === undefined ? undefined : Number(o.cellno);
+      const stats = await h.withClient(async (c) => c.nodeStats((await chosenHost(c, o.host)).hostId));
+      if (cellno !== undefined && !stats.cells.some((c) => c.id === cellno)) {
+        throw virtError('invalid-arg', 'Range exceeds available cells');
+      }
+      h.out().result(freeCell(stats.cells, { all: Boolean(o.all), ...(cellno !== undefined ? { cellno } : {}) }), stats.cells);
+    });
 
   program
     .command('uri')

@@ -5,7 +5,10 @@ import { DeliverPolicy, type OrderedConsumerOptions } from '@nats-io/jetstream';
 import type { CommandAccepted } from '../contracts/domain/commands.ts';
 import type { DomainDefinitionInput } from '../contracts/domain/definition.ts';
 import type { LifecycleOp } from '../contracts/domain/events.ts';
-import { virtError } from '../contracts/errors.ts';
+import type { DomainStats, NodeStats } from '../contracts/domain/stats.ts';
+import type { ResourceChange } from '../contracts/domain/resources.ts';
+import { isActive } from '../contracts/domain/state.ts';
+import { isVirtError, virtError } from '../contracts/errors.ts';
 import { LifecycleEvent } from '../contracts/lifecycle.ts';
 import { STREAMS, subjects } from '../contracts/subjects.ts';
 import type { DomainListRequest, DomainView, HostView } from '../contracts/views.ts';
@@ -164,6 +167,11 @@ export class VirtplaneClient {
     return this.command('desc', { domain, field, value, ...(opts.live ? { live: true } : {}), ...(opts.config ? { config: true } : {}) }, opts);
   }
 
+  /** virsh setmem, setmaxmem, setvcpus. Neither scope: live if running, else config. */
+  setResources(domain: string, change: ResourceChange, opts: CommandOptions & { live?: boolean; config?: boolean } = {}) {
+    return this.command('set-resources', { domain, change, ...(opts.live ? { live: true } : {}), ...(opts.config ? { config: true } : {}) }, opts);
+  }
+
   /** virsh domrename: a shut off persistent domain takes a new name. */
   rename(domain: string, newName: string, opts?: CommandOptions) {
     return this.command('rename', { domain, newName }, opts);
@@ -244,6 +252,35 @@ export class VirtplaneClient {
     const h = (await this.hosts()).find((x) => x.hostId === hostId);
     if (!h) throw virtError('no-host', `no host with id '${hostId}' has registered`);
     return h;
+  }
+
+  /**
+   * A running domain's counters now, read by the agent of the host that runs it (virsh domstats and
+   * the monitoring verbs); never from the log.
+   */
+  async domainStats(domain: string): Promise<{ view: DomainView; stats: DomainStats }> {
+    const view = await this.get(domain);
+    if (!isActive(view.observed.state)) throw virtError('operation-invalid', 'domain is not running', { domain: view.name });
+    const r = await this.askHost<{ stats: DomainStats }>(view.hostId, 'domain-stats', { domainId: view.id, definition: view.definition });
+    return { view, stats: r.stats };
+  }
+
+  /** A host's memory now and each NUMA cell's free memory (virsh nodememstats, freecell). */
+  async nodeStats(hostId: string): Promise<NodeStats> {
+    return (await this.askHost<{ stats: NodeStats }>(hostId, 'node-stats', {})).stats;
+  }
+
+  /** A live reading only the host's own agent can give: nobody listening means that agent is down. */
+  private async askHost<T>(hostId: string, what: 'domain-stats' | 'node-stats', body: Record<string, unknown>): Promise<T> {
+    try {
+      return await call<T>(this.nats.nc, subjects.hostRead(hostId, what), body, this.timeoutMs);
+    } catch (e) {
+      // call() has waited out its grace for a responder to appear; only that host's agent could answer.
+      if (isNoResponders(e) || (isVirtError(e) && (e.details as { noResponders?: string } | undefined)?.noResponders)) {
+        throw virtError('operation-failed', `host '${hostId}' does not answer: its agent is not running`, { hostId });
+      }
+      throw e;
+    }
   }
 
   /** Maintenance on: no new domain is placed on the host (its domains stay); off: placement again. */

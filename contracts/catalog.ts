@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { AttachInterfaceRequest, CommandAccepted, CreateDomainRequest, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, RenameDomainRequest, SetMetadataRequest, StartDomainRequest } from './domain/commands.ts';
 import { DomainEventBody } from './domain/events.ts';
+import { SetResourcesRequest } from './domain/resources.ts';
+import { DomainStats, DomainStatsRequest, NodeStats, NodeStatsRequest } from './domain/stats.ts';
 import { EventMeta } from './envelope.ts';
 import { ErrorReply } from './errors.ts';
 import { HostEvacuateRequest, HostEventBody, HostMaintenanceRequest, HostRefRequest, RegisterHostRequest } from './host/events.ts';
@@ -117,6 +119,7 @@ export const CATALOG: ChannelSpec[] = [
   command('domain', 'create', 'CreateDomainRequest', CreateDomainRequest, commandReplies.domain, 'Create and start a transient domain, or start a defined inactive one with this definition (virsh create).'),
   command('domain', 'rename', 'RenameDomainRequest', RenameDomainRequest, commandReplies.domain, 'Rename an inactive domain (virsh domrename).'),
   command('domain', 'desc', 'SetMetadataRequest', SetMetadataRequest, commandReplies.domain, "Set a domain's title or description (virsh desc)."),
+  command('domain', 'set-resources', 'SetResourcesRequest', SetResourcesRequest, commandReplies.domain, "Change a domain's memory or vCPU counts (virsh setmem, setmaxmem, setvcpus)."),
   command('domain', 'attach-interface', 'AttachInterfaceRequest', AttachInterfaceRequest, commandReplies.domain, 'Attach a network interface (virsh attach-interface).'),
   command('domain', 'detach-interface', 'DetachInterfaceRequest', DetachInterfaceRequest, commandReplies.domain, 'Detach a network interface by MAC (virsh detach-interface).'),
   command('network', 'define', 'DefineNetworkRequest', DefineNetworkRequest, commandReplies.network, 'Define a network (virsh net-define).'),
@@ -193,6 +196,28 @@ export const CATALOG: ChannelSpec[] = [
     reply: orError('HostDomainListReply', ok({ domains: z.array(DomainView), ...page }), 'A page of the host’s domains.'),
     from: 'host-agent',
     to: 'projector',
+  },
+
+  // Live readings an operator asks of one host's agent (services/host-agent/live-reads.ts).
+  {
+    id: 'hostread-domain-stats',
+    address: 'hostread.{hostId}.domain-stats',
+    kind: 'query',
+    description: "A running guest's counters now, asked of the agent of the host that runs it (domstats, domblkstat, domifstat, dommemstat, domblkinfo, cpu-stats). Only operators may ask; only that host may answer, and only for guests it runs.",
+    message: msg('DomainStatsRequest', DomainStatsRequest, 'The domain and the definition the control plane holds for it.'),
+    reply: orError('DomainStatsReply', ok({ stats: DomainStats }), "The guest's CPU, balloon, vCPU, disk and interface numbers."),
+    from: 'client',
+    to: 'host-agent',
+  },
+  {
+    id: 'hostread-node-stats',
+    address: 'hostread.{hostId}.node-stats',
+    kind: 'query',
+    description: "A host's memory now and each NUMA cell's free memory (nodememstats, freecell), asked of that host's agent.",
+    message: msg('NodeStatsRequest', NodeStatsRequest, 'Nothing: the subject names the host.'),
+    reply: orError('NodeStatsReply', ok({ stats: NodeStats }), 'Total, free, buffers and cached memory, and free memory by cell.'),
+    from: 'client',
+    to: 'host-agent',
   },
 
   report('register', 'RegisterHostRequest', RegisterHostRequest, 'A host agent registers its host and capabilities (and takes its lease).'),

@@ -43,6 +43,11 @@ export const subjects = {
   query: (view: string, verb: string) => `query.${view}.${verb}`,
   /** A query a host agent asks about its own host only: the host in the subject is the one the server logged in. */
   hostQuery: (hostId: string, view: string, verb: string) => `hostquery.${hostId}.${view}.${verb}`,
+  /**
+   * A live reading an operator asks of one host's agent (a guest's counters, the host's memory):
+   * only that host may answer it, and it is never recorded.
+   */
+  hostRead: (hostId: string, what: 'domain-stats' | 'node-stats') => `hostread.${hostId}.${what}`,
   task: (hostId: string) => `task.${hostId}`,
   allTasks: 'task.>',
   lifecycle: (hostId: string, domainId: string) => `lifecycle.${hostId}.${domainId}`,

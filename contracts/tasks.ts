@@ -22,6 +22,8 @@ export const DomainTask = z.object({
   paused: z.boolean().optional(),
   iface: InterfaceModel.optional(),
   mac: z.string().optional(),
+  /** set-memory: the balloon's new target in KiB. */
+  memoryKiB: z.number().int().positive().optional(),
   definition: DomainDefinition,
   correlationId: z.string(),
   traceparent: z.string().optional(),

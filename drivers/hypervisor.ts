@@ -1,5 +1,6 @@
 import type { DomainDefinition, InterfaceModel } from '../contracts/domain/definition.ts';
 import type { ObservedState, RuntimeInterface } from '../contracts/domain/state.ts';
+import type { DomainStats } from '../contracts/domain/stats.ts';
 
 /**
  * What a host agent needs from a hypervisor driver. Drivers are plain async code over the host OS:
@@ -63,6 +64,17 @@ export interface HypervisorDriver {
    * the device before `opts.signal` aborts is a `timeout` error, with the NIC still attached.
    */
   detachInterface?(def: DomainDefinition, mac: string, opts?: OperationOptions): Promise<void>;
+  /**
+   * A running guest's counters and sizes now (virsh domstats and the monitoring verbs). `def` is the
+   * control plane's definition, for a driver that keeps none of its own. A guest that is not running
+   * is an `operation-invalid` error.
+   */
+  stats?(def: DomainDefinition): Promise<DomainStats>;
+  /**
+   * Sets a running guest's balloon target in KiB (virsh setmem --live): the guest gives memory back
+   * or takes it over the following moments. A guest without a balloon is `operation-invalid`.
+   */
+  setMemory?(uuid: string, kib: number): Promise<void>;
   /** Subscribe to unexpected state changes; returns an unsubscribe function. */
   onObservation(listener: (o: DomainObservation) => void): () => void;
   /** Releases monitors and timers; running guests keep running. */

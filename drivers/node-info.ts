@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { arch, cpus } from 'node:os';
 
 /**
@@ -39,4 +39,35 @@ export const nodeFacts = async (): Promise<Record<string, string>> => {
     }, 0);
   if (cells > 0) facts.numaCells = String(cells);
   return facts;
+};
+
+/**
+ * The host's memory now, as virsh nodememstats reads it (/proc/meminfo), and each NUMA cell's free
+ * memory as freecell does (/sys/devices/system/node/node<N>/meminfo). A machine without NUMA in
+ * sysfs is one cell, 0, with all free memory.
+ */
+export const nodeMemory = async (): Promise<{ memory?: { totalKiB: number; freeKiB: number; buffersKiB: number; cachedKiB: number }; cells: Array<{ id: number; freeKiB: number }> }> => {
+  const meminfo = await readFile('/proc/meminfo', 'utf8').catch(() => '');
+  const kib = (text: string, key: string) => {
+    const m = new RegExp(`^(?:Node \\d+ )?${key}:\\s+(\\d+) kB`, 'm').exec(text);
+    return m ? Number(m[1]) : undefined;
+  };
+  const total = kib(meminfo, 'MemTotal');
+  const free = kib(meminfo, 'MemFree');
+  const memory =
+    total !== undefined && free !== undefined
+      ? { totalKiB: total, freeKiB: free, buffersKiB: kib(meminfo, 'Buffers') ?? 0, cachedKiB: kib(meminfo, 'Cached') ?? 0 }
+      : undefined;
+  const nodes = (await readdir('/sys/devices/system/node').catch(() => [] as string[]))
+    .map((n) => /^node(\d+)$/.exec(n)?.[1])
+    .filter((n): n is string => n !== undefined)
+    .map(Number)
+    .sort((a, b) => a - b);
+  const cells: Array<{ id: number; freeKiB: number }> = [];
+  for (const id of nodes) {
+    const f = kib(await readFile(`/sys/devices/system/node/node${id}/meminfo`, 'utf8').catch(() => ''), 'MemFree');
+    if (f !== undefined) cells.push({ id, freeKiB: f });
+  }
+  if (cells.length === 0 && free !== undefined) cells.push({ id: 0, freeKiB: free });
+  return { ...(memory ? { memory } : {}), cells };
 };

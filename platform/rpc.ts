@@ -167,7 +167,7 @@ export const call = async <T = Record<string, unknown>>(
           await sleep(backoff);
           continue;
         }
-        throw new VirtError('operation-failed', `no service answers ${subject}: is virtplane running?`);
+        throw new VirtError('operation-failed', `no service answers ${subject}: is virtplane running?`, { noResponders: subject });
       }
       if (e instanceof natsErrors.TimeoutError) {
         if (Date.now() < deadline) continue;

@@ -63,7 +63,7 @@ const channelOf = (subject: string): ChannelSpec | undefined => {
   };
   return CATALOG.find((c) => fits(subjectPattern(c.address)) || (c.kind === 'command' && fits(subjectPattern(c.address).replace('cmd.*.', 'cmd.'))));
 };
-const OURS = /^(cmd|query|hostquery|agent|task|ev|lifecycle|netlifecycle)\./;
+const OURS = /^(cmd|query|hostquery|hostread|agent|task|ev|lifecycle|netlifecycle)\./;
 
 describe('real messages of a running stack', () => {
   let stack: Stack;
@@ -154,6 +154,10 @@ describe('real messages of a running stack', () => {
     step('create, desc, rename');
     await c.outcome(await c.create({ definition: { name: 'doc-3', memoryKiB: 65536, vcpus: 1 } }), 20_000);
     await c.setMetadata('doc-1', 'description', 'documented');
+    await c.setResources('doc-1', { kind: 'memory', kib: 65536 }, { config: true });
+    // Live readings asked of the host agent.
+    await c.domainStats('doc-3');
+    await c.nodeStats(stack.hostId);
     await c.rename('doc-1', 'doc-1b');
     // Host verbs on a host that does not exist: the request and the refusal are messages all the same.
     await c.hostEvacuate('no-such-host').catch(() => undefined);

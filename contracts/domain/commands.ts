@@ -5,6 +5,7 @@ import { DEFAULT_LIMITS } from '../xml/limits.ts';
 import type { VirtErrorBody } from '../errors.ts';
 import type { DomainOp } from './events.ts';
 import type { DomainStateName, ObservedState, RuntimeInterface, StateReason } from './state.ts';
+import type { ResourceChange } from './resources.ts';
 
 /** Fields every command request may carry; the client fills them, people need not. */
 export const CommandHeader = z.object({
@@ -95,6 +96,8 @@ export type DomainCommand =
   | { type: 'rename'; newName: string; claimSeq: number; releaseClaimSeq?: number }
   /** virsh desc: neither flag means the live definition of an active domain, the persistent one otherwise. */
   | { type: 'set-metadata'; field: 'description' | 'title'; value: string; live: boolean; config: boolean }
+  /** virsh setmem, setmaxmem, setvcpus: live/config as desc's (resources.ts). */
+  | { type: 'set-resources'; change: ResourceChange; live: boolean; config: boolean }
   | { type: 'start'; paused: boolean; timeoutMs: number }
   | { type: 'shutdown'; timeoutMs: number }
   | { type: 'destroy'; timeoutMs: number; force?: boolean }
@@ -129,6 +132,7 @@ export const DEFAULT_TIMEOUT_MS: Record<DomainOp, number> = {
   reboot: 300_000,
   'attach-interface': 60_000,
   'detach-interface': 60_000,
+  'set-memory': 60_000,
 };
 
 const InterfaceScope = {

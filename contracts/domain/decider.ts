@@ -1,9 +1,10 @@
 import type { DomainDefinition, InterfaceModel } from './definition.ts';
-import type { DomainCommand } from './commands.ts';
+import { DEFAULT_TIMEOUT_MS, type DomainCommand } from './commands.ts';
 import { REQUESTED_EVENT, type DomainEventBody, type DomainOp, type LifecycleOp } from './events.ts';
 import { isActive, type DomainStateName, type ObservedState, type RuntimeInterface } from './state.ts';
 import { virtError } from '../errors.ts';
 import { restartsOnHostLoss } from './ha.ts';
+import { decideResources, evolveResources, memoryChange } from './resources.ts';
 import { formatDomainXml } from '../xml/domain.ts';
 import type { Envelope } from '../envelope.ts';
 import { applyRevocation, requireLiveClaim, type ClaimFence } from '../name-claim.ts';
@@ -24,6 +25,8 @@ export interface PendingOperation {
   iface?: InterfaceModel;
   mac?: string;
   persistent?: boolean;
+  /** set-memory: the balloon's target. */
+  memoryKiB?: number;
 }
 
 export interface DomainAggregate extends ClaimFence {
@@ -116,6 +119,7 @@ interface RequestArgs {
   iface?: InterfaceModel;
   mac?: string;
   persistent?: boolean;
+  memoryKiB?: number;
 }
 
 const requestedEvent = (s: DomainAggregate, op: DomainOp, now: Date, timeoutMs: number, args: RequestArgs = {}): DomainEventBody => ({
@@ -128,6 +132,7 @@ const requestedEvent = (s: DomainAggregate, op: DomainOp, now: Date, timeoutMs: 
     ...(args.iface ? { iface: args.iface } : {}),
     ...(args.mac ? { mac: args.mac } : {}),
     ...(args.persistent !== undefined ? { persistent: args.persistent } : {}),
+    ...(args.memoryKiB !== undefined ? { memoryKiB: args.memoryKiB } : {}),
   },
 });
 
@@ -167,6 +172,7 @@ const checkTransition = (op: DomainOp, s: DomainAggregate): void => {
       return;
     case 'attach-interface':
     case 'detach-interface':
+    case 'set-memory':
       if (!isActive(state)) throw notRunning(s);
       return;
   }
@@ -267,6 +273,9 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
       if (config && !s.persistent) throw virtError('operation-invalid', 'cannot change persistent config of a transient domain', { domain: s.name });
       return [{ type: 'DomainMetadataSet', data: { field: cmd.field, value: cmd.value, live, config } }];
     }
+    case 'set-resources':
+      requireDomain(s);
+      return decideResources(s, cmd, (memoryKiB, persistent) => decideOperation('set-memory', s, now, DEFAULT_TIMEOUT_MS['set-memory'], { memoryKiB, persistent }));
     case 'undefine': {
       requireDomain(s);
       requireHostKnown(s);
@@ -594,7 +603,8 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
     case 'DomainResumeRequested':
     case 'DomainRebootRequested':
     case 'DomainInterfaceAttachRequested':
-    case 'DomainInterfaceDetachRequested': {
+    case 'DomainInterfaceDetachRequested':
+    case 'DomainMemorySetRequested': {
       const op = OP_OF[e.type];
       // destroy superseding the start of a transient domain shares a commit with the failure it
       // records, and that failure settled the domain away; the start may still be booting the guest,
@@ -616,16 +626,17 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
           ...(e.data.iface ? { iface: e.data.iface } : {}),
           ...(e.data.mac ? { mac: e.data.mac } : {}),
           ...(e.data.persistent !== undefined ? { persistent: e.data.persistent } : {}),
+          ...(e.data.memoryKiB !== undefined ? { memoryKiB: e.data.memoryKiB } : {}),
         },
-        // Plugging a device changes no power state.
-        desired: op === 'attach-interface' || op === 'detach-interface' ? s.desired : DESIRED_AFTER[op](e.data.paused ?? false),
+        // Plugging a device or resizing the balloon changes no power state.
+        desired: op === 'attach-interface' || op === 'detach-interface' || op === 'set-memory' ? s.desired : DESIRED_AFTER[op](e.data.paused ?? false),
         lastError: null,
       };
     }
     case 'DomainOperationCompleted':
       return settle({
         ...base,
-        ...(s.pending?.taskId === e.data.taskId ? interfaceChange(s, s.pending) : {}),
+        ...(s.pending?.taskId === e.data.taskId ? { ...interfaceChange(s, s.pending), ...memoryChange(s, s.pending) } : {}),
         pending: s.pending?.taskId === e.data.taskId ? null : s.pending,
         observed: e.data.observed,
         interfaces: e.data.interfaces ?? s.interfaces,
@@ -664,6 +675,8 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
         nextDefinition: e.data.config ? set(next) : e.data.live ? next : s.nextDefinition,
       };
     }
+    case 'DomainResourcesSet':
+      return { ...base, ...evolveResources(s, e.data) };
     case 'DomainStateObserved':
       // Word from the host (or the operator) makes the state known again.
       return settle({
@@ -714,6 +727,7 @@ export const OP_OF = {
   DomainRebootRequested: 'reboot',
   DomainInterfaceAttachRequested: 'attach-interface',
   DomainInterfaceDetachRequested: 'detach-interface',
+  DomainMemorySetRequested: 'set-memory',
 } as const satisfies Record<string, DomainOp>;
 
 /**

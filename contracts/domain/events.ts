@@ -3,12 +3,13 @@ import { DomainDefinition, InterfaceModel } from './definition.ts';
 import { DomainStateName, ObservedState, RuntimeInterface, StateReason } from './state.ts';
 import { VirtErrorBody } from '../errors.ts';
 import { NameClaimRevoked } from '../name-claim.ts';
+import { DomainResourcesSet } from './resources.ts';
 
 /** Operations a host carries out. Each has an intent event `Domain<Op>Requested`. */
 /** The power-state operations, each a virsh verb of its own. */
 export const LifecycleOp = z.enum(['start', 'shutdown', 'destroy', 'suspend', 'resume', 'reboot']);
 export type LifecycleOp = z.infer<typeof LifecycleOp>;
-export const DomainOp = z.enum([...LifecycleOp.options, 'attach-interface', 'detach-interface']);
+export const DomainOp = z.enum([...LifecycleOp.options, 'attach-interface', 'detach-interface', 'set-memory']);
 export type DomainOp = z.infer<typeof DomainOp>;
 
 export const REQUESTED_EVENT = {
@@ -20,6 +21,7 @@ export const REQUESTED_EVENT = {
   reboot: 'DomainRebootRequested',
   'attach-interface': 'DomainInterfaceAttachRequested',
   'detach-interface': 'DomainInterfaceDetachRequested',
+  'set-memory': 'DomainMemorySetRequested',
 } as const satisfies Record<DomainOp, string>;
 
 const Requested = z.object({
@@ -32,8 +34,10 @@ const Requested = z.object({
   iface: InterfaceModel.optional(),
   /** detach-interface: the MAC address of the interface to unplug. */
   mac: z.string().optional(),
-  /** Interface changes: also change the persistent definition (virsh --config with --live). */
+  /** Interface and memory changes: also change the persistent definition (virsh --config with --live). */
   persistent: z.boolean().optional(),
+  /** set-memory: the balloon's new target in KiB (virsh setmem --live on a running guest). */
+  memoryKiB: z.number().int().positive().optional(),
 });
 
 const requested = <T extends string>(type: T) => z.object({ type: z.literal(type), data: Requested });
@@ -64,6 +68,7 @@ export const DomainEventBody = z.discriminatedUnion('type', [
   requested('DomainRebootRequested'),
   requested('DomainInterfaceAttachRequested'),
   requested('DomainInterfaceDetachRequested'),
+  requested('DomainMemorySetRequested'),
   z.object({
     type: z.literal('DomainOperationCompleted'),
     data: z.object({
@@ -94,6 +99,8 @@ export const DomainEventBody = z.discriminatedUnion('type', [
     type: z.literal('DomainMetadataSet'),
     data: z.object({ field: z.enum(['description', 'title']), value: z.string(), live: z.boolean(), config: z.boolean() }),
   }),
+  /** virsh setmem, setmaxmem, setvcpus: see resources.ts. */
+  DomainResourcesSet,
   z.object({
     /** The host's view of the guest's interfaces changed: devices, or addresses the guest took. */
     type: z.literal('DomainInterfacesObserved'),

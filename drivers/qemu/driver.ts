@@ -24,7 +24,9 @@ import {
   type NetdevBackend,
   type QemuCommand,
 } from './argv.ts';
-import { graphicsListenOf } from './extras.ts';
+import { graphicsListenOf, memballoonOf } from './extras.ts';
+import { qemuStats } from './stats.ts';
+import type { DomainStats } from '../../contracts/domain/stats.ts';
 import { allocatePort, findQemuBinary, processCmdline, processState, qemuAvailable } from './host.ts';
 import { QmpClient, QmpClosedError, QmpError, QmpTimeoutError, connectWhenReady, type QmpEvent } from './qmp.ts';
 
@@ -463,6 +465,28 @@ export class QemuDriver implements HypervisorDriver {
   onObservation(listener: (o: DomainObservation) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** The guest's counters now (drivers/qemu/stats.ts); beside operations, without their lock: it only reads. */
+  async stats(def: DomainDefinition): Promise<DomainStats> {
+    await this.ready;
+    const d = await this.find(def.uuid);
+    if (!d) throw notRunning();
+    const qmp = await this.monitor(d);
+    return qemuStats(qmp, { def: d.rec.def, pid: d.pid, nics: d.rec.nics ?? [], balloon: memballoonOf(d.rec.def).model === 'virtio' });
+  }
+
+  /** virsh setmem --live: the balloon's target, which the guest then gives back or takes. */
+  async setMemory(uuid: string, kib: number): Promise<void> {
+    await this.ready;
+    return this.withLock(uuid, async () => {
+      const d = await this.find(uuid);
+      if (!d) throw notRunning();
+      if (memballoonOf(d.rec.def).model !== 'virtio') {
+        throw new VirtError('operation-invalid', 'Requested operation is not valid: Unable to change memory of active domain without the balloon device and guest OS balloon driver');
+      }
+      await this.during(d, 'setmem', async () => (await this.monitor(d)).execute('balloon', { value: kib * 1024 }));
+    });
   }
 
   async close(): Promise<void> {

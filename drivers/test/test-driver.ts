@@ -6,6 +6,8 @@ import { z } from 'zod';
 import { CrashAction, LifecycleAction, type DomainDefinition } from '../../contracts/domain/definition.ts';
 import { DomainStateName, StateReason, isActive, type ObservedState } from '../../contracts/domain/state.ts';
 import { isVirtError, virtError, type VirtError } from '../../contracts/errors.ts';
+import type { DomainStats } from '../../contracts/domain/stats.ts';
+import { testDriverStats } from './stats.ts';
 import type {
   DomainObservation,
   DriverCapabilities,
@@ -151,6 +153,13 @@ export class TestDriver implements HypervisorDriver {
   async state(uuid: string): Promise<ObservedState> {
     this.refresh();
     return this.observed(uuid);
+  }
+
+  /** libvirt's test driver numbers for a running guest (see stats.ts). */
+  async stats(def: DomainDefinition): Promise<DomainStats> {
+    this.refresh();
+    if (!isActive(this.observed(def.uuid).state)) throw virtError('operation-invalid', 'domain is not running');
+    return testDriverStats(def, Date.now());
   }
 
   /** How many times the guest was booted from shut off; reboots and restarts keep the count. */

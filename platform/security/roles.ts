@@ -176,12 +176,14 @@ export const permissionsFor = (role: Role, principal: string): Permissions => {
             ...kv(BUCKETS.hostLiveness, { write: true, key: h }),
           ],
         },
-        subscribe: { allow: [inbox] },
+        // Live readings operators ask of this host only (services/host-agent/live-reads.ts).
+        subscribe: { allow: [inbox, `hostread.${h}.*`] },
+        allowResponses: true,
       };
     }
     case 'operator':
       return {
-        publish: { allow: [`${API}.INFO`, subjects.commandFor(principal, '*', '*'), 'query.>', ...lifecycleFeed()] },
+        publish: { allow: [`${API}.INFO`, subjects.commandFor(principal, '*', '*'), 'query.>', 'hostread.*.*', ...lifecycleFeed()] },
         subscribe: { allow: [inbox] },
       };
     case 'auditor':

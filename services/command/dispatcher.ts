@@ -89,6 +89,7 @@ export class Dispatcher {
         ...(e.data.paused ? { paused: true } : {}),
         ...(e.data.iface ? { iface: e.data.iface } : {}),
         ...(e.data.mac ? { mac: e.data.mac } : {}),
+        ...(e.data.memoryKiB !== undefined ? { memoryKiB: e.data.memoryKiB } : {}),
         definition: state.definition,
         correlationId: e.correlationId,
         ...(e.traceContext.traceparent ? { traceparent: e.traceContext.traceparent } : {}),

@@ -10,6 +10,7 @@ import {
   type DomainOpRequest,
 } from '../../contracts/domain/commands.ts';
 import { decide, type DomainAggregate } from '../../contracts/domain/decider.ts';
+import type { SetResourcesRequest } from '../../contracts/domain/resources.ts';
 import { DomainDefinition, InterfaceModel } from '../../contracts/domain/definition.ts';
 import type { DomainEventBody, LifecycleOp } from '../../contracts/domain/events.ts';
 import type { CommandMeta } from '../../contracts/envelope.ts';
@@ -131,6 +132,11 @@ export class DomainCommands {
   /** virsh desc: a description or title set in the log, on the live or persistent definition. */
   async setMetadata(req: SetMetadataRequest, meta: CommandMeta): Promise<Accepted> {
     return this.run(req.domain, meta, { type: 'set-metadata', field: req.field, value: req.value, live: req.live ?? false, config: req.config ?? false });
+  }
+
+  /** virsh setmem, setmaxmem, setvcpus: a change of memory or vCPU counts, checked and recorded (resources.ts). */
+  async setResources(req: SetResourcesRequest, meta: CommandMeta): Promise<Accepted> {
+    return this.run(req.domain, meta, { type: 'set-resources', change: req.change, live: req.live ?? false, config: req.config ?? false });
   }
 
   async operation(op: LifecycleOp, req: DomainOpRequest & { paused?: boolean }, meta: CommandMeta): Promise<Accepted> {

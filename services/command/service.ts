@@ -1,4 +1,5 @@
 import type { Subscription } from '@nats-io/transport-node';
+import { SetResourcesRequest } from '../../contracts/domain/resources.ts';
 import { AttachInterfaceRequest, CreateDomainRequest, RenameDomainRequest, SetMetadataRequest, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, StartDomainRequest } from '../../contracts/domain/commands.ts';
 import type { DomainOp } from '../../contracts/domain/events.ts';
 import { RegisterHostRequest } from '../../contracts/host/events.ts';
@@ -71,6 +72,7 @@ export class CommandService {
     this.subs.push(...api.serve('domain', 'create', CreateDomainRequest, (r, meta) => commands.create(r, meta)));
     this.subs.push(...api.serve('domain', 'desc', SetMetadataRequest, (r, meta) => commands.setMetadata(r, meta)));
     this.subs.push(...api.serve('domain', 'rename', RenameDomainRequest, (r, meta) => commands.rename(r, meta)));
+    this.subs.push(...api.serve('domain', 'set-resources', SetResourcesRequest, (r, meta) => commands.setResources(r, meta)));
     this.subs.push(...api.serve('domain', 'undefine', DomainOpRequest, (r, meta) => commands.undefine(r, meta)));
     this.subs.push(...api.serve('domain', 'start', StartDomainRequest, (r, meta) => commands.operation('start', r, meta)));
     this.subs.push(...api.serve('domain', 'attach-interface', AttachInterfaceRequest, (r, meta) => commands.attachInterface(r, meta)));

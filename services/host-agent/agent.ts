@@ -23,6 +23,7 @@ import { ownDomains } from './own-domains.ts';
 import { resync, type ResyncHost } from './resync.ts';
 import { FenceGuard } from './fence-guard.ts';
 import { TaskWorker } from './task-worker.ts';
+import { serveLiveReads } from './live-reads.ts';
 import { contextFromTraceparent, inSpan } from '../../platform/telemetry.ts';
 
 export interface HostAgentOptions {
@@ -155,6 +156,7 @@ export class HostAgent {
     );
     const grant = await this.lease.acquire();
     for (const d of this.opts.drivers) this.unsubscribe.push(d.onObservation((o) => void this.observed(o)));
+    this.unsubscribe.push(serveLiveReads(this.n, this.hostId, (type) => this.byType.get(type), this.log));
     await this.reconcile();
     // A host declared lost while its agent was away: what moved elsewhere must not run here too.
     if (grant.returned) await this.dropMoved();
@@ -376,6 +378,9 @@ export class HostAgent {
       case 'attach-interface':
       case 'detach-interface':
         return this.changeInterface(d, t, opts);
+      case 'set-memory':
+        if (!d.setMemory || t.memoryKiB === undefined) throw virtError('operation-unsupported', `the ${d.name} driver cannot resize a running guest's memory`);
+        return d.setMemory(uuid, t.memoryKiB).then(() => d.state(uuid));
     }
   }
 

@@ -155,6 +155,20 @@ describe('one principal, one job: what a stolen credential cannot do', () => {
     });
   });
 
+  describe("live readings of a host's guests", () => {
+    it('only operators ask them, and only the host asked answers', async () => {
+      const { stats } = await alice.domainStats('secret-b');
+      expect(stats.groups).toEqual(['state']);
+      expect((await alice.nodeStats('host-b')).cells.length).toBeGreaterThan(0);
+      const audrey = await s.as('audrey');
+      await refused(call(audrey.nc, subjects.hostRead('host-b', 'node-stats'), {}), /hostread\.host-b/);
+      await refused(call(hostA.nc, subjects.hostRead('host-b', 'node-stats'), {}), /hostread\.host-b/);
+      // Nor can a host listen in on another's questions to answer them in its place.
+      await subscribeRefused(await s.as('host-a'), subjects.hostRead('host-b', 'domain-stats'));
+      await subscribeRefused(await s.as('host-a'), 'hostread.>');
+    });
+  });
+
   describe("readers of the log cannot touch the services' consumers", () => {
     it('an auditor reads history but cannot delete, pull from or reconfigure the projector or the dispatcher', async () => {
       const audit = await s.as('audrey');

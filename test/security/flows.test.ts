@@ -34,6 +34,9 @@ describe('legitimate flows under least privilege', () => {
       for await (const e of alice.lifecycle({ domainId: def.domainId, from: 'all', signal: ac.signal })) events.push(e);
     })();
     expect((await alice.outcome(await alice.start('sec-1'), 20_000)).observed.state).toBe('running');
+    // Live readings, asked of the host agent under the operator's permissions.
+    expect((await alice.domainStats('sec-1')).stats.groups).toEqual(['state']);
+    expect((await alice.nodeStats('host-a')).memory?.totalKiB).toBeGreaterThan(0);
     expect((await alice.outcome(await alice.destroy('sec-1'), 20_000)).observed.state).toBe('shutoff');
     const end = Date.now() + 10_000;
     while (events.length < 3 && Date.now() < end) await new Promise((r) => setTimeout(r, 25));
