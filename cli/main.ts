@@ -5,6 +5,7 @@ import { installPropagator, tracesExported } from '../platform/telemetry.ts';
 import { registerNetworkCommands } from './network-commands.ts';
 import { registerDomainCommands } from './domain-commands.ts';
 import { registerDomainInfoCommands } from './domain-info-commands.ts';
+import { registerDomainStateCommands } from './domain-state-commands.ts';
 import { registerNodeCommands } from './node-commands.ts';
 import { registerLookupCommands } from './lookup-commands.ts';
 import { causeOf, describeFailure, errorLines, Exit, EXIT, UsageError } from './errors.ts';
@@ -127,6 +128,7 @@ export const buildProgram = (): Command => {
   const helpers = { out, withClient, json: () => Boolean(globals().json), usageError: (m: string) => new UsageError(m) };
   registerDomainCommands(program, helpers);
   registerDomainInfoCommands(program, helpers);
+  registerDomainStateCommands(program, helpers);
   registerNodeCommands(program, helpers);
   registerLookupCommands(program, helpers);
   registerNetworkCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });

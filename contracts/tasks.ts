@@ -53,5 +53,7 @@ export const ReportRequest = z.discriminatedUnion('kind', [
   }),
   Report.extend({ kind: z.literal('interfaces'), domainId: DomainId, interfaces: z.array(RuntimeInterface) }),
   Report.extend({ kind: z.literal('observed'), domainId: DomainId, observed: ObservedState, cause: z.string().optional() }),
+  /** The agent started: the domain, if marked autostart and shut off, is to be started. */
+  Report.extend({ kind: z.literal('autostart'), domainId: DomainId }),
 ]);
 export type ReportRequest = z.infer<typeof ReportRequest>;

@@ -63,6 +63,13 @@ export interface HypervisorDriver {
    * the device before `opts.signal` aborts is a `timeout` error, with the NIC still attached.
    */
   detachInterface?(def: DomainDefinition, mac: string, opts?: OperationOptions): Promise<void>;
+  /** virsh reset: a hard reset of the running guest, as a reset button; it stays in the state it was in. */
+  reset?(uuid: string, opts?: OperationOptions): Promise<ObservedState>;
+  /**
+   * virsh managedsave: saves the running guest's state on the host and stops it, shut off with
+   * reason `saved`; its next start resumes from that state. A guest already saved reports so.
+   */
+  managedSave?(def: DomainDefinition, opts?: OperationOptions): Promise<ObservedState>;
   /** Subscribe to unexpected state changes; returns an unsubscribe function. */
   onObservation(listener: (o: DomainObservation) => void): () => void;
   /** Releases monitors and timers; running guests keep running. */

@@ -7,6 +7,7 @@ import { restartsOnHostLoss } from './ha.ts';
 import { formatDomainXml } from '../xml/domain.ts';
 import type { Envelope } from '../envelope.ts';
 import { applyRevocation, requireLiveClaim, type ClaimFence } from '../name-claim.ts';
+import { decideFlags, evolveFlags, undefineSaveEvents } from './autostart-save.ts';
 
 /**
  * The domain decider: pure functions, no I/O. `decide` answers a command with events or throws a
@@ -64,6 +65,10 @@ export interface DomainAggregate extends ClaimFence {
    * ids are unique across the fleet and a new one is given at each start, as libvirt does.
    */
   domid?: number;
+  /** virsh autostart: started when its host's agent starts (autostart-save.ts). */
+  autostart?: boolean;
+  /** virsh managedsave: its host holds a saved state, which the next start resumes. */
+  managedSave?: boolean;
 }
 
 const RECENT_COMMANDS = 64;
@@ -95,6 +100,20 @@ const DESIRED_AFTER: Record<LifecycleOp, (paused: boolean) => DomainStateName> =
   suspend: () => 'paused',
   resume: () => 'running',
   reboot: () => 'running',
+};
+
+/** What the domain asks for once an operation is requested: plugging a device or a reset changes no power state. */
+const desiredAfter = (op: DomainOp, paused: boolean, current: DomainStateName): DomainStateName => {
+  switch (op) {
+    case 'attach-interface':
+    case 'detach-interface':
+    case 'reset':
+      return current;
+    case 'managedsave':
+      return 'shutoff';
+    default:
+      return DESIRED_AFTER[op](paused);
+  }
 };
 
 export const commandVersion = (s: DomainAggregate, commandId: string): number | undefined =>
@@ -167,8 +186,19 @@ const checkTransition = (op: DomainOp, s: DomainAggregate): void => {
       return;
     case 'attach-interface':
     case 'detach-interface':
+    case 'reset':
       if (!isActive(state)) throw notRunning(s);
       return;
+    case 'managedsave': {
+      // Both drivers check the same two things, in opposite orders.
+      const transient = () => {
+        if (!s.persistent) throw virtError('operation-invalid', 'cannot do managed save for transient domain', { domain: s.name });
+      };
+      if (!test) transient();
+      if (!isActive(state)) throw notRunning(s);
+      transient();
+      return;
+    }
   }
 };
 
@@ -276,7 +306,7 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
         // UNDEFINED/REMOVED, and the domain runs on as the transient domain it was.
         throw virtError('operation-invalid', `cannot undefine transient domain '${s.name}'`);
       }
-      return [{ type: 'DomainUndefined', data: { removed: !active } }];
+      return [...undefineSaveEvents(s, cmd.managedSave ?? false), { type: 'DomainUndefined', data: { removed: !active } }];
     }
     case 'start':
       requireDomain(s);
@@ -295,6 +325,16 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
         return decideOperation('destroy', s, now, cmd.timeoutMs);
       }
       return decideOperation(cmd.type, s, now, cmd.timeoutMs);
+    case 'reset':
+    case 'managedsave':
+      requireDomain(s);
+      return decideOperation(cmd.type, s, now, cmd.timeoutMs);
+    case 'set-autostart':
+    case 'managedsave-remove':
+      requireDomain(s);
+      return decideFlags(cmd, s, onTestDriver(s), () => []);
+    case 'autostart-boot':
+      return decideFlags(cmd, s, onTestDriver(s), () => decideOperation('start', s, now, cmd.timeoutMs));
     case 'attach-interface':
     case 'detach-interface':
       requireDomain(s);
@@ -550,7 +590,7 @@ const settle = (s0: DomainAggregate): DomainAggregate => {
 };
 
 export const evolve = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAggregate => {
-  const next = evolveState(s, e);
+  const next = evolveFlags(s, evolveState(s, e), e);
   const { domid: _, ...rest } = next;
   // A lost host's guest may still run: it keeps its id until the host is heard again.
   if (next.hostLost) return s.domid !== undefined ? { ...rest, domid: s.domid } : rest;
@@ -594,7 +634,9 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
     case 'DomainResumeRequested':
     case 'DomainRebootRequested':
     case 'DomainInterfaceAttachRequested':
-    case 'DomainInterfaceDetachRequested': {
+    case 'DomainInterfaceDetachRequested':
+    case 'DomainResetRequested':
+    case 'DomainManagedSaveRequested': {
       const op = OP_OF[e.type];
       // destroy superseding the start of a transient domain shares a commit with the failure it
       // records, and that failure settled the domain away; the start may still be booting the guest,
@@ -617,8 +659,7 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
           ...(e.data.mac ? { mac: e.data.mac } : {}),
           ...(e.data.persistent !== undefined ? { persistent: e.data.persistent } : {}),
         },
-        // Plugging a device changes no power state.
-        desired: op === 'attach-interface' || op === 'detach-interface' ? s.desired : DESIRED_AFTER[op](e.data.paused ?? false),
+        desired: desiredAfter(op, e.data.paused ?? false, s.desired),
         lastError: null,
       };
     }
@@ -714,6 +755,8 @@ export const OP_OF = {
   DomainRebootRequested: 'reboot',
   DomainInterfaceAttachRequested: 'attach-interface',
   DomainInterfaceDetachRequested: 'detach-interface',
+  DomainResetRequested: 'reset',
+  DomainManagedSaveRequested: 'managedsave',
 } as const satisfies Record<string, DomainOp>;
 
 /**

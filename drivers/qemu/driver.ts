@@ -442,6 +442,23 @@ export class QemuDriver implements HypervisorDriver {
     });
   }
 
+  /** qemuDomainReset: system_reset, the guest's reset button; a paused guest stays paused. */
+  async reset(uuid: string, _opts: OperationOptions = {}): Promise<ObservedState> {
+    await this.ready;
+    return this.withLock(uuid, async () => {
+      const d = await this.find(uuid);
+      if (!d) throw notRunning();
+      return this.during(d, 'reset', async () => {
+        const status = await this.status(d);
+        if (status === 'shutdown') throw notRunning();
+        // The firmware resets the machine once more as it comes up: not a reboot of the guest's own.
+        d.quietResetsUntil = Date.now() + FIRMWARE_RESET_WINDOW_MS;
+        await (await this.monitor(d)).execute('system_reset');
+        return this.record(d, mapRunState(await this.status(d), d.rec.state));
+      });
+    });
+  }
+
   async attachInterface(def: DomainDefinition, iface: InterfaceModel, opts: OperationOptions = {}): Promise<RuntimeInterface> {
     await this.ready;
     return this.withLock(def.uuid, async () => {
