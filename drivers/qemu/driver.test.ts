@@ -156,6 +156,30 @@ describe.skipIf(!avail.ok)('QemuDriver with a real guest', () => {
   );
 
   it(
+    'reset presses the reset button: the guest boots again in the same qemu, a paused one stays paused, and none of it is an observation',
+    async () => {
+      const driver = newDriver();
+      const { seen } = observations(driver);
+      const d = def({ name: 'reset' });
+      expect(await driver.start(d)).toEqual({ state: 'running', reason: 'booted' });
+      const pid = track(driver, d.uuid)!;
+      const log = join(stateDir, 'qemu', d.uuid, 'console.log');
+      await waitForConsole(log, READY_MARKER, { timeoutMs: BOOT_MS });
+      expect(await driver.reset(d.uuid)).toEqual({ state: 'running', reason: 'booted' });
+      // No shutdown ran: the kernel simply booted a second time.
+      await waitForConsole(log, READY_MARKER, { count: 2, timeoutMs: BOOT_MS });
+      expect(await readFile(log, 'utf8')).not.toContain('power button pressed');
+      expect(driver.pid(d.uuid)).toBe(pid);
+      expect(await driver.suspend(d.uuid)).toEqual({ state: 'paused', reason: 'user' });
+      expect(await driver.reset(d.uuid)).toEqual({ state: 'paused', reason: 'user' });
+      await driver.destroy(d.uuid);
+      await expect(driver.reset(d.uuid)).rejects.toMatchObject({ code: 'operation-invalid' });
+      expect(seen.filter((o) => o.uuid === d.uuid)).toEqual([]);
+    },
+    3 * BOOT_MS,
+  );
+
+  it(
     'destroys, starts paused, and applies on_reboot=destroy',
     async () => {
       const driver = newDriver();
