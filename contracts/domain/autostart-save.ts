@@ -38,6 +38,16 @@ export const decideFlags = (cmd: FlagCommand, s: DomainAggregate, onTest: boolea
   }
 };
 
+/** managedsave: both drivers check the same two things, in opposite orders (testDomainManagedSave, qemuDomainManagedSave). */
+export const checkManagedSave = (s: DomainAggregate, onTest: boolean): void => {
+  const transient = () => {
+    if (!s.persistent) throw virtError('operation-invalid', 'cannot do managed save for transient domain', { domain: s.name });
+  };
+  if (!onTest) transient();
+  if (!isActive(s.observed.state)) throw virtError('operation-invalid', 'domain is not running', { domain: s.name });
+  transient();
+};
+
 /** undefine: a saved state blocks it, unless the caller asks for the image to go too. */
 export const undefineSaveEvents = (s: DomainAggregate, removeImage: boolean): DomainEventBody[] => {
   if (!s.managedSave) return [];

@@ -7,7 +7,7 @@ import { restartsOnHostLoss } from './ha.ts';
 import { formatDomainXml } from '../xml/domain.ts';
 import type { Envelope } from '../envelope.ts';
 import { applyRevocation, requireLiveClaim, type ClaimFence } from '../name-claim.ts';
-import { decideFlags, evolveFlags, undefineSaveEvents } from './autostart-save.ts';
+import { checkManagedSave, decideFlags, evolveFlags, undefineSaveEvents } from './autostart-save.ts';
 
 /**
  * The domain decider: pure functions, no I/O. `decide` answers a command with events or throws a
@@ -189,16 +189,8 @@ const checkTransition = (op: DomainOp, s: DomainAggregate): void => {
     case 'reset':
       if (!isActive(state)) throw notRunning(s);
       return;
-    case 'managedsave': {
-      // Both drivers check the same two things, in opposite orders.
-      const transient = () => {
-        if (!s.persistent) throw virtError('operation-invalid', 'cannot do managed save for transient domain', { domain: s.name });
-      };
-      if (!test) transient();
-      if (!isActive(state)) throw notRunning(s);
-      transient();
-      return;
-    }
+    case 'managedsave':
+      return checkManagedSave(s, test);
   }
 };
 
