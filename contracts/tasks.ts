@@ -20,6 +20,8 @@ export const DomainTask = z.object({
   placementEpoch: z.number().int(),
   deadline: z.iso.datetime(),
   paused: z.boolean().optional(),
+  /** start: the domain has a managed save image to resume from. */
+  restore: z.boolean().optional(),
   iface: InterfaceModel.optional(),
   mac: z.string().optional(),
   definition: DomainDefinition,

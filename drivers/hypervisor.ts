@@ -43,7 +43,8 @@ export interface HypervisorDriver {
   list(): Promise<DriverDomain[]>;
   /** Current state; a domain the driver has never seen is shutoff/unknown. */
   state(uuid: string): Promise<ObservedState>;
-  start(def: DomainDefinition, opts?: OperationOptions & { paused?: boolean }): Promise<ObservedState>;
+  /** `restore`: resume from the managed save image, if the host has one; without it, an image left is discarded. */
+  start(def: DomainDefinition, opts?: OperationOptions & { paused?: boolean; restore?: boolean }): Promise<ObservedState>;
   /** Asks the guest to shut down and resolves once it has, applying the domain's on_poweroff. */
   shutdown(def: DomainDefinition, opts?: OperationOptions): Promise<ObservedState>;
   destroy(uuid: string, opts?: OperationOptions): Promise<ObservedState>;

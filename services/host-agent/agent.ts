@@ -363,7 +363,7 @@ export class HostAgent {
     const uuid = t.definition.uuid;
     switch (t.op) {
       case 'start':
-        return d.start(t.definition, { ...opts, paused: t.paused ?? false });
+        return d.start(t.definition, { ...opts, paused: t.paused ?? false, ...(t.restore ? { restore: true } : {}) });
       case 'shutdown':
         return d.shutdown(t.definition, opts);
       case 'destroy':

@@ -80,6 +80,7 @@ const runIfMissed = async (host: ResyncHost, v: DomainView, graceMs: number, now
     placementEpoch: v.placementEpoch,
     deadline: p.deadline,
     ...(op.data === 'start' && v.desired === 'paused' ? { paused: true } : {}),
+    ...(op.data === 'start' && v.managedSave ? { restore: true } : {}),
     definition: v.definition,
     correlationId: p.taskId,
   };
