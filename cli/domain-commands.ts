@@ -6,6 +6,7 @@ import type { CommandAccepted, DomainView, VirtplaneClient } from '../client/ind
 import type { DomainDefinitionInput } from '../contracts/domain/definition.ts';
 import { domainList, parsePageSize, type ListColumns } from './format.ts';
 import { failing, VerbFailed } from './errors.ts';
+import { MANAGED_SAVE_BLOCKS_UNDEFINE } from '../contracts/domain/autostart-save.ts';
 import type { CliHelpers } from './network-commands.ts';
 
 /** Messages virsh prints on success, so scripts and people see what they expect. */
@@ -60,6 +61,10 @@ interface ListOptions {
   stateOther?: boolean;
   persistent?: boolean;
   transient?: boolean;
+  autostart?: boolean;
+  withManagedSave?: boolean;
+  withoutManagedSave?: boolean;
+  managedSave?: boolean;
   pageSize?: number;
 }
 
@@ -79,6 +84,11 @@ export const registerDomainCommands = (program: Command, h: CliHelpers): void =>
     .option('--state-other', 'domains in any other state')
     .option('--persistent', 'persistent domains')
     .option('--transient', 'transient domains')
+    .option('--autostart', 'domains marked autostart')
+    .option('--no-autostart', 'domains not marked autostart')
+    .option('--with-managed-save', 'domains with a saved state')
+    .option('--without-managed-save', 'domains without a saved state')
+    .option('--managed-save', "show an inactive domain's state as 'saved' when it has a saved state")
     .option('--host [hostId]', "add virtplane's columns (host, uuid, operation in progress); with an id, only that host's domains")
     .option('--name-contains <text>', 'only domains whose name contains this')
     .option('--page-size <n>', 'domains per request (the list is read page by page to the end)', parsePageSize)
@@ -99,6 +109,9 @@ export const registerDomainCommands = (program: Command, h: CliHelpers): void =>
         .filter((v) => !o.inactive || o.all || !active(v))
         .filter((v) => states.length === 0 || states.some((f) => matchesState(v, f)))
         .filter((v) => (o.persistent && !o.transient ? v.persistent : o.transient && !o.persistent ? !v.persistent : true))
+        // Commander reads --no-autostart as autostart=false.
+        .filter((v) => (o.autostart === undefined ? true : o.autostart ? v.autostart === true : !v.autostart))
+        .filter((v) => (o.withManagedSave && !o.withoutManagedSave ? v.managedSave === true : o.withoutManagedSave && !o.withManagedSave ? !v.managedSave : true))
         // virsh lists running domains by id, then inactive ones by name.
         .sort((a, b) => (a.domid ?? Infinity) - (b.domid ?? Infinity) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
       let human: string;
@@ -106,7 +119,7 @@ export const registerDomainCommands = (program: Command, h: CliHelpers): void =>
         human = views.map((v) => (o.name && o.uuid ? `${v.id}  ${v.name}` : o.name ? v.name : v.id)).join('\n');
       } else {
         const columns: ListColumns = o.host ? 'host' : 'virsh';
-        human = domainList(views, columns);
+        human = domainList(views, columns, Boolean(o.managedSave));
       }
       h.out().result(human, views);
     });
@@ -176,8 +189,15 @@ export const registerDomainCommands = (program: Command, h: CliHelpers): void =>
     .command('undefine')
     .description('undefine a domain (a running one keeps running as transient)')
     .argument('<domain>', 'name or uuid')
-    .action(async (domain: string) => {
-      const r = await failing(`Failed to undefine domain '${domain}'`, domain, () => h.withClient((c) => c.undefine(domain)));
+    .option('--managed-save', "remove the domain's saved state too")
+    .action(async (domain: string, o: { managedSave?: boolean }) => {
+      const r = await failing(`Failed to undefine domain '${domain}'`, domain, () =>
+        h.withClient((c) => c.undefine(domain, o.managedSave ? { managedSave: true } : {})).catch((e: unknown) => {
+          // virsh checks for a saved state itself and says only this.
+          if ((e as Error).message === MANAGED_SAVE_BLOCKS_UNDEFINE) throw new VerbFailed(null, e, MANAGED_SAVE_BLOCKS_UNDEFINE);
+          throw e;
+        }),
+      );
       h.out().result(`Domain '${r.name}' has been undefined`, r);
     });
 

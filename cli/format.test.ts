@@ -70,3 +70,18 @@ describe("virsh's layouts", () => {
     expect(dominfo(view(), true)).toMatch(/^Host:\s+host-a$/m);
   });
 });
+
+describe('autostart and a managed save image, as virsh prints them', () => {
+  const saved = view({ autostart: true, managedSave: true, observed: { state: 'shutoff', reason: 'saved' }, desired: 'shutoff' });
+
+  it('dominfo says enable and yes; a domain with neither says disable and no', () => {
+    expect(dominfo(saved)).toMatch(/^Autostart: {6}enable\nManaged save: {3}yes$/m);
+    expect(dominfo(view())).toMatch(/^Autostart: {6}disable\nManaged save: {3}no$/m);
+  });
+
+  it("list shows a saved domain shut off, and 'saved' only with --managed-save", () => {
+    expect(domainList([saved])).toMatch(/ -\s+web1\s+shut off$/m);
+    expect(domainList([saved], 'virsh', true)).toMatch(/ -\s+web1\s+saved$/m);
+    expect(domainList([view()], 'virsh', true)).toMatch(/web1\s+running$/m);
+  });
+});

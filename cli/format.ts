@@ -34,10 +34,13 @@ export type ListColumns = 'virsh' | 'host';
 
 const domidLabel = (v: DomainView): string => (v.domid === undefined ? '-' : String(v.domid));
 
-export const domainList = (views: DomainView[], columns: ListColumns = 'virsh'): string =>
-  columns === 'virsh'
-    ? table(['Id', 'Name', 'State'], views.map((v) => [domidLabel(v), v.name, stateLabel(v)]))
-    : table(['Id', 'Name', 'State', 'Host', 'UUID'], views.map((v) => [domidLabel(v), v.name, stateLabel(v), v.hostId, v.id]));
+/** `saved`: virsh list --managed-save, which shows an inactive domain with a saved state as 'saved'. */
+export const domainList = (views: DomainView[], columns: ListColumns = 'virsh', saved = false): string => {
+  const state = (v: DomainView) => (saved && v.managedSave && v.observed.state === 'shutoff' ? 'saved' : stateLabel(v));
+  return columns === 'virsh'
+    ? table(['Id', 'Name', 'State'], views.map((v) => [domidLabel(v), v.name, state(v)]))
+    : table(['Id', 'Name', 'State', 'Host', 'UUID'], views.map((v) => [domidLabel(v), v.name, state(v), v.hostId, v.id]));
+};
 
 /** The test driver calls every guest's OS "linux"; other drivers give the definition's. */
 const osType = (v: DomainView): string => (v.definition.type === 'test' ? 'linux' : v.definition.os.type);
@@ -58,8 +61,8 @@ export const dominfo = (v: DomainView, extra = false): string => {
     ['Max memory', `${d.maxMemoryKiB ?? d.memoryKiB} KiB`],
     ['Used memory', `${d.currentMemoryKiB ?? d.memoryKiB} KiB`],
     ['Persistent', v.persistent ? 'yes' : 'no'],
-    ['Autostart', 'disable'],
-    ['Managed save', 'no'],
+    ['Autostart', v.autostart ? 'enable' : 'disable'],
+    ['Managed save', v.managedSave ? 'yes' : 'no'],
     // The test driver's security model; QEMU guests here run under libvirt's "none" model.
     ['Security model', test ? 'testSecurity' : 'none'],
     ['Security DOI', test ? '' : '0'],

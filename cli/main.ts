@@ -5,6 +5,7 @@ import { installPropagator, tracesExported } from '../platform/telemetry.ts';
 import { registerNetworkCommands } from './network-commands.ts';
 import { registerDomainCommands } from './domain-commands.ts';
 import { registerDomainInfoCommands } from './domain-info-commands.ts';
+import { registerDomainStateCommands } from './domain-state-commands.ts';
 import { registerNodeCommands } from './node-commands.ts';
 import { registerMonitorCommands } from './monitor-commands.ts';
 import { registerResourceCommands } from './resource-commands.ts';
@@ -130,6 +131,7 @@ export const buildProgram = (): Command => {
   const helpers = { out, withClient, json: () => Boolean(globals().json), usageError: (m: string) => new UsageError(m) };
   registerDomainCommands(program, helpers);
   registerDomainInfoCommands(program, helpers);
+  registerDomainStateCommands(program, helpers);
   registerNodeCommands(program, helpers);
   registerMonitorCommands(program, helpers);
   registerResourceCommands(program, helpers);

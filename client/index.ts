@@ -177,8 +177,29 @@ export class VirtplaneClient {
     return this.command('rename', { domain, newName }, opts);
   }
 
-  undefine(domain: string, opts?: CommandOptions) {
-    return this.command('undefine', { domain }, opts);
+  /** `managedSave`: a saved state goes with the domain (virsh undefine --managed-save); without it, one refuses the undefine. */
+  undefine(domain: string, opts: CommandOptions & { managedSave?: boolean } = {}) {
+    return this.command('undefine', { domain, ...(opts.managedSave ? { managedSave: true } : {}) }, opts);
+  }
+
+  /** virsh autostart: start the domain when its host's agent starts (`false`: --disable). */
+  autostart(domain: string, enable = true, opts?: CommandOptions) {
+    return this.command('autostart', { domain, ...(enable ? {} : { disable: true }) }, opts);
+  }
+
+  /** virsh reset: a hard reset of the running guest; it stays running (or paused). */
+  reset(domain: string, opts?: CommandOptions) {
+    return this.command('reset', { domain }, opts);
+  }
+
+  /** virsh managedsave: save the guest's state on its host and stop it; the next start resumes it. */
+  managedSave(domain: string, opts?: CommandOptions) {
+    return this.command('managedsave', { domain }, opts);
+  }
+
+  /** virsh managedsave-remove: drop the saved state, so the next start boots afresh. */
+  managedSaveRemove(domain: string, opts?: CommandOptions) {
+    return this.command('managedsave-remove', { domain }, opts);
   }
 
   start(domain: string, opts: CommandOptions & { paused?: boolean } = {}) {

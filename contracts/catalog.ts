@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { AttachInterfaceRequest, CommandAccepted, CreateDomainRequest, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, RenameDomainRequest, SetMetadataRequest, StartDomainRequest } from './domain/commands.ts';
+import { AttachInterfaceRequest, AutostartDomainRequest, UndefineDomainRequest, CommandAccepted, CreateDomainRequest, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, RenameDomainRequest, SetMetadataRequest, StartDomainRequest } from './domain/commands.ts';
 import { DomainEventBody } from './domain/events.ts';
 import { SetResourcesRequest } from './domain/resources.ts';
 import { DomainStats, DomainStatsRequest, NodeStats, NodeStatsRequest } from './domain/stats.ts';
@@ -111,7 +111,11 @@ const NameClaimed = z.object({ type: z.literal('NameClaimed'), data: z.object({ 
 
 export const CATALOG: ChannelSpec[] = [
   command('domain', 'define', 'DefineDomainRequest', DefineDomainRequest, commandReplies.domain, 'Define a domain from JSON or libvirt XML (virsh define).'),
-  command('domain', 'undefine', 'DomainOpRequest', DomainOpRequest, commandReplies.domain, 'Undefine a domain (virsh undefine).'),
+  command('domain', 'undefine', 'UndefineDomainRequest', UndefineDomainRequest, commandReplies.domain, 'Undefine a domain, with its managed save image when asked (virsh undefine [--managed-save]).'),
+  command('domain', 'autostart', 'AutostartDomainRequest', AutostartDomainRequest, commandReplies.domain, "Start a domain when its host's agent starts, or no longer (virsh autostart [--disable])."),
+  command('domain', 'reset', 'DomainOpRequest', DomainOpRequest, commandReplies.domain, 'Reset a running domain (virsh reset).'),
+  command('domain', 'managedsave', 'DomainOpRequest', DomainOpRequest, commandReplies.domain, "Save a running domain's state on its host and stop it; the next start resumes it (virsh managedsave)."),
+  command('domain', 'managedsave-remove', 'DomainOpRequest', DomainOpRequest, commandReplies.domain, "Remove a domain's managed save image (virsh managedsave-remove)."),
   command('domain', 'start', 'StartDomainRequest', StartDomainRequest, commandReplies.domain, 'Start a domain (virsh start).'),
   ...(['shutdown', 'destroy', 'suspend', 'resume', 'reboot'] as const).map((op) =>
     command('domain', op, 'DomainOpRequest', DomainOpRequest, commandReplies.domain, `virsh ${op}.`),

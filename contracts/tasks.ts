@@ -20,6 +20,8 @@ export const DomainTask = z.object({
   placementEpoch: z.number().int(),
   deadline: z.iso.datetime(),
   paused: z.boolean().optional(),
+  /** start: the domain has a managed save image to resume from. */
+  restore: z.boolean().optional(),
   iface: InterfaceModel.optional(),
   mac: z.string().optional(),
   /** set-memory: the balloon's new target in KiB. */
@@ -55,5 +57,7 @@ export const ReportRequest = z.discriminatedUnion('kind', [
   }),
   Report.extend({ kind: z.literal('interfaces'), domainId: DomainId, interfaces: z.array(RuntimeInterface) }),
   Report.extend({ kind: z.literal('observed'), domainId: DomainId, observed: ObservedState, cause: z.string().optional() }),
+  /** The agent started: the domain, if marked autostart and shut off, is to be started. */
+  Report.extend({ kind: z.literal('autostart'), domainId: DomainId }),
 ]);
 export type ReportRequest = z.infer<typeof ReportRequest>;

@@ -65,6 +65,10 @@ export const DomainView = z.object({
   lastError: z.object({ op: DomainOp, taskId: z.string(), code: z.string(), message: z.string(), at: z.string() }).nullable(),
   /** The domain's version: the stream sequence of the last commit folded in. */
   version: z.number().int(),
+  /** virsh autostart: started when its host's agent starts. */
+  autostart: z.boolean().optional(),
+  /** virsh managedsave: its host holds a saved state that the next start resumes. */
+  managedSave: z.boolean().optional(),
   /** virsh's Id while the guest is active (absent, shown '-', while it is not). */
   domid: z.number().int().optional(),
   updatedAt: z.string(),

@@ -44,7 +44,8 @@ export interface HypervisorDriver {
   list(): Promise<DriverDomain[]>;
   /** Current state; a domain the driver has never seen is shutoff/unknown. */
   state(uuid: string): Promise<ObservedState>;
-  start(def: DomainDefinition, opts?: OperationOptions & { paused?: boolean }): Promise<ObservedState>;
+  /** `restore`: resume from the managed save image, if the host has one; without it, an image left is discarded. */
+  start(def: DomainDefinition, opts?: OperationOptions & { paused?: boolean; restore?: boolean }): Promise<ObservedState>;
   /** Asks the guest to shut down and resolves once it has, applying the domain's on_poweroff. */
   shutdown(def: DomainDefinition, opts?: OperationOptions): Promise<ObservedState>;
   destroy(uuid: string, opts?: OperationOptions): Promise<ObservedState>;
@@ -75,6 +76,13 @@ export interface HypervisorDriver {
    * or takes it over the following moments. A guest without a balloon is `operation-invalid`.
    */
   setMemory?(uuid: string, kib: number): Promise<void>;
+  /** virsh reset: a hard reset of the running guest, as a reset button; it stays in the state it was in. */
+  reset?(uuid: string, opts?: OperationOptions): Promise<ObservedState>;
+  /**
+   * virsh managedsave: saves the running guest's state on the host and stops it, shut off with
+   * reason `saved`; its next start resumes from that state. A guest already saved reports so.
+   */
+  managedSave?(def: DomainDefinition, opts?: OperationOptions): Promise<ObservedState>;
   /** Subscribe to unexpected state changes; returns an unsubscribe function. */
   onObservation(listener: (o: DomainObservation) => void): () => void;
   /** Releases monitors and timers; running guests keep running. */

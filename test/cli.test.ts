@@ -5,7 +5,7 @@ import { cpus, hostname, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { PROJECT_ROOT } from '../platform/config.ts';
-import { startStack, type Stack } from './fixtures/stack.ts';
+import { startStack, testDriverState, type Stack } from './fixtures/stack.ts';
 import { startEmbedded } from './fixtures/embedded.ts';
 
 const run = promisify(execFile);
@@ -80,6 +80,49 @@ describe('virtplane CLI against a running system', () => {
       'events received: 7',
     ]);
     expect((await virtplane(env, 'undefine', 'cli-1')).stdout.trim()).toBe("Domain 'cli-1' has been undefined");
+  });
+
+  it("autostart, reset and managedsave as virsh says them; the agent starts its autostart domains when it starts", { timeout: 240_000 }, async () => {
+    for (const n of ['cli-auto', 'cli-plain', 'cli-up']) await virtplane(env, 'define', '--name', n, '--memory', '64');
+    expect((await virtplane(env, 'autostart', 'cli-auto')).stdout.trim()).toBe("Domain 'cli-auto' marked as autostarted");
+    expect((await virtplane(env, 'autostart', 'cli-up')).stdout.trim()).toBe("Domain 'cli-up' marked as autostarted");
+    expect((await virtplane(env, 'dominfo', 'cli-auto')).stdout).toMatch(/^Autostart: {6}enable$/m);
+    expect((await virtplane(env, 'list', '--all', '--autostart', '--name')).stdout).toBe('cli-auto\ncli-up\n');
+    expect((await virtplane(env, 'list', '--all', '--no-autostart', '--name')).stdout).toMatch(/^cli-plain$/m);
+    const off = await virtplane(env, 'autostart', 'nosuch', '--disable');
+    expect([off.code, off.stderr.trim()]).toEqual([1, "error: failed to get domain 'nosuch' [no-domain]"]);
+
+    await virtplane(env, 'start', 'cli-up');
+    const reset = await virtplane(env, 'reset', 'cli-plain');
+    expect([reset.code, reset.stderr.trim().split('\n')]).toEqual([1, ["error: Failed to reset domain 'cli-plain'", 'error: Requested operation is not valid: domain is not running [operation-invalid]']]);
+    expect((await virtplane(env, 'reset', 'cli-up')).stdout.trim()).toBe("Domain 'cli-up' was reset");
+    const booted = (await testDriverState(stack)).find((g) => g.name === 'cli-up')!.boots;
+
+    await virtplane(env, 'start', 'cli-plain');
+    expect((await virtplane(env, 'managedsave', 'cli-plain')).stdout.trim()).toBe("Domain 'cli-plain' state saved by libvirt");
+    expect((await virtplane(env, 'domstate', 'cli-plain', '--reason')).stdout.trim()).toBe('shut off (saved)');
+    expect((await virtplane(env, 'dominfo', 'cli-plain')).stdout).toMatch(/^Managed save: {3}yes$/m);
+    const undef = await virtplane(env, 'undefine', 'cli-plain');
+    expect([undef.code, undef.stderr.trim()]).toEqual([1, 'error: Refusing to undefine while domain managed save image exists [operation-invalid]']);
+
+    // The agent goes and comes back: only the autostart domain that was shut off is started, once.
+    await stack.kill('host-agent', 'SIGTERM');
+    await stack.start('host-agent');
+    const deadline = Date.now() + 30_000;
+    while ((await virtplane(env, 'domstate', 'cli-auto')).stdout.trim() !== 'running' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+    expect((await virtplane(env, 'domstate', 'cli-auto', '--reason')).stdout.trim()).toBe('running (booted)');
+    expect((await virtplane(env, 'domstate', 'cli-plain', '--reason')).stdout.trim()).toBe('shut off (saved)');
+    const guests = await testDriverState(stack);
+    expect(guests.find((g) => g.name === 'cli-up')?.boots).toBe(booted);
+    expect(guests.find((g) => g.name === 'cli-auto')?.boots).toBe(1);
+    const events = (await virtplane(env, 'event', '--domain', 'cli-auto', '--all', '--history', '--loop', '--timeout', '1')).stdout.trim().split('\n');
+    expect(events.slice(0, 2)).toEqual(["event 'lifecycle' for domain 'cli-auto': Defined Added", "event 'lifecycle' for domain 'cli-auto': Started Booted"]);
+
+    expect((await virtplane(env, 'undefine', 'cli-plain', '--managed-save')).stdout.trim()).toBe("Domain 'cli-plain' has been undefined");
+    for (const n of ['cli-auto', 'cli-up']) {
+      await virtplane(env, 'destroy', n);
+      await virtplane(env, 'undefine', n);
+    }
   });
 
   it('defines from libvirt XML and gives every element back with dumpxml', async () => {

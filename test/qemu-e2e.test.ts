@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { readFile, writeFile, mkdtemp, rm } from 'node:fs/promises';
@@ -103,6 +104,52 @@ describe.skipIf(!availability.ok)('real qemu guests through the CLI', () => {
       'SUSPENDED/PAUSED',
       'RESUMED/UNPAUSED',
       'STOPPED/SHUTDOWN',
+      'STARTED/BOOTED',
+      'STOPPED/DESTROYED',
+      'UNDEFINED/REMOVED',
+    ]);
+  }, 600_000);
+
+  it('resets a guest, saves it and resumes it through the CLI; after managedsave-remove the next start boots afresh', async () => {
+    const file = join(dir, 'saver.xml');
+    await writeFile(file, tinyGuestXml(guest, { name: 'saver', type: domainType }));
+    await virtplane('define', file);
+    const uuid = JSON.parse(await virtplane('dominfo', 'saver', '--json')).id as string;
+    await virtplane('start', 'saver', '--timeout', '120');
+    await waitForConsole(consoleLog(uuid), READY_MARKER, { timeoutMs: 120_000 });
+    expect(await virtplane('reset', 'saver')).toBe("Domain 'saver' was reset");
+    await waitForConsole(consoleLog(uuid), READY_MARKER, { count: 2, timeoutMs: 120_000 });
+
+    expect(await virtplane('managedsave', 'saver')).toBe("Domain 'saver' state saved by libvirt");
+    expect(await state('saver')).toEqual({ state: 'shutoff', reason: 'saved' });
+    expect(await virtplane('dominfo', 'saver')).toMatch(/^Managed save: {3}yes$/m);
+    expect(await virtplane('start', 'saver', '--timeout', '120')).toBe("Domain 'saver' started");
+    expect(await state('saver')).toEqual({ state: 'running', reason: 'restored' });
+    expect(await virtplane('dominfo', 'saver')).toMatch(/^Managed save: {3}no$/m);
+    // The resumed guest answers the power button it was waiting on, without having booted again.
+    expect(await virtplane('shutdown', 'saver', '--wait', '--timeout', '120')).toBe("Domain 'saver' is being shutdown");
+    const resumed = await readFile(consoleLog(uuid), 'utf8');
+    expect(resumed).toContain('power button pressed');
+    expect(resumed).not.toContain(READY_MARKER);
+
+    await virtplane('start', 'saver', '--timeout', '120');
+    await waitForConsole(consoleLog(uuid), READY_MARKER, { timeoutMs: 120_000 });
+    await virtplane('managedsave', 'saver');
+    expect(await virtplane('managedsave-remove', 'saver')).toBe("Removed managedsave image for domain 'saver'");
+    await virtplane('start', 'saver', '--timeout', '120');
+    expect(await state('saver')).toEqual({ state: 'running', reason: 'booted' });
+    expect(existsSync(join(qemuDir(uuid), 'managed.save'))).toBe(false);
+    await virtplane('destroy', 'saver');
+    await virtplane('undefine', 'saver');
+    const mine = (await until(async () => feed.filter((e) => e.domainId === uuid), (l) => l.length >= 10)).map((e) => `${e.event}/${e.detail}`);
+    expect(mine).toEqual([
+      'DEFINED/ADDED',
+      'STARTED/BOOTED',
+      'STOPPED/SAVED',
+      'STARTED/RESTORED',
+      'STOPPED/SHUTDOWN',
+      'STARTED/BOOTED',
+      'STOPPED/SAVED',
       'STARTED/BOOTED',
       'STOPPED/DESTROYED',
       'UNDEFINED/REMOVED',

@@ -159,6 +159,15 @@ describe('real messages of a running stack', () => {
     await c.domainStats('doc-3');
     await c.nodeStats(stack.hostId);
     await c.rename('doc-1', 'doc-1b');
+    step('autostart, reset, managedsave');
+    await c.autostart('doc-1b');
+    await c.outcome(await c.reset('doc-3'), 20_000);
+    await c.outcome(await c.start('doc-1b'), 20_000);
+    await c.outcome(await c.managedSave('doc-1b'), 20_000);
+    await c.managedSaveRemove('doc-1b');
+    await c.outcome(await c.start('doc-1b'), 20_000);
+    await c.outcome(await c.managedSave('doc-1b'), 20_000);
+    await c.undefine('doc-1b', { managedSave: true });
     // Host verbs on a host that does not exist: the request and the refusal are messages all the same.
     await c.hostEvacuate('no-such-host').catch(() => undefined);
     await c.hostRemove('no-such-host').catch(() => undefined);

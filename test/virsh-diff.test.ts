@@ -15,7 +15,7 @@ import { startStack, type Stack } from './fixtures/stack.ts';
  */
 
 const run = promisify(execFile);
-const OPS = ['start', 'shutdown', 'destroy', 'suspend', 'resume', 'reboot', 'undefine'] as const;
+const OPS = ['start', 'shutdown', 'destroy', 'suspend', 'resume', 'reboot', 'undefine', 'reset', 'managedsave', 'managedsave-remove'] as const;
 type Op = (typeof OPS)[number];
 /** How each state is reached: the domain is defined (or, with `create`, created transient), then these commands. */
 interface Setup {
@@ -30,6 +30,8 @@ const SETUP: Record<string, Setup> = {
   'paused, undefined': { first: 'define', ops: ['start', 'suspend', 'undefine'] },
   'created transient': { first: 'create', ops: [] },
   'created transient, paused': { first: 'create', ops: ['suspend'] },
+  'managed-saved': { first: 'define', ops: ['start', 'managedsave'] },
+  'managed-saved from paused': { first: 'define', ops: ['start', 'suspend', 'managedsave'] },
 };
 
 interface Step {
@@ -40,7 +42,7 @@ interface Step {
 }
 interface Outcome {
   steps: Step[];
-  /** What dominfo says afterwards: "running, persistent yes", or "gone". */
+  /** What dominfo says afterwards: "running, persistent yes, managed save no", or "gone". */
   after: string;
 }
 
@@ -58,7 +60,21 @@ const errorClass = (lines: string[]): string | null => {
 const afterFrom = (lines: string[]): string => {
   if (lines.some((l) => l.startsWith('error: '))) return 'gone';
   const field = (k: string) => lines.find((l) => l.startsWith(`${k}:`))?.slice(16).trim() ?? '?';
-  return `${field('State')}, persistent ${field('Persistent')}`;
+  return `${field('State')}, persistent ${field('Persistent')}, managed save ${field('Managed save')}`;
+};
+
+/**
+ * Runs one virsh script. virsh 9.0's managedsave now and then never returns against the test driver
+ * (the save is over before virsh starts watching its job, and the watch waits on): a script that has
+ * not finished in a few seconds, where it takes a tenth of one, is run again from the start.
+ */
+const virshScript = async (script: string, quiet: boolean): Promise<string> => {
+  for (let attempt = 0; ; attempt++) {
+    const { stdout } = await run('sh', ['-c', `timeout 5 virsh ${quiet ? '-q ' : ''}-c test:///default "${script}" 2>&1; echo "@@rc=$?"`]);
+    const rc = /@@rc=(\d+)\n?$/.exec(stdout)?.[1];
+    if (rc !== '124') return stdout.replace(/@@rc=\d+\n?$/, '');
+    if (attempt >= 8) throw new Error(`virsh did not finish the script in ${attempt + 1} tries: ${script}`);
+  }
 };
 
 /** One virsh process per case: test:///default lives as long as the connection. */
@@ -68,7 +84,7 @@ const viaVirsh = async (dir: string, name: string, { first, ops: setup }: Setup,
   const commands = [`${first} ${file}`, ...setup.map((o) => `${o} ${name}`), ...pair.map((o) => `${o} ${name}`), `dominfo ${name}`];
   const script = commands.map((c, i) => `${c}; echo @@${i}`).join('; ');
   // One stream for both, so each error stays beside the command that printed it.
-  const { stdout } = await run('sh', ['-c', `virsh -q -c test:///default "${script}" 2>&1; true`]);
+  const stdout = await virshScript(script, true);
   const segments: string[][] = [];
   let current: string[] = [];
   // Quiet virsh ends echo's output without a newline: put each marker on a line of its own.
@@ -143,7 +159,7 @@ describe('virtplane against virsh -c test:///default', () => {
   /** One script through one virsh process and through the CLI command by command: the same lines each. */
   const sameAsVirsh = async (commands: string[]) => {
     const script = commands.map((c, i) => `${c}; echo @@${i}`).join('; ');
-    const { stdout } = await run('sh', ['-c', `virsh -c test:///default "${script}" 2>&1; true`]);
+    const stdout = await virshScript(script, false);
     const expected = stdout
       .replace(/@@(\d+)/g, '\n@@$1\n')
       .split(/\n@@\d+\n/)
@@ -206,6 +222,65 @@ describe('virtplane against virsh -c test:///default', () => {
       `domstate ${a}`,
       `create ${await xmlFile('ren-t')}`,
       `domrename ren-t ren-u`,
+    ]);
+  });
+
+  it('autostart marks and unmarks a domain, on a transient one too, and list filters by it, as virsh does', { timeout: 120_000 }, async () => {
+    const name = 'auto-dom';
+    await sameAsVirsh([
+      `autostart nosuch`,
+      `define ${await xmlFile(name)}`,
+      `list --all --autostart --name`,
+      `autostart ${name}`,
+      `autostart ${name}`,
+      `list --all --autostart --name`,
+      `list --all --no-autostart --name --with-managed-save`,
+      `autostart ${name} --disable`,
+      `list --all --autostart --name`,
+      `create ${await xmlFile('auto-t')}`,
+      `autostart auto-t`,
+      `list --autostart --name`,
+      `destroy auto-t`,
+      `autostart auto-t`,
+    ]);
+  });
+
+  it('reset, managedsave and managedsave-remove say and refuse what virsh says', { timeout: 120_000 }, async () => {
+    const name = 'save-dom';
+    await sameAsVirsh([
+      `define ${await xmlFile(name)}`,
+      `reset ${name}`,
+      `managedsave ${name}`,
+      `managedsave-remove ${name}`,
+      `start ${name}`,
+      `reset ${name}`,
+      `domstate ${name} --reason`,
+      `suspend ${name}`,
+      `reset ${name}`,
+      `domstate ${name} --reason`,
+      `managedsave ${name}`,
+      `domstate ${name} --reason`,
+      `list --all --with-managed-save --name`,
+      `list --all --managed-save --with-managed-save`,
+      `list --all --no-autostart --with-managed-save --name`,
+      `undefine ${name}`,
+      `start ${name}`,
+      `domstate ${name} --reason`,
+      `managedsave ${name}`,
+      `managedsave-remove ${name}`,
+      `managedsave-remove ${name}`,
+      `list --all --with-managed-save --name`,
+      `start ${name}`,
+      `managedsave ${name}`,
+      `undefine ${name} --managed-save`,
+      `domstate ${name}`,
+      `reset nosuch`,
+      `managedsave nosuch`,
+      `managedsave-remove nosuch`,
+      `create ${await xmlFile('save-t')}`,
+      `managedsave save-t`,
+      `reset save-t`,
+      `destroy save-t`,
     ]);
   });
 

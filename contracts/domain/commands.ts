@@ -82,13 +82,21 @@ export const SetMetadataRequest = CommandHeader.extend({
 export type SetMetadataRequest = z.infer<typeof SetMetadataRequest>;
 export type StartDomainRequest = z.infer<typeof StartDomainRequest>;
 
+/** virsh autostart: mark the domain to be started when its host's agent starts, or unmark it. */
+export const AutostartDomainRequest = CommandHeader.extend({ domain: DomainRef, disable: z.boolean().optional() });
+export type AutostartDomainRequest = z.infer<typeof AutostartDomainRequest>;
+
+/** virsh undefine, with --managed-save: the domain's saved state goes with it. */
+export const UndefineDomainRequest = DomainOpRequest.extend({ managedSave: z.boolean().optional() });
+export type UndefineDomainRequest = z.infer<typeof UndefineDomainRequest>;
+
 /** What the decider sees: names already resolved, definitions parsed, placement chosen. */
 export type DomainCommand =
   /** `claimSeq`: the name claim the define relies on (contracts/name-claim.ts). */
   | { type: 'define'; definition: DomainDefinition; hostId: string; claimSeq: number }
   /** virsh create: a domain started from a definition, transient unless that domain is already defined. */
   | { type: 'create'; definition: DomainDefinition; hostId: string; claimSeq: number; paused: boolean; timeoutMs: number }
-  | { type: 'undefine' }
+  | { type: 'undefine'; managedSave?: boolean }
   /**
    * `claimSeq`: the claim on the new name, as a define's. `releaseClaimSeq`: the domain's own claim on
    * its old name, fenced in the same commit so the old name is free at once.
@@ -104,6 +112,14 @@ export type DomainCommand =
   | { type: 'suspend'; timeoutMs: number }
   | { type: 'resume'; timeoutMs: number }
   | { type: 'reboot'; timeoutMs: number }
+  /** virsh reset: a hard reset of the running guest; its power state does not change. */
+  | { type: 'reset'; timeoutMs: number }
+  /** virsh managedsave: the guest's state is saved on its host and the domain shut off (saved). */
+  | { type: 'managedsave'; timeoutMs: number }
+  | { type: 'managedsave-remove' }
+  | { type: 'set-autostart'; autostart: boolean }
+  /** The domain's host agent started: a domain marked autostart that is shut off is started. */
+  | { type: 'autostart-boot'; hostId: string; timeoutMs: number }
   /** live/config as virsh: neither given means live on a running domain, config on a shut off one. */
   | { type: 'attach-interface'; iface: InterfaceModel; live: boolean; config: boolean; timeoutMs: number }
   | { type: 'detach-interface'; mac: string; live: boolean; config: boolean; timeoutMs: number }
@@ -133,6 +149,8 @@ export const DEFAULT_TIMEOUT_MS: Record<DomainOp, number> = {
   'attach-interface': 60_000,
   'detach-interface': 60_000,
   'set-memory': 60_000,
+  reset: 60_000,
+  managedsave: 300_000,
 };
 
 const InterfaceScope = {

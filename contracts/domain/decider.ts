@@ -8,6 +8,7 @@ import { decideResources, evolveResources, memoryChange } from './resources.ts';
 import { formatDomainXml } from '../xml/domain.ts';
 import type { Envelope } from '../envelope.ts';
 import { applyRevocation, requireLiveClaim, type ClaimFence } from '../name-claim.ts';
+import { checkManagedSave, decideFlags, evolveFlags, undefineSaveEvents } from './autostart-save.ts';
 
 /**
  * The domain decider: pure functions, no I/O. `decide` answers a command with events or throws a
@@ -67,6 +68,10 @@ export interface DomainAggregate extends ClaimFence {
    * ids are unique across the fleet and a new one is given at each start, as libvirt does.
    */
   domid?: number;
+  /** virsh autostart: started when its host's agent starts (autostart-save.ts). */
+  autostart?: boolean;
+  /** virsh managedsave: its host holds a saved state, which the next start resumes. */
+  managedSave?: boolean;
 }
 
 const RECENT_COMMANDS = 64;
@@ -98,6 +103,22 @@ const DESIRED_AFTER: Record<LifecycleOp, (paused: boolean) => DomainStateName> =
   suspend: () => 'paused',
   resume: () => 'running',
   reboot: () => 'running',
+};
+
+/** What the domain asks for once an operation is requested: plugging a device or a reset changes no power state. */
+const desiredAfter = (op: DomainOp, paused: boolean, current: DomainStateName): DomainStateName => {
+  switch (op) {
+    case 'attach-interface':
+    case 'detach-interface':
+    case 'set-memory':
+    case 'reset':
+      // Plugging a device, resizing the balloon or a reset changes no power state.
+      return current;
+    case 'managedsave':
+      return 'shutoff';
+    default:
+      return DESIRED_AFTER[op](paused);
+  }
 };
 
 export const commandVersion = (s: DomainAggregate, commandId: string): number | undefined =>
@@ -173,8 +194,11 @@ const checkTransition = (op: DomainOp, s: DomainAggregate): void => {
     case 'attach-interface':
     case 'detach-interface':
     case 'set-memory':
+    case 'reset':
       if (!isActive(state)) throw notRunning(s);
       return;
+    case 'managedsave':
+      return checkManagedSave(s, test);
   }
 };
 
@@ -285,7 +309,7 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
         // UNDEFINED/REMOVED, and the domain runs on as the transient domain it was.
         throw virtError('operation-invalid', `cannot undefine transient domain '${s.name}'`);
       }
-      return [{ type: 'DomainUndefined', data: { removed: !active } }];
+      return [...undefineSaveEvents(s, cmd.managedSave ?? false), { type: 'DomainUndefined', data: { removed: !active } }];
     }
     case 'start':
       requireDomain(s);
@@ -304,6 +328,16 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
         return decideOperation('destroy', s, now, cmd.timeoutMs);
       }
       return decideOperation(cmd.type, s, now, cmd.timeoutMs);
+    case 'reset':
+    case 'managedsave':
+      requireDomain(s);
+      return decideOperation(cmd.type, s, now, cmd.timeoutMs);
+    case 'set-autostart':
+    case 'managedsave-remove':
+      requireDomain(s);
+      return decideFlags(cmd, s, onTestDriver(s), () => []);
+    case 'autostart-boot':
+      return decideFlags(cmd, s, onTestDriver(s), () => decideOperation('start', s, now, cmd.timeoutMs));
     case 'attach-interface':
     case 'detach-interface':
       requireDomain(s);
@@ -559,7 +593,7 @@ const settle = (s0: DomainAggregate): DomainAggregate => {
 };
 
 export const evolve = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAggregate => {
-  const next = evolveState(s, e);
+  const next = evolveFlags(s, evolveState(s, e), e);
   const { domid: _, ...rest } = next;
   // A lost host's guest may still run: it keeps its id until the host is heard again.
   if (next.hostLost) return s.domid !== undefined ? { ...rest, domid: s.domid } : rest;
@@ -604,7 +638,9 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
     case 'DomainRebootRequested':
     case 'DomainInterfaceAttachRequested':
     case 'DomainInterfaceDetachRequested':
-    case 'DomainMemorySetRequested': {
+    case 'DomainMemorySetRequested':
+    case 'DomainResetRequested':
+    case 'DomainManagedSaveRequested': {
       const op = OP_OF[e.type];
       // destroy superseding the start of a transient domain shares a commit with the failure it
       // records, and that failure settled the domain away; the start may still be booting the guest,
@@ -628,8 +664,7 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
           ...(e.data.persistent !== undefined ? { persistent: e.data.persistent } : {}),
           ...(e.data.memoryKiB !== undefined ? { memoryKiB: e.data.memoryKiB } : {}),
         },
-        // Plugging a device or resizing the balloon changes no power state.
-        desired: op === 'attach-interface' || op === 'detach-interface' || op === 'set-memory' ? s.desired : DESIRED_AFTER[op](e.data.paused ?? false),
+        desired: desiredAfter(op, e.data.paused ?? false, s.desired),
         lastError: null,
       };
     }
@@ -728,6 +763,8 @@ export const OP_OF = {
   DomainInterfaceAttachRequested: 'attach-interface',
   DomainInterfaceDetachRequested: 'detach-interface',
   DomainMemorySetRequested: 'set-memory',
+  DomainResetRequested: 'reset',
+  DomainManagedSaveRequested: 'managedsave',
 } as const satisfies Record<string, DomainOp>;
 
 /**

@@ -9,7 +9,8 @@ import { DomainResourcesSet } from './resources.ts';
 /** The power-state operations, each a virsh verb of its own. */
 export const LifecycleOp = z.enum(['start', 'shutdown', 'destroy', 'suspend', 'resume', 'reboot']);
 export type LifecycleOp = z.infer<typeof LifecycleOp>;
-export const DomainOp = z.enum([...LifecycleOp.options, 'attach-interface', 'detach-interface', 'set-memory']);
+/** reset and managedsave are host operations too, though neither is asked for by a plain power verb. */
+export const DomainOp = z.enum([...LifecycleOp.options, 'attach-interface', 'detach-interface', 'set-memory', 'reset', 'managedsave']);
 export type DomainOp = z.infer<typeof DomainOp>;
 
 export const REQUESTED_EVENT = {
@@ -22,6 +23,8 @@ export const REQUESTED_EVENT = {
   'attach-interface': 'DomainInterfaceAttachRequested',
   'detach-interface': 'DomainInterfaceDetachRequested',
   'set-memory': 'DomainMemorySetRequested',
+  reset: 'DomainResetRequested',
+  managedsave: 'DomainManagedSaveRequested',
 } as const satisfies Record<DomainOp, string>;
 
 const Requested = z.object({
@@ -69,6 +72,18 @@ export const DomainEventBody = z.discriminatedUnion('type', [
   requested('DomainInterfaceAttachRequested'),
   requested('DomainInterfaceDetachRequested'),
   requested('DomainMemorySetRequested'),
+  requested('DomainResetRequested'),
+  requested('DomainManagedSaveRequested'),
+  z.object({
+    /** virsh autostart: the domain is started when its host's agent starts. */
+    type: z.literal('DomainAutostartSet'),
+    data: z.object({ autostart: z.boolean() }),
+  }),
+  z.object({
+    /** virsh managedsave-remove: the next start boots afresh. */
+    type: z.literal('DomainManagedSaveRemoved'),
+    data: z.object({}),
+  }),
   z.object({
     type: z.literal('DomainOperationCompleted'),
     data: z.object({

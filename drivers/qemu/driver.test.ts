@@ -156,6 +156,72 @@ describe.skipIf(!avail.ok)('QemuDriver with a real guest', () => {
   );
 
   it(
+    'reset presses the reset button: the guest boots again in the same qemu, a paused one stays paused, and none of it is an observation',
+    async () => {
+      const driver = newDriver();
+      const { seen } = observations(driver);
+      const d = def({ name: 'reset' });
+      expect(await driver.start(d)).toEqual({ state: 'running', reason: 'booted' });
+      const pid = track(driver, d.uuid)!;
+      const log = join(stateDir, 'qemu', d.uuid, 'console.log');
+      await waitForConsole(log, READY_MARKER, { timeoutMs: BOOT_MS });
+      expect(await driver.reset(d.uuid)).toEqual({ state: 'running', reason: 'booted' });
+      // No shutdown ran: the kernel simply booted a second time.
+      await waitForConsole(log, READY_MARKER, { count: 2, timeoutMs: BOOT_MS });
+      expect(await readFile(log, 'utf8')).not.toContain('power button pressed');
+      expect(driver.pid(d.uuid)).toBe(pid);
+      expect(await driver.suspend(d.uuid)).toEqual({ state: 'paused', reason: 'user' });
+      expect(await driver.reset(d.uuid)).toEqual({ state: 'paused', reason: 'user' });
+      await driver.destroy(d.uuid);
+      await expect(driver.reset(d.uuid)).rejects.toMatchObject({ code: 'operation-invalid' });
+      expect(seen.filter((o) => o.uuid === d.uuid)).toEqual([]);
+    },
+    3 * BOOT_MS,
+  );
+
+  it(
+    'managedsave puts the guest state in a file and quits qemu; a start with restore resumes that guest, one without boots afresh',
+    async () => {
+      const driver = newDriver();
+      const d = def({ name: 'saved' });
+      const dir = join(stateDir, 'qemu', d.uuid);
+      const log = join(dir, 'console.log');
+      expect(await driver.start(d)).toEqual({ state: 'running', reason: 'booted' });
+      const pid = track(driver, d.uuid)!;
+      await waitForConsole(log, READY_MARKER, { timeoutMs: BOOT_MS });
+      expect(await driver.managedSave(d)).toEqual({ state: 'shutoff', reason: 'saved' });
+      expect(await processState(pid)).not.toBe('alive');
+      expect((await readdir(dir)).sort()).toEqual(['console.log', 'managed.save', 'qemu.log']);
+      // A redelivered task finds it saved.
+      expect(await driver.managedSave(d)).toEqual({ state: 'shutoff', reason: 'saved' });
+      expect(await driver.list()).toEqual([]);
+
+      expect(await driver.start(d, { restore: true })).toEqual({ state: 'running', reason: 'restored' });
+      track(driver, d.uuid);
+      expect(existsSync(join(dir, 'managed.save'))).toBe(false);
+      // The same init carries on, still waiting for the power button it opened before the save: it
+      // powers off at a press without ever booting again.
+      expect(await driver.shutdown(d, { signal: AbortSignal.timeout(BOOT_MS) })).toEqual({ state: 'shutoff', reason: 'shutdown' });
+      const resumed = await readFile(log, 'utf8');
+      expect(resumed).toContain('power button pressed');
+      expect(resumed).not.toContain(READY_MARKER);
+
+      // Saved again, then started without restore (the image was removed in the log): a fresh boot.
+      await driver.start(d);
+      track(driver, d.uuid);
+      await waitForConsole(log, READY_MARKER, { timeoutMs: BOOT_MS });
+      expect(await driver.managedSave(d)).toEqual({ state: 'shutoff', reason: 'saved' });
+      expect(await driver.start(d)).toEqual({ state: 'running', reason: 'booted' });
+      track(driver, d.uuid);
+      expect(existsSync(join(dir, 'managed.save'))).toBe(false);
+      await waitForConsole(log, READY_MARKER, { timeoutMs: BOOT_MS });
+      await driver.destroy(d.uuid);
+      await expect(driver.managedSave(d)).rejects.toMatchObject({ code: 'operation-invalid' });
+    },
+    4 * BOOT_MS,
+  );
+
+  it(
     'destroys, starts paused, and applies on_reboot=destroy',
     async () => {
       const driver = newDriver();

@@ -27,6 +27,7 @@ import {
 import { graphicsListenOf, memballoonOf } from './extras.ts';
 import { qemuStats } from './stats.ts';
 import type { DomainStats } from '../../contracts/domain/stats.ts';
+import { MANAGED_SAVE_FILE, managedSavePath, restoreGuestState, saveGuestState } from './managed-save.ts';
 import { allocatePort, findQemuBinary, processCmdline, processState, qemuAvailable } from './host.ts';
 import { QmpClient, QmpClosedError, QmpError, QmpTimeoutError, connectWhenReady, type QmpEvent } from './qmp.ts';
 
@@ -85,6 +86,8 @@ export interface QemuDriverOptions {
 
 export interface QemuStartOptions extends OperationOptions {
   paused?: boolean;
+  /** Resume from the managed save file if there is one; without it, a file left there is stale and goes. */
+  restore?: boolean;
   /** Tap device names by interface MAC address (lower case) or by interface index ("0", "1", ...). */
   taps?: Record<string, string>;
 }
@@ -195,6 +198,7 @@ const SHUTOFF_SHUTDOWN: ObservedState = { state: 'shutoff', reason: 'shutdown' }
 const SHUTOFF_DESTROYED: ObservedState = { state: 'shutoff', reason: 'destroyed' };
 const SHUTOFF_CRASHED: ObservedState = { state: 'shutoff', reason: 'crashed' };
 const SHUTOFF_FAILED: ObservedState = { state: 'shutoff', reason: 'failed' };
+const SHUTOFF_SAVED: ObservedState = { state: 'shutoff', reason: 'saved' };
 
 const notRunning = () => new VirtError('operation-invalid', 'Requested operation is not valid: domain is not running');
 
@@ -283,7 +287,7 @@ const within = async <T>(p: Promise<T>, ms: number, signal: AbortSignal | undefi
 const FIRMWARE_RESET_WINDOW_MS = 5000;
 
 /** Files that outlive the process: what the guest printed and what qemu said. */
-const KEEP_AFTER_STOP = new Set(['console.log', 'console.log.1', 'qemu.log']);
+const KEEP_AFTER_STOP = new Set(['console.log', 'console.log.1', 'qemu.log', MANAGED_SAVE_FILE]);
 
 /**
  * The QEMU/KVM hypervisor driver: runs each domain as a qemu-system process it launches paused,
@@ -441,6 +445,53 @@ export class QemuDriver implements HypervisorDriver {
       if (!d) throw notRunning();
       d.rec.def = def;
       return this.during(d, 'reboot', async () => this.applyLifecycle(d, def.onReboot, 'reboot', opts));
+    });
+  }
+
+  /**
+   * qemuDomainManagedSave: the guest is paused, its state migrated into the domain's save file, and
+   * qemu quits, leaving it shut off (saved). A guest already saved (a redelivered task) reports so.
+   */
+  async managedSave(def: DomainDefinition, opts: OperationOptions = {}): Promise<ObservedState> {
+    await this.ready;
+    return this.withLock(def.uuid, async () => {
+      const d = await this.find(def.uuid);
+      if (!d) {
+        if (existsSync(managedSavePath(this.domainDir(def.uuid)))) return SHUTOFF_SAVED;
+        throw notRunning();
+      }
+      return this.during(d, 'managedsave', async () => {
+        const qmp = await this.monitor(d);
+        const status = await this.status(d);
+        if (status === 'shutdown') throw notRunning();
+        if (status === 'running') await qmp.execute('stop');
+        opts.progress?.('saving the guest state');
+        try {
+          await saveGuestState(qmp, d.dir, opts.signal);
+        } catch (e) {
+          // Not saved: the guest goes on as it was.
+          if (status === 'running') await qmp.execute('cont').catch(() => undefined);
+          throw e;
+        }
+        return this.terminate(d, SHUTOFF_SAVED, opts);
+      });
+    });
+  }
+
+  /** qemuDomainReset: system_reset, the guest's reset button; a paused guest stays paused. */
+  async reset(uuid: string, _opts: OperationOptions = {}): Promise<ObservedState> {
+    await this.ready;
+    return this.withLock(uuid, async () => {
+      const d = await this.find(uuid);
+      if (!d) throw notRunning();
+      return this.during(d, 'reset', async () => {
+        const status = await this.status(d);
+        if (status === 'shutdown') throw notRunning();
+        // The firmware resets the machine once more as it comes up: not a reboot of the guest's own.
+        d.quietResetsUntil = Date.now() + FIRMWARE_RESET_WINDOW_MS;
+        await (await this.monitor(d)).execute('system_reset');
+        return this.record(d, mapRunState(await this.status(d), d.rec.state));
+      });
     });
   }
 
@@ -663,6 +714,9 @@ export class QemuDriver implements HypervisorDriver {
     await writeFile(files.masterKey, randomBytes(32), { mode: 0o600 });
     for (const f of [files.qmpSocket, files.pidfile]) await unlink(f).catch(() => undefined);
 
+    // The log said whether the saved state is still wanted (managedsave-remove takes it away there).
+    const restore = opts.restore === true && existsSync(managedSavePath(dir));
+    if (!restore) await unlink(managedSavePath(dir)).catch(() => undefined);
     const accel = await this.accelFor(def);
     const binary = this.binaryFor(def);
     const netdevs = await this.resolveTaps(def, opts);
@@ -686,6 +740,7 @@ export class QemuDriver implements HypervisorDriver {
       throw e;
     }
 
+    if (restore) cmd = { ...cmd, args: [...cmd.args, '-incoming', 'defer'] };
     await appendFile(files.qemuLog, `${new Date().toISOString()}: starting up\n${formatCommand(cmd)}\n`);
     const log = await open(files.qemuLog, 'a');
     let child: ChildProcess;
@@ -761,7 +816,11 @@ export class QemuDriver implements HypervisorDriver {
       }
       // <currentMemory> below <memory>: the balloon takes the difference back before the guest runs.
       const target = def.currentMemoryKiB;
-      if (target && target < def.memoryKiB && (def.devices.memballoon?.model ?? 'virtio') !== 'none') {
+      if (restore) {
+        // The guest comes back as it was saved, its balloon included.
+        opts.progress?.('restoring the saved guest state');
+        await restoreGuestState(qmp, dir, opts.signal);
+      } else if (target && target < def.memoryKiB && (def.devices.memballoon?.model ?? 'virtio') !== 'none') {
         await qmp.execute('balloon', { value: target * 1024 });
       }
       if (opts.signal?.aborted) throw abortReason(opts.signal, `start of domain '${def.name}'`);
@@ -769,7 +828,7 @@ export class QemuDriver implements HypervisorDriver {
       if (!opts.paused) await qmp.execute('cont');
       const status = await this.status(d);
       const state: ObservedState =
-        status === 'running' ? RUNNING_BOOTED : opts.paused ? { state: 'paused', reason: 'user' } : mapRunState(status);
+        status === 'running' ? (restore ? { state: 'running', reason: 'restored' } : RUNNING_BOOTED) : opts.paused ? { state: 'paused', reason: 'user' } : mapRunState(status);
       rec.state = state;
       await this.save(d);
       return state;

@@ -573,3 +573,31 @@ describe('scale', () => {
     expect(hosts.every((h) => defs.every((d) => h.bootCount(d.uuid) === 1))).toBe(true);
   });
 });
+
+describe('reset and managedsave', () => {
+  it('reset leaves a running or paused guest as it was, and refuses one that is not running', async () => {
+    const drv = new TestDriver();
+    const d = domain({ type: 'test' });
+    expect((await rejection(drv.reset(d.uuid))).message).toBe('domain is not running');
+    await drv.start(d);
+    expect(await drv.reset(d.uuid)).toEqual({ state: 'running', reason: 'booted' });
+    await drv.suspend(d.uuid);
+    expect(await drv.reset(d.uuid)).toEqual({ state: 'paused', reason: 'user' });
+    expect(drv.bootCount(d.uuid)).toBe(1);
+  });
+
+  it('managedsave shuts the guest off (saved), again is the same, and the next start boots it', async () => {
+    const drv = new TestDriver();
+    const d = domain({ type: 'test' });
+    const err = await rejection(drv.managedSave(d));
+    expect([err.code, err.message]).toEqual(['operation-invalid', 'domain is not running']);
+    await drv.start(d);
+    expect(await drv.managedSave(d)).toEqual({ state: 'shutoff', reason: 'saved' });
+    // A redelivered task finds the target holding.
+    expect(await drv.managedSave(d)).toEqual({ state: 'shutoff', reason: 'saved' });
+    expect(await drv.list()).toEqual([]);
+    expect(await drv.start(d)).toEqual({ state: 'running', reason: 'booted' });
+    await drv.destroy(d.uuid);
+    expect((await rejection(drv.managedSave(d))).code).toBe('operation-invalid');
+  });
+});

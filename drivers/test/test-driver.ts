@@ -34,6 +34,8 @@ import type {
  * | suspend  | the guest is paused           | paused with its reason                         |
  * | resume   | the guest is running/blocked  | the current state                              |
  * | reboot   | shut off and on_reboot=destroy | the current state                             |
+ * | reset    | never: it changes no state     | the current state (running or paused)          |
+ * | managedsave | shut off, reason saved      | shut off (saved)                               |
  *
  * destroy on a guest that powered itself off reports shutoff/shutdown, not shutoff/destroyed: the
  * agent records what the host saw, and a made-up reason would tell operators the wrong story.
@@ -42,7 +44,7 @@ import type {
  * guest ("is not paused"), reboot of a shut off guest unless on_reboot=destroy ("is not running").
  */
 
-export type DriverOp = 'start' | 'shutdown' | 'destroy' | 'suspend' | 'resume' | 'reboot';
+export type DriverOp = 'start' | 'shutdown' | 'destroy' | 'suspend' | 'resume' | 'reboot' | 'reset' | 'managedsave';
 
 export interface TestDriverOptions {
   /** Time each operation takes: fixed, or drawn uniformly from [min, max]. 0 (the default) adds no timer. */
@@ -234,6 +236,23 @@ export class TestDriver implements HypervisorDriver {
         throw virtError('operation-invalid', `domain '${name}' is not running`);
       }
       return this.lifecycleAction({ ...g, ...lifecycleOf(def) }, def.onReboot);
+    });
+  }
+
+  /** testDomainReset: the guest stays as it was, paused or running. */
+  reset(uuid: string, opts: OperationOptions = {}): Promise<ObservedState> {
+    return this.run('reset', uuid, undefined, opts, (g) => {
+      if (!g || !isActive(g.state)) throw virtError('operation-invalid', 'domain is not running');
+      return null;
+    });
+  }
+
+  /** testDomainManagedSave: shut off with reason saved; the next start boots it as a new start does. */
+  managedSave(def: DomainDefinition, opts: OperationOptions = {}): Promise<ObservedState> {
+    return this.run('managedsave', def.uuid, def.name, opts, (g) => {
+      if (g && g.state === 'shutoff' && g.reason === 'saved') return null;
+      if (!g || !isActive(g.state)) throw virtError('operation-invalid', 'domain is not running');
+      return { ...g, state: 'shutoff', reason: 'saved' };
     });
   }
 

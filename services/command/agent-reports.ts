@@ -1,6 +1,7 @@
 import type { KV } from '@nats-io/kv';
 import { decide, type DomainAggregate } from '../../contracts/domain/decider.ts';
 import type { DomainEventBody } from '../../contracts/domain/events.ts';
+import { DEFAULT_TIMEOUT_MS } from '../../contracts/domain/commands.ts';
 import type { CommandMeta } from '../../contracts/envelope.ts';
 import { isVirtError, virtError } from '../../contracts/errors.ts';
 import { decideRegister, requireNotRemoved, type HostAggregate } from '../../contracts/host/decider.ts';
@@ -86,6 +87,8 @@ export class AgentReports {
           return decide({ type: 'observe-interfaces', interfaces: req.interfaces }, state, meta.now);
         case 'observed':
           return decide({ type: 'observe', state: req.observed.state, reason: req.observed.reason, ...(req.cause ? { cause: req.cause } : {}) }, state, meta.now);
+        case 'autostart':
+          return decide({ type: 'autostart-boot', hostId: subjectHost, timeoutMs: DEFAULT_TIMEOUT_MS.start }, state, meta.now);
       }
     });
     return { recorded: out.events.length > 0, version: out.version };

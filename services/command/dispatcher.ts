@@ -87,6 +87,8 @@ export class Dispatcher {
         placementEpoch: e.data.placementEpoch,
         deadline: e.data.deadline,
         ...(e.data.paused ? { paused: true } : {}),
+        // Whether to resume from a saved state is the log's to say: managedsave-remove leaves it false.
+        ...(op === 'start' && state.managedSave ? { restore: true } : {}),
         ...(e.data.iface ? { iface: e.data.iface } : {}),
         ...(e.data.mac ? { mac: e.data.mac } : {}),
         ...(e.data.memoryKiB !== undefined ? { memoryKiB: e.data.memoryKiB } : {}),

@@ -1,6 +1,8 @@
 import {
   DEFAULT_TIMEOUT_MS,
   type AttachInterfaceRequest,
+  type AutostartDomainRequest,
+  type UndefineDomainRequest,
   type CreateDomainRequest,
   type SetMetadataRequest,
   type RenameDomainRequest,
@@ -95,8 +97,21 @@ export class DomainCommands {
     return { id: found.uuid, remembered: found.remembered };
   }
 
-  async undefine(req: DomainOpRequest, meta: CommandMeta): Promise<Accepted> {
-    return this.run(req.domain, meta, { type: 'undefine' });
+  async undefine(req: UndefineDomainRequest, meta: CommandMeta): Promise<Accepted> {
+    return this.run(req.domain, meta, { type: 'undefine', ...(req.managedSave ? { managedSave: true } : {}) });
+  }
+
+  /** virsh reset and managedsave: host operations that no power verb asks for. */
+  async hostOperation(op: 'reset' | 'managedsave', req: DomainOpRequest, meta: CommandMeta): Promise<Accepted> {
+    return this.run(req.domain, meta, { type: op, timeoutMs: req.timeoutSeconds !== undefined ? req.timeoutSeconds * 1000 : DEFAULT_TIMEOUT_MS[op] });
+  }
+
+  async removeManagedSave(req: DomainOpRequest, meta: CommandMeta): Promise<Accepted> {
+    return this.run(req.domain, meta, { type: 'managedsave-remove' });
+  }
+
+  async setAutostart(req: AutostartDomainRequest, meta: CommandMeta): Promise<Accepted> {
+    return this.run(req.domain, meta, { type: 'set-autostart', autostart: !req.disable });
   }
 
   /**

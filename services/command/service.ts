@@ -1,6 +1,17 @@
 import type { Subscription } from '@nats-io/transport-node';
 import { SetResourcesRequest } from '../../contracts/domain/resources.ts';
-import { AttachInterfaceRequest, CreateDomainRequest, RenameDomainRequest, SetMetadataRequest, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, StartDomainRequest } from '../../contracts/domain/commands.ts';
+import {
+  AttachInterfaceRequest,
+  AutostartDomainRequest,
+  CreateDomainRequest,
+  RenameDomainRequest,
+  SetMetadataRequest,
+  DefineDomainRequest,
+  DetachInterfaceRequest,
+  DomainOpRequest,
+  StartDomainRequest,
+  UndefineDomainRequest,
+} from '../../contracts/domain/commands.ts';
 import type { DomainOp } from '../../contracts/domain/events.ts';
 import { RegisterHostRequest } from '../../contracts/host/events.ts';
 import { BUCKETS, QUEUES, subjects } from '../../contracts/subjects.ts';
@@ -73,7 +84,11 @@ export class CommandService {
     this.subs.push(...api.serve('domain', 'desc', SetMetadataRequest, (r, meta) => commands.setMetadata(r, meta)));
     this.subs.push(...api.serve('domain', 'rename', RenameDomainRequest, (r, meta) => commands.rename(r, meta)));
     this.subs.push(...api.serve('domain', 'set-resources', SetResourcesRequest, (r, meta) => commands.setResources(r, meta)));
-    this.subs.push(...api.serve('domain', 'undefine', DomainOpRequest, (r, meta) => commands.undefine(r, meta)));
+    this.subs.push(...api.serve('domain', 'undefine', UndefineDomainRequest, (r, meta) => commands.undefine(r, meta)));
+    this.subs.push(...api.serve('domain', 'autostart', AutostartDomainRequest, (r, meta) => commands.setAutostart(r, meta)));
+    this.subs.push(...api.serve('domain', 'reset', DomainOpRequest, (r, meta) => commands.hostOperation('reset', r, meta)));
+    this.subs.push(...api.serve('domain', 'managedsave', DomainOpRequest, (r, meta) => commands.hostOperation('managedsave', r, meta)));
+    this.subs.push(...api.serve('domain', 'managedsave-remove', DomainOpRequest, (r, meta) => commands.removeManagedSave(r, meta)));
     this.subs.push(...api.serve('domain', 'start', StartDomainRequest, (r, meta) => commands.operation('start', r, meta)));
     this.subs.push(...api.serve('domain', 'attach-interface', AttachInterfaceRequest, (r, meta) => commands.attachInterface(r, meta)));
     this.subs.push(...api.serve('domain', 'detach-interface', DetachInterfaceRequest, (r, meta) => commands.detachInterface(r, meta)));

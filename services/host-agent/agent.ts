@@ -5,7 +5,7 @@ import { nodeFacts } from '../../drivers/node-info.ts';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import type { JsMsg } from '@nats-io/jetstream';
-import type { ObservedState, RuntimeInterface } from '../../contracts/domain/state.ts';
+import { isActive, type ObservedState, type RuntimeInterface } from '../../contracts/domain/state.ts';
 import { isVirtError, virtError } from '../../contracts/errors.ts';
 import { DEFAULT_LEASE_TIMINGS, type HostLiveness, type LeaseTimings, type RegisterReply } from '../../contracts/host/liveness.ts';
 import type { HostCapabilities } from '../../contracts/host/events.ts';
@@ -158,6 +158,7 @@ export class HostAgent {
     for (const d of this.opts.drivers) this.unsubscribe.push(d.onObservation((o) => void this.observed(o)));
     this.unsubscribe.push(serveLiveReads(this.n, this.hostId, (type) => this.byType.get(type), this.log));
     await this.reconcile();
+    await this.autostart();
     // A host declared lost while its agent was away: what moved elsewhere must not run here too.
     if (grant.returned) await this.dropMoved();
     await this.beat();
@@ -328,8 +329,8 @@ export class HostAgent {
       return { kind: 'failed', reportId, domainId: task.domainId, taskId: task.taskId, error: errorBody(e, this.log) };
     }
     const uuid = task.definition.uuid;
-    if (task.op === 'reboot' && this.journal.wasStarted(task.taskId)) {
-      // It may have rebooted already before a crash: never reboot a guest twice for one request.
+    if ((task.op === 'reboot' || task.op === 'reset') && this.journal.wasStarted(task.taskId)) {
+      // It may have rebooted already before a crash: never reboot (or reset) a guest twice for one request.
       return { kind: 'completed', reportId, domainId: task.domainId, taskId: task.taskId, observed: await driver.state(uuid) };
     }
     await this.journal.markStarted(task.taskId);
@@ -364,7 +365,7 @@ export class HostAgent {
     const uuid = t.definition.uuid;
     switch (t.op) {
       case 'start':
-        return d.start(t.definition, { ...opts, paused: t.paused ?? false });
+        return d.start(t.definition, { ...opts, paused: t.paused ?? false, ...(t.restore ? { restore: true } : {}) });
       case 'shutdown':
         return d.shutdown(t.definition, opts);
       case 'destroy':
@@ -381,6 +382,12 @@ export class HostAgent {
       case 'set-memory':
         if (!d.setMemory || t.memoryKiB === undefined) throw virtError('operation-unsupported', `the ${d.name} driver cannot resize a running guest's memory`);
         return d.setMemory(uuid, t.memoryKiB).then(() => d.state(uuid));
+      case 'reset':
+        if (!d.reset) throw virtError('operation-unsupported', `the ${d.name} driver cannot reset a guest`);
+        return d.reset(uuid, opts);
+      case 'managedsave':
+        if (!d.managedSave) throw virtError('operation-unsupported', `the ${d.name} driver cannot save a guest's state`);
+        return d.managedSave(t.definition, opts);
     }
   }
 
@@ -427,6 +434,19 @@ export class HostAgent {
       if (actual.state !== v.observed.state || v.hostLost) {
         await this.observed({ uuid: v.id, ...actual, cause: 'found on agent start' });
       }
+    }
+  }
+
+  /**
+   * libvirt starts its autostart domains when its daemon starts; the agent asks for theirs once per
+   * start, after telling what the hypervisor has. The command service decides against the log, so a
+   * domain started meanwhile, or one moved elsewhere, is left alone.
+   */
+  private async autostart(): Promise<void> {
+    for (const v of await ownDomains(this.n, this.hostId)) {
+      if (!v.autostart || !v.persistent || v.pending || isActive(v.observed.state)) continue;
+      this.log.info('starting an autostart domain', { domainId: v.id, name: v.name });
+      await this.report({ kind: 'autostart', reportId: `autostart:${this.instanceId}:${v.id}`, domainId: v.id });
     }
   }
 

@@ -1,5 +1,5 @@
 import { isActive } from '../../contracts/domain/state.ts';
-import { LifecycleOp } from '../../contracts/domain/events.ts';
+import { DomainOp } from '../../contracts/domain/events.ts';
 import type { DomainTask } from '../../contracts/tasks.ts';
 import type { DomainView } from '../../contracts/views.ts';
 import type { DomainObservation, HypervisorDriver } from '../../drivers/hypervisor.ts';
@@ -65,9 +65,10 @@ export const resync = async (n: Nats, host: ResyncHost, graceMs: number, log: Lo
 
 const runIfMissed = async (host: ResyncHost, v: DomainView, graceMs: number, now: number): Promise<boolean> => {
   const p = v.pending!;
-  const op = LifecycleOp.safeParse(p.op);
+  const op = DomainOp.safeParse(p.op);
   // Interface changes carry what to plug in their task alone: their deadline settles a lost one.
-  if (!op.success || v.placementEpoch === undefined) return false;
+  // A reset or a managed save needs nothing but the definition, as a power operation.
+  if (!op.success || op.data === 'attach-interface' || op.data === 'detach-interface' || v.placementEpoch === undefined) return false;
   if (host.knowsTask(p.taskId) || now - Date.parse(p.requestedAt) < graceMs || Date.parse(p.deadline) <= now) return false;
   const task: DomainTask = {
     kind: 'domain',
@@ -79,6 +80,7 @@ const runIfMissed = async (host: ResyncHost, v: DomainView, graceMs: number, now
     placementEpoch: v.placementEpoch,
     deadline: p.deadline,
     ...(op.data === 'start' && v.desired === 'paused' ? { paused: true } : {}),
+    ...(op.data === 'start' && v.managedSave ? { restore: true } : {}),
     definition: v.definition,
     correlationId: p.taskId,
   };

@@ -22,6 +22,8 @@ export const toDomainView = (s: DomainAggregate, updatedAt: string): DomainView 
   lastError: s.lastError,
   version: s.version,
   ...(s.domid !== undefined ? { domid: s.domid } : {}),
+  ...(s.autostart ? { autostart: true } : {}),
+  ...(s.managedSave ? { managedSave: true } : {}),
   updatedAt,
 });
 

@@ -65,6 +65,30 @@ describe('legitimate flows under least privilege', () => {
     expect(seen.length).toBeGreaterThanOrEqual(3);
   }, 30_000);
 
+  it("an operator marks a domain autostart, resets and saves it, and the returning agent starts it, each within its permissions", async () => {
+    const alice = VirtplaneClient.over(await s.as('alice'), { actor: 'alice-laptop' });
+    await alice.define({ definition: { name: 'sec-2', memoryKiB: 65536, vcpus: 1 } });
+    await alice.autostart('sec-2');
+    await alice.outcome(await alice.start('sec-2'), 20_000);
+    expect((await alice.outcome(await alice.reset('sec-2'), 20_000)).observed.state).toBe('running');
+    const saved = await alice.outcome(await alice.managedSave('sec-2'), 20_000);
+    expect([saved.observed, saved.managedSave, saved.autostart]).toEqual([{ state: 'shutoff', reason: 'saved' }, true, true]);
+    await alice.managedSaveRemove('sec-2');
+    expect((await alice.get('sec-2')).managedSave).toBeUndefined();
+    // The agent goes and comes back: its report asking for the autostart is its own to send.
+    const agent = services.procs.length - 1;
+    await services.procs[agent]!.stop('SIGTERM');
+    const again = await startSecuredServices(s, { hostId: 'host-a', dataDir, names: ['host-agent'] });
+    services.procs.splice(agent, 1, ...again.procs);
+    const end = Date.now() + 20_000;
+    let v = await alice.get('sec-2');
+    while (v.observed.state !== 'running' && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 200));
+      v = await alice.get('sec-2');
+    }
+    expect(v.observed).toEqual({ state: 'running', reason: 'booted' });
+  }, 60_000);
+
   it('the server refused nothing along the way', () => {
     expect(s.violations()).toEqual([]);
   });
