@@ -1,4 +1,5 @@
 import { STORAGE_DISPATCHER_CONSUMER, storageSubjects, storageWorkerConsumer } from '../../contracts/storage/tasks.ts';
+import { volStreamSubjects } from '../../contracts/storage/stream.ts';
 import { BUCKETS, STREAMS, subjects } from '../../contracts/subjects.ts';
 import { DEADLINE_CHECKPOINTS } from '../provision.ts';
 
@@ -176,12 +177,15 @@ export const permissionsFor = (role: Role, principal: string): Permissions => {
             ...kv(BUCKETS.hostLiveness, { write: true, key: h }),
           ],
         },
-        subscribe: { allow: [inbox] },
+        // vol-upload and vol-download of its own pools' volumes, answered and never sent: another host's
+        // streams are neither its to hear nor to publish on.
+        subscribe: { allow: [inbox, volStreamSubjects.all(h)] },
+        allowResponses: true,
       };
     }
     case 'operator':
       return {
-        publish: { allow: [`${API}.INFO`, subjects.commandFor(principal, '*', '*'), 'query.>', ...lifecycleFeed()] },
+        publish: { allow: [`${API}.INFO`, subjects.commandFor(principal, '*', '*'), 'query.>', ...lifecycleFeed(), volStreamSubjects.all('*')] },
         subscribe: { allow: [inbox] },
       };
     case 'auditor':
