@@ -134,7 +134,7 @@ describe('vol-upload and vol-download, streamed over NATS', () => {
     expect(pastEnd.stderr).toMatch(/^error: cannot download from volume disk\.raw\nerror: invalid argument: offset \d+ is past the end of volume 'disk.raw'/);
   });
 
-  it('refuses a second stream, and storage work, on a volume with a stream open', { timeout: 60_000 }, async () => {
+  it('refuses a second stream, and storage work, on a volume with a stream open; and a stream on a volume with work pending', { timeout: 60_000 }, async () => {
     const nc = stack.nats.nats.nc;
     const h = stack.hostId;
     const open = await call<{ sessionId: string }>(nc, volStreamSubjects.open(h), { direction: 'upload', poolId, volume: 'disk.raw' });
@@ -146,6 +146,35 @@ describe('vol-upload and vol-download, streamed over NATS', () => {
     await expect(c.storageOutcome(await c.volWipe('up', 'disk.raw'), 20_000)).rejects.toMatchObject({ code: 'operation-invalid', message: "volume 'disk.raw' is still in use." });
     await call(nc, volStreamSubjects.abort(h), { sessionId: open.sessionId });
     await expect(call(nc, volStreamSubjects.data(h), { sessionId: open.sessionId, seq: 0, data: '' })).rejects.toMatchObject({ code: 'operation-invalid' });
+
+    // Work the log holds pending on a volume refuses a stream, as it refuses other work. The command
+    // service is held stopped so that the host can neither claim the wipe nor report it done.
+    await c.storageOutcome(await c.volCreate('up', { definition: { name: 'busy.raw', capacityBytes: 64 * MiB, allocationBytes: 0 } }), 20_000);
+    const wipe = await c.volWipe('up', 'busy.raw');
+    const command = stack.services.get('command')!.child.pid!;
+    process.kill(command, 'SIGSTOP');
+    try {
+      expect((await c.volGet('up/busy.raw')).pending).toMatchObject({ op: 'vol-wipe' });
+      const busy = await cli('vol-download', 'busy.raw', join(dir, 'busy.bin'), '--pool', 'up');
+      expect(busy.code).toBe(1);
+      expect(busy.stderr.trim().split('\n')).toEqual(['error: cannot download from volume busy.raw', "error: Requested operation is not valid: volume 'busy.raw' has asynchronous jobs running. [operation-invalid]"]);
+    } finally {
+      process.kill(command, 'SIGCONT');
+    }
+    await c.storageOutcome(wipe, 60_000);
+    await c.storageOutcome(await c.volDelete('up', 'busy.raw'), 20_000);
+
+    // A running guest's disk is not written under it; a copy of it can be read.
+    const disk = join(target, 'disk.raw');
+    const guest = `<domain type='test'><name>user</name><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type>hvm</type></os>
+  <devices><disk type='file' device='disk'><source file='${disk}'/><target dev='vda'/></disk></devices></domain>`;
+    await c.define({ xml: guest });
+    await c.outcome(await c.start('user'), 20_000);
+    const inUse = await cli('vol-upload', 'disk.raw', join(dir, 'src.bin'), '--pool', 'up');
+    expect(inUse.code).toBe(1);
+    expect(inUse.stderr.trim().split('\n')).toEqual(['error: cannot upload to volume disk.raw', "error: Requested operation is not valid: volume 'disk.raw' is in use by running domain 'user' [operation-invalid]"]);
+    await ok('vol-download', 'disk.raw', join(dir, 'copy.bin'), '--pool', 'up');
+    await c.outcome(await c.destroy('user'), 20_000);
   });
 
   it('releases the session of a CLI killed with SIGKILL mid-upload, after which a new upload succeeds', { timeout: 120_000 }, async () => {

@@ -18,6 +18,7 @@ import { subjects } from '../../contracts/subjects.ts';
 import type { Logger } from '../../platform/log.ts';
 import type { Nats } from '../../platform/nats.ts';
 import { call, serve } from '../../platform/rpc.ts';
+import { ownDomains } from './own-domains.ts';
 
 export interface VolumeStreamsOptions {
   hostId: string;
@@ -103,6 +104,13 @@ export class VolumeStreams {
     if (volume.pending?.op === 'vol-create' || volume.pending?.op === 'vol-clone') throw invalid(`volume '${volume.name}' is still being allocated.`);
     if (volume.pending) throw invalid(`volume '${volume.name}' has asynchronous jobs running.`);
     if (this.busy(volume.path) || this.opts.taskBusy(volume.path)) throw invalid(`volume '${volume.name}' is still in use.`);
+    if (req.direction === 'upload') {
+      // Writing under a running guest corrupts its disk; reading it is a copy like any other.
+      const user = (await ownDomains(this.n, this.opts.hostId)).find(
+        (d) => d.domid !== undefined && d.definition.devices.disks.some((k) => k.source?.file === volume.path || (k.source?.pool === pool.name && k.source?.volume === volume.name)),
+      );
+      if (user) throw invalid(`volume '${volume.name}' is in use by running domain '${user.name}'`);
+    }
     const fh = await open(volume.path, req.direction === 'upload' ? 'r+' : 'r').catch((e: NodeJS.ErrnoException) => {
       throw failed(`cannot open volume '${volume.path}': ${e.message}`);
     });
