@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { volStreamSubjects } from '../contracts/storage/stream.ts';
+import { chunkBytesFor, volStreamSubjects } from '../contracts/storage/stream.ts';
 import { PROJECT_ROOT } from '../platform/config.ts';
 import { call } from '../platform/rpc.ts';
 import { startStack, type Stack } from './fixtures/stack.ts';
@@ -58,9 +58,19 @@ describe('vol-upload and vol-download, streamed over NATS', () => {
     const src = join(dir, 'src.bin');
     const back = join(dir, 'back.bin');
     await writeFile(src, content);
+    // Every chunk's message within the server's payload limit, and the file in more than one.
+    const nc = stack.nats.nats.nc;
+    const sizes: number[] = [];
+    const tap = nc.subscribe(volStreamSubjects.data(stack.hostId), { callback: (_e, m) => void sizes.push(m.data.length) });
+    await nc.flush();
     const t0 = Date.now();
     expect((await ok('vol-upload', 'disk.raw', src, '--pool', 'up')).stdout).toBe('');
     const upMs = Date.now() - t0;
+    tap.unsubscribe();
+    const max = nc.info!.max_payload;
+    expect(sizes.length).toBe(Math.ceil(content.length / chunkBytesFor(max)));
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(max);
+    expect(Math.max(...sizes)).toBeGreaterThan(max / 2);
     expect((await readFile(join(target, 'disk.raw'))).equals(content)).toBe(true);
     // The upload was followed by a refresh through the log: the view knows the new size (in whole
     // sectors, as qemu-img gives a raw file's).
@@ -175,6 +185,34 @@ describe('vol-upload and vol-download, streamed over NATS', () => {
     expect(inUse.stderr.trim().split('\n')).toEqual(['error: cannot upload to volume disk.raw', "error: Requested operation is not valid: volume 'disk.raw' is in use by running domain 'user' [operation-invalid]"]);
     await ok('vol-download', 'disk.raw', join(dir, 'copy.bin'), '--pool', 'up');
     await c.outcome(await c.destroy('user'), 20_000);
+  });
+
+  it('refuses a chunk out of order, and at the end a count or checksum that differs from what the host received', { timeout: 30_000 }, async () => {
+    const nc = stack.nats.nats.nc;
+    const h = stack.hostId;
+    const upload = () => call<{ sessionId: string; chunkBytes: number }>(nc, volStreamSubjects.open(h), { direction: 'upload', poolId, volume: 'disk.raw', offset: 0 });
+    const chunk = Buffer.from('0123456789');
+    const s1 = await upload();
+    await expect(call(nc, volStreamSubjects.data(h), { sessionId: s1.sessionId, seq: 1, data: chunk.toString('base64') })).rejects.toMatchObject({
+      code: 'operation-invalid',
+      message: 'chunk 1 came before chunk 0',
+    });
+    await call(nc, volStreamSubjects.data(h), { sessionId: s1.sessionId, seq: 0, data: chunk.toString('base64') });
+    // The same chunk again (a request sent twice) is answered, not written twice.
+    expect(await call(nc, volStreamSubjects.data(h), { sessionId: s1.sessionId, seq: 0, data: chunk.toString('base64') })).toMatchObject({ seq: 0, bytes: 10 });
+    await expect(call(nc, volStreamSubjects.finish(h), { sessionId: s1.sessionId, bytes: 10, sha256: 'ab'.repeat(32) })).rejects.toMatchObject({
+      code: 'operation-failed',
+      message: expect.stringMatching(/^upload of 'disk.raw' damaged: sha256 [0-9a-f]{64} received, (ab){32} sent$/),
+    });
+    // Refused, and released: the volume is free for the next one.
+    const s2 = await upload();
+    await call(nc, volStreamSubjects.data(h), { sessionId: s2.sessionId, seq: 0, data: chunk.toString('base64') });
+    await expect(call(nc, volStreamSubjects.finish(h), { sessionId: s2.sessionId, bytes: 11 })).rejects.toMatchObject({ message: "upload of 'disk.raw' incomplete: 10 of 11 bytes received" });
+    await expect(call(nc, volStreamSubjects.data(h), { sessionId: s2.sessionId, seq: 1, data: '' })).rejects.toMatchObject({ code: 'operation-invalid' });
+    await expect(call(nc, volStreamSubjects.open(h), { direction: 'upload', poolId, volume: 'disk.raw', offset: -1 })).rejects.toMatchObject({ code: 'invalid-arg' });
+    await expect(call(nc, volStreamSubjects.open(h), { direction: 'upload', poolId, volume: 'nope' })).rejects.toMatchObject({ code: 'no-storage-vol' });
+    const s3 = await upload();
+    await call(nc, volStreamSubjects.abort(h), { sessionId: s3.sessionId });
   });
 
   it('releases the session of a CLI killed with SIGKILL mid-upload, after which a new upload succeeds', { timeout: 120_000 }, async () => {
