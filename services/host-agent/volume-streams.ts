@@ -1,5 +1,4 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { open, type FileHandle } from 'node:fs/promises';
 import type { Subscription } from '@nats-io/transport-node';
 import { VirtError } from '../../contracts/errors.ts';
 import type { PoolView, VolumeView } from '../../contracts/storage/views.ts';
@@ -15,6 +14,7 @@ import {
   type VolStreamOpenRequest as OpenRequest,
 } from '../../contracts/storage/stream.ts';
 import { subjects } from '../../contracts/subjects.ts';
+import { VolumeFile } from '../../drivers/storage/index.ts';
 import type { Logger } from '../../platform/log.ts';
 import type { Nats } from '../../platform/nats.ts';
 import { call, serve } from '../../platform/rpc.ts';
@@ -33,7 +33,7 @@ interface Session {
   direction: 'upload' | 'download';
   volume: string;
   path: string;
-  fh: FileHandle;
+  file: VolumeFile;
   offset: number;
   /** Upload: the most it may receive; download: what it sends. */
   limit: number | undefined;
@@ -111,14 +111,12 @@ export class VolumeStreams {
       );
       if (user) throw invalid(`volume '${volume.name}' is in use by running domain '${user.name}'`);
     }
-    const fh = await open(volume.path, req.direction === 'upload' ? 'r+' : 'r').catch((e: NodeJS.ErrnoException) => {
-      throw failed(`cannot open volume '${volume.path}': ${e.message}`);
-    });
+    const file = await VolumeFile.open(volume.path, req.direction === 'upload' ? 'write' : 'read');
     let limit = req.length;
     if (req.direction === 'download') {
-      const size = (await fh.stat()).size;
+      const size = await file.size();
       if (req.offset > size) {
-        await fh.close();
+        await file.close();
         throw new VirtError('invalid-arg', `invalid argument: offset ${req.offset} is past the end of volume '${volume.name}' (${size} bytes)`);
       }
       limit = Math.min(size - req.offset, req.length || Infinity);
@@ -129,7 +127,7 @@ export class VolumeStreams {
       direction: req.direction,
       volume: volume.name,
       path: volume.path,
-      fh,
+      file,
       offset: req.offset,
       // virsh's --length 0 means no limit.
       limit: limit || (req.direction === 'download' ? 0 : undefined),
@@ -176,14 +174,8 @@ export class VolumeStreams {
     if (data.length > s.chunkBytes) throw new VirtError('invalid-arg', `invalid argument: chunk of ${data.length} bytes, more than ${s.chunkBytes}`);
     if (s.limit !== undefined && s.done + data.length > s.limit) throw new VirtError('invalid-arg', `invalid argument: more than the ${s.limit} bytes announced`);
     const at = s.offset + s.done;
-    if (req.data === undefined) {
-      // Sparse: zeros are written only where the file holds something else, so its holes stay holes.
-      const current = Buffer.alloc(data.length);
-      const { bytesRead } = await s.fh.read(current, 0, data.length, at);
-      if (current.subarray(0, bytesRead).some((b) => b !== 0)) await s.fh.write(data, 0, data.length, at);
-    } else {
-      await s.fh.write(data, 0, data.length, at);
-    }
+    if (req.data === undefined) await s.file.writeZeros(at, data.length);
+    else await s.file.write(at, data);
     s.hash.update(data);
     s.done += data.length;
     s.next++;
@@ -192,12 +184,9 @@ export class VolumeStreams {
 
   private async read(s: Session, seq: number): Promise<Record<string, unknown>> {
     if (seq !== s.next) throw invalid(`chunk ${seq} asked for before chunk ${s.next}`);
-    const want = Math.min(s.chunkBytes, (s.limit ?? 0) - s.done);
-    const buf = Buffer.alloc(Math.max(0, want));
-    const { bytesRead } = want > 0 ? await s.fh.read(buf, 0, want, s.offset + s.done) : { bytesRead: 0 };
-    const data = buf.subarray(0, bytesRead);
+    const data = await s.file.read(s.offset + s.done, Math.min(s.chunkBytes, (s.limit ?? 0) - s.done));
     s.hash.update(data);
-    s.done += bytesRead;
+    s.done += data.length;
     s.next++;
     return { seq, data: data.toString('base64') };
   }
@@ -208,9 +197,7 @@ export class VolumeStreams {
       if (s.direction === 'upload') {
         if (req.bytes !== undefined && req.bytes !== s.done) throw failed(`upload of '${s.volume}' incomplete: ${s.done} of ${req.bytes} bytes received`);
         if (req.sha256 !== undefined && req.sha256 !== sha256) throw failed(`upload of '${s.volume}' damaged: sha256 ${sha256} received, ${req.sha256} sent`);
-        // Zeros skipped at the end still count: the file reaches as far as the data sent.
-        if ((await s.fh.stat()).size < s.offset + s.done) await s.fh.truncate(s.offset + s.done);
-        await s.fh.sync();
+        await s.file.finish(s.offset + s.done);
       }
       return { bytes: s.done, sha256 };
     } finally {
@@ -222,7 +209,7 @@ export class VolumeStreams {
     if (this.sessions.get(s.id) !== s) return;
     this.sessions.delete(s.id);
     clearTimeout(s.idle);
-    await s.fh.close().catch(() => undefined);
+    await s.file.close();
     this.log.info('volume stream closed', { sessionId: s.id, direction: s.direction, path: s.path, bytes: s.done, why });
   }
 
