@@ -157,6 +157,12 @@ describe('vol-upload and vol-download, streamed over NATS', () => {
     await call(nc, volStreamSubjects.abort(h), { sessionId: open.sessionId });
     await expect(call(nc, volStreamSubjects.data(h), { sessionId: open.sessionId, seq: 0, data: '' })).rejects.toMatchObject({ code: 'operation-invalid' });
 
+    // Two opens at once: one session, one refusal.
+    const both = await Promise.allSettled([0, 1].map(() => call<{ sessionId: string }>(nc, volStreamSubjects.open(h), { direction: 'upload', poolId, volume: 'disk.raw' })));
+    expect(both.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    expect(both.find((r) => r.status === 'rejected')).toMatchObject({ reason: { message: "volume 'disk.raw' is still in use." } });
+    for (const r of both) if (r.status === 'fulfilled') await call(nc, volStreamSubjects.abort(h), { sessionId: r.value.sessionId });
+
     // Work the log holds pending on a volume refuses a stream, as it refuses other work. The command
     // service is held stopped so that the host can neither claim the wipe nor report it done.
     await c.storageOutcome(await c.volCreate('up', { definition: { name: 'busy.raw', capacityBytes: 64 * MiB, allocationBytes: 0 } }), 20_000);

@@ -56,6 +56,8 @@ const failed = (message: string) => new VirtError('operation-failed', message);
  */
 export class VolumeStreams {
   private readonly sessions = new Map<string, Session>();
+  /** Files of sessions being opened: taken at the check, so two opens at once cannot both pass it. */
+  private readonly opening = new Set<string>();
   private subs: Subscription[] = [];
 
   constructor(
@@ -70,7 +72,7 @@ export class VolumeStreams {
 
   /** A session holds this file (the storage worker refuses to change it meanwhile). */
   busy(path: string): boolean {
-    return [...this.sessions.values()].some((s) => s.path === path);
+    return this.opening.has(path) || [...this.sessions.values()].some((s) => s.path === path);
   }
 
   start(): void {
@@ -104,6 +106,15 @@ export class VolumeStreams {
     if (volume.pending?.op === 'vol-create' || volume.pending?.op === 'vol-clone') throw invalid(`volume '${volume.name}' is still being allocated.`);
     if (volume.pending) throw invalid(`volume '${volume.name}' has asynchronous jobs running.`);
     if (this.busy(volume.path) || this.opts.taskBusy(volume.path)) throw invalid(`volume '${volume.name}' is still in use.`);
+    this.opening.add(volume.path);
+    try {
+      return await this.openFile(req, pool, volume);
+    } finally {
+      this.opening.delete(volume.path);
+    }
+  }
+
+  private async openFile(req: OpenRequest, pool: PoolView, volume: VolumeView): Promise<Record<string, unknown>> {
     if (req.direction === 'upload') {
       // Writing under a running guest corrupts its disk; reading it is a copy like any other.
       const user = (await ownDomains(this.n, this.opts.hostId)).find(
