@@ -4,6 +4,8 @@ import { DEFAULT_STORAGE_TIMEOUT_MS } from '../contracts/storage/timeouts.ts';
 import type { StorageOp } from '../contracts/storage/events.ts';
 import { parseUnsignedBig, scaleInteger } from '../contracts/xml/units.ts';
 import { readDocument } from './documents.ts';
+import { isVirtError } from '../contracts/errors.ts';
+import { VerbFailed } from './errors.ts';
 import { parsePageSize, table } from './format.ts';
 
 /** What cli/main.ts shares with the commands registered here. */
@@ -328,6 +330,42 @@ export const registerStorageCommands = (program: Command, h: StorageCliHelpers):
     const r = await hostWork(o, (a) => `delete ${a.pool}`, (c, timeoutSeconds) => c.poolDelete(pool, { timeoutSeconds }));
     h.out().result(`Pool ${r.accepted.pool} deleted`, r);
   });
+
+  /** virsh's plain unsigned integer options (vshCommandOptULongLong), no units. */
+  const bytesOption = (name: string) => (raw: string) => {
+    if (!/^[0-9]+$/.test(raw) || !Number.isSafeInteger(Number(raw))) throw h.usageError(`Numeric value '${raw}' for <${name}> option is malformed or out of range`);
+    return Number(raw);
+  };
+  /** virsh's lines: "failed to get vol/pool" when the volume is not found, else `headline` over libvirt's message. */
+  const transfer = async <T>(vol: string, pool: string | undefined, headline: string, fn: (c: VirtplaneClient) => Promise<T>): Promise<T> =>
+    h.withClient(fn).catch((e: unknown) => {
+      if (!isVirtError(e)) throw e;
+      if (e.code === 'no-storage-pool' && pool) throw new VerbFailed(`failed to get pool '${pool}'`, e);
+      if (e.code === 'no-storage-vol') throw new VerbFailed(`failed to get vol '${vol}'${pool ? '' : ', specifying --pool might help'}`, e);
+      throw new VerbFailed(headline, e);
+    });
+  const transferOptions = (cmd: Command) =>
+    cmd
+      .argument('<vol>', 'volume name (with --pool), pool/name, or key (path)')
+      .argument('<file>', 'the local file')
+      .option('--pool <pool>', 'pool name or uuid')
+      .option('--offset <bytes>', 'where in the volume to start', bytesOption('offset'))
+      .option('--length <bytes>', 'how many bytes at most (0: all)', bytesOption('length'));
+
+  transferOptions(program.command('vol-upload').description("write a file's bytes into a volume, streamed to the pool's host"))
+    .option('--sparse', 'send runs of zeros as holes, keeping them holes in the volume')
+    .action(async (vol: string, file: string, o: { pool?: string; offset?: number; length?: number; sparse?: boolean }) => {
+      const r = await transfer(vol, o.pool, `cannot upload to volume ${vol}`, (c) => c.volUpload(vol, file, o));
+      // virsh says nothing on success.
+      if (h.json()) h.out().result('', r);
+    });
+
+  transferOptions(program.command('vol-download').description("write a volume's bytes into a file, streamed from the pool's host")).action(
+    async (vol: string, file: string, o: { pool?: string; offset?: number; length?: number }) => {
+      const r = await transfer(vol, o.pool, `cannot download from volume ${vol}`, (c) => c.volDownload(vol, file, o));
+      if (h.json()) h.out().result('', r);
+    },
+  );
 
   program
     .command('vol-list')

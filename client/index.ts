@@ -22,6 +22,7 @@ import type { NetworkListRequest, NetworkView } from '../contracts/network/views
 import type { StorageAccepted } from '../contracts/storage/commands.ts';
 import type { StoragePoolDefinitionInput, StorageVolumeDefinitionInput } from '../contracts/storage/definition.ts';
 import type { PoolListRequest, PoolView, TaskOutcomeView, VolumeView } from '../contracts/storage/views.ts';
+import { downloadVolume, uploadVolume, type StreamTarget, type TransferResult } from './volume-stream.ts';
 
 /**
  * A command unanswered this long is sent again under its id (the first copy may have crossed a route
@@ -601,6 +602,40 @@ export class VirtplaneClient {
         throw virtError('timeout', `pool '${r.pool.name}': task ${accepted.taskId} still in progress after ${timeoutMs} ms`);
       }
     }
+  }
+
+  /** Which host streams a volume: `volume` as volGet takes it. */
+  private async streamTarget(volume: string, pool?: string): Promise<StreamTarget & { pool: string }> {
+    const v = await this.volGet(volume, pool ? { pool } : {});
+    const p = await this.poolGet(v.poolId);
+    return { hostId: p.hostId, poolId: p.id, volume: v.name, pool: p.name };
+  }
+
+  /**
+   * `virsh vol-upload`: `file`'s bytes (at most `length`) into the volume's file from `offset`,
+   * streamed to the pool's host. The bytes stay out of the log; afterwards a pool refresh records
+   * the volume's new size and allocation (`recorded` false when the pool was busy and it was not).
+   */
+  async volUpload(
+    volume: string,
+    file: string,
+    opts: { pool?: string; offset?: number; length?: number; sparse?: boolean } = {},
+  ): Promise<TransferResult & { pool: string; volume: string; recorded: boolean }> {
+    const t = await this.streamTarget(volume, opts.pool);
+    const r = await uploadVolume(this.nats.nc, t, file, opts);
+    const recorded = await this.poolRefresh(t.poolId)
+      .then((a) => this.storageOutcome(a, 60_000))
+      .then(
+        () => true,
+        () => false,
+      );
+    return { ...r, pool: t.pool, volume: t.volume, recorded };
+  }
+
+  /** `virsh vol-download`: the volume's bytes from `offset` (at most `length`) into `file`. */
+  async volDownload(volume: string, file: string, opts: { pool?: string; offset?: number; length?: number } = {}): Promise<TransferResult & { pool: string; volume: string }> {
+    const t = await this.streamTarget(volume, opts.pool);
+    return { ...(await downloadVolume(this.nats.nc, t, file, opts)), pool: t.pool, volume: t.volume };
   }
 
   // ---- End of storage ---------------------------------------------------------------------------

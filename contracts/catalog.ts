@@ -15,6 +15,7 @@ import { NetworkGetRequest, NetworkListRequest, NetworkView } from './network/vi
 import { CloneVolumeRequest, CreatePoolRequest, CreateVolumeRequest, DefinePoolRequest, DeleteVolumeRequest, PoolOpRequest, ResizeVolumeRequest, StartPoolRequest, StorageAccepted } from './storage/commands.ts';
 import { StorageEventBody } from './storage/events.ts';
 import { StorageClaimRequest, StorageReportRequest, StorageTask } from './storage/tasks.ts';
+import { VolStreamAbort, VolStreamChunk, VolStreamData, VolStreamDataAck, VolStreamFinish, VolStreamFinished, VolStreamOpened, VolStreamOpenRequest, VolStreamRead } from './storage/stream.ts';
 import { PoolGetRequest, PoolListRequest, PoolView, VolGetRequest, VolListRequest, VolumeView } from './storage/views.ts';
 import { ClaimRequest, DomainTask, ReportRequest } from './tasks.ts';
 import { DomainGetQuery, DomainListRequest, DomainView, HostListRequest, HostView } from './views.ts';
@@ -223,6 +224,36 @@ export const CATALOG: ChannelSpec[] = [
     from: 'client',
     to: 'host-agent',
   },
+  {
+    id: 'hostquery-vol-get',
+    address: 'hostquery.{hostId}.vol.get',
+    kind: 'query',
+    description: "A volume of one of the host's own pools, with its pool: what a host agent checks before streaming it. Another host's pool is not found.",
+    message: msg('HostVolGetRequest', z.object({ pool: z.string(), volume: z.string() }), 'The pool (uuid or name) and the volume name.'),
+    reply: orError('HostVolGetReply', z.looseObject({ ok: z.literal(true), pool: PoolView, volume: VolumeView }), 'The volume and its pool.'),
+    from: 'host-agent',
+    to: 'projector',
+  },
+  ...(
+    [
+      ['open', 'VolStreamOpenRequest', VolStreamOpenRequest, 'VolStreamOpened', VolStreamOpened, 'Opens a vol-upload or vol-download session on the host that owns the pool; refused while the volume has work pending or another stream.'],
+      ['data', 'VolStreamData', VolStreamData, 'VolStreamDataAck', VolStreamDataAck, 'One chunk of an upload, numbered from 0; answered once written, so the sender keeps only a few unanswered.'],
+      ['read', 'VolStreamRead', VolStreamRead, 'VolStreamChunk', VolStreamChunk, 'Asks for chunk `seq` of a download, in order.'],
+      ['finish', 'VolStreamFinish', VolStreamFinish, 'VolStreamFinished', VolStreamFinished, "Ends a session: the host's count and sha256 of the bytes; an upload whose sender's differ is refused."],
+      ['abort', 'VolStreamAbort', VolStreamAbort, 'VolStreamAborted', z.object({}), 'Ends a session early (a session silent for its idle time ends by itself).'],
+    ] as const
+  ).map(
+    ([verb, name, schema, replyName, reply, description]): ChannelSpec => ({
+      id: `volstream-${verb}`,
+      address: `volstream.{hostId}.${verb}`,
+      kind: 'query',
+      description: `${description} Chunks are base64 in JSON and sized to the server's max_payload; the bytes never enter the event log.`,
+      message: msg(name, schema, description),
+      reply: orError(`${replyName}Reply`, z.looseObject({ ok: z.literal(true), ...reply.shape }), 'The answer.'),
+      from: 'client',
+      to: 'host-agent',
+    }),
+  ),
 
   report('register', 'RegisterHostRequest', RegisterHostRequest, 'A host agent registers its host and capabilities (and takes its lease).'),
   report('claim', 'ClaimRequest', ClaimRequest, 'A host agent claims a domain task before acting on it.'),

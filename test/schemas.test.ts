@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -63,7 +63,7 @@ const channelOf = (subject: string): ChannelSpec | undefined => {
   };
   return CATALOG.find((c) => fits(subjectPattern(c.address)) || (c.kind === 'command' && fits(subjectPattern(c.address).replace('cmd.*.', 'cmd.'))));
 };
-const OURS = /^(cmd|query|hostquery|hostread|agent|task|ev|lifecycle|netlifecycle)\./;
+const OURS = /^(cmd|query|hostquery|hostread|agent|task|ev|lifecycle|netlifecycle|volstream)\./;
 
 describe('real messages of a running stack', () => {
   let stack: Stack;
@@ -140,6 +140,12 @@ describe('real messages of a running stack', () => {
     await c.storageOutcome(await c.volClone('doc-pool', 'd.qcow2', 'e.qcow2'), 20_000);
     await c.storageOutcome(await c.volWipe('doc-pool', 'e.qcow2'), 20_000);
     await c.storageOutcome(await c.poolRefresh('doc-pool'), 20_000);
+    step('vol-upload, vol-download');
+    await writeFile(join(dir, 'up.bin'), Buffer.alloc(3000, 7));
+    await c.volUpload('e.qcow2', join(dir, 'up.bin'), { pool: 'doc-pool' });
+    await c.volDownload('doc-pool/e.qcow2', join(dir, 'down.bin'));
+    const session = await call<{ sessionId: string }>(stack.nats.nats.nc, `volstream.${stack.hostId}.open`, { direction: 'download', poolId: pool.poolId, volume: 'e.qcow2' });
+    await call(stack.nats.nats.nc, `volstream.${stack.hostId}.abort`, { sessionId: session.sessionId });
     await c.storageOutcome(await c.volDelete('doc-pool', 'd.qcow2'), 20_000);
     await c.storageOutcome(await c.volDelete('doc-pool', 'e.qcow2'), 20_000);
     await c.poolGet('doc-pool', { minVersion: pool.version });

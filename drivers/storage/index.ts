@@ -1,2 +1,3 @@
 export { DirPoolVolumes, QemuImgError } from './qemu-img.ts';
 export type { CreateVolumeOptions, VolumeFormat, VolumeInfo } from './qemu-img.ts';
+export { VolumeFile } from './volume-file.ts';

@@ -1,4 +1,5 @@
 import { STORAGE_DISPATCHER_CONSUMER, storageSubjects, storageWorkerConsumer } from '../../contracts/storage/tasks.ts';
+import { volStreamSubjects } from '../../contracts/storage/stream.ts';
 import { BUCKETS, STREAMS, subjects } from '../../contracts/subjects.ts';
 import { DEADLINE_CHECKPOINTS } from '../provision.ts';
 
@@ -176,14 +177,16 @@ export const permissionsFor = (role: Role, principal: string): Permissions => {
             ...kv(BUCKETS.hostLiveness, { write: true, key: h }),
           ],
         },
-        // Live readings operators ask of this host only (services/host-agent/live-reads.ts).
-        subscribe: { allow: [inbox, `hostread.${h}.*`] },
+        // Live readings operators ask of this host only (services/host-agent/live-reads.ts), and
+        // vol-upload and vol-download of its own pools' volumes: answered and never sent; another host's
+        // are neither its to hear nor to publish on.
+        subscribe: { allow: [inbox, `hostread.${h}.*`, volStreamSubjects.all(h)] },
         allowResponses: true,
       };
     }
     case 'operator':
       return {
-        publish: { allow: [`${API}.INFO`, subjects.commandFor(principal, '*', '*'), 'query.>', 'hostread.*.*', ...lifecycleFeed()] },
+        publish: { allow: [`${API}.INFO`, subjects.commandFor(principal, '*', '*'), 'query.>', 'hostread.*.*', ...lifecycleFeed(), volStreamSubjects.all('*')] },
         subscribe: { allow: [inbox] },
       };
     case 'auditor':

@@ -19,6 +19,7 @@ import { initTelemetry } from '../../platform/tracing.ts';
 import { HostAgent } from './agent.ts';
 import { NetworkSync } from './network-sync.ts';
 import { StorageWorker } from './storage-worker.ts';
+import { VolumeStreams } from './volume-streams.ts';
 
 initTelemetry();
 exitOnFailure(createLogger('host-agent'), 'host agent');
@@ -38,6 +39,8 @@ const cfg = loadConfig(
     resyncMs: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
     /** How often a shutdown presses the ACPI power button again while the guest has not powered off. */
     acpiResendMs: z.coerce.number().int().min(100).max(600_000).default(10_000),
+    /** A vol-upload or vol-download whose client is silent this long is released (a client killed mid-transfer). */
+    volStreamIdleMs: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
     ...LeaseTimingFields,
   }),
 );
@@ -93,7 +96,15 @@ const agent = new HostAgent(
   log,
 );
 await agent.start();
-const storage = new StorageWorker(n, { hostId: cfg.hostId, stateDir, ackWaitMs: cfg.ackWaitMs }, log.child('storage'));
+// Streams and storage tasks keep out of each other's files.
+let streams: VolumeStreams | undefined;
+const storage = new StorageWorker(n, { hostId: cfg.hostId, stateDir, ackWaitMs: cfg.ackWaitMs, streamBusy: (p) => streams?.busy(p) ?? false }, log.child('storage'));
+streams = new VolumeStreams(
+  n,
+  { hostId: cfg.hostId, idleMs: cfg.volStreamIdleMs, taskBusy: (p) => storage.busy(p) },
+  log.child('volume-streams'),
+);
+streams.start();
 await storage.start();
 const networkSync = network ? new NetworkSync(n, network, log.child('network')) : null;
 await networkSync?.start();
@@ -104,6 +115,7 @@ onShutdown(
   () => n.close(),
   async () => {
     await networkSync?.stop();
+    await streams?.stop();
     await storage.stop();
     await agent.stop();
     await network?.close();

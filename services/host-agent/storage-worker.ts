@@ -1,6 +1,6 @@
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { JsMsg } from '@nats-io/jetstream';
-import { isVirtError } from '../../contracts/errors.ts';
+import { isVirtError, VirtError } from '../../contracts/errors.ts';
 import { StorageTask, storageSubjects, storageWorkerConsumer, type StorageReportRequest } from '../../contracts/storage/tasks.ts';
 import { STREAMS } from '../../contracts/subjects.ts';
 import { DirPool } from '../../drivers/dir-pool.ts';
@@ -16,7 +16,25 @@ export interface StorageWorkerOptions {
   /** How long a task may go unacknowledged before it is given out again (after a crash). */
   ackWaitMs?: number;
   qemuImg?: string;
+  /** Whether a vol-upload or vol-download holds this file: a task must not change it meanwhile. */
+  streamBusy?: (path: string) => boolean;
 }
+
+/** The volume files a task reads or writes, and the pool directory for pool-wide work. */
+const pathsOf = (t: StorageTask): string[] => {
+  switch (t.op) {
+    case 'vol-create':
+      return [t.volume.target?.path ?? t.volume.key ?? ''];
+    case 'vol-clone':
+      return [t.source.path, t.volume.target?.path ?? t.volume.key ?? ''];
+    case 'vol-delete':
+    case 'vol-resize':
+    case 'vol-wipe':
+      return [t.path];
+    default:
+      return [t.target.path];
+  }
+};
 
 /**
  * The host's storage work: pool build and start, volume create and delete, taken from
@@ -27,6 +45,8 @@ export interface StorageWorkerOptions {
 export class StorageWorker {
   private readonly worker: TaskWorker<StorageTask>;
   private readonly journal: TaskJournal<StorageReportRequest>;
+  /** Files and pool directories of the tasks running now. */
+  private readonly working = new Map<string, number>();
 
   constructor(
     private readonly n: Nats,
@@ -61,6 +81,11 @@ export class StorageWorker {
     return this.opts.ackWaitMs ?? 15_000;
   }
 
+  /** A task works on this volume file, or on its whole pool. */
+  busy(path: string): boolean {
+    return this.working.has(path) || this.working.has(dirname(path));
+  }
+
   start(): Promise<void> {
     return this.worker.start();
   }
@@ -91,7 +116,10 @@ export class StorageWorker {
     const signal = AbortSignal.any([this.worker.signal, AbortSignal.timeout(remaining)]);
     const progress = setInterval(() => m.working(), Math.max(500, this.ackWaitMs / 3));
     const qemuImg = this.opts.qemuImg ? { qemuImg: this.opts.qemuImg } : {};
+    const paths = pathsOf(task);
+    this.hold(paths);
     try {
+      this.refuseStreamed(task, paths);
       switch (task.op) {
         case 'pool-build':
           await new DirPool(task.target.path, qemuImg).build(task.target.permissions);
@@ -133,8 +161,28 @@ export class StorageWorker {
         signal.aborted && !isVirtError(e) ? { code: 'timeout' as const, message: `operation '${task.op}' did not finish before its deadline` } : errorBody(e, this.log);
       return { ...base, kind: 'failed', error };
     } finally {
+      this.release(paths);
       clearInterval(progress);
     }
+  }
+
+  private hold(paths: string[]): void {
+    for (const p of paths) this.working.set(p, (this.working.get(p) ?? 0) + 1);
+  }
+
+  private release(paths: string[]): void {
+    for (const p of paths) {
+      const left = (this.working.get(p) ?? 1) - 1;
+      if (left > 0) this.working.set(p, left);
+      else this.working.delete(p);
+    }
+  }
+
+  /** What changes or removes a volume file waits for no stream on it: it is refused, as libvirt refuses a volume in use. */
+  private refuseStreamed({ op }: { op: StorageTask["op"] }, paths: string[]): void {
+    if (op === 'pool-start' || op === 'pool-build' || op === 'pool-refresh') return;
+    const streamed = paths.find((p) => this.opts.streamBusy?.(p));
+    if (streamed) throw new VirtError('operation-invalid', `volume '${basename(streamed)}' is still in use.`);
   }
 
   /** Retries until the command service has it: a report is the only record of what the host did. */

@@ -1,10 +1,11 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VirtplaneClient } from '../../client/index.ts';
 import { Commit } from '../../contracts/envelope.ts';
+import { volStreamSubjects } from '../../contracts/storage/stream.ts';
 import { BUCKETS, STREAMS, subjects } from '../../contracts/subjects.ts';
 import { connectNats, decodeJson, encodeJson, type Nats } from '../../platform/nats.ts';
 import { call } from '../../platform/rpc.ts';
@@ -152,6 +153,28 @@ describe('one principal, one job: what a stolen credential cannot do', () => {
       await refused(call(hostA.nc, subjects.agent('host-b', 'report'), { reportId: 'x' }), /agent\.host-b/);
       await publishRefused(s, 'host-a', hostA, subjects.task('host-b'), { forged: true });
       await publishRefused(s, 'host-a', hostA, subjects.aggregate('domain', onB.domainId), { forged: true });
+    });
+
+    it("cannot hear, answer or open host-b's volume streams, nor look at host-b's volumes; an operator streams with host-b", { timeout: 60_000 }, async () => {
+      const pool = await alice.poolDefine({ xml: `<pool type='dir'><name>b-pool</name><target><path>${join(dataDir, 'b-pool')}</path></target></pool>`, hostId: 'host-b' });
+      await alice.storageOutcome(await alice.poolStart('b-pool', { build: true }), 20_000);
+      await alice.storageOutcome(await alice.volCreate('b-pool', { definition: { name: 'b.raw', capacityBytes: 65536 } }), 20_000);
+      const content = Buffer.from('tenant data on host-b '.repeat(3000));
+      await writeFile(join(dataDir, 'b-upload.bin'), content);
+      // The operator's stream with host-b's agent, under the generated permissions.
+      await alice.volUpload('b.raw', join(dataDir, 'b-upload.bin'), { pool: 'b-pool' });
+      expect((await alice.volDownload('b-pool/b.raw', join(dataDir, 'b-download.bin'))).bytes).toBe(content.length);
+      expect((await readFile(join(dataDir, 'b-download.bin'))).equals(content)).toBe(true);
+
+      await subscribeRefused(await s.as('host-a'), volStreamSubjects.open('host-b'));
+      await subscribeRefused(await s.as('host-a'), 'volstream.>');
+      await refused(call(hostA.nc, volStreamSubjects.open('host-b'), { direction: 'download', poolId: pool.poolId, volume: 'b.raw' }), /volstream\.host-b/);
+      await publishRefused(s, 'host-a', hostA, volStreamSubjects.data('host-b'), { sessionId: 'forged-session', seq: 0, data: '' });
+      await refused(call(hostA.nc, subjects.hostQuery('host-b', 'vol', 'get'), { pool: pool.poolId, volume: 'b.raw' }), /host-b/);
+      // Through its own host's question, host-b's pool is no pool at all.
+      await expect(call(hostA.nc, subjects.hostQuery('host-a', 'vol', 'get'), { pool: pool.poolId, volume: 'b.raw' })).rejects.toMatchObject({ code: 'no-storage-pool' });
+      // An auditor reads; it streams nothing.
+      await refused(call((await s.as('audrey')).nc, volStreamSubjects.open('host-b'), { direction: 'download', poolId: pool.poolId, volume: 'b.raw' }), /volstream/);
     });
   });
 
