@@ -837,6 +837,13 @@ describe('desc (set-metadata)', () => {
     expect(after.nextDefinition?.description).toBeUndefined();
   });
 
+  it('drops the stored XML of a domain defined from XML, so dumpxml shows the new text', () => {
+    const fromXml = { ...def, xml: "<domain type='kvm'><name>web1</name></domain>" };
+    const { after } = spec.given([defined(fromXml)]).when(desc(), NOW).then([{ type: 'DomainMetadataSet', data: { field: 'description', value: 'hello', live: false, config: true } }]);
+    expect(after.definition?.xml).toBeUndefined();
+    expect(after.definition?.description).toBe('hello');
+  });
+
   it('refuses --live on a shut off domain and --config on a transient one', () => {
     spec.given([defined()]).when(desc(true), NOW).thenThrows('operation-invalid', 'domain is not running');
     spec.given([...running, undefined_(false)]).when(desc(false, true), NOW).thenThrows('operation-invalid', 'cannot change persistent config of a transient domain');

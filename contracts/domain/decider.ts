@@ -696,8 +696,10 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
     case 'DomainMetadataSet': {
       if (!s.definition) return base;
       const { field, value } = e.data;
+      // The stored document of an XML define no longer says what the definition is: dumpxml
+      // formats the model instead, which carries the new text.
       const set = (d: DomainDefinition): DomainDefinition => {
-        const { [field]: _, ...rest } = d;
+        const { [field]: _, xml: _xml, ...rest } = d;
         return value === '' ? rest : { ...rest, [field]: value };
       };
       const running = isActive(s.observed.state) || s.pending !== null;
