@@ -1,5 +1,6 @@
 import type { DomainDefinition, InterfaceModel } from '../contracts/domain/definition.ts';
-import type { ObservedState, RuntimeInterface } from '../contracts/domain/state.ts';
+import type { Duplex } from 'node:stream';
+import type { ObservedState, RuntimeDevices, RuntimeInterface } from '../contracts/domain/state.ts';
 
 /**
  * What a host agent needs from a hypervisor driver. Drivers are plain async code over the host OS:
@@ -63,6 +64,13 @@ export interface HypervisorDriver {
    * the device before `opts.signal` aborts is a `timeout` error, with the NIC still attached.
    */
   detachInterface?(def: DomainDefinition, mac: string, opts?: OperationOptions): Promise<void>;
+  /**
+   * Opens a running guest's console character device (virDomainOpenConsole) as a byte stream; the
+   * caller destroys the stream to let go of it. Drivers without consoles leave it out.
+   */
+  openConsole?(uuid: string, devName?: string): Promise<{ device: string; stream: Duplex }>;
+  /** Display ports and console ptys a running guest got, for its live XML; undefined when not running. */
+  runtimeDevices?(uuid: string): Promise<RuntimeDevices | undefined>;
   /** Subscribe to unexpected state changes; returns an unsubscribe function. */
   onObservation(listener: (o: DomainObservation) => void): () => void;
   /** Releases monitors and timers; running guests keep running. */
