@@ -7,6 +7,7 @@ import { registerDomainCommands } from './domain-commands.ts';
 import { registerDomainInfoCommands } from './domain-info-commands.ts';
 import { registerNodeCommands } from './node-commands.ts';
 import { registerLookupCommands } from './lookup-commands.ts';
+import { registerConsoleCommands } from './console-commands.ts';
 import { causeOf, describeFailure, errorLines, Exit, EXIT, UsageError } from './errors.ts';
 import { registerCompletion, setUpProgram } from './program.ts';
 import { registerEmbeddedCommands } from './embedded-commands.ts';
@@ -129,6 +130,7 @@ export const buildProgram = (): Command => {
   registerDomainInfoCommands(program, helpers);
   registerNodeCommands(program, helpers);
   registerLookupCommands(program, helpers);
+  registerConsoleCommands(program, helpers);
   registerNetworkCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
   registerStorageCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
   registerHostCommands(program, { out, withClient, json: () => Boolean(globals().json) });

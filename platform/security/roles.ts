@@ -166,15 +166,23 @@ export const permissionsFor = (role: Role, principal: string): Permissions => {
             `${API}.CONSUMER.DELETE.${STREAMS.lifecycle}.*`,
             // Its own liveness key only, should it renew it directly.
             ...kv(BUCKETS.hostLiveness, { write: true, key: h }),
+            // What its own guests write on their consoles; never into another host's sessions.
+            subjects.consoleOut(h, '*'),
           ],
         },
-        subscribe: { allow: [inbox] },
+        // Console sessions of its own guests only: another host's consoles stay out of reach.
+        subscribe: { allow: [inbox, subjects.consoleOpen(h, '*'), subjects.consoleIn(h, '*')] },
+        // It answers console open requests, and nothing else in `_INBOX`.
+        allowResponses: true,
       };
     }
     case 'operator':
       return {
-        publish: { allow: [`${API}.INFO`, subjects.commandFor(principal, '*', '*'), 'query.>', ...lifecycleFeed()] },
-        subscribe: { allow: [inbox] },
+        publish: {
+          allow: [`${API}.INFO`, subjects.commandFor(principal, '*', '*'), 'query.>', ...lifecycleFeed(), subjects.consoleOpen('*', principal), subjects.consoleIn('*', '*')],
+        },
+        // Guests' consoles (virsh console): operators may use any guest's console, auditors none.
+        subscribe: { allow: [inbox, subjects.consoleOut('*', '*')] },
       };
     case 'auditor':
       return {

@@ -17,6 +17,7 @@ import { onShutdown } from '../../platform/shutdown.ts';
 import { announceReady, exitOnFailure } from '../../platform/ready.ts';
 import { initTelemetry } from '../../platform/tracing.ts';
 import { HostAgent } from './agent.ts';
+import { ConsoleBridge } from './console.ts';
 import { NetworkSync } from './network-sync.ts';
 import { StorageWorker } from './storage-worker.ts';
 
@@ -38,6 +39,11 @@ const cfg = loadConfig(
     resyncMs: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
     /** How often a shutdown presses the ACPI power button again while the guest has not powered off. */
     acpiResendMs: z.coerce.number().int().min(100).max(600_000).default(10_000),
+    /** How often a console session's two sides say they are there, and how long a silent client keeps the console. */
+    consoleHeartbeatMs: z.coerce.number().int().min(50).max(60_000).default(2_000),
+    consoleIdleMs: z.coerce.number().int().min(200).max(600_000).default(10_000),
+    /** How far a console's output may run ahead of what the client has written out. */
+    consoleWindowBytes: z.coerce.number().int().min(1024).max(16 * 1024 * 1024).default(256 * 1024),
     ...LeaseTimingFields,
   }),
 );
@@ -93,6 +99,8 @@ const agent = new HostAgent(
   log,
 );
 await agent.start();
+const consoles = new ConsoleBridge(n, { hostId: cfg.hostId, drivers, heartbeatMs: cfg.consoleHeartbeatMs, idleMs: cfg.consoleIdleMs, windowBytes: cfg.consoleWindowBytes }, log.child('console'));
+consoles.start();
 const storage = new StorageWorker(n, { hostId: cfg.hostId, stateDir, ackWaitMs: cfg.ackWaitMs }, log.child('storage'));
 await storage.start();
 const networkSync = network ? new NetworkSync(n, network, log.child('network')) : null;
@@ -103,6 +111,7 @@ onShutdown(
   log,
   () => n.close(),
   async () => {
+    await consoles.stop();
     await networkSync?.stop();
     await storage.stop();
     await agent.stop();
