@@ -62,6 +62,15 @@ describe('legitimate flows under least privilege', () => {
     expect(seen.length).toBeGreaterThanOrEqual(3);
   }, 30_000);
 
+  it("an operator asks a guest's host for its console and gets the host's answer", async () => {
+    const alice = VirtplaneClient.over(await s.as('alice'));
+    await alice.define({ definition: { name: 'sec-2', memoryKiB: 131072, vcpus: 1 } });
+    const v = await alice.outcome(await alice.start('sec-2'), 20_000);
+    // A test-driver guest has no console: the refusal travelled host to operator under the permissions.
+    await expect(alice.console(v, { onData: () => undefined })).rejects.toMatchObject({ code: 'operation-unsupported' });
+    await alice.outcome(await alice.destroy('sec-2'), 20_000);
+  }, 30_000);
+
   it('the server refused nothing along the way', () => {
     expect(s.violations()).toEqual([]);
   });
