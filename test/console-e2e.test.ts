@@ -175,6 +175,21 @@ describe.skipIf(!availability.ok)('the console of a real qemu guest through the 
     expect(await next.exited).toBe(0);
   }, 120_000);
 
+  it('a client whose host agent is killed with SIGKILL leaves with an error; the restarted agent serves the guest that ran on', async () => {
+    const c = consoleCli('con');
+    await c.see(/Escape character/);
+    await c.ask('echo $((2*21))', '42');
+    await stack.kill('host-agent', 'SIGKILL');
+    expect(await c.exited).toBe(1);
+    expect(c.err).toBe(`error: operation failed: no word from host '${stack.hostId}' for ${IDLE_MS} ms [operation-failed]\n`);
+    await stack.start('host-agent');
+    const again = consoleCli('con');
+    await again.see(/Escape character/);
+    await again.ask('echo $((6*6))', '36');
+    again.type('\x1d');
+    expect(await again.exited).toBe(0);
+  }, 120_000);
+
   it('refuses what libvirt refuses: an unknown device, an unknown domain, a test-driver domain, a guest that is not running', async () => {
     expect(await virtplane('console', 'con', '--devname', 'serial7')).toMatchObject({
       code: 1,
@@ -188,7 +203,12 @@ describe.skipIf(!availability.ok)('the console of a real qemu guest through the 
     );
     expect((await virtplane('vncdisplay', 'con-test')).stderr).toBe('error: Failed to get VNC port. Is this domain using VNC? [operation-failed]');
 
+    // A guest that goes away ends its console session, as virsh's ends when the guest stops.
+    const watching = consoleCli('con');
+    await watching.see(/Escape character/);
+    await watching.ask('echo $((1+1))', '2');
     expect((await virtplane('destroy', 'con')).code).toBe(0);
+    expect(await watching.exited).toBe(0);
     expect(await virtplane('console', 'con')).toMatchObject({ code: 1, stdout: '', stderr: 'error: The domain is not running [operation-invalid]' });
     expect(await virtplane('vncdisplay', 'con')).toMatchObject({ code: 1, stderr: 'error: Domain is not running [operation-invalid]' });
     expect((await virtplane('dumpxml', 'con')).stdout).not.toContain('/dev/pts/');
