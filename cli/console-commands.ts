@@ -4,7 +4,7 @@ import { liveDefinition } from '../contracts/domain/live.ts';
 import { isActive } from '../contracts/domain/state.ts';
 import type { GraphicsModel } from '../contracts/domain/definition.ts';
 import { virtError } from '../contracts/errors.ts';
-import { failing, VerbFailed } from './errors.ts';
+import { Exit, failing, VerbFailed } from './errors.ts';
 import type { CliHelpers } from './network-commands.ts';
 
 /** virsh's escape character, Ctrl-]. */
@@ -19,7 +19,7 @@ const vncDisplays = (v: DomainView): GraphicsModel[] =>
 
 const listenOf = (g: GraphicsModel): string | undefined => g.listen ?? g.listens?.find((l) => l.type === 'address' || l.type === undefined)?.address;
 
-/** virsh's verbs that reach a running guest's console and display: console, vncdisplay, domdisplay. */
+/** virsh's verbs that reach a running guest's console and display: console, ttyconsole, vncdisplay, domdisplay. */
 export const registerConsoleCommands = (program: Command, h: CliHelpers): void => {
   program
     .command('console')
@@ -62,6 +62,18 @@ export const registerConsoleCommands = (program: Command, h: CliHelpers): void =
           stdin.destroy();
         }
       });
+    });
+
+  program
+    .command('ttyconsole')
+    .description("the host pty of the guest's console")
+    .argument('<domain>', 'name or uuid')
+    .action(async (domain: string) => {
+      const v = await failing(null, domain, () => h.withClient((c) => c.get(domain)));
+      const tty = liveDefinition(v.definition, v.observed, v.interfaces, v.devices).devices.consoles[0]?.tty;
+      // virsh prints nothing and fails when the live XML names no console pty (a guest shut off).
+      if (!tty) throw new Exit(1);
+      h.out().result(tty, { tty });
     });
 
   program

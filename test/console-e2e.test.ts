@@ -108,6 +108,7 @@ describe.skipIf(!availability.ok)('the console of a real qemu guest through the 
     // The definition itself is unchanged: the next boot gets whatever ports and ptys are free then.
     expect((await virtplane('dumpxml', 'con', '--inactive')).stdout).not.toContain('/dev/pts/');
 
+    expect((await virtplane('ttyconsole', 'con')).stdout).toBe(pty);
     expect((await virtplane('vncdisplay', 'con')).stdout).toBe(`127.0.0.1:${port - 5900}`);
     expect((await virtplane('domdisplay', 'con')).stdout).toBe(`vnc://127.0.0.1:${port - 5900}`);
     // A real VNC server is there: it greets with its protocol version.
@@ -211,6 +212,7 @@ describe.skipIf(!availability.ok)('the console of a real qemu guest through the 
     expect(await watching.exited).toBe(0);
     expect(await virtplane('console', 'con')).toMatchObject({ code: 1, stdout: '', stderr: 'error: The domain is not running [operation-invalid]' });
     expect(await virtplane('vncdisplay', 'con')).toMatchObject({ code: 1, stderr: 'error: Domain is not running [operation-invalid]' });
+    expect(await virtplane('ttyconsole', 'con')).toMatchObject({ code: 1, stdout: '', stderr: '' });
     expect((await virtplane('dumpxml', 'con')).stdout).not.toContain('/dev/pts/');
   }, 120_000);
 });
