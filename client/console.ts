@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { headers, type Msg } from '@nats-io/transport-node';
 import { CONSOLE_CONTROL_HEADER, CONSOLE_OFFSET_HEADER, ConsoleClosed, type ConsoleOpened } from '../contracts/console.ts';
 import { subjects } from '../contracts/subjects.ts';
-import { decodeJson, type Nats } from '../platform/nats.ts';
+import { isVirtError, VirtError } from '../contracts/errors.ts';
+import { decodeJson, isNoResponders, type Nats } from '../platform/nats.ts';
 import { call } from '../platform/rpc.ts';
 
 export interface ConsoleOptions {
@@ -93,6 +94,10 @@ export const openConsole = async (nats: Nats, target: { hostId: string; domainId
   } catch (e) {
     done = true;
     sub.unsubscribe();
+    // Nobody serves the host's console subject: its agent is down (the guest may well run on).
+    if (isNoResponders(e) || (isVirtError(e) && e.message.startsWith('no service answers'))) {
+      throw new VirtError('operation-failed', `operation failed: host '${target.hostId}' does not answer: is its agent running?`);
+    }
     throw e;
   }
   lastHeard = Date.now();

@@ -155,5 +155,10 @@ describe('console sessions on the host', () => {
     await expect(call(t.nats.nc, subjects.consoleOpen(HOST, 'x'), { domainId: dom, sessionId, force: true })).rejects.toMatchObject({ code: 'invalid-arg' });
     await expect(call(t.nats.nc, subjects.consoleOpen(HOST, 'x'), { domainId: 'not-a-uuid', sessionId: 'x' })).rejects.toMatchObject({ code: 'invalid-arg' });
     expect(bridge.holdersOf(dom)).toEqual([sessionId]);
-  });
+    // A host nobody serves: its agent is down.
+    await expect(openConsole(t.nats, { hostId: 'host-gone', domainId: dom }, { onData: () => undefined, timeoutMs: 8000 })).rejects.toMatchObject({
+      code: 'operation-failed',
+      message: "operation failed: host 'host-gone' does not answer: is its agent running?",
+    });
+  }, 20_000);
 });
