@@ -23,8 +23,11 @@ class ConsoleCli {
   out = '';
   err = '';
   readonly exited: Promise<number | null>;
-  constructor(url: string, args: string[]) {
-    this.child = spawn(process.execPath, [CLI, 'console', ...args], { env: { ...process.env, VIRTPLANE_NATS_URL: url } });
+  constructor(url: string, args: string[], opts: { terminal?: boolean } = {}) {
+    const env = { ...process.env, VIRTPLANE_NATS_URL: url };
+    // With a terminal (util-linux script gives it one), the CLI reads it in raw mode, as a person types.
+    const argv = [process.execPath, CLI, 'console', ...args];
+    this.child = opts.terminal ? spawn('script', ['-qfec', argv.map((a) => `'${a}'`).join(' '), '/dev/null'], { env }) : spawn(argv[0]!, argv.slice(1), { env });
     this.child.stdout.on('data', (d: Buffer) => (this.out += d.toString('utf8')));
     this.child.stderr.on('data', (d: Buffer) => (this.err += d.toString('utf8')));
     this.exited = new Promise((r) => this.child.once('exit', (code) => r(code)));
@@ -42,7 +45,8 @@ class ConsoleCli {
   /** Types a shell command and waits for a line that is exactly its answer. */
   async ask(command: string, answer: string): Promise<void> {
     this.type(`${command}\r`);
-    await this.see(new RegExp(`\\r?\\n${answer}\\r?\\n`));
+    // A terminal between the CLI and the test adds its own carriage return to the guest's.
+    await this.see(new RegExp(`\\r*\\n${answer}\\r*\\n`));
   }
 }
 
@@ -159,6 +163,28 @@ describe.skipIf(!availability.ok)('the console of a real qemu guest through the 
     fourth.type('\x1d');
     expect(await fourth.exited).toBe(0);
   }, 180_000);
+
+  it('on a terminal: raw mode passes every byte to the guest, Ctrl-C included, and Ctrl-] leaves', async () => {
+    const c = new ConsoleCli(stack.nats.url, ['con'], { terminal: true });
+    open.push(c);
+    try {
+      await c.see(/Escape character is \^\] \(Ctrl \+ \]\)\r?\n/);
+      await c.ask('echo $((6*7))', '42');
+      // Ctrl-C is the guest's (the tty there interrupts its shell, which is started again), not the end of the CLI.
+      c.type('echo never\x03');
+      await c.see(/\^C/);
+      for (let i = 0; i < 10 && !/\r*\n16\r*\n/.test(c.out); i++) {
+        c.type('echo $((4*4))\r');
+        await c.see(/\r*\n16\r*\n/, 2000).catch(() => undefined);
+      }
+      await c.see(/\r*\n16\r*\n/, 1000);
+      expect(c.out).not.toMatch(/\r*\nnever\r*\n/);
+      c.type('\x1d');
+      expect(await c.exited).toBe(0);
+    } finally {
+      c.child.kill('SIGKILL');
+    }
+  }, 60_000);
 
   it('a client killed with SIGKILL holds the console only until the host stops hearing from it', async () => {
     const victim = consoleCli('con');
