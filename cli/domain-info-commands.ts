@@ -51,7 +51,7 @@ export const registerDomainInfoCommands = (program: Command, h: CliHelpers): voi
     .action(async (domain: string, o: { inactive?: boolean }) => {
       const v = await failing(null, domain, () => h.withClient((c) => c.get(domain)));
       // The running guest as libvirt shows it (devices the host gave it); --inactive, the next boot's.
-      const def = o.inactive ? (v.nextDefinition ?? v.definition) : liveDefinition(v.definition, v.observed, v.interfaces);
+      const def = o.inactive ? (v.nextDefinition ?? v.definition) : liveDefinition(v.definition, v.observed, v.interfaces, v.devices);
       const { formatDomainXml } = await import('../contracts/xml/index.ts');
       const xml = def === v.definition || def === v.nextDefinition ? (def.xml ?? formatDomainXml(def)) : formatDomainXml(def);
       h.out().result(xml.trimEnd(), { domainId: v.id, xml });

@@ -10,6 +10,7 @@ import { registerNodeCommands } from './node-commands.ts';
 import { registerMonitorCommands } from './monitor-commands.ts';
 import { registerResourceCommands } from './resource-commands.ts';
 import { registerLookupCommands } from './lookup-commands.ts';
+import { registerConsoleCommands } from './console-commands.ts';
 import { causeOf, describeFailure, errorLines, Exit, EXIT, UsageError } from './errors.ts';
 import { registerCompletion, setUpProgram } from './program.ts';
 import { registerEmbeddedCommands } from './embedded-commands.ts';
@@ -136,6 +137,7 @@ export const buildProgram = (): Command => {
   registerMonitorCommands(program, helpers);
   registerResourceCommands(program, helpers);
   registerLookupCommands(program, helpers);
+  registerConsoleCommands(program, helpers);
   registerNetworkCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
   registerStorageCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
   registerEditCommands(program, helpers);

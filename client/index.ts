@@ -16,6 +16,7 @@ import type { EvacuationItem } from '../contracts/host/events.ts';
 import { BaseConfig, loadConfig, resolveNatsUrl } from '../platform/config.ts';
 import { connectNats, decodeJson, isNoResponders, type Nats } from '../platform/nats.ts';
 import { call } from '../platform/rpc.ts';
+import { openConsole, type ConsoleOptions, type ConsoleSession } from './console.ts';
 import type { NetworkCommandAccepted } from '../contracts/network/commands.ts';
 import { NetworkLifecycleEvent } from '../contracts/network/lifecycle.ts';
 import type { NetworkListRequest, NetworkView } from '../contracts/network/views.ts';
@@ -34,6 +35,7 @@ const COMMAND_RESEND = { resendAfterMs: 10_000 };
 export type { CommandAccepted, DomainView, HostView, LifecycleEvent };
 export type { NetworkCommandAccepted, NetworkLifecycleEvent, NetworkView };
 export type { PoolView, StorageAccepted, VolumeView };
+export type { ConsoleEnd, ConsoleOptions, ConsoleSession } from './console.ts';
 
 export interface CommandOptions {
   /** Reuse one id to retry a command safely: it takes effect once and the reply repeats. */
@@ -639,6 +641,11 @@ export class VirtplaneClient {
   }
 
   // ---- End of storage ---------------------------------------------------------------------------
+
+  /** A running guest's serial console on its host (virsh console): bytes both ways until closed. */
+  console(domain: Pick<DomainView, 'id' | 'hostId'>, opts: ConsoleOptions): Promise<ConsoleSession> {
+    return openConsole(this.nats, { hostId: domain.hostId, domainId: domain.id }, opts);
+  }
 
   async close(): Promise<void> {
     if (this.owned) await this.nats.close();

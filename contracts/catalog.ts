@@ -18,6 +18,7 @@ import { StorageClaimRequest, StorageReportRequest, StorageTask } from './storag
 import { VolStreamAbort, VolStreamChunk, VolStreamData, VolStreamDataAck, VolStreamFinish, VolStreamFinished, VolStreamOpened, VolStreamOpenRequest, VolStreamRead } from './storage/stream.ts';
 import { PoolGetRequest, PoolListRequest, PoolView, VolGetRequest, VolListRequest, VolumeView } from './storage/views.ts';
 import { ClaimRequest, DomainTask, ReportRequest } from './tasks.ts';
+import { ConsoleOpened, ConsoleOpenRequest } from './console.ts';
 import { DomainGetQuery, DomainListRequest, DomainView, HostListRequest, HostView } from './views.ts';
 
 /**
@@ -27,7 +28,7 @@ import { DomainGetQuery, DomainListRequest, DomainView, HostListRequest, HostVie
  * parameter is one subject token.
  */
 
-export type MessageKind = 'command' | 'query' | 'report' | 'task' | 'event' | 'lifecycle';
+export type MessageKind = 'command' | 'query' | 'report' | 'task' | 'event' | 'lifecycle' | 'console';
 
 export interface Message {
   /** The schema's file name under docs/schemas/ and its AsyncAPI message id. */
@@ -308,6 +309,17 @@ export const CATALOG: ChannelSpec[] = [
     to: 'command',
   },
 
+  {
+    id: 'console-open',
+    address: 'console.open.{hostId}.{principal}',
+    kind: 'console',
+    description:
+      "Opens a running guest's serial console on its host (virsh console), for the principal in the subject. The client subscribes first to `console.data.{hostId}.{sessionId}.out`, where the host sends what the guest writes (raw bytes, each chunk with a `Console-Offset` header: where it ends), and sends typed bytes on `console.data.{hostId}.{sessionId}.in`. Control messages on both carry a `Console-Control` header and no data: `ack` (with `Console-Offset`, what the client has written out; the host sends at most `windowBytes` beyond it), `ping` (every `heartbeatMs`; a side silent for `idleMs` is gone) and `close` (from the host, a JSON body `{reason, message}`). See contracts/console.ts.",
+    message: msg('ConsoleOpenRequest', ConsoleOpenRequest, 'The domain, a session id of the client\'s choosing, the device, and whether to take the console from a session that holds it.'),
+    reply: orError('ConsoleOpenReply', ok(ConsoleOpened.shape), 'The session is open: the device it is attached to and its timings.'),
+    from: 'client',
+    to: 'host-agent',
+  },
   {
     id: 'lifecycle-domain',
     address: 'lifecycle.{hostId}.{domainId}',

@@ -58,6 +58,15 @@ export const subjects = {
    */
   networkLifecycle: (networkId: string) => `netlifecycle.${networkId}`,
   allNetworkLifecycle: 'netlifecycle.>',
+  /**
+   * A request to open a guest's console on its host, by the principal in the subject (the server lets
+   * each publish only under its own name, so the host knows who holds the console).
+   */
+  consoleOpen: (hostId: string, principal: string) => `console.open.${hostId}.${principal}`,
+  /** Bytes typed into a console session (and its acknowledgements and heartbeats), to the host. */
+  consoleIn: (hostId: string, sessionId: string) => `console.data.${hostId}.${sessionId}.in`,
+  /** What the guest writes on a console session (and the host's heartbeats and close), to the client. */
+  consoleOut: (hostId: string, sessionId: string) => `console.data.${hostId}.${sessionId}.out`,
 } as const;
 
 /** The principal a `commandFor` subject names, or undefined for the unauthenticated form. */

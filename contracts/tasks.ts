@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { DomainDefinition, InterfaceModel } from './domain/definition.ts';
 import { DomainOp } from './domain/events.ts';
-import { ObservedState, RuntimeInterface } from './domain/state.ts';
+import { ObservedState, RuntimeDevices, RuntimeInterface } from './domain/state.ts';
 import { VirtErrorBody } from './errors.ts';
 import { DomainId, TaskId } from './ids.ts';
 
@@ -47,6 +47,7 @@ export const ReportRequest = z.discriminatedUnion('kind', [
     taskId: TaskId,
     observed: ObservedState,
     interfaces: z.array(RuntimeInterface).optional(),
+    devices: RuntimeDevices.optional(),
   }),
   Report.extend({
     kind: z.literal('failed'),

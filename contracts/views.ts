@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './paging.ts';
 import { ObjectRef } from './ids.ts';
-import { DomainStateName, ObservedState, RuntimeInterface } from './domain/state.ts';
+import { DomainStateName, ObservedState, RuntimeDevices, RuntimeInterface } from './domain/state.ts';
 import { DomainDefinition } from './domain/definition.ts';
 import { DomainOp } from './domain/events.ts';
 import { HostCapabilities } from './host/events.ts';
@@ -59,6 +59,8 @@ export const DomainView = z.object({
   evacuating: z.object({ fromHostId: z.string(), start: z.enum(['running', 'paused']).optional() }).optional(),
   /** Host devices of the running guest's interfaces (virsh domiflist's Interface column). */
   interfaces: z.array(RuntimeInterface).default([]),
+  /** Display ports and console ptys of the running guest, for its live XML. */
+  devices: RuntimeDevices.optional(),
   pending: z
     .object({ op: DomainOp, taskId: z.string(), requestedAt: z.string(), deadline: z.string() })
     .nullable(),

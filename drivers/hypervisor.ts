@@ -1,5 +1,6 @@
 import type { DomainDefinition, InterfaceModel } from '../contracts/domain/definition.ts';
-import type { ObservedState, RuntimeInterface } from '../contracts/domain/state.ts';
+import type { Duplex } from 'node:stream';
+import type { ObservedState, RuntimeDevices, RuntimeInterface } from '../contracts/domain/state.ts';
 import type { DomainStats } from '../contracts/domain/stats.ts';
 
 /**
@@ -83,6 +84,13 @@ export interface HypervisorDriver {
    * reason `saved`; its next start resumes from that state. A guest already saved reports so.
    */
   managedSave?(def: DomainDefinition, opts?: OperationOptions): Promise<ObservedState>;
+  /**
+   * Opens a running guest's console character device (virDomainOpenConsole) as a byte stream; the
+   * caller destroys the stream to let go of it. Drivers without consoles leave it out.
+   */
+  openConsole?(uuid: string, devName?: string): Promise<{ device: string; stream: Duplex }>;
+  /** Display ports and console ptys a running guest got, for its live XML; undefined when not running. */
+  runtimeDevices?(uuid: string): Promise<RuntimeDevices | undefined>;
   /** Subscribe to unexpected state changes; returns an unsubscribe function. */
   onObservation(listener: (o: DomainObservation) => void): () => void;
   /** Releases monitors and timers; running guests keep running. */

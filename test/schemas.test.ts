@@ -63,7 +63,7 @@ const channelOf = (subject: string): ChannelSpec | undefined => {
   };
   return CATALOG.find((c) => fits(subjectPattern(c.address)) || (c.kind === 'command' && fits(subjectPattern(c.address).replace('cmd.*.', 'cmd.'))));
 };
-const OURS = /^(cmd|query|hostquery|hostread|agent|task|ev|lifecycle|netlifecycle|volstream)\./;
+const OURS = /^(cmd|query|hostquery|hostread|agent|task|ev|lifecycle|netlifecycle|volstream|console\.open)\./;
 
 describe('real messages of a running stack', () => {
   let stack: Stack;
@@ -184,6 +184,8 @@ describe('real messages of a running stack', () => {
     await c.hostMaintenance(stack.hostId, false);
     // What a host agent asks about its own guests, answered by the projector.
     await call(stack.nats.nats.nc, `hostquery.${stack.hostId}.domain.list`, {});
+    // A console asked of the host running a guest: the test driver has none, and says so.
+    await expect(c.console(await c.get('doc-3'), { onData: () => undefined })).rejects.toMatchObject({ code: 'operation-unsupported' });
     await tap.flush();
     await new Promise((r) => setTimeout(r, 500));
   }, 240_000);

@@ -4,7 +4,7 @@ import { CommandId, HostId, ObjectName, ObjectRef } from '../ids.ts';
 import { DEFAULT_LIMITS } from '../xml/limits.ts';
 import type { VirtErrorBody } from '../errors.ts';
 import type { DomainOp } from './events.ts';
-import type { DomainStateName, ObservedState, RuntimeInterface, StateReason } from './state.ts';
+import type { DomainStateName, ObservedState, RuntimeDevices, RuntimeInterface, StateReason } from './state.ts';
 import type { ResourceChange } from './resources.ts';
 
 /** Fields every command request may carry; the client fills them, people need not. */
@@ -123,7 +123,7 @@ export type DomainCommand =
   /** live/config as virsh: neither given means live on a running domain, config on a shut off one. */
   | { type: 'attach-interface'; iface: InterfaceModel; live: boolean; config: boolean; timeoutMs: number }
   | { type: 'detach-interface'; mac: string; live: boolean; config: boolean; timeoutMs: number }
-  | { type: 'complete'; taskId: string; observed: ObservedState; interfaces?: RuntimeInterface[] }
+  | { type: 'complete'; taskId: string; observed: ObservedState; interfaces?: RuntimeInterface[]; devices?: RuntimeDevices }
   | { type: 'fail'; taskId: string; error: VirtErrorBody; observed?: ObservedState }
   | { type: 'observe'; state: DomainStateName; reason: StateReason; cause?: string }
   | { type: 'expire'; taskId: string }

@@ -450,6 +450,20 @@ describe('task outcomes', () => {
     ...(observedState ? { observed: observedState } : {}),
   });
 
+  it("a completion that leaves the guest running records the ports and ptys it got, until the guest stops", () => {
+    const devices = { graphics: [{ index: 0, type: 'vnc' as const, port: 5901, listen: '127.0.0.1' }], chardevs: [{ alias: 'serial0', type: 'pty' as const, path: '/dev/pts/3' }] };
+    const { after } = spec
+      .given(startPending)
+      .when({ type: 'complete', taskId: 't1', observed: { state: 'running', reason: 'booted' }, devices })
+      .then([{ type: 'DomainOperationCompleted', data: { op: 'start', taskId: 't1', observed: { state: 'running', reason: 'booted' }, devices } }]);
+    expect(after.devices).toEqual(devices);
+    const withDevices: Ev[] = [...startPending, { type: 'DomainOperationCompleted', data: { op: 'start', taskId: 't1', observed: { state: 'running', reason: 'booted' }, devices } }];
+    // Suspending leaves them; a guest that powers off on its own, or is destroyed, has none.
+    expect(spec.given([...withDevices, requested('suspend', 't2'), completed('suspend', 't2', 'paused', 'user')]).state.devices).toEqual(devices);
+    expect(spec.given([...withDevices, observed('shutoff', 'shutdown')]).state.devices).toBeUndefined();
+    expect(spec.given([...withDevices, requested('destroy', 't3'), completed('destroy', 't3', 'shutoff', 'destroyed')]).state.devices).toBeUndefined();
+  });
+
   it('complete with the pending task id records the outcome and frees the domain', () => {
     const { after } = spec
       .given(startPending)

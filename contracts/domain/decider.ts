@@ -1,7 +1,7 @@
 import type { DomainDefinition, InterfaceModel } from './definition.ts';
 import { DEFAULT_TIMEOUT_MS, type DomainCommand } from './commands.ts';
 import { REQUESTED_EVENT, type DomainEventBody, type DomainOp, type LifecycleOp } from './events.ts';
-import { isActive, type DomainStateName, type ObservedState, type RuntimeInterface } from './state.ts';
+import { isActive, type DomainStateName, type ObservedState, type RuntimeDevices, type RuntimeInterface } from './state.ts';
 import { virtError } from '../errors.ts';
 import { restartsOnHostLoss } from './ha.ts';
 import { decideResources, evolveResources, memoryChange } from './resources.ts';
@@ -46,6 +46,8 @@ export interface DomainAggregate extends ClaimFence {
   observed: ObservedState;
   /** Host devices of the running guest's interfaces; empty while it is shut off. */
   interfaces: RuntimeInterface[];
+  /** Display ports and console ptys of the running guest; absent while it is shut off. */
+  devices?: RuntimeDevices;
   /** What the last accepted operation asked for. */
   desired: DomainStateName;
   pending: PendingOperation | null;
@@ -353,7 +355,13 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
         return [
           {
             type: 'DomainOperationCompleted',
-            data: { op: s.pending.op, taskId: cmd.taskId, observed: cmd.observed, ...(cmd.interfaces ? { interfaces: cmd.interfaces } : {}) },
+            data: {
+              op: s.pending.op,
+              taskId: cmd.taskId,
+              observed: cmd.observed,
+              ...(cmd.interfaces ? { interfaces: cmd.interfaces } : {}),
+              ...(cmd.devices ? { devices: cmd.devices } : {}),
+            },
           },
         ];
       }
@@ -586,10 +594,16 @@ const observationEvents = (
 
 /** A domain that stops picks up a definition recorded while it ran; a transient one disappears. */
 const settle = (s0: DomainAggregate): DomainAggregate => {
-  const s = isActive(s0.observed.state) || !s0.interfaces?.length ? s0 : { ...s0, interfaces: [] };
+  const s1 = isActive(s0.observed.state) || !s0.interfaces?.length ? s0 : { ...s0, interfaces: [] };
+  const s = isActive(s1.observed.state) || !s1.devices ? s1 : withoutDevices(s1);
   if (isActive(s.observed.state) || s.pending) return s;
   const next = s.nextDefinition ? { ...s, definition: s.nextDefinition, nextDefinition: null } : s;
   return next.persistent ? next : { ...next, exists: false, removed: true };
+};
+
+const withoutDevices = (s: DomainAggregate): DomainAggregate => {
+  const { devices: _, ...rest } = s;
+  return rest;
 };
 
 export const evolve = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAggregate => {
@@ -675,6 +689,7 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
         pending: s.pending?.taskId === e.data.taskId ? null : s.pending,
         observed: e.data.observed,
         interfaces: e.data.interfaces ?? s.interfaces,
+        ...(e.data.devices ? { devices: e.data.devices } : {}),
         desired: e.data.observed.state,
       });
     case 'DomainOperationFailed': {
@@ -737,7 +752,7 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
     case 'DomainFailedOver':
     case 'DomainEvacuated': {
       // The old host's guest is fenced or stopped: nothing runs until the new host starts it.
-      const { evacuating: _done, ...rest } = base;
+      const { evacuating: _done, devices: _gone, ...rest } = base;
       return {
         ...rest,
         hostId: e.data.hostId,

@@ -406,6 +406,8 @@ export const DevicesModel = z.object({
         targetType: z.string().optional(),
         targetPort: z.number().int().optional(),
         source: CharSource.optional(),
+        /** The host pty of a running guest's pty console (live XML only). */
+        tty: z.string().optional(),
         alias: z.string().optional(),
       }),
     )

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { DomainDefinition, InterfaceModel } from './definition.ts';
-import { DomainStateName, ObservedState, RuntimeInterface, StateReason } from './state.ts';
+import { DomainStateName, ObservedState, RuntimeDevices, RuntimeInterface, StateReason } from './state.ts';
 import { VirtErrorBody } from '../errors.ts';
 import { NameClaimRevoked } from '../name-claim.ts';
 import { DomainResourcesSet } from './resources.ts';
@@ -92,6 +92,8 @@ export const DomainEventBody = z.discriminatedUnion('type', [
       observed: ObservedState,
       /** The devices the host gave the guest's interfaces, when the operation (re)created them. */
       interfaces: z.array(RuntimeInterface).optional(),
+      /** Display ports and console ptys the running guest got, when the operation left it running. */
+      devices: RuntimeDevices.optional(),
     }),
   }),
   z.object({

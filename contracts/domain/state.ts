@@ -84,3 +84,21 @@ export const RuntimeInterface = z.object({
   addresses: z.array(InterfaceAddress).optional(),
 });
 export type RuntimeInterface = z.infer<typeof RuntimeInterface>;
+
+/** A VNC display as the running qemu reports it (QMP query-vnc): where it really listens. */
+export const RuntimeGraphics = z.object({
+  /** Index among the definition's `<graphics>` elements. */
+  index: z.number().int().min(0),
+  type: z.literal('vnc'),
+  port: z.number().int().min(0).max(65535),
+  listen: z.string().optional(),
+});
+export type RuntimeGraphics = z.infer<typeof RuntimeGraphics>;
+
+/** A character device backed by a host pty, by libvirt's alias (serial0, console1, channel0). */
+export const RuntimeChardev = z.object({ alias: z.string(), type: z.literal('pty'), path: z.string() });
+export type RuntimeChardev = z.infer<typeof RuntimeChardev>;
+
+/** What a running guest's devices got on its host, which libvirt's live XML shows. */
+export const RuntimeDevices = z.object({ graphics: z.array(RuntimeGraphics).default([]), chardevs: z.array(RuntimeChardev).default([]) });
+export type RuntimeDevices = z.infer<typeof RuntimeDevices>;

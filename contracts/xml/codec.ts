@@ -3,9 +3,11 @@ import {
   childrenNamed,
   element,
   firstChild,
+  hasAttr,
   hasText,
   insertOrdered,
   isEmptyElement,
+  newAttrs,
   removeChild,
   removeText,
   setText,
@@ -127,7 +129,11 @@ export const mac: Conv<string> = {
  * An attribute. `implied` is the value an absent attribute means (the model's default): it is not
  * written into a document that leaves the attribute out.
  */
-export const attr = <T>(name: string, conv: Conv<T>, opts: { implied?: T } = {}): Codec<T> => ({
+/**
+ * `before`: an attribute the element did not have goes in front of this one, where libvirt writes it
+ * (a live `port` before `autoport`); attributes already there keep their place.
+ */
+export const attr = <T>(name: string, conv: Conv<T>, opts: { implied?: T; before?: string } = {}): Codec<T> => ({
   read(el, path) {
     const raw = el.attrs[name];
     return raw === undefined ? undefined : conv.parse(raw, `${path}/@${name}`);
@@ -140,6 +146,14 @@ export const attr = <T>(name: string, conv: Conv<T>, opts: { implied?: T } = {})
     const cur = el.attrs[name];
     if (cur === undefined && opts.implied !== undefined && value === opts.implied) return;
     if (cur !== undefined && sameValue(conv, cur, value)) return;
+    if (cur === undefined && opts.before !== undefined && hasAttr(el, opts.before)) {
+      const entries = Object.entries(el.attrs);
+      entries.splice(entries.findIndex(([k]) => k === opts.before), 0, [name, conv.format(value)]);
+      // Rebuilt with the same null prototype, so an attribute named like an Object method stays data.
+      el.attrs = newAttrs();
+      for (const [k, v] of entries) el.attrs[k] = v;
+      return;
+    }
     el.attrs[name] = conv.format(value);
   },
 });

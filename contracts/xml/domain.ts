@@ -289,7 +289,7 @@ const iface = obj(
 const graphics = obj(
   {
     type: attr('type', oneOf(GraphicsModel.shape.type.options)),
-    port: attr('port', int()),
+    port: attr('port', int(), { before: 'autoport' }),
     tlsPort: attr('tlsPort', int()),
     websocket: attr('websocket', int()),
     autoport: attr('autoport', yesno),
@@ -323,6 +323,7 @@ const serial = obj(
 const consoleDev = obj(
   {
     type: attr('type', s),
+    tty: attr('tty', s),
     source: charSource,
     targetType: childAttr('target', 'type', s),
     targetPort: childAttr('target', 'port', uint),

@@ -5,7 +5,8 @@ import { appendFile, mkdir, open, readdir, readFile, rename, rm, unlink, writeFi
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { DomainDefinition, InterfaceModel } from '../../contracts/domain/definition.ts';
-import type { ObservedState, RuntimeInterface } from '../../contracts/domain/state.ts';
+import type { ObservedState, RuntimeDevices, RuntimeInterface } from '../../contracts/domain/state.ts';
+import type { Duplex } from 'node:stream';
 import { VirtError, isVirtError } from '../../contracts/errors.ts';
 import type {
   DomainObservation,
@@ -24,6 +25,7 @@ import {
   type NetdevBackend,
   type QemuCommand,
 } from './argv.ts';
+import { chardevPtys, openPty, pickConsole, vncDisplays, type QmpChardev, type QmpVnc } from './console.ts';
 import { graphicsListenOf, memballoonOf } from './extras.ts';
 import { qemuStats } from './stats.ts';
 import type { DomainStats } from '../../contracts/domain/stats.ts';
@@ -584,6 +586,32 @@ export class QemuDriver implements HypervisorDriver {
     const d = await this.find(uuid);
     if (!d) throw notRunning();
     return (await this.monitor(d)).execute<T>(command, args);
+  }
+
+  /**
+   * Opens the guest's console (virDomainOpenConsole): its pty, chosen as libvirt chooses it. The
+   * caller owns the stream; destroying it lets go of the console and leaves the guest running.
+   */
+  async openConsole(uuid: string, devName?: string): Promise<{ device: string; stream: Duplex }> {
+    await this.ready;
+    const d = await this.find(uuid);
+    if (!d) throw notRunning();
+    const chr = pickConsole(d.rec.def, devName);
+    const devs = await (await this.monitor(d)).execute<QmpChardev[]>('query-chardev');
+    const pty = chardevPtys(devs).find((c) => c.alias === chr.alias);
+    if (!pty) throw new VirtError('internal-error', `internal error: character device ${chr.alias} is not using a PTY`);
+    return { device: chr.alias, stream: await openPty(pty.path) };
+  }
+
+  /** What libvirt's live XML adds for a running guest: its VNC display's port and its ptys (QMP). */
+  async runtimeDevices(uuid: string): Promise<RuntimeDevices | undefined> {
+    await this.ready;
+    const d = await this.find(uuid);
+    if (!d) return undefined;
+    const qmp = await this.monitor(d);
+    const chardevs = chardevPtys(await qmp.execute<QmpChardev[]>('query-chardev'));
+    const graphics = d.rec.def.devices.graphics.some((g) => g.type === 'vnc') ? vncDisplays(d.rec.def, await qmp.execute<QmpVnc>('query-vnc')) : [];
+    return { graphics, chardevs };
   }
 
   /** VNC ports in use by a running domain, by graphics index. */

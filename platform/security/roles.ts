@@ -175,19 +175,25 @@ export const permissionsFor = (role: Role, principal: string): Permissions => {
             `${API}.CONSUMER.DELETE.${STREAMS.lifecycle}.*`,
             // Its own liveness key only, should it renew it directly.
             ...kv(BUCKETS.hostLiveness, { write: true, key: h }),
+            // What its own guests write on their consoles; never into another host's sessions.
+            subjects.consoleOut(h, '*'),
           ],
         },
-        // Live readings operators ask of this host only (services/host-agent/live-reads.ts), and
-        // vol-upload and vol-download of its own pools' volumes: answered and never sent; another host's
-        // are neither its to hear nor to publish on.
-        subscribe: { allow: [inbox, `hostread.${h}.*`, volStreamSubjects.all(h)] },
+        // Live readings operators ask of this host only (services/host-agent/live-reads.ts), vol-upload
+        // and vol-download of its own pools' volumes, and console sessions of its own guests: answered,
+        // never sent; another host's are neither its to hear nor to publish on.
+        subscribe: { allow: [inbox, `hostread.${h}.*`, volStreamSubjects.all(h), subjects.consoleOpen(h, '*'), subjects.consoleIn(h, '*')] },
+        // It answers what it is asked, and nothing else in `_INBOX`.
         allowResponses: true,
       };
     }
     case 'operator':
       return {
-        publish: { allow: [`${API}.INFO`, subjects.commandFor(principal, '*', '*'), 'query.>', 'hostread.*.*', ...lifecycleFeed(), volStreamSubjects.all('*')] },
-        subscribe: { allow: [inbox] },
+        publish: {
+          allow: [`${API}.INFO`, subjects.commandFor(principal, '*', '*'), 'query.>', 'hostread.*.*', ...lifecycleFeed(), volStreamSubjects.all('*'), subjects.consoleOpen('*', principal), subjects.consoleIn('*', '*')],
+        },
+        // Guests' consoles (virsh console): operators may use any guest's console, auditors none.
+        subscribe: { allow: [inbox, subjects.consoleOut('*', '*')] },
       };
     case 'auditor':
       return {

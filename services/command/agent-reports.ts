@@ -80,7 +80,11 @@ export class AgentReports {
       if (state.hostId !== subjectHost) throw virtError('unauthorized', `host '${subjectHost}' does not own domain ${req.domainId}`);
       switch (req.kind) {
         case 'completed':
-          return decide({ type: 'complete', taskId: req.taskId, observed: req.observed, ...(req.interfaces ? { interfaces: req.interfaces } : {}) }, state, meta.now);
+          return decide(
+            { type: 'complete', taskId: req.taskId, observed: req.observed, ...(req.interfaces ? { interfaces: req.interfaces } : {}), ...(req.devices ? { devices: req.devices } : {}) },
+            state,
+            meta.now,
+          );
         case 'failed':
           return decide({ type: 'fail', taskId: req.taskId, error: req.error, ...(req.observed ? { observed: req.observed } : {}) }, state, meta.now);
         case 'interfaces':

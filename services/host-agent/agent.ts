@@ -343,7 +343,17 @@ export class HostAgent {
       const observed: ObservedState = await this.perform(driver, task, opts);
       const interfaces = await this.opts.runtimeInterfaces?.(uuid);
       if (interfaces) this.reportedInterfaces.set(uuid, JSON.stringify(interfaces));
-      return { kind: 'completed', reportId, domainId: task.domainId, taskId: task.taskId, observed, ...(interfaces ? { interfaces } : {}) };
+      // A guest left running says which ports and ptys it got; a failure to ask costs only the live XML.
+      const devices = isActive(observed.state) ? await driver.runtimeDevices?.(uuid).catch((e) => void this.log.warn('could not read runtime devices', { uuid, error: String(e) })) : undefined;
+      return {
+        kind: 'completed',
+        reportId,
+        domainId: task.domainId,
+        taskId: task.taskId,
+        observed,
+        ...(interfaces ? { interfaces } : {}),
+        ...(devices ? { devices } : {}),
+      };
     } catch (e) {
       const observed = await driver.state(uuid).catch(() => undefined);
       return {

@@ -17,6 +17,7 @@ import { onShutdown } from '../../platform/shutdown.ts';
 import { announceReady, exitOnFailure } from '../../platform/ready.ts';
 import { initTelemetry } from '../../platform/tracing.ts';
 import { HostAgent } from './agent.ts';
+import { ConsoleBridge } from './console.ts';
 import { NetworkSync } from './network-sync.ts';
 import { StorageWorker } from './storage-worker.ts';
 import { VolumeStreams } from './volume-streams.ts';
@@ -41,6 +42,11 @@ const cfg = loadConfig(
     acpiResendMs: z.coerce.number().int().min(100).max(600_000).default(10_000),
     /** A vol-upload or vol-download whose client is silent this long is released (a client killed mid-transfer). */
     volStreamIdleMs: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
+    /** How often a console session's two sides say they are there, and how long a silent client keeps the console. */
+    consoleHeartbeatMs: z.coerce.number().int().min(50).max(60_000).default(2_000),
+    consoleIdleMs: z.coerce.number().int().min(200).max(600_000).default(10_000),
+    /** How far a console's output may run ahead of what the client has written out. */
+    consoleWindowBytes: z.coerce.number().int().min(1024).max(16 * 1024 * 1024).default(256 * 1024),
     ...LeaseTimingFields,
   }),
 );
@@ -105,6 +111,8 @@ streams = new VolumeStreams(
   log.child('volume-streams'),
 );
 streams.start();
+const consoles = new ConsoleBridge(n, { hostId: cfg.hostId, drivers, heartbeatMs: cfg.consoleHeartbeatMs, idleMs: cfg.consoleIdleMs, windowBytes: cfg.consoleWindowBytes }, log.child('console'));
+consoles.start();
 await storage.start();
 const networkSync = network ? new NetworkSync(n, network, log.child('network')) : null;
 await networkSync?.start();
@@ -114,6 +122,7 @@ onShutdown(
   log,
   () => n.close(),
   async () => {
+    await consoles.stop();
     await networkSync?.stop();
     await streams?.stop();
     await storage.stop();

@@ -18,6 +18,7 @@ export const toDomainView = (s: DomainAggregate, updatedAt: string): DomainView 
   placementEpoch: s.placementEpoch,
   ...(s.evacuating ? { evacuating: s.evacuating } : {}),
   interfaces: s.interfaces ?? [],
+  ...(s.devices ? { devices: s.devices } : {}),
   pending: s.pending,
   lastError: s.lastError,
   version: s.version,

@@ -270,6 +270,34 @@ describe('one principal, one job: what a stolen credential cannot do', () => {
     });
   });
 
+  describe('guest consoles', () => {
+    it("a host cannot listen to another host's console sessions, open them, nor write into them", async () => {
+      await subscribeRefused(await s.as('host-a'), subjects.consoleOut('host-b', '*'));
+      await subscribeRefused(await s.as('host-a'), subjects.consoleIn('host-b', '*'));
+      await subscribeRefused(await s.as('host-a'), subjects.consoleOpen('host-b', '*'));
+      await subscribeRefused(await s.as('host-a'), 'console.>');
+      await publishRefused(s, 'host-a', hostA, subjects.consoleOut('host-b', 'aaaaaaaaaaaaaaaaaaaaaaaa'), 'forged output');
+      await publishRefused(s, 'host-a', hostA, subjects.consoleIn('host-b', 'aaaaaaaaaaaaaaaaaaaaaaaa'), 'typed');
+      await refused(call(hostA.nc, subjects.consoleOpen('host-b', 'host-a'), { domainId: onB.domainId, sessionId: 'aaaaaaaaaaaaaaaaaaaaaaaa' }), /console\.open/);
+    });
+
+    it('an auditor cannot open a console nor read one', async () => {
+      const audrey = await s.as('audrey');
+      await subscribeRefused(audrey, subjects.consoleOut('host-b', '*'));
+      await refused(call(audrey.nc, subjects.consoleOpen('host-b', 'audrey'), { domainId: onB.domainId, sessionId: 'aaaaaaaaaaaaaaaaaaaaaaaa' }), /console\.open/);
+    });
+
+    it('an operator opens a console only under its own name, and the host answers it', async () => {
+      const n = alice.nats;
+      await refused(call(n.nc, subjects.consoleOpen('host-b', 'bob'), { domainId: onB.domainId, sessionId: 'aaaaaaaaaaaaaaaaaaaaaaaa' }), /console\.open/);
+      // The guest runs on the test driver, which has no consoles: the host's refusal is the answer.
+      await expect(alice.console({ id: onB.domainId, hostId: 'host-b' }, { onData: () => undefined })).rejects.toMatchObject({
+        code: 'operation-unsupported',
+        message: 'this function is not supported by the connection driver: virDomainOpenConsole',
+      });
+    });
+  });
+
   describe('host enrolment', () => {
     it('an unenrolled host cannot log in; once enrolled it registers and takes only its own work', async () => {
       const { resolveNatsUrl } = await import('../../platform/config.ts');

@@ -89,6 +89,15 @@ describe('legitimate flows under least privilege', () => {
     expect(v.observed).toEqual({ state: 'running', reason: 'booted' });
   }, 60_000);
 
+  it("an operator asks a guest's host for its console and gets the host's answer", async () => {
+    const alice = VirtplaneClient.over(await s.as('alice'));
+    await alice.define({ definition: { name: 'sec-3', memoryKiB: 131072, vcpus: 1 } });
+    const v = await alice.outcome(await alice.start('sec-3'), 20_000);
+    // A test-driver guest has no console: the refusal travelled host to operator under the permissions.
+    await expect(alice.console(v, { onData: () => undefined })).rejects.toMatchObject({ code: 'operation-unsupported' });
+    await alice.outcome(await alice.destroy('sec-3'), 20_000);
+  }, 30_000);
+
   it('the server refused nothing along the way', () => {
     expect(s.violations()).toEqual([]);
   });
