@@ -1,25 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, hostname, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { PROJECT_ROOT } from '../platform/config.ts';
+import { virtplane } from './fixtures/cli.ts';
 import { startStack, testDriverState, type Stack } from './fixtures/stack.ts';
 import { startEmbedded } from './fixtures/embedded.ts';
 
-const run = promisify(execFile);
 const CLI = join(PROJECT_ROOT, 'bin', 'virtplane.mjs');
-
-const virtplane = async (env: Record<string, string>, ...args: string[]) => {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, timeout: 60_000 });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-};
 
 describe('virtplane CLI against a running system', () => {
   let stack: Stack;

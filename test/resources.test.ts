@@ -1,23 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { PROJECT_ROOT } from '../platform/config.ts';
+import { virtplane } from './fixtures/cli.ts';
 import { startStack, type Stack } from './fixtures/stack.ts';
-
-const run = promisify(execFile);
-const CLI = join(PROJECT_ROOT, 'bin', 'virtplane.mjs');
-
-const virtplane = async (env: Record<string, string>, ...args: string[]) => {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, timeout: 60_000 });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-};
 
 /** The same domain the expectations below were taken from with `virsh -c test:///default`. */
 const XML = `<domain type='test'><name>res1</name><memory unit='KiB'>1000000</memory><currentMemory unit='KiB'>600000</currentMemory>

@@ -9,10 +9,10 @@ import type { Envelope } from '../contracts/envelope.ts';
 import type { StorageEventBody } from '../contracts/storage/events.ts';
 import { storageSubjects, storageWorkerConsumer } from '../contracts/storage/tasks.ts';
 import { subjects } from '../contracts/subjects.ts';
-import { PROJECT_ROOT } from '../platform/config.ts';
 import { EventStore, toRecordedCommit } from '../platform/event-store.ts';
 import { decodeJson, encodeJson } from '../platform/nats.ts';
 import { taskOf } from '../services/command/storage-dispatcher.ts';
+import { virtplane } from './fixtures/cli.ts';
 import { startStack, type Stack } from './fixtures/stack.ts';
 
 const run = promisify(execFile);
@@ -29,16 +29,6 @@ interface ImgInfo {
 const qemuImgInfo = async (path: string): Promise<ImgInfo> => JSON.parse((await run('qemu-img', ['info', '-U', '--output=json', path])).stdout) as ImgInfo;
 const exists = (path: string) => stat(path).then(() => true, () => false);
 
-const CLI = join(PROJECT_ROOT, 'bin', 'virtplane.mjs');
-const virtplane = async (env: Record<string, string>, ...args: string[]) => {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, timeout: 60_000 });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-};
 
 const raw = async (stack: Stack, subject: string, body: string) => {
   const m = await stack.nats.nats.nc.request(subject, body, { timeout: 10_000 });
