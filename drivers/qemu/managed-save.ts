@@ -97,7 +97,11 @@ export const restoreGuestState = async (qmp: QmpClient, domainDir: string, signa
   const sock = migrationSocket();
   try {
     await qmp.execute('migrate-incoming', { uri: `unix:${sock}` });
-    await pipeline(createReadStream(file), await connectTo(sock, signal));
+    await pipeline(createReadStream(file), await connectTo(sock, signal)).catch((e: NodeJS.ErrnoException) => {
+      // qemu closes its end as soon as it has read the whole state, which can come before the socket
+      // has finished on this side; whether the state arrived whole is for qemu to say, below.
+      if (e.code !== 'ERR_STREAM_PREMATURE_CLOSE') throw e;
+    });
     await settle(qmp, signal, true);
   } finally {
     await unlink(sock).catch(() => undefined);
