@@ -1,21 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { PROJECT_ROOT } from '../platform/config.ts';
+import { CLI, hasVirsh } from './fixtures/cli.ts';
 import { startStack, type Stack } from './fixtures/stack.ts';
 
 const run = promisify(execFile);
-const CLI = join(PROJECT_ROOT, 'bin', 'virtplane.mjs');
-const hasVirsh = (() => {
-  try {
-    execFileSync('virsh', ['-c', 'test:///default', 'uri'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 const XML = `<domain type='test'><name>mv</name><memory unit='KiB'>1000000</memory><currentMemory unit='KiB'>600000</currentMemory>
 <vcpu current='2'>3</vcpu><os><type>hvm</type></os><devices>

@@ -1,17 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type { NetworkLifecycleEvent } from '../contracts/network/lifecycle.ts';
-import { PROJECT_ROOT } from '../platform/config.ts';
 import { decodeJson } from '../platform/nats.ts';
+import { virtplane as runCli } from './fixtures/cli.ts';
 import { startStack, type Stack } from './fixtures/stack.ts';
 
-const run = promisify(execFile);
-const CLI = join(PROJECT_ROOT, 'bin', 'virtplane.mjs');
 
 const collect = (stack: Stack, networkId?: string) => {
   const events: NetworkLifecycleEvent[] = [];
@@ -64,15 +60,7 @@ describe('networks through the client and the CLI, end to end', () => {
   let env: Record<string, string>;
   let dir: string;
   const lastSeq = async () => (await stack.nats.nats.jsm.streams.info('EVENTS')).state.last_seq;
-  const virtplane = async (...args: string[]) => {
-    try {
-      const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, timeout: 60_000 });
-      return { code: 0, stdout, stderr };
-    } catch (e) {
-      const err = e as { code: number; stdout: string; stderr: string };
-      return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-    }
-  };
+  const virtplane = (...args: string[]) => runCli(env, ...args);
   const raw = async (subject: string, body: string) => {
     const m = await stack.nats.nats.nc.request(subject, body, { timeout: 5000 });
     return decodeJson(m.data) as { ok: boolean; error?: { code: string; message: string; details?: unknown } };

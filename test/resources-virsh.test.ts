@@ -1,21 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { PROJECT_ROOT } from '../platform/config.ts';
+import { hasVirsh, virtplane as runCli } from './fixtures/cli.ts';
 import { startStack, type Stack } from './fixtures/stack.ts';
 
 const run = promisify(execFile);
-const CLI = join(PROJECT_ROOT, 'bin', 'virtplane.mjs');
-const hasVirsh = (() => {
-  try {
-    execFileSync('virsh', ['-c', 'test:///default', 'uri'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 const xmlFor = (name: string) => `<domain type='test'><name>${name}</name><memory unit='KiB'>1000000</memory><currentMemory unit='KiB'>600000</currentMemory>
 <vcpu current='2'>3</vcpu><os><type>hvm</type></os><devices><memballoon model='virtio'/></devices></domain>`;
@@ -53,13 +44,8 @@ describe.skipIf(!hasVirsh)('setmem, setmaxmem, setvcpus side by side with virsh 
   afterAll(async () => stack?.stop());
 
   const virtplane = async (args: string[]) => {
-    try {
-      const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, timeout: 60_000 });
-      return { ok: true, stdout, stderr };
-    } catch (e) {
-      const err = e as { stdout: string; stderr: string };
-      return { ok: false, stdout: err.stdout, stderr: err.stderr };
-    }
+    const r = await runCli(env, ...args);
+    return { ok: r.code === 0, stdout: r.stdout, stderr: r.stderr };
   };
 
   it.each(SCRIPTS.map((s, i) => [i, s] as const))('script %i: %j', { timeout: 120_000 }, async (i, script) => {
