@@ -70,7 +70,7 @@ export class DomainCommands {
     const command = (claimSeq: number): DomainCommand => ({ type: 'define', definition: def, hostId, claimSeq });
     // Decided once before the name claim, so a define refused for what it asks stores nothing.
     decide(command(Number.MAX_SAFE_INTEGER), existing, meta.now);
-    const claimSeq = await this.names.claim(def.name, def.uuid, meta, this.load);
+    const claimSeq = await this.names.claim(def.name, def.uuid, meta, this.load, { likelyFree: !existing.exists && existing.version === 0 });
     const out = await this.repo.execute(def.uuid, meta, (s) => decide(command(claimSeq), s, meta.now));
     this.names.remember(def.name, def.uuid);
     return this.accepted(out, meta);
