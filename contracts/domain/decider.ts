@@ -4,7 +4,7 @@ import { REQUESTED_EVENT, type DomainEventBody, type DomainOp, type LifecycleOp 
 import { isActive, type DomainStateName, type ObservedState, type RuntimeDevices, type RuntimeInterface } from './state.ts';
 import { virtError } from '../errors.ts';
 import { restartsOnHostLoss } from './ha.ts';
-import { decideResources, evolveResources, memoryChange } from './resources.ts';
+import { decideResources, evolveResources, resourceOpChange } from './resources.ts';
 import { formatDomainXml } from '../xml/domain.ts';
 import type { Envelope } from '../envelope.ts';
 import { applyRevocation, requireLiveClaim, type ClaimFence } from '../name-claim.ts';
@@ -28,6 +28,8 @@ export interface PendingOperation {
   persistent?: boolean;
   /** set-memory: the balloon's target. */
   memoryKiB?: number;
+  /** set-vcpus: the vCPUs online. */
+  vcpus?: number;
 }
 
 export interface DomainAggregate extends ClaimFence {
@@ -113,6 +115,7 @@ const desiredAfter = (op: DomainOp, paused: boolean, current: DomainStateName): 
     case 'attach-interface':
     case 'detach-interface':
     case 'set-memory':
+    case 'set-vcpus':
     case 'reset':
       // Plugging a device, resizing the balloon or a reset changes no power state.
       return current;
@@ -143,6 +146,7 @@ interface RequestArgs {
   mac?: string;
   persistent?: boolean;
   memoryKiB?: number;
+  vcpus?: number;
 }
 
 const requestedEvent = (s: DomainAggregate, op: DomainOp, now: Date, timeoutMs: number, args: RequestArgs = {}): DomainEventBody => ({
@@ -156,6 +160,7 @@ const requestedEvent = (s: DomainAggregate, op: DomainOp, now: Date, timeoutMs: 
     ...(args.mac ? { mac: args.mac } : {}),
     ...(args.persistent !== undefined ? { persistent: args.persistent } : {}),
     ...(args.memoryKiB !== undefined ? { memoryKiB: args.memoryKiB } : {}),
+    ...(args.vcpus !== undefined ? { vcpus: args.vcpus } : {}),
   },
 });
 
@@ -196,6 +201,7 @@ const checkTransition = (op: DomainOp, s: DomainAggregate): void => {
     case 'attach-interface':
     case 'detach-interface':
     case 'set-memory':
+    case 'set-vcpus':
     case 'reset':
       if (!isActive(state)) throw notRunning(s);
       return;
@@ -301,7 +307,10 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
     }
     case 'set-resources':
       requireDomain(s);
-      return decideResources(s, cmd, (memoryKiB, persistent) => decideOperation('set-memory', s, now, DEFAULT_TIMEOUT_MS['set-memory'], { memoryKiB, persistent }));
+      return decideResources(s, cmd, {
+        balloon: (memoryKiB, persistent) => decideOperation('set-memory', s, now, DEFAULT_TIMEOUT_MS['set-memory'], { memoryKiB, persistent }),
+        hotplugVcpus: (vcpus, persistent) => decideOperation('set-vcpus', s, now, DEFAULT_TIMEOUT_MS['set-vcpus'], { vcpus, persistent }),
+      });
     case 'undefine': {
       requireDomain(s);
       requireHostKnown(s);
@@ -653,6 +662,7 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
     case 'DomainInterfaceAttachRequested':
     case 'DomainInterfaceDetachRequested':
     case 'DomainMemorySetRequested':
+    case 'DomainVcpusSetRequested':
     case 'DomainResetRequested':
     case 'DomainManagedSaveRequested': {
       const op = OP_OF[e.type];
@@ -677,6 +687,7 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
           ...(e.data.mac ? { mac: e.data.mac } : {}),
           ...(e.data.persistent !== undefined ? { persistent: e.data.persistent } : {}),
           ...(e.data.memoryKiB !== undefined ? { memoryKiB: e.data.memoryKiB } : {}),
+          ...(e.data.vcpus !== undefined ? { vcpus: e.data.vcpus } : {}),
         },
         desired: desiredAfter(op, e.data.paused ?? false, s.desired),
         lastError: null,
@@ -685,7 +696,7 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
     case 'DomainOperationCompleted':
       return settle({
         ...base,
-        ...(s.pending?.taskId === e.data.taskId ? { ...interfaceChange(s, s.pending), ...memoryChange(s, s.pending) } : {}),
+        ...(s.pending?.taskId === e.data.taskId ? { ...interfaceChange(s, s.pending), ...resourceOpChange(s, s.pending) } : {}),
         pending: s.pending?.taskId === e.data.taskId ? null : s.pending,
         observed: e.data.observed,
         interfaces: e.data.interfaces ?? s.interfaces,
@@ -780,6 +791,7 @@ export const OP_OF = {
   DomainInterfaceAttachRequested: 'attach-interface',
   DomainInterfaceDetachRequested: 'detach-interface',
   DomainMemorySetRequested: 'set-memory',
+  DomainVcpusSetRequested: 'set-vcpus',
   DomainResetRequested: 'reset',
   DomainManagedSaveRequested: 'managedsave',
 } as const satisfies Record<string, DomainOp>;
