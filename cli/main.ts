@@ -4,6 +4,7 @@ import { hostInfo, hostList, parsePageSize } from './format.ts';
 import { installPropagator, tracesExported } from '../platform/telemetry.ts';
 import { registerNetworkCommands } from './network-commands.ts';
 import { registerDomainCommands } from './domain-commands.ts';
+import { registerDeviceCommands } from './device-commands.ts';
 import { registerDomainInfoCommands } from './domain-info-commands.ts';
 import { registerDomainStateCommands } from './domain-state-commands.ts';
 import { registerNodeCommands } from './node-commands.ts';
@@ -131,6 +132,7 @@ export const buildProgram = (): Command => {
 
   const helpers = { out, withClient, json: () => Boolean(globals().json), usageError: (m: string) => new UsageError(m) };
   registerDomainCommands(program, helpers);
+  registerDeviceCommands(program, helpers);
   registerDomainInfoCommands(program, helpers);
   registerDomainStateCommands(program, helpers);
   registerNodeCommands(program, helpers);

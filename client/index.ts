@@ -222,6 +222,29 @@ export class VirtplaneClient {
     return this.command('detach-interface', { domain, mac, ...(opts.live ? { live: true } : {}), ...(opts.config ? { config: true } : {}) }, opts);
   }
 
+  /**
+   * virsh attach-disk: `disk` as the JSON model of a `<disk>` (source, target, driver, device,
+   * readonly). With no scope the running guest changes, as virsh's flagless call does.
+   */
+  attachDisk(domain: string, disk: Record<string, unknown>, opts: CommandOptions & DeviceScope = {}) {
+    return this.command('attach-disk', { domain, disk, ...scopeOf(opts) }, opts);
+  }
+
+  /** virsh detach-disk: `target` is the disk's target (vdb) or its source path. */
+  detachDisk(domain: string, target: string, opts: CommandOptions & DeviceScope = {}) {
+    return this.command('detach-disk', { domain, target, ...scopeOf(opts) }, opts);
+  }
+
+  /** virsh attach-device, detach-device, update-device: one `<disk>` or `<interface>` element. */
+  deviceXml(verb: 'attach-device' | 'detach-device' | 'update-device', domain: string, xml: string, opts: CommandOptions & DeviceScope = {}) {
+    return this.command(verb, { domain, xml, ...scopeOf(opts) }, opts);
+  }
+
+  /** virsh change-media: eject, insert or update a cdrom's or floppy's media. */
+  changeMedia(domain: string, target: string, action: 'eject' | 'insert' | 'update', source?: string, opts: CommandOptions & DeviceScope = {}) {
+    return this.command('change-media', { domain, target, action, ...(source ? { source } : {}), ...scopeOf(opts) }, opts);
+  }
+
   shutdown = (domain: string, opts?: CommandOptions) => this.operation('shutdown', domain, opts);
   /** `force`: the domain's host is lost and the operator says it is off; the domain is recorded shut off. */
   destroy = (domain: string, opts: CommandOptions & { force?: boolean } = {}) =>
@@ -662,3 +685,18 @@ const collect = async <T>(pages: AsyncGenerator<T[]>): Promise<T[]> => {
 const noResponders = (e: unknown): boolean =>
   isNoResponders(e) ||
   (e instanceof Error && (e as { code?: string }).code === 'operation-failed' && e.message.startsWith('no service answers'));
+
+/** virsh's --live, --config, --current and --persistent for the device verbs. */
+export interface DeviceScope {
+  live?: boolean;
+  config?: boolean;
+  current?: boolean;
+  persistent?: boolean;
+}
+
+const scopeOf = (o: DeviceScope): DeviceScope => ({
+  ...(o.live ? { live: true } : {}),
+  ...(o.config ? { config: true } : {}),
+  ...(o.current ? { current: true } : {}),
+  ...(o.persistent ? { persistent: true } : {}),
+});

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DomainDefinition, InterfaceModel } from './domain/definition.ts';
+import { DiskModel, DomainDefinition, InterfaceModel } from './domain/definition.ts';
 import { DomainOp } from './domain/events.ts';
 import { ObservedState, RuntimeDevices, RuntimeInterface } from './domain/state.ts';
 import { VirtErrorBody } from './errors.ts';
@@ -28,6 +28,10 @@ export const DomainTask = z.object({
   memoryKiB: z.number().int().positive().optional(),
   /** set-vcpus: the vCPUs to have online. */
   vcpus: z.number().int().positive().optional(),
+  /** attach-disk, update-disk: the disk as the guest is to have it. */
+  disk: DiskModel.optional(),
+  /** detach-disk: the target of the disk to unplug. */
+  target: z.string().optional(),
   definition: DomainDefinition,
   correlationId: z.string(),
   traceparent: z.string().optional(),

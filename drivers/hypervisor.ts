@@ -1,4 +1,4 @@
-import type { DomainDefinition, InterfaceModel } from '../contracts/domain/definition.ts';
+import type { DiskModel, DomainDefinition, InterfaceModel } from '../contracts/domain/definition.ts';
 import type { Duplex } from 'node:stream';
 import type { ObservedState, RuntimeDevices, RuntimeInterface } from '../contracts/domain/state.ts';
 import type { DomainStats } from '../contracts/domain/stats.ts';
@@ -66,6 +66,18 @@ export interface HypervisorDriver {
    * the device before `opts.signal` aborts is a `timeout` error, with the NIC still attached.
    */
   detachInterface?(def: DomainDefinition, mac: string, opts?: OperationOptions): Promise<void>;
+  /**
+   * Hot-plugs a disk into a running guest (`virsh attach-disk --live`). A target the guest already
+   * has with this disk is done already; a guest that is not running is `operation-invalid`.
+   */
+  attachDisk?(def: DomainDefinition, disk: DiskModel, opts?: OperationOptions): Promise<void>;
+  /**
+   * Unplugs the disk of this target once the guest has let go of it, then closes its image; a target
+   * the guest does not have is nothing to do. `def` is the running definition, which still has it.
+   */
+  detachDisk?(def: DomainDefinition, target: string, opts?: OperationOptions): Promise<void>;
+  /** Changes a running guest's removable media to `disk`'s source, or ejects it when it has none (virsh change-media). */
+  updateDisk?(def: DomainDefinition, disk: DiskModel, opts?: OperationOptions): Promise<void>;
   /**
    * A running guest's counters and sizes now (virsh domstats and the monitoring verbs). `def` is the
    * control plane's definition, for a driver that keeps none of its own. A guest that is not running

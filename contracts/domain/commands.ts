@@ -6,6 +6,7 @@ import type { VirtErrorBody } from '../errors.ts';
 import type { DomainOp } from './events.ts';
 import type { DomainStateName, ObservedState, RuntimeDevices, RuntimeInterface, StateReason } from './state.ts';
 import type { ResourceChange } from './resources.ts';
+import type { DiskCommand } from './devices.ts';
 
 /** Fields every command request may carry; the client fills them, people need not. */
 export const CommandHeader = z.object({
@@ -123,6 +124,8 @@ export type DomainCommand =
   /** live/config as virsh: neither given means live on a running domain, config on a shut off one. */
   | { type: 'attach-interface'; iface: InterfaceModel; live: boolean; config: boolean; timeoutMs: number }
   | { type: 'detach-interface'; mac: string; live: boolean; config: boolean; timeoutMs: number }
+  /** virsh attach-disk, detach-disk, attach/detach/update-device, change-media (devices.ts). */
+  | DiskCommand
   | { type: 'complete'; taskId: string; observed: ObservedState; interfaces?: RuntimeInterface[]; devices?: RuntimeDevices }
   | { type: 'fail'; taskId: string; error: VirtErrorBody; observed?: ObservedState }
   | { type: 'observe'; state: DomainStateName; reason: StateReason; cause?: string }
@@ -152,6 +155,9 @@ export const DEFAULT_TIMEOUT_MS: Record<DomainOp, number> = {
   'set-vcpus': 60_000,
   reset: 60_000,
   managedsave: 300_000,
+  'attach-disk': 60_000,
+  'detach-disk': 60_000,
+  'update-disk': 60_000,
 };
 
 const InterfaceScope = {

@@ -1,4 +1,4 @@
-import type { DomainDefinition, InterfaceModel } from './definition.ts';
+import type { DiskModel, DomainDefinition, InterfaceModel } from './definition.ts';
 import { DEFAULT_TIMEOUT_MS, type DomainCommand } from './commands.ts';
 import { REQUESTED_EVENT, type DomainEventBody, type DomainOp, type LifecycleOp } from './events.ts';
 import { isActive, type DomainStateName, type ObservedState, type RuntimeDevices, type RuntimeInterface } from './state.ts';
@@ -9,6 +9,7 @@ import { formatDomainXml } from '../xml/domain.ts';
 import type { Envelope } from '../envelope.ts';
 import { applyRevocation, requireLiveClaim, type ClaimFence } from '../name-claim.ts';
 import { checkManagedSave, decideFlags, evolveFlags, undefineSaveEvents } from './autostart-save.ts';
+import { decideDisk, diskChange } from './devices.ts';
 
 /**
  * The domain decider: pure functions, no I/O. `decide` answers a command with events or throws a
@@ -30,6 +31,9 @@ export interface PendingOperation {
   memoryKiB?: number;
   /** set-vcpus: the vCPUs online. */
   vcpus?: number;
+  /** Disk operations (devices.ts): the disk to plug or change, or the target to unplug. */
+  disk?: DiskModel;
+  target?: string;
 }
 
 export interface DomainAggregate extends ClaimFence {
@@ -117,6 +121,9 @@ const desiredAfter = (op: DomainOp, paused: boolean, current: DomainStateName): 
     case 'set-memory':
     case 'set-vcpus':
     case 'reset':
+    case 'attach-disk':
+    case 'detach-disk':
+    case 'update-disk':
       // Plugging a device, resizing the balloon or a reset changes no power state.
       return current;
     case 'managedsave':
@@ -147,6 +154,8 @@ interface RequestArgs {
   persistent?: boolean;
   memoryKiB?: number;
   vcpus?: number;
+  disk?: DiskModel;
+  target?: string;
 }
 
 const requestedEvent = (s: DomainAggregate, op: DomainOp, now: Date, timeoutMs: number, args: RequestArgs = {}): DomainEventBody => ({
@@ -161,6 +170,8 @@ const requestedEvent = (s: DomainAggregate, op: DomainOp, now: Date, timeoutMs: 
     ...(args.persistent !== undefined ? { persistent: args.persistent } : {}),
     ...(args.memoryKiB !== undefined ? { memoryKiB: args.memoryKiB } : {}),
     ...(args.vcpus !== undefined ? { vcpus: args.vcpus } : {}),
+    ...(args.disk ? { disk: args.disk } : {}),
+    ...(args.target ? { target: args.target } : {}),
   },
 });
 
@@ -203,6 +214,9 @@ const checkTransition = (op: DomainOp, s: DomainAggregate): void => {
     case 'set-memory':
     case 'set-vcpus':
     case 'reset':
+    case 'attach-disk':
+    case 'detach-disk':
+    case 'update-disk':
       if (!isActive(state)) throw notRunning(s);
       return;
     case 'managedsave':
@@ -353,6 +367,13 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
     case 'detach-interface':
       requireDomain(s);
       return decideInterface(cmd, s, now);
+    case 'attach-disk':
+    case 'detach-disk':
+    case 'update-disk':
+    case 'change-media':
+      requireDomain(s);
+      requireHostKnown(s);
+      return decideDisk(cmd, s, (op, args) => decideOperation(op, s, now, cmd.timeoutMs, args));
     case 'complete':
     case 'fail': {
       requireDomain(s);
@@ -664,7 +685,10 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
     case 'DomainMemorySetRequested':
     case 'DomainVcpusSetRequested':
     case 'DomainResetRequested':
-    case 'DomainManagedSaveRequested': {
+    case 'DomainManagedSaveRequested':
+    case 'DomainDiskAttachRequested':
+    case 'DomainDiskDetachRequested':
+    case 'DomainDiskUpdateRequested': {
       const op = OP_OF[e.type];
       // destroy superseding the start of a transient domain shares a commit with the failure it
       // records, and that failure settled the domain away; the start may still be booting the guest,
@@ -688,6 +712,8 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
           ...(e.data.persistent !== undefined ? { persistent: e.data.persistent } : {}),
           ...(e.data.memoryKiB !== undefined ? { memoryKiB: e.data.memoryKiB } : {}),
           ...(e.data.vcpus !== undefined ? { vcpus: e.data.vcpus } : {}),
+          ...(e.data.disk ? { disk: e.data.disk } : {}),
+          ...(e.data.target ? { target: e.data.target } : {}),
         },
         desired: desiredAfter(op, e.data.paused ?? false, s.desired),
         lastError: null,
@@ -696,7 +722,7 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
     case 'DomainOperationCompleted':
       return settle({
         ...base,
-        ...(s.pending?.taskId === e.data.taskId ? { ...interfaceChange(s, s.pending), ...resourceOpChange(s, s.pending) } : {}),
+        ...(s.pending?.taskId === e.data.taskId ? { ...interfaceChange(s, s.pending), ...resourceOpChange(s, s.pending), ...diskChange(s, s.pending) } : {}),
         pending: s.pending?.taskId === e.data.taskId ? null : s.pending,
         observed: e.data.observed,
         interfaces: e.data.interfaces ?? s.interfaces,
@@ -794,6 +820,9 @@ export const OP_OF = {
   DomainVcpusSetRequested: 'set-vcpus',
   DomainResetRequested: 'reset',
   DomainManagedSaveRequested: 'managedsave',
+  DomainDiskAttachRequested: 'attach-disk',
+  DomainDiskDetachRequested: 'detach-disk',
+  DomainDiskUpdateRequested: 'update-disk',
 } as const satisfies Record<string, DomainOp>;
 
 /**

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DomainDefinition, InterfaceModel } from './definition.ts';
+import { DiskModel, DomainDefinition, InterfaceModel } from './definition.ts';
 import { DomainStateName, ObservedState, RuntimeDevices, RuntimeInterface, StateReason } from './state.ts';
 import { VirtErrorBody } from '../errors.ts';
 import { NameClaimRevoked } from '../name-claim.ts';
@@ -10,7 +10,7 @@ import { DomainResourcesSet } from './resources.ts';
 export const LifecycleOp = z.enum(['start', 'shutdown', 'destroy', 'suspend', 'resume', 'reboot']);
 export type LifecycleOp = z.infer<typeof LifecycleOp>;
 /** reset and managedsave are host operations too, though neither is asked for by a plain power verb. */
-export const DomainOp = z.enum([...LifecycleOp.options, 'attach-interface', 'detach-interface', 'set-memory', 'set-vcpus', 'reset', 'managedsave']);
+export const DomainOp = z.enum([...LifecycleOp.options, 'attach-interface', 'detach-interface', 'set-memory', 'set-vcpus', 'reset', 'managedsave', 'attach-disk', 'detach-disk', 'update-disk']);
 export type DomainOp = z.infer<typeof DomainOp>;
 
 export const REQUESTED_EVENT = {
@@ -26,6 +26,9 @@ export const REQUESTED_EVENT = {
   'set-vcpus': 'DomainVcpusSetRequested',
   reset: 'DomainResetRequested',
   managedsave: 'DomainManagedSaveRequested',
+  'attach-disk': 'DomainDiskAttachRequested',
+  'detach-disk': 'DomainDiskDetachRequested',
+  'update-disk': 'DomainDiskUpdateRequested',
 } as const satisfies Record<DomainOp, string>;
 
 const Requested = z.object({
@@ -44,6 +47,10 @@ const Requested = z.object({
   memoryKiB: z.number().int().positive().optional(),
   /** set-vcpus: the vCPUs to have online (virsh setvcpus --live on a running guest: hot-plug or unplug). */
   vcpus: z.number().int().positive().max(16384).optional(),
+  /** attach-disk: the disk to plug; update-disk: the disk as it is to be (its media changed). */
+  disk: DiskModel.optional(),
+  /** detach-disk: the target (vdb, hdc) of the disk to unplug. */
+  target: z.string().optional(),
 });
 
 const requested = <T extends string>(type: T) => z.object({ type: z.literal(type), data: Requested });
@@ -78,6 +85,9 @@ export const DomainEventBody = z.discriminatedUnion('type', [
   requested('DomainVcpusSetRequested'),
   requested('DomainResetRequested'),
   requested('DomainManagedSaveRequested'),
+  requested('DomainDiskAttachRequested'),
+  requested('DomainDiskDetachRequested'),
+  requested('DomainDiskUpdateRequested'),
   z.object({
     /** virsh autostart: the domain is started when its host's agent starts. */
     type: z.literal('DomainAutostartSet'),

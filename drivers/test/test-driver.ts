@@ -3,7 +3,7 @@ import { rename, unlink, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { CrashAction, LifecycleAction, type DomainDefinition } from '../../contracts/domain/definition.ts';
+import { CrashAction, LifecycleAction, type DiskModel, type DomainDefinition } from '../../contracts/domain/definition.ts';
 import { DomainStateName, StateReason, isActive, type ObservedState } from '../../contracts/domain/state.ts';
 import { isVirtError, virtError, type VirtError } from '../../contracts/errors.ts';
 import type { DomainStats } from '../../contracts/domain/stats.ts';
@@ -44,7 +44,7 @@ import type {
  * guest ("is not paused"), reboot of a shut off guest unless on_reboot=destroy ("is not running").
  */
 
-export type DriverOp = 'start' | 'shutdown' | 'destroy' | 'suspend' | 'resume' | 'reboot' | 'reset' | 'managedsave';
+export type DriverOp = 'start' | 'shutdown' | 'destroy' | 'suspend' | 'resume' | 'reboot' | 'reset' | 'managedsave' | 'attach-disk' | 'detach-disk' | 'update-disk';
 
 export interface TestDriverOptions {
   /** Time each operation takes: fixed, or drawn uniformly from [min, max]. 0 (the default) adds no timer. */
@@ -74,6 +74,8 @@ const Guest = z.object({
   onCrash: CrashAction,
   boots: z.number().int().nonnegative(),
   reboots: z.number().int().nonnegative(),
+  /** The disks the running guest has, by target, with the path of their media ('' for none). */
+  disks: z.record(z.string(), z.string()).optional(),
 });
 type Guest = z.infer<typeof Guest>;
 
@@ -256,6 +258,52 @@ export class TestDriver implements HypervisorDriver {
     });
   }
 
+  /** Hot-plug: the simulated guest gains the disk; one it has already with this media is done already. */
+  attachDisk(def: DomainDefinition, disk: DiskModel, opts: OperationOptions = {}): Promise<void> {
+    return this.run('attach-disk', def.uuid, def.name, opts, (g) => {
+      if (!g || !isActive(g.state)) throw virtError('operation-invalid', 'domain is not running');
+      const disks = this.disksOf(g, def);
+      const dev = disk.target.dev;
+      if (dev in disks) {
+        if (disks[dev] === mediaOf(disk)) return null;
+        throw virtError('operation-failed', `target ${dev} already exists`);
+      }
+      return { ...g, disks: { ...disks, [dev]: mediaOf(disk) } };
+    }).then(() => undefined);
+  }
+
+  detachDisk(def: DomainDefinition, target: string, opts: OperationOptions = {}): Promise<void> {
+    return this.run('detach-disk', def.uuid, def.name, opts, (g) => {
+      if (!g || !isActive(g.state)) throw virtError('operation-invalid', 'domain is not running');
+      const disks = this.disksOf(g, def);
+      if (!(target in disks)) return null;
+      const { [target]: _, ...rest } = disks;
+      return { ...g, disks: rest };
+    }).then(() => undefined);
+  }
+
+  updateDisk(def: DomainDefinition, disk: DiskModel, opts: OperationOptions = {}): Promise<void> {
+    return this.run('update-disk', def.uuid, def.name, opts, (g) => {
+      if (!g || !isActive(g.state)) throw virtError('operation-invalid', 'domain is not running');
+      const disks = this.disksOf(g, def);
+      const dev = disk.target.dev;
+      if (!(dev in disks)) throw virtError('internal-error', `No device with bus '${disk.target.bus ?? ''}' and target '${dev}'`);
+      return disks[dev] === mediaOf(disk) ? null : { ...g, disks: { ...disks, [dev]: mediaOf(disk) } };
+    }).then(() => undefined);
+  }
+
+  /** The disks the running guest has (target to media path), as the guest itself would list them. */
+  guestDisks(uuid: string): Record<string, string> | undefined {
+    this.refresh();
+    const g = this.guests.get(uuid);
+    return g && isActive(g.state) ? { ...(g.disks ?? {}) } : undefined;
+  }
+
+  /** A guest booted before disks were tracked has those of the definition it runs. */
+  private disksOf(g: Guest, def: DomainDefinition): Record<string, string> {
+    return g.disks ?? Object.fromEntries(def.devices.disks.map((d) => [d.target.dev, mediaOf(d)]));
+  }
+
   /** The guest crashed: on_crash decides what is left, and the change is observed as a hypervisor would. */
   crash(uuid: string, cause = 'guest crashed'): Promise<ObservedState> {
     return this.fromHost(uuid, cause, (g) => ({ ...g, ...afterCrash(g.onCrash) }));
@@ -295,6 +343,8 @@ export class TestDriver implements HypervisorDriver {
       ...lifecycleOf(def),
       boots: g?.boots ?? 0,
       reboots: g?.reboots ?? 0,
+      // A guest boots with the disks of its definition; one running keeps those it has.
+      disks: g && isActive(g.state) && g.disks ? g.disks : Object.fromEntries(def.devices.disks.map((d) => [d.target.dev, mediaOf(d)])),
     };
   }
 
@@ -464,3 +514,5 @@ const load = (file: string): Guest[] => {
     throw new Error(`test driver state file ${file} is unreadable: ${(e as Error).message.split('\n')[0]}`);
   }
 };
+
+const mediaOf = (d: DiskModel): string => d.source?.file ?? d.source?.dev ?? d.source?.name ?? '';

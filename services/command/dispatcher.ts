@@ -93,6 +93,8 @@ export class Dispatcher {
         ...(e.data.mac ? { mac: e.data.mac } : {}),
         ...(e.data.memoryKiB !== undefined ? { memoryKiB: e.data.memoryKiB } : {}),
         ...(e.data.vcpus !== undefined ? { vcpus: e.data.vcpus } : {}),
+        ...(e.data.disk ? { disk: e.data.disk } : {}),
+        ...(e.data.target ? { target: e.data.target } : {}),
         definition: state.definition,
         correlationId: e.correlationId,
         ...(e.traceContext.traceparent ? { traceparent: e.traceContext.traceparent } : {}),

@@ -24,6 +24,8 @@ import { AgentReports } from './agent-reports.ts';
 import { DeadlineKeeper } from './deadlines.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { DomainCommands } from './domain-commands.ts';
+import { DeviceCommands } from './device-commands.ts';
+import { AttachDiskRequest, ChangeMediaRequest, DetachDiskRequest, DeviceXmlRequest } from '../../contracts/domain/devices.ts';
 import { NetworkCommands } from './network-commands.ts';
 import { DefineNetworkRequest, NetworkAutostartRequest, NetworkOpRequest } from '../../contracts/network/commands.ts';
 import { domainKind, hostKind } from './domain-kind.ts';
@@ -92,6 +94,13 @@ export class CommandService {
     this.subs.push(...api.serve('domain', 'start', StartDomainRequest, (r, meta) => commands.operation('start', r, meta)));
     this.subs.push(...api.serve('domain', 'attach-interface', AttachInterfaceRequest, (r, meta) => commands.attachInterface(r, meta)));
     this.subs.push(...api.serve('domain', 'detach-interface', DetachInterfaceRequest, (r, meta) => commands.detachInterface(r, meta)));
+    const devices = new DeviceCommands(commands);
+    this.subs.push(...api.serve('domain', 'attach-disk', AttachDiskRequest, (r, meta) => devices.attachDisk(r, meta)));
+    this.subs.push(...api.serve('domain', 'detach-disk', DetachDiskRequest, (r, meta) => devices.detachDisk(r, meta)));
+    this.subs.push(...api.serve('domain', 'attach-device', DeviceXmlRequest, (r, meta) => devices.attachDevice(r, meta)));
+    this.subs.push(...api.serve('domain', 'detach-device', DeviceXmlRequest, (r, meta) => devices.detachDevice(r, meta)));
+    this.subs.push(...api.serve('domain', 'update-device', DeviceXmlRequest, (r, meta) => devices.updateDevice(r, meta)));
+    this.subs.push(...api.serve('domain', 'change-media', ChangeMediaRequest, (r, meta) => devices.changeMedia(r, meta)));
     for (const op of ['shutdown', 'destroy', 'suspend', 'resume', 'reboot'] as const satisfies DomainOp[]) {
       this.subs.push(...api.serve('domain', op, DomainOpRequest, (r, meta) => commands.operation(op, r, meta)));
     }

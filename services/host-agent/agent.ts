@@ -401,7 +401,26 @@ export class HostAgent {
       case 'managedsave':
         if (!d.managedSave) throw virtError('operation-unsupported', `the ${d.name} driver cannot save a guest's state`);
         return d.managedSave(t.definition, opts);
+      case 'attach-disk':
+      case 'detach-disk':
+      case 'update-disk':
+        return this.changeDisk(d, t, opts);
     }
+  }
+
+  /** Each is idempotent in the driver: a task run again after a crash finds the disk as it left it. */
+  private async changeDisk(d: HypervisorDriver, t: DomainTask, opts: OperationOptions): Promise<ObservedState> {
+    if (t.op === 'attach-disk') {
+      if (!d.attachDisk || !t.disk) throw virtError('operation-unsupported', `the ${d.name} driver cannot plug disks into a running guest`);
+      await d.attachDisk(t.definition, t.disk, opts);
+    } else if (t.op === 'detach-disk') {
+      if (!d.detachDisk || !t.target) throw virtError('operation-unsupported', `the ${d.name} driver cannot unplug disks from a running guest`);
+      await d.detachDisk(t.definition, t.target, opts);
+    } else {
+      if (!d.updateDisk || !t.disk) throw virtError('operation-unsupported', `the ${d.name} driver cannot change a running guest's media`);
+      await d.updateDisk(t.definition, t.disk, opts);
+    }
+    return d.state(t.definition.uuid);
   }
 
   private async changeInterface(d: HypervisorDriver, t: DomainTask, opts: OperationOptions): Promise<ObservedState> {
