@@ -6,6 +6,7 @@ import { CommandHeader, DomainRef } from './commands.ts';
 import type { DomainEventBody } from './events.ts';
 import type { DomainAggregate } from './decider.ts';
 import { DEFAULT_LIMITS } from '../xml/limits.ts';
+import { formatDomainXml } from '../xml/domain.ts';
 
 /**
  * virsh's disk verbs (attach-disk, detach-disk, attach-device, detach-device, update-device,
@@ -121,7 +122,9 @@ export const withDisk = (def: DomainDefinition, op: 'attach-disk' | 'detach-disk
       : op === 'update-disk' && disk
         ? def.devices.disks.map((d) => (d.target.dev === dev ? disk : d))
         : def.devices.disks.filter((d) => d.target.dev !== dev);
-  return { ...def, devices: { ...def.devices, disks } };
+  const next = { ...def, devices: { ...def.devices, disks } };
+  // The stored document is what dumpxml shows: it is written anew with the disks as they now are.
+  return def.xml ? { ...next, xml: formatDomainXml(next) } : next;
 };
 
 const configOnly = (s: DomainAggregate, definition: DomainDefinition): DomainEventBody[] => [

@@ -4,7 +4,8 @@ import { existsSync } from 'node:fs';
 import { appendFile, mkdir, open, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import type { DomainDefinition, InterfaceModel } from '../../contracts/domain/definition.ts';
+import { DiskModel, type DomainDefinition, type InterfaceModel } from '../../contracts/domain/definition.ts';
+import { changeMedia, plugDisk, unplugDisk } from './disk-hotplug.ts';
 import type { ObservedState, RuntimeDevices, RuntimeInterface } from '../../contracts/domain/state.ts';
 import type { Duplex } from 'node:stream';
 import { VirtError, isVirtError } from '../../contracts/errors.ts';
@@ -513,6 +514,35 @@ export class QemuDriver implements HypervisorDriver {
       const d = await this.find(def.uuid);
       if (!d) throw notRunning();
       return this.during(d, 'detach-interface', () => this.unplugNic(d, mac.toLowerCase(), opts));
+    });
+  }
+
+  async attachDisk(def: DomainDefinition, disk: DiskModel, opts: OperationOptions = {}): Promise<void> {
+    await this.ready;
+    return this.withLock(def.uuid, async () => {
+      const d = await this.find(def.uuid);
+      if (!d) throw notRunning();
+      return this.during(d, 'attach-disk', async () => plugDisk(await this.monitor(d), disk, opts));
+    });
+  }
+
+  async detachDisk(def: DomainDefinition, target: string, opts: OperationOptions = {}): Promise<void> {
+    await this.ready;
+    const disk = def.devices.disks.find((x) => x.target.dev === target) ?? DiskModel.parse({ target: { dev: target, bus: 'virtio' } });
+    return this.withLock(def.uuid, async () => {
+      const d = await this.find(def.uuid);
+      if (!d) throw notRunning();
+      const timing = { timeoutMs: this.opts.unplugTimeoutMs ?? 30_000, retryMs: this.opts.unplugRetryMs ?? 5000 };
+      return this.during(d, 'detach-disk', async () => unplugDisk(await this.monitor(d), disk, timing, d.rec.name, opts));
+    });
+  }
+
+  async updateDisk(def: DomainDefinition, disk: DiskModel, _opts: OperationOptions = {}): Promise<void> {
+    await this.ready;
+    return this.withLock(def.uuid, async () => {
+      const d = await this.find(def.uuid);
+      if (!d) throw notRunning();
+      return this.during(d, 'update-disk', async () => changeMedia(await this.monitor(d), disk));
     });
   }
 
