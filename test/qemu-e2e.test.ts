@@ -156,6 +156,48 @@ describe.skipIf(!availability.ok)('real qemu guests through the CLI', () => {
     ]);
   }, 600_000);
 
+  it('hot-plugs a disk the guest sees, refuses its target twice, unplugs it; an agent killed mid-attach attaches it once', async () => {
+    const file = join(dir, 'disks.xml');
+    await writeFile(file, tinyGuestXml(guest, { name: 'disks', type: domainType, extraCmdline: 'vp.blk=1' }));
+    await virtplane('define', file);
+    const uuid = JSON.parse(await virtplane('dominfo', 'disks', '--json')).id as string;
+    const img = join(dir, 'data.img');
+    const img2 = join(dir, 'more.img');
+    await writeFile(img, Buffer.alloc(8 << 20));
+    await writeFile(img2, Buffer.alloc(4 << 20));
+    await virtplane('start', 'disks', '--timeout', '120');
+    await waitForConsole(consoleLog(uuid), 'virtplane-guest: disks []', { timeoutMs: 120_000 });
+
+    expect(await virtplane('attach-disk', 'disks', img, 'vdb')).toBe('Disk attached successfully');
+    // The guest's kernel found it: its first virtio disk.
+    await waitForConsole(consoleLog(uuid), 'virtplane-guest: disks [vda ]', { timeoutMs: 60_000 });
+    const live = await virtplane('dumpxml', 'disks');
+    expect(live).toContain(`<source file='${img}'/>`);
+    expect(live).toContain("<target dev='vdb' bus='virtio'/>");
+    expect(await virtplane('dumpxml', 'disks', '--inactive')).not.toContain(img);
+    const twice = await run(process.execPath, [join(PROJECT_ROOT, 'bin', 'virtplane.mjs'), 'attach-disk', 'disks', img2, 'vdb'], { env: { ...process.env, VIRTPLANE_NATS_URL: stack.nats.url } }).catch((e: { stderr: string }) => e);
+    expect((twice as { stderr: string }).stderr.trim().split('\n')).toEqual(['error: Failed to attach disk', 'error: operation failed: target vdb already exists [operation-failed]']);
+
+    expect(await virtplane('detach-disk', 'disks', 'vdb')).toBe('Disk detached successfully');
+    await waitForConsole(consoleLog(uuid), 'virtplane-guest: disks []', { count: 2, timeoutMs: 60_000 });
+    expect(await virtplane('dumpxml', 'disks')).not.toContain(img);
+
+    // The agent dies right after the attach is asked for: the redelivered task finds what qemu has.
+    const accepted = await stack.client.attachDisk('disks', { type: 'file', source: { file: img2 }, target: { dev: 'vdc', bus: 'virtio' } });
+    await stack.kill('host-agent', 'SIGKILL');
+    await stack.start('host-agent');
+    const after = await stack.client.outcome(accepted, 120_000);
+    expect(after.definition.devices.disks.map((d) => d.target.dev)).toEqual(['vdc']);
+    expect(after.lastError).toBeNull();
+    await waitForConsole(consoleLog(uuid), 'virtplane-guest: disks [vda ]', { count: 2, timeoutMs: 60_000 });
+    const text = await readFile(consoleLog(uuid), 'utf8');
+    expect(text).not.toContain('virtplane-guest: disks [vda vdb ]');
+    expect(await virtplane('detach-disk', 'disks', img2)).toBe('Disk detached successfully');
+    await waitForConsole(consoleLog(uuid), 'virtplane-guest: disks []', { count: 3, timeoutMs: 60_000 });
+    await virtplane('destroy', 'disks');
+    await virtplane('undefine', 'disks');
+  }, 600_000);
+
   it('reattaches after the agent is killed with SIGKILL, starting nothing twice', async () => {
     const file = join(dir, 'survivor.xml');
     await writeFile(file, tinyGuestXml(guest, { name: 'survivor', type: domainType }));
