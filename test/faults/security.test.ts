@@ -155,6 +155,20 @@ describe('one principal, one job: what a stolen credential cannot do', () => {
       await publishRefused(s, 'host-a', hostA, subjects.aggregate('domain', onB.domainId), { forged: true });
     });
 
+    it("cannot carry out or report host-b's disk hot-plug; the operator's attach runs on host-b", { timeout: 60_000 }, async () => {
+      const accepted = await alice.attachDisk('secret-b', { type: 'file', source: { file: '/img/b.img' }, target: { dev: 'vdb', bus: 'virtio' } });
+      const done = await alice.outcome(accepted, 20_000);
+      expect(done.definition.devices.disks.map((d) => d.target.dev)).toEqual(['vdb']);
+      const forged = { kind: 'failed', reportId: 'forged-detach-1', domainId: onB.domainId, taskId: accepted.taskId, error: { code: 'operation-failed', message: 'forged' } };
+      await expect(call(hostA.nc, subjects.agent('host-a', 'report'), forged)).rejects.toMatchObject({ code: 'unauthorized' });
+      await refused(call(hostA.nc, subjects.agent('host-b', 'report'), forged), /agent\.host-b/);
+      const claim = await call<{ proceed: boolean }>(hostA.nc, subjects.agent('host-a', 'claim'), { taskId: accepted.taskId, domainId: onB.domainId, placementEpoch: done.placementEpoch });
+      expect(claim.proceed).toBe(false);
+      const after = await alice.get('secret-b');
+      expect(after.version).toBe(done.version);
+      expect(after.lastError).toBeNull();
+    });
+
     it("cannot hear, answer or open host-b's volume streams, nor look at host-b's volumes; an operator streams with host-b", { timeout: 60_000 }, async () => {
       const pool = await alice.poolDefine({ xml: `<pool type='dir'><name>b-pool</name><target><path>${join(dataDir, 'b-pool')}</path></target></pool>`, hostId: 'host-b' });
       await alice.storageOutcome(await alice.poolStart('b-pool', { build: true }), 20_000);
