@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { AttachInterfaceRequest, AutostartDomainRequest, UndefineDomainRequest, CommandAccepted, CreateDomainRequest, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, RenameDomainRequest, SetMetadataRequest, StartDomainRequest } from './domain/commands.ts';
 import { DomainEventBody } from './domain/events.ts';
 import { SetResourcesRequest } from './domain/resources.ts';
+import { AttachDiskRequest, ChangeMediaRequest, DetachDiskRequest, DeviceXmlRequest } from './domain/devices.ts';
 import { DomainStats, DomainStatsRequest, NodeStats, NodeStatsRequest } from './domain/stats.ts';
 import { EventMeta } from './envelope.ts';
 import { ErrorReply } from './errors.ts';
@@ -128,6 +129,12 @@ export const CATALOG: ChannelSpec[] = [
   command('domain', 'set-resources', 'SetResourcesRequest', SetResourcesRequest, commandReplies.domain, "Change a domain's memory or vCPU counts (virsh setmem, setmaxmem, setvcpus)."),
   command('domain', 'attach-interface', 'AttachInterfaceRequest', AttachInterfaceRequest, commandReplies.domain, 'Attach a network interface (virsh attach-interface).'),
   command('domain', 'detach-interface', 'DetachInterfaceRequest', DetachInterfaceRequest, commandReplies.domain, 'Detach a network interface by MAC (virsh detach-interface).'),
+  command('domain', 'attach-disk', 'AttachDiskRequest', AttachDiskRequest, commandReplies.domain, 'Attach a disk, live on the running guest or to the definition (virsh attach-disk).'),
+  command('domain', 'detach-disk', 'DetachDiskRequest', DetachDiskRequest, commandReplies.domain, 'Detach a disk by target or source path (virsh detach-disk).'),
+  command('domain', 'attach-device', 'DeviceXmlRequest', DeviceXmlRequest, commandReplies.domain, 'Attach a <disk> or <interface> given as XML (virsh attach-device).'),
+  command('domain', 'detach-device', 'DeviceXmlRequest', DeviceXmlRequest, commandReplies.domain, 'Detach a <disk> or <interface> given as XML (virsh detach-device).'),
+  command('domain', 'update-device', 'DeviceXmlRequest', DeviceXmlRequest, commandReplies.domain, "Update a <disk> given as XML: a cdrom's media on the running guest, any setting in the definition (virsh update-device)."),
+  command('domain', 'change-media', 'ChangeMediaRequest', ChangeMediaRequest, commandReplies.domain, "Eject, insert or update a cdrom's or floppy's media (virsh change-media)."),
   command('network', 'define', 'DefineNetworkRequest', DefineNetworkRequest, commandReplies.network, 'Define a network (virsh net-define).'),
   command('network', 'create', 'DefineNetworkRequest', DefineNetworkRequest, commandReplies.network, 'Create and start a network; a new one is transient (virsh net-create).'),
   ...(['undefine', 'start', 'destroy'] as const).map((verb) => command('network', verb, 'NetworkOpRequest', NetworkOpRequest, commandReplies.network, `virsh net-${verb}.`)),

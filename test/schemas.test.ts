@@ -113,6 +113,14 @@ describe('real messages of a running stack', () => {
     await c.outcome(await c.attachInterface('doc-1', { type: 'bridge', source: { bridge: 'vpdocbr0' }, mac: '52:54:00:0d:0c:01' }), 20_000);
     await c.outcome(await c.detachInterface('doc-1', '52:54:00:0d:0c:01'), 20_000);
     await c.outcome(await c.start('doc-1'), 20_000);
+    step('disk verbs');
+    await c.outcome(await c.attachDisk('doc-1', { type: 'file', source: { file: '/img/doc.img' }, target: { dev: 'vdb' } }), 20_000);
+    await c.outcome(await c.detachDisk('doc-1', 'vdb'), 20_000);
+    const cdrom = (iso: string) => `<disk type='file' device='cdrom'>${iso ? `<source file='${iso}'/>` : ''}<target dev='hdc' bus='ide'/><readonly/></disk>`;
+    await c.outcome(await c.deviceXml('attach-device', 'doc-1', cdrom('/iso/a.iso'), { config: true }), 20_000);
+    await c.outcome(await c.changeMedia('doc-1', 'hdc', 'eject', undefined, { config: true }), 20_000);
+    await c.outcome(await c.deviceXml('update-device', 'doc-1', cdrom('/iso/b.iso'), { config: true }), 20_000);
+    await c.outcome(await c.deviceXml('detach-device', 'doc-1', cdrom(''), { config: true }), 20_000);
     await c.outcome(await c.destroy('doc-1'), 20_000);
     await c.get('doc-1', { minVersion: d.version });
     await c.list({ all: true });
