@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { readFile, writeFile, mkdtemp, rm } from 'node:fs/promises';
+import { readdir, readFile, readlink, writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -197,6 +197,37 @@ describe.skipIf(!availability.ok)('real qemu guests through the CLI', () => {
     await virtplane('destroy', 'disks');
     await virtplane('undefine', 'disks');
   }, 600_000);
+
+  it("changes a running guest's cdrom media: insert, update, eject", async () => {
+    const file = join(dir, 'media.xml');
+    const cdrom = "<disk type='file' device='cdrom'><target dev='hdc' bus='ide'/><readonly/></disk>";
+    await writeFile(file, tinyGuestXml(guest, { name: 'media', type: domainType, devicesXml: cdrom }));
+    await virtplane('define', file);
+    const uuid = JSON.parse(await virtplane('dominfo', 'media', '--json')).id as string;
+    const iso1 = join(dir, 'one.iso');
+    const iso2 = join(dir, 'two.iso');
+    await writeFile(iso1, Buffer.alloc(1 << 20));
+    await writeFile(iso2, Buffer.alloc(1 << 20));
+    await virtplane('start', 'media', '--timeout', '120');
+    // What qemu holds open is what the drive has in it.
+    const open = async () => {
+      const pid = await qemuPid(uuid);
+      const fds = await readdir(`/proc/${pid}/fd`);
+      const targets = await Promise.all(fds.map((fd) => readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')));
+      return targets.filter((t) => t === iso1 || t === iso2);
+    };
+    expect(await open()).toEqual([]);
+    expect(await virtplane('change-media', 'media', 'hdc', iso1, '--insert')).toBe('Successfully inserted media.');
+    expect(await open()).toEqual([iso1]);
+    expect(await virtplane('dumpxml', 'media')).toContain(`<source file='${iso1}'/>`);
+    expect(await virtplane('change-media', 'media', iso1, iso2, '--update')).toBe('Successfully updated media.');
+    expect(await open()).toEqual([iso2]);
+    expect(await virtplane('change-media', 'media', 'hdc', '--eject')).toBe('Successfully ejected media.');
+    expect(await open()).toEqual([]);
+    expect(await virtplane('dumpxml', 'media')).not.toContain('.iso');
+    await virtplane('destroy', 'media');
+    await virtplane('undefine', 'media');
+  }, 300_000);
 
   it('reattaches after the agent is killed with SIGKILL, starting nothing twice', async () => {
     const file = join(dir, 'survivor.xml');
