@@ -33,6 +33,8 @@ const VERB_EXAMPLES: Record<string, string> = {
   shutdown: 'virtplane shutdown web1 --wait',
   destroy: 'virtplane destroy web1\n  virtplane destroy web1 --force   # its host is lost and known to be off',
   validate: 'virtplane validate *.xml\n  virtplane validate --format guest.xml',
+  'attach-disk': 'virtplane attach-disk web1 /var/tmp/data.img vdb\n  virtplane attach-disk web1 /var/tmp/data.qcow2 vdc --subdriver qcow2 --persistent',
+  'change-media': 'virtplane change-media web1 hdc /var/tmp/new.iso --update\n  virtplane change-media web1 hdc --eject',
 };
 
 /** Shell completion of verbs and their options, generated from the program itself so it never drifts. */

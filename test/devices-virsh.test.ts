@@ -93,6 +93,18 @@ describe('disk verbs on the test driver', () => {
     expect(await targets('hot1')).toEqual(['vda', 'hdc', 'vdb']);
   });
 
+  it('attach-device and detach-device take an <interface> as attach-interface and detach-interface do', { timeout: 60_000 }, async () => {
+    await define('hot3');
+    const nic = join(stack.dataDir, 'nic.xml');
+    await writeFile(nic, "<interface type='network'><mac address='52:54:00:aa:bb:01'/><source network='default'/><model type='virtio'/></interface>");
+    expect((await cli(['attach-device', 'hot3', nic, '--config'])).stdout.trim()).toBe('Device attached successfully');
+    expect((await cli(['dumpxml', 'hot3', '--inactive'])).stdout).toContain("<mac address='52:54:00:aa:bb:01'/>");
+    const twice = await cli(['attach-device', 'hot3', nic, '--config']);
+    expect(twice.stderr).toContain("already has an interface with MAC address 52:54:00:aa:bb:01");
+    expect((await cli(['detach-device', 'hot3', nic, '--config'])).stdout.trim()).toBe('Device detached successfully');
+    expect((await cli(['dumpxml', 'hot3', '--inactive'])).stdout).not.toContain('52:54:00:aa:bb:01');
+  });
+
   it('attach-device, detach-device, update-device and change-media; hostile or oversized XML changes nothing', { timeout: 120_000 }, async () => {
     await define('hot2');
     expect((await cli(['start', 'hot2'])).code).toBe(0);

@@ -569,14 +569,17 @@ export const awaitsFailover = (s: DomainAggregate): boolean => s.exists && s.hos
 
 const macOf = (i: InterfaceModel) => i.mac?.toLowerCase();
 
-/** The definition with one interface added or taken out. */
-const withInterface = (def: DomainDefinition, add?: InterfaceModel, removeMac?: string): DomainDefinition => ({
-  ...def,
-  devices: {
-    ...def.devices,
-    interfaces: [...def.devices.interfaces.filter((i) => !removeMac || macOf(i) !== removeMac), ...(add ? [add] : [])],
-  },
-});
+/** The definition with one interface added or taken out; a stored document is written anew, as dumpxml shows it. */
+const withInterface = (def: DomainDefinition, add?: InterfaceModel, removeMac?: string): DomainDefinition => {
+  const next = {
+    ...def,
+    devices: {
+      ...def.devices,
+      interfaces: [...def.devices.interfaces.filter((i) => !removeMac || macOf(i) !== removeMac), ...(add ? [add] : [])],
+    },
+  };
+  return def.xml ? { ...next, xml: formatDomainXml(next) } : next;
+};
 
 /**
  * virsh attach-interface / detach-interface: live changes go to the host as an operation; config

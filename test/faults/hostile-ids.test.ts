@@ -48,6 +48,12 @@ describe('hostile ids and names', () => {
       }
       await refused('cmd.domain.attach-interface', { domain: x, iface: { type: 'network', source: 'victim-net' } }, ['no-domain', 'invalid-arg']);
       await refused('cmd.domain.detach-interface', { domain: x, mac: '52:54:00:00:00:01' }, ['no-domain', 'invalid-arg']);
+      await refused('cmd.domain.attach-disk', { domain: x, disk: { source: { file: '/img/a.img' }, target: { dev: 'vdb' } } }, ['no-domain', 'invalid-arg']);
+      await refused('cmd.domain.detach-disk', { domain: x, target: x }, ['no-domain', 'invalid-arg']);
+      for (const verb of ['attach-device', 'detach-device', 'update-device']) {
+        await refused(`cmd.domain.${verb}`, { domain: x, xml: "<disk type='file'><source file='/a'/><target dev='vdb'/></disk>" }, ['no-domain', 'invalid-arg']);
+      }
+      await refused('cmd.domain.change-media', { domain: x, target: 'hdc', action: 'eject' }, ['no-domain', 'invalid-arg']);
       for (const verb of ['undefine', 'start', 'destroy', 'autostart']) await refused(`cmd.network.${verb}`, { network: x }, ['no-network', 'invalid-arg']);
       for (const verb of ['undefine', 'build', 'start', 'destroy']) await refused(`cmd.pool.${verb}`, { pool: x }, ['no-storage-pool', 'invalid-arg']);
       await refused('cmd.vol.create', { pool: x, definition: { name: 'v.qcow2', capacityBytes: 1024 } }, ['no-storage-pool', 'invalid-arg']);
