@@ -63,6 +63,8 @@ export const ReportRequest = z.discriminatedUnion('kind', [
     observed: ObservedState.optional(),
   }),
   Report.extend({ kind: z.literal('interfaces'), domainId: DomainId, interfaces: z.array(RuntimeInterface) }),
+  /** The disks the running guest really has, when they differ from its live definition (found by the resync). */
+  Report.extend({ kind: z.literal('disks'), domainId: DomainId, disks: z.array(DiskModel) }),
   Report.extend({ kind: z.literal('observed'), domainId: DomainId, observed: ObservedState, cause: z.string().optional() }),
   /** The agent started: the domain, if marked autostart and shut off, is to be started. */
   Report.extend({ kind: z.literal('autostart'), domainId: DomainId }),

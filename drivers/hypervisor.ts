@@ -76,6 +76,8 @@ export interface HypervisorDriver {
    * the guest does not have is nothing to do. `def` is the running definition, which still has it.
    */
   detachDisk?(def: DomainDefinition, target: string, opts?: OperationOptions): Promise<void>;
+  /** The disks a running guest has now (the resync compares them with its live definition); undefined when not running. */
+  runtimeDisks?(def: DomainDefinition): Promise<DiskModel[] | undefined>;
   /** Changes a running guest's removable media to `disk`'s source, or ejects it when it has none (virsh change-media). */
   updateDisk?(def: DomainDefinition, disk: DiskModel, opts?: OperationOptions): Promise<void>;
   /**

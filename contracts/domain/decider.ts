@@ -9,7 +9,7 @@ import { formatDomainXml } from '../xml/domain.ts';
 import type { Envelope } from '../envelope.ts';
 import { applyRevocation, requireLiveClaim, type ClaimFence } from '../name-claim.ts';
 import { checkManagedSave, decideFlags, evolveFlags, undefineSaveEvents } from './autostart-save.ts';
-import { decideDisk, diskChange } from './devices.ts';
+import { decideDisk, diskChange, evolveDisksObserved } from './devices.ts';
 
 /**
  * The domain decider: pure functions, no I/O. `decide` answers a command with events or throws a
@@ -374,6 +374,9 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
       requireDomain(s);
       requireHostKnown(s);
       return decideDisk(cmd, s, (op, args) => decideOperation(op, s, now, cmd.timeoutMs, args));
+    case 'observe-disks':
+      requireDomain(s);
+      return decideDisk(cmd, s, () => []);
     case 'complete':
     case 'fail': {
       requireDomain(s);
@@ -744,6 +747,8 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
     }
     case 'DomainInterfacesObserved':
       return { ...base, interfaces: e.data.interfaces };
+    case 'DomainDisksObserved':
+      return { ...base, ...evolveDisksObserved(s, e.data) };
     case 'DomainRenamed': {
       const renamed = (d: DomainDefinition | null) => (d ? { ...d, name: e.data.name, ...(d.xml && e.data.xml ? { xml: e.data.xml } : {}) } : d);
       return { ...base, name: e.data.name, definition: renamed(s.definition), nextDefinition: renamed(s.nextDefinition) };

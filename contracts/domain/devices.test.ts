@@ -160,3 +160,18 @@ describe('change-media', () => {
     spec.given([defined]).when({ type: 'update-disk', disk: vdb, impact: { config: true }, timeoutMs: 60_000 }, NOW).thenThrows('invalid-arg', "target vdb doesn't exist.");
   });
 });
+
+describe('observe-disks (the resync)', () => {
+  const observe = (disks: DiskModel[]): DomainCommand => ({ type: 'observe-disks', disks });
+  it('the live definition follows the disks the running guest has; the next boot keeps its own', () => {
+    const { after } = spec.given(started).when(observe([vda, vdb]), NOW).then([{ type: 'DomainDisksObserved', data: { added: [vdb], removed: ['hdc'] } }]);
+    expect(targets(after.definition)).toEqual(['vda', 'vdb']);
+    expect(targets(after.nextDefinition)).toEqual(['vda', 'hdc']);
+  });
+
+  it('says nothing when they agree, for a guest not running, or while an operation is in flight', () => {
+    spec.given(started).when(observe([hdc, vda]), NOW).then([]);
+    spec.given([defined]).when(observe([vda]), NOW).then([]);
+    spec.given([...started, { type: 'DomainDiskAttachRequested', id: 't-a', data: { hostId: 'h1', placementEpoch: 1, deadline: DEADLINE, disk: vdb, persistent: false } }]).when(observe([vda, hdc, vdb]), NOW).then([]);
+  });
+});

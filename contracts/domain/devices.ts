@@ -69,6 +69,8 @@ export const ChangeMediaRequest = CommandHeader.extend({
 export type ChangeMediaRequest = z.infer<typeof ChangeMediaRequest>;
 
 export type DiskCommand =
+  /** The host found the running guest with these disks (the resync): the live definition follows. */
+  | { type: 'observe-disks'; disks: DiskModel[] }
   | { type: 'attach-disk'; disk: DiskModel; impact: DeviceImpact; timeoutMs: number }
   /** `exact`: `ref` is a target from a device document, matched as libvirt does, not looked up as virsh does. */
   | { type: 'detach-disk'; ref: string; exact?: boolean; impact: DeviceImpact; timeoutMs: number }
@@ -135,6 +137,15 @@ export const decideDisk = (cmd: DiskCommand, s: DomainAggregate, host: HostDiskR
   const liveDef = s.definition!;
   const configDef = s.nextDefinition ?? s.definition!;
   switch (cmd.type) {
+    case 'observe-disks': {
+      // Only a running guest with nothing in flight has disks to compare: an operation reports its own.
+      if (!isActive(s.observed.state) || s.pending) return [];
+      const have = new Set(cmd.disks.map((d) => d.target.dev));
+      const known = new Set(liveDef.devices.disks.map((d) => d.target.dev));
+      const added = cmd.disks.filter((d) => !known.has(d.target.dev));
+      const removed = [...known].filter((t) => !have.has(t));
+      return added.length || removed.length ? [{ type: 'DomainDisksObserved', data: { added, removed } }] : [];
+    }
     case 'attach-disk': {
       const { live, config } = resolveImpact(s, cmd.impact);
       const dev = cmd.disk.target.dev;
@@ -193,6 +204,15 @@ const updateDisk = (s: DomainAggregate, disk: DiskModel, { live, config }: { liv
     return host('update-disk', { disk, persistent: config });
   }
   return configOnly(s, withDisk(configDef, 'update-disk', disk));
+};
+
+/** The live definition as the guest is; the next boot keeps the definition it had. */
+export const evolveDisksObserved = (s: DomainAggregate, data: { added: DiskModel[]; removed: string[] }): Partial<Pick<DomainAggregate, 'definition' | 'nextDefinition'>> => {
+  if (!s.definition) return {};
+  let live = s.definition;
+  for (const t of data.removed) live = withDisk(live, 'detach-disk', undefined, t);
+  for (const d of data.added) live = withDisk(live, 'attach-disk', d);
+  return { definition: live, nextDefinition: s.nextDefinition ?? s.definition };
 };
 
 /**

@@ -133,6 +133,14 @@ export const DomainEventBody = z.discriminatedUnion('type', [
   /** virsh setmem, setmaxmem, setvcpus: see resources.ts. */
   DomainResourcesSet,
   z.object({
+    /**
+     * The running guest's disks are not those of its live definition: a hot-plug finished after its
+     * operation was recorded failed (or the reverse). The live definition follows the guest.
+     */
+    type: z.literal('DomainDisksObserved'),
+    data: z.object({ added: z.array(DiskModel), removed: z.array(z.string()) }),
+  }),
+  z.object({
     /** The host's view of the guest's interfaces changed: devices, or addresses the guest took. */
     type: z.literal('DomainInterfacesObserved'),
     data: z.object({ interfaces: z.array(RuntimeInterface) }),

@@ -29,7 +29,8 @@ export const diskIds = (disk: DiskModel) => ({
 
 const unsupported = (msg: string) => new VirtError('operation-unsupported', `Operation not supported: ${msg}`);
 
-const peripherals = async (qmp: QmpClient): Promise<Set<string>> =>
+/** The ids of the devices qemu has (`/machine/peripheral`). */
+export const presentDevices = async (qmp: QmpClient): Promise<Set<string>> =>
   new Set((await qmp.execute<Array<{ name: string }>>('qom-list', { path: '/machine/peripheral' })).map((c) => c.name));
 
 const nodeNames = async (qmp: QmpClient): Promise<Set<string>> =>
@@ -45,7 +46,7 @@ export const plugDisk = async (qmp: QmpClient, disk: DiskModel, opts: OperationO
   const path = sourcePath(disk);
   if (!path) throw new VirtError('xml-error', `XML error: disk '${disk.target.dev}' has no source`);
   const ids = diskIds(disk);
-  if ((await peripherals(qmp)).has(ids.device)) return;
+  if ((await presentDevices(qmp)).has(ids.device)) return;
   const format = disk.driver?.type ?? 'raw';
   const readOnly = disk.readonly;
   const nodes = await nodeNames(qmp);
@@ -101,7 +102,7 @@ const nodeOf = async (qmp: QmpClient, device: string): Promise<string | undefine
 export const unplugDisk = async (qmp: QmpClient, disk: DiskModel, timing: UnplugTiming, name: string, opts: OperationOptions = {}): Promise<void> => {
   const ids = diskIds(disk);
   if ((disk.target.bus ?? 'virtio') !== 'virtio') throw unsupported(`This type of disk cannot be hot unplugged`);
-  if (!(await peripherals(qmp)).has(ids.device)) {
+  if (!(await presentDevices(qmp)).has(ids.device)) {
     // Released while no agent was watching: only its nodes may be left.
     const nodes = await nodeNames(qmp);
     if (nodes.has(ids.format)) await closeNodes(qmp, ids.format);

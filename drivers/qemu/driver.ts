@@ -5,7 +5,7 @@ import { appendFile, mkdir, open, readdir, readFile, rename, rm, unlink, writeFi
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { DiskModel, type DomainDefinition, type InterfaceModel } from '../../contracts/domain/definition.ts';
-import { changeMedia, plugDisk, unplugDisk } from './disk-hotplug.ts';
+import { changeMedia, diskIds, plugDisk, presentDevices, unplugDisk } from './disk-hotplug.ts';
 import type { ObservedState, RuntimeDevices, RuntimeInterface } from '../../contracts/domain/state.ts';
 import type { Duplex } from 'node:stream';
 import { VirtError, isVirtError } from '../../contracts/errors.ts';
@@ -115,6 +115,8 @@ interface DomainRecord {
   ifnames: string[];
   /** The guest's NICs as they are now (boot-time and hot-plugged), by MAC. */
   nics: NicRecord[];
+  /** Disks plugged into the running guest since it started, recorded before qemu has them. */
+  disks?: DiskModel[];
   vncPorts: number[];
   consolePty?: string;
   accel: 'kvm' | 'tcg';
@@ -522,7 +524,19 @@ export class QemuDriver implements HypervisorDriver {
     return this.withLock(def.uuid, async () => {
       const d = await this.find(def.uuid);
       if (!d) throw notRunning();
-      return this.during(d, 'attach-disk', async () => plugDisk(await this.monitor(d), disk, opts));
+      return this.during(d, 'attach-disk', async () => {
+        const dev = disk.target.dev;
+        // Recorded first: a driver that dies before qemu answers still knows what it may have plugged.
+        d.rec.disks = [...(d.rec.disks ?? []).filter((x) => x.target.dev !== dev), disk];
+        await this.persist(d);
+        try {
+          await plugDisk(await this.monitor(d), disk, opts);
+        } catch (e) {
+          d.rec.disks = d.rec.disks.filter((x) => x !== disk);
+          await this.persist(d);
+          throw e;
+        }
+      });
     });
   }
 
@@ -533,8 +547,24 @@ export class QemuDriver implements HypervisorDriver {
       const d = await this.find(def.uuid);
       if (!d) throw notRunning();
       const timing = { timeoutMs: this.opts.unplugTimeoutMs ?? 30_000, retryMs: this.opts.unplugRetryMs ?? 5000 };
-      return this.during(d, 'detach-disk', async () => unplugDisk(await this.monitor(d), disk, timing, d.rec.name, opts));
+      return this.during(d, 'detach-disk', async () => {
+        await unplugDisk(await this.monitor(d), disk, timing, d.rec.name, opts);
+        d.rec.disks = (d.rec.disks ?? []).filter((x) => x.target.dev !== target);
+        await this.persist(d);
+      });
     });
+  }
+
+  /** The boot-time disks and the hot-plugged ones, each as long as qemu still has its device. */
+  async runtimeDisks(def: DomainDefinition): Promise<DiskModel[] | undefined> {
+    await this.ready;
+    const d = await this.find(def.uuid);
+    if (!d || !d.alive) return undefined;
+    const have = await presentDevices(await this.monitor(d));
+    const plugged = (disk: DiskModel) => (disk.target.bus ?? 'virtio') !== 'virtio' || have.has(diskIds(disk).device);
+    const hot = (d.rec.disks ?? []).filter(plugged);
+    const cold = d.rec.def.devices.disks.filter((x) => plugged(x) && !hot.some((h) => h.target.dev === x.target.dev));
+    return [...cold, ...hot];
   }
 
   async updateDisk(def: DomainDefinition, disk: DiskModel, _opts: OperationOptions = {}): Promise<void> {

@@ -3,7 +3,7 @@ import { rename, unlink, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { CrashAction, LifecycleAction, type DiskModel, type DomainDefinition } from '../../contracts/domain/definition.ts';
+import { CrashAction, DiskModel, LifecycleAction, type DomainDefinition } from '../../contracts/domain/definition.ts';
 import { DomainStateName, StateReason, isActive, type ObservedState } from '../../contracts/domain/state.ts';
 import { isVirtError, virtError, type VirtError } from '../../contracts/errors.ts';
 import type { DomainStats } from '../../contracts/domain/stats.ts';
@@ -74,8 +74,8 @@ const Guest = z.object({
   onCrash: CrashAction,
   boots: z.number().int().nonnegative(),
   reboots: z.number().int().nonnegative(),
-  /** The disks the running guest has, by target, with the path of their media ('' for none). */
-  disks: z.record(z.string(), z.string()).optional(),
+  /** The disks the running guest has, by target. */
+  disks: z.record(z.string(), DiskModel).optional(),
 });
 type Guest = z.infer<typeof Guest>;
 
@@ -265,10 +265,10 @@ export class TestDriver implements HypervisorDriver {
       const disks = this.disksOf(g, def);
       const dev = disk.target.dev;
       if (dev in disks) {
-        if (disks[dev] === mediaOf(disk)) return null;
+        if (mediaOf(disks[dev]!) === mediaOf(disk)) return null;
         throw virtError('operation-failed', `target ${dev} already exists`);
       }
-      return { ...g, disks: { ...disks, [dev]: mediaOf(disk) } };
+      return { ...g, disks: { ...disks, [dev]: disk } };
     }).then(() => undefined);
   }
 
@@ -288,20 +288,20 @@ export class TestDriver implements HypervisorDriver {
       const disks = this.disksOf(g, def);
       const dev = disk.target.dev;
       if (!(dev in disks)) throw virtError('internal-error', `No device with bus '${disk.target.bus ?? ''}' and target '${dev}'`);
-      return disks[dev] === mediaOf(disk) ? null : { ...g, disks: { ...disks, [dev]: mediaOf(disk) } };
+      return mediaOf(disks[dev]!) === mediaOf(disk) ? null : { ...g, disks: { ...disks, [dev]: disk } };
     }).then(() => undefined);
   }
 
-  /** The disks the running guest has (target to media path), as the guest itself would list them. */
-  guestDisks(uuid: string): Record<string, string> | undefined {
+  /** The disks the running guest has, as the guest itself would list them; undefined when it is not running. */
+  async runtimeDisks(def: DomainDefinition): Promise<DiskModel[] | undefined> {
     this.refresh();
-    const g = this.guests.get(uuid);
-    return g && isActive(g.state) ? { ...(g.disks ?? {}) } : undefined;
+    const g = this.guests.get(def.uuid);
+    return g && isActive(g.state) ? Object.values(this.disksOf(g, def)) : undefined;
   }
 
   /** A guest booted before disks were tracked has those of the definition it runs. */
-  private disksOf(g: Guest, def: DomainDefinition): Record<string, string> {
-    return g.disks ?? Object.fromEntries(def.devices.disks.map((d) => [d.target.dev, mediaOf(d)]));
+  private disksOf(g: Guest, def: DomainDefinition): Record<string, DiskModel> {
+    return g.disks ?? Object.fromEntries(def.devices.disks.map((d) => [d.target.dev, d]));
   }
 
   /** The guest crashed: on_crash decides what is left, and the change is observed as a hypervisor would. */
@@ -344,7 +344,7 @@ export class TestDriver implements HypervisorDriver {
       boots: g?.boots ?? 0,
       reboots: g?.reboots ?? 0,
       // A guest boots with the disks of its definition; one running keeps those it has.
-      disks: g && isActive(g.state) && g.disks ? g.disks : Object.fromEntries(def.devices.disks.map((d) => [d.target.dev, mediaOf(d)])),
+      disks: g && isActive(g.state) && g.disks ? g.disks : Object.fromEntries(def.devices.disks.map((d) => [d.target.dev, d])),
     };
   }
 

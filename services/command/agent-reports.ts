@@ -89,6 +89,8 @@ export class AgentReports {
           return decide({ type: 'fail', taskId: req.taskId, error: req.error, ...(req.observed ? { observed: req.observed } : {}) }, state, meta.now);
         case 'interfaces':
           return decide({ type: 'observe-interfaces', interfaces: req.interfaces }, state, meta.now);
+        case 'disks':
+          return decide({ type: 'observe-disks', disks: req.disks }, state, meta.now);
         case 'observed':
           return decide({ type: 'observe', state: req.observed.state, reason: req.observed.reason, ...(req.cause ? { cause: req.cause } : {}) }, state, meta.now);
         case 'autostart':

@@ -194,6 +194,10 @@ export class HostAgent {
     observe: (o) => this.observed(o),
     actedRecently: (id) => Date.now() - (this.touched.get(id) ?? 0) < 2 * this.ackWaitMs,
     knowsTask: (id) => this.inFlight.has(id) || this.journal.wasStarted(id) || this.journal.outcome(id) !== undefined,
+    reportDisks: (domainId, disks) =>
+      this.report({ kind: 'disks', reportId: `disks:${this.hostId}:${randomUUID()}`, domainId, disks }).catch((e) =>
+        this.log.warn('could not report disks', { domainId, error: String(e) }),
+      ),
     runMissed: async (task) => {
       if (this.inFlight.has(task.taskId) || !this.holdsLease) return;
       this.log.warn('resync: running an operation whose task never reached this host', { taskId: task.taskId, op: task.op, domainId: task.domainId });

@@ -1,6 +1,7 @@
 import { isActive } from '../../contracts/domain/state.ts';
 import { DomainOp } from '../../contracts/domain/events.ts';
 import type { DomainTask } from '../../contracts/tasks.ts';
+import type { DiskModel } from '../../contracts/domain/definition.ts';
 import type { DomainView } from '../../contracts/views.ts';
 import type { DomainObservation, HypervisorDriver } from '../../drivers/hypervisor.ts';
 import type { Logger } from '../../platform/log.ts';
@@ -17,6 +18,8 @@ export interface ResyncHost {
   actedRecently(domainId: string): boolean;
   /** Whether the agent has this task running, or has ever started or finished it. */
   knowsTask(taskId: string): boolean;
+  /** Reports the disks a running guest really has, which its live definition does not say. */
+  reportDisks(domainId: string, disks: DiskModel[]): Promise<void>;
   /** Runs a task the host never received, as if it had been delivered (claim, run, report). */
   runMissed(task: DomainTask): Promise<void>;
 }
@@ -26,6 +29,8 @@ export interface ResyncCounts {
   reported: number;
   /** Pending operations whose task never reached the host, run now. */
   missed: number;
+  /** Running guests whose disks differed from their live definition and were reported. */
+  disks: number;
 }
 
 /**
@@ -41,7 +46,7 @@ export interface ResyncCounts {
  *   passed since it was requested so a task merely on its way is not raced.
  */
 export const resync = async (n: Nats, host: ResyncHost, graceMs: number, log: Logger, now = Date.now()): Promise<ResyncCounts> => {
-  const counts: ResyncCounts = { reported: 0, missed: 0 };
+  const counts: ResyncCounts = { reported: 0, missed: 0, disks: 0 };
   const domains = await ownDomains(n, host.hostId);
   for (const v of domains) {
     if (v.hostLost || v.hostId !== host.hostId || host.actedRecently(v.id)) continue;
@@ -55,12 +60,30 @@ export const resync = async (n: Nats, host: ResyncHost, graceMs: number, log: Lo
     if (!actual) continue;
     // Only a difference in whether it runs, or in how it stands while it runs, is news worth a report.
     const differs = isActive(actual.state) !== isActive(v.observed.state) || (isActive(actual.state) && actual.state !== v.observed.state);
-    if (!differs) continue;
+    if (!differs) {
+      if (isActive(actual.state) && (await disksDiffer(host, driver, v, log))) counts.disks++;
+      continue;
+    }
     log.warn('resync: the guest is not as the log says; reporting what the host sees', { domainId: v.id, log: v.observed, host: actual });
     await host.observe({ uuid: v.id, ...actual, cause: 'found by resync' });
     counts.reported++;
   }
   return counts;
+};
+
+/**
+ * A hot-plug that finished on the host after its operation was recorded failed (its report came past
+ * the deadline), or an unplug the guest completed late, leaves the guest with other disks than its
+ * live definition: the host says which it has, and the log follows.
+ */
+const disksDiffer = async (host: ResyncHost, driver: HypervisorDriver, v: DomainView, log: Logger): Promise<boolean> => {
+  const disks = await driver.runtimeDisks?.(v.definition).catch(() => undefined);
+  if (!disks) return false;
+  const key = (l: Array<{ target: { dev: string } }>) => l.map((d) => d.target.dev).sort().join(',');
+  if (key(disks) === key(v.definition.devices.disks)) return false;
+  log.warn('resync: the guest has other disks than the log says; reporting what the host sees', { domainId: v.id, log: key(v.definition.devices.disks), host: key(disks) });
+  await host.reportDisks(v.id, disks);
+  return true;
 };
 
 const CARRIED_BY_TASK = new Set<DomainOp>(['attach-interface', 'detach-interface', 'set-memory', 'set-vcpus', 'attach-disk', 'detach-disk', 'update-disk']);

@@ -12,7 +12,7 @@ import { readLog } from './log-audit.ts';
 describe('disk hot-plug faults', () => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack({ env: { VIRTPLANE_TEST_LATENCY_MS: '1500' } });
+    stack = await startStack({ env: { VIRTPLANE_TEST_LATENCY_MS: '1500', VIRTPLANE_RESYNC_MS: '1000' } });
   }, 60_000);
   afterAll(async () => stack?.stop());
 
@@ -20,7 +20,10 @@ describe('disk hot-plug faults', () => {
     await stack.client.define({ definition: { name, type: 'test', memoryKiB: 65536, vcpus: 1 } });
     await stack.client.outcome(await stack.client.start(name), 30_000);
   };
-  const guestDisks = async (name: string) => ((await testDriverState(stack)).find((g) => g.name === name) as { disks?: Record<string, string> } | undefined)?.disks;
+  const guestDisks = async (name: string) => {
+    const g = (await testDriverState(stack)).find((x) => x.name === name) as { disks?: Record<string, { source?: { file?: string } }> } | undefined;
+    return g?.disks && Object.fromEntries(Object.entries(g.disks).map(([t, d]) => [t, d.source?.file ?? '']));
+  };
   const outcomesOf = async (taskId: string) =>
     (await readLog(stack.nats.nats, 'ev.domain.>'))
       .flatMap((c) => c.events)
@@ -44,6 +47,32 @@ describe('disk hot-plug faults', () => {
     // The resync that follows the restart finds nothing to say: the host and the log agree.
     await sleep(3000);
     expect((await stack.client.get('k1')).version).toBe(v.version);
+  });
+
+  it('an attach the host finishes while nobody can record it: one outcome in the log, and after the resync the live definition is what the guest has', { timeout: 120_000 }, async () => {
+    await define('k4');
+    const accepted = await stack.client.attachDisk('k4', disk('vdb', '/img/k4.img'), { timeoutSeconds: 2 });
+    // Claimed and under way on the host; then the command service is gone until past the deadline.
+    await sleep(500);
+    await stack.kill('command', 'SIGKILL');
+    await sleep(3000);
+    expect(await guestDisks('k4')).toEqual({ vdb: '/img/k4.img' });
+    await stack.start('command');
+    const end = Date.now() + 30_000;
+    let v = await stack.client.get('k4');
+    while ((v.pending || !v.definition.devices.disks.some((d) => d.target.dev === 'vdb')) && Date.now() < end) {
+      await sleep(300);
+      v = await stack.client.get('k4');
+    }
+    expect(v.definition.devices.disks.map((d) => d.target.dev)).toEqual(['vdb']);
+    const outcomes = await outcomesOf(accepted.taskId!);
+    expect(outcomes).toHaveLength(1);
+    const events = (await readLog(stack.nats.nats, `ev.domain.${v.id}`)).flatMap((c) => c.events).map((e) => e.type);
+    // Recorded failed at its deadline: the resync's report is what put the disk in the live definition.
+    if (outcomes[0] === 'DomainOperationFailed') expect(events).toContain('DomainDisksObserved');
+    console.log(JSON.stringify({ lateAttach: outcomes[0], disksObserved: events.includes('DomainDisksObserved') }));
+    // The next boot's definition was never asked to change.
+    expect((await stack.client.get('k4')).nextDefinition?.devices.disks ?? []).toEqual([]);
   });
 
   it('the same command sent twice is one attach; a second attach of the target is refused', { timeout: 60_000 }, async () => {
