@@ -76,6 +76,7 @@ describe('disk verbs on the test driver', () => {
     expect(await targets('hot1')).toEqual(['vda', 'hdc', 'vdb', 'vdc']);
     expect(await targets('hot1', true)).toEqual(['vda', 'hdc', 'vdb']);
     expect((await cli(['dumpxml', 'hot1'])).stdout).toContain("<driver type='qcow2'/>");
+    expect((await cli(['domblklist', 'hot1'])).stdout).toMatch(/^ vdc +\/img\/c\.img$/m);
     const live = await cli(['attach-disk', 'hot1', '/img/d.img', 'vdc']);
     expect(live.stderr.trim().split('\n')).toEqual(['error: Failed to attach disk', 'error: operation failed: target vdc already exists [operation-failed]']);
 
