@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -66,6 +66,27 @@ describe.skipIf(!avail.ok)('QemuDriver disk hot-plug', () => {
     expect(await nodes()).toEqual(['libvirt-vdb-storage']);
     await driver.detachDisk({ ...def, devices: { ...def.devices, disks: [disk()] } }, 'vdb');
     expect(await nodes()).toEqual([]);
+  });
+
+  it('a disk the guest booted with unplugs too, and its nodes close', { timeout: 120_000 }, async () => {
+    await writeFile(join(dir, 'cold.img'), Buffer.alloc(4 << 20));
+    const coldXml = `<disk type='file' device='disk'><source file='${join(dir, 'cold.img')}'/><target dev='vdc' bus='virtio'/></disk>`;
+    const cold = parseDomainXml(tinyGuestXml(guest, { type: avail.kvm ? 'kvm' : 'qemu', name: 'cold', extraCmdline: 'vp.blk=1', devicesXml: coldXml }));
+    await driver.start(cold);
+    try {
+      const coldLog = join(dir, 'qemu', cold.uuid, 'console.log');
+      await waitForConsole(coldLog, 'virtplane-guest: disks [vda ]', { timeoutMs: BOOT_MS });
+      const storage = async () => (await driver.monitorCommand<Array<{ 'node-name': string; file: string }>>(cold.uuid, 'query-named-block-nodes', { flat: true })).filter((n) => n.file === join(dir, 'cold.img'));
+      expect((await storage()).length).toBeGreaterThan(0);
+      await driver.detachDisk(cold, 'vdc');
+      // The guest may have said "disks []" before its driver found vda: count from there.
+      const seen = (await readFile(coldLog, 'utf8')).split('virtplane-guest: disks []').length - 1;
+      await waitForConsole(coldLog, 'virtplane-guest: disks []', { count: seen + 1, timeoutMs: 60_000 });
+      expect(await storage()).toEqual([]);
+      expect(await driver.runtimeDisks(cold)).toEqual([]);
+    } finally {
+      await driver.destroy(cold.uuid);
+    }
   });
 
   it("libvirt's refusals: no cdrom hot-plug, no ide hot-plug, no disk without a source", async () => {
