@@ -78,9 +78,9 @@ describe.skipIf(!avail.ok)('QemuDriver disk hot-plug', () => {
       await waitForConsole(coldLog, 'virtplane-guest: disks [vda ]', { timeoutMs: BOOT_MS });
       const storage = async () => (await driver.monitorCommand<Array<{ 'node-name': string; file: string }>>(cold.uuid, 'query-named-block-nodes', { flat: true })).filter((n) => n.file === join(dir, 'cold.img'));
       expect((await storage()).length).toBeGreaterThan(0);
-      await driver.detachDisk(cold, 'vdc');
       // The guest may have said "disks []" before its driver found vda: count from there.
       const seen = (await readFile(coldLog, 'utf8')).split('virtplane-guest: disks []').length - 1;
+      await driver.detachDisk(cold, 'vdc');
       await waitForConsole(coldLog, 'virtplane-guest: disks []', { count: seen + 1, timeoutMs: 60_000 });
       expect(await storage()).toEqual([]);
       expect(await driver.runtimeDisks(cold)).toEqual([]);
