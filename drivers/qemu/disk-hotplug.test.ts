@@ -68,6 +68,18 @@ describe.skipIf(!avail.ok)('QemuDriver disk hot-plug', () => {
     expect(await nodes()).toEqual([]);
   });
 
+  it('an unplug the guest finished while no driver watched (the agent died waiting): the next run only closes the image', { timeout: 90_000 }, async () => {
+    await driver.attachDisk(def, disk());
+    await driver.monitorCommand(def.uuid, 'device_del', { id: 'virtio-disk1' });
+    const end = Date.now() + 60_000;
+    while ((await devices()).length && Date.now() < end) await new Promise((r) => setTimeout(r, 200));
+    expect(await devices()).toEqual([]);
+    expect(await nodes()).toEqual(['libvirt-vdb-storage']);
+    await driver.detachDisk({ ...def, devices: { ...def.devices, disks: [disk()] } }, 'vdb');
+    expect(await nodes()).toEqual([]);
+    expect(await driver.runtimeDisks(def)).toEqual([]);
+  });
+
   it('a disk the guest booted with unplugs too, and its nodes close', { timeout: 120_000 }, async () => {
     await writeFile(join(dir, 'cold.img'), Buffer.alloc(4 << 20));
     const coldXml = `<disk type='file' device='disk'><source file='${join(dir, 'cold.img')}'/><target dev='vdc' bus='virtio'/></disk>`;
