@@ -3,6 +3,7 @@ import type { VirtplaneClient } from '../client/index.ts';
 import { hostInfo, hostList, parsePageSize } from './format.ts';
 import { installPropagator, tracesExported } from '../platform/telemetry.ts';
 import { registerNetworkCommands } from './network-commands.ts';
+import { registerSecretCommands } from './secret-commands.ts';
 import { registerDomainCommands } from './domain-commands.ts';
 import { registerDomainInfoCommands } from './domain-info-commands.ts';
 import { registerDomainStateCommands } from './domain-state-commands.ts';
@@ -140,6 +141,7 @@ export const buildProgram = (): Command => {
   registerConsoleCommands(program, helpers);
   registerNetworkCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
   registerStorageCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
+  registerSecretCommands(program, helpers);
   registerEditCommands(program, helpers);
   registerHostCommands(program, { out, withClient, json: () => Boolean(globals().json) });
   registerAuthCommands(program, { out, server: () => globals().server, withClient });
