@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { KV } from '@nats-io/kv';
 import { virtError } from '../../contracts/errors.ts';
@@ -54,12 +54,8 @@ export const loadSecretKey = (path: string): Buffer => {
   }
   const mode = statSync(path).mode & 0o777;
   if (mode & 0o077) {
-    // Like ssh with a private key: a key others can read is refused rather than used.
-    try {
-      chmodSync(path, mode & 0o700);
-    } catch {
-      throw new ConfigError(`invalid configuration: secretKeyFile (VIRTPLANE_SECRET_KEY_FILE): ${path} is readable by others (mode ${mode.toString(8)}); make it 0600`);
-    }
+    // Like ssh with a private key: a key others could read may have leaked, so it is refused rather than used.
+    throw new ConfigError(`invalid configuration: secretKeyFile (VIRTPLANE_SECRET_KEY_FILE): ${path} is open to others (mode ${mode.toString(8)}); make it 0600`);
   }
   const key = Buffer.from(text.trim(), 'base64');
   if (key.length !== KEY_BYTES) throw new ConfigError(`invalid configuration: secretKeyFile (VIRTPLANE_SECRET_KEY_FILE): ${path} must hold ${KEY_BYTES} bytes in base64`);
@@ -73,10 +69,10 @@ export class SecretVault {
   private readonly macKey: Buffer;
   private readonly kid: string;
 
-  private constructor(
+  constructor(
     key: Buffer,
-    private readonly disk: KV,
-    private readonly memory: KV,
+    private readonly disk: KV | null,
+    private readonly memory: KV | null,
   ) {
     this.encKey = derive(key, 'encryption');
     this.macKey = derive(key, 'digest');
@@ -89,7 +85,11 @@ export class SecretVault {
 
   newValueId = (): string => randomBytes(16).toString('hex');
 
-  private bucket = (store: ValueStore) => (store === 'memory' ? this.memory : this.disk);
+  private bucket = (store: ValueStore): KV => {
+    const kv = store === 'memory' ? this.memory : this.disk;
+    if (!kv) throw new Error('this vault has no bucket');
+    return kv;
+  };
   private aad = (secretId: string, valueId: string) => Buffer.from(`virtplane-secret:${secretId}:${valueId}`);
 
   /** What the log records of a value: nothing can be learnt from it without the key. */
@@ -99,22 +99,32 @@ export class SecretVault {
 
   /** Encrypts and stores a value; returns its digest for the log. */
   async put(secretId: string, valueId: string, value: Buffer, store: ValueStore): Promise<string> {
+    await this.bucket(store).put(`${secretId}.${valueId}`, this.seal(secretId, valueId, value));
+    return this.digest(secretId, valueId, value);
+  }
+
+  /** The sealed form of a value, bound to its secret and value id. */
+  seal(secretId: string, valueId: string, value: Buffer): string {
     const iv = randomBytes(12);
     const cipher = createCipheriv('aes-256-gcm', this.encKey, iv);
     cipher.setAAD(this.aad(secretId, valueId));
     const ct = Buffer.concat([cipher.update(value), cipher.final()]);
     const sealed: Sealed = { v: FORMAT, kid: this.kid, iv: iv.toString('base64'), tag: cipher.getAuthTag().toString('base64'), ct: ct.toString('base64') };
-    await this.bucket(store).put(`${secretId}.${valueId}`, JSON.stringify(sealed));
-    return this.digest(secretId, valueId, value);
+    return JSON.stringify(sealed);
   }
 
   /** The value the log names, or null when its ciphertext is gone (an ephemeral value after a server restart). */
   async get(secretId: string, valueId: string, store: ValueStore, digest: string): Promise<Buffer | null> {
     const entry = await this.bucket(store).get(`${secretId}.${valueId}`);
     if (!entry || entry.operation !== 'PUT') return null;
+    return this.open(secretId, valueId, new TextDecoder().decode(entry.value), digest);
+  }
+
+  /** Opens a sealed value and checks it is the one the log recorded. */
+  open(secretId: string, valueId: string, text: string, digest: string): Buffer {
     let sealed: Sealed;
     try {
-      sealed = JSON.parse(new TextDecoder().decode(entry.value)) as Sealed;
+      sealed = JSON.parse(text) as Sealed;
     } catch {
       throw virtError('internal-error', `internal error: the stored value of secret '${secretId}' is damaged`);
     }
