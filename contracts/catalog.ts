@@ -18,6 +18,9 @@ import { StorageClaimRequest, StorageReportRequest, StorageTask } from './storag
 import { VolStreamAbort, VolStreamChunk, VolStreamData, VolStreamDataAck, VolStreamFinish, VolStreamFinished, VolStreamOpened, VolStreamOpenRequest, VolStreamRead } from './storage/stream.ts';
 import { PoolGetRequest, PoolListRequest, PoolView, VolGetRequest, VolListRequest, VolumeView } from './storage/views.ts';
 import { ClaimRequest, DomainTask, ReportRequest } from './tasks.ts';
+import { DefineSecretRequest, SecretCommandAccepted, SecretOpRequest, SecretValueReply, SetSecretValueRequest } from './secret/commands.ts';
+import { SecretEventBody } from './secret/events.ts';
+import { SecretGetRequest, SecretListRequest, SecretView } from './secret/views.ts';
 import { ConsoleOpened, ConsoleOpenRequest } from './console.ts';
 import { DomainGetQuery, DomainListRequest, DomainView, HostListRequest, HostView } from './views.ts';
 
@@ -62,6 +65,7 @@ const commandReplies = {
   domain: orError('CommandAccepted', CommandAccepted, 'The command was recorded; `version` is the domain version to wait for.'),
   network: orError('NetworkCommandAccepted', NetworkCommandAccepted, 'The command was recorded.'),
   storage: orError('StorageAccepted', StorageAccepted, 'The command was recorded.'),
+  secret: orError('SecretCommandAccepted', SecretCommandAccepted, 'The command was recorded.'),
 };
 
 const command = (aggregate: string, verb: string, name: string, schema: z.ZodType, reply: Message, what: string): ChannelSpec => ({
@@ -143,6 +147,24 @@ export const CATALOG: ChannelSpec[] = [
   command('vol', 'resize', 'ResizeVolumeRequest', ResizeVolumeRequest, commandReplies.storage, "Change a volume's capacity (virsh vol-resize)."),
   command('vol', 'wipe', 'DeleteVolumeRequest', DeleteVolumeRequest, commandReplies.storage, "Overwrite a volume's content with zeros (virsh vol-wipe)."),
   command('vol', 'clone', 'CloneVolumeRequest', CloneVolumeRequest, commandReplies.storage, 'Copy a volume to a new one in the same pool (virsh vol-clone).'),
+  command('secret', 'define', 'DefineSecretRequest', DefineSecretRequest, commandReplies.secret, 'Define or modify a secret from libvirt secret XML (virsh secret-define).'),
+  command('secret', 'undefine', 'SecretOpRequest', SecretOpRequest, commandReplies.secret, 'Undefine a secret; its value is destroyed (virsh secret-undefine).'),
+  command(
+    'secret',
+    'set-value',
+    'SetSecretValueRequest',
+    SetSecretValueRequest,
+    commandReplies.secret,
+    "Set a secret's value, base64, at most 64 KiB (virsh secret-set-value). The command service seals it with AES-256-GCM under a key it alone holds; the log records only that it was set. Use TLS: the request carries the value.",
+  ),
+  command(
+    'secret',
+    'get-value',
+    'SecretOpRequest',
+    SecretOpRequest,
+    orError('SecretValueReply', SecretValueReply, "The secret's value, base64."),
+    "A secret's value (virsh secret-get-value); refused for a private secret. Records nothing; only principals that may send commands (operators) can ask.",
+  ),
   command(
     'host',
     'maintenance',
@@ -193,6 +215,8 @@ export const CATALOG: ChannelSpec[] = [
   query('pool', 'list', 'PoolListRequest', PoolListRequest, orError('PoolListReply', z.looseObject({ ok: z.literal(true), pools: z.array(PoolView), next: z.string().optional() }), 'A page of pools.'), 'Storage pools, paged.'),
   query('vol', 'get', 'VolGetRequest', VolGetRequest, orError('VolGetReply', z.looseObject({ ok: z.literal(true), volume: VolumeView }), 'One volume.'), 'One volume of a pool.'),
   query('vol', 'list', 'VolListRequest', VolListRequest, orError('VolListReply', z.looseObject({ ok: z.literal(true), volumes: z.array(VolumeView), next: z.string().optional() }), 'A page of volumes.'), 'The volumes of a pool, paged.'),
+  query('secret', 'get', 'SecretGetRequest', SecretGetRequest, orError('SecretGetReply', ok({ secret: SecretView }), 'One secret: its definition and when a value was set; never the value.'), 'One secret by uuid.'),
+  query('secret', 'list', 'SecretListRequest', SecretListRequest, orError('SecretListReply', ok({ secrets: z.array(SecretView), ...page }), 'A page of secrets, by uuid.'), 'Secrets, paged; host agents may not ask.'),
   {
     id: 'hostquery-domain-list',
     address: 'hostquery.{hostId}.domain.list',
@@ -287,6 +311,7 @@ export const CATALOG: ChannelSpec[] = [
       ['network', 'NetworkCommit', z.union([NetworkEventBody, NameClaimRevoked]), 'Events of one network.'],
       ['pool', 'PoolCommit', z.union([StorageEventBody, NameClaimRevoked]), 'Events of one storage pool and its volumes.'],
       ['host', 'HostCommit', HostEventBody, 'Events of one host.'],
+      ['secret', 'SecretCommit', SecretEventBody, 'Events of one secret: its definition, and that a value was set (an id and a keyed digest, never the value).'],
     ] as const
   ).map(
     ([type, name, body, what]): ChannelSpec => ({
@@ -303,7 +328,7 @@ export const CATALOG: ChannelSpec[] = [
     id: 'events-name',
     address: 'ev.name.{scope}.{nameToken}',
     kind: 'event',
-    description: 'Name claims that keep domain, network and pool names unique across the fleet: scope is domain, network or pool, the token the name in unpadded base64url.',
+    description: "Name claims that keep domain, network and pool names, and secrets' usages, unique across the fleet: scope is domain, network, pool or secret (a usage `<type>:<id>`), the token the name in unpadded base64url.",
     message: commitOf('NameClaimCommit', NameClaimed, 'A name claimed for a uuid.'),
     from: 'command',
     to: 'command',
@@ -346,7 +371,7 @@ export const PARAMETERS: Record<string, string> = {
   aggregateId: 'The aggregate uuid.',
   domainId: 'The domain uuid.',
   networkId: 'The network uuid.',
-  scope: 'domain, network or pool.',
+  scope: 'domain, network, pool or secret.',
   nameToken: 'The name in unpadded base64url.',
 };
 

@@ -157,6 +157,14 @@ describe('real messages of a running stack', () => {
     await c.storageOutcome(await c.poolCreate({ xml: `<pool type='dir'><name>doc-transient</name><target><path>${join(dir, 'tpool')}</path></target></pool>`, build: true }), 20_000);
     await c.poolDestroy('doc-transient');
 
+    step('secrets');
+    const sec = await c.secretDefine("<secret><usage type='ceph'><name>doc-ceph</name></usage></secret>");
+    await c.secretSetValue(sec.secretId, Buffer.from('doc'));
+    await c.secretGetValue(sec.secretId);
+    await c.secretGet(sec.secretId, { minVersion: sec.version });
+    await c.secretList();
+    await c.secretUndefine(sec.secretId);
+
     step('create, desc, rename');
     await c.outcome(await c.create({ definition: { name: 'doc-3', memoryKiB: 65536, vcpus: 1 } }), 20_000);
     await c.setMetadata('doc-1', 'description', 'documented');
