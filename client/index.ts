@@ -567,6 +567,11 @@ export class VirtplaneClient {
     return this.storageCommand('pool', 'start', { pool, ...(opts.build ? { build: true } : {}) }, opts);
   }
 
+  /** `virsh pool-autostart [--disable]`: its host starts it when its agent starts. */
+  poolAutostart(pool: string, enable = true, opts?: Omit<CommandOptions, 'timeoutSeconds'>) {
+    return this.storageCommand('pool', 'autostart', { pool, ...(enable ? {} : { disable: true }) }, opts);
+  }
+
   poolDestroy(pool: string, opts?: Omit<CommandOptions, 'timeoutSeconds'>) {
     return this.storageCommand('pool', 'destroy', { pool }, opts);
   }

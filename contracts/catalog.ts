@@ -12,7 +12,7 @@ import { DefineNetworkRequest, NetworkAutostartRequest, NetworkCommandAccepted, 
 import { NetworkEventBody } from './network/events.ts';
 import { NetworkLifecycleEvent } from './network/lifecycle.ts';
 import { NetworkGetRequest, NetworkListRequest, NetworkView } from './network/views.ts';
-import { CloneVolumeRequest, CreatePoolRequest, CreateVolumeRequest, DefinePoolRequest, DeleteVolumeRequest, PoolOpRequest, ResizeVolumeRequest, StartPoolRequest, StorageAccepted } from './storage/commands.ts';
+import { CloneVolumeRequest, CreatePoolRequest, CreateVolumeRequest, DefinePoolRequest, DeleteVolumeRequest, PoolAutostartRequest, PoolOpRequest, ResizeVolumeRequest, StartPoolRequest, StorageAccepted } from './storage/commands.ts';
 import { StorageEventBody } from './storage/events.ts';
 import { StorageClaimRequest, StorageReportRequest, StorageTask } from './storage/tasks.ts';
 import { VolStreamAbort, VolStreamChunk, VolStreamData, VolStreamDataAck, VolStreamFinish, VolStreamFinished, VolStreamOpened, VolStreamOpenRequest, VolStreamRead } from './storage/stream.ts';
@@ -139,6 +139,7 @@ export const CATALOG: ChannelSpec[] = [
   command('pool', 'define', 'DefinePoolRequest', DefinePoolRequest, commandReplies.storage, 'Define a storage pool (virsh pool-define).'),
   ...(['undefine', 'build', 'destroy'] as const).map((verb) => command('pool', verb, 'PoolOpRequest', PoolOpRequest, commandReplies.storage, `virsh pool-${verb}.`)),
   command('pool', 'start', 'StartPoolRequest', StartPoolRequest, commandReplies.storage, 'virsh pool-start (with `build`: --build).'),
+  command('pool', 'autostart', 'PoolAutostartRequest', PoolAutostartRequest, commandReplies.storage, "Start a pool when its host's agent starts, or no longer (virsh pool-autostart [--disable])."),
   command('vol', 'create', 'CreateVolumeRequest', CreateVolumeRequest, commandReplies.storage, 'Create a volume in a pool (virsh vol-create).'),
   command('vol', 'delete', 'DeleteVolumeRequest', DeleteVolumeRequest, commandReplies.storage, 'Delete a volume (virsh vol-delete).'),
   command('pool', 'create', 'CreatePoolRequest', CreatePoolRequest, commandReplies.storage, 'Create and start a pool; a new one is transient (virsh pool-create).'),
@@ -250,6 +251,16 @@ export const CATALOG: ChannelSpec[] = [
     to: 'host-agent',
   },
   {
+    id: 'hostquery-pool-list',
+    address: 'hostquery.{hostId}.pool.list',
+    kind: 'query',
+    description: "A host agent's own pools (to ask for its autostart pools' start when it starts): query.pool.list narrowed to the host the subject names.",
+    message: msg('HostPoolListRequest', PoolListRequest.omit({ host: true }), "The host's pools, paged."),
+    reply: orError('HostPoolListReply', z.looseObject({ ok: z.literal(true), pools: z.array(PoolView), next: z.string().optional() }), "A page of the host's pools."),
+    from: 'host-agent',
+    to: 'projector',
+  },
+  {
     id: 'hostquery-vol-get',
     address: 'hostquery.{hostId}.vol.get',
     kind: 'query',
@@ -284,7 +295,7 @@ export const CATALOG: ChannelSpec[] = [
   report('claim', 'ClaimRequest', ClaimRequest, 'A host agent claims a domain task before acting on it.'),
   report('report', 'ReportRequest', ReportRequest, 'What a host did or saw: a task outcome, an observed state, runtime interfaces.'),
   report('storage-claim', 'StorageClaimRequest', StorageClaimRequest, 'A host agent claims a storage task.'),
-  report('storage-report', 'StorageReportRequest', StorageReportRequest, 'The outcome of a storage task.'),
+  report('storage-report', 'StorageReportRequest', StorageReportRequest, "The outcome of a storage task, or (kind `autostart`) a starting agent's ask for the start of one of its autostart pools."),
 
   {
     id: 'task-domain',

@@ -148,6 +148,8 @@ describe('real messages of a running stack', () => {
     await call(stack.nats.nats.nc, `volstream.${stack.hostId}.abort`, { sessionId: session.sessionId });
     await c.storageOutcome(await c.volDelete('doc-pool', 'd.qcow2'), 20_000);
     await c.storageOutcome(await c.volDelete('doc-pool', 'e.qcow2'), 20_000);
+    await c.poolAutostart('doc-pool');
+    await call(stack.nats.nats.nc, `hostquery.${stack.hostId}.pool.list`, { all: true });
     await c.poolGet('doc-pool', { minVersion: pool.version });
     await c.poolList({ all: true });
     step('await c.storageOutcome(await c.poolDestr');
