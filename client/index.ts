@@ -20,6 +20,7 @@ import { openConsole, type ConsoleOptions, type ConsoleSession } from './console
 import type { NetworkCommandAccepted } from '../contracts/network/commands.ts';
 import { NetworkLifecycleEvent } from '../contracts/network/lifecycle.ts';
 import type { NetworkListRequest, NetworkView } from '../contracts/network/views.ts';
+import type { DhcpLease } from '../contracts/network/leases.ts';
 import type { StorageAccepted } from '../contracts/storage/commands.ts';
 import type { SecretCommandAccepted } from '../contracts/secret/commands.ts';
 import type { SecretListRequest, SecretView } from '../contracts/secret/views.ts';
@@ -298,7 +299,7 @@ export class VirtplaneClient {
   }
 
   /** A live reading only the host's own agent can give: nobody listening means that agent is down. */
-  private async askHost<T>(hostId: string, what: 'domain-stats' | 'node-stats', body: Record<string, unknown>): Promise<T> {
+  private async askHost<T>(hostId: string, what: 'domain-stats' | 'node-stats' | 'dhcp-leases', body: Record<string, unknown>): Promise<T> {
     try {
       return await call<T>(this.nats.nc, subjects.hostRead(hostId, what), body, this.timeoutMs);
     } catch (e) {
@@ -472,6 +473,28 @@ export class VirtplaneClient {
   /** Network lifecycle events (DEFINED, UNDEFINED, STARTED, STOPPED) as they happen, or from the start. */
   netEvents(opts: { networkId?: string; from?: 'new' | 'all'; signal?: AbortSignal } = {}): AsyncGenerator<NetworkLifecycleEvent> {
     return this.feed(subjects.networkLifecycle(opts.networkId ?? '*'), NetworkLifecycleEvent, opts);
+  }
+
+  /**
+   * virsh net-dhcp-leases: each live host's dnsmasq leases of the network, read at that moment (a
+   * network's guests get their addresses from the host they run on). Sorted by MAC, as virsh sorts.
+   */
+  async netDhcpLeases(network: string, opts: { mac?: string } = {}): Promise<DhcpLease[]> {
+    const view = await this.netGet(network);
+    const hosts = (await this.hosts()).filter((h) => h.alive !== false && !h.removed && !h.lost);
+    const per = await Promise.all(
+      hosts.map((h) =>
+        this.askHost<{ leases: DhcpLease[] }>(h.hostId, 'dhcp-leases', { networkId: view.id, name: view.name, ...(opts.mac ? { mac: opts.mac } : {}) }).then(
+          (r) => r.leases,
+          // A host whose agent does not answer has no dnsmasq of ours running to ask.
+          (e: unknown) => {
+            if (isVirtError(e) && e.code === 'operation-failed' && (e.details as { hostId?: string } | undefined)?.hostId === h.hostId) return [];
+            throw e;
+          },
+        ),
+      ),
+    );
+    return per.flat().sort((a, b) => (a.mac < b.mac ? -1 : a.mac > b.mac ? 1 : a.address.localeCompare(b.address)));
   }
 
   // ---- End of networks --------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import { NameClaimRevoked } from './name-claim.ts';
 import { DefineNetworkRequest, NetworkAutostartRequest, NetworkCommandAccepted, NetworkOpRequest } from './network/commands.ts';
 import { NetworkEventBody } from './network/events.ts';
 import { NetworkLifecycleEvent } from './network/lifecycle.ts';
+import { DhcpLeasesReply, DhcpLeasesRequest } from './network/leases.ts';
 import { NetworkGetRequest, NetworkListRequest, NetworkView } from './network/views.ts';
 import { CloneVolumeRequest, CreatePoolRequest, CreateVolumeRequest, DefinePoolRequest, DeleteVolumeRequest, PoolAutostartRequest, PoolOpRequest, ResizeVolumeRequest, StartPoolRequest, StorageAccepted } from './storage/commands.ts';
 import { StorageEventBody } from './storage/events.ts';
@@ -247,6 +248,16 @@ export const CATALOG: ChannelSpec[] = [
     description: "A host's memory now and each NUMA cell's free memory (nodememstats, freecell), asked of that host's agent.",
     message: msg('NodeStatsRequest', NodeStatsRequest, 'Nothing: the subject names the host.'),
     reply: orError('NodeStatsReply', ok({ stats: NodeStats }), 'Total, free, buffers and cached memory, and free memory by cell.'),
+    from: 'client',
+    to: 'host-agent',
+  },
+  {
+    id: 'hostread-dhcp-leases',
+    address: 'hostread.{hostId}.dhcp-leases',
+    kind: 'query',
+    description: "A network's DHCP leases as this host's dnsmasq holds them now (virsh net-dhcp-leases asks every live host). Only operators may ask; only that host answers; nothing is recorded.",
+    message: msg('DhcpLeasesRequest', DhcpLeasesRequest, 'The network, and optionally one MAC address.'),
+    reply: orError('DhcpLeasesReply', ok(DhcpLeasesReply.shape), "The host's leases of the network."),
     from: 'client',
     to: 'host-agent',
   },

@@ -126,6 +126,7 @@ describe('real messages of a running stack', () => {
     await c.netAutostart('doc-net');
     await c.netGet('doc-net', { minVersion: net.version });
     await c.netList({ all: true });
+    await c.netDhcpLeases('doc-net');
     await c.netUndefine('doc-net');
 
     step('const pool = await');
