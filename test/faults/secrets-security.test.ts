@@ -118,6 +118,14 @@ describe('secret values: only the command service can read them, and it gives th
     expect(await readdir(dataDir)).toContain('secret.key');
   });
 
+  it("DHCP leases too are read only by operators: a host cannot ask another host's, nor answer for it; an auditor cannot ask", async () => {
+    const hostA = await s.as('host-a');
+    const body = { networkId: U, name: 'default' };
+    await refused(call(hostA.nc, subjects.hostRead('host-b', 'dhcp-leases'), body), /hostread\.host-b/);
+    await subscribeRefused(await s.as('host-a'), subjects.hostRead('host-b', 'dhcp-leases'));
+    await refused(call((await s.as('audrey')).nc, subjects.hostRead('host-b', 'dhcp-leases'), body), /hostread\.host-b/);
+  });
+
   it("an admin cannot write the value buckets (to put another secret's ciphertext in place)", async () => {
     const admin = await s.as('admin');
     const values = await admin.kvm.open(BUCKETS.secretValues);
