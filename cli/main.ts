@@ -5,6 +5,7 @@ import { installPropagator, tracesExported } from '../platform/telemetry.ts';
 import { registerNetworkCommands } from './network-commands.ts';
 import { registerSecretCommands } from './secret-commands.ts';
 import { registerPoolAutostart } from './pool-autostart-command.ts';
+import { registerNetUpdate } from './net-update-command.ts';
 import { registerDomainCommands } from './domain-commands.ts';
 import { registerDomainInfoCommands } from './domain-info-commands.ts';
 import { registerDomainStateCommands } from './domain-state-commands.ts';
@@ -144,6 +145,7 @@ export const buildProgram = (): Command => {
   registerStorageCommands(program, { out, withClient, json: () => Boolean(globals().json), usageError: (m) => new UsageError(m) });
   registerSecretCommands(program, helpers);
   registerPoolAutostart(program, helpers);
+  registerNetUpdate(program, helpers);
   registerEditCommands(program, helpers);
   registerHostCommands(program, { out, withClient, json: () => Boolean(globals().json) });
   registerAuthCommands(program, { out, server: () => globals().server, withClient });

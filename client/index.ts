@@ -457,6 +457,11 @@ export class VirtplaneClient {
     return this.networkCommand('destroy', { network }, opts);
   }
 
+  /** virsh net-update: `command` (add, add-first, add-last, delete, modify) of `section` with one element. */
+  netUpdate(network: string, input: { command: string; section: string; xml: string; parentIndex?: number; config?: boolean; live?: boolean }, opts?: CommandOptions) {
+    return this.networkCommand('update', { network, ...input }, opts);
+  }
+
   netAutostart(network: string, enable = true, opts?: CommandOptions) {
     return this.networkCommand('autostart', { network, enable }, opts);
   }

@@ -12,6 +12,7 @@ import { DefineNetworkRequest, NetworkAutostartRequest, NetworkCommandAccepted, 
 import { NetworkEventBody } from './network/events.ts';
 import { NetworkLifecycleEvent } from './network/lifecycle.ts';
 import { DhcpLeasesReply, DhcpLeasesRequest } from './network/leases.ts';
+import { UpdateNetworkRequest } from './network/update.ts';
 import { NetworkGetRequest, NetworkListRequest, NetworkView } from './network/views.ts';
 import { CloneVolumeRequest, CreatePoolRequest, CreateVolumeRequest, DefinePoolRequest, DeleteVolumeRequest, PoolAutostartRequest, PoolOpRequest, ResizeVolumeRequest, StartPoolRequest, StorageAccepted } from './storage/commands.ts';
 import { StorageEventBody } from './storage/events.ts';
@@ -137,6 +138,7 @@ export const CATALOG: ChannelSpec[] = [
   command('network', 'create', 'DefineNetworkRequest', DefineNetworkRequest, commandReplies.network, 'Create and start a network; a new one is transient (virsh net-create).'),
   ...(['undefine', 'start', 'destroy'] as const).map((verb) => command('network', verb, 'NetworkOpRequest', NetworkOpRequest, commandReplies.network, `virsh net-${verb}.`)),
   command('network', 'autostart', 'NetworkAutostartRequest', NetworkAutostartRequest, commandReplies.network, 'virsh net-autostart.'),
+  command('network', 'update', 'UpdateNetworkRequest', UpdateNetworkRequest, commandReplies.network, "Add, delete or modify one ip-dhcp-host or dns-host entry of a network's persistent config (virsh net-update --config; --live is refused)."),
   command('pool', 'define', 'DefinePoolRequest', DefinePoolRequest, commandReplies.storage, 'Define a storage pool (virsh pool-define).'),
   ...(['undefine', 'build', 'destroy'] as const).map((verb) => command('pool', verb, 'PoolOpRequest', PoolOpRequest, commandReplies.storage, `virsh pool-${verb}.`)),
   command('pool', 'start', 'StartPoolRequest', StartPoolRequest, commandReplies.storage, 'virsh pool-start (with `build`: --build).'),

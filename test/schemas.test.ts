@@ -127,6 +127,7 @@ describe('real messages of a running stack', () => {
     await c.netGet('doc-net', { minVersion: net.version });
     await c.netList({ all: true });
     await c.netDhcpLeases('doc-net');
+    await c.netUpdate('doc-net', { command: 'add', section: 'dns-host', xml: "<host ip='192.168.151.9'><hostname>doc</hostname></host>", config: true });
     await c.netUndefine('doc-net');
 
     step('const pool = await');

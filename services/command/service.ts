@@ -26,6 +26,7 @@ import { Dispatcher } from './dispatcher.ts';
 import { DomainCommands } from './domain-commands.ts';
 import { NetworkCommands } from './network-commands.ts';
 import { DefineNetworkRequest, NetworkAutostartRequest, NetworkOpRequest } from '../../contracts/network/commands.ts';
+import { UpdateNetworkRequest } from '../../contracts/network/update.ts';
 import { domainKind, hostKind } from './domain-kind.ts';
 import { NameClaims } from './name-claims.ts';
 import { Repository } from './repository.ts';
@@ -105,6 +106,7 @@ export class CommandService {
     this.subs.push(...api.serve('network', 'start', NetworkOpRequest, (r, meta) => networks.start(r, meta)));
     this.subs.push(...api.serve('network', 'destroy', NetworkOpRequest, (r, meta) => networks.destroy(r, meta)));
     this.subs.push(...api.serve('network', 'autostart', NetworkAutostartRequest, (r, meta) => networks.autostart(r, meta)));
+    this.subs.push(...api.serve('network', 'update', UpdateNetworkRequest, (r, meta) => networks.update(r, meta)));
 
     if (this.opts.secretKey) this.subs.push(...(await serveSecretCommands(this.n, store, this.opts.secretKey, api)));
 
