@@ -164,6 +164,21 @@ describe('secrets through the CLI and the client', () => {
     expect(await live()).toHaveLength(0);
   });
 
+  it('a command service killed (SIGKILL) and started again opens what it sealed before; a ciphertext the log never named is never given', async () => {
+    await cli('secret-define', await file('k.xml', CEPH));
+    await stack.client.secretSetValue(U1, Buffer.from('before the crash'));
+    // What a crash between sealing a value and recording it leaves: a ciphertext no event names.
+    const values = await stack.nats.nats.kvm.open('secret-values');
+    const named = (await readBucket(stack.nats.nats, 'secret-values')).find((e) => e.value !== null && e.key.startsWith(U1))!;
+    await values.put(`${U1}.${'f'.repeat(32)}`, named.value!);
+    await stack.kill('command');
+    await stack.start('command');
+    expect((await stack.client.secretGetValue(U1)).toString()).toBe('before the crash');
+    await stack.client.secretSetValue(U1, Buffer.from('after the crash'));
+    expect((await stack.client.secretGetValue(U1)).toString()).toBe('after the crash');
+    await cli('secret-undefine', U1);
+  }, 60_000);
+
   it.runIf(hasVirsh)("virsh's own lines match, side by side (libvirt's test driver has no secret driver: its refusals are the driver's)", async () => {
     const run = promisify(execFile);
     const virsh = async (...args: string[]) => run('virsh', ['-c', 'test:///default', ...args]).then(
