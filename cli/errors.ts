@@ -58,6 +58,9 @@ const LIBVIRT_PREFIX: Partial<Record<ErrorCode, string>> = {
   'no-network': 'Network not found',
   'no-storage-pool': 'Storage pool not found',
   'no-storage-vol': 'Storage volume not found',
+  'no-secret': 'Secret not found',
+  'invalid-secret': 'Invalid secret',
+  'config-unsupported': 'unsupported configuration',
 };
 
 /** libvirt's message for an error: its number's text, then the detail, unless the detail already starts so. */

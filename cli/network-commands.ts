@@ -4,7 +4,9 @@ import { isActive } from '../contracts/domain/state.ts';
 import { virtError } from '../contracts/errors.ts';
 import { readDocument } from './documents.ts';
 import { feedOptions, runFeed, type FeedOptions } from './event-feed.ts';
-import { domIfAddr, domIfList, interfaceRows, netEventLine, netInfo, netList, type AddressRow } from './network-format.ts';
+import { dhcpLeases, domIfAddr, domIfList, interfaceRows, netEventLine, netInfo, netList, type AddressRow } from './network-format.ts';
+import { VerbFailed } from './errors.ts';
+import { isVirtError } from '../contracts/errors.ts';
 import { parsePageSize } from './format.ts';
 
 /** What cli/main.ts shares with the commands registered here. */
@@ -65,6 +67,24 @@ export const registerNetworkCommands = (program: Command, h: CliHelpers): void =
     .action(async (network: string) => {
       const r = await h.withClient((c) => c.netDestroy(network));
       h.out().result(`Network ${r.name} destroyed`, r);
+    });
+
+  program
+    .command('net-dhcp-leases')
+    .description("print lease info for a given network, read now from each host's DHCP server")
+    .argument('<network>', 'name or uuid')
+    .option('--mac <mac>', 'MAC address')
+    .action(async (network: string, o: { mac?: string }) => {
+      const leases = await h.withClient(async (c) => {
+        try {
+          return await c.netDhcpLeases(network, o.mac ? { mac: o.mac } : {});
+        } catch (e) {
+          if (!isVirtError(e)) throw e;
+          if (e.code === 'no-network') throw new VerbFailed(`failed to get network '${network}'`, e);
+          throw new VerbFailed(`Failed to get leases info for ${network}`, e);
+        }
+      });
+      h.out().result(dhcpLeases(leases), leases);
     });
 
   program

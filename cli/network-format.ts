@@ -1,3 +1,4 @@
+import type { DhcpLease } from '../contracts/network/leases.ts';
 import type { DomainView } from '../contracts/views.ts';
 import { NETWORK_EVENT_LABEL, type NetworkLifecycleEvent } from '../contracts/network/lifecycle.ts';
 import type { NetworkView } from '../contracts/network/views.ts';
@@ -74,4 +75,18 @@ export const domIfAddr = (rows: AddressRow[]): string =>
   table(
     ['Name', 'MAC address', 'Protocol', 'Address'],
     rows.map((r) => [r.name, r.mac, r.protocol, r.address]),
+  );
+
+/** virsh's expiry column: local time, "%Y-%m-%d %H:%M:%S". */
+const localTime = (iso: string): string => {
+  const d = new Date(iso);
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+};
+
+/** virsh net-dhcp-leases: its table, '-' for what a lease lacks. */
+export const dhcpLeases = (leases: DhcpLease[]): string =>
+  table(
+    ['Expiry Time', 'MAC address', 'Protocol', 'IP address', 'Hostname', 'Client ID or DUID'],
+    leases.map((l) => [localTime(l.expiresAt), l.mac, l.family, l.prefix !== undefined ? `${l.address}/${l.prefix}` : l.address, l.hostname ?? '-', l.clientId ?? '-']),
   );

@@ -169,9 +169,12 @@ export const registerStorageCommands = (program: Command, h: StorageCliHelpers):
     .description('list storage pools (active ones unless --all)')
     .option('--all', 'include inactive pools')
     .option('--host <hostId>', 'only pools on this host')
+    .option('--autostart', 'list pools with autostart enabled')
+    .option('--no-autostart', 'list pools with autostart disabled')
     .option('--page-size <n>', 'pools per request (the list is read page by page to the end)', parsePageSize)
-    .action(async (o: { all?: boolean; host?: string; pageSize?: number }) => {
-      const pools = await h.withClient((c) => c.poolList({ all: Boolean(o.all), ...(o.host ? { host: o.host } : {}), ...(o.pageSize ? { pageSize: o.pageSize } : {}) }));
+    .action(async (o: { all?: boolean; host?: string; pageSize?: number; autostart?: boolean }) => {
+      const filter = { all: Boolean(o.all), ...(o.host ? { host: o.host } : {}), ...(o.pageSize ? { pageSize: o.pageSize } : {}), ...(o.autostart !== undefined ? { autostart: o.autostart } : {}) };
+      const pools = await h.withClient((c) => c.poolList(filter));
       h.out().result(poolList(pools), pools);
     });
 

@@ -1,6 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { isVirtError } from '../contracts/errors.ts';
 import { DEFAULT_LIMITS, parseAnyXml } from '../contracts/xml/index.ts';
+import { formatSecretXml, parseSecretXml } from '../contracts/xml/secret.ts';
 
 /**
  * `virtplane validate FILE...`, in the spirit of virt-xml-validate: the root element says what the
@@ -25,6 +26,13 @@ export async function validateFiles(files: string[], opts: { format: boolean }, 
         continue;
       }
       const text = await readFile(file, 'utf8');
+      // A secret has no name and keeps nothing it does not know: its stored form is libvirt's own.
+      if (/^\s*(<\?xml[^>]*>\s*)?(<!--[\s\S]*?-->\s*)*<secret[\s/>]/.test(text)) {
+        const def = parseSecretXml(text, '00000000-0000-0000-0000-000000000000');
+        out(`${file}: ok (secret '${def.uuid}')`);
+        if (opts.format) out(formatSecretXml(def).replace(/\n$/, ''));
+        continue;
+      }
       const { kind, definition } = parseAnyXml(text);
       out(`${file}: ok (${kind} '${definition.name}')`);
       if (opts.format) out(definition.xml!.replace(/\n$/, ''));

@@ -20,7 +20,10 @@ import { openConsole, type ConsoleOptions, type ConsoleSession } from './console
 import type { NetworkCommandAccepted } from '../contracts/network/commands.ts';
 import { NetworkLifecycleEvent } from '../contracts/network/lifecycle.ts';
 import type { NetworkListRequest, NetworkView } from '../contracts/network/views.ts';
+import type { DhcpLease } from '../contracts/network/leases.ts';
 import type { StorageAccepted } from '../contracts/storage/commands.ts';
+import type { SecretCommandAccepted } from '../contracts/secret/commands.ts';
+import type { SecretListRequest, SecretView } from '../contracts/secret/views.ts';
 import type { StoragePoolDefinitionInput, StorageVolumeDefinitionInput } from '../contracts/storage/definition.ts';
 import type { PoolListRequest, PoolView, TaskOutcomeView, VolumeView } from '../contracts/storage/views.ts';
 import { downloadVolume, uploadVolume, type StreamTarget, type TransferResult } from './volume-stream.ts';
@@ -35,6 +38,7 @@ const COMMAND_RESEND = { resendAfterMs: 10_000 };
 export type { CommandAccepted, DomainView, HostView, LifecycleEvent };
 export type { NetworkCommandAccepted, NetworkLifecycleEvent, NetworkView };
 export type { PoolView, StorageAccepted, VolumeView };
+export type { SecretCommandAccepted, SecretView };
 export type { ConsoleEnd, ConsoleOptions, ConsoleSession } from './console.ts';
 
 export interface CommandOptions {
@@ -106,7 +110,7 @@ export class VirtplaneClient {
    * version answers "not found" only from views at or past it. Views still behind (a projector
    * restarting) are waited for up to `waitMs`; then the command returns anyway, as it was accepted.
    */
-  async reflect(kind: 'domain' | 'network' | 'pool', id: string, version: number, waitMs = REFLECT_WAIT_MS): Promise<void> {
+  async reflect(kind: 'domain' | 'network' | 'pool' | 'secret', id: string, version: number, waitMs = REFLECT_WAIT_MS): Promise<void> {
     const deadline = Date.now() + waitMs;
     for (;;) {
       const left = Math.max(0, Math.min(10_000, deadline - Date.now()));
@@ -115,7 +119,7 @@ export class VirtplaneClient {
         return;
       } catch (e) {
         const code = (e as { code?: string })?.code;
-        if (code === 'no-domain' || code === 'no-network' || code === 'no-storage-pool') return;
+        if (code === 'no-domain' || code === 'no-network' || code === 'no-storage-pool' || code === 'no-secret') return;
         if ((code === 'timeout' || noResponders(e)) && Date.now() < deadline) {
           await new Promise((r) => setTimeout(r, 100));
           continue;
@@ -126,7 +130,7 @@ export class VirtplaneClient {
     }
   }
 
-  private async reflected<T>(sent: Promise<T>, kind: 'domain' | 'network' | 'pool', id: (r: T) => string, version: (r: T) => number): Promise<T> {
+  private async reflected<T>(sent: Promise<T>, kind: 'domain' | 'network' | 'pool' | 'secret', id: (r: T) => string, version: (r: T) => number): Promise<T> {
     const r = await sent;
     if (this.readYourWrites) await this.reflect(kind, id(r), version(r));
     return r;
@@ -318,7 +322,7 @@ export class VirtplaneClient {
   }
 
   /** A live reading only the host's own agent can give: nobody listening means that agent is down. */
-  private async askHost<T>(hostId: string, what: 'domain-stats' | 'node-stats', body: Record<string, unknown>): Promise<T> {
+  private async askHost<T>(hostId: string, what: 'domain-stats' | 'node-stats' | 'dhcp-leases', body: Record<string, unknown>): Promise<T> {
     try {
       return await call<T>(this.nats.nc, subjects.hostRead(hostId, what), body, this.timeoutMs);
     } catch (e) {
@@ -476,6 +480,11 @@ export class VirtplaneClient {
     return this.networkCommand('destroy', { network }, opts);
   }
 
+  /** virsh net-update: `command` (add, add-first, add-last, delete, modify) of `section` with one element. */
+  netUpdate(network: string, input: { command: string; section: string; xml: string; parentIndex?: number; config?: boolean; live?: boolean }, opts?: CommandOptions) {
+    return this.networkCommand('update', { network, ...input }, opts);
+  }
+
   netAutostart(network: string, enable = true, opts?: CommandOptions) {
     return this.networkCommand('autostart', { network, enable }, opts);
   }
@@ -494,7 +503,73 @@ export class VirtplaneClient {
     return this.feed(subjects.networkLifecycle(opts.networkId ?? '*'), NetworkLifecycleEvent, opts);
   }
 
+  /**
+   * virsh net-dhcp-leases: each live host's dnsmasq leases of the network, read at that moment (a
+   * network's guests get their addresses from the host they run on). Sorted by MAC, as virsh sorts.
+   */
+  async netDhcpLeases(network: string, opts: { mac?: string } = {}): Promise<DhcpLease[]> {
+    const view = await this.netGet(network);
+    const hosts = (await this.hosts()).filter((h) => h.alive !== false && !h.removed && !h.lost);
+    const per = await Promise.all(
+      hosts.map((h) =>
+        this.askHost<{ leases: DhcpLease[] }>(h.hostId, 'dhcp-leases', { networkId: view.id, name: view.name, ...(opts.mac ? { mac: opts.mac } : {}) }).then(
+          (r) => r.leases,
+          // A host whose agent does not answer has no dnsmasq of ours running to ask.
+          (e: unknown) => {
+            if (isVirtError(e) && e.code === 'operation-failed' && (e.details as { hostId?: string } | undefined)?.hostId === h.hostId) return [];
+            throw e;
+          },
+        ),
+      ),
+    );
+    return per.flat().sort((a, b) => (a.mac < b.mac ? -1 : a.mac > b.mac ? 1 : a.address.localeCompare(b.address)));
+  }
+
   // ---- End of networks --------------------------------------------------------------------------
+
+  // ---- Secrets ----------------------------------------------------------------------------------
+
+  private secretCommand<T extends { secretId: string; version?: number }>(verb: string, body: Record<string, unknown>, opts: Omit<CommandOptions, 'timeoutSeconds'> = {}): Promise<T> {
+    return call<T>(
+      this.nats.nc,
+      this.commandSubject('secret', verb),
+      { ...body, commandId: opts.commandId ?? randomUUID(), actor: this.actor, ...(opts.correlationId ? { correlationId: opts.correlationId } : {}) },
+      this.timeoutMs,
+      COMMAND_RESEND,
+    );
+  }
+
+  /** `virsh secret-define`: libvirt secret XML; a document without <uuid> gets one. */
+  secretDefine(xml: string, opts?: CommandOptions) {
+    return this.reflected(this.secretCommand<SecretCommandAccepted>('define', { xml }, opts), 'secret', (r) => r.secretId, (r) => r.version);
+  }
+
+  secretUndefine(secret: string, opts?: CommandOptions) {
+    return this.reflected(this.secretCommand<SecretCommandAccepted>('undefine', { secret }, opts), 'secret', (r) => r.secretId, (r) => r.version);
+  }
+
+  /** Sets a secret's value (bytes); it is sent base64 to the command service, which alone can read it back. */
+  secretSetValue(secret: string, value: Uint8Array, opts?: CommandOptions) {
+    const sent = this.secretCommand<SecretCommandAccepted>('set-value', { secret, value: Buffer.from(value).toString('base64') }, opts);
+    return this.reflected(sent, 'secret', (r) => r.secretId, (r) => r.version);
+  }
+
+  /** A secret's value: refused for a private secret, and for principals that are not operators. */
+  async secretGetValue(secret: string): Promise<Buffer> {
+    const r = await this.secretCommand<{ secretId: string; value: string }>('get-value', { secret });
+    return Buffer.from(r.value, 'base64');
+  }
+
+  async secretGet(secret: string, opts: { minVersion?: number; waitMs?: number } = {}): Promise<SecretView> {
+    const r = await call<{ secret: SecretView }>(this.nats.nc, subjects.query('secret', 'get'), { secret, ...opts }, (opts.waitMs ?? 5000) + this.timeoutMs);
+    return r.secret;
+  }
+
+  async secretList(filter: Partial<SecretListRequest> = {}): Promise<SecretView[]> {
+    return collect(this.pages<SecretView>(subjects.query('secret', 'list'), 'secrets', filter));
+  }
+
+  // ---- End of secrets ---------------------------------------------------------------------------
 
   // ---- Storage pools and volumes ----------------------------------------------------------------
 
@@ -541,6 +616,11 @@ export class VirtplaneClient {
   /** `build`: build the pool first, as `virsh pool-start --build`. */
   poolStart(pool: string, opts: CommandOptions & { build?: boolean } = {}) {
     return this.storageCommand('pool', 'start', { pool, ...(opts.build ? { build: true } : {}) }, opts);
+  }
+
+  /** `virsh pool-autostart [--disable]`: its host starts it when its agent starts. */
+  poolAutostart(pool: string, enable = true, opts?: Omit<CommandOptions, 'timeoutSeconds'>) {
+    return this.storageCommand('pool', 'autostart', { pool, ...(enable ? {} : { disable: true }) }, opts);
   }
 
   poolDestroy(pool: string, opts?: Omit<CommandOptions, 'timeoutSeconds'>) {

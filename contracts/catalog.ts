@@ -12,13 +12,18 @@ import { NameClaimRevoked } from './name-claim.ts';
 import { DefineNetworkRequest, NetworkAutostartRequest, NetworkCommandAccepted, NetworkOpRequest } from './network/commands.ts';
 import { NetworkEventBody } from './network/events.ts';
 import { NetworkLifecycleEvent } from './network/lifecycle.ts';
+import { DhcpLeasesReply, DhcpLeasesRequest } from './network/leases.ts';
+import { UpdateNetworkRequest } from './network/update.ts';
 import { NetworkGetRequest, NetworkListRequest, NetworkView } from './network/views.ts';
-import { CloneVolumeRequest, CreatePoolRequest, CreateVolumeRequest, DefinePoolRequest, DeleteVolumeRequest, PoolOpRequest, ResizeVolumeRequest, StartPoolRequest, StorageAccepted } from './storage/commands.ts';
+import { CloneVolumeRequest, CreatePoolRequest, CreateVolumeRequest, DefinePoolRequest, DeleteVolumeRequest, PoolAutostartRequest, PoolOpRequest, ResizeVolumeRequest, StartPoolRequest, StorageAccepted } from './storage/commands.ts';
 import { StorageEventBody } from './storage/events.ts';
 import { StorageClaimRequest, StorageReportRequest, StorageTask } from './storage/tasks.ts';
 import { VolStreamAbort, VolStreamChunk, VolStreamData, VolStreamDataAck, VolStreamFinish, VolStreamFinished, VolStreamOpened, VolStreamOpenRequest, VolStreamRead } from './storage/stream.ts';
 import { PoolGetRequest, PoolListRequest, PoolView, VolGetRequest, VolListRequest, VolumeView } from './storage/views.ts';
 import { ClaimRequest, DomainTask, ReportRequest } from './tasks.ts';
+import { DefineSecretRequest, SecretCommandAccepted, SecretOpRequest, SecretValueReply, SetSecretValueRequest } from './secret/commands.ts';
+import { SecretEventBody } from './secret/events.ts';
+import { SecretGetRequest, SecretListRequest, SecretView } from './secret/views.ts';
 import { ConsoleOpened, ConsoleOpenRequest } from './console.ts';
 import { DomainGetQuery, DomainListRequest, DomainView, HostListRequest, HostView } from './views.ts';
 
@@ -63,6 +68,7 @@ const commandReplies = {
   domain: orError('CommandAccepted', CommandAccepted, 'The command was recorded; `version` is the domain version to wait for.'),
   network: orError('NetworkCommandAccepted', NetworkCommandAccepted, 'The command was recorded.'),
   storage: orError('StorageAccepted', StorageAccepted, 'The command was recorded.'),
+  secret: orError('SecretCommandAccepted', SecretCommandAccepted, 'The command was recorded.'),
 };
 
 const command = (aggregate: string, verb: string, name: string, schema: z.ZodType, reply: Message, what: string): ChannelSpec => ({
@@ -139,9 +145,11 @@ export const CATALOG: ChannelSpec[] = [
   command('network', 'create', 'DefineNetworkRequest', DefineNetworkRequest, commandReplies.network, 'Create and start a network; a new one is transient (virsh net-create).'),
   ...(['undefine', 'start', 'destroy'] as const).map((verb) => command('network', verb, 'NetworkOpRequest', NetworkOpRequest, commandReplies.network, `virsh net-${verb}.`)),
   command('network', 'autostart', 'NetworkAutostartRequest', NetworkAutostartRequest, commandReplies.network, 'virsh net-autostart.'),
+  command('network', 'update', 'UpdateNetworkRequest', UpdateNetworkRequest, commandReplies.network, "Add, delete or modify one ip-dhcp-host or dns-host entry of a network's persistent config (virsh net-update --config; --live is refused)."),
   command('pool', 'define', 'DefinePoolRequest', DefinePoolRequest, commandReplies.storage, 'Define a storage pool (virsh pool-define).'),
   ...(['undefine', 'build', 'destroy'] as const).map((verb) => command('pool', verb, 'PoolOpRequest', PoolOpRequest, commandReplies.storage, `virsh pool-${verb}.`)),
   command('pool', 'start', 'StartPoolRequest', StartPoolRequest, commandReplies.storage, 'virsh pool-start (with `build`: --build).'),
+  command('pool', 'autostart', 'PoolAutostartRequest', PoolAutostartRequest, commandReplies.storage, "Start a pool when its host's agent starts, or no longer (virsh pool-autostart [--disable])."),
   command('vol', 'create', 'CreateVolumeRequest', CreateVolumeRequest, commandReplies.storage, 'Create a volume in a pool (virsh vol-create).'),
   command('vol', 'delete', 'DeleteVolumeRequest', DeleteVolumeRequest, commandReplies.storage, 'Delete a volume (virsh vol-delete).'),
   command('pool', 'create', 'CreatePoolRequest', CreatePoolRequest, commandReplies.storage, 'Create and start a pool; a new one is transient (virsh pool-create).'),
@@ -150,6 +158,24 @@ export const CATALOG: ChannelSpec[] = [
   command('vol', 'resize', 'ResizeVolumeRequest', ResizeVolumeRequest, commandReplies.storage, "Change a volume's capacity (virsh vol-resize)."),
   command('vol', 'wipe', 'DeleteVolumeRequest', DeleteVolumeRequest, commandReplies.storage, "Overwrite a volume's content with zeros (virsh vol-wipe)."),
   command('vol', 'clone', 'CloneVolumeRequest', CloneVolumeRequest, commandReplies.storage, 'Copy a volume to a new one in the same pool (virsh vol-clone).'),
+  command('secret', 'define', 'DefineSecretRequest', DefineSecretRequest, commandReplies.secret, 'Define or modify a secret from libvirt secret XML (virsh secret-define).'),
+  command('secret', 'undefine', 'SecretOpRequest', SecretOpRequest, commandReplies.secret, 'Undefine a secret; its value is destroyed (virsh secret-undefine).'),
+  command(
+    'secret',
+    'set-value',
+    'SetSecretValueRequest',
+    SetSecretValueRequest,
+    commandReplies.secret,
+    "Set a secret's value, base64, at most 64 KiB (virsh secret-set-value). The command service seals it with AES-256-GCM under a key it alone holds; the log records only that it was set. Use TLS: the request carries the value.",
+  ),
+  command(
+    'secret',
+    'get-value',
+    'SecretOpRequest',
+    SecretOpRequest,
+    orError('SecretValueReply', SecretValueReply, "The secret's value, base64."),
+    "A secret's value (virsh secret-get-value); refused for a private secret. Records nothing; only principals that may send commands (operators) can ask.",
+  ),
   command(
     'host',
     'maintenance',
@@ -200,6 +226,8 @@ export const CATALOG: ChannelSpec[] = [
   query('pool', 'list', 'PoolListRequest', PoolListRequest, orError('PoolListReply', z.looseObject({ ok: z.literal(true), pools: z.array(PoolView), next: z.string().optional() }), 'A page of pools.'), 'Storage pools, paged.'),
   query('vol', 'get', 'VolGetRequest', VolGetRequest, orError('VolGetReply', z.looseObject({ ok: z.literal(true), volume: VolumeView }), 'One volume.'), 'One volume of a pool.'),
   query('vol', 'list', 'VolListRequest', VolListRequest, orError('VolListReply', z.looseObject({ ok: z.literal(true), volumes: z.array(VolumeView), next: z.string().optional() }), 'A page of volumes.'), 'The volumes of a pool, paged.'),
+  query('secret', 'get', 'SecretGetRequest', SecretGetRequest, orError('SecretGetReply', ok({ secret: SecretView }), 'One secret: its definition and when a value was set; never the value.'), 'One secret by uuid.'),
+  query('secret', 'list', 'SecretListRequest', SecretListRequest, orError('SecretListReply', ok({ secrets: z.array(SecretView), ...page }), 'A page of secrets, by uuid.'), 'Secrets, paged; host agents may not ask.'),
   {
     id: 'hostquery-domain-list',
     address: 'hostquery.{hostId}.domain.list',
@@ -231,6 +259,26 @@ export const CATALOG: ChannelSpec[] = [
     reply: orError('NodeStatsReply', ok({ stats: NodeStats }), 'Total, free, buffers and cached memory, and free memory by cell.'),
     from: 'client',
     to: 'host-agent',
+  },
+  {
+    id: 'hostread-dhcp-leases',
+    address: 'hostread.{hostId}.dhcp-leases',
+    kind: 'query',
+    description: "A network's DHCP leases as this host's dnsmasq holds them now (virsh net-dhcp-leases asks every live host). Only operators may ask; only that host answers; nothing is recorded.",
+    message: msg('DhcpLeasesRequest', DhcpLeasesRequest, 'The network, and optionally one MAC address.'),
+    reply: orError('DhcpLeasesReply', ok(DhcpLeasesReply.shape), "The host's leases of the network."),
+    from: 'client',
+    to: 'host-agent',
+  },
+  {
+    id: 'hostquery-pool-list',
+    address: 'hostquery.{hostId}.pool.list',
+    kind: 'query',
+    description: "A host agent's own pools (to ask for its autostart pools' start when it starts): query.pool.list narrowed to the host the subject names.",
+    message: msg('HostPoolListRequest', PoolListRequest.omit({ host: true }), "The host's pools, paged."),
+    reply: orError('HostPoolListReply', z.looseObject({ ok: z.literal(true), pools: z.array(PoolView), next: z.string().optional() }), "A page of the host's pools."),
+    from: 'host-agent',
+    to: 'projector',
   },
   {
     id: 'hostquery-vol-get',
@@ -267,7 +315,7 @@ export const CATALOG: ChannelSpec[] = [
   report('claim', 'ClaimRequest', ClaimRequest, 'A host agent claims a domain task before acting on it.'),
   report('report', 'ReportRequest', ReportRequest, 'What a host did or saw: a task outcome, an observed state, runtime interfaces.'),
   report('storage-claim', 'StorageClaimRequest', StorageClaimRequest, 'A host agent claims a storage task.'),
-  report('storage-report', 'StorageReportRequest', StorageReportRequest, 'The outcome of a storage task.'),
+  report('storage-report', 'StorageReportRequest', StorageReportRequest, "The outcome of a storage task, or (kind `autostart`) a starting agent's ask for the start of one of its autostart pools."),
 
   {
     id: 'task-domain',
@@ -294,6 +342,7 @@ export const CATALOG: ChannelSpec[] = [
       ['network', 'NetworkCommit', z.union([NetworkEventBody, NameClaimRevoked]), 'Events of one network.'],
       ['pool', 'PoolCommit', z.union([StorageEventBody, NameClaimRevoked]), 'Events of one storage pool and its volumes.'],
       ['host', 'HostCommit', HostEventBody, 'Events of one host.'],
+      ['secret', 'SecretCommit', SecretEventBody, 'Events of one secret: its definition, and that a value was set (an id and a keyed digest, never the value).'],
     ] as const
   ).map(
     ([type, name, body, what]): ChannelSpec => ({
@@ -310,7 +359,7 @@ export const CATALOG: ChannelSpec[] = [
     id: 'events-name',
     address: 'ev.name.{scope}.{nameToken}',
     kind: 'event',
-    description: 'Name claims that keep domain, network and pool names unique across the fleet: scope is domain, network or pool, the token the name in unpadded base64url.',
+    description: "Name claims that keep domain, network and pool names, and secrets' usages, unique across the fleet: scope is domain, network, pool or secret (a usage `<type>:<id>`), the token the name in unpadded base64url.",
     message: commitOf('NameClaimCommit', NameClaimed, 'A name claimed for a uuid.'),
     from: 'command',
     to: 'command',
@@ -353,7 +402,7 @@ export const PARAMETERS: Record<string, string> = {
   aggregateId: 'The aggregate uuid.',
   domainId: 'The domain uuid.',
   networkId: 'The network uuid.',
-  scope: 'domain, network or pool.',
+  scope: 'domain, network, pool or secret.',
   nameToken: 'The name in unpadded base64url.',
 };
 

@@ -10,7 +10,7 @@ export type TraceContext = z.infer<typeof TraceContext>;
  */
 export const EventMeta = z.object({
   id: z.string(),
-  aggregateType: z.enum(['domain', 'host', 'network', 'pool', 'name']),
+  aggregateType: z.enum(['domain', 'host', 'network', 'pool', 'secret', 'name']),
   aggregateId: z.string(),
   time: z.iso.datetime(),
   /** The authenticated principal (or, on a server without authentication, what the client claimed). */

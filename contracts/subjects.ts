@@ -7,12 +7,20 @@ export const BUCKETS = {
   hosts: 'views-hosts',
   networks: 'views-networks',
   pools: 'views-pools',
+  secrets: 'views-secrets',
+  /** Secret values, AES-256-GCM ciphertext only, keyed `<secret uuid>.<value id>`: the command service's alone. */
+  secretValues: 'secret-values',
+  /** The same for ephemeral secrets, in server memory: gone with the server, as libvirt's are with the daemon. */
+  secretValuesMemory: 'secret-values-memory',
   hostLiveness: 'host-liveness',
   /** How far the projectors' views have stored the log (one key per set of projections). */
   projectorPosition: 'views-position',
 } as const;
 
-export type AggregateType = 'domain' | 'host' | 'network' | 'pool' | 'name';
+export type AggregateType = 'domain' | 'host' | 'network' | 'pool' | 'secret' | 'name';
+
+/** What a name claim keeps unique: names of domains, networks and pools, and secrets' usages. */
+export type ClaimScope = 'domain' | 'network' | 'pool' | 'secret';
 
 /** Names may hold any character but a subject token may not: encode them. */
 export const nameToken = (name: string): string => Buffer.from(name, 'utf8').toString('base64url') || '_';
@@ -30,7 +38,7 @@ const aggregateToken = (id: string): string => {
 export const subjects = {
   aggregate: (type: AggregateType, id: string) => `ev.${type}.${aggregateToken(id)}`,
   allEvents: 'ev.>',
-  nameClaim: (scope: 'domain' | 'network' | 'pool', name: string) => `ev.name.${scope}.${nameToken(name)}`,
+  nameClaim: (scope: ClaimScope, name: string) => `ev.name.${scope}.${nameToken(name)}`,
   /** A command on a server without authentication: the actor is only what the request claims. */
   command: (aggregate: string, verb: string) => `cmd.${aggregate}.${verb}`,
   /**
@@ -47,7 +55,7 @@ export const subjects = {
    * A live reading an operator asks of one host's agent (a guest's counters, the host's memory):
    * only that host may answer it, and it is never recorded.
    */
-  hostRead: (hostId: string, what: 'domain-stats' | 'node-stats') => `hostread.${hostId}.${what}`,
+  hostRead: (hostId: string, what: 'domain-stats' | 'node-stats' | 'dhcp-leases') => `hostread.${hostId}.${what}`,
   task: (hostId: string) => `task.${hostId}`,
   allTasks: 'task.>',
   lifecycle: (hostId: string, domainId: string) => `lifecycle.${hostId}.${domainId}`,

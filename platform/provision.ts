@@ -83,9 +83,12 @@ export const provision = async (n: Nats, replicas = 1, only?: { streams: string[
     }
   }
   const wanted = (name: string) => !only || only.buckets.includes(name);
-  for (const bucket of [BUCKETS.domains, BUCKETS.hosts, BUCKETS.networks, BUCKETS.pools, BUCKETS.projectorPosition].filter(wanted)) {
+  for (const bucket of [BUCKETS.domains, BUCKETS.hosts, BUCKETS.networks, BUCKETS.pools, BUCKETS.secrets, BUCKETS.projectorPosition].filter(wanted)) {
     await n.kvm.create(bucket, { replicas, history: 1, storage: StorageType.File });
   }
+  // Secret values, as ciphertext only; an ephemeral secret's in memory, as libvirt never writes one to disk.
+  if (wanted(BUCKETS.secretValues)) await n.kvm.create(BUCKETS.secretValues, { replicas, history: 1, storage: StorageType.File });
+  if (wanted(BUCKETS.secretValuesMemory)) await n.kvm.create(BUCKETS.secretValuesMemory, { replicas, history: 1, storage: StorageType.Memory });
   if (wanted(BUCKETS.hostLiveness)) await provisionLiveness(n, replicas);
   if (wanted(DEADLINE_CHECKPOINTS)) await n.kvm.create(DEADLINE_CHECKPOINTS, { replicas, history: 1, storage: StorageType.File });
 };

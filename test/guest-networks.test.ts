@@ -129,6 +129,12 @@ describe.skipIf(!availability.ok)('guests on a virtual network', () => {
     const nicView = v.interfaces[0]!;
     expect(out).toMatch(new RegExp(`^ Name\\s+MAC address\\s+Protocol\\s+Address\\n-+\\n ${nicView.ifname}\\s+${nicView.mac}\\s+ipv4\\s+192\\.168\\.251\\.(1[0-9][0-9])/24\\n$`));
     expect(nicView.addresses).toEqual([expect.objectContaining({ family: 'ipv4', prefix: 24, source: 'lease' })]);
+    // net-dhcp-leases reads the same lease file, live, from the host's agent; --mac as libvirt compares it.
+    const header = ' Expiry Time\\s+MAC address\\s+Protocol\\s+IP address\\s+Hostname\\s+Client ID or DUID\\n-+\\n';
+    const row = ` \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\s+${nicView.mac}\\s+ipv4\\s+192\\.168\\.251\\.1[0-9][0-9]/24\\s+\\S+\\s+\\S+\\n`;
+    expect(await cli('net-dhcp-leases', net)).toMatch(new RegExp(`^${header}${row}$`));
+    expect(await cli('net-dhcp-leases', net, '--mac', nicView.mac.toUpperCase())).toMatch(new RegExp(`^${header}${row}$`));
+    expect(await cli('net-dhcp-leases', net, '--mac', '52:54:00:00:00:99')).toMatch(new RegExp(`^${header}$`));
     await settle(stack.client.destroy('net-dhcp'));
   }, 300_000);
 

@@ -379,6 +379,15 @@ describe('networks through the client and the CLI, end to end', () => {
     });
   }
 
+  it("net-dhcp-leases asks every live host; a host running no dnsmasq has none, and an unknown network is virsh's two lines", async () => {
+    await stack.client.netDefine({ xml: "<network><name>lease-net</name><ip address='192.168.153.1' netmask='255.255.255.0'><dhcp><range start='192.168.153.10' end='192.168.153.20'/></dhcp></ip></network>" });
+    const empty = await virtplane('net-dhcp-leases', 'lease-net');
+    expect(empty).toMatchObject({ code: 0, stdout: ` Expiry Time   MAC address   Protocol   IP address   Hostname   Client ID or DUID\n${'-'.repeat(83)}\n` });
+    const missing = await virtplane('net-dhcp-leases', 'no-such-net');
+    expect(missing).toMatchObject({ code: 1, stderr: "error: failed to get network 'no-such-net'\nerror: Network not found: no network with matching name 'no-such-net' [no-network]\n" });
+    await stack.client.netUndefine('lease-net');
+  });
+
   it('the CLI reports a malformed JSON file as a usage error, and the services keep answering', async () => {
     const file = join(dir, 'bad.json');
     await writeFile(file, '{"name": ');

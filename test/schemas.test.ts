@@ -134,6 +134,8 @@ describe('real messages of a running stack', () => {
     await c.netAutostart('doc-net');
     await c.netGet('doc-net', { minVersion: net.version });
     await c.netList({ all: true });
+    await c.netDhcpLeases('doc-net');
+    await c.netUpdate('doc-net', { command: 'add', section: 'dns-host', xml: "<host ip='192.168.151.9'><hostname>doc</hostname></host>", config: true });
     await c.netUndefine('doc-net');
 
     step('const pool = await');
@@ -156,6 +158,8 @@ describe('real messages of a running stack', () => {
     await call(stack.nats.nats.nc, `volstream.${stack.hostId}.abort`, { sessionId: session.sessionId });
     await c.storageOutcome(await c.volDelete('doc-pool', 'd.qcow2'), 20_000);
     await c.storageOutcome(await c.volDelete('doc-pool', 'e.qcow2'), 20_000);
+    await c.poolAutostart('doc-pool');
+    await call(stack.nats.nats.nc, `hostquery.${stack.hostId}.pool.list`, { all: true });
     await c.poolGet('doc-pool', { minVersion: pool.version });
     await c.poolList({ all: true });
     step('await c.storageOutcome(await c.poolDestr');
@@ -164,6 +168,14 @@ describe('real messages of a running stack', () => {
     await c.poolUndefine('doc-pool');
     await c.storageOutcome(await c.poolCreate({ xml: `<pool type='dir'><name>doc-transient</name><target><path>${join(dir, 'tpool')}</path></target></pool>`, build: true }), 20_000);
     await c.poolDestroy('doc-transient');
+
+    step('secrets');
+    const sec = await c.secretDefine("<secret><usage type='ceph'><name>doc-ceph</name></usage></secret>");
+    await c.secretSetValue(sec.secretId, Buffer.from('doc'));
+    await c.secretGetValue(sec.secretId);
+    await c.secretGet(sec.secretId, { minVersion: sec.version });
+    await c.secretList();
+    await c.secretUndefine(sec.secretId);
 
     step('create, desc, rename');
     await c.outcome(await c.create({ definition: { name: 'doc-3', memoryKiB: 65536, vcpus: 1 } }), 20_000);

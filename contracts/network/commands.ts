@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { CommandHeader, JsonDefinition } from '../domain/commands.ts';
 import { ObjectRef } from '../ids.ts';
 import type { NetworkDefinition } from './definition.ts';
+import type { NetworkUpdate } from './update.ts';
 
 /** A network is addressed by uuid or by name, as virsh accepts either. */
 export const NetworkRef = ObjectRef;
@@ -32,7 +33,9 @@ export type NetworkCommand =
   | { type: 'undefine' }
   | { type: 'start' }
   | { type: 'destroy' }
-  | { type: 'autostart'; enable: boolean };
+  | { type: 'autostart'; enable: boolean }
+  /** virsh net-update (contracts/network/update.ts); `config`/`live` as given, neither meaning --current. */
+  | { type: 'update'; update: NetworkUpdate; config: boolean; live: boolean };
 
 export const NetworkCommandAccepted = z.object({
   ok: z.literal(true),

@@ -4,6 +4,7 @@ import type { NetworkEventBody } from './events.ts';
 import { virtError } from '../errors.ts';
 import type { Envelope } from '../envelope.ts';
 import { applyRevocation, requireLiveClaim, type ClaimFence } from '../name-claim.ts';
+import { applyNetworkUpdate } from './update.ts';
 
 /**
  * The network decider: pure, with the checks and messages of libvirt's test driver (testNetwork*),
@@ -92,6 +93,9 @@ export const decideNetwork = (cmd: NetworkCommand, s: NetworkAggregate, _now: Da
       requireNetwork(s);
       // A flag only, as in libvirt; setting it to what it already is records nothing.
       return s.autostart === cmd.enable ? [] : [{ type: 'NetworkAutostartSet', data: { autostart: cmd.enable } }];
+    case 'update':
+      requireNetwork(s);
+      return decideUpdate(cmd, s);
   }
 };
 
@@ -143,9 +147,25 @@ export const evolveNetwork = (s: NetworkAggregate, e: Envelope<NetworkEventBody>
     }
     case 'NetworkAutostartSet':
       return { ...base, autostart: e.data.autostart };
+    case 'NetworkUpdated':
+      return s.active ? { ...base, nextDefinition: e.data.definition } : { ...base, definition: e.data.definition };
     default:
       // A type this code does not know (written by a newer version, or by hand): the log is still
       // the truth, so the aggregate moves past it unchanged rather than stopping every reader on it.
       return base;
   }
+};
+
+/**
+ * networkUpdate's flags: --current is the live network when it runs, else its config. Only the
+ * config is offered: a running network's hosts would have to rewrite their dnsmasq in step, which
+ * they do not yet, so --live is refused rather than recorded and not done.
+ */
+const decideUpdate = (cmd: Extract<NetworkCommand, { type: 'update' }>, s: NetworkAggregate): NetworkEventBody[] => {
+  const live = cmd.live || (!cmd.config && s.active);
+  if (live && !s.active) throw virtError('operation-invalid', 'network is not running');
+  if (live) throw virtError('operation-unsupported', `updating the live state of network '${s.name}' is not supported: update its persistent config (--config), which applies when it next starts`);
+  if (!s.persistent) throw virtError('operation-invalid', 'cannot change persistent config of a transient network');
+  const base = s.active ? (s.nextDefinition ?? s.definition) : s.definition;
+  return [{ type: 'NetworkUpdated', data: { definition: applyNetworkUpdate(base!, cmd.update) } }];
 };

@@ -25,6 +25,8 @@ export const NetworkEventBody = z.discriminatedUnion('type', [
   z.object({ type: z.literal('NetworkStarted'), data: z.object({}) }),
   z.object({ type: z.literal('NetworkDestroyed'), data: z.object({}) }),
   z.object({ type: z.literal('NetworkAutostartSet'), data: z.object({ autostart: z.boolean() }) }),
+  /** virsh net-update --config: the persistent definition after the update (of an active network, the one for its next start). */
+  z.object({ type: z.literal('NetworkUpdated'), data: z.object({ definition: NetworkDefinition }) }),
   NameClaimRevoked,
 ]);
 export type NetworkEventBody = z.infer<typeof NetworkEventBody>;

@@ -21,7 +21,7 @@ export const NetworkLifecycleEvent = z.object({
 });
 export type NetworkLifecycleEvent = z.infer<typeof NetworkLifecycleEvent>;
 
-/** The lifecycle event one stored network event stands for; autostart changes send none, as in libvirt. */
+/** The lifecycle event one stored network event stands for; autostart changes and net-update send none, as in libvirt. */
 export const networkLifecycleFor = (e: NetworkEventBody): NetworkLifecycleType | null => {
   switch (e.type) {
     case 'NetworkDefined':
@@ -35,6 +35,7 @@ export const networkLifecycleFor = (e: NetworkEventBody): NetworkLifecycleType |
     case 'NetworkDestroyed':
       return 'STOPPED';
     case 'NetworkAutostartSet':
+    case 'NetworkUpdated':
     case 'NameClaimRevoked':
       return null;
   }

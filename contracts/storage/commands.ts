@@ -40,6 +40,13 @@ export const PoolOpRequest = CommandHeader.extend({
 export type PoolOpRequest = z.infer<typeof PoolOpRequest>;
 
 export const StartPoolRequest = PoolOpRequest.extend({ build: z.boolean().optional() });
+
+export const PoolAutostartRequest = CommandHeader.extend({
+  pool: PoolRef,
+  /** virsh pool-autostart marks the pool unless --disable. */
+  disable: z.boolean().optional(),
+});
+export type PoolAutostartRequest = z.infer<typeof PoolAutostartRequest>;
 export type StartPoolRequest = z.infer<typeof StartPoolRequest>;
 
 export const CreateVolumeRequest = CommandHeader.extend({
@@ -95,6 +102,9 @@ export type StorageCommand =
   | { type: 'vol-resize'; name: string; capacityBytes: number; delta: boolean; shrink: boolean; timeoutMs: number }
   | { type: 'vol-wipe'; name: string; timeoutMs: number }
   | { type: 'vol-clone'; name: string; newName: string; timeoutMs: number }
+  | { type: 'set-autostart'; autostart: boolean }
+  /** A host agent that starts asks for its inactive autostart pool's start (contracts/storage/autostart.ts). */
+  | { type: 'autostart-boot'; hostId: string; timeoutMs: number }
   | { type: 'complete'; taskId: string; result: StorageResult }
   | { type: 'fail'; taskId: string; error: VirtErrorBody }
   | { type: 'expire'; taskId: string };

@@ -4,6 +4,7 @@ import { virtError, type VirtErrorBody } from '../errors.ts';
 import { formatVolumeXml } from '../xml/index.ts';
 import type { StorageCommand, StorageResult } from './commands.ts';
 import type { StoragePoolDefinition, StorageVolumeDefinition } from './definition.ts';
+import { decidePoolFlags, evolvePoolFlags } from './autostart.ts';
 import { STORAGE_INTENTS, type PoolStats, type StorageEventBody, type StorageOp, type VolumeInfo } from './events.ts';
 
 /**
@@ -64,6 +65,8 @@ export interface PoolAggregate extends ClaimFence {
   persistent?: boolean;
   hostId: string;
   active: boolean;
+  /** virsh pool-autostart; absent when off (contracts/storage/autostart.ts). */
+  autostart?: boolean;
   stats: PoolStats | null;
   /** Build or start in flight. */
   pending: StoragePending | null;
@@ -358,6 +361,13 @@ export const decide = (cmd: StorageCommand, s0: PoolAggregate, now: Date): Stora
       requireActive(s);
       if (inFlight(s).length > 0) throw asyncJobs(s);
       return decided([{ type: 'PoolDestroyed', data: {} }]);
+    case 'set-autostart':
+      requirePool(s);
+      return decided(decidePoolFlags(cmd, s, isPersistent(s), () => []));
+    case 'autostart-boot': {
+      const events = decidePoolFlags(cmd, s, isPersistent(s), () => decide({ type: 'start', build: false, timeoutMs: cmd.timeoutMs }, s, now));
+      return events.length > 0 ? decided(events) : [];
+    }
     case 'vol-create': {
       requireActive(s);
       if (findVolume(s, cmd.volume.name)) throw virtError('operation-failed', `storage volume '${cmd.volume.name}' exists already`);
@@ -447,7 +457,9 @@ const pendingFrom = (op: StorageOp, e: Envelope<StorageEventBody> & { data: { de
   deadline: e.data.deadline,
 });
 
-export const evolve = (s: PoolAggregate, e: Envelope<StorageEventBody>): PoolAggregate => {
+export const evolve = (s: PoolAggregate, e: Envelope<StorageEventBody>): PoolAggregate => evolvePoolFlags(s, evolvePool(s, e), e.type, e.data);
+
+const evolvePool = (s: PoolAggregate, e: Envelope<StorageEventBody>): PoolAggregate => {
   const recentCommands: Array<[string, number]> = s.recentCommands.some(([id]) => id === e.commandId)
     ? s.recentCommands
     : [...s.recentCommands, [e.commandId, e.version] as [string, number]].slice(-RECENT_COMMANDS);

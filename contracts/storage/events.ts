@@ -65,6 +65,8 @@ export const StorageEventBody = z.discriminatedUnion('type', [
     data: z.object({ taskId: z.string(), stats: PoolStats.optional(), volumes: z.array(VolumeInfo) }),
   }),
   z.object({ type: z.literal('PoolDestroyed'), data: z.object({}) }),
+  /** virsh pool-autostart: the pool's host starts it when its agent starts (contracts/storage/autostart.ts). */
+  z.object({ type: z.literal('PoolAutostartSet'), data: z.object({ autostart: z.boolean() }) }),
   z.object({
     type: z.literal('VolumeCreateRequested'),
     data: z.object({ ...Intent, volume: StorageVolumeDefinition }),

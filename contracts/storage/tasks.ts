@@ -68,5 +68,7 @@ const Report = z.object({
 export const StorageReportRequest = z.discriminatedUnion('kind', [
   Report.extend({ kind: z.literal('completed'), result: StorageResultBody }),
   Report.extend({ kind: z.literal('failed'), error: VirtErrorBody }),
+  /** A host agent that started asks for the start of one of its inactive autostart pools; decided against the log. */
+  Report.omit({ taskId: true }).extend({ kind: z.literal('autostart') }),
 ]);
 export type StorageReportRequest = z.infer<typeof StorageReportRequest>;

@@ -77,6 +77,8 @@ export type PoolGetRequest = z.infer<typeof PoolGetRequest>;
 export const PoolListRequest = z.object({
   /** virsh pool-list shows active pools unless --all. */
   all: z.boolean().default(false),
+  /** virsh pool-list --autostart / --no-autostart. */
+  autostart: z.boolean().optional(),
   host: z.string().optional(),
   minSeq: z.number().int().nonnegative().optional(),
   waitMs: z.number().int().min(0).max(30_000).optional(),
@@ -110,7 +112,7 @@ export const toPoolView = (s: PoolAggregate, updatedAt: string): PoolView => ({
   state: poolStateName(s),
   active: s.active,
   persistent: isPersistent(s),
-  autostart: false,
+  autostart: s.autostart ?? false,
   definition: s.definition!,
   nextDefinition: s.nextDefinition,
   capacityBytes: s.stats?.capacityBytes ?? null,

@@ -54,6 +54,8 @@ export interface DhcpLease {
   address: string;
   family: 'ipv4' | 'ipv6';
   hostname?: string;
+  /** The client id (IPv4) or DUID (IPv6) the guest gave, as dnsmasq recorded it. */
+  clientId?: string;
   expiresAt: string;
 }
 type NetworkRecord = z.infer<typeof RealisedNetworkSchema>;
@@ -689,7 +691,7 @@ export class NetworkHost {
       const text = await readFile(this.dnsmasqFiles(rec.uuid).leases, 'utf8').catch(() => '');
       for (const line of text.split('\n')) {
         // dnsmasq writes: <expiry epoch> <mac> <address> <hostname or *> <client id or *>
-        const [expiry, mac, address, hostname] = line.trim().split(/\s+/);
+        const [expiry, mac, address, hostname, clientId] = line.trim().split(/\s+/);
         if (!expiry || !mac || !address || !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(mac)) continue;
         out.push({
           network: rec.name,
@@ -697,6 +699,7 @@ export class NetworkHost {
           address,
           family: address.includes(':') ? 'ipv6' : 'ipv4',
           ...(hostname && hostname !== '*' ? { hostname } : {}),
+          ...(clientId && clientId !== '*' ? { clientId } : {}),
           expiresAt: new Date(Number(expiry) * 1000).toISOString(),
         });
       }

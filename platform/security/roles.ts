@@ -90,7 +90,7 @@ const kv = (bucket: string, opts: { write: boolean; key?: string }): string[] =>
   ];
 };
 
-const VIEW_BUCKETS = [BUCKETS.domains, BUCKETS.hosts, BUCKETS.networks, BUCKETS.pools];
+const VIEW_BUCKETS = [BUCKETS.domains, BUCKETS.hosts, BUCKETS.networks, BUCKETS.pools, BUCKETS.secrets];
 
 /** Principals that only read and ask: the lifecycle feed (domains and networks). */
 const lifecycleFeed = (): string[] => readStream(STREAMS.lifecycle);
@@ -121,6 +121,9 @@ export const permissionsFor = (role: Role, principal: string): Permissions => {
             ...ownDurable(STREAMS.events, CONSUMERS.storageDispatcher, { manage: true }),
             ...kv(BUCKETS.hostLiveness, { write: true }),
             ...kv(DEADLINE_CHECKPOINTS, { write: true }),
+            // Secret values' ciphertext: nobody else reads or writes these buckets (SECURITY.md, "Secrets").
+            ...kv(BUCKETS.secretValues, { write: true }),
+            ...kv(BUCKETS.secretValuesMemory, { write: true }),
           ],
           deny: othersDurables(STREAMS.events, EVENTS_DURABLES, [CONSUMERS.dispatcher, CONSUMERS.storageDispatcher]),
         },

@@ -8,19 +8,22 @@ import { provision } from '../../platform/provision.ts';
 import { onShutdown } from '../../platform/shutdown.ts';
 import { announceReady, exitOnFailure } from '../../platform/ready.ts';
 import { CommandService } from './service.ts';
+import { SecretKeyConfig, secretKeyPath } from './secret-api.ts';
+import { loadSecretKey } from './secret-vault.ts';
 
 
 initTelemetry();
 const log = createLogger('command');
 exitOnFailure(log, 'command service');
-const cfg = loadConfig(BaseConfig.extend(LeaseTimingFields));
+const cfg = loadConfig(BaseConfig.extend(LeaseTimingFields).extend(SecretKeyConfig.shape));
 const problem = leaseTimingsProblem(cfg);
 if (problem) throw new ConfigError(`invalid configuration: ${problem}`);
+const secretKey = loadSecretKey(secretKeyPath(cfg));
 const health = await serveHealth('command', cfg.healthListen, log);
 const n = await connectNats(resolveNatsUrl(cfg), 'virtplane-command');
 health.watch(n.nc);
 await provision(n, cfg.replicas);
-const service = new CommandService(n, log, { timings: cfg });
+const service = new CommandService(n, log, { timings: cfg, secretKey });
 await service.start();
 await announceReady(log, 'command service ready');
 health.ready();

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { stamp, type CommandMeta } from '../../contracts/envelope.ts';
 import { virtError } from '../../contracts/errors.ts';
 import { isRevoked, type ClaimFence, type NameClaimRevoked } from '../../contracts/name-claim.ts';
-import { subjects } from '../../contracts/subjects.ts';
+import { subjects, type ClaimScope } from '../../contracts/subjects.ts';
 import { loadConfig } from '../../platform/config.ts';
 import { ConcurrencyError, type EventStore } from '../../platform/event-store.ts';
 
@@ -64,7 +64,7 @@ export class NameClaims {
 
   constructor(
     private readonly store: EventStore,
-    private readonly scope: 'domain' | 'network' | 'pool',
+    private readonly scope: ClaimScope,
     opts: { graceMs?: number } = {},
   ) {
     this.graceMs = opts.graceMs ?? loadConfig(ClaimConfig).nameClaimGraceMs;
@@ -127,7 +127,7 @@ export class NameClaims {
         const held = await load(current.uuid);
         const revoked = isRevoked(held, current.seq);
         if (current.uuid === uuid) return revoked ? await this.append(name, uuid, meta, current.seq) : current.seq;
-        if (held.exists && held.name === name) throw virtError('operation-failed', `${what} already exists with uuid ${current.uuid}`);
+        if (held.exists && held.name === name) throw virtError('operation-failed', `${what} already exists with uuid ${current.uuid}`, { holder: current.uuid });
         if (!revoked) {
           // Its define landed after the claim and it has left the name since: no define is in flight
           // on this claim, though one may start (a re-define); the fence settles that race.

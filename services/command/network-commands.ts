@@ -9,6 +9,7 @@ import {
 } from '../../contracts/network/decider.ts';
 import type { NetworkDefinition } from '../../contracts/network/definition.ts';
 import type { NetworkEventBody } from '../../contracts/network/events.ts';
+import { parseNetworkUpdate, type UpdateNetworkRequest } from '../../contracts/network/update.ts';
 import type { CommandMeta } from '../../contracts/envelope.ts';
 import { isVirtError, VirtError } from '../../contracts/errors.ts';
 import { canonicalIdentity, isUuid, uuidFromSeed } from '../../contracts/ids.ts';
@@ -92,6 +93,9 @@ export class NetworkCommands {
   start = (req: NetworkOpRequest, meta: CommandMeta) => this.run(req.network, meta, { type: 'start' });
   destroy = (req: NetworkOpRequest, meta: CommandMeta) => this.run(req.network, meta, { type: 'destroy' });
   autostart = (req: NetworkAutostartRequest, meta: CommandMeta) => this.run(req.network, meta, { type: 'autostart', enable: req.enable });
+  /** virsh net-update: the element is read before the network is looked at; the decider applies it. */
+  update = (req: UpdateNetworkRequest, meta: CommandMeta) =>
+    this.run(req.network, meta, { type: 'update', update: parseNetworkUpdate(req, req.network), config: req.config ?? false, live: req.live ?? false });
 
   private async resolve(ref: string): Promise<{ id: string; byName: boolean; remembered: boolean }> {
     if (isUuid(ref)) return { id: ref.toLowerCase(), byName: false, remembered: false };

@@ -28,6 +28,7 @@ import { DeviceCommands } from './device-commands.ts';
 import { AttachDiskRequest, ChangeMediaRequest, DetachDiskRequest, DeviceXmlRequest } from '../../contracts/domain/devices.ts';
 import { NetworkCommands } from './network-commands.ts';
 import { DefineNetworkRequest, NetworkAutostartRequest, NetworkOpRequest } from '../../contracts/network/commands.ts';
+import { UpdateNetworkRequest } from '../../contracts/network/update.ts';
 import { domainKind, hostKind } from './domain-kind.ts';
 import { NameClaims } from './name-claims.ts';
 import { Repository } from './repository.ts';
@@ -39,12 +40,15 @@ import { KvMirror } from '../../platform/kv-mirror.ts';
 import { provisionLiveness } from '../../platform/provision.ts';
 import { StorageService } from './storage-commands.ts';
 import { commandApi, metaFrom } from './command-api.ts';
+import { serveSecretCommands } from './secret-api.ts';
 
 export interface CommandServiceOptions {
   /** Run the dispatcher in this process (one per deployment is enough; more are safe). */
   dispatcher?: boolean;
   /** Lease timings, validated by the caller; the defaults otherwise. */
   timings?: LeaseTimings;
+  /** The key secret values are sealed under (services/command/secret-vault.ts); no secret verbs without it. */
+  secretKey?: Buffer;
 }
 
 const hostOf = (subject: string) => subject.split('.')[1] ?? '';
@@ -111,6 +115,9 @@ export class CommandService {
     this.subs.push(...api.serve('network', 'start', NetworkOpRequest, (r, meta) => networks.start(r, meta)));
     this.subs.push(...api.serve('network', 'destroy', NetworkOpRequest, (r, meta) => networks.destroy(r, meta)));
     this.subs.push(...api.serve('network', 'autostart', NetworkAutostartRequest, (r, meta) => networks.autostart(r, meta)));
+    this.subs.push(...api.serve('network', 'update', UpdateNetworkRequest, (r, meta) => networks.update(r, meta)));
+
+    if (this.opts.secretKey) this.subs.push(...(await serveSecretCommands(this.n, store, this.opts.secretKey, api)));
 
     this.subs.push(serve(nc, subjects.agent('*', 'register'), q, RegisterHostRequest, (r, m, tp) => reports.register(hostOf(m.subject), r, metaFrom({}, tp)), log));
     this.subs.push(serve(nc, subjects.agent('*', 'claim'), q, ClaimRequest, (r, m) => reports.claim(hostOf(m.subject), r, new Date()), log));

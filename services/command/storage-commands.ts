@@ -10,6 +10,7 @@ import {
   CloneVolumeRequest,
   CreatePoolRequest,
   DeleteVolumeRequest,
+  PoolAutostartRequest,
   PoolOpRequest,
   ResizeVolumeRequest,
   StartPoolRequest,
@@ -146,6 +147,7 @@ export class StorageCommands {
   start = (req: StartPoolRequest, meta: CommandMeta) =>
     this.run(req.pool, meta, () => ({ type: 'start', build: req.build ?? false, timeoutMs: timeoutOf('pool-start', req) }));
   destroy = (req: PoolOpRequest, meta: CommandMeta) => this.run(req.pool, meta, () => ({ type: 'destroy' }));
+  autostart = (req: PoolAutostartRequest, meta: CommandMeta) => this.run(req.pool, meta, () => ({ type: 'set-autostart', autostart: !req.disable }));
 
   async volCreate(req: CreateVolumeRequest, meta: CommandMeta): Promise<StorageAccepted> {
     let volume: StorageVolumeDefinition;
@@ -221,10 +223,16 @@ export class StorageCommands {
     const out = await this.repo.execute(req.poolId, meta, (state) => {
       if (!state.exists) return [];
       if (state.hostId !== subjectHost) throw virtError('unauthorized', `host '${subjectHost}' does not own storage pool ${req.poolId}`);
-      const cmd: StorageCommand = req.kind === 'completed' ? { type: 'complete', taskId: req.taskId, result: req.result } : { type: 'fail', taskId: req.taskId, error: req.error };
+      const cmd: StorageCommand =
+        req.kind === 'completed'
+          ? { type: 'complete', taskId: req.taskId, result: req.result }
+          : req.kind === 'failed'
+            ? { type: 'fail', taskId: req.taskId, error: req.error }
+            : { type: 'autostart-boot', hostId: subjectHost, timeoutMs: DEFAULT_STORAGE_TIMEOUT_MS['pool-start'] };
       return decide(cmd, state, meta.now);
     });
-    return { recorded: out.events.length > 0, version: out.version };
+    const taskId = out.events.find((e) => isIntent(e.type))?.id;
+    return { recorded: out.events.length > 0, version: out.version, ...(taskId ? { taskId } : {}) };
   }
 
   private async accepted(out: Outcome<PoolAggregate>, meta: CommandMeta): Promise<StorageAccepted> {
@@ -279,6 +287,7 @@ export class StorageService {
       ...api.serve('pool', 'build', PoolOpRequest, (r, meta) => c.build(r, meta)),
       ...api.serve('pool', 'start', StartPoolRequest, (r, meta) => c.start(r, meta)),
       ...api.serve('pool', 'destroy', PoolOpRequest, (r, meta) => c.destroy(r, meta)),
+      ...api.serve('pool', 'autostart', PoolAutostartRequest, (r, meta) => c.autostart(r, meta)),
       ...api.serve('vol', 'create', CreateVolumeRequest, (r, meta) => c.volCreate(r, meta)),
       ...api.serve('vol', 'delete', DeleteVolumeRequest, (r, meta) => c.volDelete(r, meta)),
       ...api.serve('pool', 'create', CreatePoolRequest, (r, meta) => c.create(r, meta)),

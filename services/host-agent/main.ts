@@ -20,6 +20,7 @@ import { HostAgent } from './agent.ts';
 import { ConsoleBridge } from './console.ts';
 import { NetworkSync } from './network-sync.ts';
 import { StorageWorker } from './storage-worker.ts';
+import { serveLeaseReads } from './lease-reads.ts';
 import { VolumeStreams } from './volume-streams.ts';
 
 initTelemetry();
@@ -102,6 +103,8 @@ const agent = new HostAgent(
   log,
 );
 await agent.start();
+// virsh net-dhcp-leases: read from this host's lease files when an operator asks.
+const leaseReads = serveLeaseReads(n, cfg.hostId, network, async (name) => (await call<{ network: NetworkView }>(n.nc, subjects.query('network', 'get'), { network: name })).network.definition, log.child('leases'));
 // Streams and storage tasks keep out of each other's files.
 let streams: VolumeStreams | undefined;
 const storage = new StorageWorker(n, { hostId: cfg.hostId, stateDir, ackWaitMs: cfg.ackWaitMs, streamBusy: (p) => streams?.busy(p) ?? false }, log.child('storage'));
@@ -114,6 +117,8 @@ streams.start();
 const consoles = new ConsoleBridge(n, { hostId: cfg.hostId, drivers, heartbeatMs: cfg.consoleHeartbeatMs, idleMs: cfg.consoleIdleMs, windowBytes: cfg.consoleWindowBytes }, log.child('console'));
 consoles.start();
 await storage.start();
+// Off the start path: the lease is already held, and reading the views must not hold up readiness.
+void storage.autostartPools(agent.instanceId).catch((e: unknown) => log.warn('pool autostart failed; the next agent start asks again', { error: String(e) }));
 const networkSync = network ? new NetworkSync(n, network, log.child('network')) : null;
 await networkSync?.start();
 await announceReady(log, 'host agent ready', { hostId: cfg.hostId, stateDir });
@@ -122,6 +127,7 @@ onShutdown(
   log,
   () => n.close(),
   async () => {
+    leaseReads.unsubscribe();
     await consoles.stop();
     await networkSync?.stop();
     await streams?.stop();

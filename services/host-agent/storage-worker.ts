@@ -1,6 +1,7 @@
 import { basename, dirname, join } from 'node:path';
 import type { JsMsg } from '@nats-io/jetstream';
 import { isVirtError, VirtError } from '../../contracts/errors.ts';
+import { askPoolAutostart } from './pool-autostart.ts';
 import { StorageTask, storageSubjects, storageWorkerConsumer, type StorageReportRequest } from '../../contracts/storage/tasks.ts';
 import { STREAMS } from '../../contracts/subjects.ts';
 import { DirPool } from '../../drivers/dir-pool.ts';
@@ -183,6 +184,11 @@ export class StorageWorker {
     if (op === 'pool-start' || op === 'pool-build' || op === 'pool-refresh') return;
     const streamed = paths.find((p) => this.opts.streamBusy?.(p));
     if (streamed) throw new VirtError('operation-invalid', `volume '${basename(streamed)}' is still in use.`);
+  }
+
+  /** Asks for the start of this host's inactive autostart pools (services/host-agent/pool-autostart.ts). */
+  autostartPools(instanceId: string): Promise<number> {
+    return askPoolAutostart(this.n, this.opts.hostId, instanceId, (r) => this.report(r), this.log);
   }
 
   /** Retries until the command service has it: a report is the only record of what the host did. */

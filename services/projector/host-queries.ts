@@ -25,6 +25,19 @@ export const serveHostQueries = (n: Nats, log: Logger): Subscription[] => [
     },
     log,
   ),
+  // The host's own pools, for its agent's autostart at start: query.pool.list with the host filled in.
+  serve(
+    n.nc,
+    subjects.hostQuery('*', 'pool', 'list'),
+    QUEUES.query,
+    z.looseObject({}),
+    async (req, m) => {
+      const host = m.subject.split('.')[1] ?? '';
+      const { ok: _ok, ...reply } = await call(n.nc, subjects.query('pool', 'list'), { ...req, host }, 30_000);
+      return reply;
+    },
+    log,
+  ),
   // A volume of one of the host's own pools, with its pool: what a host checks before streaming it.
   serve(
     n.nc,

@@ -11,6 +11,7 @@ import { Projector } from './projector.ts';
 import { LeaseReader } from './leases.ts';
 import { serveQueries } from './queries.ts';
 import { serveNetworkQueries } from './network-queries.ts';
+import { serveSecretQueries } from './secret-queries.ts';
 import { serveStorageQueries } from './storage-queries.ts';
 import { serveHostQueries } from './host-queries.ts';
 
@@ -29,6 +30,7 @@ await projector.start();
 if (!(await projector.caughtUp())) log.warn('still catching up with the log; answering meanwhile', { seq: projector.lastSeq });
 const subs = serveQueries(n, projector, new LeaseReader(n, log.child('leases')), log);
 subs.push(...serveNetworkQueries(n, projector, log));
+subs.push(...serveSecretQueries(n, projector, log));
 subs.push(...serveStorageQueries(n, projector, log));
 subs.push(...serveHostQueries(n, log));
 // The subscriptions reach the server before anyone is told the queries are served.

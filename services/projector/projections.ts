@@ -9,11 +9,13 @@ import type { NetworkEventBody } from '../../contracts/network/events.ts';
 import { NETWORK_LIFECYCLE_EVENTS, networkLifecycleFor, type NetworkLifecycleEvent } from '../../contracts/network/lifecycle.ts';
 import { evolve as evolvePool, initialPoolState, type PoolAggregate } from '../../contracts/storage/decider.ts';
 import type { StorageEventBody } from '../../contracts/storage/events.ts';
+import { evolveSecret, initialSecretState, type SecretAggregate } from '../../contracts/secret/decider.ts';
+import type { SecretEventBody } from '../../contracts/secret/events.ts';
 import { BUCKETS, subjects } from '../../contracts/subjects.ts';
 import type { RecordedEvent } from '../../platform/event-store.ts';
 import { lifecycleIds, type Projection } from './projection.ts';
 
-/** The four projections of the log, each the decider's own `evolve` behind the one interface. */
+/** The projections of the log, each the decider's own `evolve` behind the one interface. */
 
 const as = <B extends { type: string; data: unknown }>(e: RecordedEvent) => e as unknown as Envelope<B>;
 
@@ -90,4 +92,13 @@ export const poolProjection: Projection<PoolAggregate> = {
   evolve: (s, e) => evolvePool(s, as<StorageEventBody>(e)),
   visible: (s) => s.exists,
   name: (s) => s.name,
+};
+
+/** Secrets' definitions and whether a value is set; the aggregate holds no value to project. */
+export const secretProjection: Projection<SecretAggregate> = {
+  prefix: 'ev.secret.',
+  bucket: BUCKETS.secrets,
+  initial: initialSecretState,
+  evolve: (s, e) => evolveSecret(s, as<SecretEventBody>(e)),
+  visible: (s) => s.exists,
 };

@@ -12,7 +12,8 @@ import { decodeJson, type Nats } from '../../platform/nats.ts';
 import { VersionedKvWriter, type Versioned } from '../../platform/ordered-kv-writer.ts';
 import { LifecyclePublisher } from './lifecycle-publisher.ts';
 import { ProjectionViews } from './projection-views.ts';
-import { domainProjection, hostProjection, networkProjection, poolProjection } from './projections.ts';
+import { domainProjection, hostProjection, networkProjection, poolProjection, secretProjection } from './projections.ts';
+import type { SecretAggregate } from '../../contracts/secret/decider.ts';
 
 /** The key under which the projectors keep how far their views have stored the log. */
 export const POSITION_KEY = 'projector';
@@ -47,6 +48,7 @@ export class Projector {
   hosts!: ProjectionViews<HostAggregate>;
   networks!: ProjectionViews<NetworkAggregate>;
   pools!: ProjectionViews<PoolAggregate>;
+  secrets!: ProjectionViews<SecretAggregate>;
   /** Names this replica in list replies, so an operator (or a test) can tell which one answered. */
   readonly replica = randomUUID();
   /** Stream sequence of the last commit folded into memory. */
@@ -80,7 +82,8 @@ export class Projector {
     this.hosts = await ProjectionViews.open(this.n, hostProjection, retry);
     this.networks = await ProjectionViews.open(this.n, networkProjection, retry);
     this.pools = await ProjectionViews.open(this.n, poolProjection, retry);
-    this.all = [this.domains, this.hosts, this.networks, this.pools] as Array<ProjectionViews<{ version: number }>>;
+    this.secrets = await ProjectionViews.open(this.n, secretProjection, retry);
+    this.all = [this.domains, this.hosts, this.networks, this.pools, this.secrets] as Array<ProjectionViews<{ version: number }>>;
     const positionKv = await this.n.kvm.open(BUCKETS.projectorPosition);
     if (this.opts.rebuild) {
       await positionKv.purge(POSITION_KEY);

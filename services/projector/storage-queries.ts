@@ -95,7 +95,7 @@ export const serveStorageQueries = (n: Nats, p: Projector, log: Logger): Subscri
         await reachSeq(p, req.minSeq, req.waitMs);
         const now = new Date().toISOString();
         const seq = p.lastSeq;
-        const matching = [...pools.values()].filter((s) => (req.all || s.active) && (!req.host || s.hostId === req.host));
+        const matching = [...pools.values()].filter((s) => (req.all || s.active) && (!req.host || s.hostId === req.host) && (req.autostart === undefined || (s.autostart ?? false) === req.autostart));
         const page = pageOf(matching, (s) => [s.name, s.id], (s) => toPoolView(s, now), req, replyBudget(n));
         return { pools: page.items, seq, ...(page.next ? { next: page.next } : {}) };
       },
