@@ -19,7 +19,7 @@ beforeAll(async () => {
   await writeFile(file('vol.xml'), "<volume><name>disk.qcow2</name><capacity unit='G'>10</capacity><target><format type='qcow2'/></target></volume>");
   await writeFile(file('broken.xml'), '<domain type="kvm"><name>x</name>');
   await writeFile(file('nomem.xml'), "<domain type='kvm'><name>x</name><os><type>hvm</type></os></domain>");
-  await writeFile(file('other.xml'), '<secret/>');
+  await writeFile(file('other.xml'), '<nwfilter/>');
   await mkdir(file('adir'));
   await writeFile(file('huge.xml'), Buffer.alloc(5 * 1024 * 1024, 0x20));
 });
@@ -53,7 +53,7 @@ describe('validateFiles', () => {
     expect(lines[0]).toMatch(new RegExp(`^${file('broken.xml')}: error: XML document is not well-formed: Unclosed tag`));
     expect(lines[1]).toBe(`${file('guest.xml')}: ok (domain 'web1')`);
     expect(lines[2]).toContain('error: XML error: Memory size must be specified');
-    expect(lines[3]).toContain('error: unknown root element <secret>');
+    expect(lines[3]).toContain('error: unknown root element <nwfilter>');
     expect(lines[4]).toMatch(/missing\.xml: error: cannot read file: ENOENT/);
     expect(lines[5]).toMatch(/adir: error: cannot read file: not a regular file/);
     expect(lines[6]).toMatch(/huge\.xml: error: XML document rejected: larger than 1048576 bytes/);
