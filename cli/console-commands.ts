@@ -27,7 +27,10 @@ export const registerConsoleCommands = (program: Command, h: CliHelpers): void =
     .argument('<domain>', 'name or uuid')
     .option('--devname <name>', 'the character device (its alias: serial0, console1)')
     .option('--force', 'take the console from a session that holds it')
-    .action(async (domain: string, o: { devname?: string; force?: boolean }) => {
+    // VIR_DOMAIN_CONSOLE_SAFE asks for a driver that gives a console to one session at a time and
+    // never lets another take it unasked: the host agent's console always works so, so --safe is met.
+    .option('--safe', 'only connect if safe console handling is supported (it always is)')
+    .action(async (domain: string, o: { devname?: string; force?: boolean; safe?: boolean }) => {
       await h.withClient(async (c) => {
         const v = await failing(null, domain, () => c.get(domain));
         if (v.hostLost || !isActive(v.observed.state)) throw notRunning('The domain is not running');

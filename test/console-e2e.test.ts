@@ -134,7 +134,8 @@ describe.skipIf(!availability.ok)('the console of a real qemu guest through the 
     expect(first.out.startsWith(BANNER)).toBe(true);
     await first.ask('echo $((6*7))', '42');
 
-    const second = await virtplane('console', 'con');
+    // --safe asks for what every session has: the console to itself, taken only with --force.
+    const second = await virtplane('console', 'con', '--safe');
     expect(second.code).toBe(1);
     expect(second.stdout).toBe(BANNER.trimEnd());
     expect(second.stderr).toBe('error: operation failed: Active console session exists for this domain [operation-failed]');
@@ -157,7 +158,7 @@ describe.skipIf(!availability.ok)('the console of a real qemu guest through the 
     // Ctrl-] leaves; the console is free at once for a session without --force.
     third.type('\x1d');
     expect(await third.exited).toBe(0);
-    const fourth = consoleCli('con');
+    const fourth = consoleCli('con', '--safe');
     await fourth.see(/Escape character/);
     await fourth.ask('echo $((8*8))', '64');
     fourth.type('\x1d');
