@@ -6,6 +6,7 @@ import type { VirtErrorBody } from '../errors.ts';
 import type { DomainOp } from './events.ts';
 import type { DomainStateName, ObservedState, RuntimeDevices, RuntimeInterface, StateReason } from './state.ts';
 import type { ResourceChange } from './resources.ts';
+import { SavePath } from './save-restore.ts';
 
 /** Fields every command request may carry; the client fills them, people need not. */
 export const CommandHeader = z.object({
@@ -90,6 +91,23 @@ export type AutostartDomainRequest = z.infer<typeof AutostartDomainRequest>;
 export const UndefineDomainRequest = DomainOpRequest.extend({ managedSave: z.boolean().optional() });
 export type UndefineDomainRequest = z.infer<typeof UndefineDomainRequest>;
 
+/** virsh save: the running guest's state goes to `file` on its host, and the domain is shut off (saved). */
+export const SaveDomainRequest = DomainOpRequest.extend({ file: SavePath });
+export type SaveDomainRequest = z.infer<typeof SaveDomainRequest>;
+
+/**
+ * virsh restore: `file` on `hostId` (the only host when there is one) holds a saved guest and the
+ * definition it ran with; `paused`/`running` override the state it was saved in.
+ */
+export const RestoreDomainRequest = CommandHeader.extend({
+  file: SavePath,
+  hostId: HostId.optional(),
+  paused: z.boolean().optional(),
+  running: z.boolean().optional(),
+  timeoutSeconds: z.number().positive().max(3600).optional(),
+});
+export type RestoreDomainRequest = z.infer<typeof RestoreDomainRequest>;
+
 /** What the decider sees: names already resolved, definitions parsed, placement chosen. */
 export type DomainCommand =
   /** `claimSeq`: the name claim the define relies on (contracts/name-claim.ts). */
@@ -117,6 +135,10 @@ export type DomainCommand =
   /** virsh managedsave: the guest's state is saved on its host and the domain shut off (saved). */
   | { type: 'managedsave'; timeoutMs: number }
   | { type: 'managedsave-remove' }
+  /** virsh save: to `file` on the domain's host (save-restore.ts). */
+  | { type: 'save'; file: string; timeoutMs: number }
+  /** virsh restore: the definition the image on `hostId` records, started from `file`. */
+  | { type: 'restore'; definition: DomainDefinition; hostId: string; claimSeq: number; file: string; paused: boolean; timeoutMs: number }
   | { type: 'set-autostart'; autostart: boolean }
   /** The domain's host agent started: a domain marked autostart that is shut off is started. */
   | { type: 'autostart-boot'; hostId: string; timeoutMs: number }
@@ -151,6 +173,7 @@ export const DEFAULT_TIMEOUT_MS: Record<DomainOp, number> = {
   'set-memory': 60_000,
   reset: 60_000,
   managedsave: 300_000,
+  save: 300_000,
 };
 
 const InterfaceScope = {

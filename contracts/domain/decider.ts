@@ -9,6 +9,7 @@ import { formatDomainXml } from '../xml/domain.ts';
 import type { Envelope } from '../envelope.ts';
 import { applyRevocation, requireLiveClaim, type ClaimFence } from '../name-claim.ts';
 import { checkManagedSave, decideFlags, evolveFlags, undefineSaveEvents } from './autostart-save.ts';
+import { checkSave, decideRestore } from './save-restore.ts';
 
 /**
  * The domain decider: pure functions, no I/O. `decide` answers a command with events or throws a
@@ -28,6 +29,8 @@ export interface PendingOperation {
   persistent?: boolean;
   /** set-memory: the balloon's target. */
   memoryKiB?: number;
+  /** save, and a start that restores: the image on the host. */
+  file?: string;
 }
 
 export interface DomainAggregate extends ClaimFence {
@@ -117,6 +120,7 @@ const desiredAfter = (op: DomainOp, paused: boolean, current: DomainStateName): 
       // Plugging a device, resizing the balloon or a reset changes no power state.
       return current;
     case 'managedsave':
+    case 'save':
       return 'shutoff';
     default:
       return DESIRED_AFTER[op](paused);
@@ -143,6 +147,7 @@ interface RequestArgs {
   mac?: string;
   persistent?: boolean;
   memoryKiB?: number;
+  file?: string;
 }
 
 const requestedEvent = (s: DomainAggregate, op: DomainOp, now: Date, timeoutMs: number, args: RequestArgs = {}): DomainEventBody => ({
@@ -156,6 +161,7 @@ const requestedEvent = (s: DomainAggregate, op: DomainOp, now: Date, timeoutMs: 
     ...(args.mac ? { mac: args.mac } : {}),
     ...(args.persistent !== undefined ? { persistent: args.persistent } : {}),
     ...(args.memoryKiB !== undefined ? { memoryKiB: args.memoryKiB } : {}),
+    ...(args.file !== undefined ? { file: args.file } : {}),
   },
 });
 
@@ -201,6 +207,8 @@ const checkTransition = (op: DomainOp, s: DomainAggregate): void => {
       return;
     case 'managedsave':
       return checkManagedSave(s, test);
+    case 'save':
+      return checkSave(s);
   }
 };
 
@@ -334,6 +342,12 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
     case 'managedsave':
       requireDomain(s);
       return decideOperation(cmd.type, s, now, cmd.timeoutMs);
+    case 'save':
+      requireDomain(s);
+      return decideOperation('save', s, now, cmd.timeoutMs, { file: cmd.file });
+    case 'restore':
+      requireHostKnown(s);
+      return decideRestore(cmd, s, (placed) => requestedEvent(placed, 'start', now, cmd.timeoutMs, { paused: cmd.paused, file: cmd.file }));
     case 'set-autostart':
     case 'managedsave-remove':
       requireDomain(s);
@@ -654,7 +668,8 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
     case 'DomainInterfaceDetachRequested':
     case 'DomainMemorySetRequested':
     case 'DomainResetRequested':
-    case 'DomainManagedSaveRequested': {
+    case 'DomainManagedSaveRequested':
+    case 'DomainSaveRequested': {
       const op = OP_OF[e.type];
       // destroy superseding the start of a transient domain shares a commit with the failure it
       // records, and that failure settled the domain away; the start may still be booting the guest,
@@ -677,6 +692,7 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
           ...(e.data.mac ? { mac: e.data.mac } : {}),
           ...(e.data.persistent !== undefined ? { persistent: e.data.persistent } : {}),
           ...(e.data.memoryKiB !== undefined ? { memoryKiB: e.data.memoryKiB } : {}),
+          ...(e.data.file !== undefined ? { file: e.data.file } : {}),
         },
         desired: desiredAfter(op, e.data.paused ?? false, s.desired),
         lastError: null,
@@ -782,6 +798,7 @@ export const OP_OF = {
   DomainMemorySetRequested: 'set-memory',
   DomainResetRequested: 'reset',
   DomainManagedSaveRequested: 'managedsave',
+  DomainSaveRequested: 'save',
 } as const satisfies Record<string, DomainOp>;
 
 /**

@@ -10,7 +10,7 @@ import { DomainResourcesSet } from './resources.ts';
 export const LifecycleOp = z.enum(['start', 'shutdown', 'destroy', 'suspend', 'resume', 'reboot']);
 export type LifecycleOp = z.infer<typeof LifecycleOp>;
 /** reset and managedsave are host operations too, though neither is asked for by a plain power verb. */
-export const DomainOp = z.enum([...LifecycleOp.options, 'attach-interface', 'detach-interface', 'set-memory', 'reset', 'managedsave']);
+export const DomainOp = z.enum([...LifecycleOp.options, 'attach-interface', 'detach-interface', 'set-memory', 'reset', 'managedsave', 'save']);
 export type DomainOp = z.infer<typeof DomainOp>;
 
 export const REQUESTED_EVENT = {
@@ -25,6 +25,7 @@ export const REQUESTED_EVENT = {
   'set-memory': 'DomainMemorySetRequested',
   reset: 'DomainResetRequested',
   managedsave: 'DomainManagedSaveRequested',
+  save: 'DomainSaveRequested',
 } as const satisfies Record<DomainOp, string>;
 
 const Requested = z.object({
@@ -41,6 +42,8 @@ const Requested = z.object({
   persistent: z.boolean().optional(),
   /** set-memory: the balloon's new target in KiB (virsh setmem --live on a running guest). */
   memoryKiB: z.number().int().positive().optional(),
+  /** save: the image to write on the host; start: the image to restore from (virsh restore). */
+  file: z.string().optional(),
 });
 
 const requested = <T extends string>(type: T) => z.object({ type: z.literal(type), data: Requested });
@@ -74,6 +77,7 @@ export const DomainEventBody = z.discriminatedUnion('type', [
   requested('DomainMemorySetRequested'),
   requested('DomainResetRequested'),
   requested('DomainManagedSaveRequested'),
+  requested('DomainSaveRequested'),
   z.object({
     /** virsh autostart: the domain is started when its host's agent starts. */
     type: z.literal('DomainAutostartSet'),

@@ -88,10 +88,11 @@ export class Dispatcher {
         deadline: e.data.deadline,
         ...(e.data.paused ? { paused: true } : {}),
         // Whether to resume from a saved state is the log's to say: managedsave-remove leaves it false.
-        ...(op === 'start' && state.managedSave ? { restore: true } : {}),
+        ...(op === 'start' && state.managedSave && e.data.file === undefined ? { restore: true } : {}),
         ...(e.data.iface ? { iface: e.data.iface } : {}),
         ...(e.data.mac ? { mac: e.data.mac } : {}),
         ...(e.data.memoryKiB !== undefined ? { memoryKiB: e.data.memoryKiB } : {}),
+        ...(e.data.file !== undefined ? { file: e.data.file } : {}),
         definition: state.definition,
         correlationId: e.correlationId,
         ...(e.traceContext.traceparent ? { traceparent: e.traceContext.traceparent } : {}),
