@@ -60,10 +60,14 @@ const LIBVIRT_PREFIX: Partial<Record<ErrorCode, string>> = {
   'no-storage-vol': 'Storage volume not found',
 };
 
-/** libvirt's message for an error: its number's text, then the detail, unless the detail already starts so. */
-export const libvirtMessage = (code: ErrorCode, message: string): string => {
+/**
+ * libvirt's message for an error: its number's text, then the detail, unless the detail already
+ * starts so. `raw`: libvirt reports this one without its number's text (virReportSystemError,
+ * virReportInvalidArg), which the error says with `details.raw`.
+ */
+export const libvirtMessage = (code: ErrorCode, message: string, raw = false): string => {
   const prefix = LIBVIRT_PREFIX[code];
-  if (!prefix || message.toLowerCase().startsWith(prefix.toLowerCase())) return message;
+  if (!prefix || raw || message.toLowerCase().startsWith(prefix.toLowerCase())) return message;
   return `${prefix}: ${message}`;
 };
 
@@ -99,7 +103,7 @@ export const errorLines = (e: unknown): string[] => {
   const cause = e instanceof VerbFailed ? e.cause : e;
   const display = e instanceof VerbFailed ? e.display : undefined;
   let body: string;
-  if (isVirtError(cause)) body = `${display ?? libvirtMessage(cause.code, cause.message)} [${cause.code}]`;
+  if (isVirtError(cause)) body = `${display ?? libvirtMessage(cause.code, cause.message, (cause.details as { raw?: unknown } | undefined)?.raw === true)} [${cause.code}]`;
   else {
     const d = describeFailure(cause);
     body = `${d.body.message}${d.coded ? ` [${d.body.code}]` : ''}`;

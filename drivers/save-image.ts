@@ -64,7 +64,7 @@ export const resolveImagePath = async (dirs: readonly string[], file: string): P
 const cannotRead = (file: string, e: unknown): VirtError => {
   const code = (e as NodeJS.ErrnoException).code;
   const why = code === 'ENOENT' ? 'No such file or directory' : code === 'ELOOP' ? 'Too many levels of symbolic links' : code === 'EACCES' ? 'Permission denied' : String((e as Error).message ?? e);
-  return virtError('operation-failed', `cannot read domain image '${file}': ${why}`, { file });
+  return virtError('operation-failed', `cannot read domain image '${file}': ${why}`, { file, raw: true });
 };
 
 /** Opens an image for reading: never through a link, only a regular file. */
@@ -77,7 +77,7 @@ export const openImage = async (file: string): Promise<FileHandle> => {
   }
   if (!(await fh.stat()).isFile()) {
     await fh.close();
-    throw virtError('operation-failed', `cannot read domain image '${file}': not a regular file`, { file });
+    throw virtError('operation-failed', `cannot read domain image '${file}': not a regular file`, { file, raw: true });
   }
   return fh;
 };

@@ -62,7 +62,8 @@ export const checkRestoreFlags = (type: string, flags: { paused?: boolean; runni
   if (flags.paused && flags.running) throw virtError('invalid-arg', "Options --running and --paused are mutually exclusive");
   if (type !== 'test') return;
   const bits = (flags.running ? SAVE_FLAGS.running : 0) | (flags.paused ? SAVE_FLAGS.paused : 0);
-  if (bits) throw virtError('invalid-arg', `unsupported flags (0x${bits.toString(16)}) in function testDomainRestoreFlags`);
+  // virReportInvalidArg: libvirt prints it without "invalid argument: " before it.
+  if (bits) throw virtError('invalid-arg', `unsupported flags (0x${bits.toString(16)}) in function testDomainRestoreFlags`, { raw: true });
 };
 
 /**
