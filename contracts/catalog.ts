@@ -1,3 +1,5 @@
+import { RestoreDomainRequest, SaveDomainRequest } from './domain/commands.ts';
+import { SaveImageReply, SaveImageRequest } from './domain/save-restore.ts';
 import { z } from 'zod';
 import { AttachInterfaceRequest, AutostartDomainRequest, UndefineDomainRequest, CommandAccepted, CreateDomainRequest, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, RenameDomainRequest, SetMetadataRequest, StartDomainRequest } from './domain/commands.ts';
 import { DomainEventBody } from './domain/events.ts';
@@ -117,6 +119,8 @@ export const CATALOG: ChannelSpec[] = [
   command('domain', 'autostart', 'AutostartDomainRequest', AutostartDomainRequest, commandReplies.domain, "Start a domain when its host's agent starts, or no longer (virsh autostart [--disable])."),
   command('domain', 'reset', 'DomainOpRequest', DomainOpRequest, commandReplies.domain, 'Reset a running domain (virsh reset).'),
   command('domain', 'managedsave', 'DomainOpRequest', DomainOpRequest, commandReplies.domain, "Save a running domain's state on its host and stop it; the next start resumes it (virsh managedsave)."),
+  command('domain', 'save', 'SaveDomainRequest', SaveDomainRequest, commandReplies.domain, "Save a running domain's state to a file on its host and stop it (virsh save); the host writes only inside its image directories."),
+  command('domain', 'restore', 'RestoreDomainRequest', RestoreDomainRequest, commandReplies.domain, 'Start a domain from a saved image on a host, recreating it from the definition the image records (virsh restore [--paused|--running]).'),
   command('domain', 'managedsave-remove', 'DomainOpRequest', DomainOpRequest, commandReplies.domain, "Remove a domain's managed save image (virsh managedsave-remove)."),
   command('domain', 'start', 'StartDomainRequest', StartDomainRequest, commandReplies.domain, 'Start a domain (virsh start).'),
   ...(['shutdown', 'destroy', 'suspend', 'resume', 'reboot'] as const).map((op) =>
@@ -222,6 +226,16 @@ export const CATALOG: ChannelSpec[] = [
     description: "A host's memory now and each NUMA cell's free memory (nodememstats, freecell), asked of that host's agent.",
     message: msg('NodeStatsRequest', NodeStatsRequest, 'Nothing: the subject names the host.'),
     reply: orError('NodeStatsReply', ok({ stats: NodeStats }), 'Total, free, buffers and cached memory, and free memory by cell.'),
+    from: 'client',
+    to: 'host-agent',
+  },
+  {
+    id: 'hostread-save-image',
+    address: 'hostread.{hostId}.save-image',
+    kind: 'query',
+    description: 'The definition a saved image on the host records, and whether its guest ran (virsh save-image-dumpxml; restore asks it too). Only inside the host\'s image directories.',
+    message: msg('SaveImageRequest', SaveImageRequest, 'The absolute path of the image on the host.'),
+    reply: orError('SaveImageReply', ok(SaveImageReply.shape), 'The domain XML, whether the guest ran, and the image layout (test or qemu).'),
     from: 'client',
     to: 'host-agent',
   },

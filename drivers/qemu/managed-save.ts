@@ -94,8 +94,9 @@ export const saveGuestState = async (qmp: QmpClient, domainDir: string, signal?:
  */
 export const saveGuestImage = (qmp: QmpClient, file: string, xml: string, running: boolean, signal?: AbortSignal): Promise<void> => {
   const header = qemuImageHeader(xml, running);
+  // The stream writes through the plain descriptor: one given a FileHandle stalled once the migration ended.
   return writeImage(file, header, (_part, fh) =>
-    streamGuestState(qmp, (conn) => pipeline(conn, createWriteStream('', { fd: fh, start: header.length, autoClose: false })), signal),
+    streamGuestState(qmp, (conn) => pipeline(conn, createWriteStream('', { fd: fh.fd, start: header.length, autoClose: false })), signal),
   );
 };
 
@@ -144,7 +145,7 @@ export const restoreGuestImage = async (qmp: QmpClient, file: string, signal?: A
   if (header.format !== 'qemu') throw new VirtError('operation-failed', `'${file}' is not a saved qemu guest`);
   const fh = await openImage(file);
   try {
-    await loadGuestState(qmp, () => createReadStream('', { fd: fh, start: header.dataOffset, autoClose: false }), signal);
+    await loadGuestState(qmp, () => createReadStream('', { fd: fh.fd, start: header.dataOffset, autoClose: false }), signal);
   } finally {
     await fh.close();
   }
