@@ -5,6 +5,7 @@ import type { DomainEventBody } from './events.ts';
 import { isActive } from './state.ts';
 import { virtError } from '../errors.ts';
 import { requireLiveClaim } from '../name-claim.ts';
+import { formatDomainXml } from '../xml/domain.ts';
 
 /**
  * virsh save and restore: a running guest's state goes into a file on its host and the domain is
@@ -84,7 +85,8 @@ export const decideRestore = (cmd: RestoreCommand, s: DomainAggregate, start: (p
   }
   requireLiveClaim(s, cmd.claimSeq, 'domain', cmd.definition.name);
   // A defined domain keeps its definition when the image holds the same one: restore is no redefinition.
-  const same = s.exists && JSON.stringify(s.definition) === JSON.stringify(cmd.definition);
+  // Compared as libvirt XML: the image's copy went through the XML once, which the stored one may not have.
+  const same = s.exists && s.definition !== null && formatDomainXml(s.definition) === formatDomainXml(cmd.definition);
   const defined: DomainEventBody[] = same
     ? []
     : [
