@@ -32,6 +32,8 @@ const VERB_EXAMPLES: Record<string, string> = {
   event: 'virtplane event --loop\n  virtplane event --domain web1 --all --timeout 10',
   shutdown: 'virtplane shutdown web1 --wait',
   destroy: 'virtplane destroy web1\n  virtplane destroy web1 --force   # its host is lost and known to be off',
+  save: 'virtplane save web1 /var/lib/virtplane/save/web1.sav   # inside the host\'s image directories',
+  restore: 'virtplane restore /var/lib/virtplane/save/web1.sav\n  virtplane restore /var/lib/virtplane/save/web1.sav --host host-a --paused',
   validate: 'virtplane validate *.xml\n  virtplane validate --format guest.xml',
 };
 
