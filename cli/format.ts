@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from 'commander';
 import { VIRSH_STATE_LABEL } from '../contracts/domain/state.ts';
+import { currentVcpus } from '../contracts/domain/resources.ts';
 import { MAX_PAGE_SIZE } from '../contracts/paging.ts';
 import type { DomainView, HostView } from '../contracts/views.ts';
 import type { LifecycleEvent } from '../contracts/lifecycle.ts';
@@ -57,7 +58,8 @@ export const dominfo = (v: DomainView, extra = false): string => {
     ['UUID', v.id],
     ['OS Type', osType(v)],
     ['State', v.hostLost ? HOST_LOST_LABEL : VIRSH_STATE_LABEL[v.observed.state]],
-    ['CPU(s)', String(d.vcpus)],
+    // virDomainGetInfo's nrVirtCpu: the vCPUs online, not the maximum.
+    ['CPU(s)', String(currentVcpus(d))],
     ['Max memory', `${d.maxMemoryKiB ?? d.memoryKiB} KiB`],
     ['Used memory', `${d.currentMemoryKiB ?? d.memoryKiB} KiB`],
     ['Persistent', v.persistent ? 'yes' : 'no'],

@@ -28,6 +28,8 @@ export const DomainTask = z.object({
   mac: z.string().optional(),
   /** set-memory: the balloon's new target in KiB. */
   memoryKiB: z.number().int().positive().optional(),
+  /** set-vcpus: the vCPUs to have online. */
+  vcpus: z.number().int().positive().optional(),
   definition: DomainDefinition,
   correlationId: z.string(),
   traceparent: z.string().optional(),

@@ -81,6 +81,11 @@ export interface HypervisorDriver {
    * or takes it over the following moments. A guest without a balloon is `operation-invalid`.
    */
   setMemory?(uuid: string, kib: number): Promise<void>;
+  /**
+   * Plugs or unplugs vCPUs of a running guest until `count` are online (virsh setvcpus --live). Only
+   * vCPUs added while it runs can be unplugged; unplugging waits for the guest to let go (`opts.signal`).
+   */
+  setVcpus?(uuid: string, count: number, opts?: OperationOptions): Promise<void>;
   /** virsh reset: a hard reset of the running guest, as a reset button; it stays in the state it was in. */
   reset?(uuid: string, opts?: OperationOptions): Promise<ObservedState>;
   /**

@@ -34,6 +34,16 @@ describe.skipIf(!availability.ok)('monitoring and setmem on a running qemu guest
   };
   const consoleLog = () => join(stack.dataDir, 'hosts', stack.hostId, 'qemu', uuid, 'console.log');
   /** The guest's MemTotal in kB, as it last reported it. */
+  /** The guest's CPUs present and online (kernel cpu lists such as `0-1`), as it last reported them. */
+  const cpus = async () => {
+    const m = [...(await readFile(consoleLog(), 'utf8')).matchAll(/virtplane-guest: cpus present=(\S+) online=(\S+)/g)].at(-1);
+    return m ? { present: m[1], online: m[2] } : null;
+  };
+  const untilCpus = async (want: { present: string; online: string }) => {
+    const end = Date.now() + 60_000;
+    while (Date.now() < end && JSON.stringify(await cpus()) !== JSON.stringify(want)) await new Promise((r) => setTimeout(r, 500));
+    return cpus();
+  };
   const memTotal = async () => Number([...(await readFile(consoleLog(), 'utf8')).matchAll(/virtplane-guest: MemTotal: (\d+) kB/g)].at(-1)?.[1] ?? NaN);
 
   beforeAll(async () => {
@@ -51,8 +61,10 @@ describe.skipIf(!availability.ok)('monitoring and setmem on a running qemu guest
         type: availability.kvm ? 'kvm' : 'qemu',
         memoryMiB: 128,
         balloon: true,
-        // vp.dhcp=1: the guest asks for an address on its NIC, so its tap counts what it sent.
-        extraCmdline: 'vp.balloon=1 vp.dhcp=1',
+        vcpus: { max: 3, current: 1 },
+        // vp.dhcp=1: the guest asks for an address on its NIC, so its tap counts what it sent;
+        // vp.cpus=1: it onlines hot-plugged CPUs and reports the CPUs it has.
+        extraCmdline: 'vp.balloon=1 vp.dhcp=1 vp.cpus=1',
         devicesXml: `<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='${disk}'/><target dev='vda' bus='virtio'/></disk>
     <interface type='ethernet'><mac address='${MAC}'/><model type='virtio'/></interface>`,
       }),
@@ -90,7 +102,7 @@ describe.skipIf(!availability.ok)('monitoring and setmem on a running qemu guest
         .slice(1)
         .map((l) => l.trim().split('=')),
     );
-    expect(stats).toMatchObject({ 'state.state': '1', 'state.reason': '1', 'balloon.current': '131072', 'balloon.maximum': '131072', 'vcpu.current': '1', 'vcpu.maximum': '1', 'net.count': '1', 'block.count': '1', 'block.0.name': 'vda', 'block.0.path': disk, 'block.0.capacity': '16777216' });
+    expect(stats).toMatchObject({ 'state.state': '1', 'state.reason': '1', 'balloon.current': '131072', 'balloon.maximum': '131072', 'vcpu.current': '1', 'vcpu.maximum': '3', 'net.count': '1', 'block.count': '1', 'block.0.name': 'vda', 'block.0.path': disk, 'block.0.capacity': '16777216' });
     expect(Number(stats['cpu.time'])).toBeGreaterThan(0);
     expect(Number(stats['vcpu.0.time'])).toBeGreaterThan(0);
   });
@@ -134,8 +146,26 @@ describe.skipIf(!availability.ok)('monitoring and setmem on a running qemu guest
 
     const over = await virtplane('setmem', 'mon-q', '256M', '--live');
     expect([over.code, over.stderr.trim()]).toEqual([1, 'error: invalid argument: cannot set memory higher than max memory [invalid-arg]']);
-    const vcpus = await virtplane('setvcpus', 'mon-q', '1', '--live');
-    expect(vcpus.code).toBe(1);
-    expect(vcpus.stderr).toMatch(/\[operation-unsupported\]/);
+  });
+
+  it('setvcpus --live hot-plugs vCPUs the guest brings online, and unplugs them again', { timeout: 180_000 }, async () => {
+    expect(await untilCpus({ present: '0', online: '0' })).toEqual({ present: '0', online: '0' });
+    expect(await virtplane('setvcpus', 'mon-q', '3', '--live')).toMatchObject({ code: 0 });
+    expect(await untilCpus({ present: '0-2', online: '0-2' })).toEqual({ present: '0-2', online: '0-2' });
+    const counts = (await virtplane('vcpucount', 'mon-q')).stdout.trim().split('\n').map((l) => l.trim().split(/\s+/).join(' '));
+    expect(counts).toEqual(['maximum config 3', 'maximum live 3', 'current config 1', 'current live 3']);
+    expect((await virtplane('dominfo', 'mon-q')).stdout).toMatch(/^CPU\(s\): {9}3$/m);
+    // Down again: the guest lets go of the CPUs added while it ran.
+    expect(await virtplane('setvcpus', 'mon-q', '2', '--live')).toMatchObject({ code: 0 });
+    expect(await untilCpus({ present: '0-1', online: '0-1' })).toEqual({ present: '0-1', online: '0-1' });
+    expect((await virtplane('vcpucount', 'mon-q', '--live', '--active')).stdout.trim()).toBe('2');
+    const over = await virtplane('setvcpus', 'mon-q', '4', '--live');
+    expect([over.code, over.stderr.trim()]).toEqual([1, 'error: invalid argument: requested cpu amount exceeds maximum (4 > 3) [invalid-arg]']);
+    expect((await virtplane('setvcpus', 'mon-q', '3', '--maximum', '--live')).stderr).toMatch(/Option --config is required by option --maximum/);
+    expect((await virtplane('vcpucount', 'mon-q', '--live', '--active')).stdout.trim()).toBe('2');
+    expect(await virtplane('setvcpus', 'mon-q', '1', '--live')).toMatchObject({ code: 0 });
+    expect(await untilCpus({ present: '0', online: '0' })).toEqual({ present: '0', online: '0' });
+    // Live only: the next boot keeps one vCPU online of three.
+    expect((await virtplane('dumpxml', 'mon-q', '--inactive')).stdout).toMatch(/<vcpu (current='1' placement='static'|placement='static' current='1')>3<\/vcpu>/);
   });
 });

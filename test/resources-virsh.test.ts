@@ -25,12 +25,12 @@ const SCRIPTS: string[][] = [
   ['start', 'setmem 2000000 --live', 'setmaxmem 2000000 --config', 'setmem 1500000 --config', 'setvcpus 3 --current'],
 ];
 
-/** What both leave behind: the memory and vCPU lines of the live and persistent XML, and vcpucount. */
-const readBack = ['dumpxml', 'dumpxml --inactive', 'vcpucount'];
+/** What both leave behind: the memory and vCPU lines of the live and persistent XML, vcpucount, and dominfo's counts. */
+const readBack = ['dumpxml', 'dumpxml --inactive', 'vcpucount', 'dominfo'];
 const sizeLines = (text: string) =>
   text
     .split('\n')
-    .filter((l) => /<(memory|currentMemory|vcpu)\b|^(maximum|current) /.test(l.trim()))
+    .filter((l) => /<(memory|currentMemory|vcpu)\b|^(maximum|current) |^(CPU\(s\)|Max memory|Used memory):/.test(l.trim()))
     // Attributes in one order: a document stored as defined keeps the order it was written in.
     .map((l) => l.trim().replace(/^<(\w+)((?: \w+='[^']*')*)>/, (_, tag: string, attrs: string) => `<${tag}${attrs.split(' ').filter(Boolean).sort().map((a) => ` ${a}`).join('')}>`));
 

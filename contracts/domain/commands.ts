@@ -171,6 +171,7 @@ export const DEFAULT_TIMEOUT_MS: Record<DomainOp, number> = {
   'attach-interface': 60_000,
   'detach-interface': 60_000,
   'set-memory': 60_000,
+  'set-vcpus': 60_000,
   reset: 60_000,
   managedsave: 300_000,
   save: 300_000,

@@ -4,7 +4,7 @@ import { REQUESTED_EVENT, type DomainEventBody, type DomainOp, type LifecycleOp 
 import { isActive, type DomainStateName, type ObservedState, type RuntimeDevices, type RuntimeInterface } from './state.ts';
 import { virtError } from '../errors.ts';
 import { restartsOnHostLoss } from './ha.ts';
-import { decideResources, evolveResources, memoryChange } from './resources.ts';
+import { decideResources, evolveResources, resourceOpChange } from './resources.ts';
 import { formatDomainXml } from '../xml/domain.ts';
 import type { Envelope } from '../envelope.ts';
 import { applyRevocation, requireLiveClaim, type ClaimFence } from '../name-claim.ts';
@@ -29,6 +29,8 @@ export interface PendingOperation {
   persistent?: boolean;
   /** set-memory: the balloon's target. */
   memoryKiB?: number;
+  /** set-vcpus: the vCPUs online. */
+  vcpus?: number;
   /** save, and a start that restores: the image on the host. */
   file?: string;
 }
@@ -116,6 +118,7 @@ const desiredAfter = (op: DomainOp, paused: boolean, current: DomainStateName): 
     case 'attach-interface':
     case 'detach-interface':
     case 'set-memory':
+    case 'set-vcpus':
     case 'reset':
       // Plugging a device, resizing the balloon or a reset changes no power state.
       return current;
@@ -147,6 +150,7 @@ interface RequestArgs {
   mac?: string;
   persistent?: boolean;
   memoryKiB?: number;
+  vcpus?: number;
   file?: string;
 }
 
@@ -161,6 +165,7 @@ const requestedEvent = (s: DomainAggregate, op: DomainOp, now: Date, timeoutMs: 
     ...(args.mac ? { mac: args.mac } : {}),
     ...(args.persistent !== undefined ? { persistent: args.persistent } : {}),
     ...(args.memoryKiB !== undefined ? { memoryKiB: args.memoryKiB } : {}),
+    ...(args.vcpus !== undefined ? { vcpus: args.vcpus } : {}),
     ...(args.file !== undefined ? { file: args.file } : {}),
   },
 });
@@ -202,6 +207,7 @@ const checkTransition = (op: DomainOp, s: DomainAggregate): void => {
     case 'attach-interface':
     case 'detach-interface':
     case 'set-memory':
+    case 'set-vcpus':
     case 'reset':
       if (!isActive(state)) throw notRunning(s);
       return;
@@ -309,7 +315,10 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
     }
     case 'set-resources':
       requireDomain(s);
-      return decideResources(s, cmd, (memoryKiB, persistent) => decideOperation('set-memory', s, now, DEFAULT_TIMEOUT_MS['set-memory'], { memoryKiB, persistent }));
+      return decideResources(s, cmd, {
+        balloon: (memoryKiB, persistent) => decideOperation('set-memory', s, now, DEFAULT_TIMEOUT_MS['set-memory'], { memoryKiB, persistent }),
+        hotplugVcpus: (vcpus, persistent) => decideOperation('set-vcpus', s, now, DEFAULT_TIMEOUT_MS['set-vcpus'], { vcpus, persistent }),
+      });
     case 'undefine': {
       requireDomain(s);
       requireHostKnown(s);
@@ -667,6 +676,7 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
     case 'DomainInterfaceAttachRequested':
     case 'DomainInterfaceDetachRequested':
     case 'DomainMemorySetRequested':
+    case 'DomainVcpusSetRequested':
     case 'DomainResetRequested':
     case 'DomainManagedSaveRequested':
     case 'DomainSaveRequested': {
@@ -692,6 +702,7 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
           ...(e.data.mac ? { mac: e.data.mac } : {}),
           ...(e.data.persistent !== undefined ? { persistent: e.data.persistent } : {}),
           ...(e.data.memoryKiB !== undefined ? { memoryKiB: e.data.memoryKiB } : {}),
+          ...(e.data.vcpus !== undefined ? { vcpus: e.data.vcpus } : {}),
           ...(e.data.file !== undefined ? { file: e.data.file } : {}),
         },
         desired: desiredAfter(op, e.data.paused ?? false, s.desired),
@@ -701,7 +712,7 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
     case 'DomainOperationCompleted':
       return settle({
         ...base,
-        ...(s.pending?.taskId === e.data.taskId ? { ...interfaceChange(s, s.pending), ...memoryChange(s, s.pending) } : {}),
+        ...(s.pending?.taskId === e.data.taskId ? { ...interfaceChange(s, s.pending), ...resourceOpChange(s, s.pending) } : {}),
         pending: s.pending?.taskId === e.data.taskId ? null : s.pending,
         observed: e.data.observed,
         interfaces: e.data.interfaces ?? s.interfaces,
@@ -796,6 +807,7 @@ export const OP_OF = {
   DomainInterfaceAttachRequested: 'attach-interface',
   DomainInterfaceDetachRequested: 'detach-interface',
   DomainMemorySetRequested: 'set-memory',
+  DomainVcpusSetRequested: 'set-vcpus',
   DomainResetRequested: 'reset',
   DomainManagedSaveRequested: 'managedsave',
   DomainSaveRequested: 'save',

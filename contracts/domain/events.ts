@@ -10,7 +10,7 @@ import { DomainResourcesSet } from './resources.ts';
 export const LifecycleOp = z.enum(['start', 'shutdown', 'destroy', 'suspend', 'resume', 'reboot']);
 export type LifecycleOp = z.infer<typeof LifecycleOp>;
 /** reset and managedsave are host operations too, though neither is asked for by a plain power verb. */
-export const DomainOp = z.enum([...LifecycleOp.options, 'attach-interface', 'detach-interface', 'set-memory', 'reset', 'managedsave', 'save']);
+export const DomainOp = z.enum([...LifecycleOp.options, 'attach-interface', 'detach-interface', 'set-memory', 'set-vcpus', 'reset', 'managedsave', 'save']);
 export type DomainOp = z.infer<typeof DomainOp>;
 
 export const REQUESTED_EVENT = {
@@ -23,6 +23,7 @@ export const REQUESTED_EVENT = {
   'attach-interface': 'DomainInterfaceAttachRequested',
   'detach-interface': 'DomainInterfaceDetachRequested',
   'set-memory': 'DomainMemorySetRequested',
+  'set-vcpus': 'DomainVcpusSetRequested',
   reset: 'DomainResetRequested',
   managedsave: 'DomainManagedSaveRequested',
   save: 'DomainSaveRequested',
@@ -42,6 +43,8 @@ const Requested = z.object({
   persistent: z.boolean().optional(),
   /** set-memory: the balloon's new target in KiB (virsh setmem --live on a running guest). */
   memoryKiB: z.number().int().positive().optional(),
+  /** set-vcpus: the vCPUs to have online (virsh setvcpus --live on a running guest: hot-plug or unplug). */
+  vcpus: z.number().int().positive().max(16384).optional(),
   /** save: the image to write on the host; start: the image to restore from (virsh restore). */
   file: z.string().optional(),
 });
@@ -75,6 +78,7 @@ export const DomainEventBody = z.discriminatedUnion('type', [
   requested('DomainInterfaceAttachRequested'),
   requested('DomainInterfaceDetachRequested'),
   requested('DomainMemorySetRequested'),
+  requested('DomainVcpusSetRequested'),
   requested('DomainResetRequested'),
   requested('DomainManagedSaveRequested'),
   requested('DomainSaveRequested'),

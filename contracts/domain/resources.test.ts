@@ -80,7 +80,26 @@ describe('live changes and scope', () => {
     const completed = after(done.when({ type: 'complete', taskId: 't2', observed: { state: 'running', reason: 'booted' } }, NOW));
     expect([completed.definition?.currentMemoryKiB, completed.nextDefinition?.currentMemoryKiB, completed.pending]).toEqual([500_000, 600_000, null]);
     spec.given(running('kvm')).when(set({ kind: 'memory', kib: 2_000_000 }, true), NOW).thenThrows('invalid-arg', 'cannot set memory higher than max memory');
-    spec.given(running('kvm')).when(set({ kind: 'vcpus', count: 1 }, true), NOW).thenThrows('operation-unsupported', /not supported/);
     expect(after(spec.given(running('kvm')).when(set({ kind: 'memory', kib: 500_000 }, false, true), NOW)).nextDefinition?.currentMemoryKiB).toBe(500_000);
+  });
+
+  it("a running qemu guest's vCPUs change through its host's hot-plug: the definitions once it has, the maximum never live", () => {
+    const base = running('kvm');
+    const [intent] = spec.given(base).when(set({ kind: 'vcpus', count: 1 }, true), NOW).decided();
+    expect(intent).toMatchObject({ type: 'DomainVcpusSetRequested', data: { vcpus: 1, persistent: false, hostId: 'h1' } });
+    const pending = after(spec.given(base).when(set({ kind: 'vcpus', count: 1 }, true, true), NOW));
+    expect(pending.pending).toMatchObject({ op: 'set-vcpus', vcpus: 1, persistent: true });
+    // Nothing changes before the host has done it.
+    expect(currentVcpus(pending.definition!)).toBe(2);
+    const asked = { type: 'DomainVcpusSetRequested', id: 't3', data: { hostId: 'h1', placementEpoch: 1, deadline: '2025-01-01T01:00:00.000Z', vcpus: 1 } } as const;
+    const done = after(spec.given([...base, asked]).when({ type: 'complete', taskId: 't3', observed: { state: 'running', reason: 'booted' } }, NOW));
+    expect([currentVcpus(done.definition!), currentVcpus(done.nextDefinition!), done.pending]).toEqual([1, 2, null]);
+    const failed = after(spec.given([...base, asked]).when({ type: 'fail', taskId: 't3', error: { code: 'operation-unsupported', message: 'x' } }, NOW));
+    expect(currentVcpus(failed.definition!)).toBe(2);
+    // The count it already has is recorded at once, as libvirt returns at once.
+    spec.given(base).when(set({ kind: 'vcpus', count: 2 }, true), NOW).then([{ type: 'DomainResourcesSet', data: { change: { kind: 'vcpus', count: 2 }, live: true, config: false } }]);
+    spec.given(base).when(set({ kind: 'vcpus', count: 4 }, true), NOW).thenThrows('invalid-arg', 'requested cpu amount exceeds maximum (4 > 3)');
+    spec.given(base).when(set({ kind: 'vcpus', count: 1, maximum: true }, true), NOW).thenThrows('invalid-arg', /maximum vCPU count of a running domain/);
+    spec.given([defined('kvm')]).when(set({ kind: 'vcpus', count: 1 }, true), NOW).thenThrows('operation-invalid', 'domain is not running');
   });
 });

@@ -65,8 +65,11 @@ export const applyResourceChange = (defined: DomainDefinition, c: ResourceChange
 export const decideResources = <E>(
   s: DomainAggregate,
   cmd: { change: ResourceChange; live: boolean; config: boolean },
-  /** Asks the host to set a running guest's balloon (and, with `persistent`, the next boot's memory once it has). */
-  balloon: (memoryKiB: number, persistent: boolean) => E[],
+  /**
+   * Ask the host to change a running guest: its balloon's target, or its vCPUs online by hot-plug and
+   * unplug (and, with `persistent`, the next boot's definition once it has).
+   */
+  host: { balloon: (memoryKiB: number, persistent: boolean) => E[]; hotplugVcpus: (vcpus: number, persistent: boolean) => E[] },
 ): Array<z.infer<typeof DomainResourcesSet> | E> => {
   const active = isActive(s.observed.state) || s.pending !== null;
   const live = cmd.live || (!cmd.config && active);
@@ -90,18 +93,26 @@ export const decideResources = <E>(
       break;
   }
   if (live && s.definition?.type !== 'test') {
-    // The test driver's guest is its definition; a real guest's memory changes through its balloon,
-    // which the host sets: the definitions change once it has. vCPU hot-plug is not offered.
-    if (c.kind === 'memory') return balloon(c.kib, config);
-    throw virtError('operation-unsupported', `changing the vCPUs of a running ${s.definition?.type} guest is not supported: use --config`);
+    // The test driver's guest is its definition; a real guest changes through its host (the balloon,
+    // vCPU hot-plug), and the definitions change once it has.
+    if (c.kind === 'memory') return host.balloon(c.kib, config);
+    if (c.kind === 'vcpus') {
+      if (currentVcpus(liveDef) === c.count) return [{ type: 'DomainResourcesSet', data: { change: c, live, config } }];
+      return host.hotplugVcpus(c.count, config);
+    }
+    throw virtError('operation-unsupported', `changing the maximum memory of a running ${s.definition?.type} guest is not supported`);
   }
   return [{ type: 'DomainResourcesSet', data: { change: c, live, config } }];
 };
 
-/** What a finished set-memory does to the definitions: the running one, and the next boot's when asked for too. */
-export const memoryChange = (s: DomainAggregate, p: { op: string; memoryKiB?: number; persistent?: boolean }): Partial<Pick<DomainAggregate, 'definition' | 'nextDefinition'>> => {
-  if (p.op !== 'set-memory' || p.memoryKiB === undefined || !s.definition) return {};
-  const change: ResourceChange = { kind: 'memory', kib: p.memoryKiB };
+/** What a finished set-memory or set-vcpus does to the definitions: the running one, and the next boot's when asked for too. */
+export const resourceOpChange = (
+  s: DomainAggregate,
+  p: { op: string; memoryKiB?: number; vcpus?: number; persistent?: boolean },
+): Partial<Pick<DomainAggregate, 'definition' | 'nextDefinition'>> => {
+  const change: ResourceChange | null =
+    p.op === 'set-memory' && p.memoryKiB !== undefined ? { kind: 'memory', kib: p.memoryKiB } : p.op === 'set-vcpus' && p.vcpus !== undefined ? { kind: 'vcpus', count: p.vcpus } : null;
+  if (!change || !s.definition) return {};
   const definition = applyResourceChange(s.definition, change);
   const next = s.nextDefinition ?? s.definition;
   return { definition, nextDefinition: p.persistent ? applyResourceChange(next, change) : next };

@@ -27,6 +27,7 @@ import {
 } from './argv.ts';
 import { chardevPtys, openPty, pickConsole, vncDisplays, type QmpChardev, type QmpVnc } from './console.ts';
 import { graphicsListenOf, memballoonOf } from './extras.ts';
+import { setOnlineVcpus } from './vcpus.ts';
 import { qemuStats } from './stats.ts';
 import type { DomainStats } from '../../contracts/domain/stats.ts';
 import { MANAGED_SAVE_FILE, managedSavePath, restoreGuestImage, restoreGuestState, saveGuestImage, saveGuestState } from './managed-save.ts';
@@ -584,6 +585,16 @@ export class QemuDriver implements HypervisorDriver {
         throw new VirtError('operation-invalid', 'Requested operation is not valid: Unable to change memory of active domain without the balloon device and guest OS balloon driver');
       }
       await this.during(d, 'setmem', async () => (await this.monitor(d)).execute('balloon', { value: kib * 1024 }));
+    });
+  }
+
+  /** virsh setvcpus --live: vCPU hot-plug and unplug through QMP (vcpus.ts). */
+  async setVcpus(uuid: string, count: number, opts: OperationOptions = {}): Promise<void> {
+    await this.ready;
+    return this.withLock(uuid, async () => {
+      const d = await this.find(uuid);
+      if (!d) throw notRunning();
+      await this.during(d, 'setvcpus', async () => setOnlineVcpus(await this.monitor(d), count, opts.signal));
     });
   }
 

@@ -92,6 +92,7 @@ export class Dispatcher {
         ...(e.data.iface ? { iface: e.data.iface } : {}),
         ...(e.data.mac ? { mac: e.data.mac } : {}),
         ...(e.data.memoryKiB !== undefined ? { memoryKiB: e.data.memoryKiB } : {}),
+        ...(e.data.vcpus !== undefined ? { vcpus: e.data.vcpus } : {}),
         ...(e.data.file !== undefined ? { file: e.data.file } : {}),
         definition: state.definition,
         correlationId: e.correlationId,

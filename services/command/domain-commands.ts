@@ -65,7 +65,8 @@ export class DomainCommands {
     // Placement is chosen up front; the decider keeps an existing domain where it is.
     let hostId: string;
     try {
-      hostId = this.scheduler.pick(def.type, req.hostId);
+      // A redefinition stays where it is, so it need not wait for a host in doubt.
+      hostId = existing.exists ? this.scheduler.pick(def.type, req.hostId) : await this.scheduler.place(def.type, req.hostId);
     } catch (e) {
       // Redefining a domain whose host is away is fine: it stays where it is.
       if (!existing.exists) throw e;
@@ -74,7 +75,7 @@ export class DomainCommands {
     const command = (claimSeq: number): DomainCommand => ({ type: 'define', definition: def, hostId, claimSeq });
     // Decided once before the name claim, so a define refused for what it asks stores nothing.
     decide(command(Number.MAX_SAFE_INTEGER), existing, meta.now);
-    const claimSeq = await this.names.claim(def.name, def.uuid, meta, this.load);
+    const claimSeq = await this.names.claim(def.name, def.uuid, meta, this.load, { likelyFree: !existing.exists && existing.version === 0 });
     const out = await this.repo.execute(def.uuid, meta, (s) => decide(command(claimSeq), s, meta.now));
     this.names.remember(def.name, def.uuid);
     return this.accepted(out, meta);
@@ -84,7 +85,7 @@ export class DomainCommands {
   async create(req: CreateDomainRequest, meta: CommandMeta): Promise<Accepted> {
     const def = await this.definitionFrom(req, meta);
     const existing = await this.repo.load(def.uuid);
-    const hostId = existing.exists ? existing.hostId : this.scheduler.pick(def.type, req.hostId);
+    const hostId = existing.exists ? existing.hostId : await this.scheduler.place(def.type, req.hostId);
     const timeoutMs = req.timeoutSeconds !== undefined ? req.timeoutSeconds * 1000 : DEFAULT_TIMEOUT_MS.start;
     const command = (claimSeq: number): DomainCommand => ({ type: 'create', definition: def, hostId, claimSeq, paused: req.paused ?? false, timeoutMs });
     decide(command(Number.MAX_SAFE_INTEGER), existing, meta.now);

@@ -105,10 +105,23 @@ export class NameClaims {
    * Claims `name` for `uuid` and returns the claim's stream sequence, which the define must carry.
    * `load` reads an aggregate of this scope fresh from the log.
    */
-  async claim(name: string, uuid: string, meta: CommandMeta, load: (uuid: string) => Promise<ClaimHolderState>): Promise<number> {
+  async claim(
+    name: string,
+    uuid: string,
+    meta: CommandMeta,
+    load: (uuid: string) => Promise<ClaimHolderState>,
+    /**
+     * The claimant is new (not in the log) and this replica knows nothing of the name: the first
+     * attempt claims with expected sequence 0 without reading N's subject first. That append only
+     * lands when N has no claim at all, as step 1 would have found; otherwise it fails and the name is
+     * read as usual.
+     */
+    opts: { likelyFree?: boolean } = {},
+  ): Promise<number> {
     const what = `${this.scope} '${name}'`;
+    const skipRead = (opts.likelyFree ?? false) && !this.known.has(name);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const current = await this.holder(name);
+      const current = attempt === 0 && skipRead ? null : await this.holder(name);
       try {
         if (!current) return await this.append(name, uuid, meta, 0);
         const held = await load(current.uuid);

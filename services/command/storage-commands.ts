@@ -88,12 +88,13 @@ export class StorageCommands {
   }
 
   /** A pool lives on one host: the one asked for, or the only one up. */
-  private place(name: string, requested?: string): string {
+  private async place(name: string, requested?: string): Promise<string> {
     if (requested) {
       if (!this.hosts.known(requested)) throw virtError('no-host', `no host with id '${requested}' has registered`);
       return requested;
     }
-    const alive = this.hosts.alive().map((h) => h.hostId).sort();
+    // A host whose lease is late but not revoked may be the only one: wait for it as domains do.
+    const alive = (await this.hosts.settled(() => true)).map((h) => h.hostId).sort();
     if (alive.length === 1) return alive[0]!;
     if (alive.length === 0) throw virtError('no-host', `no live host to place storage pool '${name}' on`);
     throw virtError('invalid-arg', `storage pool '${name}' lives on one host: give a hostId (live hosts: ${alive.join(', ')})`);
@@ -122,7 +123,7 @@ export class StorageCommands {
     checkPoolDefinition(def);
     const existing = await this.repo.load(def.uuid);
     // A redefinition keeps the pool where it is; the decider ignores the host then.
-    const hostId = existing.exists ? existing.hostId : this.place(def.name, req.hostId);
+    const hostId = existing.exists ? existing.hostId : await this.place(def.name, req.hostId);
     const command = (claimSeq: number): StorageCommand => commandFor(def, hostId, claimSeq);
     // Decided once before the name claim, so a refused define stores nothing, not even a claim.
     decide(command(Number.MAX_SAFE_INTEGER), existing, meta.now);

@@ -398,6 +398,9 @@ export class HostAgent {
       case 'set-memory':
         if (!d.setMemory || t.memoryKiB === undefined) throw virtError('operation-unsupported', `the ${d.name} driver cannot resize a running guest's memory`);
         return d.setMemory(uuid, t.memoryKiB).then(() => d.state(uuid));
+      case 'set-vcpus':
+        if (!d.setVcpus || t.vcpus === undefined) throw virtError('operation-unsupported', `the ${d.name} driver cannot change a running guest's vCPUs`);
+        return d.setVcpus(uuid, t.vcpus, opts).then(() => d.state(uuid));
       case 'reset':
         if (!d.reset) throw virtError('operation-unsupported', `the ${d.name} driver cannot reset a guest`);
         return d.reset(uuid, opts);

@@ -66,9 +66,10 @@ export const resync = async (n: Nats, host: ResyncHost, graceMs: number, log: Lo
 const runIfMissed = async (host: ResyncHost, v: DomainView, graceMs: number, now: number): Promise<boolean> => {
   const p = v.pending!;
   const op = DomainOp.safeParse(p.op);
-  // Interface changes carry what to plug in their task alone: their deadline settles a lost one.
-  // A reset or a managed save needs nothing but the definition, as a power operation.
-  if (!op.success || op.data === 'attach-interface' || op.data === 'detach-interface' || v.placementEpoch === undefined) return false;
+  // Interface, memory and vCPU changes carry what to change in their task alone: their deadline
+  // settles a lost one. A reset or a managed save needs nothing but the definition, as a power operation.
+  const carriedByTask = ['attach-interface', 'detach-interface', 'set-memory', 'set-vcpus'];
+  if (!op.success || carriedByTask.includes(op.data) || v.placementEpoch === undefined) return false;
   if (host.knowsTask(p.taskId) || now - Date.parse(p.requestedAt) < graceMs || Date.parse(p.deadline) <= now) return false;
   const task: DomainTask = {
     kind: 'domain',
