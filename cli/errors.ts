@@ -55,6 +55,7 @@ const LIBVIRT_PREFIX: Partial<Record<ErrorCode, string>> = {
   'argument-unsupported': 'argument unsupported',
   timeout: 'Timed out during operation',
   'no-domain': 'Domain not found',
+  'no-domain-metadata': 'metadata not found',
   'no-network': 'Network not found',
   'no-storage-pool': 'Storage pool not found',
   'no-storage-vol': 'Storage volume not found',

@@ -171,6 +171,18 @@ export class VirtplaneClient {
     return this.command('desc', { domain, field, value, ...(opts.live ? { live: true } : {}), ...(opts.config ? { config: true } : {}) }, opts);
   }
 
+  /**
+   * virsh metadata --set/--remove: the application element under namespace `uri` in the domain's
+   * <metadata>, stored under prefix `key`; `xml` null removes it. Neither scope: live if running, else config.
+   */
+  setAppMetadata(domain: string, uri: string, key: string | undefined, xml: string | null, opts: CommandOptions & { live?: boolean; config?: boolean } = {}) {
+    return this.command(
+      'desc',
+      { domain, field: 'metadata', uri, ...(key !== undefined ? { key } : {}), value: xml ?? '', ...(opts.live ? { live: true } : {}), ...(opts.config ? { config: true } : {}) },
+      opts,
+    );
+  }
+
   /** virsh setmem, setmaxmem, setvcpus. Neither scope: live if running, else config. */
   setResources(domain: string, change: ResourceChange, opts: CommandOptions & { live?: boolean; config?: boolean } = {}) {
     return this.command('set-resources', { domain, change, ...(opts.live ? { live: true } : {}), ...(opts.config ? { config: true } : {}) }, opts);

@@ -128,7 +128,7 @@ export const CATALOG: ChannelSpec[] = [
   ),
   command('domain', 'create', 'CreateDomainRequest', CreateDomainRequest, commandReplies.domain, 'Create and start a transient domain, or start a defined inactive one with this definition (virsh create).'),
   command('domain', 'rename', 'RenameDomainRequest', RenameDomainRequest, commandReplies.domain, 'Rename an inactive domain (virsh domrename).'),
-  command('domain', 'desc', 'SetMetadataRequest', SetMetadataRequest, commandReplies.domain, "Set a domain's title or description (virsh desc)."),
+  command('domain', 'desc', 'SetMetadataRequest', SetMetadataRequest, commandReplies.domain, "Set a domain's title or description (virsh desc), or an application's element under a namespace URI in its <metadata> (virsh metadata: field 'metadata', uri, key; '' removes it)."),
   command('domain', 'set-resources', 'SetResourcesRequest', SetResourcesRequest, commandReplies.domain, "Change a domain's memory or vCPU counts (virsh setmem, setmaxmem, setvcpus)."),
   command('domain', 'attach-interface', 'AttachInterfaceRequest', AttachInterfaceRequest, commandReplies.domain, 'Attach a network interface (virsh attach-interface).'),
   command('domain', 'detach-interface', 'DetachInterfaceRequest', DetachInterfaceRequest, commandReplies.domain, 'Detach a network interface by MAC (virsh detach-interface).'),

@@ -160,6 +160,7 @@ describe('real messages of a running stack', () => {
     step('create, desc, rename');
     await c.outcome(await c.create({ definition: { name: 'doc-3', memoryKiB: 65536, vcpus: 1 } }), 20_000);
     await c.setMetadata('doc-1', 'description', 'documented');
+    await c.setAppMetadata('doc-1', 'http://example.org/doc', 'doc', '<doc/>');
     await c.setResources('doc-1', { kind: 'memory', kib: 65536 }, { config: true });
     // Live readings asked of the host agent.
     await c.domainStats('doc-3');

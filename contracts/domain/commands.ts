@@ -7,6 +7,7 @@ import type { DomainOp } from './events.ts';
 import type { DomainStateName, ObservedState, RuntimeDevices, RuntimeInterface, StateReason } from './state.ts';
 import type { ResourceChange } from './resources.ts';
 import { SavePath } from './save-restore.ts';
+import { MetadataFields } from './metadata.ts';
 
 /** Fields every command request may carry; the client fills them, people need not. */
 export const CommandHeader = z.object({
@@ -74,12 +75,16 @@ export type RenameDomainRequest = z.infer<typeof RenameDomainRequest>;
 /** virsh desc: a domain's description or title; an empty text removes it. */
 export const SetMetadataRequest = CommandHeader.extend({
   domain: DomainRef,
-  field: z.enum(['description', 'title']),
+  /** `metadata`: an application's element under `uri` (virsh metadata); `value` is the element, '' removes it. */
+  field: z.enum(['description', 'title', 'metadata']),
+  ...MetadataFields,
   // libvirt refuses a title with a newline; a description may hold any text up to a sane size.
   value: z.string().max(65536),
   live: z.boolean().optional(),
   config: z.boolean().optional(),
-}).refine((r) => r.field !== 'title' || !r.value.includes('\n'), { message: 'a title may not contain a newline', path: ['value'] });
+})
+  .refine((r) => r.field !== 'title' || !r.value.includes('\n'), { message: 'a title may not contain a newline', path: ['value'] })
+  .refine((r) => r.field !== 'metadata' || r.uri !== undefined, { message: 'metadata needs the namespace uri', path: ['uri'] });
 export type SetMetadataRequest = z.infer<typeof SetMetadataRequest>;
 export type StartDomainRequest = z.infer<typeof StartDomainRequest>;
 
@@ -121,7 +126,7 @@ export type DomainCommand =
    */
   | { type: 'rename'; newName: string; claimSeq: number; releaseClaimSeq?: number }
   /** virsh desc: neither flag means the live definition of an active domain, the persistent one otherwise. */
-  | { type: 'set-metadata'; field: 'description' | 'title'; value: string; live: boolean; config: boolean }
+  | { type: 'set-metadata'; field: 'description' | 'title' | 'metadata'; value: string; live: boolean; config: boolean; uri?: string; key?: string }
   /** virsh setmem, setmaxmem, setvcpus: live/config as desc's (resources.ts). */
   | { type: 'set-resources'; change: ResourceChange; live: boolean; config: boolean }
   | { type: 'start'; paused: boolean; timeoutMs: number }

@@ -10,6 +10,7 @@ import type { Envelope } from '../envelope.ts';
 import { applyRevocation, requireLiveClaim, type ClaimFence } from '../name-claim.ts';
 import { checkManagedSave, decideFlags, evolveFlags, undefineSaveEvents } from './autostart-save.ts';
 import { checkSave, decideRestore } from './save-restore.ts';
+import { withAppMetadata } from './metadata.ts';
 
 /**
  * The domain decider: pure functions, no I/O. `decide` answers a command with events or throws a
@@ -311,7 +312,11 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
       const config = cmd.config || (!cmd.live && !active);
       if (live && !active) throw notRunning(s);
       if (config && !s.persistent) throw virtError('operation-invalid', 'cannot change persistent config of a transient domain', { domain: s.name });
-      return [{ type: 'DomainMetadataSet', data: { field: cmd.field, value: cmd.value, live, config } }];
+      if (cmd.field !== 'metadata') return [{ type: 'DomainMetadataSet', data: { field: cmd.field, value: cmd.value, live, config } }];
+      // The element goes into the <metadata> of the definition it is set on (the persistent one alone with --config).
+      const target = live ? s.definition : (s.nextDefinition ?? s.definition);
+      const value = withAppMetadata(target?.metadata, cmd.uri ?? '', cmd.key, cmd.value === '' ? null : cmd.value);
+      return [{ type: 'DomainMetadataSet', data: { field: 'metadata', value, live, config } }];
     }
     case 'set-resources':
       requireDomain(s);

@@ -122,7 +122,7 @@ export const DomainEventBody = z.discriminatedUnion('type', [
   z.object({
     /** virDomainSetMetadata: the live definition, the persistent one, or both. */
     type: z.literal('DomainMetadataSet'),
-    data: z.object({ field: z.enum(['description', 'title']), value: z.string(), live: z.boolean(), config: z.boolean() }),
+    data: z.object({ field: z.enum(['description', 'title', 'metadata']), value: z.string(), live: z.boolean(), config: z.boolean() }),
   }),
   /** virsh setmem, setmaxmem, setvcpus: see resources.ts. */
   DomainResourcesSet,

@@ -198,7 +198,15 @@ export class DomainCommands {
 
   /** virsh desc: a description or title set in the log, on the live or persistent definition. */
   async setMetadata(req: SetMetadataRequest, meta: CommandMeta): Promise<Accepted> {
-    return this.run(req.domain, meta, { type: 'set-metadata', field: req.field, value: req.value, live: req.live ?? false, config: req.config ?? false });
+    return this.run(req.domain, meta, {
+      type: 'set-metadata',
+      field: req.field,
+      value: req.value,
+      live: req.live ?? false,
+      config: req.config ?? false,
+      ...(req.uri !== undefined ? { uri: req.uri } : {}),
+      ...(req.key !== undefined ? { key: req.key } : {}),
+    });
   }
 
   /** virsh setmem, setmaxmem, setvcpus: a change of memory or vCPU counts, checked and recorded (resources.ts). */
