@@ -55,6 +55,7 @@ const LIBVIRT_PREFIX: Partial<Record<ErrorCode, string>> = {
   'argument-unsupported': 'argument unsupported',
   timeout: 'Timed out during operation',
   'no-domain': 'Domain not found',
+  'no-domain-metadata': 'metadata not found',
   'no-network': 'Network not found',
   'no-storage-pool': 'Storage pool not found',
   'no-storage-vol': 'Storage volume not found',
@@ -63,10 +64,14 @@ const LIBVIRT_PREFIX: Partial<Record<ErrorCode, string>> = {
   'config-unsupported': 'unsupported configuration',
 };
 
-/** libvirt's message for an error: its number's text, then the detail, unless the detail already starts so. */
-export const libvirtMessage = (code: ErrorCode, message: string): string => {
+/**
+ * libvirt's message for an error: its number's text, then the detail, unless the detail already
+ * starts so. `raw`: libvirt reports this one without its number's text (virReportSystemError,
+ * virReportInvalidArg), which the error says with `details.raw`.
+ */
+export const libvirtMessage = (code: ErrorCode, message: string, raw = false): string => {
   const prefix = LIBVIRT_PREFIX[code];
-  if (!prefix || message.toLowerCase().startsWith(prefix.toLowerCase())) return message;
+  if (!prefix || raw || message.toLowerCase().startsWith(prefix.toLowerCase())) return message;
   return `${prefix}: ${message}`;
 };
 
@@ -102,7 +107,7 @@ export const errorLines = (e: unknown): string[] => {
   const cause = e instanceof VerbFailed ? e.cause : e;
   const display = e instanceof VerbFailed ? e.display : undefined;
   let body: string;
-  if (isVirtError(cause)) body = `${display ?? libvirtMessage(cause.code, cause.message)} [${cause.code}]`;
+  if (isVirtError(cause)) body = `${display ?? libvirtMessage(cause.code, cause.message, (cause.details as { raw?: unknown } | undefined)?.raw === true)} [${cause.code}]`;
   else {
     const d = describeFailure(cause);
     body = `${d.body.message}${d.coded ? ` [${d.body.code}]` : ''}`;

@@ -10,6 +10,8 @@ import { registerDomainCommands } from './domain-commands.ts';
 import { registerDeviceCommands } from './device-commands.ts';
 import { registerDomainInfoCommands } from './domain-info-commands.ts';
 import { registerDomainStateCommands } from './domain-state-commands.ts';
+import { registerSaveCommands } from './save-commands.ts';
+import { registerMetadataCommands } from './metadata-commands.ts';
 import { registerNodeCommands } from './node-commands.ts';
 import { registerMonitorCommands } from './monitor-commands.ts';
 import { registerResourceCommands } from './resource-commands.ts';
@@ -138,6 +140,8 @@ export const buildProgram = (): Command => {
   registerDeviceCommands(program, helpers);
   registerDomainInfoCommands(program, helpers);
   registerDomainStateCommands(program, helpers);
+  registerSaveCommands(program, helpers);
+  registerMetadataCommands(program, helpers);
   registerNodeCommands(program, helpers);
   registerMonitorCommands(program, helpers);
   registerResourceCommands(program, helpers);

@@ -32,6 +32,8 @@ const VERB_EXAMPLES: Record<string, string> = {
   event: 'virtplane event --loop\n  virtplane event --domain web1 --all --timeout 10',
   shutdown: 'virtplane shutdown web1 --wait',
   destroy: 'virtplane destroy web1\n  virtplane destroy web1 --force   # its host is lost and known to be off',
+  save: 'virtplane save web1 /var/lib/virtplane/save/web1.sav   # inside the host\'s image directories',
+  restore: 'virtplane restore /var/lib/virtplane/save/web1.sav\n  virtplane restore /var/lib/virtplane/save/web1.sav --host host-a --paused',
   validate: 'virtplane validate *.xml\n  virtplane validate --format guest.xml',
   'attach-disk': 'virtplane attach-disk web1 /var/tmp/data.img vdb\n  virtplane attach-disk web1 /var/tmp/data.qcow2 vdc --subdriver qcow2 --persistent',
   'change-media': 'virtplane change-media web1 hdc /var/tmp/new.iso --update\n  virtplane change-media web1 hdc --eject',

@@ -1,3 +1,4 @@
+import { SaveImageReply } from '../contracts/domain/save-restore.ts';
 import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
 import { userInfo, hostname } from 'node:os';
@@ -174,6 +175,18 @@ export class VirtplaneClient {
     return this.command('desc', { domain, field, value, ...(opts.live ? { live: true } : {}), ...(opts.config ? { config: true } : {}) }, opts);
   }
 
+  /**
+   * virsh metadata --set/--remove: the application element under namespace `uri` in the domain's
+   * <metadata>, stored under prefix `key`; `xml` null removes it. Neither scope: live if running, else config.
+   */
+  setAppMetadata(domain: string, uri: string, key: string | undefined, xml: string | null, opts: CommandOptions & { live?: boolean; config?: boolean } = {}) {
+    return this.command(
+      'desc',
+      { domain, field: 'metadata', uri, ...(key !== undefined ? { key } : {}), value: xml ?? '', ...(opts.live ? { live: true } : {}), ...(opts.config ? { config: true } : {}) },
+      opts,
+    );
+  }
+
   /** virsh setmem, setmaxmem, setvcpus. Neither scope: live if running, else config. */
   setResources(domain: string, change: ResourceChange, opts: CommandOptions & { live?: boolean; config?: boolean } = {}) {
     return this.command('set-resources', { domain, change, ...(opts.live ? { live: true } : {}), ...(opts.config ? { config: true } : {}) }, opts);
@@ -202,6 +215,31 @@ export class VirtplaneClient {
   /** virsh managedsave: save the guest's state on its host and stop it; the next start resumes it. */
   managedSave(domain: string, opts?: CommandOptions) {
     return this.command('managedsave', { domain }, opts);
+  }
+
+  /**
+   * virsh save: the running guest's state into `file` on its host (an absolute path inside that
+   * host's image directories); the domain is then shut off (saved).
+   */
+  save(domain: string, file: string, opts?: CommandOptions) {
+    return this.command('save', { domain, file }, opts);
+  }
+
+  /**
+   * virsh restore: the domain `file` records, started from it on `hostId` (by default the live host
+   * that holds the file). `paused`/`running` override the state it was saved in.
+   */
+  restore(file: string, opts: CommandOptions & { hostId?: string; paused?: boolean; running?: boolean } = {}) {
+    return this.command(
+      'restore',
+      { file, ...(opts.hostId ? { hostId: opts.hostId } : {}), ...(opts.paused ? { paused: true } : {}), ...(opts.running ? { running: true } : {}) },
+      opts,
+    );
+  }
+
+  /** virsh save-image-dumpxml: the definition a saved image on `hostId` records, and whether its guest ran. */
+  async saveImage(file: string, hostId: string): Promise<SaveImageReply> {
+    return SaveImageReply.parse(await this.askHost(hostId, 'save-image', { file }));
   }
 
   /** virsh managedsave-remove: drop the saved state, so the next start boots afresh. */
@@ -322,7 +360,7 @@ export class VirtplaneClient {
   }
 
   /** A live reading only the host's own agent can give: nobody listening means that agent is down. */
-  private async askHost<T>(hostId: string, what: 'domain-stats' | 'node-stats' | 'dhcp-leases', body: Record<string, unknown>): Promise<T> {
+  private async askHost<T>(hostId: string, what: 'domain-stats' | 'node-stats' | 'dhcp-leases' | 'save-image', body: Record<string, unknown>): Promise<T> {
     try {
       return await call<T>(this.nats.nc, subjects.hostRead(hostId, what), body, this.timeoutMs);
     } catch (e) {

@@ -1,3 +1,5 @@
+import { RestoreDomainRequest, SaveDomainRequest } from './domain/commands.ts';
+import { SaveImageReply, SaveImageRequest } from './domain/save-restore.ts';
 import { z } from 'zod';
 import { AttachInterfaceRequest, AutostartDomainRequest, UndefineDomainRequest, CommandAccepted, CreateDomainRequest, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, RenameDomainRequest, SetMetadataRequest, StartDomainRequest } from './domain/commands.ts';
 import { DomainEventBody } from './domain/events.ts';
@@ -124,6 +126,8 @@ export const CATALOG: ChannelSpec[] = [
   command('domain', 'autostart', 'AutostartDomainRequest', AutostartDomainRequest, commandReplies.domain, "Start a domain when its host's agent starts, or no longer (virsh autostart [--disable])."),
   command('domain', 'reset', 'DomainOpRequest', DomainOpRequest, commandReplies.domain, 'Reset a running domain (virsh reset).'),
   command('domain', 'managedsave', 'DomainOpRequest', DomainOpRequest, commandReplies.domain, "Save a running domain's state on its host and stop it; the next start resumes it (virsh managedsave)."),
+  command('domain', 'save', 'SaveDomainRequest', SaveDomainRequest, commandReplies.domain, "Save a running domain's state to a file on its host and stop it (virsh save); the host writes only inside its image directories."),
+  command('domain', 'restore', 'RestoreDomainRequest', RestoreDomainRequest, commandReplies.domain, 'Start a domain from a saved image on a host, recreating it from the definition the image records (virsh restore [--paused|--running]).'),
   command('domain', 'managedsave-remove', 'DomainOpRequest', DomainOpRequest, commandReplies.domain, "Remove a domain's managed save image (virsh managedsave-remove)."),
   command('domain', 'start', 'StartDomainRequest', StartDomainRequest, commandReplies.domain, 'Start a domain (virsh start).'),
   ...(['shutdown', 'destroy', 'suspend', 'resume', 'reboot'] as const).map((op) =>
@@ -131,7 +135,7 @@ export const CATALOG: ChannelSpec[] = [
   ),
   command('domain', 'create', 'CreateDomainRequest', CreateDomainRequest, commandReplies.domain, 'Create and start a transient domain, or start a defined inactive one with this definition (virsh create).'),
   command('domain', 'rename', 'RenameDomainRequest', RenameDomainRequest, commandReplies.domain, 'Rename an inactive domain (virsh domrename).'),
-  command('domain', 'desc', 'SetMetadataRequest', SetMetadataRequest, commandReplies.domain, "Set a domain's title or description (virsh desc)."),
+  command('domain', 'desc', 'SetMetadataRequest', SetMetadataRequest, commandReplies.domain, "Set a domain's title or description (virsh desc), or an application's element under a namespace URI in its <metadata> (virsh metadata: field 'metadata', uri, key; '' removes it)."),
   command('domain', 'set-resources', 'SetResourcesRequest', SetResourcesRequest, commandReplies.domain, "Change a domain's memory or vCPU counts (virsh setmem, setmaxmem, setvcpus)."),
   command('domain', 'attach-interface', 'AttachInterfaceRequest', AttachInterfaceRequest, commandReplies.domain, 'Attach a network interface (virsh attach-interface).'),
   command('domain', 'detach-interface', 'DetachInterfaceRequest', DetachInterfaceRequest, commandReplies.domain, 'Detach a network interface by MAC (virsh detach-interface).'),
@@ -267,6 +271,16 @@ export const CATALOG: ChannelSpec[] = [
     description: "A network's DHCP leases as this host's dnsmasq holds them now (virsh net-dhcp-leases asks every live host). Only operators may ask; only that host answers; nothing is recorded.",
     message: msg('DhcpLeasesRequest', DhcpLeasesRequest, 'The network, and optionally one MAC address.'),
     reply: orError('DhcpLeasesReply', ok(DhcpLeasesReply.shape), "The host's leases of the network."),
+    from: 'client',
+    to: 'host-agent',
+  },
+  {
+    id: 'hostread-save-image',
+    address: 'hostread.{hostId}.save-image',
+    kind: 'query',
+    description: 'The definition a saved image on the host records, and whether its guest ran (virsh save-image-dumpxml; restore asks it too). Only inside the host\'s image directories.',
+    message: msg('SaveImageRequest', SaveImageRequest, 'The absolute path of the image on the host.'),
+    reply: orError('SaveImageReply', ok(SaveImageReply.shape), 'The domain XML, whether the guest ran, and the image layout (test or qemu).'),
     from: 'client',
     to: 'host-agent',
   },

@@ -24,6 +24,8 @@ export const ErrorCode = z.enum([
   'unauthorized',
   'timeout',
   'no-supported-driver',
+  /** virsh metadata: no element for that namespace (VIR_ERR_NO_DOMAIN_METADATA). */
+  'no-domain-metadata',
 ]);
 export type ErrorCode = z.infer<typeof ErrorCode>;
 

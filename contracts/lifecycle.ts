@@ -120,8 +120,12 @@ export const lifecycleFor = (before: DomainAggregate, e: DomainEventBody): Lifec
     case 'DomainRenamed':
       // testDomainRename: the old name goes as UNDEFINED/RENAMED, the new one comes as DEFINED/RENAMED.
       return [{ ...k('UNDEFINED', 'RENAMED'), name: before.name }, k('DEFINED', 'RENAMED')];
-    case 'DomainOperationCompleted':
-      return transitionEvents(before.observed, e.data.observed);
+    case 'DomainOperationCompleted': {
+      const events = transitionEvents(before.observed, e.data.observed);
+      // A start from a saved image (virsh restore) is STARTED RESTORED, even when it is left paused.
+      if (before.pending?.op !== 'start' || before.pending.file === undefined) return events;
+      return events.map((ev) => (ev.event === 'STARTED' ? k('STARTED', 'RESTORED') : ev));
+    }
     case 'DomainOperationFailed':
       if (e.data.op === 'start' && e.data.observed?.state === 'shutoff' && e.data.observed.reason === 'failed') {
         return [k('STOPPED', 'FAILED')];

@@ -22,6 +22,8 @@ export const DomainTask = z.object({
   paused: z.boolean().optional(),
   /** start: the domain has a managed save image to resume from. */
   restore: z.boolean().optional(),
+  /** save: the image to write; start: the image to restore from (virsh save, restore). */
+  file: z.string().optional(),
   iface: InterfaceModel.optional(),
   mac: z.string().optional(),
   /** set-memory: the balloon's new target in KiB. */

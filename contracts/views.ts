@@ -62,7 +62,7 @@ export const DomainView = z.object({
   /** Display ports and console ptys of the running guest, for its live XML. */
   devices: RuntimeDevices.optional(),
   pending: z
-    .object({ op: DomainOp, taskId: z.string(), requestedAt: z.string(), deadline: z.string() })
+    .object({ op: DomainOp, taskId: z.string(), requestedAt: z.string(), deadline: z.string(), file: z.string().optional() })
     .nullable(),
   lastError: z.object({ op: DomainOp, taskId: z.string(), code: z.string(), message: z.string(), at: z.string() }).nullable(),
   /** The domain's version: the stream sequence of the last commit folded in. */

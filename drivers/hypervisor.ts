@@ -46,7 +46,11 @@ export interface HypervisorDriver {
   /** Current state; a domain the driver has never seen is shutoff/unknown. */
   state(uuid: string): Promise<ObservedState>;
   /** `restore`: resume from the managed save image, if the host has one; without it, an image left is discarded. */
-  start(def: DomainDefinition, opts?: OperationOptions & { paused?: boolean; restore?: boolean }): Promise<ObservedState>;
+  /**
+   * `restoreFile`: start from that saved image (virsh restore), a path the agent has checked against
+   * its image directories; the image stays.
+   */
+  start(def: DomainDefinition, opts?: OperationOptions & { paused?: boolean; restore?: boolean; restoreFile?: string }): Promise<ObservedState>;
   /** Asks the guest to shut down and resolves once it has, applying the domain's on_poweroff. */
   shutdown(def: DomainDefinition, opts?: OperationOptions): Promise<ObservedState>;
   destroy(uuid: string, opts?: OperationOptions): Promise<ObservedState>;
@@ -103,6 +107,11 @@ export interface HypervisorDriver {
    * reason `saved`; its next start resumes from that state. A guest already saved reports so.
    */
   managedSave?(def: DomainDefinition, opts?: OperationOptions): Promise<ObservedState>;
+  /**
+   * virsh save: the running guest's state into `file` (checked by the agent) with a header that
+   * records its definition, and the guest stopped, shut off (saved). A guest already saved there reports so.
+   */
+  saveTo?(def: DomainDefinition, file: string, opts?: OperationOptions): Promise<ObservedState>;
   /**
    * Opens a running guest's console character device (virDomainOpenConsole) as a byte stream; the
    * caller destroys the stream to let go of it. Drivers without consoles leave it out.

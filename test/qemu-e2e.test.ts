@@ -1,12 +1,13 @@
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readdir, readFile, readlink, writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { LifecycleEvent } from '../contracts/lifecycle.ts';
 import { qemuAvailable } from '../drivers/qemu/index.ts';
+import { processState as processStateOf } from '../drivers/qemu/host.ts';
 import { PROJECT_ROOT } from '../platform/config.ts';
 import { buildTinyGuest, READY_MARKER, tinyGuestXml, waitForConsole, type TinyGuest } from './fixtures/guest/build.ts';
 import { startStack, type Stack } from './fixtures/stack.ts';
@@ -28,6 +29,8 @@ describe.skipIf(!availability.ok)('real qemu guests through the CLI', () => {
     const { stdout } = await run(process.execPath, [join(PROJECT_ROOT, 'bin', 'virtplane.mjs'), ...args], {
       env: { ...process.env, VIRTPLANE_NATS_URL: stack.nats.url },
       timeout: 180_000,
+    }).catch((e: { message: string; stderr?: string }) => {
+      throw new Error(`${e.message}${e.stderr ?? ''}`);
     });
     return stdout.trim();
   };
@@ -97,7 +100,7 @@ describe.skipIf(!availability.ok)('real qemu guests through the CLI', () => {
     expect(await state('e2e-guest')).toEqual({ state: 'shutoff', reason: 'destroyed' });
     expect(await virtplane('undefine', 'e2e-guest')).toBe("Domain 'e2e-guest' has been undefined");
 
-    const mine = (await until(async () => feed.filter((e) => e.domainId === uuid), (l) => l.length >= 9)).map((e) => `${e.event}/${e.detail}`);
+    const mine = (await until(async () => feed.filter((e) => e.domainId === uuid), (l) => l.length >= 10)).map((e) => `${e.event}/${e.detail}`);
     expect(mine).toEqual([
       'DEFINED/ADDED',
       'STARTED/BOOTED',
@@ -228,6 +231,111 @@ describe.skipIf(!availability.ok)('real qemu guests through the CLI', () => {
     await virtplane('destroy', 'media');
     await virtplane('undefine', 'media');
   }, 300_000);
+  /** The guest's /proc/uptime, read through its serial console's shell. */
+  const guestUptime = async (name: string): Promise<number> => {
+    const child = spawn(process.execPath, [join(PROJECT_ROOT, 'bin', 'virtplane.mjs'), 'console', name], { env: { ...process.env, VIRTPLANE_NATS_URL: stack.nats.url } });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
+    const exited = new Promise((r) => child.once('exit', r));
+    try {
+      const end = Date.now() + 60_000;
+      let m: RegExpMatchArray | null = null;
+      while (!(m = /UP=(\d+\.\d+)/.exec(out)) && Date.now() < end) {
+        child.stdin.write('echo UP=$(cut -d" " -f1 /proc/uptime)\r');
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      if (!m) throw new Error(`no uptime on the console of ${name}: ${out}`);
+      return Number(m[1]);
+    } finally {
+      child.stdin.write('\x1d');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      child.kill();
+    }
+  };
+
+  it('save writes the guest to a file on its host and restore carries it on from there: its uptime goes on, it does not boot again', async () => {
+    const file = join(dir, 'keeper.xml');
+    await writeFile(file, tinyGuestXml(guest, { name: 'keeper', type: domainType }));
+    await virtplane('define', file);
+    const uuid = JSON.parse(await virtplane('dominfo', 'keeper', '--json')).id as string;
+    await virtplane('start', 'keeper', '--timeout', '120');
+    await waitForConsole(consoleLog(uuid), READY_MARKER, { timeoutMs: 120_000 });
+    const image = join(stack.dataDir, 'hosts', stack.hostId, 'save', 'keeper.sav');
+    const before = await guestUptime('keeper');
+
+    expect(await virtplane('save', 'keeper', image)).toBe(`Domain 'keeper' saved to ${image}`);
+    expect(await state('keeper')).toEqual({ state: 'shutoff', reason: 'saved' });
+    expect(await virtplane('dominfo', 'keeper')).toMatch(/^Managed save: {3}no$/m);
+    expect(await virtplane('save-image-dumpxml', image)).toMatch(/<name>keeper<\/name>/);
+    // Time passes while it is saved; a guest booted afresh would count from zero.
+    await new Promise((r) => setTimeout(r, 3000));
+    const bootedBefore = (await readFile(consoleLog(uuid), 'utf8')).split(READY_MARKER).length - 1;
+    expect(await virtplane('restore', image, '--timeout', '120')).toBe(`Domain restored from ${image}`);
+    expect(await state('keeper')).toEqual({ state: 'running', reason: 'restored' });
+    const after = await guestUptime('keeper');
+    expect(after).toBeGreaterThan(before);
+    expect(existsSync(image)).toBe(true);
+    expect(await readFile(consoleLog(uuid), 'utf8')).not.toContain(READY_MARKER);
+    expect(bootedBefore).toBeGreaterThanOrEqual(1);
+
+    // Saved again and undefined: restore brings it back transient, paused when asked.
+    await virtplane('save', 'keeper', image);
+    await virtplane('undefine', 'keeper');
+    expect(await virtplane('restore', image, '--paused', '--timeout', '120')).toBe(`Domain restored from ${image}`);
+    expect(await state('keeper')).toEqual({ state: 'paused', reason: 'user' });
+    expect(await virtplane('list', '--transient', '--name')).toMatch(/^keeper$/m);
+    await virtplane('resume', 'keeper');
+    expect(await guestUptime('keeper')).toBeGreaterThan(after);
+    const refused = await run(process.execPath, [join(PROJECT_ROOT, 'bin', 'virtplane.mjs'), 'restore', image], { env: { ...process.env, VIRTPLANE_NATS_URL: stack.nats.url } }).catch((e: { stderr: string }) => e);
+    expect((refused as { stderr: string }).stderr).toContain("error: Requested operation is not valid: domain 'keeper' is already active");
+    await virtplane('destroy', 'keeper');
+    const mine = (await until(async () => feed.filter((e) => e.domainId === uuid), (l) => l.length >= 9)).map((e) => `${e.event}/${e.detail}`);
+    expect(mine).toEqual([
+      'DEFINED/ADDED',
+      'STARTED/BOOTED',
+      'STOPPED/SAVED',
+      'STARTED/RESTORED',
+      'STOPPED/SAVED',
+      'UNDEFINED/REMOVED',
+      // Transient again: only its start is told, as for create.
+      'STARTED/RESTORED',
+      'SUSPENDED/PAUSED',
+      'RESUMED/UNPAUSED',
+      'STOPPED/DESTROYED',
+    ]);
+  }, 600_000);
+
+  it('an agent killed with SIGKILL in the middle of a save saves the guest once it is back: one image, whole, and the guest carries on from it', async () => {
+    const file = join(dir, 'halfway.xml');
+    await writeFile(file, tinyGuestXml(guest, { name: 'halfway', type: domainType }));
+    await virtplane('define', file);
+    const uuid = JSON.parse(await virtplane('dominfo', 'halfway', '--json')).id as string;
+    await virtplane('start', 'halfway', '--timeout', '120');
+    await waitForConsole(consoleLog(uuid), READY_MARKER, { timeoutMs: 120_000 });
+    const before = await guestUptime('halfway');
+    const saveDir = join(stack.dataDir, 'hosts', stack.hostId, 'save');
+    const image = join(saveDir, 'halfway.sav');
+    const part = join(saveDir, '.halfway.sav.part');
+    const pid = await qemuPid(uuid);
+    const accepted = await stack.client.save('halfway', image, { timeoutSeconds: 240 });
+    // The state is on its way into the partial file when the agent dies.
+    await until(async () => existsSync(part), (v) => v, 60_000);
+    await stack.kill('host-agent', 'SIGKILL');
+    expect(existsSync(image)).toBe(false);
+    await stack.start('host-agent');
+    const v = await stack.client.outcome(accepted, 240_000);
+    expect(v.observed).toEqual({ state: 'shutoff', reason: 'saved' });
+    expect(existsSync(part)).toBe(false);
+    expect(existsSync(image)).toBe(true);
+    // The guest was stopped by the first attempt; the image still says it ran, so restore runs it.
+    expect(await until(() => processStateOf(pid), (s) => s !== 'alive', 10_000)).not.toBe('alive');
+    expect(await virtplane('restore', image, '--timeout', '120')).toBe(`Domain restored from ${image}`);
+    expect(await state('halfway')).toEqual({ state: 'running', reason: 'restored' });
+    expect(await guestUptime('halfway')).toBeGreaterThan(before);
+    expect(await readFile(consoleLog(uuid), 'utf8')).not.toContain(READY_MARKER);
+    await virtplane('destroy', 'halfway');
+    await virtplane('undefine', 'halfway');
+  }, 600_000);
 
   it('reattaches after the agent is killed with SIGKILL, starting nothing twice', async () => {
     const file = join(dir, 'survivor.xml');

@@ -180,6 +180,7 @@ describe('real messages of a running stack', () => {
     step('create, desc, rename');
     await c.outcome(await c.create({ definition: { name: 'doc-3', memoryKiB: 65536, vcpus: 1 } }), 20_000);
     await c.setMetadata('doc-1', 'description', 'documented');
+    await c.setAppMetadata('doc-1', 'http://example.org/doc', 'doc', '<doc/>');
     await c.setResources('doc-1', { kind: 'memory', kib: 65536 }, { config: true });
     // Live readings asked of the host agent.
     await c.domainStats('doc-3');
@@ -194,6 +195,11 @@ describe('real messages of a running stack', () => {
     await c.outcome(await c.start('doc-1b'), 20_000);
     await c.outcome(await c.managedSave('doc-1b'), 20_000);
     await c.undefine('doc-1b', { managedSave: true });
+    step('save, save-image, restore');
+    const image = join(stack.dataDir, 'hosts', stack.hostId, 'save', 'doc-3.sav');
+    await c.outcomeOrGone(await c.save('doc-3', image), 20_000);
+    await c.saveImage(image, stack.hostId);
+    await c.outcome(await c.restore(image), 20_000);
     // Host verbs on a host that does not exist: the request and the refusal are messages all the same.
     await c.hostEvacuate('no-such-host').catch(() => undefined);
     await c.hostRemove('no-such-host').catch(() => undefined);

@@ -7,6 +7,8 @@ import type { DomainOp } from './events.ts';
 import type { DomainStateName, ObservedState, RuntimeDevices, RuntimeInterface, StateReason } from './state.ts';
 import type { ResourceChange } from './resources.ts';
 import type { DiskCommand } from './devices.ts';
+import { SavePath } from './save-restore.ts';
+import { MetadataFields } from './metadata.ts';
 
 /** Fields every command request may carry; the client fills them, people need not. */
 export const CommandHeader = z.object({
@@ -74,12 +76,16 @@ export type RenameDomainRequest = z.infer<typeof RenameDomainRequest>;
 /** virsh desc: a domain's description or title; an empty text removes it. */
 export const SetMetadataRequest = CommandHeader.extend({
   domain: DomainRef,
-  field: z.enum(['description', 'title']),
+  /** `metadata`: an application's element under `uri` (virsh metadata); `value` is the element, '' removes it. */
+  field: z.enum(['description', 'title', 'metadata']),
+  ...MetadataFields,
   // libvirt refuses a title with a newline; a description may hold any text up to a sane size.
   value: z.string().max(65536),
   live: z.boolean().optional(),
   config: z.boolean().optional(),
-}).refine((r) => r.field !== 'title' || !r.value.includes('\n'), { message: 'a title may not contain a newline', path: ['value'] });
+})
+  .refine((r) => r.field !== 'title' || !r.value.includes('\n'), { message: 'a title may not contain a newline', path: ['value'] })
+  .refine((r) => r.field !== 'metadata' || r.uri !== undefined, { message: 'metadata needs the namespace uri', path: ['uri'] });
 export type SetMetadataRequest = z.infer<typeof SetMetadataRequest>;
 export type StartDomainRequest = z.infer<typeof StartDomainRequest>;
 
@@ -90,6 +96,23 @@ export type AutostartDomainRequest = z.infer<typeof AutostartDomainRequest>;
 /** virsh undefine, with --managed-save: the domain's saved state goes with it. */
 export const UndefineDomainRequest = DomainOpRequest.extend({ managedSave: z.boolean().optional() });
 export type UndefineDomainRequest = z.infer<typeof UndefineDomainRequest>;
+
+/** virsh save: the running guest's state goes to `file` on its host, and the domain is shut off (saved). */
+export const SaveDomainRequest = DomainOpRequest.extend({ file: SavePath });
+export type SaveDomainRequest = z.infer<typeof SaveDomainRequest>;
+
+/**
+ * virsh restore: `file` on `hostId` (the only host when there is one) holds a saved guest and the
+ * definition it ran with; `paused`/`running` override the state it was saved in.
+ */
+export const RestoreDomainRequest = CommandHeader.extend({
+  file: SavePath,
+  hostId: HostId.optional(),
+  paused: z.boolean().optional(),
+  running: z.boolean().optional(),
+  timeoutSeconds: z.number().positive().max(3600).optional(),
+});
+export type RestoreDomainRequest = z.infer<typeof RestoreDomainRequest>;
 
 /** What the decider sees: names already resolved, definitions parsed, placement chosen. */
 export type DomainCommand =
@@ -104,7 +127,7 @@ export type DomainCommand =
    */
   | { type: 'rename'; newName: string; claimSeq: number; releaseClaimSeq?: number }
   /** virsh desc: neither flag means the live definition of an active domain, the persistent one otherwise. */
-  | { type: 'set-metadata'; field: 'description' | 'title'; value: string; live: boolean; config: boolean }
+  | { type: 'set-metadata'; field: 'description' | 'title' | 'metadata'; value: string; live: boolean; config: boolean; uri?: string; key?: string }
   /** virsh setmem, setmaxmem, setvcpus: live/config as desc's (resources.ts). */
   | { type: 'set-resources'; change: ResourceChange; live: boolean; config: boolean }
   | { type: 'start'; paused: boolean; timeoutMs: number }
@@ -118,6 +141,10 @@ export type DomainCommand =
   /** virsh managedsave: the guest's state is saved on its host and the domain shut off (saved). */
   | { type: 'managedsave'; timeoutMs: number }
   | { type: 'managedsave-remove' }
+  /** virsh save: to `file` on the domain's host (save-restore.ts). */
+  | { type: 'save'; file: string; timeoutMs: number }
+  /** virsh restore: the definition the image on `hostId` records, started from `file`. */
+  | { type: 'restore'; definition: DomainDefinition; hostId: string; claimSeq: number; file: string; paused: boolean; timeoutMs: number }
   | { type: 'set-autostart'; autostart: boolean }
   /** The domain's host agent started: a domain marked autostart that is shut off is started. */
   | { type: 'autostart-boot'; hostId: string; timeoutMs: number }
@@ -158,6 +185,7 @@ export const DEFAULT_TIMEOUT_MS: Record<DomainOp, number> = {
   'attach-disk': 60_000,
   'detach-disk': 60_000,
   'update-disk': 60_000,
+  save: 300_000,
 };
 
 const InterfaceScope = {

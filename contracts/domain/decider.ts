@@ -10,6 +10,8 @@ import type { Envelope } from '../envelope.ts';
 import { applyRevocation, requireLiveClaim, type ClaimFence } from '../name-claim.ts';
 import { checkManagedSave, decideFlags, evolveFlags, undefineSaveEvents } from './autostart-save.ts';
 import { decideDisk, diskChange, evolveDisksObserved } from './devices.ts';
+import { checkSave, decideRestore } from './save-restore.ts';
+import { withAppMetadata } from './metadata.ts';
 
 /**
  * The domain decider: pure functions, no I/O. `decide` answers a command with events or throws a
@@ -34,6 +36,8 @@ export interface PendingOperation {
   /** Disk operations (devices.ts): the disk to plug or change, or the target to unplug. */
   disk?: DiskModel;
   target?: string;
+  /** save, and a start that restores: the image on the host. */
+  file?: string;
 }
 
 export interface DomainAggregate extends ClaimFence {
@@ -127,6 +131,7 @@ const desiredAfter = (op: DomainOp, paused: boolean, current: DomainStateName): 
       // Plugging a device, resizing the balloon or a reset changes no power state.
       return current;
     case 'managedsave':
+    case 'save':
       return 'shutoff';
     default:
       return DESIRED_AFTER[op](paused);
@@ -156,6 +161,7 @@ interface RequestArgs {
   vcpus?: number;
   disk?: DiskModel;
   target?: string;
+  file?: string;
 }
 
 const requestedEvent = (s: DomainAggregate, op: DomainOp, now: Date, timeoutMs: number, args: RequestArgs = {}): DomainEventBody => ({
@@ -172,6 +178,7 @@ const requestedEvent = (s: DomainAggregate, op: DomainOp, now: Date, timeoutMs: 
     ...(args.vcpus !== undefined ? { vcpus: args.vcpus } : {}),
     ...(args.disk ? { disk: args.disk } : {}),
     ...(args.target ? { target: args.target } : {}),
+    ...(args.file !== undefined ? { file: args.file } : {}),
   },
 });
 
@@ -221,6 +228,8 @@ const checkTransition = (op: DomainOp, s: DomainAggregate): void => {
       return;
     case 'managedsave':
       return checkManagedSave(s, test);
+    case 'save':
+      return checkSave(s);
   }
 };
 
@@ -317,7 +326,11 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
       const config = cmd.config || (!cmd.live && !active);
       if (live && !active) throw notRunning(s);
       if (config && !s.persistent) throw virtError('operation-invalid', 'cannot change persistent config of a transient domain', { domain: s.name });
-      return [{ type: 'DomainMetadataSet', data: { field: cmd.field, value: cmd.value, live, config } }];
+      if (cmd.field !== 'metadata') return [{ type: 'DomainMetadataSet', data: { field: cmd.field, value: cmd.value, live, config } }];
+      // The element goes into the <metadata> of the definition it is set on (the persistent one alone with --config).
+      const target = live ? s.definition : (s.nextDefinition ?? s.definition);
+      const value = withAppMetadata(target?.metadata, cmd.uri ?? '', cmd.key, cmd.value === '' ? null : cmd.value);
+      return [{ type: 'DomainMetadataSet', data: { field: 'metadata', value, live, config } }];
     }
     case 'set-resources':
       requireDomain(s);
@@ -357,6 +370,12 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
     case 'managedsave':
       requireDomain(s);
       return decideOperation(cmd.type, s, now, cmd.timeoutMs);
+    case 'save':
+      requireDomain(s);
+      return decideOperation('save', s, now, cmd.timeoutMs, { file: cmd.file });
+    case 'restore':
+      requireHostKnown(s);
+      return decideRestore(cmd, s, (placed) => requestedEvent(placed, 'start', now, cmd.timeoutMs, { paused: cmd.paused, file: cmd.file }));
     case 'set-autostart':
     case 'managedsave-remove':
       requireDomain(s);
@@ -694,7 +713,8 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
     case 'DomainManagedSaveRequested':
     case 'DomainDiskAttachRequested':
     case 'DomainDiskDetachRequested':
-    case 'DomainDiskUpdateRequested': {
+    case 'DomainDiskUpdateRequested':
+    case 'DomainSaveRequested': {
       const op = OP_OF[e.type];
       // destroy superseding the start of a transient domain shares a commit with the failure it
       // records, and that failure settled the domain away; the start may still be booting the guest,
@@ -720,6 +740,7 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
           ...(e.data.vcpus !== undefined ? { vcpus: e.data.vcpus } : {}),
           ...(e.data.disk ? { disk: e.data.disk } : {}),
           ...(e.data.target ? { target: e.data.target } : {}),
+          ...(e.data.file !== undefined ? { file: e.data.file } : {}),
         },
         desired: desiredAfter(op, e.data.paused ?? false, s.desired),
         lastError: null,
@@ -831,6 +852,7 @@ export const OP_OF = {
   DomainDiskAttachRequested: 'attach-disk',
   DomainDiskDetachRequested: 'detach-disk',
   DomainDiskUpdateRequested: 'update-disk',
+  DomainSaveRequested: 'save',
 } as const satisfies Record<string, DomainOp>;
 
 /**

@@ -10,7 +10,7 @@ import { DomainResourcesSet } from './resources.ts';
 export const LifecycleOp = z.enum(['start', 'shutdown', 'destroy', 'suspend', 'resume', 'reboot']);
 export type LifecycleOp = z.infer<typeof LifecycleOp>;
 /** reset and managedsave are host operations too, though neither is asked for by a plain power verb. */
-export const DomainOp = z.enum([...LifecycleOp.options, 'attach-interface', 'detach-interface', 'set-memory', 'set-vcpus', 'reset', 'managedsave', 'attach-disk', 'detach-disk', 'update-disk']);
+export const DomainOp = z.enum([...LifecycleOp.options, 'attach-interface', 'detach-interface', 'set-memory', 'set-vcpus', 'reset', 'managedsave', 'attach-disk', 'detach-disk', 'update-disk', 'save']);
 export type DomainOp = z.infer<typeof DomainOp>;
 
 export const REQUESTED_EVENT = {
@@ -29,6 +29,7 @@ export const REQUESTED_EVENT = {
   'attach-disk': 'DomainDiskAttachRequested',
   'detach-disk': 'DomainDiskDetachRequested',
   'update-disk': 'DomainDiskUpdateRequested',
+  save: 'DomainSaveRequested',
 } as const satisfies Record<DomainOp, string>;
 
 const Requested = z.object({
@@ -51,6 +52,8 @@ const Requested = z.object({
   disk: DiskModel.optional(),
   /** detach-disk: the target (vdb, hdc) of the disk to unplug. */
   target: z.string().optional(),
+  /** save: the image to write on the host; start: the image to restore from (virsh restore). */
+  file: z.string().optional(),
 });
 
 const requested = <T extends string>(type: T) => z.object({ type: z.literal(type), data: Requested });
@@ -88,6 +91,7 @@ export const DomainEventBody = z.discriminatedUnion('type', [
   requested('DomainDiskAttachRequested'),
   requested('DomainDiskDetachRequested'),
   requested('DomainDiskUpdateRequested'),
+  requested('DomainSaveRequested'),
   z.object({
     /** virsh autostart: the domain is started when its host's agent starts. */
     type: z.literal('DomainAutostartSet'),
@@ -128,7 +132,7 @@ export const DomainEventBody = z.discriminatedUnion('type', [
   z.object({
     /** virDomainSetMetadata: the live definition, the persistent one, or both. */
     type: z.literal('DomainMetadataSet'),
-    data: z.object({ field: z.enum(['description', 'title']), value: z.string(), live: z.boolean(), config: z.boolean() }),
+    data: z.object({ field: z.enum(['description', 'title', 'metadata']), value: z.string(), live: z.boolean(), config: z.boolean() }),
   }),
   /** virsh setmem, setmaxmem, setvcpus: see resources.ts. */
   DomainResourcesSet,

@@ -18,6 +18,7 @@ import {
 import type { DomainObservation } from '../hypervisor.ts';
 import { QemuDriver } from './driver.ts';
 import { processState, qemuAvailable } from './host.ts';
+import { readImageHeader } from '../save-image.ts';
 
 /** Real qemu processes and a real guest kernel; TCG on hosts where KVM does not run guests. */
 
@@ -177,6 +178,35 @@ describe.skipIf(!avail.ok)('QemuDriver with a real guest', () => {
       expect(seen.filter((o) => o.uuid === d.uuid)).toEqual([]);
     },
     3 * BOOT_MS,
+  );
+
+  it(
+    "save writes libvirt's image (header with the definition, then the state) to the file given and quits qemu; a start from it resumes the guest, and the image stays",
+    async () => {
+      const driver = newDriver();
+      const d = def({ name: 'imaged' });
+      const log = join(stateDir, 'qemu', d.uuid, 'console.log');
+      const image = join(stateDir, 'imaged.sav');
+      await driver.start(d);
+      const pid = track(driver, d.uuid)!;
+      await waitForConsole(log, READY_MARKER, { timeoutMs: BOOT_MS });
+      expect(await driver.saveTo(d, image, { signal: AbortSignal.timeout(BOOT_MS) })).toEqual({ state: 'shutoff', reason: 'saved' });
+      expect(await processState(pid)).not.toBe('alive');
+      const header = await readImageHeader(image);
+      expect(header).toMatchObject({ format: 'qemu', running: true });
+      expect(parseDomainXml(header.xml).uuid).toBe(d.uuid);
+      // A redelivered task finds it saved.
+      expect(await driver.saveTo(d, image)).toEqual({ state: 'shutoff', reason: 'saved' });
+
+      expect(await driver.start(d, { restoreFile: image, signal: AbortSignal.timeout(BOOT_MS) })).toEqual({ state: 'running', reason: 'restored' });
+      track(driver, d.uuid);
+      expect(existsSync(image)).toBe(true);
+      expect(await driver.shutdown(d, { signal: AbortSignal.timeout(BOOT_MS) })).toEqual({ state: 'shutoff', reason: 'shutdown' });
+      const resumed = await readFile(log, 'utf8');
+      expect(resumed).toContain('power button pressed');
+      expect(resumed).not.toContain(READY_MARKER);
+    },
+    4 * BOOT_MS,
   );
 
   it(

@@ -31,7 +31,8 @@ import { graphicsListenOf, memballoonOf } from './extras.ts';
 import { setOnlineVcpus } from './vcpus.ts';
 import { qemuStats } from './stats.ts';
 import type { DomainStats } from '../../contracts/domain/stats.ts';
-import { MANAGED_SAVE_FILE, managedSavePath, restoreGuestState, saveGuestState } from './managed-save.ts';
+import { MANAGED_SAVE_FILE, managedSavePath, restoreGuestImage, restoreGuestState, saveGuestImage, saveGuestState } from './managed-save.ts';
+import { formatDomainXml } from '../../contracts/xml/domain.ts';
 import { allocatePort, findQemuBinary, processCmdline, processState, qemuAvailable } from './host.ts';
 import { QmpClient, QmpClosedError, QmpError, QmpTimeoutError, connectWhenReady, type QmpEvent } from './qmp.ts';
 
@@ -92,6 +93,8 @@ export interface QemuStartOptions extends OperationOptions {
   paused?: boolean;
   /** Resume from the managed save file if there is one; without it, a file left there is stale and goes. */
   restore?: boolean;
+  /** virsh restore: start from this saved image (checked by the agent); the image stays. */
+  restoreFile?: string;
   /** Tap device names by interface MAC address (lower case) or by interface index ("0", "1", ...). */
   taps?: Record<string, string>;
 }
@@ -121,6 +124,11 @@ interface DomainRecord {
   consolePty?: string;
   accel: 'kvm' | 'tcg';
   startedAt: string;
+  /**
+   * A save in progress stopped the guest, which ran before: kept on disk so that a save run again
+   * after the agent died records it as running in the image, as it was before the first attempt.
+   */
+  savingRunning?: boolean;
 }
 
 interface NicRecord {
@@ -484,6 +492,43 @@ export class QemuDriver implements HypervisorDriver {
     });
   }
 
+  /**
+   * qemuDomainSaveFlags: as managedsave, into the caller's file behind libvirt's header, which
+   * records the definition and whether the guest ran. A guest gone with its image in place was saved
+   * by an earlier delivery of the same task.
+   */
+  async saveTo(def: DomainDefinition, file: string, opts: OperationOptions = {}): Promise<ObservedState> {
+    await this.ready;
+    return this.withLock(def.uuid, async () => {
+      const d = await this.find(def.uuid);
+      if (!d) {
+        if (existsSync(file)) return SHUTOFF_SAVED;
+        throw notRunning();
+      }
+      return this.during(d, 'save', async () => {
+        const qmp = await this.monitor(d);
+        const status = await this.status(d);
+        if (status === 'shutdown') throw notRunning();
+        if (status === 'running') {
+          d.rec.savingRunning = true;
+          await this.save(d);
+          await qmp.execute('stop');
+        }
+        const running = d.rec.savingRunning === true;
+        opts.progress?.('saving the guest state');
+        try {
+          await saveGuestImage(qmp, file, formatDomainXml(def), running, opts.signal);
+        } catch (e) {
+          if (running) await qmp.execute('cont').catch(() => undefined);
+          delete d.rec.savingRunning;
+          await this.save(d).catch(() => undefined);
+          throw e;
+        }
+        return this.terminate(d, SHUTOFF_SAVED, opts);
+      });
+    });
+  }
+
   /** qemuDomainReset: system_reset, the guest's reset button; a paused guest stays paused. */
   async reset(uuid: string, _opts: OperationOptions = {}): Promise<ObservedState> {
     await this.ready;
@@ -814,8 +859,9 @@ export class QemuDriver implements HypervisorDriver {
     for (const f of [files.qmpSocket, files.pidfile]) await unlink(f).catch(() => undefined);
 
     // The log said whether the saved state is still wanted (managedsave-remove takes it away there).
-    const restore = opts.restore === true && existsSync(managedSavePath(dir));
-    if (!restore) await unlink(managedSavePath(dir)).catch(() => undefined);
+    const managed = opts.restoreFile === undefined && opts.restore === true && existsSync(managedSavePath(dir));
+    if (!managed) await unlink(managedSavePath(dir)).catch(() => undefined);
+    const restore = managed || opts.restoreFile !== undefined;
     const accel = await this.accelFor(def);
     const binary = this.binaryFor(def);
     const netdevs = await this.resolveTaps(def, opts);
@@ -918,7 +964,8 @@ export class QemuDriver implements HypervisorDriver {
       if (restore) {
         // The guest comes back as it was saved, its balloon included.
         opts.progress?.('restoring the saved guest state');
-        await restoreGuestState(qmp, dir, opts.signal);
+        if (opts.restoreFile !== undefined) await restoreGuestImage(qmp, opts.restoreFile, opts.signal);
+        else await restoreGuestState(qmp, dir, opts.signal);
       } else if (target && target < def.memoryKiB && (def.devices.memballoon?.model ?? 'virtio') !== 'none') {
         await qmp.execute('balloon', { value: target * 1024 });
       }

@@ -6,7 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Readable } from 'node:stream';
 import { VirtError } from '../../contracts/errors.ts';
+import { openImage, qemuImageHeader, readImageHeader, writeImage } from '../save-image.ts';
 import type { QmpClient } from './qmp.ts';
 
 /**
@@ -42,19 +44,16 @@ const settle = async (qmp: QmpClient, signal: AbortSignal | undefined, incoming:
 };
 
 /**
- * Writes the stopped guest's state to the save file, whole or not at all: it goes to a partial file
- * that is renamed once qemu says the migration completed.
+ * Migrates the stopped guest's state over a unix socket to `sink`, which gets qemu's one connection;
+ * done once qemu says the migration completed and the sink has everything.
  */
-export const saveGuestState = async (qmp: QmpClient, domainDir: string, signal?: AbortSignal): Promise<void> => {
-  const file = managedSavePath(domainDir);
-  const part = `${file}.part`;
+const streamGuestState = async (qmp: QmpClient, sink: (conn: Socket) => Promise<void>, signal?: AbortSignal): Promise<void> => {
   const sock = migrationSocket();
   const server = createServer();
-  // One connection, qemu's: what it sends is the file.
   const written = new Promise<void>((resolve, reject) => {
     server.once('connection', (conn) => {
       server.close();
-      pipeline(conn, createWriteStream(part, { mode: 0o600 })).then(resolve, reject);
+      sink(conn).then(resolve, reject);
     });
     server.once('error', reject);
   });
@@ -64,15 +63,41 @@ export const saveGuestState = async (qmp: QmpClient, domainDir: string, signal?:
     await qmp.execute('migrate', { uri: `unix:${sock}` });
     await settle(qmp, signal, false);
     await written;
-    await rename(part, file);
   } catch (e) {
     await qmp.execute('migrate_cancel').catch(() => undefined);
-    await unlink(part).catch(() => undefined);
     throw e;
   } finally {
     server.close();
     await unlink(sock).catch(() => undefined);
   }
+};
+
+/**
+ * Writes the stopped guest's state to the managed save file, whole or not at all: it goes to a
+ * partial file that is renamed once qemu says the migration completed.
+ */
+export const saveGuestState = async (qmp: QmpClient, domainDir: string, signal?: AbortSignal): Promise<void> => {
+  const file = managedSavePath(domainDir);
+  const part = `${file}.part`;
+  try {
+    await streamGuestState(qmp, (conn) => pipeline(conn, createWriteStream(part, { mode: 0o600 })), signal);
+    await rename(part, file);
+  } catch (e) {
+    await unlink(part).catch(() => undefined);
+    throw e;
+  }
+};
+
+/**
+ * virsh save: the stopped guest's state, after libvirt's header that records its definition and
+ * whether it ran, into `file` (already checked against the host's image directories).
+ */
+export const saveGuestImage = (qmp: QmpClient, file: string, xml: string, running: boolean, signal?: AbortSignal): Promise<void> => {
+  const header = qemuImageHeader(xml, running);
+  // The stream writes through the plain descriptor: one given a FileHandle stalled once the migration ended.
+  return writeImage(file, header, (_part, fh) =>
+    streamGuestState(qmp, (conn) => pipeline(conn, createWriteStream('', { fd: fh.fd, start: header.length, autoClose: false })), signal),
+  );
 };
 
 /** Connects to the socket qemu listens on for the incoming state; it may take a moment to appear. */
@@ -91,13 +116,12 @@ const connectTo = async (sock: string, signal?: AbortSignal): Promise<Socket> =>
   }
 };
 
-/** Migrates the saved state into a qemu launched with `-incoming defer`; the file goes once the guest has it. */
-export const restoreGuestState = async (qmp: QmpClient, domainDir: string, signal?: AbortSignal): Promise<void> => {
-  const file = managedSavePath(domainDir);
+/** Migrates a saved state into a qemu launched with `-incoming defer`. */
+const loadGuestState = async (qmp: QmpClient, source: () => Readable, signal?: AbortSignal): Promise<void> => {
   const sock = migrationSocket();
   try {
     await qmp.execute('migrate-incoming', { uri: `unix:${sock}` });
-    await pipeline(createReadStream(file), await connectTo(sock, signal)).catch((e: NodeJS.ErrnoException) => {
+    await pipeline(source(), await connectTo(sock, signal)).catch((e: NodeJS.ErrnoException) => {
       // qemu closes its end as soon as it has read the whole state, which can come before the socket
       // has finished on this side; whether the state arrived whole is for qemu to say, below.
       if (e.code !== 'ERR_STREAM_PREMATURE_CLOSE') throw e;
@@ -106,5 +130,23 @@ export const restoreGuestState = async (qmp: QmpClient, domainDir: string, signa
   } finally {
     await unlink(sock).catch(() => undefined);
   }
+};
+
+/** managedsave's start: the file goes once the guest has it. */
+export const restoreGuestState = async (qmp: QmpClient, domainDir: string, signal?: AbortSignal): Promise<void> => {
+  const file = managedSavePath(domainDir);
+  await loadGuestState(qmp, () => createReadStream(file), signal);
   await unlink(file);
+};
+
+/** virsh restore: the state after the image's header; the image stays, as libvirt leaves it. */
+export const restoreGuestImage = async (qmp: QmpClient, file: string, signal?: AbortSignal): Promise<void> => {
+  const header = await readImageHeader(file);
+  if (header.format !== 'qemu') throw new VirtError('operation-failed', `'${file}' is not a saved qemu guest`);
+  const fh = await openImage(file);
+  try {
+    await loadGuestState(qmp, () => createReadStream('', { fd: fh.fd, start: header.dataOffset, autoClose: false }), signal);
+  } finally {
+    await fh.close();
+  }
 };

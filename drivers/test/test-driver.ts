@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { rename, unlink, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -8,6 +8,8 @@ import { DomainStateName, StateReason, isActive, type ObservedState } from '../.
 import { isVirtError, virtError, type VirtError } from '../../contracts/errors.ts';
 import type { DomainStats } from '../../contracts/domain/stats.ts';
 import { testDriverStats } from './stats.ts';
+import { formatDomainXml, parseDomainXml } from '../../contracts/xml/domain.ts';
+import { readImageHeader, testImageHeader, writeImage } from '../save-image.ts';
 import type {
   DomainObservation,
   DriverCapabilities,
@@ -44,7 +46,7 @@ import type {
  * guest ("is not paused"), reboot of a shut off guest unless on_reboot=destroy ("is not running").
  */
 
-export type DriverOp = 'start' | 'shutdown' | 'destroy' | 'suspend' | 'resume' | 'reboot' | 'reset' | 'managedsave' | 'attach-disk' | 'detach-disk' | 'update-disk';
+export type DriverOp = 'start' | 'shutdown' | 'destroy' | 'suspend' | 'resume' | 'reboot' | 'reset' | 'managedsave' | 'attach-disk' | 'detach-disk' | 'update-disk' | 'save';
 
 export interface TestDriverOptions {
   /** Time each operation takes: fixed, or drawn uniformly from [min, max]. 0 (the default) adds no timer. */
@@ -176,7 +178,8 @@ export class TestDriver implements HypervisorDriver {
     return this.guests.get(uuid)?.reboots ?? 0;
   }
 
-  start(def: DomainDefinition, opts: OperationOptions & { paused?: boolean } = {}): Promise<ObservedState> {
+  async start(def: DomainDefinition, opts: OperationOptions & { paused?: boolean; restoreFile?: string } = {}): Promise<ObservedState> {
+    if (opts.restoreFile !== undefined) return this.restore(def, opts.restoreFile, opts);
     if (!this.domainTypes().includes(def.type)) {
       // Refused before any work, as libvirt refuses such a definition when it parses it.
       return Promise.reject(
@@ -302,6 +305,35 @@ export class TestDriver implements HypervisorDriver {
   /** A guest booted before disks were tracked has those of the definition it runs. */
   private disksOf(g: Guest, def: DomainDefinition): Record<string, DiskModel> {
     return g.disks ?? Object.fromEntries(def.devices.disks.map((d) => [d.target.dev, d]));
+  }
+
+  /**
+   * testDomainSaveFlags: the image is the test driver's (magic, length, the domain's XML) and the
+   * guest is shut off (saved). A guest found saved with its image in place was saved by an earlier
+   * delivery of the same task.
+   */
+  async saveTo(def: DomainDefinition, file: string, opts: OperationOptions = {}): Promise<ObservedState> {
+    this.refresh();
+    const g = this.guests.get(def.uuid);
+    if (g?.state === 'shutoff' && g.reason === 'saved' && existsSync(file)) return this.observed(def.uuid);
+    if (!g || !isActive(g.state)) throw virtError('operation-invalid', 'domain is not running');
+    await writeImage(file, testImageHeader(formatDomainXml(def)));
+    return this.run('save', def.uuid, def.name, opts, (cur) => {
+      if (!cur || !isActive(cur.state)) throw virtError('operation-invalid', 'domain is not running');
+      return { ...cur, state: 'shutoff', reason: 'saved' };
+    });
+  }
+
+  /** testDomainRestoreFlags: the image must be the test driver's and hold this domain; it runs, restored, and the image stays. */
+  private async restore(def: DomainDefinition, file: string, opts: OperationOptions): Promise<ObservedState> {
+    const header = await readImageHeader(file);
+    if (header.format !== 'test') throw virtError('internal-error', 'mismatched header magic');
+    const saved = parseDomainXml(header.xml);
+    if (saved.uuid.toLowerCase() !== def.uuid.toLowerCase()) throw virtError('operation-invalid', `the image '${file}' holds domain '${saved.name}', not '${def.name}'`);
+    return this.run('start', def.uuid, def.name, opts, (g) => {
+      if (g && isActive(g.state)) return null;
+      return { ...this.guestFrom(def, g), state: 'running', reason: 'restored', boots: g?.boots ?? 0 };
+    });
   }
 
   /** The guest crashed: on_crash decides what is left, and the change is observed as a hypervisor would. */

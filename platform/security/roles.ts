@@ -116,6 +116,8 @@ export const permissionsFor = (role: Role, principal: string): Permissions => {
             `${API}.STREAM.INFO.*`,
             subjects.allEvents,
             subjects.allTasks,
+            // restore reads the definition a saved image records on the host that holds it; no other reading.
+            subjects.hostRead('*', 'save-image'),
             ...readStream(STREAMS.events),
             ...ownDurable(STREAMS.events, CONSUMERS.dispatcher, { manage: true }),
             ...ownDurable(STREAMS.events, CONSUMERS.storageDispatcher, { manage: true }),

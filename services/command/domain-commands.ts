@@ -10,7 +10,10 @@ import {
   type DetachInterfaceRequest,
   type DomainCommand,
   type DomainOpRequest,
+  type RestoreDomainRequest,
+  type SaveDomainRequest,
 } from '../../contracts/domain/commands.ts';
+import { checkRestoreFlags, type SaveImageReply } from '../../contracts/domain/save-restore.ts';
 import { decide, type DomainAggregate } from '../../contracts/domain/decider.ts';
 import type { SetResourcesRequest } from '../../contracts/domain/resources.ts';
 import { DomainDefinition, InterfaceModel } from '../../contracts/domain/definition.ts';
@@ -38,6 +41,8 @@ export class DomainCommands {
     private readonly repo: Repository<DomainAggregate, DomainEventBody>,
     private readonly names: NameClaims,
     private readonly scheduler: Scheduler,
+    /** What an image on a host holds, asked of that host's agent (hostread.<host>.save-image). */
+    private readonly readImage: (hostId: string, file: string) => Promise<SaveImageReply> = () => Promise.reject(virtError('operation-unsupported', 'no host can be asked about saved images')),
   ) {
     parsePool().warm();
   }
@@ -107,6 +112,52 @@ export class DomainCommands {
     return this.run(req.domain, meta, { type: op, timeoutMs: req.timeoutSeconds !== undefined ? req.timeoutSeconds * 1000 : DEFAULT_TIMEOUT_MS[op] });
   }
 
+  /** virsh save: to a file on the domain's host, which checks the path against its image directories. */
+  async save(req: SaveDomainRequest, meta: CommandMeta): Promise<Accepted> {
+    return this.run(req.domain, meta, { type: 'save', file: req.file, timeoutMs: req.timeoutSeconds !== undefined ? req.timeoutSeconds * 1000 : DEFAULT_TIMEOUT_MS.save });
+  }
+
+  /**
+   * virsh restore: the image's own definition, read on the host that holds it, names the domain;
+   * it is claimed and started from the image as a create is, in one commit.
+   */
+  async restore(req: RestoreDomainRequest, meta: CommandMeta): Promise<Accepted> {
+    const { hostId, image } = await this.findImage(req.file, req.hostId);
+    const def = canonicalIdentity(await parsePool().parse('domain', image.xml, meta.commandId));
+    checkRestoreFlags(def.type, req);
+    // The host must run domains of this type; the image says which.
+    this.scheduler.pick(def.type, hostId);
+    const existing = await this.repo.load(def.uuid);
+    const paused = req.paused ? true : req.running ? false : !image.running;
+    const timeoutMs = req.timeoutSeconds !== undefined ? req.timeoutSeconds * 1000 : DEFAULT_TIMEOUT_MS.start;
+    const command = (claimSeq: number): DomainCommand => ({ type: 'restore', definition: def, hostId, claimSeq, file: req.file, paused, timeoutMs });
+    decide(command(Number.MAX_SAFE_INTEGER), existing, meta.now);
+    const claimSeq = await this.names.claim(def.name, def.uuid, meta, this.load);
+    const out = await this.repo.execute(def.uuid, meta, (s) => decide(command(claimSeq), s, meta.now));
+    this.names.remember(def.name, def.uuid);
+    return this.accepted(out, meta);
+  }
+
+  /**
+   * The host named, or else the live host that holds the file: each is asked, as the file is only
+   * where it was written. More than one (or none that answers) needs the operator to say which.
+   */
+  private async findImage(file: string, hostId?: string): Promise<{ hostId: string; image: SaveImageReply }> {
+    if (hostId) {
+      if (!this.scheduler.known(hostId)) throw virtError('no-host', `no host with id '${hostId}' has registered`);
+      return { hostId, image: await this.readImage(hostId, file) };
+    }
+    const hosts = this.scheduler.alive().map((h) => h.hostId);
+    if (hosts.length === 1) return { hostId: hosts[0]!, image: await this.readImage(hosts[0]!, file) };
+    const answers = await Promise.allSettled(hosts.map(async (h) => ({ hostId: h, image: await this.readImage(h, file) })));
+    const found = answers.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []));
+    if (found.length === 1) return found[0]!;
+    if (found.length > 1) throw virtError('invalid-arg', `'${file}' is on hosts ${found.map((f) => f.hostId).join(', ')}: name one with --host`, { hosts: found.map((f) => f.hostId) });
+    const first = answers.find((a): a is PromiseRejectedResult => a.status === 'rejected');
+    if (first && isVirtError(first.reason) && first.reason.code !== 'timeout') throw first.reason;
+    throw virtError('operation-failed', `cannot read domain image '${file}': No such file or directory`, { file, raw: true });
+  }
+
   async removeManagedSave(req: DomainOpRequest, meta: CommandMeta): Promise<Accepted> {
     return this.run(req.domain, meta, { type: 'managedsave-remove' });
   }
@@ -147,7 +198,15 @@ export class DomainCommands {
 
   /** virsh desc: a description or title set in the log, on the live or persistent definition. */
   async setMetadata(req: SetMetadataRequest, meta: CommandMeta): Promise<Accepted> {
-    return this.run(req.domain, meta, { type: 'set-metadata', field: req.field, value: req.value, live: req.live ?? false, config: req.config ?? false });
+    return this.run(req.domain, meta, {
+      type: 'set-metadata',
+      field: req.field,
+      value: req.value,
+      live: req.live ?? false,
+      config: req.config ?? false,
+      ...(req.uri !== undefined ? { uri: req.uri } : {}),
+      ...(req.key !== undefined ? { key: req.key } : {}),
+    });
   }
 
   /** virsh setmem, setmaxmem, setvcpus: a change of memory or vCPU counts, checked and recorded (resources.ts). */

@@ -11,7 +11,10 @@ import {
   DomainOpRequest,
   StartDomainRequest,
   UndefineDomainRequest,
+  SaveDomainRequest,
+  RestoreDomainRequest,
 } from '../../contracts/domain/commands.ts';
+import { SaveImageReply } from '../../contracts/domain/save-restore.ts';
 import type { DomainOp } from '../../contracts/domain/events.ts';
 import { RegisterHostRequest } from '../../contracts/host/events.ts';
 import { BUCKETS, QUEUES, subjects } from '../../contracts/subjects.ts';
@@ -19,7 +22,7 @@ import { ClaimRequest, ReportRequest } from '../../contracts/tasks.ts';
 import { EventStore } from '../../platform/event-store.ts';
 import type { Logger } from '../../platform/log.ts';
 import type { Nats } from '../../platform/nats.ts';
-import { serve } from '../../platform/rpc.ts';
+import { call, serve } from '../../platform/rpc.ts';
 import { AgentReports } from './agent-reports.ts';
 import { DeadlineKeeper } from './deadlines.ts';
 import { Dispatcher } from './dispatcher.ts';
@@ -77,7 +80,9 @@ export class CommandService {
     await this.liveness.start();
     const timings = this.opts.timings ?? DEFAULT_LEASE_TIMINGS;
     const scheduler = new Scheduler(this.liveness, timings);
-    const commands = new DomainCommands(domains, new NameClaims(store, 'domain'), scheduler);
+    const commands = new DomainCommands(domains, new NameClaims(store, 'domain'), scheduler, (hostId, file) =>
+      call<SaveImageReply>(this.n.nc, subjects.hostRead(hostId, 'save-image'), { file }, 10_000).then((r) => SaveImageReply.parse(r)),
+    );
     const reports = new AgentReports(domains, hosts, liveness, () => provisionLiveness(this.n).then(() => true, () => false));
     const networks = new NetworkCommands(store);
     const nc = this.n.nc;
@@ -94,6 +99,8 @@ export class CommandService {
     this.subs.push(...api.serve('domain', 'autostart', AutostartDomainRequest, (r, meta) => commands.setAutostart(r, meta)));
     this.subs.push(...api.serve('domain', 'reset', DomainOpRequest, (r, meta) => commands.hostOperation('reset', r, meta)));
     this.subs.push(...api.serve('domain', 'managedsave', DomainOpRequest, (r, meta) => commands.hostOperation('managedsave', r, meta)));
+    this.subs.push(...api.serve('domain', 'save', SaveDomainRequest, (r, meta) => commands.save(r, meta)));
+    this.subs.push(...api.serve('domain', 'restore', RestoreDomainRequest, (r, meta) => commands.restore(r, meta)));
     this.subs.push(...api.serve('domain', 'managedsave-remove', DomainOpRequest, (r, meta) => commands.removeManagedSave(r, meta)));
     this.subs.push(...api.serve('domain', 'start', StartDomainRequest, (r, meta) => commands.operation('start', r, meta)));
     this.subs.push(...api.serve('domain', 'attach-interface', AttachInterfaceRequest, (r, meta) => commands.attachInterface(r, meta)));

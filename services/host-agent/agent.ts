@@ -3,7 +3,8 @@ import { performance } from 'node:perf_hooks';
 import { randomUUID } from 'node:crypto';
 import { nodeFacts } from '../../drivers/node-info.ts';
 import { hostname as osHostname } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { resolveImagePath } from '../../drivers/save-image.ts';
 import type { JsMsg } from '@nats-io/jetstream';
 import { isActive, type ObservedState, type RuntimeInterface } from '../../contracts/domain/state.ts';
 import { isVirtError, virtError } from '../../contracts/errors.ts';
@@ -45,6 +46,8 @@ export interface HostAgentOptions {
   resyncMs?: number;
   /** Run a fence guard beside the agent, which kills the host's qemu guests of HA domains if the agent dies (see fence-guard.ts). */
   fenceGuard?: boolean;
+  /** Absolute directories under which save and restore may write and read images; `<stateDir>/save` by default. */
+  saveDirs?: string[];
 }
 
 export const agentConsumerName = (hostId: string) => `agent-${hostId}`;
@@ -55,6 +58,7 @@ export const agentConsumerName = (hostId: string) => `agent-${hostId}`;
  */
 export class HostAgent {
   readonly instanceId = randomUUID();
+  private readonly saveDirs: string[];
   private readonly worker: TaskWorker<DomainTask>;
   private heartbeat: NodeJS.Timeout | null = null;
   private watchdog: NodeJS.Timeout | null = null;
@@ -89,6 +93,7 @@ export class HostAgent {
     private readonly log: Logger,
   ) {
     this.journal = new TaskJournal(join(opts.stateDir, 'tasks.jsonl'));
+    this.saveDirs = opts.saveDirs ?? [resolve(opts.stateDir, 'save')];
     this.fence = new GuestFence(opts.drivers, opts.fencePolicy ?? 'pause', log);
     this.worker = new TaskWorker(
       n,
@@ -156,7 +161,7 @@ export class HostAgent {
     );
     const grant = await this.lease.acquire();
     for (const d of this.opts.drivers) this.unsubscribe.push(d.onObservation((o) => void this.observed(o)));
-    this.unsubscribe.push(serveLiveReads(this.n, this.hostId, (type) => this.byType.get(type), this.log));
+    this.unsubscribe.push(serveLiveReads(this.n, this.hostId, (type) => this.byType.get(type), this.log, this.saveDirs));
     await this.reconcile();
     await this.autostart();
     // A host declared lost while its agent was away: what moved elsewhere must not run here too.
@@ -375,10 +380,11 @@ export class HostAgent {
     }
   }
 
-  private perform(d: HypervisorDriver, t: DomainTask, opts: OperationOptions): Promise<ObservedState> {
+  private async perform(d: HypervisorDriver, t: DomainTask, opts: OperationOptions): Promise<ObservedState> {
     const uuid = t.definition.uuid;
     switch (t.op) {
       case 'start':
+        if (t.file !== undefined) return this.restoreFrom(d, t, t.file, opts);
         return d.start(t.definition, { ...opts, paused: t.paused ?? false, ...(t.restore ? { restore: true } : {}) });
       case 'shutdown':
         return d.shutdown(t.definition, opts);
@@ -409,6 +415,10 @@ export class HostAgent {
       case 'detach-disk':
       case 'update-disk':
         return this.changeDisk(d, t, opts);
+      case 'save': {
+        if (!d.saveTo || t.file === undefined) throw virtError('operation-unsupported', `the ${d.name} driver cannot save a guest's state to a file`);
+        return d.saveTo(t.definition, await resolveImagePath(this.saveDirs, t.file), opts);
+      }
     }
   }
 
@@ -425,6 +435,12 @@ export class HostAgent {
       await d.updateDisk(t.definition, t.disk, opts);
     }
     return d.state(t.definition.uuid);
+  }
+
+
+  /** virsh restore: only an image inside this host's image directories (drivers/save-image.ts). */
+  private async restoreFrom(d: HypervisorDriver, t: DomainTask, file: string, opts: OperationOptions): Promise<ObservedState> {
+    return d.start(t.definition, { ...opts, paused: t.paused ?? false, restoreFile: await resolveImagePath(this.saveDirs, file) });
   }
 
   private async changeInterface(d: HypervisorDriver, t: DomainTask, opts: OperationOptions): Promise<ObservedState> {

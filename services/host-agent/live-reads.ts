@@ -4,6 +4,8 @@ import { virtError } from '../../contracts/errors.ts';
 import { subjects } from '../../contracts/subjects.ts';
 import type { HypervisorDriver } from '../../drivers/hypervisor.ts';
 import { nodeMemory } from '../../drivers/node-info.ts';
+import { readImageHeader, resolveImagePath } from '../../drivers/save-image.ts';
+import { SaveImageRequest } from '../../contracts/domain/save-restore.ts';
 import type { Logger } from '../../platform/log.ts';
 import type { Nats } from '../../platform/nats.ts';
 import { serve } from '../../platform/rpc.ts';
@@ -15,7 +17,7 @@ import { serve } from '../../platform/rpc.ts';
  * host can neither read nor be asked about another's guests. Nothing here is recorded: these are
  * the hypervisor's numbers at the moment of asking, as virsh reads them.
  */
-export const serveLiveReads = (n: Nats, hostId: string, driverFor: (type: string) => HypervisorDriver | undefined, log: Logger): (() => void) => {
+export const serveLiveReads = (n: Nats, hostId: string, driverFor: (type: string) => HypervisorDriver | undefined, log: Logger, saveDirs: readonly string[]): (() => void) => {
   const subs: Subscription[] = [
     serve(
       n.nc,
@@ -31,6 +33,18 @@ export const serveLiveReads = (n: Nats, hostId: string, driverFor: (type: string
       log,
     ),
     serve(n.nc, subjects.hostRead(hostId, 'node-stats'), undefined, NodeStatsRequest, async () => ({ stats: await nodeMemory() }), log),
+    // virsh save-image-dumpxml, and restore's look at what an image holds: only inside the image directories.
+    serve(
+      n.nc,
+      subjects.hostRead(hostId, 'save-image'),
+      undefined,
+      SaveImageRequest,
+      async (req) => {
+        const { xml, running, format } = await readImageHeader(await resolveImagePath(saveDirs, req.file));
+        return { xml, running, format };
+      },
+      log,
+    ),
   ];
   return () => {
     for (const s of subs) s.unsubscribe();

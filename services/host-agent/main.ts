@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { virtError } from '../../contracts/errors.ts';
 import { HostId } from '../../contracts/ids.ts';
+import { savePathProblem } from '../../contracts/domain/save-restore.ts';
 import type { NetworkView } from '../../contracts/network/views.ts';
 import { subjects } from '../../contracts/subjects.ts';
 import { selectDrivers } from '../../drivers/select.ts';
@@ -30,6 +31,22 @@ const cfg = loadConfig(
   BaseConfig.extend({
     hostId: HostId.default(defaultHostId),
     stateDir: z.string().optional(),
+    /**
+     * Where virsh save may write and restore may read images: comma-separated absolute directories
+     * (`<stateDir>/save` when unset). Paths elsewhere are refused (SECURITY.md).
+     */
+    saveDirs: z
+      .string()
+      .optional()
+      .transform((v, ctx) => {
+        if (v === undefined) return undefined;
+        const dirs = v.split(',').map((d) => d.trim().replace(/\/+$/, '')).filter((d) => d !== '');
+        for (const d of dirs) {
+          const problem = savePathProblem(d);
+          if (problem) ctx.addIssue({ code: 'custom', message: problem });
+        }
+        return dirs;
+      }),
     /** auto: qemu when qemu-system is installed, plus the test driver for `test` domains. */
     driver: z.enum(['auto', 'test', 'qemu']).default('auto'),
     ackWaitMs: z.coerce.number().int().min(500).default(15_000),
@@ -99,7 +116,7 @@ const runtimeInterfaces = network
   : undefined;
 const agent = new HostAgent(
   n,
-  { hostId: cfg.hostId, stateDir, drivers, ackWaitMs: cfg.ackWaitMs, timings: cfg, fencePolicy: cfg.fencePolicy, resyncMs: cfg.resyncMs, fenceGuard: drivers.some((d) => d.name === 'qemu'), ...(runtimeInterfaces ? { runtimeInterfaces } : {}) },
+  { hostId: cfg.hostId, stateDir, drivers, ackWaitMs: cfg.ackWaitMs, timings: cfg, fencePolicy: cfg.fencePolicy, resyncMs: cfg.resyncMs, fenceGuard: drivers.some((d) => d.name === 'qemu'), ...(cfg.saveDirs ? { saveDirs: cfg.saveDirs } : {}), ...(runtimeInterfaces ? { runtimeInterfaces } : {}) },
   log,
 );
 await agent.start();

@@ -105,7 +105,8 @@ const runIfMissed = async (host: ResyncHost, v: DomainView, graceMs: number, now
     placementEpoch: v.placementEpoch,
     deadline: p.deadline,
     ...(op.data === 'start' && v.desired === 'paused' ? { paused: true } : {}),
-    ...(op.data === 'start' && v.managedSave ? { restore: true } : {}),
+    ...(op.data === 'start' && v.managedSave && p.file === undefined ? { restore: true } : {}),
+    ...(p.file !== undefined ? { file: p.file } : {}),
     definition: v.definition,
     correlationId: p.taskId,
   };

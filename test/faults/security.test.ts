@@ -345,4 +345,23 @@ describe('one principal, one job: what a stolen credential cannot do', () => {
       expect(fresh.nc.isClosed()).toBe(false);
     }, 30_000);
   });
+
+  describe('saved images', () => {
+    it("a host reads no other host's images, the command service asks only what an image holds, and a path outside the image directories is refused", async () => {
+      await refused(call(hostA.nc, subjects.hostRead('host-b', 'save-image'), { file: '/x/y.sav' }), /hostread\.host-b/);
+      await subscribeRefused(await s.as('host-a'), subjects.hostRead('host-b', 'save-image'));
+      await refused(call((await s.as('audrey')).nc, subjects.hostRead('host-b', 'save-image'), { file: '/x/y.sav' }), /hostread\.host-b/);
+      // The command service may ask what an image holds, and nothing else of a host.
+      await refused(call((await s.as('command')).nc, subjects.hostRead('host-b', 'node-stats'), {}), /hostread\.host-b/);
+      // An operator naming a file outside host-b's image directories: the host refuses, the guest runs on.
+      await expect(alice.outcome(await alice.save('secret-b', '/etc/virtplane-attack'), 20_000)).rejects.toMatchObject({ code: 'invalid-arg' });
+      expect(await readFile('/etc/virtplane-attack').catch(() => null)).toBeNull();
+      expect((await alice.get('secret-b')).observed.state).toBe('running');
+      await expect(alice.saveImage('/etc/shadow', 'host-b')).rejects.toMatchObject({ code: 'invalid-arg' });
+      // And a real save and restore under the generated permissions.
+      const image = join(dataDir, 'hosts', 'host-b', 'save', 'secret-b.sav');
+      await alice.outcome(await alice.save('secret-b', image), 20_000);
+      expect((await alice.outcome(await alice.restore(image), 20_000)).observed).toEqual({ state: 'running', reason: 'restored' });
+    });
+  });
 });
