@@ -43,9 +43,11 @@ const denied = (file: string, dirs: readonly string[], why: string) =>
  * The real path of an image inside the allowed directories, or an `invalid-arg` error. Its
  * directory must exist (libvirt does not make it either); an allowed directory itself is made.
  */
-export const resolveImagePath = async (dirs: readonly string[], file: string): Promise<string> => {
-  const problem = savePathProblem(file);
-  if (problem) throw virtError('invalid-arg', problem, { file });
+export const resolveImagePath = async (dirs: readonly string[], named: string): Promise<string> => {
+  const problem = savePathProblem(named);
+  if (problem) throw virtError('invalid-arg', problem, { file: named });
+  if (!named.includes('/') && dirs.length === 0) throw denied(named, dirs, 'names no directory');
+  const file = named.includes('/') ? named : join(dirs[0]!, named);
   const root = dirs.find((d) => file.startsWith(`${d}/`));
   if (!root) throw denied(file, dirs, 'is outside the directories for saved images');
   await mkdir(root, { recursive: true, mode: 0o700 });

@@ -22,12 +22,6 @@ const blocks = [...README.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) =>
     .filter(Boolean)
     .flatMap((l) => l.split(' && ').map((x) => x.trim())),
 );
-const argv = (line: string) =>
-  line
-    .replace(/^npx virtplane /, '')
-    .split(/\s+/)
-    .flatMap((a) => (a === 'examples/*.xml' ? xmlExamples.map((f) => `examples/${f}`) : [a]));
-
 describe('examples/', () => {
   it('holds every file the README names, and the README needs nothing outside the clone', () => {
     const named = [...new Set(README.match(/examples\/[\w.*-]+/g) ?? [])].filter((f) => !f.includes('*'));
@@ -60,7 +54,10 @@ describe("the README's commands, as written", () => {
 
   const virtplane = async (line: string) => {
     try {
-      return (await run(process.execPath, [CLI, ...argv(line)], { cwd: PROJECT_ROOT, env: { ...process.env, VIRTPLANE_NATS_URL: stack.nats.url, VIRTPLANE_NATS_CONTEXT: '' }, timeout: 60_000 })).stdout;
+      // Through a shell, as a reader would paste it: its quoting and globs are the shell's.
+      const shell = line.replace(/^npx virtplane /, '"$VIRTPLANE_NODE" "$VIRTPLANE_CLI" ');
+      const env = { ...process.env, VIRTPLANE_NATS_URL: stack.nats.url, VIRTPLANE_NATS_CONTEXT: '', VIRTPLANE_NODE: process.execPath, VIRTPLANE_CLI: CLI };
+      return (await run('/bin/sh', ['-c', shell], { cwd: PROJECT_ROOT, env, timeout: 60_000 })).stdout;
     } catch (e) {
       const err = e as Error & { stderr?: string };
       throw new Error(`${line}: ${err.stderr ?? err.message}`);

@@ -32,8 +32,9 @@ describe('save and restore against bad input and faults', () => {
 
   it('refuses relative, unnormalised and outside paths and links out of the image directory, changing nothing', { timeout: 120_000 }, async () => {
     await running('sr-bad');
-    const relative = await virtplane(env, 'save', 'sr-bad', 'sr-bad.sav');
-    expect([relative.code, relative.stderr]).toEqual([1, expect.stringMatching(/^error: Failed to save domain 'sr-bad' to sr-bad.sav\nerror: invalid argument: .*not an absolute path.* \[invalid-arg\]\n$/)]);
+    const relative = await virtplane(env, 'save', 'sr-bad', 'images/sr-bad.sav');
+    expect([relative.code, relative.stderr]).toEqual([1, expect.stringMatching(/^error: Failed to save domain 'sr-bad' to images\/sr-bad.sav\nerror: invalid argument: .*not an absolute path.* \[invalid-arg\]\n$/)]);
+    for (const name of ['..', '.']) expect((await virtplane(env, 'save', 'sr-bad', name)).stderr).toMatch(/not a file name.*\[invalid-arg\]/);
     const dotdot = await virtplane(env, 'save', 'sr-bad', `${saveDir}/../../../../etc/sr-bad`);
     expect(dotdot.stderr).toMatch(/not a normalised path.*\[invalid-arg\]/);
     const outside = await virtplane(env, 'save', 'sr-bad', '/etc/virtplane-sr-bad');
@@ -67,6 +68,15 @@ describe('save and restore against bad input and faults', () => {
     await symlink(hostile, join(saveDir, 'link.sav'));
     expect((await virtplane(env, 'restore', join(saveDir, 'link.sav'))).stderr).toMatch(/cannot read domain image .*Too many levels of symbolic links/);
     expect((await virtplane(env, 'list', '--all', '--name')).stdout).not.toMatch(/aaaa/);
+  });
+
+  it('a bare file name is a file in the host\'s image directory, for save, save-image-dumpxml and restore', { timeout: 120_000 }, async () => {
+    await running('sr-bare');
+    expect(await virtplane(env, 'save', 'sr-bare', 'sr-bare.sav')).toMatchObject({ code: 0, stdout: "Domain 'sr-bare' saved to sr-bare.sav\n" });
+    expect(existsSync(join(saveDir, 'sr-bare.sav'))).toBe(true);
+    expect((await virtplane(env, 'save-image-dumpxml', 'sr-bare.sav')).stdout).toContain('<name>sr-bare</name>');
+    expect((await virtplane(env, 'restore', 'sr-bare.sav')).code).toBe(0);
+    expect(await domstate('sr-bare')).toBe('running (restored)');
   });
 
   it('a save sent twice with one command id saves once', { timeout: 120_000 }, async () => {

@@ -97,14 +97,17 @@ describe('restore', () => {
 });
 
 describe('image paths', () => {
-  it('are absolute, normalised and free of control characters before anything reaches the log', () => {
-    for (const bad of ['web1.sav', './web1.sav', '/a/../etc/passwd', '/a//b', '/a/b/', '/a/./b', '/a/b\n', '/a/\u0000b', '', '/']) {
-      expect(savePathProblem(bad) ?? (bad.length < 2 ? 'short' : undefined), bad).toBeDefined();
+  it('are absolute, normalised and free of control characters before anything reaches the log, or a bare file name', () => {
+    for (const bad of ['./web1.sav', 'save/web1.sav', '..', '.', 'a'.repeat(256), 'web1\n', '/a/../etc/passwd', '/a//b', '/a/b/', '/a/./b', '/a/b\n', '/a/\u0000b', '', '/']) {
+      expect(savePathProblem(bad) ?? (bad.length < 1 ? 'short' : bad === '/' ? 'root' : undefined), bad).toBeDefined();
       expect(SaveDomainRequest.safeParse({ domain: 'web1', file: bad }).success, bad).toBe(false);
       expect(RestoreDomainRequest.safeParse({ file: bad }).success, bad).toBe(false);
     }
     expect(SaveDomainRequest.safeParse({ domain: 'web1', file: '/x'.repeat(2049) }).success).toBe(false);
     expect(savePathProblem(FILE)).toBeUndefined();
+    // A file of the host's first image directory.
+    expect(savePathProblem('web1.sav')).toBeUndefined();
+    expect(SaveDomainRequest.safeParse({ domain: 'web1', file: 'web1.sav' }).success).toBe(true);
     expect(RestoreDomainRequest.safeParse({ file: FILE, hostId: 'h1', paused: true }).success).toBe(true);
   });
 });

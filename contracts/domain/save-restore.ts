@@ -25,11 +25,14 @@ export const SAVE_FLAGS = { running: 0x2, paused: 0x4 } as const;
 
 /**
  * Absolute, normalised (no `.`/`..` segment, no doubled or trailing `/`), no control character:
- * what the path says is then what it is, before any link on the host is looked at.
+ * what the path says is then what it is, before any link on the host is looked at. A bare file name
+ * (no `/`) names a file in the host's first image directory: in a fleet the client seldom knows
+ * where a host keeps them.
  */
 export const savePathProblem = (p: string): string | undefined => {
-  if (!p.startsWith('/')) return `'${p}' is not an absolute path: a saved image is named by its full path on the host`;
   if (/[\u0000-\u001f\u007f]/.test(p)) return 'the path holds a control character';
+  if (!p.includes('/')) return p === '.' || p === '..' || p.length > 255 ? `'${p}' is not a file name` : undefined;
+  if (!p.startsWith('/')) return `'${p}' is not an absolute path: a saved image is named by its full path on the host, or by a bare file name in its image directory`;
   const segs = p.slice(1).split('/');
   if (segs.some((s) => s === '' || s === '.' || s === '..')) return `'${p}' is not a normalised path (empty, '.' or '..' segments)`;
   return undefined;
@@ -37,7 +40,7 @@ export const savePathProblem = (p: string): string | undefined => {
 
 export const SavePath = z
   .string()
-  .min(2)
+  .min(1)
   .max(SAVE_PATH_MAX)
   .superRefine((p, ctx) => {
     const problem = savePathProblem(p);

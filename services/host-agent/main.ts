@@ -42,7 +42,7 @@ const cfg = loadConfig(
         if (v === undefined) return undefined;
         const dirs = v.split(',').map((d) => d.trim().replace(/\/+$/, '')).filter((d) => d !== '');
         for (const d of dirs) {
-          const problem = savePathProblem(d);
+          const problem = d.startsWith('/') ? savePathProblem(d) : `'${d}' is not an absolute directory`;
           if (problem) ctx.addIssue({ code: 'custom', message: problem });
         }
         return dirs;
