@@ -58,6 +58,7 @@ const LIBVIRT_PREFIX: Partial<Record<ErrorCode, string>> = {
   'no-network': 'Network not found',
   'no-storage-pool': 'Storage pool not found',
   'no-storage-vol': 'Storage volume not found',
+  'no-domain-snapshot': 'Domain snapshot not found',
 };
 
 /** libvirt's message for an error: its number's text, then the detail, unless the detail already starts so. */

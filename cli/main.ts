@@ -6,6 +6,7 @@ import { registerNetworkCommands } from './network-commands.ts';
 import { registerDomainCommands } from './domain-commands.ts';
 import { registerDomainInfoCommands } from './domain-info-commands.ts';
 import { registerDomainStateCommands } from './domain-state-commands.ts';
+import { registerSnapshotCommands } from './snapshot-commands.ts';
 import { registerNodeCommands } from './node-commands.ts';
 import { registerMonitorCommands } from './monitor-commands.ts';
 import { registerResourceCommands } from './resource-commands.ts';
@@ -133,6 +134,7 @@ export const buildProgram = (): Command => {
   registerDomainCommands(program, helpers);
   registerDomainInfoCommands(program, helpers);
   registerDomainStateCommands(program, helpers);
+  registerSnapshotCommands(program, helpers);
   registerNodeCommands(program, helpers);
   registerMonitorCommands(program, helpers);
   registerResourceCommands(program, helpers);

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DomainDefinition, InterfaceModel } from './domain/definition.ts';
 import { DomainOp } from './domain/events.ts';
+import { SnapshotTask } from './domain/snapshots.ts';
 import { ObservedState, RuntimeDevices, RuntimeInterface } from './domain/state.ts';
 import { VirtErrorBody } from './errors.ts';
 import { DomainId, TaskId } from './ids.ts';
@@ -26,6 +27,8 @@ export const DomainTask = z.object({
   mac: z.string().optional(),
   /** set-memory: the balloon's new target in KiB. */
   memoryKiB: z.number().int().positive().optional(),
+  /** Snapshot operations: the snapshot to take, revert to or delete. */
+  snapshot: SnapshotTask.optional(),
   definition: DomainDefinition,
   correlationId: z.string(),
   traceparent: z.string().optional(),

@@ -6,6 +6,7 @@ import type { VirtErrorBody } from '../errors.ts';
 import type { DomainOp } from './events.ts';
 import type { DomainStateName, ObservedState, RuntimeDevices, RuntimeInterface, StateReason } from './state.ts';
 import type { ResourceChange } from './resources.ts';
+import type { SnapshotCommand } from './snapshots.ts';
 
 /** Fields every command request may carry; the client fills them, people need not. */
 export const CommandHeader = z.object({
@@ -87,7 +88,11 @@ export const AutostartDomainRequest = CommandHeader.extend({ domain: DomainRef, 
 export type AutostartDomainRequest = z.infer<typeof AutostartDomainRequest>;
 
 /** virsh undefine, with --managed-save: the domain's saved state goes with it. */
-export const UndefineDomainRequest = DomainOpRequest.extend({ managedSave: z.boolean().optional() });
+export const UndefineDomainRequest = DomainOpRequest.extend({
+  managedSave: z.boolean().optional(),
+  /** --snapshots-metadata: the domain's snapshot metadata goes with it (the host's data stays). */
+  snapshotsMetadata: z.boolean().optional(),
+});
 export type UndefineDomainRequest = z.infer<typeof UndefineDomainRequest>;
 
 /** What the decider sees: names already resolved, definitions parsed, placement chosen. */
@@ -96,7 +101,8 @@ export type DomainCommand =
   | { type: 'define'; definition: DomainDefinition; hostId: string; claimSeq: number }
   /** virsh create: a domain started from a definition, transient unless that domain is already defined. */
   | { type: 'create'; definition: DomainDefinition; hostId: string; claimSeq: number; paused: boolean; timeoutMs: number }
-  | { type: 'undefine'; managedSave?: boolean }
+  | { type: 'undefine'; managedSave?: boolean; snapshotsMetadata?: boolean }
+  | SnapshotCommand
   /**
    * `claimSeq`: the claim on the new name, as a define's. `releaseClaimSeq`: the domain's own claim on
    * its old name, fenced in the same commit so the old name is free at once.
@@ -151,6 +157,9 @@ export const DEFAULT_TIMEOUT_MS: Record<DomainOp, number> = {
   'set-memory': 60_000,
   reset: 60_000,
   managedsave: 300_000,
+  'snapshot-create': 300_000,
+  'snapshot-revert': 300_000,
+  'snapshot-delete': 120_000,
 };
 
 const InterfaceScope = {

@@ -9,6 +9,7 @@ import { formatDomainXml } from '../xml/domain.ts';
 import type { Envelope } from '../envelope.ts';
 import { applyRevocation, requireLiveClaim, type ClaimFence } from '../name-claim.ts';
 import { checkManagedSave, decideFlags, evolveFlags, undefineSaveEvents } from './autostart-save.ts';
+import { decideSnapshot, evolveSnapshots, undefineSnapshotEvents, type SnapshotRecord, type SnapshotTask } from './snapshots.ts';
 
 /**
  * The domain decider: pure functions, no I/O. `decide` answers a command with events or throws a
@@ -28,6 +29,8 @@ export interface PendingOperation {
   persistent?: boolean;
   /** set-memory: the balloon's target. */
   memoryKiB?: number;
+  /** Snapshot operations (snapshots.ts). */
+  snapshot?: SnapshotTask;
 }
 
 export interface DomainAggregate extends ClaimFence {
@@ -74,6 +77,9 @@ export interface DomainAggregate extends ClaimFence {
   autostart?: boolean;
   /** virsh managedsave: its host holds a saved state, which the next start resumes. */
   managedSave?: boolean;
+  /** virsh snapshot-*: the snapshots its host holds, in creation order, and the current one (snapshots.ts). */
+  snapshots?: SnapshotRecord[];
+  currentSnapshot?: string;
 }
 
 const RECENT_COMMANDS = 64;
@@ -114,7 +120,12 @@ const desiredAfter = (op: DomainOp, paused: boolean, current: DomainStateName): 
     case 'detach-interface':
     case 'set-memory':
     case 'reset':
-      // Plugging a device, resizing the balloon or a reset changes no power state.
+    case 'snapshot-create':
+    case 'snapshot-delete':
+      // Plugging a device, resizing the balloon, a reset or a snapshot changes no power state.
+      return current;
+    case 'snapshot-revert':
+      // What the revert leaves is in its snapshot argument; the completion records what the host saw.
       return current;
     case 'managedsave':
       return 'shutoff';
@@ -143,6 +154,7 @@ interface RequestArgs {
   mac?: string;
   persistent?: boolean;
   memoryKiB?: number;
+  snapshot?: SnapshotTask;
 }
 
 const requestedEvent = (s: DomainAggregate, op: DomainOp, now: Date, timeoutMs: number, args: RequestArgs = {}): DomainEventBody => ({
@@ -156,6 +168,7 @@ const requestedEvent = (s: DomainAggregate, op: DomainOp, now: Date, timeoutMs: 
     ...(args.mac ? { mac: args.mac } : {}),
     ...(args.persistent !== undefined ? { persistent: args.persistent } : {}),
     ...(args.memoryKiB !== undefined ? { memoryKiB: args.memoryKiB } : {}),
+    ...(args.snapshot ? { snapshot: args.snapshot } : {}),
   },
 });
 
@@ -201,6 +214,11 @@ const checkTransition = (op: DomainOp, s: DomainAggregate): void => {
       return;
     case 'managedsave':
       return checkManagedSave(s, test);
+    case 'snapshot-create':
+    case 'snapshot-revert':
+    case 'snapshot-delete':
+      // A snapshot is taken, reverted to or deleted in any state: the host decides how.
+      return;
   }
 };
 
@@ -311,7 +329,11 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
         // UNDEFINED/REMOVED, and the domain runs on as the transient domain it was.
         throw virtError('operation-invalid', `cannot undefine transient domain '${s.name}'`);
       }
-      return [...undefineSaveEvents(s, cmd.managedSave ?? false), { type: 'DomainUndefined', data: { removed: !active } }];
+      return [
+        ...undefineSaveEvents(s, cmd.managedSave ?? false),
+        ...undefineSnapshotEvents(s, active, cmd.snapshotsMetadata ?? false),
+        { type: 'DomainUndefined', data: { removed: !active } },
+      ];
     }
     case 'start':
       requireDomain(s);
@@ -334,6 +356,12 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
     case 'managedsave':
       requireDomain(s);
       return decideOperation(cmd.type, s, now, cmd.timeoutMs);
+    case 'snapshot-create':
+    case 'snapshot-revert':
+    case 'snapshot-delete':
+      requireDomain(s);
+      requireHostKnown(s);
+      return decideSnapshot(cmd, s, now, onTestDriver(s), (op, snapshot) => decideOperation(op, s, now, cmd.timeoutMs, { snapshot }));
     case 'set-autostart':
     case 'managedsave-remove':
       requireDomain(s);
@@ -607,7 +635,7 @@ const withoutDevices = (s: DomainAggregate): DomainAggregate => {
 };
 
 export const evolve = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAggregate => {
-  const next = evolveFlags(s, evolveState(s, e), e);
+  const next = evolveSnapshots(s, evolveFlags(s, evolveState(s, e), e), e);
   const { domid: _, ...rest } = next;
   // A lost host's guest may still run: it keeps its id until the host is heard again.
   if (next.hostLost) return s.domid !== undefined ? { ...rest, domid: s.domid } : rest;
@@ -654,7 +682,10 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
     case 'DomainInterfaceDetachRequested':
     case 'DomainMemorySetRequested':
     case 'DomainResetRequested':
-    case 'DomainManagedSaveRequested': {
+    case 'DomainManagedSaveRequested':
+    case 'DomainSnapshotRequested':
+    case 'DomainSnapshotRevertRequested':
+    case 'DomainSnapshotDeleteRequested': {
       const op = OP_OF[e.type];
       // destroy superseding the start of a transient domain shares a commit with the failure it
       // records, and that failure settled the domain away; the start may still be booting the guest,
@@ -677,8 +708,9 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
           ...(e.data.mac ? { mac: e.data.mac } : {}),
           ...(e.data.persistent !== undefined ? { persistent: e.data.persistent } : {}),
           ...(e.data.memoryKiB !== undefined ? { memoryKiB: e.data.memoryKiB } : {}),
+          ...(e.data.snapshot ? { snapshot: e.data.snapshot } : {}),
         },
-        desired: desiredAfter(op, e.data.paused ?? false, s.desired),
+        desired: op === 'snapshot-revert' && e.data.snapshot?.target ? e.data.snapshot.target : desiredAfter(op, e.data.paused ?? false, s.desired),
         lastError: null,
       };
     }
@@ -782,6 +814,9 @@ export const OP_OF = {
   DomainMemorySetRequested: 'set-memory',
   DomainResetRequested: 'reset',
   DomainManagedSaveRequested: 'managedsave',
+  DomainSnapshotRequested: 'snapshot-create',
+  DomainSnapshotRevertRequested: 'snapshot-revert',
+  DomainSnapshotDeleteRequested: 'snapshot-delete',
 } as const satisfies Record<string, DomainOp>;
 
 /**

@@ -4,13 +4,14 @@ import { DomainStateName, ObservedState, RuntimeDevices, RuntimeInterface, State
 import { VirtErrorBody } from '../errors.ts';
 import { NameClaimRevoked } from '../name-claim.ts';
 import { DomainResourcesSet } from './resources.ts';
+import { SnapshotName, SnapshotTask } from './snapshots.ts';
 
 /** Operations a host carries out. Each has an intent event `Domain<Op>Requested`. */
 /** The power-state operations, each a virsh verb of its own. */
 export const LifecycleOp = z.enum(['start', 'shutdown', 'destroy', 'suspend', 'resume', 'reboot']);
 export type LifecycleOp = z.infer<typeof LifecycleOp>;
 /** reset and managedsave are host operations too, though neither is asked for by a plain power verb. */
-export const DomainOp = z.enum([...LifecycleOp.options, 'attach-interface', 'detach-interface', 'set-memory', 'reset', 'managedsave']);
+export const DomainOp = z.enum([...LifecycleOp.options, 'attach-interface', 'detach-interface', 'set-memory', 'reset', 'managedsave', 'snapshot-create', 'snapshot-revert', 'snapshot-delete']);
 export type DomainOp = z.infer<typeof DomainOp>;
 
 export const REQUESTED_EVENT = {
@@ -25,6 +26,9 @@ export const REQUESTED_EVENT = {
   'set-memory': 'DomainMemorySetRequested',
   reset: 'DomainResetRequested',
   managedsave: 'DomainManagedSaveRequested',
+  'snapshot-create': 'DomainSnapshotRequested',
+  'snapshot-revert': 'DomainSnapshotRevertRequested',
+  'snapshot-delete': 'DomainSnapshotDeleteRequested',
 } as const satisfies Record<DomainOp, string>;
 
 const Requested = z.object({
@@ -41,6 +45,8 @@ const Requested = z.object({
   persistent: z.boolean().optional(),
   /** set-memory: the balloon's new target in KiB (virsh setmem --live on a running guest). */
   memoryKiB: z.number().int().positive().optional(),
+  /** Snapshot operations: which snapshot, and what the log records once the host is done (snapshots.ts). */
+  snapshot: SnapshotTask.optional(),
 });
 
 const requested = <T extends string>(type: T) => z.object({ type: z.literal(type), data: Requested });
@@ -74,6 +80,14 @@ export const DomainEventBody = z.discriminatedUnion('type', [
   requested('DomainMemorySetRequested'),
   requested('DomainResetRequested'),
   requested('DomainManagedSaveRequested'),
+  requested('DomainSnapshotRequested'),
+  requested('DomainSnapshotRevertRequested'),
+  requested('DomainSnapshotDeleteRequested'),
+  z.object({
+    /** virsh snapshot-delete --metadata, undefine --snapshots-metadata: the log forgets them; the host's data stays. */
+    type: z.literal('DomainSnapshotsForgotten'),
+    data: z.object({ names: z.array(SnapshotName) }),
+  }),
   z.object({
     /** virsh autostart: the domain is started when its host's agent starts. */
     type: z.literal('DomainAutostartSet'),

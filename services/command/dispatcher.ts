@@ -92,6 +92,7 @@ export class Dispatcher {
         ...(e.data.iface ? { iface: e.data.iface } : {}),
         ...(e.data.mac ? { mac: e.data.mac } : {}),
         ...(e.data.memoryKiB !== undefined ? { memoryKiB: e.data.memoryKiB } : {}),
+        ...(e.data.snapshot ? { snapshot: e.data.snapshot } : {}),
         definition: state.definition,
         correlationId: e.correlationId,
         ...(e.traceContext.traceparent ? { traceparent: e.traceContext.traceparent } : {}),

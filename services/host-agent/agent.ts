@@ -5,6 +5,7 @@ import { nodeFacts } from '../../drivers/node-info.ts';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import type { JsMsg } from '@nats-io/jetstream';
+import { runSnapshotTask } from './snapshot-tasks.ts';
 import { isActive, type ObservedState, type RuntimeInterface } from '../../contracts/domain/state.ts';
 import { isVirtError, virtError } from '../../contracts/errors.ts';
 import { DEFAULT_LEASE_TIMINGS, type HostLiveness, type LeaseTimings, type RegisterReply } from '../../contracts/host/liveness.ts';
@@ -398,6 +399,10 @@ export class HostAgent {
       case 'managedsave':
         if (!d.managedSave) throw virtError('operation-unsupported', `the ${d.name} driver cannot save a guest's state`);
         return d.managedSave(t.definition, opts);
+      case 'snapshot-create':
+      case 'snapshot-revert':
+      case 'snapshot-delete':
+        return runSnapshotTask(d, t, opts);
     }
   }
 

@@ -68,7 +68,8 @@ const runIfMissed = async (host: ResyncHost, v: DomainView, graceMs: number, now
   const op = DomainOp.safeParse(p.op);
   // Interface changes carry what to plug in their task alone: their deadline settles a lost one.
   // A reset or a managed save needs nothing but the definition, as a power operation.
-  if (!op.success || op.data === 'attach-interface' || op.data === 'detach-interface' || v.placementEpoch === undefined) return false;
+  // So do snapshot operations, whose snapshot the view does not carry.
+  if (!op.success || op.data === 'attach-interface' || op.data === 'detach-interface' || op.data.startsWith('snapshot-') || v.placementEpoch === undefined) return false;
   if (host.knowsTask(p.taskId) || now - Date.parse(p.requestedAt) < graceMs || Date.parse(p.deadline) <= now) return false;
   const task: DomainTask = {
     kind: 'domain',
