@@ -61,8 +61,12 @@ const LIBVIRT_PREFIX: Partial<Record<ErrorCode, string>> = {
   'no-domain-snapshot': 'Domain snapshot not found',
 };
 
+const FLAG_CHECK = /^(unsupported flags \(0x[0-9a-f]+\) in function \w+|Flags '\w+' and '\w+' are mutually exclusive)$/;
+
 /** libvirt's message for an error: its number's text, then the detail, unless the detail already starts so. */
 export const libvirtMessage = (code: ErrorCode, message: string): string => {
+  // libvirt's own flag checks (virCheckFlags, VIR_EXCLUSIVE_FLAGS) print their message alone.
+  if (code === 'invalid-arg' && FLAG_CHECK.test(message)) return message;
   const prefix = LIBVIRT_PREFIX[code];
   if (!prefix || message.toLowerCase().startsWith(prefix.toLowerCase())) return message;
   return `${prefix}: ${message}`;

@@ -140,7 +140,7 @@ describe('snapshot-delete', () => {
     const kvmTree = [...running(kvm), ...taken('s1', undefined, 'running', kvm)];
     const { after } = spec.given(kvmTree).when(del('s1', { metadata: true }), NOW).then([{ type: 'DomainSnapshotsForgotten', data: { names: ['s1'] } }]);
     expect(after.snapshots).toBeUndefined();
-    spec.given(tree).when(del('s1', { metadata: true }), NOW).thenThrows('argument-unsupported', 'unsupported flags (0x2) in function testDomainSnapshotDelete');
+    spec.given(tree).when(del('s1', { metadata: true }), NOW).thenThrows('invalid-arg', 'unsupported flags (0x2) in function testDomainSnapshotDelete');
     spec.given(tree).when(del('nosuch'), NOW).thenThrows('no-domain-snapshot');
   });
 });

@@ -93,7 +93,7 @@ const resolve = (s: DomainAggregate, name: string | undefined): SnapshotRecord =
 };
 
 /** libvirt's test driver keeps snapshot XML only: it takes no external (disk-only) snapshot and deletes no metadata alone. */
-const unsupportedFlags = (flags: number, fn: string) => virtError('argument-unsupported', `unsupported flags (0x${flags.toString(16)}) in function ${fn}`);
+const unsupportedFlags = (flags: number, fn: string) => virtError('invalid-arg', `unsupported flags (0x${flags.toString(16)}) in function ${fn}`);
 
 /**
  * The checks libvirt makes before it touches a disk, with its words; what passes becomes an intent
