@@ -174,6 +174,11 @@ describe('real messages of a running stack', () => {
     await c.outcome(await c.start('doc-1b'), 20_000);
     await c.outcome(await c.managedSave('doc-1b'), 20_000);
     await c.undefine('doc-1b', { managedSave: true });
+    step('snapshots');
+    await c.outcome(await c.snapshotCreate('doc-3', { name: 'doc-s1', description: 'documented' }), 20_000);
+    await c.outcome(await c.snapshotCreate('doc-3', { xml: '<domainsnapshot><name>doc-s2</name></domainsnapshot>' }), 20_000);
+    await c.outcome(await c.snapshotRevert('doc-3', { name: 'doc-s1', paused: true }), 20_000);
+    await c.outcome(await c.snapshotDelete('doc-3', { name: 'doc-s1', children: true }), 20_000);
     // Host verbs on a host that does not exist: the request and the refusal are messages all the same.
     await c.hostEvacuate('no-such-host').catch(() => undefined);
     await c.hostRemove('no-such-host').catch(() => undefined);
