@@ -80,7 +80,7 @@ describe.skipIf(!availability.ok)('snapshots of a real qemu guest through the CL
     await write('bravo');
     await expectDisk('bravo');
     expect(await virtplane('snapshot-revert', 'snapg', 's-alpha')).toBe('Domain snapshot s-alpha reverted');
-    expect(await virtplane('domstate', 'snapg', '--reason')).toBe('running (from-snapshot)');
+    expect(await virtplane('domstate', 'snapg', '--reason')).toBe('running (from snapshot)');
     await expectDisk('alpha');
     const listed = await virtplane('snapshot-list', 'snapg');
     expect(listed.split('\n').slice(0, 2)).toEqual([' Name      Creation Time               State', '-'.repeat(48)]);
@@ -97,7 +97,7 @@ describe.skipIf(!availability.ok)('snapshots of a real qemu guest through the CL
     await write('charlie');
     await expectDisk('charlie');
     expect(await virtplane('snapshot-revert', 'snapg', 's-off', '--running')).toBe('Domain snapshot s-off reverted');
-    expect(await virtplane('domstate', 'snapg', '--reason')).toBe('running (from-snapshot)');
+    expect(await virtplane('domstate', 'snapg', '--reason')).toBe('running (from snapshot)');
     await waitForConsole(consoleLog(uuid), READY_MARKER, { timeoutMs: 120_000 });
     await attach('snapg');
     await expectDisk('delta');

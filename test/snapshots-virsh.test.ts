@@ -21,11 +21,11 @@ const SCRIPTS: string[][] = [
     'snapshot-delete s1', 'snapshot-list --tree', 'snapshot-info nosuch', 'snapshot-delete nosuch', 'snapshot-info', 'snapshot-dumpxml s2',
   ],
   [
-    'start', 'snapshot-create-as r1', 'suspend', 'snapshot-create-as p1', 'snapshot-revert r1', 'domstate', 'snapshot-revert p1', 'domstate',
+    'start', 'snapshot-create-as r1', 'suspend', 'snapshot-create-as p1', 'snapshot-revert r1', 'domstate --reason', 'snapshot-revert p1', 'domstate --reason',
     'snapshot-revert r1 --paused', 'domstate', 'snapshot-revert r1 --running --paused', 'destroy', 'snapshot-revert p1', 'domstate', 'snapshot-dumpxml p1',
   ],
   [
-    'snapshot-create-as off1', 'start', 'snapshot-revert off1', 'domstate', 'snapshot-revert off1 --running', 'domstate', 'snapshot-info off1',
+    'snapshot-create-as off1', 'start', 'snapshot-revert off1', 'domstate', 'snapshot-revert off1 --running', 'domstate --reason', 'snapshot-info off1',
     'undefine', 'snapshot-delete off1 --metadata', 'snapshot-delete off1 --children-only', 'undefine --snapshots-metadata', 'snapshot-list',
   ],
   [
