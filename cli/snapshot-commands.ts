@@ -119,10 +119,17 @@ export const registerSnapshotCommands = (program: Command, h: CliHelpers): void 
 
   program
     .command('snapshot-current')
-    .description("the domain's current snapshot, as XML or (--name) its name")
+    .description("the domain's current snapshot, as XML or (--name) its name; given a snapshot, make it current")
     .argument('<domain>', 'name or uuid')
+    .argument('[snapshotname]', 'the snapshot to make current')
     .option('--name', 'only its name')
-    .action(async (domain: string, o: { name?: boolean }) => {
+    .action(async (domain: string, name: string | undefined, o: { name?: boolean }) => {
+      if (name !== undefined) {
+        if (o.name) throw new VerbFailed(null, virtError('invalid-arg', 'Options --name and --snapshotname are mutually exclusive'), 'Options --name and --snapshotname are mutually exclusive');
+        const r = await failing(null, domain, () => h.withClient((c) => c.snapshotSetCurrent(domain, name)));
+        h.out().result(`Snapshot ${name} set as current`, r);
+        return;
+      }
       const v = await failing(null, domain, () => h.withClient((c) => c.get(domain)));
       const x = await failing(null, null, async () => pick(v, undefined, true, true));
       const { formatSnapshotXml } = await import('../contracts/xml/snapshot.ts');

@@ -198,6 +198,11 @@ export class VirtplaneClient {
     return this.command('snapshot-revert', { domain, ...spec }, opts);
   }
 
+  /** virsh snapshot-current <name>: that snapshot becomes current (metadata only). */
+  snapshotSetCurrent(domain: string, name: string, opts?: CommandOptions) {
+    return this.command('snapshot-current', { domain, name }, opts);
+  }
+
   /** virsh snapshot-delete: `name`, or the current snapshot; with `children`, `childrenOnly` or only its `metadata`. */
   snapshotDelete(domain: string, spec: { name?: string; children?: boolean; childrenOnly?: boolean; metadata?: boolean }, opts?: CommandOptions) {
     return this.command('snapshot-delete', { domain, ...spec }, opts);

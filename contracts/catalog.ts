@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { AttachInterfaceRequest, AutostartDomainRequest, UndefineDomainRequest, CommandAccepted, CreateDomainRequest, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, RenameDomainRequest, SetMetadataRequest, StartDomainRequest } from './domain/commands.ts';
 import { DomainEventBody } from './domain/events.ts';
 import { SetResourcesRequest } from './domain/resources.ts';
-import { SnapshotCreateRequest, SnapshotDeleteRequest, SnapshotRevertRequest } from './domain/snapshots.ts';
+import { SnapshotCreateRequest, SnapshotCurrentRequest, SnapshotDeleteRequest, SnapshotRevertRequest } from './domain/snapshots.ts';
 import { DomainStats, DomainStatsRequest, NodeStats, NodeStatsRequest } from './domain/stats.ts';
 import { EventMeta } from './envelope.ts';
 import { ErrorReply } from './errors.ts';
@@ -121,6 +121,7 @@ export const CATALOG: ChannelSpec[] = [
   command('domain', 'managedsave-remove', 'DomainOpRequest', DomainOpRequest, commandReplies.domain, "Remove a domain's managed save image (virsh managedsave-remove)."),
   command('domain', 'snapshot-create', 'SnapshotCreateRequest', SnapshotCreateRequest, commandReplies.domain, 'Take a snapshot of a domain, by name and description or from a <domainsnapshot> document (virsh snapshot-create-as, snapshot-create).'),
   command('domain', 'snapshot-revert', 'SnapshotRevertRequest', SnapshotRevertRequest, commandReplies.domain, 'Revert a domain to a snapshot, or to its current one (virsh snapshot-revert [--running|--paused]).'),
+  command('domain', 'snapshot-current', 'SnapshotCurrentRequest', SnapshotCurrentRequest, commandReplies.domain, 'Make a snapshot the current one, the parent of the next (virsh snapshot-current <name>).'),
   command('domain', 'snapshot-delete', 'SnapshotDeleteRequest', SnapshotDeleteRequest, commandReplies.domain, 'Delete a snapshot, with or only its children, or only its metadata (virsh snapshot-delete [--children|--children-only] [--metadata]).'),
   command('domain', 'start', 'StartDomainRequest', StartDomainRequest, commandReplies.domain, 'Start a domain (virsh start).'),
   ...(['shutdown', 'destroy', 'suspend', 'resume', 'reboot'] as const).map((op) =>

@@ -31,7 +31,8 @@ const SCRIPTS: string[][] = [
   [
     'snapshot-create-as a', 'snapshot-create-as b', 'snapshot-create-as c', 'snapshot-revert a', 'snapshot-create-as d', 'snapshot-list --tree',
     'snapshot-delete b --children', 'snapshot-list --parent', 'snapshot-current --name', 'snapshot-delete a --children-only', 'snapshot-list --name',
-    'snapshot-current --name', 'snapshot-delete --current', 'snapshot-current', 'snapshot-list',
+    'snapshot-current --name', 'snapshot-delete --current', 'snapshot-current', 'snapshot-list', 'snapshot-create-as e', 'snapshot-create-as f',
+    'snapshot-current e', 'snapshot-current --name', 'snapshot-current nosuch', 'snapshot-current e --name', 'snapshot-create-as g', 'snapshot-list --parent',
   ],
   ['snapshot-create SNAPXML', 'snapshot-dumpxml x1', 'snapshot-list --name', 'snapshot-create SNAPXML'],
 ];

@@ -356,6 +356,10 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
     case 'managedsave':
       requireDomain(s);
       return decideOperation(cmd.type, s, now, cmd.timeoutMs);
+    case 'snapshot-set-current':
+      requireDomain(s);
+      // Metadata only: no host is asked anything.
+      return decideSnapshot(cmd, s, now, onTestDriver(s), () => []);
     case 'snapshot-create':
     case 'snapshot-revert':
     case 'snapshot-delete':

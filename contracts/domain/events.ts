@@ -84,6 +84,11 @@ export const DomainEventBody = z.discriminatedUnion('type', [
   requested('DomainSnapshotRevertRequested'),
   requested('DomainSnapshotDeleteRequested'),
   z.object({
+    /** virsh snapshot-current <name>: which snapshot is current, and so the parent of the next. */
+    type: z.literal('DomainSnapshotCurrentSet'),
+    data: z.object({ name: SnapshotName }),
+  }),
+  z.object({
     /** virsh snapshot-delete --metadata, undefine --snapshots-metadata: the log forgets them; the host's data stays. */
     type: z.literal('DomainSnapshotsForgotten'),
     data: z.object({ names: z.array(SnapshotName) }),

@@ -145,6 +145,17 @@ describe('snapshot-delete', () => {
   });
 });
 
+describe('snapshot-current <name>', () => {
+  it('makes a snapshot current without the host, so the next one is its child; an unknown one is refused', () => {
+    const base = [...running(), ...taken('s1'), ...taken('s2', 's1')];
+    const { after } = spec.given(base).when({ type: 'snapshot-set-current', name: 's1' }, NOW).then([{ type: 'DomainSnapshotCurrentSet', data: { name: 's1' } }]);
+    expect(after.currentSnapshot).toBe('s1');
+    expect(after.pending).toBeNull();
+    spec.given(base).when({ type: 'snapshot-set-current', name: 's2' }, NOW).thenNothing();
+    spec.given(base).when({ type: 'snapshot-set-current', name: 'nosuch' }, NOW).thenThrows('no-domain-snapshot');
+  });
+});
+
 describe('undefine with snapshots', () => {
   it('an inactive domain with snapshots stays, unless their metadata goes too', () => {
     const off = [defined(), ...taken('a', undefined, 'shutoff'), ...taken('b', 'a', 'shutoff')];

@@ -58,7 +58,9 @@ export type SnapshotCommand =
   | { type: 'snapshot-create'; name?: string; description?: string; timeoutMs: number }
   /** `start`: virsh --running / --paused; neither leaves the guest as the snapshot was. */
   | { type: 'snapshot-revert'; name?: string; running?: boolean; paused?: boolean; timeoutMs: number }
-  | { type: 'snapshot-delete'; name?: string; children?: boolean; childrenOnly?: boolean; metadata?: boolean; timeoutMs: number };
+  | { type: 'snapshot-delete'; name?: string; children?: boolean; childrenOnly?: boolean; metadata?: boolean; timeoutMs: number }
+  /** virsh snapshot-current <name>: metadata only, as libvirt redefines the snapshot as current. */
+  | { type: 'snapshot-set-current'; name: string };
 
 export type SnapshotOp = 'snapshot-create' | 'snapshot-revert' | 'snapshot-delete';
 
@@ -146,6 +148,10 @@ export const decideSnapshot = (
       if (names.length === 0) return [];
       return operation('snapshot-delete', { name: snap.name, names, ...(cmd.childrenOnly ? { childrenOnly: true } : {}) });
     }
+    case 'snapshot-set-current': {
+      const snap = resolve(s, cmd.name);
+      return s.currentSnapshot === snap.name ? [] : [{ type: 'DomainSnapshotCurrentSet', data: { name: snap.name } }];
+    }
   }
 };
 
@@ -198,6 +204,8 @@ export const evolveSnapshots = (before: DomainAggregate, after: DomainAggregate,
   switch (e.type) {
     case 'DomainSnapshotsForgotten':
       return setTree(after, without(before, e.data.names));
+    case 'DomainSnapshotCurrentSet':
+      return setTree(after, { ...tree, ...(findSnapshot(before, e.data.name) ? { currentSnapshot: e.data.name } : {}) });
     case 'DomainOperationCompleted': {
       const p = before.pending;
       if (!p || p.taskId !== e.data.taskId || !p.snapshot) return setTree(after, tree);
@@ -241,6 +249,10 @@ export const SnapshotRevertRequest = CommandHeader.extend({
   ...Timeout,
 });
 export type SnapshotRevertRequest = z.infer<typeof SnapshotRevertRequest>;
+
+/** virsh snapshot-current <name>: that snapshot becomes the current one. */
+export const SnapshotCurrentRequest = CommandHeader.extend({ domain: DomainRef, name: SnapshotName });
+export type SnapshotCurrentRequest = z.infer<typeof SnapshotCurrentRequest>;
 
 /** virsh snapshot-delete: a snapshot by name, or the current one; with its children, only them, or only its metadata. */
 export const SnapshotDeleteRequest = CommandHeader.extend({

@@ -13,7 +13,7 @@ import {
   UndefineDomainRequest,
 } from '../../contracts/domain/commands.ts';
 import type { DomainOp } from '../../contracts/domain/events.ts';
-import { SnapshotCreateRequest, SnapshotDeleteRequest, SnapshotRevertRequest } from '../../contracts/domain/snapshots.ts';
+import { SnapshotCreateRequest, SnapshotCurrentRequest, SnapshotDeleteRequest, SnapshotRevertRequest } from '../../contracts/domain/snapshots.ts';
 import { SnapshotCommands } from './snapshot-commands.ts';
 import { RegisterHostRequest } from '../../contracts/host/events.ts';
 import { BUCKETS, QUEUES, subjects } from '../../contracts/subjects.ts';
@@ -95,6 +95,7 @@ export class CommandService {
     this.subs.push(...api.serve('domain', 'snapshot-create', SnapshotCreateRequest, (r, meta) => snapshots.create(r, meta)));
     this.subs.push(...api.serve('domain', 'snapshot-revert', SnapshotRevertRequest, (r, meta) => snapshots.revert(r, meta)));
     this.subs.push(...api.serve('domain', 'snapshot-delete', SnapshotDeleteRequest, (r, meta) => snapshots.delete(r, meta)));
+    this.subs.push(...api.serve('domain', 'snapshot-current', SnapshotCurrentRequest, (r, meta) => snapshots.setCurrent(r, meta)));
     this.subs.push(...api.serve('domain', 'start', StartDomainRequest, (r, meta) => commands.operation('start', r, meta)));
     this.subs.push(...api.serve('domain', 'attach-interface', AttachInterfaceRequest, (r, meta) => commands.attachInterface(r, meta)));
     this.subs.push(...api.serve('domain', 'detach-interface', DetachInterfaceRequest, (r, meta) => commands.detachInterface(r, meta)));

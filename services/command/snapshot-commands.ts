@@ -1,4 +1,4 @@
-import type { SnapshotCreateRequest, SnapshotDeleteRequest, SnapshotRevertRequest } from '../../contracts/domain/snapshots.ts';
+import type { SnapshotCreateRequest, SnapshotCurrentRequest, SnapshotDeleteRequest, SnapshotRevertRequest } from '../../contracts/domain/snapshots.ts';
 import { DEFAULT_TIMEOUT_MS } from '../../contracts/domain/commands.ts';
 import type { CommandMeta } from '../../contracts/envelope.ts';
 import { parseSnapshotXml } from '../../contracts/xml/snapshot.ts';
@@ -27,6 +27,10 @@ export class SnapshotCommands {
       ...(req.paused ? { paused: true } : {}),
       timeoutMs: timeout(req.timeoutSeconds, 'snapshot-revert'),
     });
+  }
+
+  setCurrent(req: SnapshotCurrentRequest, meta: CommandMeta): Promise<Accepted> {
+    return this.domains.run(req.domain, meta, { type: 'snapshot-set-current', name: req.name });
   }
 
   delete(req: SnapshotDeleteRequest, meta: CommandMeta): Promise<Accepted> {
