@@ -76,6 +76,15 @@ describe('snapshot-create', () => {
     spec.given([...running(), requested('suspend', 't1')]).when(create('s1'), NOW).thenThrows('operation-invalid', /state change lock/);
   });
 
+  it("keeps the model without its stored document, and refuses a snapshot past the domain's metadata bound", () => {
+    const fromXml = { ...test, xml: '<domain type="test">' + ' '.repeat(100_000) + '</domain>' };
+    const ev = spec.given(running(fromXml)).when(create('s1'), NOW).decided()[0] as Extract<DomainEventBody, { type: 'DomainSnapshotRequested' }>;
+    expect(ev.data.snapshot?.record?.definition.xml).toBeUndefined();
+    const big = { ...test, description: 'd'.repeat(60_000) };
+    const many = [...running(big), ...taken('a', undefined, 'running', big), ...taken('b', 'a', 'running', big), ...taken('c', 'b', 'running', big), ...taken('d', 'c', 'running', big)];
+    spec.given(many).when(create('e'), NOW).thenThrows('operation-failed', /metadata would exceed 256 KiB/);
+  });
+
   it('a failed or repeated report records nothing', () => {
     const failed = spec.given([
       ...running(),

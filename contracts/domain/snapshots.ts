@@ -62,6 +62,9 @@ export type SnapshotCommand =
   /** virsh snapshot-current <name>: metadata only, as libvirt redefines the snapshot as current. */
   | { type: 'snapshot-set-current'; name: string };
 
+/** The snapshot metadata one domain keeps, bounded so that its view stays well inside one message. */
+export const MAX_SNAPSHOT_METADATA_BYTES = 256 * 1024;
+
 export type SnapshotOp = 'snapshot-create' | 'snapshot-revert' | 'snapshot-delete';
 
 const noSnapshot = (name: string) => virtError('no-domain-snapshot', `no domain snapshot with matching name '${name}'`);
@@ -114,14 +117,21 @@ export const decideSnapshot = (
       const creationTime = Math.floor(now.getTime() / 1000);
       const name = cmd.name ?? String(creationTime);
       if (findSnapshot(s, name)) throw virtError('operation-failed', `domain moment ${name} already exists`);
+      // The model alone: the stored document it was parsed from could be a megabyte, and the view
+      // carries every snapshot's definition.
+      const { xml: _xml, ...definition } = s.definition!;
       const record: SnapshotRecord = {
         name,
         ...(cmd.description ? { description: cmd.description } : {}),
         state: s.observed.state,
         creationTime,
         ...(s.currentSnapshot ? { parent: s.currentSnapshot } : {}),
-        definition: s.definition!,
+        definition,
       };
+      const size = Buffer.byteLength(JSON.stringify([...snapshotsOf(s), record]), 'utf8');
+      if (size > MAX_SNAPSHOT_METADATA_BYTES) {
+        throw virtError('operation-failed', `domain '${s.name}' has ${snapshotsOf(s).length} snapshots whose metadata would exceed ${MAX_SNAPSHOT_METADATA_BYTES / 1024} KiB with this one: delete some first`);
+      }
       return operation('snapshot-create', { name, record });
     }
     case 'snapshot-revert': {
