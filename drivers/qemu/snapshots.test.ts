@@ -62,6 +62,13 @@ describe.skipIf(!avail.ok)('QemuDriver snapshots', () => {
     await driver.snapshotDelete(def, { name: 'one', names: ['one'] });
     expect(await imageTags(disk)).toEqual([]);
 
+    // A snapshot with memory brings a shut off guest back running: qemu starts paused, loads it, runs.
+    await driver.snapshotCreate(def, { name: 'mem' });
+    await driver.destroy(def.uuid);
+    expect(await driver.snapshotRevert(def, { name: 'mem', target: 'running', withMemory: true })).toEqual({ state: 'running', reason: 'from-snapshot' });
+    expect(await driver.state(def.uuid)).toMatchObject({ state: 'running' });
+    await driver.snapshotDelete(def, { name: 'mem', names: ['mem'] });
+
     await driver.destroy(def.uuid);
     await driver.snapshotCreate(def, { name: 'off' });
     await driver.snapshotCreate(def, { name: 'off' });
