@@ -84,9 +84,11 @@ export const registerSnapshotCommands = (program: Command, h: CliHelpers): void 
     .option('--name', 'only the names')
     .option('--tree', 'the snapshots as a tree')
     .action(async (domain: string, o: { parent?: boolean; roots?: boolean; leaves?: boolean; current?: boolean; name?: boolean; tree?: boolean }) => {
+      if (o.tree && o.name) throw new VerbFailed(null, virtError('invalid-arg', 'Options --tree and --name are mutually exclusive'), 'Options --tree and --name are mutually exclusive');
       const v = await failing(null, domain, () => h.withClient((c) => c.get(domain)));
+      if (o.current && !v.currentSnapshot) throw new VerbFailed(null, virtError('no-domain-snapshot', 'the domain does not have a current snapshot'));
       const all = snapshotsOf(v);
-      const list = filterSnapshots(all, { roots: o.roots, leaves: o.leaves, ...(o.current ? { from: v.currentSnapshot ?? '\u0000none' } : {}) });
+      const list = filterSnapshots(all, { roots: o.roots, leaves: o.leaves, ...(o.current ? { from: v.currentSnapshot } : {}) });
       const human = o.tree ? snapshotTree(list) : o.name ? list.map((x) => x.name).join('\n') : snapshotTable(list, o.parent ?? false);
       h.out().result(human, { domainId: v.id, currentSnapshot: v.currentSnapshot ?? null, snapshots: list });
     });

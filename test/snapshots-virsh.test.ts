@@ -14,7 +14,7 @@ const xmlFor = (name: string) => `<domain type='test'><name>${name}</name><memor
 /** Each script runs on a freshly defined domain; every verb takes the domain's name first. */
 const SCRIPTS: string[][] = [
   [
-    'snapshot-list', 'snapshot-create-as s1 --description first', 'snapshot-create-as s2', 'snapshot-list', 'snapshot-list --parent',
+    'snapshot-list', 'snapshot-list --current', 'snapshot-list --tree --name', 'snapshot-list --roots --leaves', 'snapshot-create-as s1 --description first', 'snapshot-create-as s2', 'snapshot-list', 'snapshot-list --parent',
     'snapshot-list --tree', 'snapshot-list --roots', 'snapshot-list --leaves', 'snapshot-list --name', 'snapshot-info s1',
     'snapshot-info --current', 'snapshot-current --name', 'snapshot-parent s2', 'snapshot-parent s1', 'snapshot-create-as s1',
     'snapshot-revert s1', 'snapshot-current --name', 'snapshot-list --current --name', 'snapshot-create-as s3', 'snapshot-list --tree',
