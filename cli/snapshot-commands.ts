@@ -49,12 +49,13 @@ export const registerSnapshotCommands = (program: Command, h: CliHelpers): void 
     .argument('[description]', 'description of the snapshot')
     .option('--name <name>', 'name of the snapshot')
     .option('--description <text>', 'description of the snapshot')
+    .option('--disk-only', 'an external snapshot of the disks alone (not offered: refused)')
     .option('--timeout <seconds>', 'deadline for the host to take it', '300')
-    .action(async (domain: string, pName: string | undefined, pDesc: string | undefined, o: { name?: string; description?: string; timeout: string }) => {
+    .action(async (domain: string, pName: string | undefined, pDesc: string | undefined, o: { name?: string; description?: string; diskOnly?: boolean; timeout: string }) => {
       const name = o.name ?? pName;
       const description = o.description ?? pDesc;
       const r = await hostOp(domain, null, o.timeout, (c, timeoutSeconds) =>
-        c.snapshotCreate(domain, { ...(name !== undefined ? { name } : {}), ...(description !== undefined ? { description } : {}) }, { timeoutSeconds }),
+        c.snapshotCreate(domain, { ...(name !== undefined ? { name } : {}), ...(description !== undefined ? { description } : {}), ...(o.diskOnly ? { diskOnly: true } : {}) }, { timeoutSeconds }),
       );
       const taken = r.view.currentSnapshot ?? name;
       h.out().result(`Domain snapshot ${taken} created`, { ...r, snapshot: taken });

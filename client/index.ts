@@ -189,7 +189,7 @@ export class VirtplaneClient {
   }
 
   /** virsh snapshot-create-as (`name`, `description`) or snapshot-create (`xml`, a <domainsnapshot> document); follow with `outcome`. */
-  snapshotCreate(domain: string, spec: { name?: string; description?: string; xml?: string }, opts?: CommandOptions) {
+  snapshotCreate(domain: string, spec: { name?: string; description?: string; xml?: string; diskOnly?: boolean }, opts?: CommandOptions) {
     return this.command('snapshot-create', { domain, ...spec }, opts);
   }
 

@@ -34,7 +34,7 @@ const SCRIPTS: string[][] = [
     'snapshot-current --name', 'snapshot-delete --current', 'snapshot-current', 'snapshot-list', 'snapshot-create-as e', 'snapshot-create-as f',
     'snapshot-current e', 'snapshot-current --name', 'snapshot-current nosuch', 'snapshot-current e --name', 'snapshot-create-as g', 'snapshot-list --parent',
   ],
-  ['snapshot-create SNAPXML', 'snapshot-dumpxml x1', 'snapshot-list --name', 'snapshot-create SNAPXML'],
+  ['snapshot-create SNAPXML', 'snapshot-dumpxml x1', 'snapshot-list --name', 'snapshot-create SNAPXML', 'snapshot-create-as y --disk-only'],
 ];
 
 /** A <domainsnapshot> document for snapshot-create: libvirt takes the name and description, and decides the rest. */

@@ -55,7 +55,8 @@ export const SnapshotTask = z.object({
 export type SnapshotTask = z.infer<typeof SnapshotTask>;
 
 export type SnapshotCommand =
-  | { type: 'snapshot-create'; name?: string; description?: string; timeoutMs: number }
+  /** `diskOnly`: virsh --disk-only, an external snapshot of the disks alone (not offered: refused as below). */
+  | { type: 'snapshot-create'; name?: string; description?: string; diskOnly?: boolean; timeoutMs: number }
   /** `start`: virsh --running / --paused; neither leaves the guest as the snapshot was. */
   | { type: 'snapshot-revert'; name?: string; running?: boolean; paused?: boolean; timeoutMs: number }
   | { type: 'snapshot-delete'; name?: string; children?: boolean; childrenOnly?: boolean; metadata?: boolean; timeoutMs: number }
@@ -116,6 +117,11 @@ export const decideSnapshot = (
       // virsh snapshot-create-as without a name: libvirt names it by the creation time.
       const creationTime = Math.floor(now.getTime() / 1000);
       const name = cmd.name ?? String(creationTime);
+      // libvirt's test driver takes no external snapshot; external snapshots are not offered on QEMU here.
+      if (cmd.diskOnly) {
+        if (onTest) throw unsupportedFlags(0x10, 'testDomainSnapshotCreateXML');
+        throw virtError('argument-unsupported', 'external disk-only snapshots are not supported; internal snapshots (without --disk-only) are');
+      }
       if (findSnapshot(s, name)) throw virtError('operation-failed', `domain moment ${name} already exists`);
       // The model alone: the stored document it was parsed from could be a megabyte, and the view
       // carries every snapshot's definition.
@@ -245,6 +251,8 @@ export const SnapshotCreateRequest = CommandHeader.extend({
   domain: DomainRef,
   name: SnapshotName.optional(),
   description: z.string().max(65536).optional(),
+  /** virsh --disk-only: refused, as external snapshots are not offered. */
+  diskOnly: z.boolean().optional(),
   xml: z.string().optional(),
   ...Timeout,
 }).refine((r) => r.xml === undefined || (r.name === undefined && r.description === undefined), { message: 'give either "xml" or "name"/"description", not both' });

@@ -15,6 +15,7 @@ export class SnapshotCommands {
       type: 'snapshot-create',
       ...(doc.name !== undefined ? { name: doc.name } : {}),
       ...(doc.description ? { description: doc.description } : {}),
+      ...(req.diskOnly ? { diskOnly: true } : {}),
       timeoutMs: timeout(req.timeoutSeconds, 'snapshot-create'),
     });
   }
