@@ -39,11 +39,15 @@ export const SnapshotRecord = z.object({
 });
 export type SnapshotRecord = z.infer<typeof SnapshotRecord>;
 
-/** What a host operation on snapshots carries in its intent, and so in its task. */
+/**
+ * What a host operation on snapshots carries in its intent, and so in its task. A snapshot's domain
+ * definition is not in it: a pending operation keeps the domain's definition as it is, so the
+ * completion takes it from the domain then.
+ */
 export const SnapshotTask = z.object({
   name: SnapshotName,
   /** snapshot-create: the record the log keeps once the host has taken it. */
-  record: SnapshotRecord.optional(),
+  record: SnapshotRecord.omit({ definition: true }).optional(),
   /** snapshot-revert: the state the guest is left in, and whether the snapshot holds its memory. */
   target: DomainStateName.optional(),
   withMemory: z.boolean().optional(),
@@ -67,6 +71,15 @@ export type SnapshotCommand =
 export const MAX_SNAPSHOT_METADATA_BYTES = 256 * 1024;
 
 export type SnapshotOp = 'snapshot-create' | 'snapshot-revert' | 'snapshot-delete';
+
+/**
+ * The model alone: the stored document it was parsed from could be a megabyte, and the view carries
+ * every snapshot's definition.
+ */
+const modelOf = (d: DomainDefinition): DomainDefinition => {
+  const { xml: _xml, ...model } = d;
+  return model;
+};
 
 const noSnapshot = (name: string) => virtError('no-domain-snapshot', `no domain snapshot with matching name '${name}'`);
 const noCurrent = () => virtError('no-domain-snapshot', 'the domain does not have a current snapshot');
@@ -123,18 +136,14 @@ export const decideSnapshot = (
         throw virtError('argument-unsupported', 'external disk-only snapshots are not supported; internal snapshots (without --disk-only) are');
       }
       if (findSnapshot(s, name)) throw virtError('operation-failed', `domain moment ${name} already exists`);
-      // The model alone: the stored document it was parsed from could be a megabyte, and the view
-      // carries every snapshot's definition.
-      const { xml: _xml, ...definition } = s.definition!;
-      const record: SnapshotRecord = {
+      const record = {
         name,
         ...(cmd.description ? { description: cmd.description } : {}),
         state: s.observed.state,
         creationTime,
         ...(s.currentSnapshot ? { parent: s.currentSnapshot } : {}),
-        definition,
       };
-      const size = Buffer.byteLength(JSON.stringify([...snapshotsOf(s), record]), 'utf8');
+      const size = Buffer.byteLength(JSON.stringify([...snapshotsOf(s), { ...record, definition: modelOf(s.definition!) }]), 'utf8');
       if (size > MAX_SNAPSHOT_METADATA_BYTES) {
         throw virtError('operation-failed', `domain '${s.name}' has ${snapshotsOf(s).length} snapshots whose metadata would exceed ${MAX_SNAPSHOT_METADATA_BYTES / 1024} KiB with this one: delete some first`);
       }
@@ -225,8 +234,9 @@ export const evolveSnapshots = (before: DomainAggregate, after: DomainAggregate,
     case 'DomainOperationCompleted': {
       const p = before.pending;
       if (!p || p.taskId !== e.data.taskId || !p.snapshot) return setTree(after, tree);
-      if (p.op === 'snapshot-create' && p.snapshot.record) {
-        return setTree(after, { snapshots: [...snapshotsOf(before), p.snapshot.record], currentSnapshot: p.snapshot.name });
+      if (p.op === 'snapshot-create' && p.snapshot.record && before.definition) {
+        const record: SnapshotRecord = { ...p.snapshot.record, definition: modelOf(before.definition) };
+        return setTree(after, { snapshots: [...snapshotsOf(before), record], currentSnapshot: p.snapshot.name });
       }
       if (p.op === 'snapshot-revert') {
         // A revert brings back the definition the snapshot was taken with, as libvirt's does.
