@@ -65,7 +65,8 @@ export const registerDomainInfoCommands = (program: Command, h: CliHelpers): voi
     .action(async (domain: string, o: { reason?: boolean }) => {
       const v = await failing(null, domain, () => h.withClient((c) => c.get(domain)));
       const label = v.hostLost ? HOST_LOST_LABEL : VIRSH_STATE_LABEL[v.observed.state];
-      h.out().result(o.reason ? `${label} (${v.observed.reason})` : label, {
+      // virsh writes reasons in words: 'from snapshot', 'starting up'.
+      h.out().result(o.reason ? `${label} (${v.observed.reason.replaceAll('-', ' ')})` : label, {
         state: v.observed.state,
         reason: v.observed.reason,
         stateNumber: DOMAIN_STATE_NUMBER[v.observed.state],

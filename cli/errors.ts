@@ -62,14 +62,19 @@ const LIBVIRT_PREFIX: Partial<Record<ErrorCode, string>> = {
   'no-secret': 'Secret not found',
   'invalid-secret': 'Invalid secret',
   'config-unsupported': 'unsupported configuration',
+  'no-domain-snapshot': 'Domain snapshot not found',
 };
+
+const FLAG_CHECK = /^(unsupported flags \(0x[0-9a-f]+\) in function \w+|Flags '\w+' and '\w+' are mutually exclusive)$/;
 
 /**
  * libvirt's message for an error: its number's text, then the detail, unless the detail already
  * starts so. `raw`: libvirt reports this one without its number's text (virReportSystemError,
- * virReportInvalidArg), which the error says with `details.raw`.
+ * virReportInvalidArg), which the error says with `details.raw`; so do its own flag checks
+ * (virCheckFlags, VIR_EXCLUSIVE_FLAGS).
  */
 export const libvirtMessage = (code: ErrorCode, message: string, raw = false): string => {
+  if (code === 'invalid-arg' && FLAG_CHECK.test(message)) return message;
   const prefix = LIBVIRT_PREFIX[code];
   if (!prefix || raw || message.toLowerCase().startsWith(prefix.toLowerCase())) return message;
   return `${prefix}: ${message}`;

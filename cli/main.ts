@@ -12,6 +12,7 @@ import { registerDomainInfoCommands } from './domain-info-commands.ts';
 import { registerDomainStateCommands } from './domain-state-commands.ts';
 import { registerSaveCommands } from './save-commands.ts';
 import { registerMetadataCommands } from './metadata-commands.ts';
+import { registerSnapshotCommands } from './snapshot-commands.ts';
 import { registerNodeCommands } from './node-commands.ts';
 import { registerMonitorCommands } from './monitor-commands.ts';
 import { registerResourceCommands } from './resource-commands.ts';
@@ -142,6 +143,7 @@ export const buildProgram = (): Command => {
   registerDomainStateCommands(program, helpers);
   registerSaveCommands(program, helpers);
   registerMetadataCommands(program, helpers);
+  registerSnapshotCommands(program, helpers);
   registerNodeCommands(program, helpers);
   registerMonitorCommands(program, helpers);
   registerResourceCommands(program, helpers);

@@ -197,9 +197,32 @@ export class VirtplaneClient {
     return this.command('rename', { domain, newName }, opts);
   }
 
-  /** `managedSave`: a saved state goes with the domain (virsh undefine --managed-save); without it, one refuses the undefine. */
-  undefine(domain: string, opts: CommandOptions & { managedSave?: boolean } = {}) {
-    return this.command('undefine', { domain, ...(opts.managedSave ? { managedSave: true } : {}) }, opts);
+  /**
+   * `managedSave`: a saved state goes with the domain (virsh undefine --managed-save); without it, one refuses the undefine.
+   * `snapshotsMetadata`: so does its snapshot metadata (--snapshots-metadata); without it, an inactive domain with snapshots stays.
+   */
+  undefine(domain: string, opts: CommandOptions & { managedSave?: boolean; snapshotsMetadata?: boolean } = {}) {
+    return this.command('undefine', { domain, ...(opts.managedSave ? { managedSave: true } : {}), ...(opts.snapshotsMetadata ? { snapshotsMetadata: true } : {}) }, opts);
+  }
+
+  /** virsh snapshot-create-as (`name`, `description`) or snapshot-create (`xml`, a <domainsnapshot> document); follow with `outcome`. */
+  snapshotCreate(domain: string, spec: { name?: string; description?: string; xml?: string; diskOnly?: boolean }, opts?: CommandOptions) {
+    return this.command('snapshot-create', { domain, ...spec }, opts);
+  }
+
+  /** virsh snapshot-revert: `name`, or the current snapshot; `running`/`paused` override the snapshot's state. */
+  snapshotRevert(domain: string, spec: { name?: string; running?: boolean; paused?: boolean }, opts?: CommandOptions) {
+    return this.command('snapshot-revert', { domain, ...spec }, opts);
+  }
+
+  /** virsh snapshot-current <name>: that snapshot becomes current (metadata only). */
+  snapshotSetCurrent(domain: string, name: string, opts?: CommandOptions) {
+    return this.command('snapshot-current', { domain, name }, opts);
+  }
+
+  /** virsh snapshot-delete: `name`, or the current snapshot; with `children`, `childrenOnly` or only its `metadata`. */
+  snapshotDelete(domain: string, spec: { name?: string; children?: boolean; childrenOnly?: boolean; metadata?: boolean }, opts?: CommandOptions) {
+    return this.command('snapshot-delete', { domain, ...spec }, opts);
   }
 
   /** virsh autostart: start the domain when its host's agent starts (`false`: --disable). */

@@ -5,6 +5,7 @@ import { AttachInterfaceRequest, AutostartDomainRequest, UndefineDomainRequest, 
 import { DomainEventBody } from './domain/events.ts';
 import { SetResourcesRequest } from './domain/resources.ts';
 import { AttachDiskRequest, ChangeMediaRequest, DetachDiskRequest, DeviceXmlRequest } from './domain/devices.ts';
+import { SnapshotCreateRequest, SnapshotCurrentRequest, SnapshotDeleteRequest, SnapshotRevertRequest } from './domain/snapshots.ts';
 import { DomainStats, DomainStatsRequest, NodeStats, NodeStatsRequest } from './domain/stats.ts';
 import { EventMeta } from './envelope.ts';
 import { ErrorReply } from './errors.ts';
@@ -122,13 +123,17 @@ const NameClaimed = z.object({ type: z.literal('NameClaimed'), data: z.object({ 
 
 export const CATALOG: ChannelSpec[] = [
   command('domain', 'define', 'DefineDomainRequest', DefineDomainRequest, commandReplies.domain, 'Define a domain from JSON or libvirt XML (virsh define).'),
-  command('domain', 'undefine', 'UndefineDomainRequest', UndefineDomainRequest, commandReplies.domain, 'Undefine a domain, with its managed save image when asked (virsh undefine [--managed-save]).'),
+  command('domain', 'undefine', 'UndefineDomainRequest', UndefineDomainRequest, commandReplies.domain, 'Undefine a domain, with its managed save image and snapshot metadata when asked (virsh undefine [--managed-save] [--snapshots-metadata]).'),
   command('domain', 'autostart', 'AutostartDomainRequest', AutostartDomainRequest, commandReplies.domain, "Start a domain when its host's agent starts, or no longer (virsh autostart [--disable])."),
   command('domain', 'reset', 'DomainOpRequest', DomainOpRequest, commandReplies.domain, 'Reset a running domain (virsh reset).'),
   command('domain', 'managedsave', 'DomainOpRequest', DomainOpRequest, commandReplies.domain, "Save a running domain's state on its host and stop it; the next start resumes it (virsh managedsave)."),
   command('domain', 'save', 'SaveDomainRequest', SaveDomainRequest, commandReplies.domain, "Save a running domain's state to a file on its host and stop it (virsh save); the host writes only inside its image directories."),
   command('domain', 'restore', 'RestoreDomainRequest', RestoreDomainRequest, commandReplies.domain, 'Start a domain from a saved image on a host, recreating it from the definition the image records (virsh restore [--paused|--running]).'),
   command('domain', 'managedsave-remove', 'DomainOpRequest', DomainOpRequest, commandReplies.domain, "Remove a domain's managed save image (virsh managedsave-remove)."),
+  command('domain', 'snapshot-create', 'SnapshotCreateRequest', SnapshotCreateRequest, commandReplies.domain, 'Take a snapshot of a domain, by name and description or from a <domainsnapshot> document (virsh snapshot-create-as, snapshot-create).'),
+  command('domain', 'snapshot-revert', 'SnapshotRevertRequest', SnapshotRevertRequest, commandReplies.domain, 'Revert a domain to a snapshot, or to its current one (virsh snapshot-revert [--running|--paused]).'),
+  command('domain', 'snapshot-current', 'SnapshotCurrentRequest', SnapshotCurrentRequest, commandReplies.domain, 'Make a snapshot the current one, the parent of the next (virsh snapshot-current <name>).'),
+  command('domain', 'snapshot-delete', 'SnapshotDeleteRequest', SnapshotDeleteRequest, commandReplies.domain, 'Delete a snapshot, with or only its children, or only its metadata (virsh snapshot-delete [--children|--children-only] [--metadata]).'),
   command('domain', 'start', 'StartDomainRequest', StartDomainRequest, commandReplies.domain, 'Start a domain (virsh start).'),
   ...(['shutdown', 'destroy', 'suspend', 'resume', 'reboot'] as const).map((op) =>
     command('domain', op, 'DomainOpRequest', DomainOpRequest, commandReplies.domain, `virsh ${op}.`),

@@ -11,6 +11,7 @@ export const ErrorCode = z.enum([
   'no-network',
   'no-storage-pool',
   'no-storage-vol',
+  'no-domain-snapshot',
   'no-host',
   'no-secret',
   'invalid-secret',

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DiskModel, DomainDefinition, InterfaceModel } from './domain/definition.ts';
 import { DomainOp } from './domain/events.ts';
+import { SnapshotTask } from './domain/snapshots.ts';
 import { ObservedState, RuntimeDevices, RuntimeInterface } from './domain/state.ts';
 import { VirtErrorBody } from './errors.ts';
 import { DomainId, TaskId } from './ids.ts';
@@ -34,6 +35,8 @@ export const DomainTask = z.object({
   disk: DiskModel.optional(),
   /** detach-disk: the target of the disk to unplug. */
   target: z.string().optional(),
+  /** Snapshot operations: the snapshot to take, revert to or delete. */
+  snapshot: SnapshotTask.optional(),
   definition: DomainDefinition,
   correlationId: z.string(),
   traceparent: z.string().optional(),

@@ -4,6 +4,7 @@ import { ObjectRef } from './ids.ts';
 import { DomainStateName, ObservedState, RuntimeDevices, RuntimeInterface } from './domain/state.ts';
 import { DomainDefinition } from './domain/definition.ts';
 import { DomainOp } from './domain/events.ts';
+import { SnapshotRecord } from './domain/snapshots.ts';
 import { HostCapabilities } from './host/events.ts';
 
 export { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE };
@@ -71,6 +72,9 @@ export const DomainView = z.object({
   autostart: z.boolean().optional(),
   /** virsh managedsave: its host holds a saved state that the next start resumes. */
   managedSave: z.boolean().optional(),
+  /** virsh snapshot-list: the snapshots its host holds, in creation order, and the current one. */
+  snapshots: z.array(SnapshotRecord).optional(),
+  currentSnapshot: z.string().optional(),
   /** virsh's Id while the guest is active (absent, shown '-', while it is not). */
   domid: z.number().int().optional(),
   updatedAt: z.string(),

@@ -2,6 +2,7 @@ import type { DiskModel, DomainDefinition, InterfaceModel } from '../contracts/d
 import type { Duplex } from 'node:stream';
 import type { ObservedState, RuntimeDevices, RuntimeInterface } from '../contracts/domain/state.ts';
 import type { DomainStats } from '../contracts/domain/stats.ts';
+import type { SnapshotTask } from '../contracts/domain/snapshots.ts';
 
 /**
  * What a host agent needs from a hypervisor driver. Drivers are plain async code over the host OS:
@@ -119,6 +120,18 @@ export interface HypervisorDriver {
   openConsole?(uuid: string, devName?: string): Promise<{ device: string; stream: Duplex }>;
   /** Display ports and console ptys a running guest got, for its live XML; undefined when not running. */
   runtimeDevices?(uuid: string): Promise<RuntimeDevices | undefined>;
+  /**
+   * virsh snapshot-create: takes the named snapshot of the guest (its disks, and its memory when it
+   * runs). A name the host already holds is reported taken, not taken again: a redelivered task must
+   * not replace the first snapshot with a later state.
+   */
+  snapshotCreate?(def: DomainDefinition, snapshot: SnapshotTask, opts?: OperationOptions): Promise<ObservedState>;
+  /** virsh snapshot-revert: the guest's disks (and memory) as the snapshot has them, left in `snapshot.target`. */
+  snapshotRevert?(def: DomainDefinition, snapshot: SnapshotTask, opts?: OperationOptions): Promise<ObservedState>;
+  /** virsh snapshot-delete: drops each of `snapshot.names` the host holds; a name it does not hold is already gone. */
+  snapshotDelete?(def: DomainDefinition, snapshot: SnapshotTask, opts?: OperationOptions): Promise<ObservedState>;
+  /** The snapshot names the host holds for the guest. */
+  snapshotNames?(def: DomainDefinition): Promise<string[]>;
   /** Subscribe to unexpected state changes; returns an unsubscribe function. */
   onObservation(listener: (o: DomainObservation) => void): () => void;
   /** Releases monitors and timers; running guests keep running. */

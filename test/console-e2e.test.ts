@@ -1,4 +1,4 @@
-import { spawn, execFile, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { connect } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,6 +9,7 @@ import { qemuAvailable } from '../drivers/qemu/index.ts';
 import { PROJECT_ROOT } from '../platform/config.ts';
 import { buildTinyGuest, READY_MARKER, tinyGuestXml, waitForConsole } from './fixtures/guest/build.ts';
 import { startStack, type Stack } from './fixtures/stack.ts';
+import { ConsoleCli } from './fixtures/console.ts';
 
 const run = promisify(execFile);
 const availability = await qemuAvailable();
@@ -17,38 +18,6 @@ const BANNER = "Connected to domain 'con'\nEscape character is ^] (Ctrl + ])\n";
 /** How long the host keeps a console for a client it no longer hears (set short for the test). */
 const IDLE_MS = 2000;
 
-/** One `virtplane console` process driven through pipes, as a script would drive it. */
-class ConsoleCli {
-  readonly child: ChildProcessWithoutNullStreams;
-  out = '';
-  err = '';
-  readonly exited: Promise<number | null>;
-  constructor(url: string, args: string[], opts: { terminal?: boolean } = {}) {
-    const env = { ...process.env, VIRTPLANE_NATS_URL: url };
-    // With a terminal (util-linux script gives it one), the CLI reads it in raw mode, as a person types.
-    const argv = [process.execPath, CLI, 'console', ...args];
-    this.child = opts.terminal ? spawn('script', ['-qfec', argv.map((a) => `'${a}'`).join(' '), '/dev/null'], { env }) : spawn(argv[0]!, argv.slice(1), { env });
-    this.child.stdout.on('data', (d: Buffer) => (this.out += d.toString('utf8')));
-    this.child.stderr.on('data', (d: Buffer) => (this.err += d.toString('utf8')));
-    this.exited = new Promise((r) => this.child.once('exit', (code) => r(code)));
-  }
-  type(s: string): void {
-    this.child.stdin.write(s);
-  }
-  async see(re: RegExp, ms = 30_000): Promise<void> {
-    const end = Date.now() + ms;
-    while (!re.test(this.out)) {
-      if (Date.now() > end) throw new Error(`${re} not seen; stdout:\n${this.out}\nstderr:\n${this.err}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  /** Types a shell command and waits for a line that is exactly its answer. */
-  async ask(command: string, answer: string): Promise<void> {
-    this.type(`${command}\r`);
-    // A terminal between the CLI and the test adds its own carriage return to the guest's.
-    await this.see(new RegExp(`\\r*\\n${answer}\\r*\\n`));
-  }
-}
 
 /**
  * `virtplane console`, `vncdisplay`, `domdisplay` and the live XML against a real qemu guest whose

@@ -200,6 +200,12 @@ describe('real messages of a running stack', () => {
     await c.outcomeOrGone(await c.save('doc-3', image), 20_000);
     await c.saveImage(image, stack.hostId);
     await c.outcome(await c.restore(image), 20_000);
+    step('snapshots');
+    await c.outcome(await c.snapshotCreate('doc-3', { name: 'doc-s1', description: 'documented' }), 20_000);
+    await c.outcome(await c.snapshotCreate('doc-3', { xml: '<domainsnapshot><name>doc-s2</name></domainsnapshot>' }), 20_000);
+    await c.outcome(await c.snapshotRevert('doc-3', { name: 'doc-s1', paused: true }), 20_000);
+    await c.snapshotSetCurrent('doc-3', 'doc-s2');
+    await c.outcome(await c.snapshotDelete('doc-3', { name: 'doc-s1', children: true }), 20_000);
     // Host verbs on a host that does not exist: the request and the refusal are messages all the same.
     await c.hostEvacuate('no-such-host').catch(() => undefined);
     await c.hostRemove('no-such-host').catch(() => undefined);

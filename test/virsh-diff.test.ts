@@ -15,12 +15,17 @@ import { startStack, type Stack } from './fixtures/stack.ts';
  */
 
 const run = promisify(execFile);
-const OPS = ['start', 'shutdown', 'destroy', 'suspend', 'resume', 'reboot', 'undefine', 'reset', 'managedsave', 'managedsave-remove'] as const;
+const OPS = ['start', 'shutdown', 'destroy', 'suspend', 'resume', 'reboot', 'undefine', 'reset', 'managedsave', 'managedsave-remove', 'snapshot-revert'] as const;
 type Op = (typeof OPS)[number];
+/** Commands that only set a state up. */
+type SetupOp = Op | 'snapshot-create-as';
+/** Each command as typed: snapshot-revert goes back to the current snapshot, snapshot-create-as takes 's1'. */
+const commandOf = (o: SetupOp, name: string): string[] =>
+  o === 'snapshot-revert' ? [o, name, '--current'] : o === 'snapshot-create-as' ? [o, name, 's1'] : [o, name];
 /** How each state is reached: the domain is defined (or, with `create`, created transient), then these commands. */
 interface Setup {
   first: 'define' | 'create';
-  ops: Op[];
+  ops: SetupOp[];
 }
 const SETUP: Record<string, Setup> = {
   'shut off': { first: 'define', ops: [] },
@@ -32,6 +37,7 @@ const SETUP: Record<string, Setup> = {
   'created transient, paused': { first: 'create', ops: ['suspend'] },
   'managed-saved': { first: 'define', ops: ['start', 'managedsave'] },
   'managed-saved from paused': { first: 'define', ops: ['start', 'suspend', 'managedsave'] },
+  'snapshotted while running': { first: 'define', ops: ['start', 'snapshot-create-as'] },
 };
 
 interface Step {
@@ -81,7 +87,7 @@ const virshScript = async (script: string, quiet: boolean): Promise<string> => {
 const viaVirsh = async (dir: string, name: string, { first, ops: setup }: Setup, pair: [Op, Op]): Promise<Outcome> => {
   const file = join(dir, `${name}.xml`);
   await writeFile(file, domainXml(name));
-  const commands = [`${first} ${file}`, ...setup.map((o) => `${o} ${name}`), ...pair.map((o) => `${o} ${name}`), `dominfo ${name}`];
+  const commands = [`${first} ${file}`, ...setup.map((o) => commandOf(o, name).join(' ')), ...pair.map((o) => commandOf(o, name).join(' ')), `dominfo ${name}`];
   const script = commands.map((c, i) => `${c}; echo @@${i}`).join('; ');
   // One stream for both, so each error stays beside the command that printed it.
   const stdout = await virshScript(script, true);
@@ -124,12 +130,12 @@ const viaVirtplane = async (dir: string, name: string, { first, ops: setup }: Se
   const defined = await cli(first, file);
   if (defined.code !== 0) throw new Error(`${first} ${name}: ${defined.err.join(' / ')}`);
   for (const o of setup) {
-    const r = await cli(o, name);
+    const r = await cli(...commandOf(o, name));
     if (r.code !== 0) throw new Error(`setup ${o} ${name}: ${r.err.join(' / ')}`);
   }
   const steps: Step[] = [];
   for (const o of pair) {
-    const r = await cli(o, name);
+    const r = await cli(...commandOf(o, name));
     const cls = errorClass(r.err);
     steps.push({ ok: r.code === 0, errorClass: r.code === 0 ? null : (cls ?? 'unclassified'), text: [...r.out, ...r.err].join(' / ') });
   }

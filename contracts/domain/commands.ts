@@ -9,6 +9,7 @@ import type { ResourceChange } from './resources.ts';
 import type { DiskCommand } from './devices.ts';
 import { SavePath } from './save-restore.ts';
 import { MetadataFields } from './metadata.ts';
+import type { SnapshotCommand } from './snapshots.ts';
 
 /** Fields every command request may carry; the client fills them, people need not. */
 export const CommandHeader = z.object({
@@ -94,7 +95,11 @@ export const AutostartDomainRequest = CommandHeader.extend({ domain: DomainRef, 
 export type AutostartDomainRequest = z.infer<typeof AutostartDomainRequest>;
 
 /** virsh undefine, with --managed-save: the domain's saved state goes with it. */
-export const UndefineDomainRequest = DomainOpRequest.extend({ managedSave: z.boolean().optional() });
+export const UndefineDomainRequest = DomainOpRequest.extend({
+  managedSave: z.boolean().optional(),
+  /** --snapshots-metadata: the domain's snapshot metadata goes with it (the host's data stays). */
+  snapshotsMetadata: z.boolean().optional(),
+});
 export type UndefineDomainRequest = z.infer<typeof UndefineDomainRequest>;
 
 /** virsh save: the running guest's state goes to `file` on its host, and the domain is shut off (saved). */
@@ -120,7 +125,8 @@ export type DomainCommand =
   | { type: 'define'; definition: DomainDefinition; hostId: string; claimSeq: number }
   /** virsh create: a domain started from a definition, transient unless that domain is already defined. */
   | { type: 'create'; definition: DomainDefinition; hostId: string; claimSeq: number; paused: boolean; timeoutMs: number }
-  | { type: 'undefine'; managedSave?: boolean }
+  | { type: 'undefine'; managedSave?: boolean; snapshotsMetadata?: boolean }
+  | SnapshotCommand
   /**
    * `claimSeq`: the claim on the new name, as a define's. `releaseClaimSeq`: the domain's own claim on
    * its old name, fenced in the same commit so the old name is free at once.
@@ -186,6 +192,9 @@ export const DEFAULT_TIMEOUT_MS: Record<DomainOp, number> = {
   'detach-disk': 60_000,
   'update-disk': 60_000,
   save: 300_000,
+  'snapshot-create': 300_000,
+  'snapshot-revert': 300_000,
+  'snapshot-delete': 120_000,
 };
 
 const InterfaceScope = {

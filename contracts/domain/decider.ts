@@ -12,6 +12,7 @@ import { checkManagedSave, decideFlags, evolveFlags, undefineSaveEvents } from '
 import { decideDisk, diskChange, evolveDisksObserved } from './devices.ts';
 import { checkSave, decideRestore } from './save-restore.ts';
 import { withAppMetadata } from './metadata.ts';
+import { decideSnapshot, evolveSnapshots, undefineSnapshotEvents, type SnapshotRecord, type SnapshotTask } from './snapshots.ts';
 
 /**
  * The domain decider: pure functions, no I/O. `decide` answers a command with events or throws a
@@ -38,6 +39,8 @@ export interface PendingOperation {
   target?: string;
   /** save, and a start that restores: the image on the host. */
   file?: string;
+  /** Snapshot operations (snapshots.ts). */
+  snapshot?: SnapshotTask;
 }
 
 export interface DomainAggregate extends ClaimFence {
@@ -84,6 +87,9 @@ export interface DomainAggregate extends ClaimFence {
   autostart?: boolean;
   /** virsh managedsave: its host holds a saved state, which the next start resumes. */
   managedSave?: boolean;
+  /** virsh snapshot-*: the snapshots its host holds, in creation order, and the current one (snapshots.ts). */
+  snapshots?: SnapshotRecord[];
+  currentSnapshot?: string;
 }
 
 const RECENT_COMMANDS = 64;
@@ -129,6 +135,12 @@ const desiredAfter = (op: DomainOp, paused: boolean, current: DomainStateName): 
     case 'detach-disk':
     case 'update-disk':
       // Plugging a device, resizing the balloon or a reset changes no power state.
+    case 'snapshot-create':
+    case 'snapshot-delete':
+      // Plugging a device, resizing the balloon, a reset or a snapshot changes no power state.
+      return current;
+    case 'snapshot-revert':
+      // What the revert leaves is in its snapshot argument; the completion records what the host saw.
       return current;
     case 'managedsave':
     case 'save':
@@ -162,6 +174,7 @@ interface RequestArgs {
   disk?: DiskModel;
   target?: string;
   file?: string;
+  snapshot?: SnapshotTask;
 }
 
 const requestedEvent = (s: DomainAggregate, op: DomainOp, now: Date, timeoutMs: number, args: RequestArgs = {}): DomainEventBody => ({
@@ -179,6 +192,7 @@ const requestedEvent = (s: DomainAggregate, op: DomainOp, now: Date, timeoutMs: 
     ...(args.disk ? { disk: args.disk } : {}),
     ...(args.target ? { target: args.target } : {}),
     ...(args.file !== undefined ? { file: args.file } : {}),
+    ...(args.snapshot ? { snapshot: args.snapshot } : {}),
   },
 });
 
@@ -230,6 +244,11 @@ const checkTransition = (op: DomainOp, s: DomainAggregate): void => {
       return checkManagedSave(s, test);
     case 'save':
       return checkSave(s);
+    case 'snapshot-create':
+    case 'snapshot-revert':
+    case 'snapshot-delete':
+      // A snapshot is taken, reverted to or deleted in any state: the host decides how.
+      return;
   }
 };
 
@@ -347,7 +366,11 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
         // UNDEFINED/REMOVED, and the domain runs on as the transient domain it was.
         throw virtError('operation-invalid', `cannot undefine transient domain '${s.name}'`);
       }
-      return [...undefineSaveEvents(s, cmd.managedSave ?? false), { type: 'DomainUndefined', data: { removed: !active } }];
+      return [
+        ...undefineSaveEvents(s, cmd.managedSave ?? false),
+        ...undefineSnapshotEvents(s, active, cmd.snapshotsMetadata ?? false),
+        { type: 'DomainUndefined', data: { removed: !active } },
+      ];
     }
     case 'start':
       requireDomain(s);
@@ -376,6 +399,16 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
     case 'restore':
       requireHostKnown(s);
       return decideRestore(cmd, s, (placed) => requestedEvent(placed, 'start', now, cmd.timeoutMs, { paused: cmd.paused, file: cmd.file }));
+    case 'snapshot-set-current':
+      requireDomain(s);
+      // Metadata only: no host is asked anything.
+      return decideSnapshot(cmd, s, now, onTestDriver(s), () => []);
+    case 'snapshot-create':
+    case 'snapshot-revert':
+    case 'snapshot-delete':
+      requireDomain(s);
+      requireHostKnown(s);
+      return decideSnapshot(cmd, s, now, onTestDriver(s), (op, snapshot) => decideOperation(op, s, now, cmd.timeoutMs, { snapshot }));
     case 'set-autostart':
     case 'managedsave-remove':
       requireDomain(s);
@@ -662,7 +695,7 @@ const withoutDevices = (s: DomainAggregate): DomainAggregate => {
 };
 
 export const evolve = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAggregate => {
-  const next = evolveFlags(s, evolveState(s, e), e);
+  const next = evolveSnapshots(s, evolveFlags(s, evolveState(s, e), e), e);
   const { domid: _, ...rest } = next;
   // A lost host's guest may still run: it keeps its id until the host is heard again.
   if (next.hostLost) return s.domid !== undefined ? { ...rest, domid: s.domid } : rest;
@@ -714,7 +747,10 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
     case 'DomainDiskAttachRequested':
     case 'DomainDiskDetachRequested':
     case 'DomainDiskUpdateRequested':
-    case 'DomainSaveRequested': {
+    case 'DomainSaveRequested':
+    case 'DomainSnapshotRequested':
+    case 'DomainSnapshotRevertRequested':
+    case 'DomainSnapshotDeleteRequested': {
       const op = OP_OF[e.type];
       // destroy superseding the start of a transient domain shares a commit with the failure it
       // records, and that failure settled the domain away; the start may still be booting the guest,
@@ -741,8 +777,9 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
           ...(e.data.disk ? { disk: e.data.disk } : {}),
           ...(e.data.target ? { target: e.data.target } : {}),
           ...(e.data.file !== undefined ? { file: e.data.file } : {}),
+          ...(e.data.snapshot ? { snapshot: e.data.snapshot } : {}),
         },
-        desired: desiredAfter(op, e.data.paused ?? false, s.desired),
+        desired: op === 'snapshot-revert' && e.data.snapshot?.target ? e.data.snapshot.target : desiredAfter(op, e.data.paused ?? false, s.desired),
         lastError: null,
       };
     }
@@ -853,6 +890,9 @@ export const OP_OF = {
   DomainDiskDetachRequested: 'detach-disk',
   DomainDiskUpdateRequested: 'update-disk',
   DomainSaveRequested: 'save',
+  DomainSnapshotRequested: 'snapshot-create',
+  DomainSnapshotRevertRequested: 'snapshot-revert',
+  DomainSnapshotDeleteRequested: 'snapshot-delete',
 } as const satisfies Record<string, DomainOp>;
 
 /**

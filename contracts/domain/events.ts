@@ -4,13 +4,14 @@ import { DomainStateName, ObservedState, RuntimeDevices, RuntimeInterface, State
 import { VirtErrorBody } from '../errors.ts';
 import { NameClaimRevoked } from '../name-claim.ts';
 import { DomainResourcesSet } from './resources.ts';
+import { SnapshotName, SnapshotTask } from './snapshots.ts';
 
 /** Operations a host carries out. Each has an intent event `Domain<Op>Requested`. */
 /** The power-state operations, each a virsh verb of its own. */
 export const LifecycleOp = z.enum(['start', 'shutdown', 'destroy', 'suspend', 'resume', 'reboot']);
 export type LifecycleOp = z.infer<typeof LifecycleOp>;
 /** reset and managedsave are host operations too, though neither is asked for by a plain power verb. */
-export const DomainOp = z.enum([...LifecycleOp.options, 'attach-interface', 'detach-interface', 'set-memory', 'set-vcpus', 'reset', 'managedsave', 'attach-disk', 'detach-disk', 'update-disk', 'save']);
+export const DomainOp = z.enum([...LifecycleOp.options, 'attach-interface', 'detach-interface', 'set-memory', 'set-vcpus', 'reset', 'managedsave', 'attach-disk', 'detach-disk', 'update-disk', 'save', 'snapshot-create', 'snapshot-revert', 'snapshot-delete']);
 export type DomainOp = z.infer<typeof DomainOp>;
 
 export const REQUESTED_EVENT = {
@@ -30,6 +31,9 @@ export const REQUESTED_EVENT = {
   'detach-disk': 'DomainDiskDetachRequested',
   'update-disk': 'DomainDiskUpdateRequested',
   save: 'DomainSaveRequested',
+  'snapshot-create': 'DomainSnapshotRequested',
+  'snapshot-revert': 'DomainSnapshotRevertRequested',
+  'snapshot-delete': 'DomainSnapshotDeleteRequested',
 } as const satisfies Record<DomainOp, string>;
 
 const Requested = z.object({
@@ -54,6 +58,8 @@ const Requested = z.object({
   target: z.string().optional(),
   /** save: the image to write on the host; start: the image to restore from (virsh restore). */
   file: z.string().optional(),
+  /** Snapshot operations: which snapshot, and what the log records once the host is done (snapshots.ts). */
+  snapshot: SnapshotTask.optional(),
 });
 
 const requested = <T extends string>(type: T) => z.object({ type: z.literal(type), data: Requested });
@@ -92,6 +98,19 @@ export const DomainEventBody = z.discriminatedUnion('type', [
   requested('DomainDiskDetachRequested'),
   requested('DomainDiskUpdateRequested'),
   requested('DomainSaveRequested'),
+  requested('DomainSnapshotRequested'),
+  requested('DomainSnapshotRevertRequested'),
+  requested('DomainSnapshotDeleteRequested'),
+  z.object({
+    /** virsh snapshot-current <name>: which snapshot is current, and so the parent of the next. */
+    type: z.literal('DomainSnapshotCurrentSet'),
+    data: z.object({ name: SnapshotName }),
+  }),
+  z.object({
+    /** virsh snapshot-delete --metadata, undefine --snapshots-metadata: the log forgets them; the host's data stays. */
+    type: z.literal('DomainSnapshotsForgotten'),
+    data: z.object({ names: z.array(SnapshotName) }),
+  }),
   z.object({
     /** virsh autostart: the domain is started when its host's agent starts. */
     type: z.literal('DomainAutostartSet'),

@@ -34,6 +34,8 @@ import type { DomainStats } from '../../contracts/domain/stats.ts';
 import { MANAGED_SAVE_FILE, managedSavePath, restoreGuestImage, restoreGuestState, saveGuestImage, saveGuestState } from './managed-save.ts';
 import { formatDomainXml } from '../../contracts/xml/domain.ts';
 import { allocatePort, findQemuBinary, processCmdline, processState, qemuAvailable } from './host.ts';
+import { liveCreate, liveDelete, liveRevert, liveTags, offlineCreate, offlineDelete, offlineRevert, offlineTags, snapshotDisks, type Hmp } from './snapshots.ts';
+import type { SnapshotTask } from '../../contracts/domain/snapshots.ts';
 import { QmpClient, QmpClosedError, QmpError, QmpTimeoutError, connectWhenReady, type QmpEvent } from './qmp.ts';
 
 /** A tap device prepared for one interface by the host's network side. */
@@ -213,6 +215,8 @@ const SHUTOFF_DESTROYED: ObservedState = { state: 'shutoff', reason: 'destroyed'
 const SHUTOFF_CRASHED: ObservedState = { state: 'shutoff', reason: 'crashed' };
 const SHUTOFF_FAILED: ObservedState = { state: 'shutoff', reason: 'failed' };
 const SHUTOFF_SAVED: ObservedState = { state: 'shutoff', reason: 'saved' };
+const SHUTOFF_FROM_SNAPSHOT: ObservedState = { state: 'shutoff', reason: 'from-snapshot' };
+const SHUTOFF_UNKNOWN: ObservedState = { state: 'shutoff', reason: 'unknown' };
 
 const notRunning = () => new VirtError('operation-invalid', 'Requested operation is not valid: domain is not running');
 
@@ -527,6 +531,94 @@ export class QemuDriver implements HypervisorDriver {
         return this.terminate(d, SHUTOFF_SAVED, opts);
       });
     });
+  }
+
+  /**
+   * An internal snapshot (drivers/qemu/snapshots.ts): savevm of a running guest, disks and memory;
+   * qemu-img on each disk of a shut off one. A tag the images already hold is the snapshot taken.
+   */
+  async snapshotCreate(def: DomainDefinition, snap: SnapshotTask, opts: OperationOptions = {}): Promise<ObservedState> {
+    await this.ready;
+    return this.withLock(def.uuid, async () => {
+      const files = snapshotDisks(def);
+      const d = await this.find(def.uuid);
+      if (!d) {
+        await offlineCreate(files, snap.name, opts.signal);
+        return this.stopped.get(def.uuid) ?? SHUTOFF_UNKNOWN;
+      }
+      return this.during(d, 'snapshot-create', async () => {
+        await liveCreate(this.hmp(await this.monitor(d), opts), snap.name);
+        return this.record(d, await this.liveState(d));
+      });
+    });
+  }
+
+  /**
+   * qemuSnapshotRevert: a snapshot with memory is loaded into a running qemu (one is started paused
+   * for a shut off guest); one without is applied to the images with qemu stopped, and the guest
+   * started from them when asked. Either way the guest is left as `snap.target` says, from snapshot.
+   */
+  async snapshotRevert(def: DomainDefinition, snap: SnapshotTask, opts: OperationOptions = {}): Promise<ObservedState> {
+    await this.ready;
+    return this.withLock(def.uuid, async () => {
+      const files = snapshotDisks(def);
+      let d = await this.find(def.uuid);
+      if (snap.withMemory) {
+        if (!d) {
+          await this.launch(def, { ...opts, paused: true });
+          d = await this.find(def.uuid);
+          if (!d) throw notRunning();
+        }
+        const live = d;
+        return this.during(live, 'snapshot-revert', async () => {
+          const qmp = await this.monitor(live);
+          await liveRevert(this.hmp(qmp, opts), snap.name);
+          const paused = snap.target === 'paused';
+          await qmp.execute(paused ? 'stop' : 'cont');
+          return this.record(live, { state: paused ? 'paused' : 'running', reason: 'from-snapshot' });
+        });
+      }
+      const live = d;
+      if (live) await this.during(live, 'snapshot-revert', () => this.terminate(live, SHUTOFF_FROM_SNAPSHOT, opts));
+      await offlineRevert(files, snap.name, opts.signal);
+      this.stopped.set(def.uuid, SHUTOFF_FROM_SNAPSHOT);
+      if (snap.target !== 'running' && snap.target !== 'paused') return SHUTOFF_FROM_SNAPSHOT;
+      const started = await this.launch(def, { ...opts, paused: snap.target === 'paused' });
+      const now = await this.find(def.uuid);
+      return now ? this.record(now, { state: started.state, reason: 'from-snapshot' }) : started;
+    });
+  }
+
+  /** delvm of each tag on a running guest, qemu-img on a shut off one's images; a tag gone already is skipped. */
+  async snapshotDelete(def: DomainDefinition, snap: SnapshotTask, opts: OperationOptions = {}): Promise<ObservedState> {
+    await this.ready;
+    return this.withLock(def.uuid, async () => {
+      const names = snap.names ?? [];
+      const d = await this.find(def.uuid);
+      if (!d) {
+        await offlineDelete(snapshotDisks(def), names, opts.signal);
+        return this.stopped.get(def.uuid) ?? SHUTOFF_UNKNOWN;
+      }
+      return this.during(d, 'snapshot-delete', async () => {
+        await liveDelete(this.hmp(await this.monitor(d), opts), names);
+        return this.liveState(d);
+      });
+    });
+  }
+
+  async snapshotNames(def: DomainDefinition): Promise<string[]> {
+    await this.ready;
+    return this.withLock(def.uuid, async () => {
+      const d = await this.find(def.uuid);
+      if (d) return liveTags(this.hmp(await this.monitor(d), {}));
+      const files = snapshotDisks(def);
+      return files.length ? offlineTags(files[0]!) : [];
+    });
+  }
+
+  private hmp(qmp: QmpClient, opts: OperationOptions): Hmp {
+    // savevm and loadvm copy the guest's memory: minutes for a large one, bounded by the task's deadline.
+    return (command) => qmp.execute<string>('human-monitor-command', { 'command-line': command }, { timeoutMs: 600_000, ...(opts.signal ? { signal: opts.signal } : {}) });
   }
 
   /** qemuDomainReset: system_reset, the guest's reset button; a paused guest stays paused. */

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { CrashAction, DiskModel, LifecycleAction, type DomainDefinition } from '../../contracts/domain/definition.ts';
 import { DomainStateName, StateReason, isActive, type ObservedState } from '../../contracts/domain/state.ts';
 import { isVirtError, virtError, type VirtError } from '../../contracts/errors.ts';
+import type { SnapshotTask } from '../../contracts/domain/snapshots.ts';
 import type { DomainStats } from '../../contracts/domain/stats.ts';
 import { testDriverStats } from './stats.ts';
 import { formatDomainXml, parseDomainXml } from '../../contracts/xml/domain.ts';
@@ -46,7 +47,7 @@ import type {
  * guest ("is not paused"), reboot of a shut off guest unless on_reboot=destroy ("is not running").
  */
 
-export type DriverOp = 'start' | 'shutdown' | 'destroy' | 'suspend' | 'resume' | 'reboot' | 'reset' | 'managedsave' | 'attach-disk' | 'detach-disk' | 'update-disk' | 'save';
+export type DriverOp = 'start' | 'shutdown' | 'destroy' | 'suspend' | 'resume' | 'reboot' | 'reset' | 'managedsave' | 'attach-disk' | 'detach-disk' | 'update-disk' | 'save' | 'snapshot-create' | 'snapshot-revert' | 'snapshot-delete';
 
 export interface TestDriverOptions {
   /** Time each operation takes: fixed, or drawn uniformly from [min, max]. 0 (the default) adds no timer. */
@@ -78,6 +79,8 @@ const Guest = z.object({
   reboots: z.number().int().nonnegative(),
   /** The disks the running guest has, by target. */
   disks: z.record(z.string(), DiskModel).optional(),
+  /** The snapshots this host holds for the guest (libvirt's test driver keeps them in memory). */
+  snapshots: z.array(z.string()).default([]),
 });
 type Guest = z.infer<typeof Guest>;
 
@@ -336,6 +339,43 @@ export class TestDriver implements HypervisorDriver {
     });
   }
 
+  /** testDomainSnapshotCreateXML: the guest's state is kept as it is; a name already held is already taken. */
+  snapshotCreate(def: DomainDefinition, snapshot: SnapshotTask, opts: OperationOptions = {}): Promise<ObservedState> {
+    return this.run('snapshot-create', def.uuid, def.name, opts, (g) => {
+      const guest = this.guestFrom(def, g);
+      if (guest.snapshots.includes(snapshot.name)) return null;
+      return { ...guest, snapshots: [...guest.snapshots, snapshot.name] };
+    });
+  }
+
+  /**
+   * testDomainRevertToSnapshot: a snapshot with memory leaves the guest running or paused (from
+   * snapshot); one without stops an active guest (from snapshot) and leaves a shut off one as it was.
+   */
+  snapshotRevert(def: DomainDefinition, snapshot: SnapshotTask, opts: OperationOptions = {}): Promise<ObservedState> {
+    return this.run('snapshot-revert', def.uuid, def.name, opts, (g) => {
+      const guest = this.guestFrom(def, g);
+      if (!guest.snapshots.includes(snapshot.name)) throw virtError('operation-failed', `domain '${def.name}' has no snapshot '${snapshot.name}' on this host`);
+      if (snapshot.target === 'running' || snapshot.target === 'paused') {
+        return { ...guest, state: snapshot.target, reason: 'from-snapshot', boots: guest.boots + (isActive(guest.state) ? 0 : 1) };
+      }
+      return isActive(guest.state) ? { ...guest, state: 'shutoff', reason: 'from-snapshot' } : null;
+    });
+  }
+
+  snapshotDelete(def: DomainDefinition, snapshot: SnapshotTask, opts: OperationOptions = {}): Promise<ObservedState> {
+    return this.run('snapshot-delete', def.uuid, def.name, opts, (g) => {
+      if (!g) return null;
+      const gone = new Set(snapshot.names ?? []);
+      return g.snapshots.some((n) => gone.has(n)) ? { ...g, snapshots: g.snapshots.filter((n) => !gone.has(n)) } : null;
+    });
+  }
+
+  async snapshotNames(def: DomainDefinition): Promise<string[]> {
+    this.refresh();
+    return [...(this.guests.get(def.uuid)?.snapshots ?? [])];
+  }
+
   /** The guest crashed: on_crash decides what is left, and the change is observed as a hypervisor would. */
   crash(uuid: string, cause = 'guest crashed'): Promise<ObservedState> {
     return this.fromHost(uuid, cause, (g) => ({ ...g, ...afterCrash(g.onCrash) }));
@@ -377,6 +417,7 @@ export class TestDriver implements HypervisorDriver {
       reboots: g?.reboots ?? 0,
       // A guest boots with the disks of its definition; one running keeps those it has.
       disks: g && isActive(g.state) && g.disks ? g.disks : Object.fromEntries(def.devices.disks.map((d) => [d.target.dev, d])),
+      snapshots: g?.snapshots ?? [],
     };
   }
 

@@ -96,6 +96,7 @@ export class Dispatcher {
         ...(e.data.disk ? { disk: e.data.disk } : {}),
         ...(e.data.target ? { target: e.data.target } : {}),
         ...(e.data.file !== undefined ? { file: e.data.file } : {}),
+        ...(e.data.snapshot ? { snapshot: e.data.snapshot } : {}),
         definition: state.definition,
         correlationId: e.correlationId,
         ...(e.traceContext.traceparent ? { traceparent: e.traceContext.traceparent } : {}),

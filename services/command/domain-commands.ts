@@ -104,7 +104,7 @@ export class DomainCommands {
   }
 
   async undefine(req: UndefineDomainRequest, meta: CommandMeta): Promise<Accepted> {
-    return this.run(req.domain, meta, { type: 'undefine', ...(req.managedSave ? { managedSave: true } : {}) });
+    return this.run(req.domain, meta, { type: 'undefine', ...(req.managedSave ? { managedSave: true } : {}), ...(req.snapshotsMetadata ? { snapshotsMetadata: true } : {}) });
   }
 
   /** virsh reset and managedsave: host operations that no power verb asks for. */

@@ -16,6 +16,8 @@ import {
 } from '../../contracts/domain/commands.ts';
 import { SaveImageReply } from '../../contracts/domain/save-restore.ts';
 import type { DomainOp } from '../../contracts/domain/events.ts';
+import { SnapshotCreateRequest, SnapshotCurrentRequest, SnapshotDeleteRequest, SnapshotRevertRequest } from '../../contracts/domain/snapshots.ts';
+import { SnapshotCommands } from './snapshot-commands.ts';
 import { RegisterHostRequest } from '../../contracts/host/events.ts';
 import { BUCKETS, QUEUES, subjects } from '../../contracts/subjects.ts';
 import { ClaimRequest, ReportRequest } from '../../contracts/tasks.ts';
@@ -102,6 +104,11 @@ export class CommandService {
     this.subs.push(...api.serve('domain', 'save', SaveDomainRequest, (r, meta) => commands.save(r, meta)));
     this.subs.push(...api.serve('domain', 'restore', RestoreDomainRequest, (r, meta) => commands.restore(r, meta)));
     this.subs.push(...api.serve('domain', 'managedsave-remove', DomainOpRequest, (r, meta) => commands.removeManagedSave(r, meta)));
+    const snapshots = new SnapshotCommands(commands);
+    this.subs.push(...api.serve('domain', 'snapshot-create', SnapshotCreateRequest, (r, meta) => snapshots.create(r, meta)));
+    this.subs.push(...api.serve('domain', 'snapshot-revert', SnapshotRevertRequest, (r, meta) => snapshots.revert(r, meta)));
+    this.subs.push(...api.serve('domain', 'snapshot-delete', SnapshotDeleteRequest, (r, meta) => snapshots.delete(r, meta)));
+    this.subs.push(...api.serve('domain', 'snapshot-current', SnapshotCurrentRequest, (r, meta) => snapshots.setCurrent(r, meta)));
     this.subs.push(...api.serve('domain', 'start', StartDomainRequest, (r, meta) => commands.operation('start', r, meta)));
     this.subs.push(...api.serve('domain', 'attach-interface', AttachInterfaceRequest, (r, meta) => commands.attachInterface(r, meta)));
     this.subs.push(...api.serve('domain', 'detach-interface', DetachInterfaceRequest, (r, meta) => commands.detachInterface(r, meta)));

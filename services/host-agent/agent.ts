@@ -6,6 +6,7 @@ import { hostname as osHostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { resolveImagePath } from '../../drivers/save-image.ts';
 import type { JsMsg } from '@nats-io/jetstream';
+import { runSnapshotTask } from './snapshot-tasks.ts';
 import { isActive, type ObservedState, type RuntimeInterface } from '../../contracts/domain/state.ts';
 import { isVirtError, virtError } from '../../contracts/errors.ts';
 import { DEFAULT_LEASE_TIMINGS, type HostLiveness, type LeaseTimings, type RegisterReply } from '../../contracts/host/liveness.ts';
@@ -419,6 +420,10 @@ export class HostAgent {
         if (!d.saveTo || t.file === undefined) throw virtError('operation-unsupported', `the ${d.name} driver cannot save a guest's state to a file`);
         return d.saveTo(t.definition, await resolveImagePath(this.saveDirs, t.file), opts);
       }
+      case 'snapshot-create':
+      case 'snapshot-revert':
+      case 'snapshot-delete':
+        return runSnapshotTask(d, t, opts);
     }
   }
 

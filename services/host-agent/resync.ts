@@ -92,8 +92,9 @@ const runIfMissed = async (host: ResyncHost, v: DomainView, graceMs: number, now
   const p = v.pending!;
   const op = DomainOp.safeParse(p.op);
   // Interface, memory, vCPU and disk changes carry what to change in their task alone: their deadline
-  // settles a lost one. A reset or a managed save needs nothing but the definition, as a power operation.
-  if (!op.success || CARRIED_BY_TASK.has(op.data) || v.placementEpoch === undefined) return false;
+  // settles a lost one. So do snapshot operations, whose snapshot the view does not carry. A reset or
+  // a managed save needs nothing but the definition, as a power operation.
+  if (!op.success || CARRIED_BY_TASK.has(op.data) || op.data.startsWith('snapshot-') || v.placementEpoch === undefined) return false;
   if (host.knowsTask(p.taskId) || now - Date.parse(p.requestedAt) < graceMs || Date.parse(p.deadline) <= now) return false;
   const task: DomainTask = {
     kind: 'domain',

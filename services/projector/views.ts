@@ -25,6 +25,8 @@ export const toDomainView = (s: DomainAggregate, updatedAt: string): DomainView 
   ...(s.domid !== undefined ? { domid: s.domid } : {}),
   ...(s.autostart ? { autostart: true } : {}),
   ...(s.managedSave ? { managedSave: true } : {}),
+  ...(s.snapshots?.length ? { snapshots: s.snapshots } : {}),
+  ...(s.currentSnapshot ? { currentSnapshot: s.currentSnapshot } : {}),
   updatedAt,
 });
 

@@ -89,6 +89,18 @@ describe('legitimate flows under least privilege', () => {
     expect(v.observed).toEqual({ state: 'running', reason: 'booted' });
   }, 60_000);
 
+  it('an operator takes, reverts to and deletes a snapshot, and the host reports each within its permissions', async () => {
+    const alice = VirtplaneClient.over(await s.as('alice'), { actor: 'alice-laptop' });
+    await alice.define({ definition: { name: 'sec-4', memoryKiB: 65536, vcpus: 1 } });
+    await alice.outcome(await alice.start('sec-4'), 20_000);
+    expect((await alice.outcome(await alice.snapshotCreate('sec-4', { name: 'before' }), 20_000)).currentSnapshot).toBe('before');
+    expect((await alice.outcome(await alice.snapshotRevert('sec-4', { name: 'before', paused: true }), 20_000)).observed).toEqual({ state: 'paused', reason: 'from-snapshot' });
+    expect((await alice.outcome(await alice.snapshotDelete('sec-4', { name: 'before' }), 20_000)).snapshots).toBeUndefined();
+    // The auditor reads the tree but takes no snapshot.
+    const audrey = VirtplaneClient.over(await s.as('audrey'));
+    expect((await audrey.get('sec-4')).name).toBe('sec-4');
+  }, 30_000);
+
   it("an operator asks a guest's host for its console and gets the host's answer", async () => {
     const alice = VirtplaneClient.over(await s.as('alice'));
     await alice.define({ definition: { name: 'sec-3', memoryKiB: 131072, vcpus: 1 } });
