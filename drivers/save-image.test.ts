@@ -17,7 +17,11 @@ describe('saved images', () => {
 
   it('resolves only paths inside the allowed directories, and no link leads out of them', async () => {
     expect(await resolveImagePath([root], join(root, 'a.sav'))).toBe(join(root, 'a.sav'));
-    await expect(resolveImagePath([root], 'a.sav')).rejects.toMatchObject({ code: 'invalid-arg' });
+    // A bare name is a file of the first directory; a relative path with a directory is refused.
+    expect(await resolveImagePath([root], 'a.sav')).toBe(join(root, 'a.sav'));
+    await expect(resolveImagePath([], 'a.sav')).rejects.toMatchObject({ code: 'invalid-arg' });
+    await expect(resolveImagePath([root], 'sub/a.sav')).rejects.toMatchObject({ code: 'invalid-arg' });
+    await expect(resolveImagePath([root], '..')).rejects.toMatchObject({ code: 'invalid-arg' });
     await expect(resolveImagePath([root], join(root, '..', 'outside', 'a.sav'))).rejects.toMatchObject({ code: 'invalid-arg' });
     await expect(resolveImagePath([root], '/etc/passwd')).rejects.toMatchObject({ code: 'invalid-arg', message: /outside the directories/ });
     // A root that is a prefix of another directory's name is not that directory.
