@@ -13,6 +13,7 @@ import { decideDisk, diskChange, evolveDisksObserved } from './devices.ts';
 import { checkSave, decideRestore } from './save-restore.ts';
 import { withAppMetadata } from './metadata.ts';
 import { decideSnapshot, evolveSnapshots, undefineSnapshotEvents, type SnapshotRecord, type SnapshotTask } from './snapshots.ts';
+import { rememberCommand, versionOfCommand } from '../recent-commands.ts';
 
 /**
  * The domain decider: pure functions, no I/O. `decide` answers a command with events or throws a
@@ -92,8 +93,6 @@ export interface DomainAggregate extends ClaimFence {
   currentSnapshot?: string;
 }
 
-const RECENT_COMMANDS = 64;
-
 export const initialDomainState = (id: string): DomainAggregate => ({
   exists: false,
   removed: false,
@@ -150,8 +149,7 @@ const desiredAfter = (op: DomainOp, paused: boolean, current: DomainStateName): 
   }
 };
 
-export const commandVersion = (s: DomainAggregate, commandId: string): number | undefined =>
-  s.recentCommands.find(([id]) => id === commandId)?.[1];
+export const commandVersion = (s: DomainAggregate, commandId: string): number | undefined => versionOfCommand(s, commandId);
 
 const pendingExpired = (p: PendingOperation, now: Date): boolean => Date.parse(p.deadline) <= now.getTime();
 
@@ -618,7 +616,6 @@ const decideEvacuateMove = (s: DomainAggregate, cmd: Extract<DomainCommand, { ty
 export const evacuationStopped = (s: DomainAggregate): boolean =>
   s.exists && s.evacuating !== undefined && !s.hostLost && s.pending === null && !isActive(s.observed.state);
 
-
 /** A domain whose host was declared lost and that asks to be restarted elsewhere. */
 export const awaitsFailover = (s: DomainAggregate): boolean => s.exists && s.hostLost === true && restartsOnHostLoss(s.definition) && wantsToRun(s);
 
@@ -705,9 +702,7 @@ export const evolve = (s: DomainAggregate, e: Envelope<DomainEventBody>): Domain
 };
 
 const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAggregate => {
-  const recentCommands: Array<[string, number]> = s.recentCommands.some(([id]) => id === e.commandId)
-    ? s.recentCommands
-    : [...s.recentCommands, [e.commandId, e.version] as [string, number]].slice(-RECENT_COMMANDS);
+  const recentCommands = rememberCommand(s.recentCommands, e.commandId, e.version);
   const base = { ...s, version: e.version, recentCommands };
   switch (e.type) {
     case 'NameClaimRevoked':

@@ -5,6 +5,7 @@ import { virtError } from '../errors.ts';
 import type { Envelope } from '../envelope.ts';
 import { applyRevocation, requireLiveClaim, type ClaimFence } from '../name-claim.ts';
 import { applyNetworkUpdate } from './update.ts';
+import { rememberCommand, versionOfCommand } from '../recent-commands.ts';
 
 /**
  * The network decider: pure, with the checks and messages of libvirt's test driver (testNetwork*),
@@ -30,8 +31,6 @@ export interface NetworkAggregate extends ClaimFence {
   recentCommands: Array<[string, number]>;
 }
 
-const RECENT_COMMANDS = 64;
-
 export const initialNetworkState = (id: string): NetworkAggregate => ({
   exists: false,
   removed: false,
@@ -47,8 +46,7 @@ export const initialNetworkState = (id: string): NetworkAggregate => ({
   revokedClaimsUpTo: 0,
 });
 
-export const networkCommandVersion = (s: NetworkAggregate, commandId: string): number | undefined =>
-  s.recentCommands.find(([id]) => id === commandId)?.[1];
+export const networkCommandVersion = (s: NetworkAggregate, commandId: string): number | undefined => versionOfCommand(s, commandId);
 
 export const noNetwork = (by: 'uuid' | 'name', ref: string) =>
   virtError('no-network', `Network not found: no network with matching ${by} '${ref}'`);
@@ -100,9 +98,7 @@ export const decideNetwork = (cmd: NetworkCommand, s: NetworkAggregate, _now: Da
 };
 
 export const evolveNetwork = (s: NetworkAggregate, e: Envelope<NetworkEventBody>): NetworkAggregate => {
-  const recentCommands: Array<[string, number]> = s.recentCommands.some(([id]) => id === e.commandId)
-    ? s.recentCommands
-    : [...s.recentCommands, [e.commandId, e.version] as [string, number]].slice(-RECENT_COMMANDS);
+  const recentCommands = rememberCommand(s.recentCommands, e.commandId, e.version);
   const base = { ...s, version: e.version, recentCommands };
   switch (e.type) {
     case 'NameClaimRevoked':

@@ -4,6 +4,7 @@ import { applyRevocation, requireLiveClaim, type ClaimFence } from '../name-clai
 import type { SecretCommand } from './commands.ts';
 import { usageKey, type SecretDefinition } from './definition.ts';
 import type { SecretEventBody } from './events.ts';
+import { rememberCommand, versionOfCommand } from '../recent-commands.ts';
 
 /**
  * The secret decider: pure, with the checks and messages of libvirt's secret driver
@@ -33,8 +34,6 @@ export interface SecretAggregate extends ClaimFence {
   recentCommands: Array<[string, number]>;
 }
 
-const RECENT_COMMANDS = 64;
-
 export const initialSecretState = (id: string): SecretAggregate => ({
   exists: false,
   removed: false,
@@ -47,8 +46,7 @@ export const initialSecretState = (id: string): SecretAggregate => ({
   revokedClaimsUpTo: 0,
 });
 
-export const secretCommandVersion = (s: SecretAggregate, commandId: string): number | undefined =>
-  s.recentCommands.find(([id]) => id === commandId)?.[1];
+export const secretCommandVersion = (s: SecretAggregate, commandId: string): number | undefined => versionOfCommand(s, commandId);
 
 export const noSecret = (uuid: string) => virtError('no-secret', `Secret not found: no secret with matching uuid '${uuid}'`);
 
@@ -91,9 +89,7 @@ export const decideSecret = (cmd: SecretCommand, s: SecretAggregate, _now: Date)
 };
 
 export const evolveSecret = (s: SecretAggregate, e: Envelope<SecretEventBody>): SecretAggregate => {
-  const recentCommands: Array<[string, number]> = s.recentCommands.some(([id]) => id === e.commandId)
-    ? s.recentCommands
-    : [...s.recentCommands, [e.commandId, e.version] as [string, number]].slice(-RECENT_COMMANDS);
+  const recentCommands = rememberCommand(s.recentCommands, e.commandId, e.version);
   const base = { ...s, version: e.version, recentCommands };
   switch (e.type) {
     case 'NameClaimRevoked':

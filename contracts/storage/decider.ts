@@ -6,6 +6,7 @@ import type { StorageCommand, StorageResult } from './commands.ts';
 import type { StoragePoolDefinition, StorageVolumeDefinition } from './definition.ts';
 import { decidePoolFlags, evolvePoolFlags } from './autostart.ts';
 import { STORAGE_INTENTS, type PoolStats, type StorageEventBody, type StorageOp, type VolumeInfo } from './events.ts';
+import { rememberCommand, versionOfCommand } from '../recent-commands.ts';
 
 /**
  * The storage pool decider: pure, like the domain's. A pool lives on one host and holds its volumes,
@@ -76,7 +77,6 @@ export interface PoolAggregate extends ClaimFence {
   recentCommands: Array<[string, number]>;
 }
 
-const RECENT_COMMANDS = 64;
 const RECENT_TASKS = 32;
 
 export const initialPoolState = (id: string): PoolAggregate => ({
@@ -100,8 +100,7 @@ export const initialPoolState = (id: string): PoolAggregate => ({
 
 export const isPersistent = (s: PoolAggregate): boolean => s.persistent !== false;
 
-export const poolCommandVersion = (s: PoolAggregate, commandId: string): number | undefined =>
-  s.recentCommands.find(([id]) => id === commandId)?.[1];
+export const poolCommandVersion = (s: PoolAggregate, commandId: string): number | undefined => versionOfCommand(s, commandId);
 
 /** libvirt's virStoragePoolState names. */
 export const poolStateName = (s: PoolAggregate): 'inactive' | 'building' | 'running' =>
@@ -460,9 +459,7 @@ const pendingFrom = (op: StorageOp, e: Envelope<StorageEventBody> & { data: { de
 export const evolve = (s: PoolAggregate, e: Envelope<StorageEventBody>): PoolAggregate => evolvePoolFlags(s, evolvePool(s, e), e.type, e.data);
 
 const evolvePool = (s: PoolAggregate, e: Envelope<StorageEventBody>): PoolAggregate => {
-  const recentCommands: Array<[string, number]> = s.recentCommands.some(([id]) => id === e.commandId)
-    ? s.recentCommands
-    : [...s.recentCommands, [e.commandId, e.version] as [string, number]].slice(-RECENT_COMMANDS);
+  const recentCommands = rememberCommand(s.recentCommands, e.commandId, e.version);
   const base: PoolAggregate = { ...s, version: e.version, recentCommands };
   const ok = (taskId: string, op: StorageOp, name?: string): TaskOutcome[] =>
     remember(s.recentTasks, { taskId, op, ...(name !== undefined ? { name } : {}), ok: true, at: e.time });
