@@ -118,6 +118,25 @@ export const registerNodeCommands = (program: Command, h: CliHelpers): void => {
     h.out().result(xml, { hostId: host.hostId, xml });
   });
 
+  hostOption(
+    program
+      .command('domcapabilities')
+      .description("what a host's hypervisor offers a domain: machine, vCPUs, CPU models, devices")
+      .option('--virttype <type>', 'the domain type (kvm, qemu)')
+      .option('--emulatorbin <path>', 'the emulator binary')
+      .option('--arch <arch>', 'the guest architecture')
+      .option('--machine <machine>', 'the machine type'),
+  ).action(async (o: { host?: string; virttype?: string; emulatorbin?: string; arch?: string; machine?: string }) => {
+    const { host, ...req } = o;
+    const xml = await h.withClient(async (c) => {
+      const hostId = (await chosenHost(c, host)).hostId;
+      return c.domainCapabilities(hostId, req).catch((e: unknown) => {
+        throw new VerbFailed('failed to get emulator capabilities', e);
+      });
+    });
+    h.out().result(xml, { xml });
+  });
+
   hostOption(program.command('nodememstats').description("a host's memory now: total, free, buffers, cached")).action(async (o: { host?: string }) => {
     const stats = await h.withClient(async (c) => c.nodeStats((await chosenHost(c, o.host)).hostId));
     if (!stats.memory) throw new VerbFailed('Unable to get number of memory stats', virtError('operation-unsupported', 'this function is not supported by the connection driver: virNodeGetMemoryStats'));

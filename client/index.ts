@@ -28,6 +28,7 @@ import type { SecretListRequest, SecretView } from '../contracts/secret/views.ts
 import type { StoragePoolDefinitionInput, StorageVolumeDefinitionInput } from '../contracts/storage/definition.ts';
 import type { PoolListRequest, PoolView, TaskOutcomeView, VolumeView } from '../contracts/storage/views.ts';
 import { downloadVolume, uploadVolume, type StreamTarget, type TransferResult } from './volume-stream.ts';
+import type { DomainCapsRequest } from '../contracts/host/domain-caps.ts';
 
 /**
  * A command unanswered this long is sent again under its id (the first copy may have crossed a route
@@ -382,8 +383,13 @@ export class VirtplaneClient {
     return (await this.askHost<{ stats: NodeStats }>(hostId, 'node-stats', {})).stats;
   }
 
+  /** virsh domcapabilities: what a host's hypervisor offers a domain, asked of it now. */
+  async domainCapabilities(hostId: string, req: DomainCapsRequest = {}): Promise<string> {
+    return (await this.askHost<{ xml: string }>(hostId, 'domain-caps', { ...req })).xml;
+  }
+
   /** A live reading only the host's own agent can give: nobody listening means that agent is down. */
-  private async askHost<T>(hostId: string, what: 'domain-stats' | 'node-stats' | 'dhcp-leases' | 'save-image', body: Record<string, unknown>): Promise<T> {
+  private async askHost<T>(hostId: string, what: 'domain-stats' | 'node-stats' | 'dhcp-leases' | 'save-image' | 'domain-caps', body: Record<string, unknown>): Promise<T> {
     try {
       return await call<T>(this.nats.nc, subjects.hostRead(hostId, what), body, this.timeoutMs);
     } catch (e) {

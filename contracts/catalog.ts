@@ -29,6 +29,7 @@ import { SecretEventBody } from './secret/events.ts';
 import { SecretGetRequest, SecretListRequest, SecretView } from './secret/views.ts';
 import { ConsoleOpened, ConsoleOpenRequest } from './console.ts';
 import { DomainGetQuery, DomainListRequest, DomainView, HostListRequest, HostView } from './views.ts';
+import { DomainCapsReply, DomainCapsRequest } from './host/domain-caps.ts';
 
 /**
  * Every subject virtplane speaks on, with the zod schema of what travels there: the source of the
@@ -266,6 +267,16 @@ export const CATALOG: ChannelSpec[] = [
     description: "A host's memory now and each NUMA cell's free memory (nodememstats, freecell), asked of that host's agent.",
     message: msg('NodeStatsRequest', NodeStatsRequest, 'Nothing: the subject names the host.'),
     reply: orError('NodeStatsReply', ok({ stats: NodeStats }), 'Total, free, buffers and cached memory, and free memory by cell.'),
+    from: 'client',
+    to: 'host-agent',
+  },
+  {
+    id: 'hostread-domain-caps',
+    address: 'hostread.{hostId}.domain-caps',
+    kind: 'query',
+    description: "What the host's hypervisor offers a domain (virsh domcapabilities): machine, vCPU limit, CPU models, devices, probed from qemu when asked. A test-driver host answers libvirt's 'not supported'.",
+    message: msg('DomainCapsRequest', DomainCapsRequest, 'Optionally the domain type, emulator, architecture and machine.'),
+    reply: orError('DomainCapsReply', ok(DomainCapsReply.shape), "libvirt's domain capabilities XML."),
     from: 'client',
     to: 'host-agent',
   },

@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { ObservedState, RuntimeDevices, RuntimeInterface } from '../contracts/domain/state.ts';
 import type { DomainStats } from '../contracts/domain/stats.ts';
 import type { SnapshotTask } from '../contracts/domain/snapshots.ts';
+import type { DomainCapsRequest } from '../contracts/host/domain-caps.ts';
 
 /**
  * What a host agent needs from a hypervisor driver. Drivers are plain async code over the host OS:
@@ -101,6 +102,8 @@ export interface HypervisorDriver {
    * vCPUs added while it runs can be unplugged; unplugging waits for the guest to let go (`opts.signal`).
    */
   setVcpus?(uuid: string, count: number, opts?: OperationOptions): Promise<void>;
+  /** virsh domcapabilities: libvirt's domain capabilities XML, read from the hypervisor now. */
+  domainCapabilities?(req: DomainCapsRequest): Promise<string>;
   /** virsh reset: a hard reset of the running guest, as a reset button; it stays in the state it was in. */
   reset?(uuid: string, opts?: OperationOptions): Promise<ObservedState>;
   /**

@@ -105,6 +105,10 @@ describe.skipIf(!availability.ok)('monitoring and setmem on a running qemu guest
     expect(stats).toMatchObject({ 'state.state': '1', 'state.reason': '1', 'balloon.current': '131072', 'balloon.maximum': '131072', 'vcpu.current': '1', 'vcpu.maximum': '3', 'net.count': '1', 'block.count': '1', 'block.0.name': 'vda', 'block.0.path': disk, 'block.0.capacity': '16777216' });
     expect(Number(stats['cpu.time'])).toBeGreaterThan(0);
     expect(Number(stats['vcpu.0.time'])).toBeGreaterThan(0);
+    // The host's qemu, probed when asked.
+    const caps = await virtplane('domcapabilities');
+    expect(caps.code).toBe(0);
+    expect(caps.stdout).toMatch(new RegExp(`<domain>${availability.kvm ? 'kvm' : 'qemu'}</domain>\n  <machine>pc-i440fx-`));
   });
 
   it("counts the guest's traffic on its tap, seen from the guest", { timeout: 120_000 }, async () => {

@@ -129,5 +129,14 @@ describe('monitoring verbs, read live from the host agent', () => {
     const noHost = await virtplane(env, 'nodememstats', '--host', 'nosuch');
     expect([noHost.code, noHost.stderr.trim()]).toEqual([1, "error: no host with id 'nosuch' has registered [no-host]"]);
     expect((await virtplane(env, 'capabilities', '--host', 'nosuch')).stderr.trim()).toBe("error: no host with id 'nosuch' has registered [no-host]");
+    // libvirt's test driver has no domain capabilities to give, and virsh says so in these words.
+    const domcaps = await virtplane(env, 'domcapabilities');
+    expect([domcaps.code, domcaps.stderr.trim()]).toEqual([
+      1,
+      'error: failed to get emulator capabilities\nerror: this function is not supported by the connection driver: virConnectGetDomainCapabilities [operation-unsupported]',
+    ]);
+    expect((await virtplane(env, 'domcapabilities', '--virttype', 'test')).code).toBe(1);
+    // Bad input is refused by the host's schema before anything runs.
+    expect((await virtplane(env, 'domcapabilities', '--machine', 'pc;reboot')).stderr).toMatch(/\[invalid-arg\]/);
   });
 });

@@ -185,6 +185,8 @@ describe('real messages of a running stack', () => {
     // Live readings asked of the host agent.
     await c.domainStats('doc-3');
     await c.nodeStats(stack.hostId);
+    // The test driver answers libvirt's "not supported": the error reply is the documented one.
+    await expect(c.domainCapabilities(stack.hostId)).rejects.toMatchObject({ code: 'operation-unsupported' });
     await c.rename('doc-1', 'doc-1b');
     step('autostart, reset, managedsave');
     await c.autostart('doc-1b');

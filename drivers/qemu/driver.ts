@@ -29,6 +29,8 @@ import {
 import { chardevPtys, openPty, pickConsole, vncDisplays, type QmpChardev, type QmpVnc } from './console.ts';
 import { graphicsListenOf, memballoonOf } from './extras.ts';
 import { setOnlineVcpus } from './vcpus.ts';
+import { qemuDomainCaps } from './domain-caps.ts';
+import type { DomainCapsRequest } from '../../contracts/host/domain-caps.ts';
 import { qemuStats } from './stats.ts';
 import type { DomainStats } from '../../contracts/domain/stats.ts';
 import { MANAGED_SAVE_FILE, managedSavePath, restoreGuestImage, restoreGuestState, saveGuestImage, saveGuestState } from './managed-save.ts';
@@ -738,6 +740,14 @@ export class QemuDriver implements HypervisorDriver {
       }
       await this.during(d, 'setmem', async () => (await this.monitor(d)).execute('balloon', { value: kib * 1024 }));
     });
+  }
+
+  /** virsh domcapabilities: the binary probed once per accelerator (domain-caps.ts). */
+  async domainCapabilities(req: DomainCapsRequest): Promise<string> {
+    const avail = await qemuAvailable();
+    const binary = this.opts.binary ?? avail.binary;
+    if (!binary) throw new VirtError('operation-unsupported', 'no qemu binary on this host');
+    return qemuDomainCaps(binary, avail.kvm && (this.opts.accel ?? 'auto') !== 'tcg', req);
   }
 
   /** virsh setvcpus --live: vCPU hot-plug and unplug through QMP (vcpus.ts). */

@@ -6,6 +6,7 @@ import type { HypervisorDriver } from '../../drivers/hypervisor.ts';
 import { nodeMemory } from '../../drivers/node-info.ts';
 import { readImageHeader, resolveImagePath } from '../../drivers/save-image.ts';
 import { SaveImageRequest } from '../../contracts/domain/save-restore.ts';
+import { DomainCapsRequest } from '../../contracts/host/domain-caps.ts';
 import type { Logger } from '../../platform/log.ts';
 import type { Nats } from '../../platform/nats.ts';
 import { serve } from '../../platform/rpc.ts';
@@ -33,6 +34,19 @@ export const serveLiveReads = (n: Nats, hostId: string, driverFor: (type: string
       log,
     ),
     serve(n.nc, subjects.hostRead(hostId, 'node-stats'), undefined, NodeStatsRequest, async () => ({ stats: await nodeMemory() }), log),
+    // virsh domcapabilities: the hypervisor asked now; libvirt's test driver has none to give.
+    serve(
+      n.nc,
+      subjects.hostRead(hostId, 'domain-caps'),
+      undefined,
+      DomainCapsRequest,
+      async (req) => {
+        const d = req.virttype ? driverFor(req.virttype) : (driverFor('kvm') ?? driverFor('qemu') ?? driverFor('test'));
+        if (!d?.domainCapabilities) throw virtError('operation-unsupported', 'this function is not supported by the connection driver: virConnectGetDomainCapabilities', { raw: true });
+        return { xml: await d.domainCapabilities(req) };
+      },
+      log,
+    ),
     // virsh save-image-dumpxml, and restore's look at what an image holds: only inside the image directories.
     serve(
       n.nc,
