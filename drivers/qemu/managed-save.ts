@@ -145,7 +145,10 @@ export const restoreGuestImage = async (qmp: QmpClient, file: string, signal?: A
   if (header.format !== 'qemu') throw new VirtError('operation-failed', `'${file}' is not a saved qemu guest`);
   const fh = await openImage(file);
   try {
-    await loadGuestState(qmp, () => createReadStream('', { fd: fh.fd, start: header.dataOffset, autoClose: false }), signal);
+    // The stream gets the handle, not its number: a pipeline cut short (qemu closing its end once it
+    // has the whole state) destroys the stream, which closes what it was given whatever autoClose
+    // says, and a handle closes once, where a bare number closed twice could close a reused one.
+    await loadGuestState(qmp, () => createReadStream('', { fd: fh, start: header.dataOffset, autoClose: false }), signal);
   } finally {
     await fh.close();
   }

@@ -73,7 +73,8 @@ describe('snapshots under faults', () => {
     const c = stack.client;
     await stack.kill('host-agent');
     const pending = await c.snapshotCreate('snapf', { name: 'h1' }, { timeoutSeconds: 120 });
-    const v = await c.get('snapf');
+    // The view as of the request at least: an older one would make any later read look like a change.
+    const v = await c.get('snapf', { minVersion: pending.version });
     const forged = await call(stack.nats.nats.nc, subjects.agent('host-b', 'report'), {
       kind: 'completed',
       reportId: 'forged-snapshot-report-1',
