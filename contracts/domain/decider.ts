@@ -14,6 +14,7 @@ import { checkSave, decideRestore } from './save-restore.ts';
 import { withAppMetadata } from './metadata.ts';
 import { decideSnapshot, evolveSnapshots, undefineSnapshotEvents, type SnapshotRecord, type SnapshotTask } from './snapshots.ts';
 import { rememberCommand, versionOfCommand } from '../recent-commands.ts';
+import { defineToStart } from './define-to-start.ts';
 
 /**
  * The domain decider: pure functions, no I/O. `decide` answers a command with events or throws a
@@ -496,17 +497,7 @@ const decideCreate = (cmd: Extract<DomainCommand, { type: 'create' }>, s: Domain
   }
   requireHostKnown(s);
   requireLiveClaim(s, cmd.claimSeq, 'domain', cmd.definition.name);
-  const defined: DomainEventBody = {
-    type: 'DomainDefined',
-    data: {
-      definition: cmd.definition,
-      hostId: s.exists ? s.hostId : cmd.hostId,
-      placementEpoch: s.exists ? s.placementEpoch : s.placementEpoch + 1,
-      added: !s.exists,
-      ...(s.exists ? {} : { transient: true }),
-    },
-  };
-  const placed = { ...s, hostId: defined.data.hostId, placementEpoch: defined.data.placementEpoch };
+  const { defined, placed } = defineToStart(s, cmd.definition, cmd.hostId);
   return [defined, requestedEvent(placed, 'start', now, cmd.timeoutMs, { paused: cmd.paused })];
 };
 

@@ -6,6 +6,7 @@ import { isActive } from './state.ts';
 import { virtError } from '../errors.ts';
 import { requireLiveClaim } from '../name-claim.ts';
 import { formatDomainXml } from '../xml/domain.ts';
+import { defineToStart } from './define-to-start.ts';
 
 /**
  * virsh save and restore: a running guest's state goes into a file on its host and the domain is
@@ -90,22 +91,8 @@ export const decideRestore = (cmd: RestoreCommand, s: DomainAggregate, start: (p
   // A defined domain keeps its definition when the image holds the same one: restore is no redefinition.
   // Compared as libvirt XML: the image's copy went through the XML once, which the stored one may not have.
   const same = s.exists && s.definition !== null && formatDomainXml(s.definition) === formatDomainXml(cmd.definition);
-  const defined: DomainEventBody[] = same
-    ? []
-    : [
-        {
-          type: 'DomainDefined',
-          data: {
-            definition: cmd.definition,
-            hostId: s.exists ? s.hostId : cmd.hostId,
-            placementEpoch: s.exists ? s.placementEpoch : s.placementEpoch + 1,
-            added: !s.exists,
-            ...(s.exists ? {} : { transient: true }),
-          },
-        },
-      ];
-  const placed = { ...s, hostId: s.exists ? s.hostId : cmd.hostId, placementEpoch: s.exists ? s.placementEpoch : s.placementEpoch + 1 };
-  return [...defined, start(placed)];
+  const { defined, placed } = defineToStart(s, cmd.definition, cmd.hostId);
+  return [...(same ? [] : [defined]), start(placed)];
 };
 
 export type { SaveCommand };
