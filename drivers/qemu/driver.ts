@@ -28,7 +28,7 @@ import {
 } from './argv.ts';
 import { chardevPtys, openPty, pickConsole, vncDisplays, type QmpChardev, type QmpVnc } from './console.ts';
 import { graphicsListenOf, memballoonOf } from './extras.ts';
-import { setOnlineVcpus } from './vcpus.ts';
+import { setOnlineVcpus, VCPU_SLOTS_EMPTIED } from './vcpus.ts';
 import { qemuDomainCaps } from './domain-caps.ts';
 import type { DomainCapsRequest } from '../../contracts/host/domain-caps.ts';
 import { qemuStats } from './stats.ts';
@@ -756,7 +756,8 @@ export class QemuDriver implements HypervisorDriver {
     return this.withLock(uuid, async () => {
       const d = await this.find(uuid);
       if (!d) throw notRunning();
-      await this.during(d, 'setvcpus', async () => setOnlineVcpus(await this.monitor(d), count, opts.signal));
+      const emptied = (await this.accelFor(d.rec.def)) === 'tcg' ? { file: join(this.domainDir(uuid), VCPU_SLOTS_EMPTIED) } : undefined;
+      await this.during(d, 'setvcpus', async () => setOnlineVcpus(await this.monitor(d), count, opts.signal, emptied));
     });
   }
 
@@ -958,7 +959,7 @@ export class QemuDriver implements HypervisorDriver {
     // Keep the previous boot's console for post-mortems; this boot starts a fresh log.
     await rename(files.consoleLog, `${files.consoleLog}.1`).catch(() => undefined);
     await writeFile(files.masterKey, randomBytes(32), { mode: 0o600 });
-    for (const f of [files.qmpSocket, files.pidfile]) await unlink(f).catch(() => undefined);
+    for (const f of [files.qmpSocket, files.pidfile, join(dir, VCPU_SLOTS_EMPTIED)]) await unlink(f).catch(() => undefined);
 
     // The log said whether the saved state is still wanted (managedsave-remove takes it away there).
     const managed = opts.restoreFile === undefined && opts.restore === true && existsSync(managedSavePath(dir));

@@ -88,7 +88,11 @@ describe('losing a host', () => {
     await s.kill('agent-a', 'SIGKILL');
     const killedAt = Date.now();
     await until('host-a declared lost', async () => (await hostOf(s, 'host-a'))?.lost);
-    expect(await hostOf(s, 'host-a')).toMatchObject({ lost: true, alive: false, domains: 6 });
+    // The HA guests may already be moving off it by the time the host list is read: between all six and the two plain ones.
+    const lostHost = await hostOf(s, 'host-a');
+    expect(lostHost).toMatchObject({ lost: true, alive: false });
+    expect(lostHost?.domains).toBeGreaterThanOrEqual(2);
+    expect(lostHost?.domains).toBeLessThanOrEqual(6);
     expect((await hostOf(s, 'host-b'))?.leaseAgeMs).toBeLessThan(TIMINGS.leaseTtlMs);
     const lostEvents = (await hostEvents(s, 'host-a')).filter((e) => e.type === 'HostLost');
     expect(lostEvents).toHaveLength(1);
@@ -128,6 +132,7 @@ describe('losing a host', () => {
       expect(Date.now() - t0).toBeLessThan(5000);
       expect((await lastLifecycle(s, 'host-a', v.id)).event).toBe('UNKNOWN');
     }
+    expect((await hostOf(s, 'host-a'))?.domains).toBe(2);
     // Listed without --all (it may still run), never as running.
     const listed = await s.client.list({ name: 'plain-' });
     expect(listed.map((v) => [v.name, v.observed.state])).toEqual(plainNames.map((n) => [n, 'nostate']));
