@@ -76,10 +76,12 @@ describe('net-update of ip-dhcp-host and dns-host, --config', () => {
     expect(inactive.stdout).toMatch(/<host ip='192\.168\.122\.9'>\s*<hostname>x<\/hostname>\s*<\/host>/);
   });
 
-  it('refuses --live (not offered), hostile and malformed elements, an unknown network, and records nothing', async () => {
-    const before = (await stack.client.netGet('default')).version;
+  it('--current on a running network is its live state; hostile and malformed elements and an unknown network record nothing', async () => {
     const live = await cli('net-update', 'default', 'add', 'ip-dhcp-host', "<host mac='52:54:00:00:00:04' ip='192.168.122.40'/>");
-    expect(live.stderr).toMatch(/^error: Failed to update network default\nerror: Operation not supported: updating the live state of network 'default' is not supported/);
+    expect(live).toMatchObject({ code: 0, stdout: 'Updated network default live state\n' });
+    expect((await cli('net-dumpxml', 'default')).stdout).toContain("<host mac='52:54:00:00:00:04' ip='192.168.122.40'/>");
+    expect((await cli('net-dumpxml', 'default', '--inactive')).stdout).not.toContain('52:54:00:00:00:04');
+    const before = (await stack.client.netGet('default')).version;
     for (const [xml, why] of [
       [`<!DOCTYPE h [<!ENTITY a "aa">]><host mac='52:54:00:00:00:05'/>`, /DOCTYPE|ENTITY/],
       ["<host mac='52:54:00:00:00:05'/></dhcp></ip><ip address='10.9.9.1' prefix='8'><dhcp><host mac='52:54:00:00:00:06'/>", /not well-formed/],
@@ -101,6 +103,11 @@ describe('net-update of ip-dhcp-host and dns-host, --config', () => {
 
   it('on a stopped network --current is its config, and it is in force when the network starts', async () => {
     await stack.client.netDestroy('default');
+    // What was changed live only went with the running network.
+    expect((await cli('net-dumpxml', 'default')).stdout).not.toContain('52:54:00:00:00:04');
+    expect((await cli('net-update', 'default', 'add', 'dns-host', "<host ip='192.168.122.12'><hostname>v</hostname></host>", '--live')).stderr).toBe(
+      'error: Failed to update network default\nerror: Requested operation is not valid: network is not running [operation-invalid]\n',
+    );
     const r = await cli('net-update', 'default', 'add', 'dns-host', "<host ip='192.168.122.11'><hostname>w</hostname></host>");
     expect(r).toMatchObject({ code: 0, stdout: 'Updated network default persistent config\n' });
     await stack.client.netStart('default');

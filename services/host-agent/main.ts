@@ -136,7 +136,7 @@ consoles.start();
 await storage.start();
 // Off the start path: the lease is already held, and reading the views must not hold up readiness.
 void storage.autostartPools(agent.instanceId).catch((e: unknown) => log.warn('pool autostart failed; the next agent start asks again', { error: String(e) }));
-const networkSync = network ? new NetworkSync(n, network, log.child('network')) : null;
+const networkSync = network ? new NetworkSync(n, network, log.child('network'), { resyncMs: cfg.resyncMs }) : null;
 await networkSync?.start();
 await announceReady(log, 'host agent ready', { hostId: cfg.hostId, stateDir });
 health.ready();
