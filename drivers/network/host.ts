@@ -194,7 +194,9 @@ export class NetworkHost {
    * every recorded interface keeps its name, and a network left half-started by a crash is removed.
    */
   static async open(opts: NetworkHostOptions): Promise<NetworkHost> {
-    await mkdir(join(opts.stateDir, 'dnsmasq'), { recursive: true, mode: 0o700 });
+    // Searchable but not listable (0711), ancestors made here included: dnsmasq, once it has dropped
+    // to its own user, must reach its hosts file (dhcp-hosts.ts); every file here has its own mode.
+    await mkdir(join(opts.stateDir, 'dnsmasq'), { recursive: true, mode: 0o711 });
     const warn = opts.onWarning ?? (() => undefined);
     const unreachable = await makeHostsReachable(opts.stateDir, join(opts.stateDir, 'dnsmasq'));
     if (unreachable) warn(unreachable);
