@@ -23,7 +23,7 @@ const STEPS: string[][] = [
   ['delete', 'ip-dhcp-host', "<host mac='52:54:00:00:00:03'/>"],
 ];
 
-describe('net-update of ip-dhcp-host and dns-host, --config', () => {
+describe('net-update of ip-dhcp-host and dns-host', () => {
   let stack: Stack;
   const cli = (...args: string[]) => runCli({ VIRTPLANE_NATS_URL: stack.nats.url, VIRTPLANE_DATA_DIR: stack.dataDir }, ...args);
   beforeAll(async () => {
@@ -117,5 +117,42 @@ describe('net-update of ip-dhcp-host and dns-host, --config', () => {
       { ip: '192.168.122.11', hostnames: ['w'] },
     ]);
     expect(view.definition.ips[0]?.dhcp?.hosts).toEqual([{ mac: '52:54:00:00:00:01', name: 'a2', ip: '192.168.122.8' }]);
+  });
+
+  it('--live, --current and --live --config on a running network answer as virsh does, side by side', async () => {
+    const steps: string[][] = [
+      ['net-update', 'default', 'add', 'ip-dhcp-host', "<host mac='52:54:00:00:00:21' ip='192.168.122.21'/>", '--live'],
+      ['net-update', 'default', 'add', 'ip-dhcp-host', "<host mac='52:54:00:00:00:22' ip='192.168.122.22'/>"],
+      ['net-update', 'default', 'add', 'ip-dhcp-host', "<host mac='52:54:00:00:00:23' ip='192.168.122.23'/>", '--live', '--config'],
+      ['net-update', 'default', 'add', 'ip-dhcp-host', "<host mac='52:54:00:00:00:21' ip='192.168.122.24'/>", '--live'],
+      ['net-destroy', 'default'],
+      ['net-update', 'default', 'add', 'ip-dhcp-host', "<host mac='52:54:00:00:00:25' ip='192.168.122.25'/>", '--live'],
+    ];
+    const ours: string[] = [];
+    for (const args of steps) {
+      const r = await cli(...args);
+      ours.push(...`${r.stdout}${r.stderr}`.split('\n').filter(Boolean).map((l) => l.replace(/ \[[a-z-]+\]$/, '')));
+    }
+    const expected = [
+      'Updated network default live state',
+      'Updated network default live state',
+      'Updated network default persistent config and live state',
+      'error: Failed to update network default',
+      `error: Requested operation is not valid: there is an existing dhcp host entry in network 'default' that matches "<host mac='52:54:00:00:00:21' name='(null)' ip='192.168.122.24'/>"`,
+      'Network default destroyed',
+      'error: Failed to update network default',
+      'error: Requested operation is not valid: network is not running',
+    ];
+    expect(ours).toEqual(expected);
+    if (hasVirsh) {
+      const script = steps.map((a) => a.map((x) => (x.startsWith('<') ? `"${x}"` : x)).join(' ')).join('; ');
+      const { stdout } = await promisify(execFile)('sh', ['-c', `virsh -c test:///default '${script.replace(/'/g, "'\\''")}' 2>&1; true`]);
+      expect(stdout.split('\n').filter(Boolean)).toEqual(expected);
+    }
+    // Stopped: the live-only entries went with the running network; --live --config's stayed in the config.
+    const hosts = (await stack.client.netGet('default')).definition.ips[0]?.dhcp?.hosts.map((h) => h.mac);
+    expect(hosts).toContain('52:54:00:00:00:23');
+    expect(hosts).not.toContain('52:54:00:00:00:21');
+    expect(hosts).not.toContain('52:54:00:00:00:22');
   });
 });

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
 import type { NetworkDefinition } from '../../contracts/network/definition.ts';
 import { VirtError } from '../../contracts/errors.ts';
+import { runningPid, type DnsmasqFiles } from './dnsmasq.ts';
 
 /**
  * A network's fixed DHCP hosts live in a file of their own (`dhcp-hostsfile=`), not in dnsmasq's
@@ -95,6 +96,16 @@ export class DhcpHostsSync {
     process.kill(pid, 'SIGHUP');
     this.told.set(key, { pid, text });
     return true;
+  }
+
+  /** The running network's daemon serves `def`'s fixed hosts from now on; → whether it was signalled. */
+  async update(key: string, files: DnsmasqFiles, def: NetworkDefinition): Promise<boolean> {
+    const conf = await readFile(files.conf, 'utf8').catch(() => '');
+    if (!conf.includes(`\ndhcp-hostsfile=${files.hosts}\n`)) {
+      // Started by a release that kept fixed hosts in the configuration: SIGHUP cannot change them.
+      throw new VirtError('operation-unsupported', `the DHCP server of network '${def.name}' on this host predates live updates: its fixed hosts change when the network is next started`);
+    }
+    return this.converge(key, files.hosts, def, await runningPid(files));
   }
 
   /** The daemon just started and read the file itself. */

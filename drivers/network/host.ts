@@ -272,9 +272,8 @@ export class NetworkHost {
     return this.withLock(`net:${def.name}`, async () => {
       const rec = this.networks.get(def.name);
       if (!rec || rec.uuid !== def.uuid || !rec.dhcp || rec.phase !== 'active') return false;
-      const files = this.dnsmasqFiles(rec.uuid);
       try {
-        return await this.dhcpHosts.converge(rec.uuid, files.hosts, def, await runningPid(files));
+        return await this.dhcpHosts.update(rec.uuid, this.dnsmasqFiles(rec.uuid), def);
       } catch (e) {
         throw asVirtError(e, `cannot update the DHCP hosts of network '${def.name}'`);
       }

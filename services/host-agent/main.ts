@@ -83,7 +83,7 @@ const lookupNetwork = async (name: string) => {
   if (!network.active) throw virtError('operation-invalid', `network '${name}' is not active`);
   return network.definition;
 };
-const { drivers, network, description } = await selectDrivers(cfg.driver, stateDir, lookupNetwork, cfg.testLatencyMs, { acpiResendMs: cfg.acpiResendMs });
+const { drivers, network, description } = await selectDrivers(cfg.driver, stateDir, lookupNetwork, cfg.testLatencyMs, { acpiResendMs: cfg.acpiResendMs }, (message) => log.warn(message));
 log.info(`hypervisor drivers: ${description}`);
 const runtimeInterfaces = network
   ? async (uuid: string) => {

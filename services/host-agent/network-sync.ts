@@ -25,6 +25,7 @@ export class NetworkSync {
   /** The view version each network's DHCP was last converged to: an older read never undoes a newer one. */
   private readonly applied = new Map<string, number>();
   private resyncing: Promise<void> = Promise.resolve();
+  private applying: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly n: Nats,
@@ -89,7 +90,14 @@ export class NetworkSync {
     }
   }
 
-  private async apply(view: NetworkView) {
+  /** One at a time, in the order asked: the version check then sees every application before it. */
+  private apply(view: NetworkView): Promise<void> {
+    const next = this.applying.then(() => this.applyNow(view));
+    this.applying = next;
+    return next;
+  }
+
+  private async applyNow(view: NetworkView) {
     if ((this.applied.get(view.id) ?? -1) > view.version) return;
     try {
       const signalled = await this.network.updateDhcpHosts(view.definition);
