@@ -9,15 +9,15 @@ import type { CliHelpers } from './network-commands.ts';
 export const registerNetUpdate = (program: Command, h: CliHelpers): void => {
   program
     .command('net-update')
-    .description('update parts of an existing network\'s configuration (ip-dhcp-host, dns-host)')
+    .description('update parts of an existing network\'s configuration (ip-dhcp-host, dns-host): its running state (--live), its persistent config (--config), or both')
     .argument('<network>', 'name or uuid')
     .argument('<command>', 'add, add-first, add-last, delete or modify')
     .argument('<section>', 'ip-dhcp-host or dns-host')
     .argument('<xml>', 'the element as XML, or a file holding it')
     .option('--parent-index <n>', 'which <ip> element (for ip-dhcp-host)')
     .option('--config', 'affect the persistent config')
-    .option('--live', 'affect the running network')
-    .option('--current', 'affect the current state of the network')
+    .option('--live', 'affect the running network: every host running it serves the DHCP hosts at once, without a restart')
+    .option('--current', 'affect the current state of the network (live when it runs, else its config); the default')
     .action(async (network: string, command: string, section: string, xmlArg: string, o: { parentIndex?: string; config?: boolean; live?: boolean; current?: boolean }) => {
       if (o.current && o.live) throw h.usageError('Options --current and --live are mutually exclusive');
       if (o.current && o.config) throw h.usageError('Options --current and --config are mutually exclusive');
@@ -39,7 +39,9 @@ export const registerNetUpdate = (program: Command, h: CliHelpers): void => {
           throw new VerbFailed(`Failed to update network ${network}`, e);
         }
       });
-      // Which state changed: --config, or --current on a network that is not running (--live is refused).
-      h.out().result(`Updated network ${network} persistent config`, r);
+      // Which state changed, worded as virsh does; for --current virsh asks whether the network runs.
+      const live = o.live || (!o.config && (await h.withClient((c) => c.netGet(network))).active);
+      const what = o.config && live ? 'persistent config and live state' : live ? 'live state' : 'persistent config';
+      h.out().result(`Updated network ${network} ${what}`, r);
     });
 };

@@ -14,7 +14,7 @@ import { LifecycleEvent } from './lifecycle.ts';
 import { NameClaimRevoked } from './name-claim.ts';
 import { DefineNetworkRequest, NetworkAutostartRequest, NetworkCommandAccepted, NetworkOpRequest } from './network/commands.ts';
 import { NetworkEventBody } from './network/events.ts';
-import { NetworkLifecycleEvent } from './network/lifecycle.ts';
+import { NetworkLifecycleEvent, NetworkLiveChange } from './network/lifecycle.ts';
 import { DhcpLeasesReply, DhcpLeasesRequest } from './network/leases.ts';
 import { UpdateNetworkRequest } from './network/update.ts';
 import { NetworkGetRequest, NetworkListRequest, NetworkView } from './network/views.ts';
@@ -423,6 +423,15 @@ export const CATALOG: ChannelSpec[] = [
     message: msg('NetworkLifecycleEvent', NetworkLifecycleEvent, 'A network was defined, undefined, started or stopped.'),
     from: 'projector',
     to: 'client',
+  },
+  {
+    id: 'network-live-change',
+    address: 'netlifecycle.{networkId}.live',
+    kind: 'lifecycle',
+    description: "A running network's live definition changed (net-update --live): every host running it converges its DHCP to the view. Not a libvirt event; net-event does not show it.",
+    message: msg('NetworkLiveChange', NetworkLiveChange, 'The version of the network view to read at least.'),
+    from: 'projector',
+    to: 'host-agent',
   },
 ];
 

@@ -66,6 +66,8 @@ export const subjects = {
    */
   networkLifecycle: (networkId: string) => `netlifecycle.${networkId}`,
   allNetworkLifecycle: 'netlifecycle.>',
+  /** A running network's live definition changed (contracts/network/lifecycle.ts NetworkLiveChange): for hosts, not net-event. */
+  networkLiveChange: (networkId: string) => `netlifecycle.${networkId}.live`,
   /**
    * A request to open a guest's console on its host, by the principal in the subject (the server lets
    * each publish only under its own name, so the host knows who holds the console).

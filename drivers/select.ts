@@ -26,6 +26,8 @@ export const selectDrivers = async (
   /** How long each test-driver operation takes: lets fault tests make operations outlast their deadline. */
   testLatencyMs = 0,
   qemuOptions: { acpiResendMs?: number } = {},
+  /** Non-fatal problems of the host's network state (a damaged file moved aside, an unreachable hosts file). */
+  onWarning?: (message: string) => void,
 ): Promise<SelectedDrivers> => {
   const test = new TestDriver({ stateFile: join(stateDir, 'test-driver.json'), ...(testLatencyMs > 0 ? { latencyMs: testLatencyMs } : {}) });
   if (choice === 'test') return { drivers: [test], network: null, description: 'test (domain type "test")' };
@@ -34,7 +36,7 @@ export const selectDrivers = async (
     if (choice === 'qemu') throw new Error(`the qemu driver is not available on this host: ${qemu.reason ?? 'qemu-system not found'}`);
     return { drivers: [test], network: null, description: `test (domain type "test"); qemu unavailable: ${qemu.reason ?? 'qemu-system not found'}` };
   }
-  const network = await NetworkHost.open({ stateDir: join(stateDir, 'network') });
+  const network = await NetworkHost.open({ stateDir: join(stateDir, 'network'), ...(onWarning ? { onWarning } : {}) });
   const driver = new QemuDriver({
     stateDir,
     ...qemuOptions,

@@ -23,7 +23,7 @@ const STEPS: string[][] = [
   ['delete', 'ip-dhcp-host', "<host mac='52:54:00:00:00:03'/>"],
 ];
 
-describe('net-update of ip-dhcp-host and dns-host, --config', () => {
+describe('net-update of ip-dhcp-host and dns-host', () => {
   let stack: Stack;
   const cli = (...args: string[]) => runCli({ VIRTPLANE_NATS_URL: stack.nats.url, VIRTPLANE_DATA_DIR: stack.dataDir }, ...args);
   beforeAll(async () => {
@@ -76,10 +76,12 @@ describe('net-update of ip-dhcp-host and dns-host, --config', () => {
     expect(inactive.stdout).toMatch(/<host ip='192\.168\.122\.9'>\s*<hostname>x<\/hostname>\s*<\/host>/);
   });
 
-  it('refuses --live (not offered), hostile and malformed elements, an unknown network, and records nothing', async () => {
-    const before = (await stack.client.netGet('default')).version;
+  it('--current on a running network is its live state; hostile and malformed elements and an unknown network record nothing', async () => {
     const live = await cli('net-update', 'default', 'add', 'ip-dhcp-host', "<host mac='52:54:00:00:00:04' ip='192.168.122.40'/>");
-    expect(live.stderr).toMatch(/^error: Failed to update network default\nerror: Operation not supported: updating the live state of network 'default' is not supported/);
+    expect(live).toMatchObject({ code: 0, stdout: 'Updated network default live state\n' });
+    expect((await cli('net-dumpxml', 'default')).stdout).toContain("<host mac='52:54:00:00:00:04' ip='192.168.122.40'/>");
+    expect((await cli('net-dumpxml', 'default', '--inactive')).stdout).not.toContain('52:54:00:00:00:04');
+    const before = (await stack.client.netGet('default')).version;
     for (const [xml, why] of [
       [`<!DOCTYPE h [<!ENTITY a "aa">]><host mac='52:54:00:00:00:05'/>`, /DOCTYPE|ENTITY/],
       ["<host mac='52:54:00:00:00:05'/></dhcp></ip><ip address='10.9.9.1' prefix='8'><dhcp><host mac='52:54:00:00:00:06'/>", /not well-formed/],
@@ -101,6 +103,11 @@ describe('net-update of ip-dhcp-host and dns-host, --config', () => {
 
   it('on a stopped network --current is its config, and it is in force when the network starts', async () => {
     await stack.client.netDestroy('default');
+    // What was changed live only went with the running network.
+    expect((await cli('net-dumpxml', 'default')).stdout).not.toContain('52:54:00:00:00:04');
+    expect((await cli('net-update', 'default', 'add', 'dns-host', "<host ip='192.168.122.12'><hostname>v</hostname></host>", '--live')).stderr).toBe(
+      'error: Failed to update network default\nerror: Requested operation is not valid: network is not running [operation-invalid]\n',
+    );
     const r = await cli('net-update', 'default', 'add', 'dns-host', "<host ip='192.168.122.11'><hostname>w</hostname></host>");
     expect(r).toMatchObject({ code: 0, stdout: 'Updated network default persistent config\n' });
     await stack.client.netStart('default');
@@ -110,5 +117,42 @@ describe('net-update of ip-dhcp-host and dns-host, --config', () => {
       { ip: '192.168.122.11', hostnames: ['w'] },
     ]);
     expect(view.definition.ips[0]?.dhcp?.hosts).toEqual([{ mac: '52:54:00:00:00:01', name: 'a2', ip: '192.168.122.8' }]);
+  });
+
+  it('--live, --current and --live --config on a running network answer as virsh does, side by side', async () => {
+    const steps: string[][] = [
+      ['net-update', 'default', 'add', 'ip-dhcp-host', "<host mac='52:54:00:00:00:21' ip='192.168.122.21'/>", '--live'],
+      ['net-update', 'default', 'add', 'ip-dhcp-host', "<host mac='52:54:00:00:00:22' ip='192.168.122.22'/>"],
+      ['net-update', 'default', 'add', 'ip-dhcp-host', "<host mac='52:54:00:00:00:23' ip='192.168.122.23'/>", '--live', '--config'],
+      ['net-update', 'default', 'add', 'ip-dhcp-host', "<host mac='52:54:00:00:00:21' ip='192.168.122.24'/>", '--live'],
+      ['net-destroy', 'default'],
+      ['net-update', 'default', 'add', 'ip-dhcp-host', "<host mac='52:54:00:00:00:25' ip='192.168.122.25'/>", '--live'],
+    ];
+    const ours: string[] = [];
+    for (const args of steps) {
+      const r = await cli(...args);
+      ours.push(...`${r.stdout}${r.stderr}`.split('\n').filter(Boolean).map((l) => l.replace(/ \[[a-z-]+\]$/, '')));
+    }
+    const expected = [
+      'Updated network default live state',
+      'Updated network default live state',
+      'Updated network default persistent config and live state',
+      'error: Failed to update network default',
+      `error: Requested operation is not valid: there is an existing dhcp host entry in network 'default' that matches "<host mac='52:54:00:00:00:21' name='(null)' ip='192.168.122.24'/>"`,
+      'Network default destroyed',
+      'error: Failed to update network default',
+      'error: Requested operation is not valid: network is not running',
+    ];
+    expect(ours).toEqual(expected);
+    if (hasVirsh) {
+      const script = steps.map((a) => a.map((x) => (x.startsWith('<') ? `"${x}"` : x)).join(' ')).join('; ');
+      const { stdout } = await promisify(execFile)('sh', ['-c', `virsh -c test:///default '${script.replace(/'/g, "'\\''")}' 2>&1; true`]);
+      expect(stdout.split('\n').filter(Boolean)).toEqual(expected);
+    }
+    // Stopped: the live-only entries went with the running network; --live --config's stayed in the config.
+    const hosts = (await stack.client.netGet('default')).definition.ips[0]?.dhcp?.hosts.map((h) => h.mac);
+    expect(hosts).toContain('52:54:00:00:00:23');
+    expect(hosts).not.toContain('52:54:00:00:00:21');
+    expect(hosts).not.toContain('52:54:00:00:00:22');
   });
 });

@@ -136,6 +136,10 @@ describe('real messages of a running stack', () => {
     await c.netList({ all: true });
     await c.netDhcpLeases('doc-net');
     await c.netUpdate('doc-net', { command: 'add', section: 'dns-host', xml: "<host ip='192.168.151.9'><hostname>doc</hostname></host>", config: true });
+    // A live change sends hosts the notice (netlifecycle.<id>.live).
+    await c.netStart('doc-net');
+    await c.netUpdate('doc-net', { command: 'add', section: 'dns-host', xml: "<host ip='192.168.151.10'><hostname>doc2</hostname></host>", live: true });
+    await c.netDestroy('doc-net');
     await c.netUndefine('doc-net');
 
     step('const pool = await');

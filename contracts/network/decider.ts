@@ -145,6 +145,11 @@ export const evolveNetwork = (s: NetworkAggregate, e: Envelope<NetworkEventBody>
       return { ...base, autostart: e.data.autostart };
     case 'NetworkUpdated':
       return s.active ? { ...base, nextDefinition: e.data.definition } : { ...base, definition: e.data.definition };
+    case 'NetworkLiveUpdated':
+      // libvirt keeps a running persistent network's config apart from its live definition (newDef):
+      // the config in force until now waits as the next definition, so --live alone leaves it as it was.
+      if (!s.active) return base;
+      return { ...base, definition: e.data.definition, nextDefinition: s.nextDefinition ?? (s.persistent ? s.definition : null) };
     default:
       // A type this code does not know (written by a newer version, or by hand): the log is still
       // the truth, so the aggregate moves past it unchanged rather than stopping every reader on it.
@@ -153,15 +158,21 @@ export const evolveNetwork = (s: NetworkAggregate, e: Envelope<NetworkEventBody>
 };
 
 /**
- * networkUpdate's flags: --current is the live network when it runs, else its config. Only the
- * config is offered: a running network's hosts would have to rewrite their dnsmasq in step, which
- * they do not yet, so --live is refused rather than recorded and not done.
+ * networkUpdate's flags (virNetworkObjUpdate): --current is the live network when it runs, else its
+ * config; --live needs it running, --config needs it persistent; --live --config changes both, each
+ * from its own definition. Either all of it is recorded or nothing: a refusal of either half refuses
+ * the whole update, as libvirt updates copies and swaps them in only once both succeed.
  */
 const decideUpdate = (cmd: Extract<NetworkCommand, { type: 'update' }>, s: NetworkAggregate): NetworkEventBody[] => {
   const live = cmd.live || (!cmd.config && s.active);
+  const config = cmd.config || (!cmd.live && !s.active);
   if (live && !s.active) throw virtError('operation-invalid', 'network is not running');
-  if (live) throw virtError('operation-unsupported', `updating the live state of network '${s.name}' is not supported: update its persistent config (--config), which applies when it next starts`);
-  if (!s.persistent) throw virtError('operation-invalid', 'cannot change persistent config of a transient network');
-  const base = s.active ? (s.nextDefinition ?? s.definition) : s.definition;
-  return [{ type: 'NetworkUpdated', data: { definition: applyNetworkUpdate(base!, cmd.update) } }];
+  if (config && !s.persistent) throw virtError('operation-invalid', 'cannot change persistent config of a transient network');
+  const out: NetworkEventBody[] = [];
+  if (live) out.push({ type: 'NetworkLiveUpdated', data: { definition: applyNetworkUpdate(s.definition!, cmd.update) } });
+  if (config) {
+    const persistent = s.active ? (s.nextDefinition ?? s.definition) : s.definition;
+    out.push({ type: 'NetworkUpdated', data: { definition: applyNetworkUpdate(persistent!, cmd.update) } });
+  }
+  return out;
 };

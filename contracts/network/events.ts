@@ -27,6 +27,12 @@ export const NetworkEventBody = z.discriminatedUnion('type', [
   z.object({ type: z.literal('NetworkAutostartSet'), data: z.object({ autostart: z.boolean() }) }),
   /** virsh net-update --config: the persistent definition after the update (of an active network, the one for its next start). */
   z.object({ type: z.literal('NetworkUpdated'), data: z.object({ definition: NetworkDefinition }) }),
+  /**
+   * virsh net-update --live (or --current on an active network): the running network's definition
+   * after the update. Every host running the network converges its DHCP to it; the persistent
+   * definition is untouched.
+   */
+  z.object({ type: z.literal('NetworkLiveUpdated'), data: z.object({ definition: NetworkDefinition }) }),
   NameClaimRevoked,
 ]);
 export type NetworkEventBody = z.infer<typeof NetworkEventBody>;

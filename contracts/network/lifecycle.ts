@@ -36,10 +36,25 @@ export const networkLifecycleFor = (e: NetworkEventBody): NetworkLifecycleType |
       return 'STOPPED';
     case 'NetworkAutostartSet':
     case 'NetworkUpdated':
+    case 'NetworkLiveUpdated':
     case 'NameClaimRevoked':
       return null;
   }
 };
+
+/**
+ * Not a libvirt event (net-update sends none, and virsh net-event never sees this): a notice on
+ * `netlifecycle.<id>.live` that a running network's live definition changed, so every host running
+ * it converges at once rather than at its next resync. `version` is the view to read at least.
+ */
+export const NetworkLiveChange = z.object({
+  kind: z.literal('live-definition'),
+  eventId: z.string(),
+  networkId: z.string(),
+  name: z.string(),
+  version: z.number().int(),
+});
+export type NetworkLiveChange = z.infer<typeof NetworkLiveChange>;
 
 /** How virsh net-event names each event (virshNetworkEventToString). */
 export const NETWORK_EVENT_LABEL: Record<NetworkLifecycleType, string> = {

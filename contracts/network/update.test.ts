@@ -33,6 +33,54 @@ describe('net-update in the decider', () => {
     spec.given([defined]).when(update(upd('add', 'dns-host', "<host ip='10.1.0.5'><hostname>h</hostname></host>"), { live: true })).thenThrows('operation-invalid', 'network is not running');
   });
 
+  const started: Ev = { type: 'NetworkStarted', data: {} };
+  /** Decides, then folds what was decided: the events and the state after them. */
+  const run = (given: Ev[], cmd: ReturnType<typeof update>) => {
+    const decided = spec.given(given).when(cmd).decided();
+    return { decided, after: spec.given(given).when(cmd).then(decided).after };
+  };
+  const macs = (d: { ips: Array<{ dhcp?: { hosts: Array<{ mac?: string }> } }> } | null | undefined) => d?.ips[0]?.dhcp?.hosts.map((h) => h.mac);
+  const a2 = "<host mac='52:54:00:aa:00:02' ip='10.1.0.12'/>";
+
+  it('--live (and --current on a running network) changes the running definition only; the config is in force again after a stop', () => {
+    for (const flags of [{ live: true }, {}]) {
+      const { decided, after } = run([defined, started], update(upd('add', 'ip-dhcp-host', a2), flags));
+      expect(decided.map((e) => e.type)).toEqual(['NetworkLiveUpdated']);
+      expect(macs(after.definition)).toEqual(['52:54:00:aa:00:01', '52:54:00:aa:00:02']);
+      expect(after.definition?.xml).toContain("<host mac='52:54:00:aa:00:02' ip='10.1.0.12'/>");
+      // net-dumpxml --inactive: the persistent definition, unchanged.
+      expect(macs(after.nextDefinition)).toEqual(['52:54:00:aa:00:01']);
+      const stopped = spec.given([defined, started, ...(decided as Ev[]), { type: 'NetworkDestroyed', data: {} }]).when({ type: 'autostart', enable: false }).thenNothing().before;
+      expect(macs(stopped.definition)).toEqual(['52:54:00:aa:00:01']);
+    }
+  });
+
+  it('--live --config changes both, each from its own definition; --config alone leaves the running one', () => {
+    // The config already differs from the running network (an earlier --config delete).
+    const del = run([defined, started], update(upd('delete', 'ip-dhcp-host', "<host mac='52:54:00:aa:00:01'/>"), { config: true }));
+    expect(del.decided.map((e) => e.type)).toEqual(['NetworkUpdated']);
+    expect(macs(del.after.definition)).toEqual(['52:54:00:aa:00:01']);
+    expect(macs(del.after.nextDefinition)).toEqual([]);
+    const given = [defined, started, ...(del.decided as Ev[])];
+    const both = run(given, update(upd('add', 'ip-dhcp-host', a2), { live: true, config: true }));
+    expect(both.decided.map((e) => e.type)).toEqual(['NetworkLiveUpdated', 'NetworkUpdated']);
+    expect(macs(both.after.definition)).toEqual(['52:54:00:aa:00:01', '52:54:00:aa:00:02']);
+    expect(macs(both.after.nextDefinition)).toEqual(['52:54:00:aa:00:02']);
+    // A refusal of either half records nothing: the running network still has the entry this deletes.
+    spec.given(given).when(update(upd('delete', 'ip-dhcp-host', "<host mac='52:54:00:aa:00:01'/>"), { live: true, config: true })).thenThrows('operation-invalid', "couldn't locate a matching dhcp host entry in network 'n1'");
+  });
+
+  it('--live on a transient running network; --config and --live --config on it are refused; --live --config on a stopped one is not running', () => {
+    const created: Ev = { type: 'NetworkCreated', data: { definition: def } };
+    const { after } = run([created], update(upd('add', 'ip-dhcp-host', a2), { live: true }));
+    expect(macs(after.definition)).toEqual(['52:54:00:aa:00:01', '52:54:00:aa:00:02']);
+    expect(after.nextDefinition).toBeNull();
+    spec.given([created]).when(update(upd('add', 'ip-dhcp-host', a2), { live: true, config: true })).thenThrows('operation-invalid', 'cannot change persistent config of a transient network');
+    spec.given([defined]).when(update(upd('add', 'ip-dhcp-host', a2), { live: true, config: true })).thenThrows('operation-invalid', 'network is not running');
+    // libvirt's matching rules apply to the live definition too.
+    spec.given([defined, started]).when(update(upd('add', 'ip-dhcp-host', "<host mac='52:54:00:AA:00:01' ip='10.1.0.13'/>"), { live: true })).thenThrows('operation-invalid', /there is an existing dhcp host entry in network 'n1'/);
+  });
+
   it("refuses a transient network's config, a missing <ip>, and an unknown network", () => {
     const created: Ev = { type: 'NetworkCreated', data: { definition: def } };
     spec.given([created]).when(update(upd('add', 'dns-host', "<host ip='10.1.0.5'><hostname>h</hostname></host>"))).thenThrows('operation-invalid', 'cannot change persistent config of a transient network');

@@ -60,7 +60,8 @@ export const parseNetworkUpdate = (req: Pick<UpdateNetworkRequest, 'section' | '
   return { section: 'ip-dhcp-host', command: req.command, host: h, ...(req.parentIndex !== undefined ? { parentIndex: req.parentIndex } : {}) };
 };
 
-const attrs = (h: DhcpHostEntry) => [h.mac && `mac='${h.mac}'`, h.id && `id='${h.id}'`, h.name && `name='${h.name}'`, h.ip && `ip='${h.ip}'`].filter(Boolean).join(' ');
+/** libvirt's words for the entry in its refusal: all three attributes, a missing one printed as C's NULL is. */
+const attrs = (h: DhcpHostEntry) => `mac='${h.mac ?? '(null)'}' name='${h.name ?? '(null)'}' ip='${h.ip ?? '<null>'}'`;
 
 /** virNetworkIPDefByIndex: the <ip> at parentIndex, or the first IPv4 one with DHCP, or the first IPv4 one. */
 const targetIp = (def: NetworkDefinition, u: Extract<NetworkUpdate, { section: 'ip-dhcp-host' }>): number => {

@@ -2,9 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { NetworkDefinition } from '../../contracts/network/definition.ts';
 import { dnsmasqConf, hasDhcp } from './dnsmasq.ts';
+import { dhcpHostsText } from './dhcp-hosts.ts';
 import { addPort, networkTables, portChain, removePort, subnetOf, tableName } from './nft.ts';
 
-const files = { conf: '/s/d.conf', pid: '/s/d.pid', leases: '/s/d.leases' };
+const files = { conf: '/s/d.conf', pid: '/s/d.pid', leases: '/s/d.leases', hosts: '/s/d.hostsfile' };
 const def = (ips: unknown[], extra: Record<string, unknown> = {}) =>
   NetworkDefinition.parse({ name: 'n', uuid: randomUUID(), ips, ...extra });
 
@@ -30,7 +31,10 @@ describe('dnsmasq configuration', () => {
     expect(conf).toContain('port=0\n');
     expect(conf).toContain('dhcp-range=192.168.122.2,192.168.122.254,255.255.255.0\n');
     expect(conf).toContain('dhcp-range=fd00::10,fd00::ff,64\n');
-    expect(conf).toContain('dhcp-host=52:54:00:00:00:01,192.168.122.5,db\n');
+    // Fixed hosts are in their own file, which dnsmasq re-reads on SIGHUP (net-update --live).
+    expect(conf).not.toContain('dhcp-host=');
+    expect(conf).toContain('dhcp-hostsfile=/s/d.hostsfile\n');
+    expect(dhcpHostsText(d)).toBe('52:54:00:00:00:01,192.168.122.5,db\n');
     expect(conf).toContain('dhcp-lease-max=253\n');
     expect(conf).toContain('pid-file=/s/d.pid\n');
     expect(conf).toContain('user=dnsmasq\n');
@@ -44,7 +48,16 @@ describe('dnsmasq configuration', () => {
     expect(() => dnsmasqConf(bad({ ranges: [{ start: '10.0.0.2\ndhcp-script=/x', end: '10.0.0.9' }] }), 'b', files)).toThrowError(
       /invalid IPv4 DHCP range start/,
     );
-    expect(() => dnsmasqConf(bad({ hosts: [{ name: 'a\nconf-file=/etc/x' }] }), 'b', files)).toThrowError(/invalid DHCP host name/);
+    expect(() => dhcpHostsText(bad({ hosts: [{ name: 'a\nconf-file=/etc/x' }] }))).toThrowError(/invalid DHCP host name/);
+    // The file checks every value itself, even one a definition's schema let through.
+    const unchecked = (host: Record<string, string>) => {
+      const d = bad({});
+      d.ips[0]!.dhcp!.hosts.push(host);
+      return d;
+    };
+    expect(() => dhcpHostsText(unchecked({ mac: '52:54:00:00:00:01\ndhcp-script=/x' }))).toThrowError(/invalid DHCP host MAC/);
+    expect(() => dhcpHostsText(unchecked({ mac: '52:54:00:00:00:01', ip: '10.0.0.5,set:x' }))).toThrowError(/invalid IPv4 host address/);
+    expect(() => dhcpHostsText(unchecked({ mac: '52:54:00:00:00:01', name: 'a,b' }))).toThrowError(/invalid DHCP host name/);
     expect(() => dnsmasqConf(def([], { domain: 'x\nport=53' }), 'b', files)).toThrowError(/invalid network domain/);
     expect(() => dnsmasqConf(bad({}), 'b', files, 'root\nx')).toThrowError(/invalid dnsmasq user/);
   });

@@ -1,9 +1,9 @@
 import { readFile, rm } from 'node:fs/promises';
-import { isIPv4, isIPv6 } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NetworkDefinition } from '../../contracts/network/definition.ts';
 import { VirtError } from '../../contracts/errors.ts';
 import type { HostCommands } from './exec.ts';
+import { checkAddr } from './dhcp-hosts.ts';
 
 /**
  * DHCP for a network through dnsmasq, one daemon per network with its own configuration, pid and
@@ -15,20 +15,14 @@ export interface DnsmasqFiles {
   conf: string;
   pid: string;
   leases: string;
+  /** The fixed DHCP hosts (dhcp-hosts.ts), re-read on SIGHUP. */
+  hosts: string;
 }
 
 export const hasDhcp = (def: NetworkDefinition): boolean =>
   def.ips.some((ip) => (ip.dhcp?.ranges.length ?? 0) > 0);
 
-const HOSTNAME_RE = /^[A-Za-z0-9]([A-Za-z0-9-]{0,62})?$/;
 const DOMAIN_RE = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})?$/;
-
-function checkAddr(family: 'ipv4' | 'ipv6', a: string, what: string): string {
-  if (family === 'ipv4' ? !isIPv4(a) : !isIPv6(a)) {
-    throw new VirtError('invalid-arg', `invalid ${family === 'ipv4' ? 'IPv4' : 'IPv6'} ${what} '${a}'`);
-  }
-  return a;
-}
 
 function netmask(prefix: number): string {
   const m = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
@@ -37,7 +31,8 @@ function netmask(prefix: number): string {
 
 /**
  * The configuration file. Every value is validated so that nothing from a definition can start a
- * new line or option in the file.
+ * new line or option in the file. Fixed hosts are not in it but in `files.hosts`, which dnsmasq
+ * re-reads on SIGHUP: a restart would be needed to change anything here.
  */
 export function dnsmasqConf(def: NetworkDefinition, bridge: string, files: DnsmasqFiles, user?: string): string {
   const lines = [
@@ -51,6 +46,7 @@ export function dnsmasqConf(def: NetworkDefinition, bridge: string, files: Dnsma
     'no-resolv',
     'no-hosts',
     `dhcp-leasefile=${files.leases}`,
+    `dhcp-hostsfile=${files.hosts}`,
     'dhcp-no-override',
     'dhcp-authoritative',
   ];
@@ -76,16 +72,6 @@ export function dnsmasqConf(def: NetworkDefinition, bridge: string, files: Dnsma
         const toInt = (a: string) => a.split('.').reduce((acc, o) => acc * 256 + Number(o), 0);
         leaseMax += Math.max(0, toInt(r.end) - toInt(r.start) + 1);
       }
-    }
-    for (const h of ip.dhcp?.hosts ?? []) {
-      const parts: string[] = [];
-      if (h.mac) parts.push(h.mac);
-      if (h.ip) parts.push(ip.family === 'ipv6' ? `[${checkAddr(ip.family, h.ip, 'host address')}]` : checkAddr(ip.family, h.ip, 'host address'));
-      if (h.name) {
-        if (!HOSTNAME_RE.test(h.name)) throw new VirtError('invalid-arg', `invalid DHCP host name '${h.name}'`);
-        parts.push(h.name);
-      }
-      if (parts.length > 0) lines.push(`dhcp-host=${parts.join(',')}`);
     }
   }
   if (leaseMax > 0) lines.push(`dhcp-lease-max=${leaseMax}`);
@@ -158,5 +144,5 @@ export async function stopDnsmasq(files: DnsmasqFiles, graceMs = 3000): Promise<
       }
     }
   }
-  await Promise.all([files.conf, files.pid, files.leases].map((f) => rm(f, { force: true })));
+  await Promise.all([files.conf, files.pid, files.leases, files.hosts].map((f) => rm(f, { force: true })));
 }

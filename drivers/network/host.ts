@@ -19,6 +19,7 @@ import {
 import { CoalescedWriter, readJsonState } from './persist.ts';
 import { addPort, deleteTables, networkTables, portTable, removePort, subnetOf, tableName, type RoutedMode } from './nft.ts';
 import { dnsmasqConf, hasDhcp, runningPid, startDnsmasq, stopDnsmasq, type DnsmasqFiles } from './dnsmasq.ts';
+import { DhcpHostsSync, dhcpHostsText, makeHostsReachable, writeDhcpHosts } from './dhcp-hosts.ts';
 
 /** How a network is realised on this host. */
 export const NetworkKind = z.enum(['isolated', 'nat', 'route', 'open', 'bridge', 'direct']);
@@ -170,6 +171,7 @@ export class NetworkHost {
   private readonly namesWriter: CoalescedWriter;
   private closed = false;
   private dnsmasqUser: string | undefined;
+  private readonly dhcpHosts = new DhcpHostsSync();
 
   private constructor(
     private readonly opts: NetworkHostOptions,
@@ -192,8 +194,12 @@ export class NetworkHost {
    * every recorded interface keeps its name, and a network left half-started by a crash is removed.
    */
   static async open(opts: NetworkHostOptions): Promise<NetworkHost> {
-    await mkdir(join(opts.stateDir, 'dnsmasq'), { recursive: true, mode: 0o700 });
+    // Searchable but not listable (0711), ancestors made here included: dnsmasq, once it has dropped
+    // to its own user, must reach its hosts file (dhcp-hosts.ts); every file here has its own mode.
+    await mkdir(join(opts.stateDir, 'dnsmasq'), { recursive: true, mode: 0o711 });
     const warn = opts.onWarning ?? (() => undefined);
+    const unreachable = await makeHostsReachable(opts.stateDir, join(opts.stateDir, 'dnsmasq'));
+    if (unreachable) warn(unreachable);
     const namesState = await readJsonState(join(opts.stateDir, 'ifnames.json'), AllocatorState, warn);
     const host = new NetworkHost(opts, namesState);
     host.dnsmasqUser = opts.dnsmasqUser ?? (await defaultDnsmasqUser());
@@ -252,6 +258,25 @@ export class NetworkHost {
         }
       }
       await this.teardown(rec);
+    });
+  }
+
+  /**
+   * virsh net-update --live on this host: the running dnsmasq of a network realised here serves
+   * `def`'s fixed hosts from now on, without a restart (same pid, leases kept). Idempotent, so the
+   * agent calls it on every notice and resync; a network not realised here, or run without DHCP
+   * (no ranges, so no dnsmasq), has nothing to change. → whether dnsmasq was signalled.
+   */
+  async updateDhcpHosts(def: NetworkDefinition): Promise<boolean> {
+    this.checkOpen();
+    return this.withLock(`net:${def.name}`, async () => {
+      const rec = this.networks.get(def.name);
+      if (!rec || rec.uuid !== def.uuid || !rec.dhcp || rec.phase !== 'active') return false;
+      try {
+        return await this.dhcpHosts.update(rec.uuid, this.dnsmasqFiles(rec.uuid), def);
+      } catch (e) {
+        throw asVirtError(e, `cannot update the DHCP hosts of network '${def.name}'`);
+      }
     });
   }
 
@@ -341,6 +366,7 @@ export class NetworkHost {
     const files = this.dnsmasqFiles(def.uuid);
     // Render everything that can fail on bad input before anything exists on the host.
     const conf = rec.dhcp ? dnsmasqConf(def, bridge, files, this.dnsmasqUser) : undefined;
+    const hosts = rec.dhcp ? dhcpHostsText(def) : undefined;
     const subnets = def.ips.map((ip) => subnetOf(ip.family, ip.address, ip.prefix));
     const tables =
       rec.kind === 'open'
@@ -377,7 +403,8 @@ export class NetworkHost {
       }
       if (conf !== undefined) {
         await writeFile(files.conf, conf, { mode: 0o600 });
-        await startDnsmasq(this.cmds, files);
+        await writeDhcpHosts(files.hosts, hosts ?? '');
+        this.dhcpHosts.started(def.uuid, await startDnsmasq(this.cmds, files), def);
       }
       rec.phase = 'active';
     } catch (e) {
@@ -388,7 +415,7 @@ export class NetworkHost {
 
   private dnsmasqFiles(uuid: string): DnsmasqFiles {
     const dir = join(this.stateDir, 'dnsmasq');
-    return { conf: join(dir, `${uuid}.conf`), pid: join(dir, `${uuid}.pid`), leases: join(dir, `${uuid}.leases`) };
+    return { conf: join(dir, `${uuid}.conf`), pid: join(dir, `${uuid}.pid`), leases: join(dir, `${uuid}.leases`), hosts: join(dir, `${uuid}.hostsfile`) };
   }
 
   /** Removes what the network owns: DHCP first (it binds the bridge), then firewall, then the bridge. */
@@ -399,6 +426,7 @@ export class NetworkHost {
       const errors: unknown[] = [];
       const step = (p: Promise<unknown>) => p.catch(ignoreMissing).catch((e) => errors.push(e));
       await step(stopDnsmasq(this.dnsmasqFiles(rec.uuid)));
+      this.dhcpHosts.forget(rec.uuid);
       for (const family of rec.table ? rec.tableFamilies : []) {
         await step(this.cmds.nft(deleteTables(rec.table ?? '', [family])));
       }

@@ -11,6 +11,8 @@
  *                                       bridge(with dev)/vepa/private/passthrough → macvtap parent
  *   host.releaseNetwork(name)           remove it if no interface uses it → whether it is gone
  *   host.destroyNetwork(name)           remove it regardless; guests' devices stay, detached
+ *   host.updateDhcpHosts(def)           net-update --live: the running dnsmasq re-reads the fixed
+ *                                       hosts from `<uuid>.hostsfile` (SIGHUP, same pid, leases kept)
  *   host.plugInterface(domainUuid, iface, lookup, {direct?})
  *                                       create and attach the device for one InterfaceModel;
  *                                       type network realises the network on first use (lookup

@@ -83,7 +83,7 @@ const lookupNetwork = async (name: string) => {
   if (!network.active) throw virtError('operation-invalid', `network '${name}' is not active`);
   return network.definition;
 };
-const { drivers, network, description } = await selectDrivers(cfg.driver, stateDir, lookupNetwork, cfg.testLatencyMs, { acpiResendMs: cfg.acpiResendMs });
+const { drivers, network, description } = await selectDrivers(cfg.driver, stateDir, lookupNetwork, cfg.testLatencyMs, { acpiResendMs: cfg.acpiResendMs }, (message) => log.warn(message));
 log.info(`hypervisor drivers: ${description}`);
 const runtimeInterfaces = network
   ? async (uuid: string) => {
@@ -136,7 +136,7 @@ consoles.start();
 await storage.start();
 // Off the start path: the lease is already held, and reading the views must not hold up readiness.
 void storage.autostartPools(agent.instanceId).catch((e: unknown) => log.warn('pool autostart failed; the next agent start asks again', { error: String(e) }));
-const networkSync = network ? new NetworkSync(n, network, log.child('network')) : null;
+const networkSync = network ? new NetworkSync(n, network, log.child('network'), { resyncMs: cfg.resyncMs }) : null;
 await networkSync?.start();
 await announceReady(log, 'host agent ready', { hostId: cfg.hostId, stateDir });
 health.ready();

@@ -6,7 +6,7 @@ import type { HostEventBody } from '../../contracts/host/events.ts';
 import { lifecycleFor, lifecycleNumbers, type LifecycleEvent } from '../../contracts/lifecycle.ts';
 import { evolveNetwork, initialNetworkState, type NetworkAggregate } from '../../contracts/network/decider.ts';
 import type { NetworkEventBody } from '../../contracts/network/events.ts';
-import { NETWORK_LIFECYCLE_EVENTS, networkLifecycleFor, type NetworkLifecycleEvent } from '../../contracts/network/lifecycle.ts';
+import { NETWORK_LIFECYCLE_EVENTS, networkLifecycleFor, type NetworkLifecycleEvent, type NetworkLiveChange } from '../../contracts/network/lifecycle.ts';
 import { evolve as evolvePool, initialPoolState, type PoolAggregate } from '../../contracts/storage/decider.ts';
 import type { StorageEventBody } from '../../contracts/storage/events.ts';
 import { evolveSecret, initialSecretState, type SecretAggregate } from '../../contracts/secret/decider.ts';
@@ -67,6 +67,10 @@ export const networkProjection: Projection<NetworkAggregate> = {
   name: (s) => s.name,
   lifecycle: (before, after, raw) => {
     const e = as<NetworkEventBody>(raw);
+    if (e.type === 'NetworkLiveUpdated') {
+      const notice: NetworkLiveChange = { kind: 'live-definition', eventId: e.id, networkId: after.id, name: after.name, version: e.version };
+      return [{ subject: subjects.networkLiveChange(after.id), msgId: e.id, body: notice }];
+    }
     const event = networkLifecycleFor(e);
     if (!event) return [];
     const body: NetworkLifecycleEvent = {

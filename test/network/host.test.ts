@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -141,6 +141,51 @@ describe('NetworkHost in a network namespace', () => {
     expect(await ns.links()).toEqual(['lo', 'uplink1', 'uplink0']);
     expect(await ns.nftTables()).toEqual([]);
     expect(await dnsmasqUnder(stateDir)).toEqual([]);
+    expect(await readdir(join(stateDir, 'dnsmasq'))).toEqual([]);
+  });
+
+  it('changes the fixed DHCP hosts of a running dnsmasq in place, only when they differ, and refuses hostile values', async () => {
+    const def = define(
+      net({
+        name: 'fixed',
+        bridge: { name: 'vpbr9' },
+        ips: [{ family: 'ipv4', address: '192.168.151.1', prefix: 24, dhcp: { ranges: [{ start: '192.168.151.10', end: '192.168.151.99' }], hosts: [{ mac: '52:54:00:bb:00:01', ip: '192.168.151.5' }] } }],
+      }),
+    );
+    await host.ensureNetwork(def);
+    const file = join(stateDir, 'dnsmasq', `${def.uuid}.hostsfile`);
+    expect(await readFile(file, 'utf8')).toBe('52:54:00:bb:00:01,192.168.151.5\n');
+    const pid = await host.dhcpPid('fixed');
+    const withHosts = (hosts: NonNullable<NetworkDefinition['ips'][number]['dhcp']>['hosts']): NetworkDefinition => ({
+      ...def,
+      ips: [{ ...def.ips[0]!, dhcp: { ranges: def.ips[0]!.dhcp!.ranges, hosts } }],
+    });
+    const next = withHosts([...def.ips[0]!.dhcp!.hosts, { mac: '52:54:00:bb:00:02', ip: '192.168.151.6', name: 'b' }]);
+    expect(await host.updateDhcpHosts(next)).toBe(true);
+    const both = '52:54:00:bb:00:01,192.168.151.5\n52:54:00:bb:00:02,192.168.151.6,b\n';
+    expect(await readFile(file, 'utf8')).toBe(both);
+    // Told once: the same list again signals nothing.
+    expect(await host.updateDhcpHosts(next)).toBe(false);
+    expect(await host.dhcpPid('fixed')).toBe(pid);
+    // Another network that has the name elsewhere is not this one.
+    expect(await host.updateDhcpHosts({ ...next, uuid: randomUUID() })).toBe(false);
+    const hostile = withHosts([...next.ips[0]!.dhcp!.hosts, { mac: '52:54:00:bb:00:03', name: 'x\ndhcp-script=/bin/sh' }]);
+    await expect(host.updateDhcpHosts(hostile)).rejects.toThrow(/invalid DHCP host name/);
+    expect(await readFile(file, 'utf8')).toBe(both);
+    // A new host object (the agent restarted) tells the running daemon once, though the file is current:
+    // the one before may have died between writing it and the signal.
+    const restarted = await open();
+    expect(await restarted.updateDhcpHosts(next)).toBe(true);
+    expect(await restarted.updateDhcpHosts(next)).toBe(false);
+    await restarted.close();
+    expect(await host.dhcpPid('fixed')).toBe(pid);
+    // A daemon started with its hosts in the configuration (an earlier release) is not told it changed them.
+    const confFile = join(stateDir, 'dnsmasq', `${def.uuid}.conf`);
+    const conf = await readFile(confFile, 'utf8');
+    await writeFile(confFile, conf.replace(/^dhcp-hostsfile=.*\n/m, 'dhcp-host=52:54:00:bb:00:01,192.168.151.5\n'));
+    await expect(host.updateDhcpHosts(withHosts([]))).rejects.toThrow(/predates live updates/);
+    expect(await readFile(file, 'utf8')).toBe(both);
+    await host.destroyNetwork('fixed');
     expect(await readdir(join(stateDir, 'dnsmasq'))).toEqual([]);
   });
 
