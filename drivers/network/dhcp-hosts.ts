@@ -1,10 +1,10 @@
-import { open, readFile, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { chmod, readFile, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { isIPv4, isIPv6 } from 'node:net';
 import type { NetworkDefinition } from '../../contracts/network/definition.ts';
 import { VirtError } from '../../contracts/errors.ts';
 import { runningPid, type DnsmasqFiles } from './dnsmasq.ts';
+import { writeFileAtomic } from './persist.ts';
 
 /**
  * A network's fixed DHCP hosts live in a file of their own (`dhcp-hostsfile=`), not in dnsmasq's
@@ -58,22 +58,8 @@ export function dhcpHostsText(def: NetworkDefinition): string {
 export async function writeDhcpHosts(path: string, text: string): Promise<boolean> {
   const current = await readFile(path, 'utf8').catch(() => undefined);
   if (current === text) return false;
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'w', 0o644);
-  try {
-    // The mode given to open is masked by the umask; dnsmasq's user must be able to read it.
-    await fh.chmod(0o644);
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, path);
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
+  // dnsmasq reads it as its own user.
+  await writeFileAtomic(path, text, 0o644);
   return true;
 }
 
@@ -125,7 +111,6 @@ export class DhcpHostsSync {
  * would then serve the ranges but none of the fixed hosts.
  */
 export async function makeHostsReachable(stateDir: string, dnsmasqDir: string): Promise<string | undefined> {
-  const { chmod, stat } = await import('node:fs/promises');
   for (const dir of [stateDir, dnsmasqDir]) {
     const st = await stat(dir);
     if ((st.mode & 0o001) === 0) await chmod(dir, (st.mode & 0o7777) | 0o001);

@@ -4,14 +4,16 @@ import { randomBytes } from 'node:crypto';
 import type { z } from 'zod';
 
 /**
- * Small JSON state files that must never be seen half-written: a reader finds either the old or
- * the new document, because the new one is written to a temporary file, synced, and renamed over.
+ * A file that must never be seen half-written: a reader finds either the old or the new content,
+ * because the new one is written to a temporary file, synced, and renamed over. `mode` is set
+ * explicitly, since the one given to open is masked by the umask.
  */
-export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
+export async function writeFileAtomic(path: string, text: string, mode = 0o600): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'w', 0o600);
+  const fh = await open(tmp, 'w', mode);
   try {
-    await fh.writeFile(`${JSON.stringify(value, null, 1)}\n`);
+    await fh.chmod(mode);
+    await fh.writeFile(text);
     await fh.sync();
   } finally {
     await fh.close();
@@ -30,6 +32,9 @@ export async function writeJsonAtomic(path: string, value: unknown): Promise<voi
     await dir.close();
   }
 }
+
+/** Small JSON state files, written as writeFileAtomic writes. */
+export const writeJsonAtomic = (path: string, value: unknown): Promise<void> => writeFileAtomic(path, `${JSON.stringify(value, null, 1)}\n`);
 
 /**
  * Reads and validates a state file. A missing file is `undefined`; an unreadable one is moved
