@@ -107,6 +107,9 @@ describe('external disk-only snapshots: create', () => {
     spec.given(running).when(create('x', { diskOnly: true, disks: [{ name: 'vda', file: '/o/x', snapshot: 'external' }, { name: 'vdb', file: '/o/x', snapshot: 'external' }] }), NOW)
       .thenThrows('config-unsupported', "cannot generate external snapshot name for disk 'vdb': collision with disk 'vda'");
     spec.given(running).when(create('x', { diskOnly: true, disks: [{ name: 'vda', file: 'rel/x', snapshot: 'external' }] }), NOW).thenThrows('config-unsupported', /must be an absolute path/);
+    for (const file of ['/img/../etc/x', '/img//x', '/img/./x', '/img/x\n']) {
+      spec.given(running).when(create('x', { diskOnly: true, disks: [{ name: 'vda', file, snapshot: 'external' }] }), NOW).thenThrows('invalid-arg', /is not a normalised absolute path/);
+    }
     spec.given(running).when(create('x', { disks: [{ name: 'vda', snapshot: 'external' }] }), NOW).thenThrows('config-unsupported', /use --disk-only/);
     spec.given(running).when(create('x', { diskOnly: true, disks: [{ name: 'vda', snapshot: 'internal' }] }), NOW)
       .thenThrows('config-unsupported', 'mixing internal and external targets for a snapshot is not yet supported');

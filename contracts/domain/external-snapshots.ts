@@ -80,6 +80,9 @@ export const planExternal = (def: DomainDefinition, name: string, specs: readonl
     if (d.type !== 'file' && !spec?.file) throw unsupportedConfig(`cannot generate external snapshot name for disk '${dev}' on a '${d.type}' device`);
     const overlay = spec?.file ?? defaultOverlay(source, name);
     if (!overlay.startsWith('/')) throw unsupportedConfig(`external snapshot file for disk ${dev} must be an absolute path: ${overlay}`);
+    // What the path says is what it is before the host looks at any link (as for saved images, SECURITY.md).
+    const problem = /[\u0000-\u001f\u007f]/.test(overlay) || overlay.slice(1).split('/').some((x) => x === '' || x === '.' || x === '..');
+    if (problem) throw virtError('invalid-arg', `external snapshot file for disk ${dev} is not a normalised absolute path: ${JSON.stringify(overlay)}`);
     if (overlay === source) throw unsupportedConfig(`external snapshot file for disk ${dev} is the disk's own image: ${overlay}`);
     const clash = external.find((x) => x.overlay === overlay || x.source === overlay);
     if (clash) throw unsupportedConfig(`cannot generate external snapshot name for disk '${dev}': collision with disk '${clash.dev}'`);

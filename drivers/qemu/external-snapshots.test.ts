@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -153,5 +153,12 @@ describe.skipIf(!avail.ok)('QemuDriver external snapshots', () => {
       message: `external snapshot file for disk vda already exists and is not a block device: ${taken}`,
     });
     expect(await readFile(taken, 'utf8')).toBe('mine');
+    // A link planted at the path, even one leading nowhere yet, is refused: nothing is written through it.
+    const link = join(dir, 'ref.s2');
+    const target = join(dir, 'elsewhere');
+    await symlink(target, link);
+    const task2 = { name: 's2', record: { name: 's2', state: 'disk-snapshot' as const, creationTime: 1700000300 }, external: [{ dev: 'vda', source: base, format: 'qcow2', overlay: link }] };
+    await expect(driver.snapshotCreate(def, task2)).rejects.toMatchObject({ code: 'operation-unsupported', message: /already exists and is not a block device/ });
+    expect(existsSync(target)).toBe(false);
   });
 });

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -54,7 +54,8 @@ const backsOnto = (info: ImageInfo, source: string): boolean =>
  */
 const markerPath = (dir: string, key: string): string => join(dir, `${createHash('sha256').update(key).digest('hex').slice(0, 32)}.json`);
 
-const isBlockDevice = async (file: string): Promise<boolean> => (await stat(file).catch(() => undefined))?.isBlockDevice() ?? false;
+/** lstat: a link planted at the overlay's path is something there, not a way to write elsewhere. */
+const present = async (file: string) => lstat(file).catch(() => undefined);
 
 /**
  * The overlay files, each a qcow2 image on top of its disk's image (-u: the size is read first, so
@@ -64,16 +65,19 @@ export const createOverlays = async (disks: readonly ExternalDisk[], markerDir: 
   const marker = markerPath(markerDir, key);
   if (!existsSync(marker)) {
     for (const d of disks) {
-      // qemuSnapshotPrepareDiskExternalActive's refusal, in its words.
-      if (existsSync(d.overlay) && !(await isBlockDevice(d.overlay))) {
-        throw new VirtError('operation-unsupported', `external snapshot file for disk ${d.dev} already exists and is not a block device: ${d.overlay}`);
-      }
+      // qemuSnapshotPrepareDiskExternalActive's refusal, in its words; a block device (which libvirt
+      // would format as the overlay) is not offered.
+      const st = await present(d.overlay);
+      if (st?.isBlockDevice()) throw new VirtError('operation-unsupported', `external snapshot file for disk ${d.dev} is a block device: overlays on block devices are not supported: ${d.overlay}`);
+      if (st) throw new VirtError('operation-unsupported', `external snapshot file for disk ${d.dev} already exists and is not a block device: ${d.overlay}`);
     }
     await mkdir(markerDir, { recursive: true });
     await writeFile(marker, JSON.stringify({ key, overlays: disks.map((d) => d.overlay) }));
   }
   for (const d of disks) {
-    if (existsSync(d.overlay)) {
+    const st = await present(d.overlay);
+    if (st && !st.isFile()) throw new VirtError('operation-unsupported', `external snapshot file for disk ${d.dev} already exists and is not a block device: ${d.overlay}`);
+    if (st) {
       const info = await imageInfo(d.overlay, signal).catch(() => undefined);
       if (info && backsOnto(info, d.source)) continue;
       // A file this task began and did not finish (qemu-img killed mid-way): made again.
