@@ -141,6 +141,37 @@ describe.skipIf(!avail.ok)('QemuDriver external snapshots', () => {
     expect(await firstLine(base)).toBe('delta');
   }, 400_000);
 
+  it('a merge whose agent went away with the commit job running is finished by the next one: one job, one pivot', async () => {
+    const base = join(dir, 'int.qcow2');
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', base, '16M']);
+    const def = guestDef('qint', base);
+    await driver.start(def);
+    await waitForConsole(driver.console(def.uuid)!.log, READY_MARKER, { timeoutMs: 120_000 });
+    const overlay = join(dir, 'int.s1');
+    const external: ExternalDisk[] = [{ dev: 'vda', source: base, format: 'qcow2', overlay }];
+    await driver.snapshotCreate(def, { name: 's1', record: { name: 's1', state: 'disk-snapshot' as const, creationTime: 1700000400 }, external });
+    const sh = await shell(def.uuid);
+    await write(sh, 'echo');
+    sh.close();
+
+    // The first agent stops waiting once the job runs (its deadline, or its end): the job stays in qemu.
+    const stop = new AbortController();
+    const progress = (m: string) => m.startsWith('starting the block commit') && stop.abort();
+    await expect(driver.snapshotDelete(def, { name: 's1', names: ['s1'], external }, { signal: stop.signal, progress })).rejects.toMatchObject({ code: 'operation-failed' });
+    expect(existsSync(overlay)).toBe(true);
+    await driver.close();
+
+    // The next agent finds the job (ready, not pivoted) and completes it rather than starting another.
+    driver = new QemuDriver({ stateDir: join(dir, 'state'), destroyGraceMs: 3000 });
+    const seen: string[] = [];
+    await driver.snapshotDelete(def, { name: 's1', names: ['s1'], external }, { progress: (m) => seen.push(m) });
+    expect(seen.some((m) => m.startsWith('pivoting'))).toBe(true);
+    expect(seen.filter((m) => m.startsWith('starting the block commit'))).toEqual([]);
+    expect(existsSync(overlay)).toBe(false);
+    expect(await firstLine(base)).toBe('echo');
+    await driver.destroy(def.uuid);
+  }, 300_000);
+
   it("refuses a file already at the overlay's path, with libvirt's words, and leaves it alone", async () => {
     const base = join(dir, 'ref.qcow2');
     await run('qemu-img', ['create', '-q', '-f', 'qcow2', base, '1M']);

@@ -197,7 +197,7 @@ export const liveCommit = async (qmp: QmpClient, disks: readonly ExternalDisk[],
         const base = (await namedNodes(qmp)).filter((n) => n.file === d.source);
         const node = base.find((n) => (d.format === 'raw' ? n.drv === 'file' || n.drv === 'host_device' : n.drv === d.format)) ?? base[0];
         if (!node) throw failed(`disk ${d.dev}: ${d.source} is not below ${d.overlay} in qemu's block graph`);
-        opts.progress?.(`merging ${d.overlay} into ${d.source}`);
+        opts.progress?.(`starting the block commit of disk ${d.dev}`);
         await qmp.execute('block-commit', { 'job-id': id, device: active.entry.inserted!['node-name'], 'base-node': node['node-name'] });
         started = true;
       } else if (job.ready || job.status === 'ready') {
