@@ -32,6 +32,8 @@ describe.skipIf(!avail.ok)('QemuDriver external snapshots', () => {
     guest = await buildTinyGuest();
   }, 300_000);
   afterAll(async () => {
+    // A failed step leaves its guest running: it must not outlive the test.
+    for (const d of (await driver?.list().catch(() => [])) ?? []) await driver.destroy(d.uuid).catch(() => undefined);
     await driver?.close();
     await rm(dir, { recursive: true, force: true });
   });
