@@ -159,6 +159,16 @@ describe('external disk-only snapshots: revert and delete', () => {
     spec.given(three).when(del('s1'), NOW).thenThrows('config-unsupported', 'deletion of external disk snapshot with multiple children snapshots not supported');
   });
 
+  it('an internal snapshot below an overlay can be neither reverted to nor deleted until the overlay is merged', () => {
+    const internal = [...running, ...taken(running, { type: 'snapshot-create', name: 'i0', timeoutMs: TIMEOUT }, 't-i0')];
+    const over = [...internal, ...taken(internal, create('s1'), 't-s1')];
+    spec.given(over).when({ type: 'snapshot-revert', name: 'i0', timeoutMs: TIMEOUT }, NOW).thenThrows('operation-unsupported', /internal snapshot 'i0' is held in \/img\/web.qcow2, which an external snapshot has since put below an overlay/);
+    spec.given(over).when(del('i0'), NOW).thenThrows('operation-unsupported', /delete that external snapshot first/);
+    expect(spec.given(over).when(del('i0', { metadata: true }), NOW).decided()).toEqual([{ type: 'DomainSnapshotsForgotten', data: { names: ['i0'] } }]);
+    const merged = [...over, ...taken(over, del('s1'), 't-d1')];
+    expect(taskOf(merged, del('i0'))).toMatchObject({ name: 'i0', names: ['i0'] });
+  });
+
   it('--metadata forgets it and leaves every disk on its overlay, as libvirt does', () => {
     expect(spec.given(one).when(del('s1', { metadata: true }), NOW).decided()).toEqual([{ type: 'DomainSnapshotsForgotten', data: { names: ['s1'] } }]);
     const s = spec.given([...one, { type: 'DomainSnapshotsForgotten', data: { names: ['s1'] } }]).state;

@@ -177,3 +177,26 @@ export const withSources = (def: DomainDefinition, external: readonly ExternalDi
     const { backingStore, ...rest } = d;
     return { ...rest, source: backingStore?.source ?? { file: x.source }, driver: { ...d.driver, type: x.format }, ...(backingStore?.type ? { type: backingStore.type as DiskModel['type'] } : {}), ...(backingStore?.backingStore?.source ? { backingStore: backingStore.backingStore } : {}) };
   });
+
+/**
+ * An internal snapshot lives in the images its disks had when it was taken. Once an external
+ * snapshot put an overlay on one of them, qemu-img and savevm/loadvm/delvm see the overlay, not the
+ * image holding the snapshot: reverting to it or deleting its data is refused rather than done on
+ * the wrong image (or, for a delete, silently left in the image below).
+ */
+export const checkInternalImages = (snap: SnapshotRecord, current: DomainDefinition): void => {
+  if (isExternal(snap)) return;
+  const below = new Set<string>();
+  for (const d of current.devices.disks) {
+    for (let b = d.backingStore; b; b = b.backingStore) {
+      const f = b.source?.file ?? b.source?.dev;
+      if (f) below.add(f);
+    }
+  }
+  for (const d of snap.definition.devices.disks) {
+    const f = sourceOf(d);
+    if (f && below.has(f)) {
+      throw virtError('operation-unsupported', `internal snapshot '${snap.name}' is held in ${f}, which an external snapshot has since put below an overlay: delete that external snapshot first`);
+    }
+  }
+};

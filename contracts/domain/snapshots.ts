@@ -6,7 +6,7 @@ import type { DomainAggregate } from './decider.ts';
 import type { DomainEventBody } from './events.ts';
 import type { Envelope } from '../envelope.ts';
 import { CommandHeader, DomainRef } from './commands.ts';
-import { ExternalDisk, SnapshotDiskRecord, SnapshotDiskSpec, isExternal, planExternal, planExternalDelete, withOverlays, withoutOverlays } from './external-snapshots.ts';
+import { ExternalDisk, SnapshotDiskRecord, SnapshotDiskSpec, checkInternalImages, isExternal, planExternal, planExternalDelete, withOverlays, withoutOverlays } from './external-snapshots.ts';
 
 /**
  * The domain decider's section for snapshots (virsh snapshot-*). The log keeps the metadata libvirt
@@ -165,6 +165,7 @@ export const decideSnapshot = (
       const snap = resolve(s, cmd.name);
       // qemuSnapshotRevertValidate (libvirt 9.0).
       if (!onTest && isExternal(snap)) throw virtError('config-unsupported', 'revert to external snapshot not supported yet');
+      if (!onTest) checkInternalImages(snap, s.definition!);
       if (cmd.running && cmd.paused) {
         throw virtError('invalid-arg', "Flags 'VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING' and 'VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED' are mutually exclusive");
       }
@@ -191,6 +192,7 @@ export const decideSnapshot = (
       }
       // Nothing below to delete: libvirt says it deleted the children all the same.
       if (names.length === 0) return [];
+      if (!onTest) for (const n of names) checkInternalImages(findSnapshot(s, n)!, s.definition!);
       return operation('snapshot-delete', { name: snap.name, names, ...(cmd.childrenOnly ? { childrenOnly: true } : {}) });
     }
     case 'snapshot-set-current': {
