@@ -141,6 +141,25 @@ describe.skipIf(!avail.ok)('QemuDriver external snapshots', () => {
     await driver.snapshotDelete(onOverlay, { name: 's2', names: ['s2'], external: ext2 });
     expect(existsSync(overlay2)).toBe(false);
     expect(await firstLine(base)).toBe('delta');
+
+    // Taken shut off, merged running: qemu opened the image below from the overlay's header, under a
+    // name of its own, and the commit finds it by its file.
+    const overlay3 = join(dir, 'run.s3');
+    const ext3: ExternalDisk[] = [{ dev: 'vda', source: base, format: 'qcow2', overlay: overlay3 }];
+    await driver.snapshotCreate(def, { name: 's3', record: { name: 's3', state: 'disk-snapshot' as const, creationTime: 1700000150 }, external: ext3 });
+    const onOverlay3 = withOverlays(def, ext3);
+    await driver.start(onOverlay3);
+    await waitForConsole(driver.console(def.uuid)!.log, READY_MARKER, { timeoutMs: 120_000 });
+    sh = await shell(def.uuid);
+    await write(sh, 'echo');
+    expect(await firstLine(base)).toBe('delta');
+    await driver.snapshotDelete(onOverlay3, { name: 's3', names: ['s3'], external: ext3 });
+    expect(existsSync(overlay3)).toBe(false);
+    expect(await firstLine(base)).toBe('echo');
+    await write(sh, 'foxtrot');
+    expect(await firstLine(base)).toBe('foxtrot');
+    sh.close();
+    await driver.destroy(def.uuid);
   }, 400_000);
 
   it('a merge whose agent went away with the commit job running is finished by the next one: one job, one pivot', async () => {
