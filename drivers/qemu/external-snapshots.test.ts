@@ -193,6 +193,36 @@ describe.skipIf(!avail.ok)('QemuDriver external snapshots', () => {
     await driver.destroy(def.uuid);
   }, 300_000);
 
+  it('a chain of two on a running guest: the last merges into the first overlay, then the first into the image', async () => {
+    const base = join(dir, 'chain.qcow2');
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', base, '16M']);
+    const def = guestDef('qchain', base);
+    await driver.start(def);
+    await waitForConsole(driver.console(def.uuid)!.log, READY_MARKER, { timeoutMs: 120_000 });
+    const sh = await shell(def.uuid);
+    const o1 = join(dir, 'chain.c1');
+    const o2 = join(dir, 'chain.c2');
+    const e1: ExternalDisk[] = [{ dev: 'vda', source: base, format: 'qcow2', overlay: o1 }];
+    const e2: ExternalDisk[] = [{ dev: 'vda', source: o1, format: 'qcow2', overlay: o2 }];
+    await driver.snapshotCreate(def, { name: 'c1', record: { name: 'c1', state: 'disk-snapshot' as const, creationTime: 1700000500 }, external: e1 });
+    await write(sh, 'one');
+    const d1 = withOverlays(def, e1);
+    await driver.snapshotCreate(d1, { name: 'c2', record: { name: 'c2', state: 'disk-snapshot' as const, creationTime: 1700000501 }, external: e2 });
+    await write(sh, 'two');
+    expect((await info(o2)).map((x) => x.filename)).toEqual([o2, o1, base]);
+    const d2 = withOverlays(d1, e2);
+    await driver.snapshotDelete(d2, { name: 'c2', names: ['c2'], external: e2 });
+    expect(existsSync(o2)).toBe(false);
+    expect(await firstLine(o1)).toBe('two');
+    expect(await firstLine(base)).toMatch(/^\0*$/);
+    await driver.snapshotDelete(d1, { name: 'c1', names: ['c1'], external: e1 });
+    expect(existsSync(o1)).toBe(false);
+    expect(await firstLine(base)).toBe('two');
+    expect(await read(sh)).toBe('two');
+    sh.close();
+    await driver.destroy(def.uuid);
+  }, 300_000);
+
   it("refuses a file already at the overlay's path, with libvirt's words, and leaves it alone", async () => {
     const base = join(dir, 'ref.qcow2');
     await run('qemu-img', ['create', '-q', '-f', 'qcow2', base, '1M']);
