@@ -81,6 +81,7 @@ export const planExternal = (def: DomainDefinition, name: string, specs: readonl
     const overlay = spec?.file ?? defaultOverlay(source, name);
     if (!overlay.startsWith('/')) throw unsupportedConfig(`external snapshot file for disk ${dev} must be an absolute path: ${overlay}`);
     // What the path says is what it is before the host looks at any link (as for saved images, SECURITY.md).
+    // eslint-disable-next-line no-control-regex
     const problem = /[\u0000-\u001f\u007f]/.test(overlay) || overlay.slice(1).split('/').some((x) => x === '' || x === '.' || x === '..');
     if (problem) throw virtError('invalid-arg', `external snapshot file for disk ${dev} is not a normalised absolute path: ${JSON.stringify(overlay)}`);
     if (overlay === source) throw unsupportedConfig(`external snapshot file for disk ${dev} is the disk's own image: ${overlay}`);
