@@ -14,6 +14,24 @@ import { filterSnapshots, snapshotInfo, snapshotTable, snapshotTree } from './sn
  * host's outcome; the ones that read show the snapshot tree the log recorded.
  */
 
+/** virsh --diskspec: disk[,snapshot=type][,driver=type][,stype=type][,file=name], ',,' for a comma in a name. */
+export const parseDiskspec = (spec: string): { name: string; snapshot?: 'external' | 'internal' | 'no'; file?: string } => {
+  const parts = spec.replace(/,,/g, '\u0000').split(',').map((p) => p.replace(/\u0000/g, ','));
+  const name = parts[0] ?? '';
+  if (!name) throw new VerbFailed(null, virtError('invalid-arg', `unable to parse diskspec: ${spec}`), `unable to parse diskspec: ${spec}`);
+  const out: { name: string; snapshot?: 'external' | 'internal' | 'no'; file?: string } = { name };
+  for (const p of parts.slice(1)) {
+    const [k, ...v] = p.split('=');
+    const val = v.join('=');
+    if (k === 'snapshot' && (val === 'external' || val === 'internal' || val === 'no')) out.snapshot = val;
+    else if (k === 'file' && val) out.file = val;
+    else if ((k === 'driver' && val === 'qcow2') || (k === 'stype' && val === 'file')) continue;
+    else throw new VerbFailed(null, virtError('invalid-arg', `unable to parse diskspec: ${spec}`), `unable to parse diskspec: ${spec}`);
+  }
+  if (out.file && !out.snapshot) out.snapshot = 'external';
+  return out;
+};
+
 const noSnapshot = (name: string) => virtError('no-domain-snapshot', `no domain snapshot with matching name '${name}'`);
 
 /** A named snapshot, or with --current (or, where virsh allows it, neither) the current one. */
@@ -49,13 +67,19 @@ export const registerSnapshotCommands = (program: Command, h: CliHelpers): void 
     .argument('[description]', 'description of the snapshot')
     .option('--name <name>', 'name of the snapshot')
     .option('--description <text>', 'description of the snapshot')
-    .option('--disk-only', 'an external snapshot of the disks alone (not offered: refused)')
+    .option('--disk-only', 'an external snapshot of the disks alone: each disk goes on a new qcow2 overlay backed by its image')
+    .option('--diskspec <spec>', 'disk[,snapshot=external|no][,file=overlay]: which disks get an overlay, in which file (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--timeout <seconds>', 'deadline for the host to take it', '300')
-    .action(async (domain: string, pName: string | undefined, pDesc: string | undefined, o: { name?: string; description?: string; diskOnly?: boolean; timeout: string }) => {
+    .action(async (domain: string, pName: string | undefined, pDesc: string | undefined, o: { name?: string; description?: string; diskOnly?: boolean; diskspec: string[]; timeout: string }) => {
       const name = o.name ?? pName;
       const description = o.description ?? pDesc;
+      const disks = o.diskspec.map(parseDiskspec);
       const r = await hostOp(domain, null, o.timeout, (c, timeoutSeconds) =>
-        c.snapshotCreate(domain, { ...(name !== undefined ? { name } : {}), ...(description !== undefined ? { description } : {}), ...(o.diskOnly ? { diskOnly: true } : {}) }, { timeoutSeconds }),
+        c.snapshotCreate(
+          domain,
+          { ...(name !== undefined ? { name } : {}), ...(description !== undefined ? { description } : {}), ...(o.diskOnly ? { diskOnly: true } : {}), ...(disks.length ? { disks } : {}) },
+          { timeoutSeconds },
+        ),
       );
       const taken = r.view.currentSnapshot ?? name;
       h.out().result(`Domain snapshot ${taken} created`, { ...r, snapshot: taken });
@@ -66,10 +90,13 @@ export const registerSnapshotCommands = (program: Command, h: CliHelpers): void 
     .description('take a snapshot of a domain from a <domainsnapshot> document')
     .argument('<domain>', 'name or uuid')
     .argument('[xmlfile]', 'the <domainsnapshot> document (default: a snapshot named by its creation time)')
+    .option('--disk-only', 'an external snapshot of the disks alone: each disk goes on a new qcow2 overlay backed by its image')
     .option('--timeout <seconds>', 'deadline for the host to take it', '300')
-    .action(async (domain: string, file: string | undefined, o: { timeout: string }) => {
+    .action(async (domain: string, file: string | undefined, o: { diskOnly?: boolean; timeout: string }) => {
       const xml = file !== undefined ? await readFile(file, 'utf8') : undefined;
-      const r = await hostOp(domain, null, o.timeout, (c, timeoutSeconds) => c.snapshotCreate(domain, xml !== undefined ? { xml } : {}, { timeoutSeconds }));
+      const r = await hostOp(domain, null, o.timeout, (c, timeoutSeconds) =>
+        c.snapshotCreate(domain, { ...(xml !== undefined ? { xml } : {}), ...(o.diskOnly ? { diskOnly: true } : {}) }, { timeoutSeconds }),
+      );
       const taken = r.view.currentSnapshot;
       h.out().result(file !== undefined ? `Domain snapshot ${taken} created from '${file}'` : `Domain snapshot ${taken} created`, { ...r, snapshot: taken });
     });

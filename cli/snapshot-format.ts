@@ -70,7 +70,7 @@ export const snapshotInfo = (x: SnapshotRecord, domain: string, current: boolean
     ['Domain', domain],
     ['Current', current ? 'yes' : 'no'],
     ['State', x.state],
-    ['Location', 'internal'],
+    ['Location', x.disks ? 'external' : 'internal'],
     ['Parent', x.parent ?? '-'],
     ['Children', String(kids)],
     ['Descendants', String(count(x.name))],

@@ -206,8 +206,15 @@ export class VirtplaneClient {
     return this.command('undefine', { domain, ...(opts.managedSave ? { managedSave: true } : {}), ...(opts.snapshotsMetadata ? { snapshotsMetadata: true } : {}) }, opts);
   }
 
-  /** virsh snapshot-create-as (`name`, `description`) or snapshot-create (`xml`, a <domainsnapshot> document); follow with `outcome`. */
-  snapshotCreate(domain: string, spec: { name?: string; description?: string; xml?: string; diskOnly?: boolean }, opts?: CommandOptions) {
+  /**
+   * virsh snapshot-create-as (`name`, `description`) or snapshot-create (`xml`, a <domainsnapshot> document); follow with `outcome`.
+   * `diskOnly`: an external snapshot, each disk on a new qcow2 overlay; `disks`: --diskspec.
+   */
+  snapshotCreate(
+    domain: string,
+    spec: { name?: string; description?: string; xml?: string; diskOnly?: boolean; disks?: Array<{ name: string; snapshot?: 'external' | 'internal' | 'no'; file?: string }> },
+    opts?: CommandOptions,
+  ) {
     return this.command('snapshot-create', { domain, ...spec }, opts);
   }
 

@@ -6,6 +6,7 @@ import type { DomainAggregate } from './decider.ts';
 import type { DomainEventBody } from './events.ts';
 import type { Envelope } from '../envelope.ts';
 import { CommandHeader, DomainRef } from './commands.ts';
+import { ExternalDisk, SnapshotDiskRecord, SnapshotDiskSpec, checkInternalImages, isExternal, planExternal, planExternalDelete, withOverlays, withoutOverlays } from './external-snapshots.ts';
 
 /**
  * The domain decider's section for snapshots (virsh snapshot-*). The log keeps the metadata libvirt
@@ -29,13 +30,18 @@ export const SnapshotName = z
 export const SnapshotRecord = z.object({
   name: SnapshotName,
   description: z.string().max(65536).optional(),
-  /** The domain's state when it was taken: a running or paused one carries the guest's memory too. */
-  state: DomainStateName,
+  /**
+   * The domain's state when it was taken: a running or paused one carries the guest's memory too.
+   * `disk-snapshot`: an external disk-only snapshot (external-snapshots.ts), the disks alone.
+   */
+  state: z.union([DomainStateName, z.literal('disk-snapshot')]),
   /** Seconds since the epoch, as libvirt's <creationTime>. */
   creationTime: z.number().int().nonnegative(),
   parent: z.string().optional(),
   /** The domain's definition when it was taken: snapshot-dumpxml shows it, and a revert restores it. */
   definition: DomainDefinition,
+  /** An external snapshot's disks: the overlay each got, or none (snapshot='no'). */
+  disks: z.array(SnapshotDiskRecord).optional(),
 });
 export type SnapshotRecord = z.infer<typeof SnapshotRecord>;
 
@@ -55,12 +61,14 @@ export const SnapshotTask = z.object({
   names: z.array(SnapshotName).optional(),
   /** snapshot-delete --children-only: the named snapshot stays, its descendants go. */
   childrenOnly: z.boolean().optional(),
+  /** An external snapshot: the overlays a create puts on the disks, or a delete merges back. */
+  external: z.array(ExternalDisk).optional(),
 });
 export type SnapshotTask = z.infer<typeof SnapshotTask>;
 
 export type SnapshotCommand =
-  /** `diskOnly`: virsh --disk-only, an external snapshot of the disks alone (not offered: refused as below). */
-  | { type: 'snapshot-create'; name?: string; description?: string; diskOnly?: boolean; timeoutMs: number }
+  /** `diskOnly`: virsh --disk-only, an external snapshot of the disks alone; `disks`: its <disks> or --diskspec. */
+  | { type: 'snapshot-create'; name?: string; description?: string; diskOnly?: boolean; disks?: SnapshotDiskSpec[]; timeoutMs: number }
   /** `start`: virsh --running / --paused; neither leaves the guest as the snapshot was. */
   | { type: 'snapshot-revert'; name?: string; running?: boolean; paused?: boolean; timeoutMs: number }
   | { type: 'snapshot-delete'; name?: string; children?: boolean; childrenOnly?: boolean; metadata?: boolean; timeoutMs: number }
@@ -130,31 +138,38 @@ export const decideSnapshot = (
       // virsh snapshot-create-as without a name: libvirt names it by the creation time.
       const creationTime = Math.floor(now.getTime() / 1000);
       const name = cmd.name ?? String(creationTime);
-      // libvirt's test driver takes no external snapshot; external snapshots are not offered on QEMU here.
-      if (cmd.diskOnly) {
-        if (onTest) throw unsupportedFlags(0x10, 'testDomainSnapshotCreateXML');
-        throw virtError('argument-unsupported', 'external disk-only snapshots are not supported; internal snapshots (without --disk-only) are');
+      // libvirt's test driver takes no external snapshot (and reads no <disks>).
+      if (cmd.diskOnly && onTest) throw unsupportedFlags(0x10, 'testDomainSnapshotCreateXML');
+      const wantsExternal = !onTest && (cmd.disks ?? []).some((d) => d.snapshot === 'external');
+      if (wantsExternal && !cmd.diskOnly && isActive(s.observed.state)) {
+        throw virtError('config-unsupported', 'external snapshots of a running domain with its memory are not supported: use --disk-only');
       }
+      const diskOnly = !onTest && (cmd.diskOnly || wantsExternal);
       if (findSnapshot(s, name)) throw virtError('operation-failed', `domain moment ${name} already exists`);
+      const plan = diskOnly ? planExternal(s.definition!, name, cmd.disks) : undefined;
       const record = {
         name,
         ...(cmd.description ? { description: cmd.description } : {}),
-        state: s.observed.state,
+        state: plan ? ('disk-snapshot' as const) : s.observed.state,
         creationTime,
         ...(s.currentSnapshot ? { parent: s.currentSnapshot } : {}),
+        ...(plan ? { disks: plan.disks } : {}),
       };
       const size = Buffer.byteLength(JSON.stringify([...snapshotsOf(s), { ...record, definition: modelOf(s.definition!) }]), 'utf8');
       if (size > MAX_SNAPSHOT_METADATA_BYTES) {
         throw virtError('operation-failed', `domain '${s.name}' has ${snapshotsOf(s).length} snapshots whose metadata would exceed ${MAX_SNAPSHOT_METADATA_BYTES / 1024} KiB with this one: delete some first`);
       }
-      return operation('snapshot-create', { name, record });
+      return operation('snapshot-create', { name, record, ...(plan ? { external: plan.external } : {}) });
     }
     case 'snapshot-revert': {
       const snap = resolve(s, cmd.name);
+      // qemuSnapshotRevertValidate (libvirt 9.0).
+      if (!onTest && isExternal(snap)) throw virtError('config-unsupported', 'revert to external snapshot not supported yet');
+      if (!onTest) checkInternalImages(snap, s.definition!);
       if (cmd.running && cmd.paused) {
         throw virtError('invalid-arg', "Flags 'VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING' and 'VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED' are mutually exclusive");
       }
-      const withMemory = isActive(snap.state);
+      const withMemory = snap.state !== 'disk-snapshot' && isActive(snap.state);
       const asked = cmd.running ? 'running' : cmd.paused ? 'paused' : undefined;
       let target: SnapshotTask['target'];
       if (withMemory) target = asked ?? (snap.state === 'paused' ? 'paused' : 'running');
@@ -169,8 +184,15 @@ export const decideSnapshot = (
       const below = cmd.children || cmd.childrenOnly ? descendantsOf(snapshotsOf(s), snap.name) : [];
       const names = cmd.childrenOnly ? below : [...below, snap.name];
       if (cmd.metadata) return names.length ? [{ type: 'DomainSnapshotsForgotten', data: { names } }] : [];
+      const list = snapshotsOf(s);
+      // libvirt 9.0 refuses --children and --children-only for an external snapshot, even without children.
+      if (!onTest && (isExternal(snap) || names.some((n) => isExternal(findSnapshot(s, n)!)))) {
+        const external = planExternalDelete(list, snap, s.definition!, (cmd.children || cmd.childrenOnly) === true);
+        return operation('snapshot-delete', { name: snap.name, names, external });
+      }
       // Nothing below to delete: libvirt says it deleted the children all the same.
       if (names.length === 0) return [];
+      if (!onTest) for (const n of names) checkInternalImages(findSnapshot(s, n)!, s.definition!);
       return operation('snapshot-delete', { name: snap.name, names, ...(cmd.childrenOnly ? { childrenOnly: true } : {}) });
     }
     case 'snapshot-set-current': {
@@ -236,7 +258,10 @@ export const evolveSnapshots = (before: DomainAggregate, after: DomainAggregate,
       if (!p || p.taskId !== e.data.taskId || !p.snapshot) return setTree(after, tree);
       if (p.op === 'snapshot-create' && p.snapshot.record && before.definition) {
         const record: SnapshotRecord = { ...p.snapshot.record, definition: modelOf(before.definition) };
-        return setTree(after, { snapshots: [...snapshotsOf(before), record], currentSnapshot: p.snapshot.name });
+        // An external snapshot leaves each disk on its overlay: the next start opens that too.
+        const ext = p.snapshot.external;
+        const moved = ext && after.definition ? { ...after, definition: withOverlays(after.definition, ext), nextDefinition: after.nextDefinition ? withOverlays(after.nextDefinition, ext) : null } : after;
+        return setTree(moved, { snapshots: [...snapshotsOf(before), record], currentSnapshot: p.snapshot.name });
       }
       if (p.op === 'snapshot-revert') {
         // A revert brings back the definition the snapshot was taken with, as libvirt's does.
@@ -245,7 +270,12 @@ export const evolveSnapshots = (before: DomainAggregate, after: DomainAggregate,
         return setTree(reverted, { ...tree, currentSnapshot: p.snapshot.name });
       }
       if (p.op === 'snapshot-delete' && p.snapshot.names) {
-        return setTree(after, without(before, p.snapshot.names));
+        // A merged external snapshot leaves each disk on the image it had when it was taken.
+        const ext = p.snapshot.external;
+        const then = findSnapshot(before, p.snapshot.name)?.definition;
+        const back = (d: DomainDefinition) => (ext && then ? withoutOverlays(d, ext, then) : d);
+        const moved = after.definition ? { ...after, definition: back(after.definition), nextDefinition: after.nextDefinition ? back(after.nextDefinition) : null } : after;
+        return setTree(moved, without(before, p.snapshot.names));
       }
       return setTree(after, tree);
     }
@@ -261,8 +291,10 @@ export const SnapshotCreateRequest = CommandHeader.extend({
   domain: DomainRef,
   name: SnapshotName.optional(),
   description: z.string().max(65536).optional(),
-  /** virsh --disk-only: refused, as external snapshots are not offered. */
+  /** virsh --disk-only: an external snapshot of the disks alone, each on a new qcow2 overlay. */
   diskOnly: z.boolean().optional(),
+  /** virsh --diskspec: which disks get an overlay (snapshot='external'), with which file, or none. */
+  disks: z.array(SnapshotDiskSpec).max(64).optional(),
   xml: z.string().optional(),
   ...Timeout,
 }).refine((r) => r.xml === undefined || (r.name === undefined && r.description === undefined), { message: 'give either "xml" or "name"/"description", not both' });

@@ -38,6 +38,8 @@ import { formatDomainXml } from '../../contracts/xml/domain.ts';
 import { allocatePort, findQemuBinary, processCmdline, processState, qemuAvailable } from './host.ts';
 import { liveCreate, liveDelete, liveRevert, liveTags, offlineCreate, offlineDelete, offlineRevert, offlineTags, snapshotDisks, type Hmp } from './snapshots.ts';
 import type { SnapshotTask } from '../../contracts/domain/snapshots.ts';
+import { withOverlays, withSources, type ExternalDisk } from '../../contracts/domain/external-snapshots.ts';
+import { createOverlays, liveCommit, liveSnapshot, offlineCommit } from './external-snapshots.ts';
 import { QmpClient, QmpClosedError, QmpError, QmpTimeoutError, connectWhenReady, type QmpEvent } from './qmp.ts';
 
 /** A tap device prepared for one interface by the host's network side. */
@@ -541,6 +543,7 @@ export class QemuDriver implements HypervisorDriver {
    */
   async snapshotCreate(def: DomainDefinition, snap: SnapshotTask, opts: OperationOptions = {}): Promise<ObservedState> {
     await this.ready;
+    if (snap.external) return this.externalCreate(def, snap, snap.external, opts);
     return this.withLock(def.uuid, async () => {
       const files = snapshotDisks(def);
       const d = await this.find(def.uuid);
@@ -594,6 +597,7 @@ export class QemuDriver implements HypervisorDriver {
   /** delvm of each tag on a running guest, qemu-img on a shut off one's images; a tag gone already is skipped. */
   async snapshotDelete(def: DomainDefinition, snap: SnapshotTask, opts: OperationOptions = {}): Promise<ObservedState> {
     await this.ready;
+    if (snap.external) return this.externalDelete(def, snap.external, opts);
     return this.withLock(def.uuid, async () => {
       const names = snap.names ?? [];
       const d = await this.find(def.uuid);
@@ -604,6 +608,43 @@ export class QemuDriver implements HypervisorDriver {
       return this.during(d, 'snapshot-delete', async () => {
         await liveDelete(this.hmp(await this.monitor(d), opts), names);
         return this.liveState(d);
+      });
+    });
+  }
+
+  /**
+   * An external disk-only snapshot (drivers/qemu/external-snapshots.ts): the overlays are created,
+   * then a running guest's disks switch to them in one transaction; a shut off guest's definition
+   * names them from its next start. The task's marker tells a repeated run its own overlays from a
+   * file that was there before.
+   */
+  private externalCreate(def: DomainDefinition, snap: SnapshotTask, disks: ExternalDisk[], opts: OperationOptions): Promise<ObservedState> {
+    return this.withLock(def.uuid, async () => {
+      const markers = join(this.qemuDir, 'external-snapshots', def.uuid);
+      await createOverlays(disks, markers, `${snap.name}@${snap.record?.creationTime ?? ''}`, opts.signal);
+      const d = await this.find(def.uuid);
+      if (!d) return this.stopped.get(def.uuid) ?? SHUTOFF_UNKNOWN;
+      return this.during(d, 'snapshot-create', async () => {
+        await liveSnapshot(await this.monitor(d), disks, opts);
+        // Statistics and a restart by a lifecycle action find the disks where they now are.
+        d.rec.def = withOverlays(d.rec.def, disks);
+        return this.record(d, await this.liveState(d));
+      });
+    });
+  }
+
+  /** The overlays merged back into the images below them: block-commit on a running guest, qemu-img on a shut off one. */
+  private externalDelete(def: DomainDefinition, disks: ExternalDisk[], opts: OperationOptions): Promise<ObservedState> {
+    return this.withLock(def.uuid, async () => {
+      const d = await this.find(def.uuid);
+      if (!d) {
+        await offlineCommit(disks, opts.signal);
+        return this.stopped.get(def.uuid) ?? SHUTOFF_UNKNOWN;
+      }
+      return this.during(d, 'snapshot-delete', async () => {
+        await liveCommit(await this.monitor(d), disks, opts);
+        d.rec.def = withSources(d.rec.def, disks);
+        return this.record(d, await this.liveState(d));
       });
     });
   }

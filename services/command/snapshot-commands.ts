@@ -10,12 +10,13 @@ export class SnapshotCommands {
 
   create(req: SnapshotCreateRequest, meta: CommandMeta): Promise<Accepted> {
     // A document is read before anything is decided: a hostile or malformed one changes nothing.
-    const doc = req.xml !== undefined ? parseSnapshotXml(req.xml) : { name: req.name, description: req.description };
+    const doc = req.xml !== undefined ? parseSnapshotXml(req.xml) : { name: req.name, description: req.description, disks: req.disks };
     return this.domains.run(req.domain, meta, {
       type: 'snapshot-create',
       ...(doc.name !== undefined ? { name: doc.name } : {}),
       ...(doc.description ? { description: doc.description } : {}),
       ...(req.diskOnly ? { diskOnly: true } : {}),
+      ...(doc.disks?.length ? { disks: doc.disks } : {}),
       timeoutMs: timeout(req.timeoutSeconds, 'snapshot-create'),
     });
   }
