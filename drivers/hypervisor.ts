@@ -16,6 +16,8 @@ export interface OperationOptions {
   signal?: AbortSignal;
   /** Called with human-readable progress for long operations. */
   progress?: (message: string, fraction?: number) => void;
+  /** The task this is done for: the same in every run of a task, redelivered or not. */
+  taskId?: string;
 }
 
 export interface DriverDomain extends ObservedState {

@@ -40,6 +40,7 @@ import { liveCreate, liveDelete, liveRevert, liveTags, offlineCreate, offlineDel
 import type { SnapshotTask } from '../../contracts/domain/snapshots.ts';
 import { withOverlays, withSources, type ExternalDisk } from '../../contracts/domain/external-snapshots.ts';
 import { createOverlays, liveCommit, liveSnapshot, offlineCommit } from './external-snapshots.ts';
+import type { TaskMarker } from './task-markers.ts';
 import { QmpClient, QmpClosedError, QmpError, QmpTimeoutError, connectWhenReady, type QmpEvent } from './qmp.ts';
 
 /** A tap device prepared for one interface by the host's network side. */
@@ -546,13 +547,14 @@ export class QemuDriver implements HypervisorDriver {
     if (snap.external) return this.externalCreate(def, snap, snap.external, opts);
     return this.withLock(def.uuid, async () => {
       const files = snapshotDisks(def);
+      const marker = this.snapshotMarker(def, snap, opts);
       const d = await this.find(def.uuid);
       if (!d) {
-        await offlineCreate(files, snap.name, opts.signal);
+        await offlineCreate(files, snap.name, marker, opts.signal);
         return this.stopped.get(def.uuid) ?? SHUTOFF_UNKNOWN;
       }
       return this.during(d, 'snapshot-create', async () => {
-        await liveCreate(this.hmp(await this.monitor(d), opts), snap.name);
+        await liveCreate(this.hmp(await this.monitor(d), opts), snap.name, marker);
         return this.record(d, await this.liveState(d));
       });
     });
@@ -620,8 +622,7 @@ export class QemuDriver implements HypervisorDriver {
    */
   private externalCreate(def: DomainDefinition, snap: SnapshotTask, disks: ExternalDisk[], opts: OperationOptions): Promise<ObservedState> {
     return this.withLock(def.uuid, async () => {
-      const markers = join(this.qemuDir, 'external-snapshots', def.uuid);
-      await createOverlays(disks, markers, `${snap.name}@${snap.record?.creationTime ?? ''}`, opts.signal);
+      await createOverlays(disks, this.snapshotMarker(def, snap, opts), opts.signal);
       const d = await this.find(def.uuid);
       if (!d) return this.stopped.get(def.uuid) ?? SHUTOFF_UNKNOWN;
       return this.during(d, 'snapshot-create', async () => {
@@ -631,6 +632,11 @@ export class QemuDriver implements HypervisorDriver {
         return this.record(d, await this.liveState(d));
       });
     });
+  }
+
+  /** The marker of a snapshot task (task-markers.ts): its id, or for a caller without one the request's name and time. */
+  private snapshotMarker(def: DomainDefinition, snap: SnapshotTask, opts: OperationOptions): TaskMarker {
+    return { dir: join(this.qemuDir, 'snapshot-tasks', def.uuid), key: opts.taskId ?? `${snap.name}@${snap.record?.creationTime ?? ''}` };
   }
 
   /** The overlays merged back into the images below them: block-commit on a running guest, qemu-img on a shut off one. */

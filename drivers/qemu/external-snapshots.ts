@@ -1,13 +1,13 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { lstat, mkdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lstat, rm } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ExternalDisk } from '../../contracts/domain/external-snapshots.ts';
 import { VirtError } from '../../contracts/errors.ts';
 import type { OperationOptions } from '../hypervisor.ts';
+import { isMarked, mark, type TaskMarker } from './task-markers.ts';
 import { QmpError, type QmpClient } from './qmp.ts';
 
 const run = promisify(execFile);
@@ -47,13 +47,6 @@ export const imageInfo = async (file: string, signal?: AbortSignal): Promise<Ima
 const backsOnto = (info: ImageInfo, source: string): boolean =>
   info.format === 'qcow2' && (info['full-backing-filename'] === source || info['backing-filename'] === source);
 
-/**
- * The overlays this snapshot's task set out to create, written before the first one is: a repeated
- * task finds it and takes an overlay it finds as its own, where any other file at that path is
- * refused as libvirt refuses it.
- */
-const markerPath = (dir: string, key: string): string => join(dir, `${createHash('sha256').update(key).digest('hex').slice(0, 32)}.json`);
-
 /** lstat: a link planted at the overlay's path is something there, not a way to write elsewhere. */
 const present = async (file: string) => lstat(file).catch(() => undefined);
 
@@ -61,9 +54,10 @@ const present = async (file: string) => lstat(file).catch(() => undefined);
  * The overlay files, each a qcow2 image on top of its disk's image (-u: the size is read first, so
  * the image a running guest holds is not opened for writing by qemu-img).
  */
-export const createOverlays = async (disks: readonly ExternalDisk[], markerDir: string, key: string, signal?: AbortSignal): Promise<void> => {
-  const marker = markerPath(markerDir, key);
-  if (!existsSync(marker)) {
+export const createOverlays = async (disks: readonly ExternalDisk[], marker: TaskMarker, signal?: AbortSignal): Promise<void> => {
+  // The task's marker (task-markers.ts) lets a repeated run take an overlay it finds as its own,
+  // where any other file at that path is refused as libvirt refuses it.
+  if (!isMarked(marker)) {
     for (const d of disks) {
       // qemuSnapshotPrepareDiskExternalActive's refusal, in its words; a block device (which libvirt
       // would format as the overlay) is not offered.
@@ -71,8 +65,7 @@ export const createOverlays = async (disks: readonly ExternalDisk[], markerDir: 
       if (st?.isBlockDevice()) throw new VirtError('operation-unsupported', `external snapshot file for disk ${d.dev} is a block device: overlays on block devices are not supported: ${d.overlay}`);
       if (st) throw new VirtError('operation-unsupported', `external snapshot file for disk ${d.dev} already exists and is not a block device: ${d.overlay}`);
     }
-    await mkdir(markerDir, { recursive: true });
-    await writeFile(marker, JSON.stringify({ key, overlays: disks.map((d) => d.overlay) }));
+    await mark(marker, { overlays: disks.map((d) => d.overlay) });
   }
   for (const d of disks) {
     const st = await present(d.overlay);

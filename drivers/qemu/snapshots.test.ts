@@ -69,8 +69,35 @@ describe.skipIf(!avail.ok)('QemuDriver snapshots', () => {
     expect(await driver.state(def.uuid)).toMatchObject({ state: 'running' });
     await driver.snapshotDelete(def, { name: 'mem', names: ['mem'] });
 
+    // A tag left by an abandoned task (one that timed out after savevm) is not another task's
+    // snapshot: a new request of the same name takes it anew; only the same task keeps what it made.
+    await driver.snapshotCreate(def, { name: 'stale' }, { taskId: 'abandoned' });
+    const stale = await imageRows(disk);
+    await driver.snapshotCreate(def, { name: 'stale' }, { taskId: 'abandoned' });
+    expect(await imageRows(disk)).toEqual(stale);
+    await driver.snapshotCreate(def, { name: 'stale' }, { taskId: 'next' });
+    const retaken = await imageRows(disk);
+    expect(retaken).toHaveLength(1);
+    expect(retaken).not.toEqual(stale);
+    await driver.snapshotCreate(def, { name: 'stale' }, { taskId: 'next' });
+    expect(await imageRows(disk)).toEqual(retaken);
+    await driver.snapshotDelete(def, { name: 'stale', names: ['stale'] });
+
     await driver.destroy(def.uuid);
     await driver.snapshotCreate(def, { name: 'off' });
+    // Shut off, the same with qemu-img, told by content: the tag holds what the disk held when the
+    // new task ran, not what it held for the abandoned one; a repeat of the new task keeps it.
+    const fill = (byte: string) => run('qemu-io', ['-f', 'qcow2', '-c', `write -P ${byte} 0 4k`, disk]);
+    await fill('0x41');
+    await driver.snapshotCreate(def, { name: 'off2' }, { taskId: 'old' });
+    await fill('0x42');
+    await driver.snapshotCreate(def, { name: 'off2' }, { taskId: 'new' });
+    await fill('0x43');
+    await driver.snapshotCreate(def, { name: 'off2' }, { taskId: 'new' });
+    expect((await imageRows(disk)).filter((r) => r.includes('off2'))).toHaveLength(1);
+    await driver.snapshotRevert(def, { name: 'off2', target: 'shutoff', withMemory: false });
+    expect((await run('qemu-io', ['-f', 'qcow2', '-c', 'read -P 0x42 0 4k', disk])).stdout).not.toContain('Pattern verification failed');
+    await driver.snapshotDelete(def, { name: 'off2', names: ['off2'] });
     await driver.snapshotCreate(def, { name: 'off' });
     expect(await imageTags(disk)).toEqual(['off']);
     expect(await driver.snapshotRevert(def, { name: 'off', target: 'shutoff', withMemory: false })).toEqual({ state: 'shutoff', reason: 'from-snapshot' });

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { DomainDefinition } from '../../contracts/domain/definition.ts';
 import { VirtError } from '../../contracts/errors.ts';
+import { isMarked, mark, type TaskMarker } from './task-markers.ts';
 
 const run = promisify(execFile);
 
@@ -52,9 +53,17 @@ const hmpChecked = async (hmp: Hmp, command: string): Promise<void> => {
 
 export const liveTags = async (hmp: Hmp): Promise<string[]> => snapshotTags(await hmp('info snapshots'));
 
-/** savevm, unless the images already hold the tag (a repeated task): savevm would overwrite it with a later state. */
-export const liveCreate = async (hmp: Hmp, name: string): Promise<void> => {
-  if ((await liveTags(hmp)).includes(name)) return;
+/**
+ * savevm. A tag the images already hold is this task's snapshot only when the task's marker says it
+ * began before (a repeated task: savevm again would overwrite it with a later state); otherwise it is
+ * what an abandoned task left (one that timed out, say), and a snapshot recorded on it would hold an
+ * older state than asked for, so it goes first. The marker is written after that and before savevm.
+ */
+export const liveCreate = async (hmp: Hmp, name: string, marker: TaskMarker): Promise<void> => {
+  const held = (await liveTags(hmp)).includes(name);
+  if (held && isMarked(marker)) return;
+  if (held) await hmpChecked(hmp, `delvm ${name}`);
+  await mark(marker);
   await hmpChecked(hmp, `savevm ${name}`);
 };
 
@@ -80,8 +89,12 @@ const qemuImg = async (args: string[], signal?: AbortSignal): Promise<string> =>
 
 export const offlineTags = async (file: string, signal?: AbortSignal): Promise<string[]> => snapshotTags(await qemuImg(['snapshot', '-l', '-U', file], signal));
 
-/** qemu-img snapshot -c on every disk that does not hold the tag yet. */
-export const offlineCreate = async (files: readonly string[], name: string, signal?: AbortSignal): Promise<void> => {
+/** qemu-img snapshot -c on every disk that does not hold the tag yet, with stale tags taken away first as liveCreate does. */
+export const offlineCreate = async (files: readonly string[], name: string, marker: TaskMarker, signal?: AbortSignal): Promise<void> => {
+  if (!isMarked(marker)) {
+    for (const f of files) if ((await offlineTags(f, signal)).includes(name)) await qemuImg(['snapshot', '-d', name, f], signal);
+    await mark(marker);
+  }
   for (const f of files) if (!(await offlineTags(f, signal)).includes(name)) await qemuImg(['snapshot', '-c', name, f], signal);
 };
 

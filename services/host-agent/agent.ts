@@ -348,7 +348,7 @@ export class HostAgent {
     const overdue = AbortSignal.timeout(deadline);
     const signal = AbortSignal.any([this.worker.signal, overdue]);
     const progress = setInterval(working, Math.max(500, this.ackWaitMs / 3));
-    const opts: OperationOptions = { signal, progress: (message) => this.log.info('progress', { taskId: task.taskId, message }) };
+    const opts: OperationOptions = { signal, taskId: task.taskId, progress: (message) => this.log.info('progress', { taskId: task.taskId, message }) };
     try {
       const observed: ObservedState = await this.perform(driver, task, opts);
       const interfaces = await this.opts.runtimeInterfaces?.(uuid);
