@@ -31,12 +31,20 @@ export const threadAffinity = async (pid: number, tid: number): Promise<number[]
  */
 export const qemuVcpuInfo = async (qmp: QmpClient, pid: number): Promise<VcpuInfo[]> => {
   const cpus = await qmp.execute<Array<{ 'cpu-index': number; 'thread-id': number }>>('query-cpus-fast');
-  return Promise.all(
+  const rows = await Promise.all(
     cpus
       .sort((a, b) => a['cpu-index'] - b['cpu-index'])
-      .map(async (c) => {
-        const [st, affinity] = await Promise.all([threadStat(pid, c['thread-id']), threadAffinity(pid, c['thread-id'])]);
-        return { number: c['cpu-index'], state: 'running' as const, cpu: st.cpu, timeNs: st.timeNs, affinity };
+      .map(async (c): Promise<VcpuInfo | undefined> => {
+        const tid = c['thread-id'];
+        // A vCPU unplugged between the query and the read has no thread left: it is no longer online.
+        const read = await Promise.all([threadStat(pid, tid), threadAffinity(pid, tid)]).catch((e: NodeJS.ErrnoException) => {
+          if (e.code === 'ENOENT' || e.code === 'ESRCH') return undefined;
+          throw e;
+        });
+        if (!read) return undefined;
+        const [st, affinity] = read;
+        return { number: c['cpu-index'], state: 'running', cpu: st.cpu, timeNs: st.timeNs, affinity };
       }),
   );
+  return rows.filter((r): r is VcpuInfo => r !== undefined);
 };
