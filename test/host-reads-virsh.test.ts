@@ -86,4 +86,16 @@ describe.skipIf(!hasVirsh)('host reading verbs side by side with virsh -c test:/
       if (domain) await cli(['destroy', domain]);
     }
   });
+
+  it('hostile input is refused before any host is asked, in clear words', { timeout: 60_000 }, async () => {
+    const fails = async (args: string[]) => cli(args).then(() => ({ code: 0, stderr: '' }), (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr.trim() }));
+    expect(await fails(['maxvcpus', '--type', '*'])).toEqual({ code: 1, stderr: 'error: invalid argument: type: Invalid string: must match pattern /^[A-Za-z0-9_-]{1,32}$/ [invalid-arg]' });
+    expect(await fails(['nodecpustats', '--cpu', '99999999999'])).toEqual({ code: 2, stderr: "error: Numeric value '99999999999' for <cpu> option is malformed or out of range" });
+    expect(await fails(['nodecpustats', '--cpu', '1.5'])).toEqual({ code: 2, stderr: "error: Numeric value '1.5' for <cpu> option is malformed or out of range" });
+    for (const host of ['*', '>', 'nosuch']) {
+      for (const verb of ['nodecpumap', 'nodecpustats', 'sysinfo', 'maxvcpus']) {
+        expect(await fails([verb, '--host', host])).toEqual({ code: 1, stderr: `error: no host with id '${host}' has registered [no-host]` });
+      }
+    }
+  });
 });
