@@ -15,6 +15,7 @@ import { registerMetadataCommands } from './metadata-commands.ts';
 import { registerSnapshotCommands } from './snapshot-commands.ts';
 import { registerNodeCommands } from './node-commands.ts';
 import { registerMonitorCommands } from './monitor-commands.ts';
+import { registerHostReadCommands } from './host-read-commands.ts';
 import { registerResourceCommands } from './resource-commands.ts';
 import { registerLookupCommands } from './lookup-commands.ts';
 import { registerConsoleCommands } from './console-commands.ts';
@@ -146,6 +147,7 @@ export const buildProgram = (): Command => {
   registerSnapshotCommands(program, helpers);
   registerNodeCommands(program, helpers);
   registerMonitorCommands(program, helpers);
+  registerHostReadCommands(program, helpers);
   registerResourceCommands(program, helpers);
   registerLookupCommands(program, helpers);
   registerConsoleCommands(program, helpers);

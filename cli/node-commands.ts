@@ -16,7 +16,7 @@ import { freeCell, nodeMemStats } from './monitor-format.ts';
 const VERSION = (JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
 /** The host named, or the only registered one. */
-const chosenHost = async (c: VirtplaneClient, id: string | undefined): Promise<HostView> => {
+export const chosenHost = async (c: VirtplaneClient, id: string | undefined): Promise<HostView> => {
   if (id) return c.host(id);
   const hosts = (await c.hosts()).filter((h) => !h.lost);
   if (hosts.length === 1) return hosts[0]!;

@@ -11,7 +11,7 @@ import type { ResourceChange } from '../contracts/domain/resources.ts';
 import { isActive } from '../contracts/domain/state.ts';
 import { isVirtError, virtError } from '../contracts/errors.ts';
 import { LifecycleEvent } from '../contracts/lifecycle.ts';
-import { STREAMS, subjects } from '../contracts/subjects.ts';
+import { STREAMS, subjects, type HostReadKind } from '../contracts/subjects.ts';
 import type { DomainListRequest, DomainView, HostView } from '../contracts/views.ts';
 import type { EvacuationItem } from '../contracts/host/events.ts';
 import { BaseConfig, loadConfig, resolveNatsUrl } from '../platform/config.ts';
@@ -29,6 +29,8 @@ import type { StoragePoolDefinitionInput, StorageVolumeDefinitionInput } from '.
 import type { PoolListRequest, PoolView, TaskOutcomeView, VolumeView } from '../contracts/storage/views.ts';
 import { downloadVolume, uploadVolume, type StreamTarget, type TransferResult } from './volume-stream.ts';
 import type { DomainCapsRequest } from '../contracts/host/domain-caps.ts';
+import { ALL_CPUS, type NodeCpuMap, type NodeCpuStats, type VcpuInfo } from '../contracts/host/host-reads.ts';
+import { parseBitmap } from '../contracts/xml/units.ts';
 
 /**
  * A command unanswered this long is sent again under its id (the first copy may have crossed a route
@@ -395,8 +397,59 @@ export class VirtplaneClient {
     return (await this.askHost<{ xml: string }>(hostId, 'domain-caps', { ...req })).xml;
   }
 
+  /**
+   * virsh vcpuinfo: a running guest's vCPUs, asked of its host; a guest that is not running has no
+   * vCPU threads, so each is given with what it may run on, as virsh falls back to virDomainGetVcpuPinInfo.
+   */
+  async vcpuInfo(domain: string): Promise<{ view: DomainView; running: boolean; vcpus: VcpuInfo[]; hostCpus: number }> {
+    const view = await this.get(domain);
+    if (isActive(view.observed.state)) {
+      const r = await this.askHost<{ vcpus: VcpuInfo[]; hostCpus: number }>(view.hostId, 'vcpu-info', { domainId: view.id, definition: view.definition });
+      return { view, running: true, ...r };
+    }
+    const def = view.nextDefinition ?? view.definition;
+    const map = await this.nodeCpuMap(view.hostId);
+    const mask = def.vcpu?.cpuset ? parseBitmap(def.vcpu.cpuset) : undefined;
+    const affinity = mask && mask.size > 0 ? [...mask].sort((a, b) => a - b) : Array.from({ length: map.present }, (_, i) => i);
+    const vcpus = Array.from({ length: def.vcpu?.current ?? def.vcpus }, (_, number) => ({ number, state: 'offline' as const, cpu: -1, timeNs: 0, affinity }));
+    return { view, running: false, vcpus, hostCpus: map.present };
+  }
+
+  /** virsh domtime: a running guest's clock, as its host's driver reads it. */
+  async domainTime(domain: string): Promise<{ seconds: number; nseconds: number }> {
+    const view = await this.get(domain);
+    if (!isActive(view.observed.state)) throw virtError('operation-invalid', 'domain is not running', { domain: view.name });
+    return this.askHost(view.hostId, 'domain-time', { domainId: view.id, definition: view.definition });
+  }
+
+  /** virsh maxvcpus: the most vCPUs a guest of `type` may have on the host. */
+  async maxVcpus(hostId: string, type?: string): Promise<number> {
+    return (await this.askHost<{ max: number }>(hostId, 'max-vcpus', type === undefined ? {} : { type })).max;
+  }
+
+  /**
+   * virsh nodecpustats: a host's CPU times since boot, all CPUs (-1) or one. A negative CPU other than
+   * -1 is refused here, as libvirt's virNodeGetCPUStats refuses it before asking any driver.
+   */
+  async nodeCpuStats(hostId: string, cpu = ALL_CPUS): Promise<NodeCpuStats> {
+    if (!Number.isInteger(cpu) || cpu < ALL_CPUS || cpu > 0x7fffffff) {
+      throw virtError('invalid-arg', 'cpuNum in virNodeGetCPUStats only accepts -1 as a negative value', { raw: true });
+    }
+    return (await this.askHost<{ stats: NodeCpuStats }>(hostId, 'node-cpu-stats', cpu === ALL_CPUS ? {} : { cpu })).stats;
+  }
+
+  /** virsh nodecpumap: how many CPUs a host has and which are online. */
+  async nodeCpuMap(hostId: string): Promise<NodeCpuMap> {
+    return this.askHost<NodeCpuMap>(hostId, 'node-cpu-map', {});
+  }
+
+  /** virsh sysinfo: a host's SMBIOS as libvirt's sysinfo XML. */
+  async sysinfo(hostId: string): Promise<string> {
+    return (await this.askHost<{ xml: string }>(hostId, 'sysinfo', {})).xml;
+  }
+
   /** A live reading only the host's own agent can give: nobody listening means that agent is down. */
-  private async askHost<T>(hostId: string, what: 'domain-stats' | 'node-stats' | 'dhcp-leases' | 'save-image' | 'domain-caps', body: Record<string, unknown>): Promise<T> {
+  private async askHost<T>(hostId: string, what: HostReadKind, body: Record<string, unknown>): Promise<T> {
     try {
       return await call<T>(this.nats.nc, subjects.hostRead(hostId, what), body, this.timeoutMs);
     } catch (e) {

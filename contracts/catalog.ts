@@ -30,6 +30,7 @@ import { SecretGetRequest, SecretListRequest, SecretView } from './secret/views.
 import { ConsoleOpened, ConsoleOpenRequest } from './console.ts';
 import { DomainGetQuery, DomainListRequest, DomainView, HostListRequest, HostView } from './views.ts';
 import { DomainCapsReply, DomainCapsRequest } from './host/domain-caps.ts';
+import { DomainTimeReply, DomainTimeRequest, MaxVcpusReply, MaxVcpusRequest, NodeCpuMapReply, NodeCpuMapRequest, NodeCpuStatsReply, NodeCpuStatsRequest, SysinfoReply, SysinfoRequest, VcpuInfoReply, VcpuInfoRequest } from './host/host-reads.ts';
 
 /**
  * Every subject virtplane speaks on, with the zod schema of what travels there: the source of the
@@ -277,6 +278,66 @@ export const CATALOG: ChannelSpec[] = [
     description: "What the host's hypervisor offers a domain (virsh domcapabilities): machine, vCPU limit, CPU models, devices, probed from qemu when asked. A test-driver host answers libvirt's 'not supported'.",
     message: msg('DomainCapsRequest', DomainCapsRequest, 'Optionally the domain type, emulator, architecture and machine.'),
     reply: orError('DomainCapsReply', ok(DomainCapsReply.shape), "libvirt's domain capabilities XML."),
+    from: 'client',
+    to: 'host-agent',
+  },
+  {
+    id: 'hostread-vcpu-info',
+    address: 'hostread.{hostId}.vcpu-info',
+    kind: 'query',
+    description: "A running guest's vCPUs (virsh vcpuinfo): the host CPU each last ran on, its state, CPU time and affinity, read from the vCPU threads qemu names; the host's CPU count for the maps. Only operators may ask; only the host that runs the guest answers.",
+    message: msg('VcpuInfoRequest', VcpuInfoRequest, 'The domain and the definition the control plane holds for it.'),
+    reply: orError('VcpuInfoReply', ok(VcpuInfoReply.shape), 'Each online vCPU, and how many CPUs the host has.'),
+    from: 'client',
+    to: 'host-agent',
+  },
+  {
+    id: 'hostread-domain-time',
+    address: 'hostread.{hostId}.domain-time',
+    kind: 'query',
+    description: "A running guest's clock (virsh domtime), which only its guest agent can read: a qemu guest without one answers libvirt's 'QEMU guest agent is not configured'.",
+    message: msg('DomainTimeRequest', DomainTimeRequest, 'The domain and the definition the control plane holds for it.'),
+    reply: orError('DomainTimeReply', ok(DomainTimeReply.shape), 'Seconds and nanoseconds since the epoch.'),
+    from: 'client',
+    to: 'host-agent',
+  },
+  {
+    id: 'hostread-max-vcpus',
+    address: 'hostread.{hostId}.max-vcpus',
+    kind: 'query',
+    description: "The most vCPUs a guest may have on the host (virsh maxvcpus): for qemu the domain capabilities' vCPU limit of the default machine.",
+    message: msg('MaxVcpusRequest', MaxVcpusRequest, 'Optionally the domain type (kvm, qemu).'),
+    reply: orError('MaxVcpusReply', ok(MaxVcpusReply.shape), 'The limit.'),
+    from: 'client',
+    to: 'host-agent',
+  },
+  {
+    id: 'hostread-node-cpu-stats',
+    address: 'hostread.{hostId}.node-cpu-stats',
+    kind: 'query',
+    description: "The host's CPU times since boot in ns (virsh nodecpustats), from /proc/stat: all CPUs or one. A CPU the host lacks is libvirt's 'Invalid cpuNum'.",
+    message: msg('NodeCpuStatsRequest', NodeCpuStatsRequest, 'Optionally one CPU (-1 or none: all).'),
+    reply: orError('NodeCpuStatsReply', ok(NodeCpuStatsReply.shape), 'User, system, idle and iowait time.'),
+    from: 'client',
+    to: 'host-agent',
+  },
+  {
+    id: 'hostread-node-cpu-map',
+    address: 'hostread.{hostId}.node-cpu-map',
+    kind: 'query',
+    description: "The host's CPUs (virsh nodecpumap): how many are present and which are online, from /sys/devices/system/cpu.",
+    message: msg('NodeCpuMapRequest', NodeCpuMapRequest, 'Nothing: the subject names the host.'),
+    reply: orError('NodeCpuMapReply', ok(NodeCpuMapReply.shape), 'The count of CPUs present and the online ones.'),
+    from: 'client',
+    to: 'host-agent',
+  },
+  {
+    id: 'hostread-sysinfo',
+    address: 'hostread.{hostId}.sysinfo',
+    kind: 'query',
+    description: "The host's SMBIOS (virsh sysinfo) from /sys/class/dmi/id, as libvirt's sysinfo XML; a machine whose firmware gives none answers libvirt's 'Host SMBIOS information is not available'.",
+    message: msg('SysinfoRequest', SysinfoRequest, 'Nothing: the subject names the host.'),
+    reply: orError('SysinfoReply', ok(SysinfoReply.shape), "libvirt's sysinfo XML."),
     from: 'client',
     to: 'host-agent',
   },

@@ -35,6 +35,20 @@ const aggregateToken = (id: string): string => {
   return id;
 };
 
+/** The live readings a host's agent answers (`hostread.<host>.<kind>`). */
+export type HostReadKind =
+  | 'domain-stats'
+  | 'node-stats'
+  | 'dhcp-leases'
+  | 'save-image'
+  | 'domain-caps'
+  | 'vcpu-info'
+  | 'domain-time'
+  | 'max-vcpus'
+  | 'node-cpu-stats'
+  | 'node-cpu-map'
+  | 'sysinfo';
+
 export const subjects = {
   aggregate: (type: AggregateType, id: string) => `ev.${type}.${aggregateToken(id)}`,
   allEvents: 'ev.>',
@@ -55,7 +69,7 @@ export const subjects = {
    * A live reading an operator asks of one host's agent (a guest's counters, the host's memory):
    * only that host may answer it, and it is never recorded.
    */
-  hostRead: (hostId: string, what: 'domain-stats' | 'node-stats' | 'dhcp-leases' | 'save-image' | 'domain-caps') => `hostread.${hostId}.${what}`,
+  hostRead: (hostId: string, what: HostReadKind) => `hostread.${hostId}.${what}`,
   task: (hostId: string) => `task.${hostId}`,
   allTasks: 'task.>',
   lifecycle: (hostId: string, domainId: string) => `lifecycle.${hostId}.${domainId}`,

@@ -4,6 +4,7 @@ import type { ObservedState, RuntimeDevices, RuntimeInterface } from '../contrac
 import type { DomainStats } from '../contracts/domain/stats.ts';
 import type { SnapshotTask } from '../contracts/domain/snapshots.ts';
 import type { DomainCapsRequest } from '../contracts/host/domain-caps.ts';
+import type { NodeCpuMap, NodeCpuStats, VcpuInfo } from '../contracts/host/host-reads.ts';
 
 /**
  * What a host agent needs from a hypervisor driver. Drivers are plain async code over the host OS:
@@ -106,6 +107,18 @@ export interface HypervisorDriver {
   setVcpus?(uuid: string, count: number, opts?: OperationOptions): Promise<void>;
   /** virsh domcapabilities: libvirt's domain capabilities XML, read from the hypervisor now. */
   domainCapabilities?(req: DomainCapsRequest): Promise<string>;
+  /** virsh vcpuinfo: each online vCPU of a running guest, the host CPU it last ran on, its time and affinity. */
+  vcpuInfo?(def: DomainDefinition): Promise<VcpuInfo[]>;
+  /** virsh domtime: the guest's clock, read by its guest agent. */
+  domainTime?(def: DomainDefinition): Promise<{ seconds: number; nseconds: number }>;
+  /** virsh maxvcpus: the most vCPUs a guest of `type` (the driver's default when absent) may have. */
+  maxVcpus?(type?: string): Promise<number>;
+  /** virsh nodecpustats: the host's CPU times, all CPUs (-1) or one; a CPU it lacks is `invalid-arg`. */
+  nodeCpuStats?(cpu: number): Promise<NodeCpuStats>;
+  /** virsh nodecpumap: CPUs present and online. */
+  nodeCpuMap?(): Promise<NodeCpuMap>;
+  /** virsh sysinfo: the host's SMBIOS as libvirt's sysinfo XML. */
+  sysinfo?(): Promise<string>;
   /** virsh reset: a hard reset of the running guest, as a reset button; it stays in the state it was in. */
   reset?(uuid: string, opts?: OperationOptions): Promise<ObservedState>;
   /**

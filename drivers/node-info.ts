@@ -1,5 +1,8 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { arch, cpus } from 'node:os';
+import { virtError } from '../contracts/errors.ts';
+import type { SmbiosFacts } from '../contracts/host/host-reads.ts';
+import { parseBitmap } from '../contracts/xml/units.ts';
 
 /**
  * What virsh nodeinfo shows of a host, read where libvirt reads it (/proc/cpuinfo, sysfs): the CPU
@@ -70,4 +73,87 @@ export const nodeMemory = async (): Promise<{ memory?: { totalKiB: number; freeK
   }
   if (cells.length === 0 && free !== undefined) cells.push({ id: 0, freeKiB: free });
   return { ...(memory ? { memory } : {}), cells };
+};
+
+/** Clock ticks per second of /proc/stat (USER_HZ, 100 on Linux). */
+const TICK_NS = 1e9 / 100;
+
+/**
+ * virsh nodecpustats as libvirt's virHostCPUGetStatsLinux reads /proc/stat: one CPU's line (`cpuN `)
+ * or the total (`cpu `); kernel time counts irq and softirq, user time counts nice.
+ */
+export const nodeCpuStats = async (cpu: number): Promise<{ userNs: number; systemNs: number; idleNs: number; iowaitNs: number }> => {
+  const header = cpu < 0 ? 'cpu ' : `cpu${cpu} `;
+  for (const line of (await readFile('/proc/stat', 'utf8')).split('\n')) {
+    if (!line.startsWith(header)) continue;
+    const [usr, ni, sys, idle, iowait, irq, softirq] = line.trim().split(/\s+/).slice(1).map(Number);
+    if (idle === undefined) continue;
+    return {
+      userNs: (usr! + ni!) * TICK_NS,
+      systemNs: (sys! + (irq ?? 0) + (softirq ?? 0)) * TICK_NS,
+      idleNs: idle * TICK_NS,
+      iowaitNs: (iowait ?? 0) * TICK_NS,
+    };
+  }
+  throw virtError('invalid-arg', 'Invalid cpuNum in virHostCPUGetStatsLinux', { raw: true });
+};
+
+/** A sysfs CPU list (`0-3,5`) as its members; an unreadable or malformed file as none. */
+const cpuList = async (path: string): Promise<number[]> => [...(parseBitmap((await readFile(path, 'utf8').catch(() => '')).trim()) ?? [])].sort((a, b) => a - b);
+
+/**
+ * virsh nodecpumap as virHostCPUGetMap reads sysfs: the CPUs present counted up to the highest one
+ * (so a gap counts), and the online ones.
+ */
+export const nodeCpuMap = async (): Promise<{ present: number; online: number[] }> => {
+  const present = await cpuList('/sys/devices/system/cpu/present');
+  const online = await cpuList('/sys/devices/system/cpu/online');
+  // A machine without the sysfs files: what the kernel reports it runs on.
+  if (present.length === 0) return { present: cpus().length, online: cpus().map((_, i) => i) };
+  return { present: present[present.length - 1]! + 1, online };
+};
+
+const DMI = '/sys/class/dmi/id';
+
+/**
+ * The host's SMBIOS as libvirt's sysinfo shows it, read from the kernel's copy in /sys/class/dmi/id
+ * (files only root may read, such as serial numbers, are left out when unreadable). libvirt's own
+ * dmidecode also lists processors and memory devices, which sysfs does not expose.
+ */
+export const hostSmbios = async (): Promise<SmbiosFacts> => {
+  const dmi = async (name: string): Promise<string | undefined> => {
+    const v = (await readFile(`${DMI}/${name}`, 'utf8').catch(() => '')).trim();
+    return v === '' ? undefined : v;
+  };
+  const read = (pairs: Array<[string, string]>) => Promise.all(pairs.map(async ([k, f]): Promise<[string, string | undefined]> => [k, await dmi(f)]));
+  return {
+    bios: await read([
+      ['vendor', 'bios_vendor'],
+      ['version', 'bios_version'],
+      ['date', 'bios_date'],
+      ['release', 'bios_release'],
+    ]),
+    system: await read([
+      ['manufacturer', 'sys_vendor'],
+      ['product', 'product_name'],
+      ['version', 'product_version'],
+      ['serial', 'product_serial'],
+      ['uuid', 'product_uuid'],
+      ['sku', 'product_sku'],
+      ['family', 'product_family'],
+    ]),
+    baseBoard: await read([
+      ['manufacturer', 'board_vendor'],
+      ['product', 'board_name'],
+      ['version', 'board_version'],
+      ['serial', 'board_serial'],
+      ['asset', 'board_asset_tag'],
+    ]),
+    chassis: await read([
+      ['manufacturer', 'chassis_vendor'],
+      ['version', 'chassis_version'],
+      ['serial', 'chassis_serial'],
+      ['asset', 'chassis_asset_tag'],
+    ]),
+  };
 };

@@ -189,6 +189,12 @@ describe('real messages of a running stack', () => {
     // Live readings asked of the host agent.
     await c.domainStats('doc-3');
     await c.nodeStats(stack.hostId);
+    await c.vcpuInfo('doc-3');
+    await c.domainTime('doc-3');
+    await c.maxVcpus(stack.hostId, 'kvm');
+    await c.nodeCpuStats(stack.hostId, 0);
+    await c.nodeCpuMap(stack.hostId);
+    await c.sysinfo(stack.hostId);
     // The test driver answers libvirt's "not supported": the error reply is the documented one.
     await expect(c.domainCapabilities(stack.hostId)).rejects.toMatchObject({ code: 'operation-unsupported' });
     await c.rename('doc-1', 'doc-1b');

@@ -32,6 +32,9 @@ import { setOnlineVcpus, VCPU_SLOTS_EMPTIED } from './vcpus.ts';
 import { qemuDomainCaps } from './domain-caps.ts';
 import type { DomainCapsRequest } from '../../contracts/host/domain-caps.ts';
 import { qemuStats } from './stats.ts';
+import { qemuVcpuInfo } from './vcpu-info.ts';
+import { hostSmbios, nodeCpuMap, nodeCpuStats } from '../node-info.ts';
+import { sysinfoXml, type NodeCpuMap, type NodeCpuStats, type VcpuInfo } from '../../contracts/host/host-reads.ts';
 import type { DomainStats } from '../../contracts/domain/stats.ts';
 import { MANAGED_SAVE_FILE, managedSavePath, restoreGuestImage, restoreGuestState, saveGuestImage, saveGuestState } from './managed-save.ts';
 import { formatDomainXml } from '../../contracts/xml/domain.ts';
@@ -795,6 +798,55 @@ export class QemuDriver implements HypervisorDriver {
     const binary = this.opts.binary ?? avail.binary;
     if (!binary) throw new VirtError('operation-unsupported', 'no qemu binary on this host');
     return qemuDomainCaps(binary, avail.kvm && (this.opts.accel ?? 'auto') !== 'tcg', req);
+  }
+
+  /** virsh vcpuinfo: the vCPU threads qemu names, read in /proc (vcpu-info.ts); beside operations, as stats. */
+  async vcpuInfo(def: DomainDefinition): Promise<VcpuInfo[]> {
+    await this.ready;
+    const d = await this.find(def.uuid);
+    if (!d) throw notRunning();
+    return qemuVcpuInfo(await this.monitor(d), d.pid);
+  }
+
+  /**
+   * virsh domtime needs the guest agent, a channel virtplane's guests are not given: libvirt's
+   * answer for a running guest without one.
+   */
+  async domainTime(def: DomainDefinition): Promise<{ seconds: number; nseconds: number }> {
+    await this.ready;
+    if (!(await this.find(def.uuid))) throw notRunning();
+    throw new VirtError('argument-unsupported', 'QEMU guest agent is not configured');
+  }
+
+  /**
+   * virsh maxvcpus: the `<vcpu max>` of the domain capabilities, as virsh reads it first; a type
+   * this driver does not run is libvirt's qemuConnectGetMaxVcpus error.
+   */
+  async maxVcpus(type?: string): Promise<number> {
+    const t = type?.toLowerCase();
+    if (t !== undefined && t !== 'qemu' && t !== 'kvm') throw new VirtError('invalid-arg', `unknown type '${type}'`);
+    const xml = await this.domainCapabilities(t ? { virttype: t } : {});
+    const m = /<vcpu max='(\d+)'\/>/.exec(xml);
+    if (!m) throw new VirtError('internal-error', 'the domain capabilities give no vCPU maximum');
+    return Number(m[1]);
+  }
+
+  /** The host's own numbers: the guests run on it (node-info.ts). */
+  async nodeCpuStats(cpu: number): Promise<NodeCpuStats> {
+    return nodeCpuStats(cpu);
+  }
+
+  async nodeCpuMap(): Promise<NodeCpuMap> {
+    return nodeCpuMap();
+  }
+
+  /** The host's SMBIOS; a machine whose firmware gives none is libvirt's error. */
+  async sysinfo(): Promise<string> {
+    const facts = await hostSmbios();
+    if (!Object.values(facts).some((entries) => entries.some(([, v]: [string, string | undefined]) => v))) {
+      throw new VirtError('internal-error', 'Host SMBIOS information is not available');
+    }
+    return sysinfoXml(facts);
   }
 
   /** virsh setvcpus --live: vCPU hot-plug and unplug through QMP (vcpus.ts). */

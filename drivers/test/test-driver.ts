@@ -9,6 +9,8 @@ import { isVirtError, virtError, type VirtError } from '../../contracts/errors.t
 import type { SnapshotTask } from '../../contracts/domain/snapshots.ts';
 import type { DomainStats } from '../../contracts/domain/stats.ts';
 import { testDriverStats } from './stats.ts';
+import { TEST_DOMAIN_TIME, TEST_MAX_VCPUS, TEST_NODE_CPU_MAP, TEST_NODE_CPU_STATS, TEST_SMBIOS, testVcpuInfo } from './host-reads.ts';
+import { sysinfoXml, type NodeCpuMap, type NodeCpuStats, type VcpuInfo } from '../../contracts/host/host-reads.ts';
 import { formatDomainXml, parseDomainXml } from '../../contracts/xml/domain.ts';
 import { readImageHeader, testImageHeader, writeImage } from '../save-image.ts';
 import type {
@@ -169,6 +171,36 @@ export class TestDriver implements HypervisorDriver {
     this.refresh();
     if (!isActive(this.observed(def.uuid).state)) throw virtError('operation-invalid', 'domain is not running');
     return testDriverStats(def, Date.now());
+  }
+
+  /** virsh vcpuinfo of a running guest, as libvirt's test driver makes it up (host-reads.ts). */
+  async vcpuInfo(def: DomainDefinition): Promise<VcpuInfo[]> {
+    this.refresh();
+    if (!isActive(this.observed(def.uuid).state)) throw virtError('operation-invalid', 'domain is not running');
+    return testVcpuInfo(def, Date.now());
+  }
+
+  /** virsh domtime: the test driver's fixed moment, for a running guest. */
+  async domainTime(def: DomainDefinition): Promise<{ seconds: number; nseconds: number }> {
+    this.refresh();
+    if (!isActive(this.observed(def.uuid).state)) throw virtError('operation-invalid', 'domain is not running');
+    return TEST_DOMAIN_TIME;
+  }
+
+  async maxVcpus(): Promise<number> {
+    return TEST_MAX_VCPUS;
+  }
+
+  async nodeCpuStats(): Promise<NodeCpuStats> {
+    return TEST_NODE_CPU_STATS;
+  }
+
+  async nodeCpuMap(): Promise<NodeCpuMap> {
+    return TEST_NODE_CPU_MAP;
+  }
+
+  async sysinfo(): Promise<string> {
+    return sysinfoXml(TEST_SMBIOS);
   }
 
   /** How many times the guest was booted from shut off; reboots and restarts keep the count. */

@@ -200,6 +200,12 @@ describe('one principal, one job: what a stolen credential cannot do', () => {
       const audrey = await s.as('audrey');
       await refused(call(audrey.nc, subjects.hostRead('host-b', 'node-stats'), {}), /hostread\.host-b/);
       await refused(call(hostA.nc, subjects.hostRead('host-b', 'node-stats'), {}), /hostread\.host-b/);
+      // The host verbs read the same way: an operator gets host-b's answer, an auditor or another host nothing.
+      expect((await alice.nodeCpuMap('host-b')).present).toBe(8);
+      for (const kind of ['vcpu-info', 'domain-time', 'max-vcpus', 'node-cpu-stats', 'node-cpu-map', 'sysinfo'] as const) {
+        await refused(call(audrey.nc, subjects.hostRead('host-b', kind), {}), /hostread\.host-b/);
+        await refused(call(hostA.nc, subjects.hostRead('host-b', kind), {}), /hostread\.host-b/);
+      }
       // Nor can a host listen in on another's questions to answer them in its place.
       await subscribeRefused(await s.as('host-a'), subjects.hostRead('host-b', 'domain-stats'));
       await subscribeRefused(await s.as('host-a'), 'hostread.>');
