@@ -144,6 +144,11 @@ export interface HypervisorDriver {
    * not replace the first snapshot with a later state.
    */
   snapshotCreate?(def: DomainDefinition, snapshot: SnapshotTask, opts?: OperationOptions): Promise<ObservedState>;
+  /**
+   * Undoes what a snapshot-create task did that the log will never record (its deadline passed while
+   * the agent was away, so the log says it failed): only what the task itself made, by its marker.
+   */
+  snapshotAbandon?(def: DomainDefinition, snapshot: SnapshotTask, opts?: OperationOptions): Promise<void>;
   /** virsh snapshot-revert: the guest's disks (and memory) as the snapshot has them, left in `snapshot.target`. */
   snapshotRevert?(def: DomainDefinition, snapshot: SnapshotTask, opts?: OperationOptions): Promise<ObservedState>;
   /** virsh snapshot-delete: drops each of `snapshot.names` the host holds; a name it does not hold is already gone. */

@@ -42,8 +42,8 @@ import { allocatePort, findQemuBinary, processCmdline, processState, qemuAvailab
 import { liveCreate, liveDelete, liveRevert, liveTags, offlineCreate, offlineDelete, offlineRevert, offlineTags, snapshotDisks, type Hmp } from './snapshots.ts';
 import type { SnapshotTask } from '../../contracts/domain/snapshots.ts';
 import { withOverlays, withSources, type ExternalDisk } from '../../contracts/domain/external-snapshots.ts';
-import { createOverlays, liveCommit, liveSnapshot, offlineCommit } from './external-snapshots.ts';
-import type { TaskMarker } from './task-markers.ts';
+import { abandonOverlays, createOverlays, liveCommit, liveSnapshot, offlineCommit } from './external-snapshots.ts';
+import { isMarked, unmark, type TaskMarker } from './task-markers.ts';
 import { QmpClient, QmpClosedError, QmpError, QmpTimeoutError, connectWhenReady, type QmpEvent } from './qmp.ts';
 
 /** A tap device prepared for one interface by the host's network side. */
@@ -635,6 +635,28 @@ export class QemuDriver implements HypervisorDriver {
         return this.record(d, await this.liveState(d));
       });
     });
+  }
+
+  /**
+   * A snapshot-create the log records as failed while the host may have taken it. External overlays
+   * are merged back or removed (abandonOverlays), so the guest's disks are the ones its definition
+   * names. An internal tag stays: it changes nothing the guest uses, a later request of the name
+   * takes it anew (liveCreate), and one of the same name may already have done so and be recorded.
+   */
+  async snapshotAbandon(def: DomainDefinition, snap: SnapshotTask, opts: OperationOptions = {}): Promise<void> {
+    await this.ready;
+    const marker = this.snapshotMarker(def, snap, opts);
+    if (!isMarked(marker)) return;
+    const external = snap.external;
+    if (external) {
+      await this.withLock(def.uuid, async () => {
+        const d = await this.find(def.uuid);
+        const { kept } = await abandonOverlays(d ? await this.monitor(d) : undefined, external, opts);
+        if (d) d.rec.def = withSources(d.rec.def, external);
+        if (kept.length) opts.progress?.(`kept ${kept.join(', ')}: it holds data the guest no longer uses`);
+      });
+    }
+    await unmark(marker);
   }
 
   /** The marker of a snapshot task (task-markers.ts): its id, or for a caller without one the request's name and time. */

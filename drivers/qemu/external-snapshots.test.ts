@@ -243,4 +243,56 @@ describe.skipIf(!avail.ok)('QemuDriver external snapshots', () => {
     await expect(driver.snapshotCreate(def, task2)).rejects.toMatchObject({ code: 'operation-unsupported', message: /already exists and is not a block device/ });
     expect(existsSync(target)).toBe(false);
   });
+
+  it('abandoned (the log records it failed): a switched guest is merged back onto its image, keeping what it wrote; an overlay nobody uses goes; one with data a restarted guest no longer uses stays', async () => {
+    const base = join(dir, 'ab.qcow2');
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', base, '16M']);
+    const def = guestDef('qab', base);
+    await driver.start(def);
+    await waitForConsole(driver.console(def.uuid)!.log, READY_MARKER, { timeoutMs: 120_000 });
+    const sh = await shell(def.uuid);
+    await write(sh, 'alpha');
+    const overlay = join(dir, 'ab.s1');
+    const task = { name: 's1', record: { name: 's1', state: 'disk-snapshot' as const, creationTime: 1700000500 }, external: [{ dev: 'vda', source: base, format: 'qcow2', overlay }] };
+    await driver.snapshotCreate(def, task, { taskId: 'ab-1' });
+    await write(sh, 'bravo');
+    expect(await firstLine(base)).toBe('alpha');
+    // Another task's abandonment touches nothing of this one's.
+    await driver.snapshotAbandon(def, task, { taskId: 'someone-else' });
+    expect(existsSync(overlay)).toBe(true);
+    await driver.snapshotAbandon(def, task, { taskId: 'ab-1' });
+    expect(existsSync(overlay)).toBe(false);
+    expect(await read(sh)).toBe('bravo');
+    expect(await firstLine(base)).toBe('bravo');
+    // Again (redelivered): nothing left to do.
+    await driver.snapshotAbandon(def, task, { taskId: 'ab-1' });
+    sh.close();
+
+    // Shut off: an overlay made and never used goes.
+    await driver.destroy(def.uuid);
+    await driver.snapshotCreate(def, task, { taskId: 'ab-2' });
+    expect(existsSync(overlay)).toBe(true);
+    await driver.snapshotAbandon(def, task, { taskId: 'ab-2' });
+    expect(existsSync(overlay)).toBe(false);
+
+    // Switched, written to, then the guest restarted on its image (as the log has it): merging the
+    // overlay now would write older data over what the guest wrote since, so it is kept.
+    await driver.start(def);
+    await waitForConsole(driver.console(def.uuid)!.log, READY_MARKER, { timeoutMs: 120_000 });
+    const sh2 = await shell(def.uuid);
+    await driver.snapshotCreate(def, task, { taskId: 'ab-3' });
+    await write(sh2, 'charlie');
+    sh2.close();
+    await driver.destroy(def.uuid);
+    await driver.start(def);
+    await waitForConsole(driver.console(def.uuid)!.log, READY_MARKER, { timeoutMs: 120_000 });
+    const sh3 = await shell(def.uuid);
+    await write(sh3, 'delta');
+    await driver.snapshotAbandon(def, task, { taskId: 'ab-3' });
+    expect(existsSync(overlay)).toBe(true);
+    expect(await read(sh3)).toBe('delta');
+    sh3.close();
+    await driver.destroy(def.uuid);
+    expect(await firstLine(base)).toBe('delta');
+  });
 });

@@ -225,3 +225,38 @@ export const offlineCommit = async (disks: readonly ExternalDisk[], signal?: Abo
     await rm(d.overlay, { force: true });
   }
 };
+
+/** Whether the overlay holds any data of its own (anything in its top layer), per qemu-img map. */
+const holdsData = async (overlay: string, signal?: AbortSignal): Promise<boolean> => {
+  const map = JSON.parse(await qemuImg(['map', '-U', '--output=json', overlay], signal)) as Array<{ depth: number; data: boolean }>;
+  return map.some((r) => r.depth === 0 && r.data);
+};
+
+/**
+ * Undoes an external snapshot whose task the log will never record (its deadline passed while the
+ * agent was away), so that the disks are what the log says they are: a running guest switched to
+ * an overlay is merged back onto its image (what it wrote since is kept), an overlay opened but not
+ * switched to is closed, and an overlay file of the task's own that nobody writes to goes. One that
+ * holds data while the guest does not use it (the guest has since restarted on its image) is left
+ * where it is, named in `kept`, since merging it now would write old data over newer.
+ */
+export const abandonOverlays = async (
+  qmp: QmpClient | undefined,
+  disks: readonly ExternalDisk[],
+  opts: OperationOptions = {},
+): Promise<{ kept: string[] }> => {
+  const kept: string[] = [];
+  for (const d of disks) {
+    const active = qmp ? activeOf(await blocks(qmp), d.source, d.overlay) : undefined;
+    if (qmp && active?.file === d.overlay) {
+      await liveCommit(qmp, [d], opts);
+      continue;
+    }
+    if (qmp) await closeOverlay(qmp, d.overlay);
+    if (!existsSync(d.overlay)) continue;
+    const info = await imageInfo(d.overlay, opts.signal).catch(() => undefined);
+    if (info && backsOnto(info, d.source) && (await holdsData(d.overlay, opts.signal))) kept.push(d.overlay);
+    else await rm(d.overlay, { force: true });
+  }
+  return { kept };
+};

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
@@ -22,3 +22,5 @@ export const mark = async (m: TaskMarker, content: Record<string, unknown> = {})
   await mkdir(m.dir, { recursive: true });
   await writeFile(path(m), JSON.stringify({ key: m.key, ...content }));
 };
+
+export const unmark = (m: TaskMarker): Promise<void> => rm(path(m), { force: true });

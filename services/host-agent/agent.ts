@@ -315,6 +315,7 @@ export class HostAgent {
     });
     if (!claim.proceed) {
       this.log.info('skipping a task that is no longer current', { taskId: task.taskId, op: task.op, reason: claim.reason });
+      if (this.journal.wasStarted(task.taskId)) await this.abandon(task);
       return 'skipped';
     }
     if (!this.holdsLease) return 'lease';
@@ -328,6 +329,25 @@ export class HostAgent {
     await this.journal.markDone(task.taskId, report);
     await this.report(report);
     return 'done';
+  }
+
+  /**
+   * A task this host began and never reported, which the log no longer waits for (its deadline
+   * passed while the agent was away): what it left that the log will not record is undone where the
+   * driver knows how, so the guest stays as the log has it. Only a snapshot-create leaves such a thing.
+   */
+  private async abandon(task: DomainTask): Promise<void> {
+    if (task.op !== 'snapshot-create' || !task.snapshot) return;
+    try {
+      const d = this.driverFor(task.definition.type);
+      await d.snapshotAbandon?.(task.definition, task.snapshot, {
+        taskId: task.taskId,
+        progress: (message) => this.log.warn('abandoned snapshot', { taskId: task.taskId, message }),
+      });
+      this.log.info('undid an abandoned snapshot-create', { taskId: task.taskId, domainId: task.domainId });
+    } catch (e) {
+      this.log.warn('could not undo an abandoned snapshot-create', { taskId: task.taskId, error: String(e) });
+    }
   }
 
   private async execute(task: DomainTask, working: () => void): Promise<ReportRequest> {

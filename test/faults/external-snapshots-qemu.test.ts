@@ -95,4 +95,42 @@ describe.skipIf(!availability.ok)('external snapshots under faults', () => {
     expect(after.definition?.devices.disks[0]?.source?.file).toBe(disk);
     expect(existsSync(overlay)).toBe(false);
   }, 400_000);
+
+  it('an agent away past the deadline after making the overlay: the log says the snapshot failed, and the agent back removes the overlay it made', async () => {
+    const c = stack.client;
+    const v0 = await c.get('extk');
+    const disk = v0.definition!.devices.disks[0]!.source!.file!;
+    const made = (await creates()).length;
+    const accepted = await c.snapshotCreate('extk', { name: 'k2', diskOnly: true }, { timeoutSeconds: 3 });
+    const overlay = join(dir, 'k.k2');
+    for (let i = 0; (await creates()).length === made; i++) {
+      if (i > 300) throw new Error('the overlay was never created');
+      await sleep(50);
+    }
+    await stack.kill('host-agent');
+    expect(existsSync(overlay)).toBe(true);
+    const failed = await c.outcome(accepted, 30_000).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(failed).toMatchObject({ code: 'timeout' });
+
+    await stack.start('host-agent');
+    for (let i = 0; existsSync(overlay); i++) {
+      if (i > 600) throw new Error('the abandoned overlay was never removed');
+      await sleep(100);
+    }
+    const v = await c.get('extk');
+    expect(v.snapshots ?? []).toEqual([]);
+    expect(v.definition?.devices.disks[0]?.source?.file).toBe(disk);
+    expect(v.observed.state).toBe('running');
+    const outcomes = (await readLog(stack.nats.nats, 'ev.domain.>'))
+      .flatMap((x) => x.events)
+      .filter((e) => (e.type === 'DomainOperationCompleted' || e.type === 'DomainOperationFailed') && (e.data as { taskId: string }).taskId === accepted.taskId);
+    expect(outcomes.map((e) => e.type)).toEqual(['DomainOperationFailed']);
+    // The name is free again, and a snapshot of it is taken whole.
+    const again = await c.outcome(await c.snapshotCreate('extk', { name: 'k2', diskOnly: true }, { timeoutSeconds: 120 }), 90_000);
+    expect(again.snapshots?.map((x) => x.name)).toEqual(['k2']);
+    expect(again.definition?.devices.disks[0]?.source?.file).toBe(overlay);
+  }, 400_000);
 });
