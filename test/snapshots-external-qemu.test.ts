@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { qemuAvailable } from '../drivers/qemu/index.ts';
 import { buildTinyGuest, READY_MARKER, tinyGuestXml, waitForConsole, type TinyGuest } from './fixtures/guest/build.ts';
 import { virtplane as runCli } from './fixtures/cli.ts';
-import { ConsoleCli } from './fixtures/console.ts';
+import { GuestShell } from './fixtures/guest-shell.ts';
 import { startStack, type Stack } from './fixtures/stack.ts';
 
 const run = promisify(execFile);
@@ -32,22 +32,8 @@ describe.skipIf(!availability.ok)('external snapshots of a real qemu guest throu
   };
   const consoleLog = (uuid: string) => join(stack.dataDir, 'hosts', stack.hostId, 'qemu', uuid, 'console.log');
 
-  let con: ConsoleCli | undefined;
-  const attach = async (name: string): Promise<ConsoleCli> => {
-    con?.child.kill('SIGKILL');
-    await con?.exited;
-    con = new ConsoleCli(stack.nats.url, [name, '--force']);
-    await con.see(/Escape character/);
-    return con;
-  };
-  const ask = async (command: string, answer: string): Promise<void> => {
-    con!.out = '';
-    await con!.ask(command, answer);
-  };
-  // fsync: the guest's flush makes qemu write the overlay's metadata, so qemu-img sees what the guest wrote.
-  const write = (word: string) => ask(`echo ${word} | dd of=/dev/vda bs=512 count=1 conv=sync,fsync 2>/dev/null; echo w$((20+1))`, 'w21');
-  const expectDisk = (word: string) =>
-    ask('echo 3 > /proc/sys/vm/drop_caches; echo "disk=[$(dd if=/dev/vda bs=512 count=1 2>/dev/null | head -n1)]"', `disk=\\[${word}\\]`);
+  const shell = new GuestShell(() => stack.nats.url);
+  const { attach, write, expectDisk } = shell;
   const sha = async (file: string) => createHash('sha256').update(await readFile(file)).digest('hex');
   /** The first line of an image's first sector, as the guest would see it, read with qemu-img. */
   const firstLine = async (file: string) => {
@@ -68,7 +54,7 @@ describe.skipIf(!availability.ok)('external snapshots of a real qemu guest throu
     stack = await startStack({ env: { VIRTPLANE_DRIVER: 'qemu', VIRTPLANE_ACK_WAIT_MS: '3000' } });
   }, 180_000);
   afterAll(async () => {
-    con?.child.kill('SIGKILL');
+    shell.close();
     for (const v of (await stack?.client.list({ all: false }).catch(() => [])) ?? []) {
       await stack.client.destroy(v.id).then((a) => stack.client.outcome(a, 60_000)).catch(() => undefined);
     }

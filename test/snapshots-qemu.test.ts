@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { qemuAvailable } from '../drivers/qemu/index.ts';
 import { buildTinyGuest, READY_MARKER, tinyGuestXml, waitForConsole, type TinyGuest } from './fixtures/guest/build.ts';
 import { virtplane as runCli } from './fixtures/cli.ts';
-import { ConsoleCli } from './fixtures/console.ts';
+import { GuestShell } from './fixtures/guest-shell.ts';
 import { startStack, type Stack } from './fixtures/stack.ts';
 
 const run = promisify(execFile);
@@ -29,24 +29,8 @@ describe.skipIf(!availability.ok)('snapshots of a real qemu guest through the CL
   };
   const consoleLog = (uuid: string) => join(stack.dataDir, 'hosts', stack.hostId, 'qemu', uuid, 'console.log');
 
-  let con: ConsoleCli | undefined;
-  /** A console session on the guest's serial shell, anew after each boot of its qemu. */
-  const attach = async (name: string): Promise<ConsoleCli> => {
-    con?.child.kill('SIGKILL');
-    await con?.exited;
-    con = new ConsoleCli(stack.nats.url, [name, '--force']);
-    await con.see(/Escape character/);
-    return con;
-  };
-  /** Types a line into the guest's shell and waits for its answer, which the shell computes (so the echo of the line never matches). */
-  const ask = async (command: string, answer: string): Promise<void> => {
-    con!.out = '';
-    await con!.ask(command, answer);
-  };
-  const write = (word: string) => ask(`echo ${word} | dd of=/dev/vda bs=512 count=1 conv=sync 2>/dev/null; sync; echo w$((20+1))`, 'w21');
-  /** The first line of the disk, read past the guest's page cache. */
-  const expectDisk = (word: string) =>
-    ask('echo 3 > /proc/sys/vm/drop_caches; echo "disk=[$(dd if=/dev/vda bs=512 count=1 2>/dev/null | head -n1)]"', `disk=\\[${word}\\]`);
+  const shell = new GuestShell(() => stack.nats.url);
+  const { attach, write, expectDisk } = shell;
 
   beforeAll(async () => {
     guest = await buildTinyGuest();
@@ -54,7 +38,7 @@ describe.skipIf(!availability.ok)('snapshots of a real qemu guest through the CL
     stack = await startStack({ env: { VIRTPLANE_DRIVER: 'qemu', VIRTPLANE_ACK_WAIT_MS: '3000' } });
   }, 180_000);
   afterAll(async () => {
-    con?.child.kill('SIGKILL');
+    shell.close();
     for (const v of (await stack?.client.list({ all: false }).catch(() => [])) ?? []) {
       await stack.client.destroy(v.id).then((a) => stack.client.outcome(a, 60_000)).catch(() => undefined);
     }
