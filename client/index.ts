@@ -236,6 +236,16 @@ export class VirtplaneClient {
     return this.command('reset', { domain }, opts);
   }
 
+  /** virsh send-key: the keys pressed together on the running guest, recorded with who asked. */
+  sendKey(domain: string, keys: { codeset?: string; keycodes: number[]; holdtimeMs?: number }, opts?: CommandOptions) {
+    return this.command('send-key', { domain, ...keys }, opts);
+  }
+
+  /** virsh inject-nmi: a non-maskable interrupt to the running guest, recorded with who asked. */
+  injectNmi(domain: string, opts?: CommandOptions) {
+    return this.command('inject-nmi', { domain }, opts);
+  }
+
   /** virsh managedsave: save the guest's state on its host and stop it; the next start resumes it. */
   managedSave(domain: string, opts?: CommandOptions) {
     return this.command('managedsave', { domain }, opts);

@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { ObservedState, RuntimeDevices, RuntimeInterface } from '../contracts/domain/state.ts';
 import type { DomainStats } from '../contracts/domain/stats.ts';
 import type { SnapshotTask } from '../contracts/domain/snapshots.ts';
+import type { KeyPress } from '../contracts/domain/keycodes.ts';
 import type { DomainCapsRequest } from '../contracts/host/domain-caps.ts';
 
 /**
@@ -104,6 +105,12 @@ export interface HypervisorDriver {
   setVcpus?(uuid: string, count: number, opts?: OperationOptions): Promise<void>;
   /** virsh domcapabilities: libvirt's domain capabilities XML, read from the hypervisor now. */
   domainCapabilities?(req: DomainCapsRequest): Promise<string>;
+  /** virsh send-key: presses the keys together, holds them `holdtimeMs` (qemu's default when absent), releases them. */
+  sendKey?(uuid: string, keys: KeyPress, opts?: OperationOptions): Promise<void>;
+  /** virsh inject-nmi: a non-maskable interrupt to the running guest. */
+  injectNmi?(uuid: string, opts?: OperationOptions): Promise<void>;
+  /** virsh blockresize: the disk of `target` grows (or shrinks) to `bytes` under the running guest. */
+  blockResize?(def: DomainDefinition, target: string, bytes: number, opts?: OperationOptions): Promise<void>;
   /** virsh reset: a hard reset of the running guest, as a reset button; it stays in the state it was in. */
   reset?(uuid: string, opts?: OperationOptions): Promise<ObservedState>;
   /**

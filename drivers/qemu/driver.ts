@@ -38,6 +38,7 @@ import { formatDomainXml } from '../../contracts/xml/domain.ts';
 import { allocatePort, findQemuBinary, processCmdline, processState, qemuAvailable } from './host.ts';
 import { liveCreate, liveDelete, liveRevert, liveTags, offlineCreate, offlineDelete, offlineRevert, offlineTags, snapshotDisks, type Hmp } from './snapshots.ts';
 import type { SnapshotTask } from '../../contracts/domain/snapshots.ts';
+import { toQnum, type KeyPress } from '../../contracts/domain/keycodes.ts';
 import { QmpClient, QmpClosedError, QmpError, QmpTimeoutError, connectWhenReady, type QmpEvent } from './qmp.ts';
 
 /** A tap device prepared for one interface by the host's network side. */
@@ -636,6 +637,32 @@ export class QemuDriver implements HypervisorDriver {
         d.quietResetsUntil = Date.now() + FIRMWARE_RESET_WINDOW_MS;
         await (await this.monitor(d)).execute('system_reset');
         return this.record(d, mapRunState(await this.status(d), d.rec.state));
+      });
+    });
+  }
+
+  /** qemuDomainSendKey: QMP send-key with every key as qemu's number, held `holdtime` ms (qemu's 100 by default). */
+  async sendKey(uuid: string, keys: KeyPress, _opts: OperationOptions = {}): Promise<void> {
+    const qnums = toQnum(keys);
+    await this.ready;
+    return this.withLock(uuid, async () => {
+      const d = await this.find(uuid);
+      if (!d) throw notRunning();
+      await this.during(d, 'send-key', async () => {
+        const args = { keys: qnums.map((data) => ({ type: 'number', data })), ...(keys.holdtimeMs ? { 'hold-time': keys.holdtimeMs } : {}) };
+        await (await this.monitor(d)).execute('send-key', args);
+      });
+    });
+  }
+
+  /** qemuDomainInjectNMI: QMP inject-nmi, to every vCPU of an x86 guest. */
+  async injectNmi(uuid: string, _opts: OperationOptions = {}): Promise<void> {
+    await this.ready;
+    return this.withLock(uuid, async () => {
+      const d = await this.find(uuid);
+      if (!d) throw notRunning();
+      await this.during(d, 'inject-nmi', async () => {
+        await (await this.monitor(d)).execute('inject-nmi');
       });
     });
   }

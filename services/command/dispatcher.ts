@@ -97,6 +97,8 @@ export class Dispatcher {
         ...(e.data.target ? { target: e.data.target } : {}),
         ...(e.data.file !== undefined ? { file: e.data.file } : {}),
         ...(e.data.snapshot ? { snapshot: e.data.snapshot } : {}),
+        ...(e.data.keys ? { keys: e.data.keys } : {}),
+        ...(e.data.bytes !== undefined ? { bytes: e.data.bytes } : {}),
         definition: state.definition,
         correlationId: e.correlationId,
         ...(e.traceContext.traceparent ? { traceparent: e.traceContext.traceparent } : {}),

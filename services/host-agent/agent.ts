@@ -51,6 +51,9 @@ export interface HostAgentOptions {
   saveDirs?: string[];
 }
 
+/** Operations that must not happen twice for one request: a task found started after a crash is not run again. */
+const ONCE_ONLY = new Set<DomainTask['op']>(['reboot', 'reset', 'send-key', 'inject-nmi']);
+
 export const agentConsumerName = (hostId: string) => `agent-${hostId}`;
 
 /**
@@ -339,8 +342,9 @@ export class HostAgent {
       return { kind: 'failed', reportId, domainId: task.domainId, taskId: task.taskId, error: errorBody(e, this.log) };
     }
     const uuid = task.definition.uuid;
-    if ((task.op === 'reboot' || task.op === 'reset') && this.journal.wasStarted(task.taskId)) {
-      // It may have rebooted already before a crash: never reboot (or reset) a guest twice for one request.
+    if (ONCE_ONLY.has(task.op) && this.journal.wasStarted(task.taskId)) {
+      // It may have happened already before a crash: never reboot or reset a guest, press its keys or
+      // send it an NMI twice for one request.
       return { kind: 'completed', reportId, domainId: task.domainId, taskId: task.taskId, observed: await driver.state(uuid) };
     }
     await this.journal.markStarted(task.taskId);
@@ -424,6 +428,15 @@ export class HostAgent {
       case 'snapshot-revert':
       case 'snapshot-delete':
         return runSnapshotTask(d, t, opts);
+      case 'send-key':
+        if (!d.sendKey || !t.keys) throw virtError('operation-unsupported', `the ${d.name} driver cannot send keys to a guest`);
+        return d.sendKey(uuid, t.keys, opts).then(() => d.state(uuid));
+      case 'inject-nmi':
+        if (!d.injectNmi) throw virtError('operation-unsupported', `the ${d.name} driver cannot inject an NMI into a guest`);
+        return d.injectNmi(uuid, opts).then(() => d.state(uuid));
+      case 'block-resize':
+        if (!d.blockResize || !t.target || t.bytes === undefined) throw virtError('operation-unsupported', `the ${d.name} driver cannot resize a running guest's disks`);
+        return d.blockResize(t.definition, t.target, t.bytes, opts).then(() => d.state(uuid));
     }
   }
 
