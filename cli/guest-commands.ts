@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { MAX_KEYS, parseCodeset, parseKeycode } from '../contracts/domain/keycodes.ts';
 import { failing, UsageError } from './errors.ts';
 import type { CliHelpers } from './network-commands.ts';
+import { parseBytes } from './resource-commands.ts';
 
 /** virsh's own checks, before anything is asked: one error line, no "Failed to" over it. */
 const vshError = (message: string) => new UsageError(message);
@@ -12,7 +13,7 @@ const uint = (name: string, v: string): number => {
   return Number(v);
 };
 
-/** virsh send-key and inject-nmi: recorded in the log, then done by the domain's host; like virsh, silent when they work. */
+/** virsh send-key, inject-nmi and blockresize: recorded in the log, then done by the domain's host; like virsh, silent when they work. */
 export const registerGuestCommands = (program: Command, h: CliHelpers): void => {
   program
     .command('send-key')
@@ -64,5 +65,25 @@ export const registerGuestCommands = (program: Command, h: CliHelpers): void => 
         }),
       );
       h.out().result('', r);
+    });
+
+  program
+    .command('blockresize')
+    .description("resize a running guest's disk image (its target or source path); the guest sees the new capacity")
+    .argument('<domain>', 'name or uuid')
+    .argument('<path>', 'the disk: its target (vda) or its source file')
+    .argument('<size>', 'new size: KiB when bare, or with a suffix (B, K, M, G, T; KB, MB, ... in powers of 1000)')
+    .option('--timeout <seconds>', 'deadline for the host to resize it', '60')
+    .action(async (domain: string, path: string, size: string, o: { timeout: string }) => {
+      const timeoutSeconds = Number(o.timeout);
+      const bytes = parseBytes(size);
+      if (bytes === undefined) throw h.usageError(`Scaled numeric value '${size}' for <size> option is malformed or out of range`);
+      const r = await failing(`Failed to resize block device '${path}'`, domain, () =>
+        h.withClient(async (c) => {
+          const accepted = await c.blockResize(domain, path, bytes, { timeoutSeconds });
+          return { accepted, view: await c.outcome(accepted, timeoutSeconds * 1000) };
+        }),
+      );
+      h.out().result(`Block device '${path}' is resized`, r);
     });
 };

@@ -241,6 +241,11 @@ export class VirtplaneClient {
     return this.command('send-key', { domain, ...keys }, opts);
   }
 
+  /** virsh blockresize: the disk of `path` (target or source) to `bytes`, under the running guest. */
+  blockResize(domain: string, path: string, bytes: number, opts?: CommandOptions) {
+    return this.command('blockresize', { domain, path, bytes }, opts);
+  }
+
   /** virsh inject-nmi: a non-maskable interrupt to the running guest, recorded with who asked. */
   injectNmi(domain: string, opts?: CommandOptions) {
     return this.command('inject-nmi', { domain }, opts);

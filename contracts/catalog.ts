@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { AttachInterfaceRequest, AutostartDomainRequest, UndefineDomainRequest, CommandAccepted, CreateDomainRequest, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, RenameDomainRequest, SetMetadataRequest, StartDomainRequest } from './domain/commands.ts';
 import { DomainEventBody } from './domain/events.ts';
 import { SetResourcesRequest } from './domain/resources.ts';
-import { InjectNmiRequest, SendKeyRequest } from './domain/guest-actions.ts';
+import { BlockResizeRequest, InjectNmiRequest, SendKeyRequest } from './domain/guest-actions.ts';
 import { AttachDiskRequest, ChangeMediaRequest, DetachDiskRequest, DeviceXmlRequest } from './domain/devices.ts';
 import { SnapshotCreateRequest, SnapshotCurrentRequest, SnapshotDeleteRequest, SnapshotRevertRequest } from './domain/snapshots.ts';
 import { DomainStats, DomainStatsRequest, NodeStats, NodeStatsRequest } from './domain/stats.ts';
@@ -129,6 +129,7 @@ export const CATALOG: ChannelSpec[] = [
   command('domain', 'autostart', 'AutostartDomainRequest', AutostartDomainRequest, commandReplies.domain, "Start a domain when its host's agent starts, or no longer (virsh autostart [--disable])."),
   command('domain', 'reset', 'DomainOpRequest', DomainOpRequest, commandReplies.domain, 'Reset a running domain (virsh reset).'),
   command('domain', 'send-key', 'SendKeyRequest', SendKeyRequest, commandReplies.domain, 'Press keys on a running guest, recorded with who asked (virsh send-key [--codeset] [--holdtime]).'),
+  command('domain', 'blockresize', 'BlockResizeRequest', BlockResizeRequest, commandReplies.domain, "Grow (or shrink) a running guest's disk image, its definition unchanged (virsh blockresize)."),
   command('domain', 'inject-nmi', 'InjectNmiRequest', InjectNmiRequest, commandReplies.domain, 'Inject an NMI into a running guest, recorded with who asked (virsh inject-nmi).'),
   command('domain', 'managedsave', 'DomainOpRequest', DomainOpRequest, commandReplies.domain, "Save a running domain's state on its host and stop it; the next start resumes it (virsh managedsave)."),
   command('domain', 'save', 'SaveDomainRequest', SaveDomainRequest, commandReplies.domain, "Save a running domain's state to a file on its host and stop it (virsh save); the host writes only inside its image directories."),

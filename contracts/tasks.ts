@@ -41,7 +41,7 @@ export const DomainTask = z.object({
   /** send-key: the keys to press. */
   keys: KeyPress.optional(),
   /** block-resize: the disk's new size in bytes (its disk is `target`). */
-  bytes: z.number().int().positive().optional(),
+  bytes: z.number().int().nonnegative().optional(),
   definition: DomainDefinition,
   correlationId: z.string(),
   traceparent: z.string().optional(),

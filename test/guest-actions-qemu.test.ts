@@ -1,8 +1,10 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { qemuAvailable } from '../drivers/qemu/index.ts';
+import { subjects } from '../contracts/subjects.ts';
+import { EventStore } from '../platform/event-store.ts';
 import { virtplane as cli } from './fixtures/cli.ts';
 import { buildTinyGuest, READY_MARKER, tinyGuestXml, waitForConsole } from './fixtures/guest/build.ts';
 import { startStack, type Stack } from './fixtures/stack.ts';
@@ -10,13 +12,15 @@ import { startStack, type Stack } from './fixtures/stack.ts';
 const availability = await qemuAvailable();
 
 /**
- * send-key and inject-nmi on a real qemu guest: the tiny guest (vp.keys=1) says on its console which
- * key its PS/2 keyboard saw pressed, and its kernel says when an NMI came that nothing claimed.
+ * send-key, inject-nmi and blockresize on a real qemu guest: the tiny guest (vp.keys=1) says on its console which
+ * key its PS/2 keyboard saw pressed and (vp.blksize=1) its disks' sizes, and its kernel says when an
+ * NMI came that nothing claimed.
  */
 describe.skipIf(!availability.ok)('send-key and inject-nmi reach a real qemu guest', () => {
   let stack: Stack;
   let dir: string;
   let consoleLog: string;
+  let image: string;
   let env: Record<string, string>;
   const virtplane = (...args: string[]) => cli(env, ...args);
 
@@ -26,7 +30,11 @@ describe.skipIf(!availability.ok)('send-key and inject-nmi reach a real qemu gue
     stack = await startStack({ env: { VIRTPLANE_DRIVER: 'qemu', VIRTPLANE_ACK_WAIT_MS: '3000' } });
     env = { VIRTPLANE_NATS_URL: stack.nats.url };
     const file = join(dir, 'keys.xml');
-    await writeFile(file, tinyGuestXml(guest, { name: 'keys', type: availability.kvm ? 'kvm' : 'qemu', extraCmdline: 'vp.keys=1' }));
+    image = join(dir, 'data.img');
+    await writeFile(image, Buffer.alloc(0));
+    await truncate(image, 8 * 1024 * 1024);
+    const disk = `<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='${image}'/><target dev='vda' bus='virtio'/></disk>`;
+    await writeFile(file, tinyGuestXml(guest, { name: 'keys', type: availability.kvm ? 'kvm' : 'qemu', extraCmdline: 'vp.keys=1 vp.disk=1 vp.blksize=1', devicesXml: disk }));
     expect((await virtplane('define', file)).code).toBe(0);
     const uuid = (await stack.client.get('keys')).id;
     consoleLog = join(stack.dataDir, 'hosts', stack.hostId, 'qemu', uuid, 'console.log');
@@ -42,6 +50,9 @@ describe.skipIf(!availability.ok)('send-key and inject-nmi reach a real qemu gue
     expect((await virtplane('inject-nmi', 'keys')).stderr.trim()).toBe('error: Requested operation is not valid: domain is not running [operation-invalid]');
     // qemuDomainSendKey translates before it looks at the domain: a mouse button has no scancode.
     expect((await virtplane('send-key', 'keys', 'BTN_LEFT')).stderr.trim()).toBe('error: internal error: cannot translate keycode 272 of linux codeset to qnum keycode [internal-error]');
+    expect((await virtplane('blockresize', 'keys', 'vda', '16M')).stderr.trim()).toBe(
+      "error: Failed to resize block device 'vda'\nerror: Requested operation is not valid: domain is not running [operation-invalid]",
+    );
   });
 
   it('the guest sees the keys pressed, by name, by number and in qemu numbers', { timeout: 300_000 }, async () => {
@@ -64,5 +75,36 @@ describe.skipIf(!availability.ok)('send-key and inject-nmi reach a real qemu gue
     const text = await waitForConsole(consoleLog, 'NMI received for unknown reason', { timeoutMs: 30_000 });
     expect(text.split('NMI received for unknown reason').length - 1).toBe(1);
     expect((await stack.client.get('keys')).observed.state).toBe('running');
+  });
+
+  it('blockresize grows the image under the running guest, which sees the new size; the definition stays', { timeout: 120_000 }, async () => {
+    const xmlBefore = (await virtplane('dumpxml', 'keys', '--inactive')).stdout;
+    const versionBefore = (await stack.client.get('keys')).version;
+    await waitForConsole(consoleLog, 'virtplane-guest: sizes [vda=16384 ]', { timeoutMs: 30_000 });
+    const refused: Array<[string[], number, string]> = [
+      [['blockresize', 'keys', 'vdz', '16M'], 1, "error: Failed to resize block device 'vdz'\nerror: invalid argument: disk 'vdz' was not found in the domain config [invalid-arg]"],
+      [['blockresize', 'keys', 'vda', '-5'], 2, "error: Scaled numeric value '-5' for <size> option is malformed or out of range"],
+      [['blockresize', 'keys', 'vda', '16Q'], 2, "error: Scaled numeric value '16Q' for <size> option is malformed or out of range"],
+      [['blockresize', '*', 'vda', '16M'], 1, ''],
+    ];
+    for (const [args, code, err] of refused) {
+      const r = await virtplane(...args);
+      expect([args.join(' '), r.code]).toEqual([args.join(' '), code]);
+      if (err) expect(r.stderr.trim()).toBe(err);
+    }
+    expect((await stack.client.get('keys')).version).toBe(versionBefore);
+    // By source path, and by target: 16 MiB, then 24 MiB (a bare number is KiB, as virsh reads it).
+    expect(await virtplane('blockresize', 'keys', image, '16M')).toEqual({ code: 0, stdout: `Block device '${image}' is resized\n`, stderr: '' });
+    expect((await stat(image)).size).toBe(16 * 1024 * 1024);
+    await waitForConsole(consoleLog, 'virtplane-guest: sizes [vda=32768 ]', { timeoutMs: 30_000 });
+    expect((await virtplane('blockresize', 'keys', 'vda', '24576')).code).toBe(0);
+    await waitForConsole(consoleLog, 'virtplane-guest: sizes [vda=49152 ]', { timeoutMs: 30_000 });
+    expect((await virtplane('domblkinfo', 'keys', 'vda')).stdout).toMatch(/^Capacity:\s+25165824$/m);
+    expect((await virtplane('dumpxml', 'keys', '--inactive')).stdout).toBe(xmlBefore);
+    const recorded = (await new EventStore(stack.nats.nats).read(subjects.aggregate('domain', (await stack.client.get('keys')).id)))
+      .flatMap((c) => c.events)
+      .filter((e) => e.type === 'DomainBlockResizeRequested')
+      .map((e) => e.data as { target?: string; bytes?: number });
+    expect(recorded.map((d) => [d.target, d.bytes])).toEqual([['vda', 16 * 1024 * 1024], ['vda', 24 * 1024 * 1024]]);
   });
 });

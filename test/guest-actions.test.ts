@@ -9,7 +9,7 @@ import { startStack, testDriverState, type Stack } from './fixtures/stack.ts';
 /** The test driver's own domain, as `virsh -c test:///default` has it; the expectations were taken from virsh 9.0 there. */
 const XML = `<domain type='test'><name>keys1</name><memory unit='KiB'>65536</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>`;
 
-describe('send-key and inject-nmi on the test driver, as virsh', () => {
+describe('send-key, inject-nmi and blockresize on the test driver, as virsh', () => {
   let stack: Stack;
   let env: Record<string, string>;
   let uuid: string;
@@ -41,6 +41,8 @@ describe('send-key and inject-nmi on the test driver, as virsh', () => {
       [['send-key', 'keys1', ...Array.from({ length: 17 }, (_, i) => `KEY_${String.fromCharCode(65 + i)}`)], 2, 'error: too many keycodes'],
       [['send-key', 'nosuch', 'KEY_A'], 1, "error: failed to get domain 'nosuch' [no-domain]"],
       [['inject-nmi', 'nosuch'], 1, "error: failed to get domain 'nosuch' [no-domain]"],
+      // libvirt's test driver has no virDomainBlockResize, running or not.
+      [['blockresize', 'keys1', 'vda', '10M'], 1, "error: Failed to resize block device 'vda'\nerror: this function is not supported by the connection driver: virDomainBlockResize [operation-unsupported]"],
     ];
     for (const [args, code, err] of cases) {
       const r = await virtplane(env, ...args);

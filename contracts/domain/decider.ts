@@ -15,7 +15,7 @@ import { withAppMetadata } from './metadata.ts';
 import { decideSnapshot, evolveSnapshots, undefineSnapshotEvents, type SnapshotRecord, type SnapshotTask } from './snapshots.ts';
 import { rememberCommand, versionOfCommand } from '../recent-commands.ts';
 import { defineToStart } from './define-to-start.ts';
-import { checkGuestAction } from './guest-actions.ts';
+import { checkGuestAction, resolveBlockResize } from './guest-actions.ts';
 import type { KeyPress } from './keycodes.ts';
 
 /**
@@ -414,6 +414,11 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
       requireHostKnown(s);
       checkGuestAction(cmd, s, onTestDriver(s));
       return decideOperation(cmd.type, s, now, cmd.timeoutMs, cmd.type === 'send-key' ? { keys: cmd.keys } : {});
+    case 'block-resize':
+      requireDomain(s);
+      requireHostKnown(s);
+      checkGuestAction(cmd, s, onTestDriver(s));
+      return decideOperation('block-resize', s, now, cmd.timeoutMs, resolveBlockResize(s, cmd.path, cmd.bytes));
     case 'save':
       requireDomain(s);
       return decideOperation('save', s, now, cmd.timeoutMs, { file: cmd.file });

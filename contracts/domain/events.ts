@@ -67,7 +67,7 @@ const Requested = z.object({
   /** send-key: the keys to press, as asked (guest-actions.ts). */
   keys: KeyPress.optional(),
   /** block-resize: the disk's new size in bytes (its disk is `target`). */
-  bytes: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
+  bytes: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
 });
 
 const requested = <T extends string>(type: T) => z.object({ type: z.literal(type), data: Requested });

@@ -4,6 +4,7 @@ import { CommandHeader, DomainRef } from './commands.ts';
 import { checkKeycodes, KeyCodeset, KeyPress, MAX_KEYS, toQnum } from './keycodes.ts';
 import { isActive } from './state.ts';
 import type { DomainAggregate } from './decider.ts';
+import type { DiskModel } from './definition.ts';
 
 /**
  * virsh send-key and inject-nmi: things done to a running guest that change nothing the log keeps
@@ -23,7 +24,34 @@ export type SendKeyRequest = z.infer<typeof SendKeyRequest>;
 export const InjectNmiRequest = CommandHeader.extend({ domain: DomainRef, timeoutSeconds: z.number().positive().max(3600).optional() });
 export type InjectNmiRequest = z.infer<typeof InjectNmiRequest>;
 
-export type GuestActionCommand = { type: 'send-key'; keys: KeyPress; timeoutMs: number } | { type: 'inject-nmi'; timeoutMs: number };
+/** virsh blockresize: `path` is a disk's target or source, `bytes` its new size (virsh scales the argument). */
+export const BlockResizeRequest = CommandHeader.extend({
+  domain: DomainRef,
+  path: z.string().min(1).max(4096),
+  bytes: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  timeoutSeconds: z.number().positive().max(3600).optional(),
+});
+export type BlockResizeRequest = z.infer<typeof BlockResizeRequest>;
+
+export type GuestActionCommand =
+  | { type: 'send-key'; keys: KeyPress; timeoutMs: number }
+  | { type: 'inject-nmi'; timeoutMs: number }
+  | { type: 'block-resize'; path: string; bytes: number; timeoutMs: number };
+
+const sourceOf = (d: DiskModel): string | undefined => d.source?.file ?? d.source?.dev ?? d.source?.dir ?? d.source?.volume ?? d.source?.name;
+
+/**
+ * qemuDomainBlockResize's checks, in its order, against the running definition: the disk of this
+ * target or source, with an image, writable. The disk's definition does not change (the image grows
+ * under it); qcow2 and qed images are sized in 512-byte sectors, so the size is rounded up to one.
+ */
+export const resolveBlockResize = (s: DomainAggregate, path: string, bytes: number): { target: string; bytes: number } => {
+  const disk = s.definition!.devices.disks.find((d) => d.target.dev === path || sourceOf(d) === path);
+  if (!disk) throw virtError('invalid-arg', `disk '${path}' was not found in the domain config`);
+  if (sourceOf(disk) === undefined || disk.readonly) throw virtError('operation-unsupported', `can't resize empty or readonly disk '${disk.target.dev}'`);
+  const format = disk.driver?.type;
+  return { target: disk.target.dev, bytes: format === 'qcow2' || format === 'qed' ? Math.ceil(bytes / 512) * 512 : bytes };
+};
 
 /**
  * libvirt's checks in its drivers' order: qemuDomainSendKey translates every key to qemu's numbers
@@ -35,6 +63,11 @@ export const checkGuestAction = (cmd: GuestActionCommand, s: DomainAggregate, on
     if (!isActive(s.observed.state)) throw virtError('operation-invalid', 'domain is not running', { domain: s.name });
   };
   if (cmd.type === 'inject-nmi') return running();
+  if (cmd.type === 'block-resize') {
+    // The test driver has no virDomainBlockResize.
+    if (onTest) throw virtError('operation-unsupported', 'this function is not supported by the connection driver: virDomainBlockResize', { raw: true });
+    return running();
+  }
   if (onTest) {
     running();
     checkKeycodes(cmd.keys);

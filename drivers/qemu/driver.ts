@@ -655,6 +655,28 @@ export class QemuDriver implements HypervisorDriver {
     });
   }
 
+  /**
+   * qemuDomainBlockResize: QMP block_resize on the node that reads the disk's image, found by its file
+   * (a disk given at boot and one plugged later are named differently); the definition stays as it is.
+   */
+  async blockResize(def: DomainDefinition, target: string, bytes: number, _opts: OperationOptions = {}): Promise<void> {
+    await this.ready;
+    return this.withLock(def.uuid, async () => {
+      const d = await this.find(def.uuid);
+      if (!d) throw notRunning();
+      const disk = def.devices.disks.find((x) => x.target.dev === target);
+      const file = disk?.source?.file ?? disk?.source?.dev;
+      if (!disk || !file) throw new VirtError('invalid-arg', `disk '${target}' was not found in the domain config`);
+      await this.during(d, 'block-resize', async () => {
+        const qmp = await this.monitor(d);
+        const blocks = await qmp.execute<Array<{ inserted?: { file?: string; 'node-name'?: string; image?: { filename?: string } } }>>('query-block');
+        const node = blocks.find((b) => b.inserted?.file === file || b.inserted?.image?.filename === file)?.inserted?.['node-name'];
+        if (!node) throw new VirtError('invalid-arg', `disk '${target}' was not found in the domain config`);
+        await qmp.execute('block_resize', { 'node-name': node, size: bytes });
+      });
+    });
+  }
+
   /** qemuDomainInjectNMI: QMP inject-nmi, to every vCPU of an x86 guest. */
   async injectNmi(uuid: string, _opts: OperationOptions = {}): Promise<void> {
     await this.ready;
