@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { writeFile } from 'node:fs/promises';
 import { MAX_KEYS, parseCodeset, parseKeycode } from '../contracts/domain/keycodes.ts';
 import { failing, UsageError } from './errors.ts';
 import type { CliHelpers } from './network-commands.ts';
@@ -13,7 +14,7 @@ const uint = (name: string, v: string): number => {
   return Number(v);
 };
 
-/** virsh send-key, inject-nmi and blockresize: recorded in the log, then done by the domain's host; like virsh, silent when they work. */
+/** virsh send-key, inject-nmi, blockresize and screenshot: recorded in the log, then done by the domain's host; like virsh, silent when they work. */
 export const registerGuestCommands = (program: Command, h: CliHelpers): void => {
   program
     .command('send-key')
@@ -86,4 +87,37 @@ export const registerGuestCommands = (program: Command, h: CliHelpers): void => 
       );
       h.out().result(`Block device '${path}' is resized`, r);
     });
+
+  program
+    .command('screenshot')
+    .description("take a picture of the guest's screen, saved here (PPM from qemu)")
+    .argument('<domain>', 'name or uuid')
+    .argument('[file]', 'where to save it (default: <domain>-<date>.<ext>)')
+    .option('--screen <number>', 'which screen (video device) of the guest', '0')
+    .option('--timeout <seconds>', 'deadline for the host to take it', '60')
+    .action(async (domain: string, file: string | undefined, o: { screen: string; timeout: string }) => {
+      const timeoutSeconds = Number(o.timeout);
+      const screen = uint('screen', o.screen);
+      const r = await failing(`could not take a screenshot of ${domain}`, domain, () =>
+        h.withClient(async (c) => {
+          const accepted = await c.screenshot(domain, screen, { timeoutSeconds });
+          const view = await c.outcome(accepted, timeoutSeconds * 1000);
+          return { accepted, view, image: await c.screenshotBytes(view.hostId, accepted.taskId!) };
+        }),
+      );
+      const mime = mimeOf(r.image);
+      // vshGenFileName: the domain's name, the local time, and the type's extension.
+      const target = file ?? `${r.accepted.name}-${localStamp(new Date())}.${mime === 'image/png' ? 'png' : 'ppm'}`;
+      await writeFile(target, r.image);
+      h.out().result(`Screenshot saved to ${target}, with type of ${mime}`, { file: target, mime, bytes: r.image.length, taskId: r.accepted.taskId });
+    });
+};
+
+/** What the picture is, by its first bytes, as libvirt names the type it streams. */
+const mimeOf = (b: Buffer): string => (b.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) ? 'image/png' : 'image/x-portable-pixmap');
+
+/** strftime's %Y-%m-%d-%H:%M:%S in local time. */
+const localStamp = (d: Date): string => {
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}-${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 };

@@ -246,6 +246,23 @@ export class VirtplaneClient {
     return this.command('blockresize', { domain, path, bytes }, opts);
   }
 
+  /** virsh screenshot: the host takes the picture; `screenshotBytes` reads it from that host once the task is done. */
+  screenshot(domain: string, screen = 0, opts?: CommandOptions) {
+    return this.command('screenshot', { domain, screen }, opts);
+  }
+
+  /** The picture a finished screenshot task left on its host, read in pieces. */
+  async screenshotBytes(hostId: string, taskId: string): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    for (let offset = 0; ; ) {
+      const r = await this.askHost<{ size: number; data: string }>(hostId, 'screenshot', { taskId, offset });
+      const part = Buffer.from(r.data, 'base64');
+      parts.push(part);
+      offset += part.length;
+      if (offset >= r.size || part.length === 0) return Buffer.concat(parts);
+    }
+  }
+
   /** virsh inject-nmi: a non-maskable interrupt to the running guest, recorded with who asked. */
   injectNmi(domain: string, opts?: CommandOptions) {
     return this.command('inject-nmi', { domain }, opts);
@@ -404,7 +421,7 @@ export class VirtplaneClient {
   }
 
   /** A live reading only the host's own agent can give: nobody listening means that agent is down. */
-  private async askHost<T>(hostId: string, what: 'domain-stats' | 'node-stats' | 'dhcp-leases' | 'save-image' | 'domain-caps', body: Record<string, unknown>): Promise<T> {
+  private async askHost<T>(hostId: string, what: 'domain-stats' | 'node-stats' | 'dhcp-leases' | 'save-image' | 'domain-caps' | 'screenshot', body: Record<string, unknown>): Promise<T> {
     try {
       return await call<T>(this.nats.nc, subjects.hostRead(hostId, what), body, this.timeoutMs);
     } catch (e) {

@@ -55,7 +55,7 @@ export const subjects = {
    * A live reading an operator asks of one host's agent (a guest's counters, the host's memory):
    * only that host may answer it, and it is never recorded.
    */
-  hostRead: (hostId: string, what: 'domain-stats' | 'node-stats' | 'dhcp-leases' | 'save-image' | 'domain-caps') => `hostread.${hostId}.${what}`,
+  hostRead: (hostId: string, what: 'domain-stats' | 'node-stats' | 'dhcp-leases' | 'save-image' | 'domain-caps' | 'screenshot') => `hostread.${hostId}.${what}`,
   task: (hostId: string) => `task.${hostId}`,
   allTasks: 'task.>',
   lifecycle: (hostId: string, domainId: string) => `lifecycle.${hostId}.${domainId}`,

@@ -42,6 +42,8 @@ export const DomainTask = z.object({
   keys: KeyPress.optional(),
   /** block-resize: the disk's new size in bytes (its disk is `target`). */
   bytes: z.number().int().nonnegative().optional(),
+  /** screenshot: which screen. */
+  screen: z.number().int().nonnegative().optional(),
   definition: DomainDefinition,
   correlationId: z.string(),
   traceparent: z.string().optional(),

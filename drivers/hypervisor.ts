@@ -111,6 +111,8 @@ export interface HypervisorDriver {
   injectNmi?(uuid: string, opts?: OperationOptions): Promise<void>;
   /** virsh blockresize: the disk of `target` grows (or shrinks) to `bytes` under the running guest. */
   blockResize?(def: DomainDefinition, target: string, bytes: number, opts?: OperationOptions): Promise<void>;
+  /** virsh screenshot: the picture on `screen` of the guest written to `file` (PPM from qemu, PNG from the test driver). */
+  screenshot?(def: DomainDefinition, screen: number, file: string, opts?: OperationOptions): Promise<void>;
   /** virsh reset: a hard reset of the running guest, as a reset button; it stays in the state it was in. */
   reset?(uuid: string, opts?: OperationOptions): Promise<ObservedState>;
   /**

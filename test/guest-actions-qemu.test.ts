@@ -1,15 +1,18 @@
-import { mkdtemp, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { qemuAvailable } from '../drivers/qemu/index.ts';
 import { subjects } from '../contracts/subjects.ts';
 import { EventStore } from '../platform/event-store.ts';
-import { virtplane as cli } from './fixtures/cli.ts';
+import { CLI, virtplane as cli } from './fixtures/cli.ts';
 import { buildTinyGuest, READY_MARKER, tinyGuestXml, waitForConsole } from './fixtures/guest/build.ts';
 import { startStack, type Stack } from './fixtures/stack.ts';
 
 const availability = await qemuAvailable();
+const run = promisify(execFile);
 
 /**
  * send-key, inject-nmi and blockresize on a real qemu guest: the tiny guest (vp.keys=1) says on its console which
@@ -106,5 +109,36 @@ describe.skipIf(!availability.ok)('send-key and inject-nmi reach a real qemu gue
       .filter((e) => e.type === 'DomainBlockResizeRequested')
       .map((e) => e.data as { target?: string; bytes?: number });
     expect(recorded.map((d) => [d.target, d.bytes])).toEqual([['vda', 16 * 1024 * 1024], ['vda', 24 * 1024 * 1024]]);
+  });
+
+  it('screenshot: the picture of a guest with a display comes back as a PPM; a guest without one has no screens', { timeout: 300_000 }, async () => {
+    expect((await virtplane('screenshot', 'keys', join(dir, 'x.ppm'))).stderr.trim()).toBe(
+      'error: could not take a screenshot of keys\nerror: Requested operation is not valid: no screens to take screenshot from [operation-invalid]',
+    );
+    const guest = await buildTinyGuest();
+    const file = join(dir, 'screen.xml');
+    await writeFile(file, tinyGuestXml(guest, { name: 'screen', type: availability.kvm ? 'kvm' : 'qemu', devicesXml: "<graphics type='vnc' autoport='yes'/>" }));
+    expect((await virtplane('define', file)).code).toBe(0);
+    expect((await virtplane('start', 'screen', '--timeout', '120')).code).toBe(0);
+    try {
+      expect((await virtplane('screenshot', 'screen', join(dir, 'y.ppm'), '--screen', '1')).stderr.trim()).toBe(
+        'error: could not take a screenshot of screen\nerror: invalid argument: no such screen ID: 1 [invalid-arg]',
+      );
+      // No file named: virsh's <domain>-<date>.ppm in the current directory.
+      const shotDir = await mkdtemp(join(dir, 'shots-'));
+      const r = await run(process.execPath, [CLI, 'screenshot', 'screen'], { cwd: shotDir, env: { ...process.env, ...env } });
+      const name = /^Screenshot saved to (screen-\d{4}-\d\d-\d\d-\d\d:\d\d:\d\d\.ppm), with type of image\/x-portable-pixmap$/.exec(r.stdout.trim())?.[1];
+      expect(name, r.stdout).toBeDefined();
+      const image = await readFile(join(shotDir, name!));
+      const header = /^P6\s+(\d+)\s+(\d+)\s+255\s/.exec(image.subarray(0, 32).toString('latin1'));
+      expect(header, image.subarray(0, 32).toString('latin1')).not.toBeNull();
+      const [w, h] = [Number(header![1]), Number(header![2])];
+      expect(w * h).toBeGreaterThan(0);
+      // The whole picture came over, in several pieces.
+      expect(image.length).toBe(header![0].length + w * h * 3);
+      expect(image.length).toBeGreaterThan(256 * 1024);
+    } finally {
+      await stack.client.destroy('screen').then((a) => stack.client.outcome(a, 60_000)).catch(() => undefined);
+    }
   });
 });

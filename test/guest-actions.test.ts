@@ -108,4 +108,19 @@ describe('send-key, inject-nmi and blockresize on the test driver, as virsh', ()
     await stack.client.outcome(await stack.client.injectNmi('keys1'), 30_000);
     expect((await guest()).nmis).toBe((before.nmis ?? 0) + 1);
   });
+
+  it("screenshot: the test driver's picture, taken on the host, recorded, and saved here as virsh says", { timeout: 60_000 }, async () => {
+    const file = join(stack.dataDir, 'shot.png');
+    expect(await virtplane(env, 'screenshot', 'keys1', file)).toEqual({ code: 0, stdout: `Screenshot saved to ${file}, with type of image/png\n`, stderr: '' });
+    expect((await readFile(file)).subarray(1, 4).toString()).toBe('PNG');
+    const shots = (await new EventStore(stack.nats.nats).read(subjects.aggregate('domain', uuid))).flatMap((c) => c.events).filter((e) => e.type === 'DomainScreenshotRequested');
+    expect(shots).toHaveLength(1);
+    expect(shots[0]!.actor).toBeTruthy();
+    // Only principals allowed the host's live readings get the picture: an auditor may not ask.
+    const { permissionsFor } = await import('../platform/security/roles.ts');
+    const allowed = (role: 'operator' | 'auditor') => permissionsFor(role, 'p').publish.allow!.some((a) => a === 'hostread.*.*' || a.startsWith('hostread.'));
+    expect([allowed('operator'), allowed('auditor')]).toEqual([true, false]);
+    const bad = await virtplane(env, 'screenshot', 'keys1', file, '--screen', '-1');
+    expect([bad.code, bad.stderr.trim()]).toEqual([2, "error: Numeric value '-1' for <screen> option is malformed or out of range"]);
+  });
 });

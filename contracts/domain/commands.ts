@@ -201,6 +201,7 @@ export const DEFAULT_TIMEOUT_MS: Record<DomainOp, number> = {
   'send-key': 60_000,
   'inject-nmi': 60_000,
   'block-resize': 60_000,
+  screenshot: 60_000,
 };
 
 const InterfaceScope = {

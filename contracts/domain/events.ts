@@ -12,7 +12,7 @@ import { KeyPress } from './keycodes.ts';
 export const LifecycleOp = z.enum(['start', 'shutdown', 'destroy', 'suspend', 'resume', 'reboot']);
 export type LifecycleOp = z.infer<typeof LifecycleOp>;
 /** reset and managedsave are host operations too, though neither is asked for by a plain power verb. */
-export const DomainOp = z.enum([...LifecycleOp.options, 'attach-interface', 'detach-interface', 'set-memory', 'set-vcpus', 'reset', 'managedsave', 'attach-disk', 'detach-disk', 'update-disk', 'save', 'snapshot-create', 'snapshot-revert', 'snapshot-delete', 'send-key', 'inject-nmi', 'block-resize']);
+export const DomainOp = z.enum([...LifecycleOp.options, 'attach-interface', 'detach-interface', 'set-memory', 'set-vcpus', 'reset', 'managedsave', 'attach-disk', 'detach-disk', 'update-disk', 'save', 'snapshot-create', 'snapshot-revert', 'snapshot-delete', 'send-key', 'inject-nmi', 'block-resize', 'screenshot']);
 export type DomainOp = z.infer<typeof DomainOp>;
 
 export const REQUESTED_EVENT = {
@@ -38,6 +38,7 @@ export const REQUESTED_EVENT = {
   'send-key': 'DomainSendKeyRequested',
   'inject-nmi': 'DomainNmiInjectRequested',
   'block-resize': 'DomainBlockResizeRequested',
+  screenshot: 'DomainScreenshotRequested',
 } as const satisfies Record<DomainOp, string>;
 
 const Requested = z.object({
@@ -68,6 +69,8 @@ const Requested = z.object({
   keys: KeyPress.optional(),
   /** block-resize: the disk's new size in bytes (its disk is `target`). */
   bytes: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
+  /** screenshot: which of the guest's screens (video devices). */
+  screen: z.number().int().nonnegative().max(64).optional(),
 });
 
 const requested = <T extends string>(type: T) => z.object({ type: z.literal(type), data: Requested });
@@ -112,6 +115,7 @@ export const DomainEventBody = z.discriminatedUnion('type', [
   requested('DomainSendKeyRequested'),
   requested('DomainNmiInjectRequested'),
   requested('DomainBlockResizeRequested'),
+  requested('DomainScreenshotRequested'),
   z.object({
     /** virsh snapshot-current <name>: which snapshot is current, and so the parent of the next. */
     type: z.literal('DomainSnapshotCurrentSet'),

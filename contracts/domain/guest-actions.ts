@@ -36,7 +36,26 @@ export type BlockResizeRequest = z.infer<typeof BlockResizeRequest>;
 export type GuestActionCommand =
   | { type: 'send-key'; keys: KeyPress; timeoutMs: number }
   | { type: 'inject-nmi'; timeoutMs: number }
-  | { type: 'block-resize'; path: string; bytes: number; timeoutMs: number };
+  | { type: 'block-resize'; path: string; bytes: number; timeoutMs: number }
+  | { type: 'screenshot'; screen: number; timeoutMs: number };
+
+/** virsh screenshot: the host takes the picture into a file of its own, which the client then reads from it. */
+export const ScreenshotRequest = CommandHeader.extend({
+  domain: DomainRef,
+  screen: z.number().int().nonnegative().max(64).default(0),
+  timeoutSeconds: z.number().positive().max(3600).optional(),
+});
+export type ScreenshotRequest = z.infer<typeof ScreenshotRequest>;
+
+/** A piece of a screenshot its host holds (hostread.<host>.screenshot): the task that took it, from `offset`. */
+export const ScreenshotReadRequest = z.object({ taskId: z.string().regex(/^[A-Za-z0-9_-]{8,80}$/), offset: z.number().int().nonnegative() });
+export type ScreenshotReadRequest = z.infer<typeof ScreenshotReadRequest>;
+
+/** A guest's screens: its video devices, or the one a display brings when none is given (as libvirt adds it). */
+const screensOf = (s: DomainAggregate): number => {
+  const devices = s.definition!.devices as { videos?: unknown[]; graphics: unknown[] };
+  return devices.videos?.length ?? (devices.graphics.length ? 1 : 0);
+};
 
 const sourceOf = (d: DiskModel): string | undefined => d.source?.file ?? d.source?.dev ?? d.source?.dir ?? d.source?.volume ?? d.source?.name;
 
@@ -63,6 +82,15 @@ export const checkGuestAction = (cmd: GuestActionCommand, s: DomainAggregate, on
     if (!isActive(s.observed.state)) throw virtError('operation-invalid', 'domain is not running', { domain: s.name });
   };
   if (cmd.type === 'inject-nmi') return running();
+  if (cmd.type === 'screenshot') {
+    // The test driver draws its picture for any domain; qemuDomainScreenshot's checks otherwise.
+    if (onTest) return;
+    running();
+    const screens = screensOf(s);
+    if (screens === 0) throw virtError('operation-invalid', 'no screens to take screenshot from', { domain: s.name });
+    if (cmd.screen >= screens) throw virtError('invalid-arg', `no such screen ID: ${cmd.screen}`);
+    return;
+  }
   if (cmd.type === 'block-resize') {
     // The test driver has no virDomainBlockResize.
     if (onTest) throw virtError('operation-unsupported', 'this function is not supported by the connection driver: virDomainBlockResize', { raw: true });

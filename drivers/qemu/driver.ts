@@ -677,6 +677,18 @@ export class QemuDriver implements HypervisorDriver {
     });
   }
 
+  /** qemuDomainScreenshot: QMP screendump (PPM); a screen after the first is named by its video device. */
+  async screenshot(def: DomainDefinition, screen: number, file: string, _opts: OperationOptions = {}): Promise<void> {
+    await this.ready;
+    return this.withLock(def.uuid, async () => {
+      const d = await this.find(def.uuid);
+      if (!d) throw notRunning();
+      await this.during(d, 'screenshot', async () => {
+        await (await this.monitor(d)).execute('screendump', { filename: file, ...(screen > 0 ? { device: `video${screen}`, head: 0 } : {}) });
+      });
+    });
+  }
+
   /** qemuDomainInjectNMI: QMP inject-nmi, to every vCPU of an x86 guest. */
   async injectNmi(uuid: string, _opts: OperationOptions = {}): Promise<void> {
     await this.ready;

@@ -88,6 +88,9 @@ const Guest = z.object({
 });
 type Guest = z.infer<typeof Guest>;
 
+/** A 1x1 grey PNG, the test driver's screen. */
+const TEST_SCREEN_PNG = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg==';
+
 const StateFile = z.object({ version: z.literal(1), guests: z.array(Guest) });
 
 /** Host facts are the same for every simulated host: read them once per process. */
@@ -274,6 +277,11 @@ export class TestDriver implements HypervisorDriver {
       if (!g || !isActive(g.state)) throw virtError('operation-invalid', 'domain is not running');
       return { ...g, nmis: g.nmis + 1 };
     }).then(() => undefined);
+  }
+
+  /** testDomainScreenshot: a picture whatever the domain's state (libvirt's is its logo; this one is a single grey pixel). */
+  async screenshot(_def: DomainDefinition, _screen: number, file: string): Promise<void> {
+    await writeFile(file, Buffer.from(TEST_SCREEN_PNG, 'base64'), { mode: 0o600 });
   }
 
   /** Keys pressed and NMIs the guest received. */

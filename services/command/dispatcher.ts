@@ -99,6 +99,7 @@ export class Dispatcher {
         ...(e.data.snapshot ? { snapshot: e.data.snapshot } : {}),
         ...(e.data.keys ? { keys: e.data.keys } : {}),
         ...(e.data.bytes !== undefined ? { bytes: e.data.bytes } : {}),
+        ...(e.data.screen !== undefined ? { screen: e.data.screen } : {}),
         definition: state.definition,
         correlationId: e.correlationId,
         ...(e.traceContext.traceparent ? { traceparent: e.traceContext.traceparent } : {}),

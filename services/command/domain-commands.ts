@@ -16,7 +16,7 @@ import {
 import { checkRestoreFlags, type SaveImageReply } from '../../contracts/domain/save-restore.ts';
 import { decide, type DomainAggregate } from '../../contracts/domain/decider.ts';
 import type { SetResourcesRequest } from '../../contracts/domain/resources.ts';
-import type { BlockResizeRequest, InjectNmiRequest, SendKeyRequest } from '../../contracts/domain/guest-actions.ts';
+import type { BlockResizeRequest, InjectNmiRequest, ScreenshotRequest, SendKeyRequest } from '../../contracts/domain/guest-actions.ts';
 import { DomainDefinition, InterfaceModel } from '../../contracts/domain/definition.ts';
 import type { DomainEventBody, LifecycleOp } from '../../contracts/domain/events.ts';
 import type { CommandMeta } from '../../contracts/envelope.ts';
@@ -127,6 +127,11 @@ export class DomainCommands {
   /** virsh blockresize: recorded with the disk and its new size, then resized under the guest by its host. */
   async blockResize(req: BlockResizeRequest, meta: CommandMeta): Promise<Accepted> {
     return this.run(req.domain, meta, { type: 'block-resize', path: req.path, bytes: req.bytes, timeoutMs: req.timeoutSeconds !== undefined ? req.timeoutSeconds * 1000 : DEFAULT_TIMEOUT_MS['block-resize'] });
+  }
+
+  /** virsh screenshot: recorded (who looked at which guest's screen), then taken by its host. */
+  async screenshot(req: ScreenshotRequest, meta: CommandMeta): Promise<Accepted> {
+    return this.run(req.domain, meta, { type: 'screenshot', screen: req.screen, timeoutMs: req.timeoutSeconds !== undefined ? req.timeoutSeconds * 1000 : DEFAULT_TIMEOUT_MS.screenshot });
   }
 
   /** virsh save: to a file on the domain's host, which checks the path against its image directories. */

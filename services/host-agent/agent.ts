@@ -26,6 +26,7 @@ import { resync, type ResyncHost } from './resync.ts';
 import { FenceGuard } from './fence-guard.ts';
 import { TaskWorker } from './task-worker.ts';
 import { serveLiveReads } from './live-reads.ts';
+import { screenshotFile, serveScreenshots } from './screenshots.ts';
 import { contextFromTraceparent, inSpan } from '../../platform/telemetry.ts';
 
 export interface HostAgentOptions {
@@ -166,6 +167,7 @@ export class HostAgent {
     const grant = await this.lease.acquire();
     for (const d of this.opts.drivers) this.unsubscribe.push(d.onObservation((o) => void this.observed(o)));
     this.unsubscribe.push(serveLiveReads(this.n, this.hostId, (type) => this.byType.get(type), this.log, this.saveDirs));
+    this.unsubscribe.push(serveScreenshots(this.n, this.hostId, this.opts.stateDir, this.log));
     await this.reconcile();
     await this.autostart();
     // A host declared lost while its agent was away: what moved elsewhere must not run here too.
@@ -434,6 +436,11 @@ export class HostAgent {
       case 'inject-nmi':
         if (!d.injectNmi) throw virtError('operation-unsupported', `the ${d.name} driver cannot inject an NMI into a guest`);
         return d.injectNmi(uuid, opts).then(() => d.state(uuid));
+      case 'screenshot': {
+        if (!d.screenshot) throw virtError('operation-unsupported', `the ${d.name} driver cannot take screenshots`);
+        await d.screenshot(t.definition, t.screen ?? 0, await screenshotFile(this.opts.stateDir, t.taskId), opts);
+        return d.state(uuid);
+      }
       case 'block-resize':
         if (!d.blockResize || !t.target || t.bytes === undefined) throw virtError('operation-unsupported', `the ${d.name} driver cannot resize a running guest's disks`);
         return d.blockResize(t.definition, t.target, t.bytes, opts).then(() => d.state(uuid));
