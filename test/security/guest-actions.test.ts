@@ -35,6 +35,10 @@ describe("acting on a guest, and its screen, under least privilege", () => {
     const shot = await alice.screenshot('sec-keys');
     await alice.outcome(shot, 20_000);
     expect((await alice.screenshotBytes('host-a', shot.taskId!)).subarray(1, 4).toString()).toBe('PNG');
+    // A task id is a plain token: no path leaves the host's screenshot directory.
+    for (const taskId of ['../../../etc/passwd', 'a/../../tasks.jsonl', '*', 'nosuchtask-0000']) {
+      await expect(alice.screenshotBytes('host-a', taskId)).rejects.toMatchObject({ code: taskId === 'nosuchtask-0000' ? 'operation-invalid' : 'invalid-arg' });
+    }
     expect(s.violations()).toEqual([]);
 
     const audrey = VirtplaneClient.over(await s.as('audrey'));
