@@ -10,6 +10,7 @@ import { registerDomainCommands } from './domain-commands.ts';
 import { registerDeviceCommands } from './device-commands.ts';
 import { registerDomainInfoCommands } from './domain-info-commands.ts';
 import { registerDomainStateCommands } from './domain-state-commands.ts';
+import { registerGuestCommands } from './guest-commands.ts';
 import { registerSaveCommands } from './save-commands.ts';
 import { registerMetadataCommands } from './metadata-commands.ts';
 import { registerSnapshotCommands } from './snapshot-commands.ts';
@@ -142,6 +143,7 @@ export const buildProgram = (): Command => {
   registerDeviceCommands(program, helpers);
   registerDomainInfoCommands(program, helpers);
   registerDomainStateCommands(program, helpers);
+  registerGuestCommands(program, helpers);
   registerSaveCommands(program, helpers);
   registerMetadataCommands(program, helpers);
   registerSnapshotCommands(program, helpers);

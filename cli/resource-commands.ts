@@ -16,6 +16,15 @@ interface Scope {
 /** Units of virsh's scaled integers: a bare number is KiB; k, M, G, T are powers of 1024, KB, MB ... of 1000. */
 const UNITS: Record<string, number> = { b: 1, bytes: 1, '': 1024, k: 1024, kib: 1024, kb: 1000, m: 1024 ** 2, mib: 1024 ** 2, mb: 1e6, g: 1024 ** 3, gib: 1024 ** 3, gb: 1e9, t: 1024 ** 4, tib: 1024 ** 4, tb: 1e12 };
 
+/** A size as virsh reads a scaled `<size>` (KiB when bare), in bytes. */
+export const parseBytes = (text: string): number | undefined => {
+  const m = /^(\d+)([a-z]*)$/i.exec(text.trim());
+  const unit = m ? UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) return undefined;
+  const bytes = Number(m[1]) * unit;
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
+};
+
 /** A size as virsh reads `<size>`, in KiB (rounded up, as libvirt rounds to its unit). */
 export const parseSize = (text: string): number | undefined => {
   const m = /^(\d+)([a-z]*)$/i.exec(text.trim());

@@ -245,6 +245,38 @@ export class VirtplaneClient {
     return this.command('reset', { domain }, opts);
   }
 
+  /** virsh send-key: the keys pressed together on the running guest, recorded with who asked. */
+  sendKey(domain: string, keys: { codeset?: string; keycodes: number[]; holdtimeMs?: number }, opts?: CommandOptions) {
+    return this.command('send-key', { domain, ...keys }, opts);
+  }
+
+  /** virsh blockresize: the disk of `path` (target or source) to `bytes`, under the running guest. */
+  blockResize(domain: string, path: string, bytes: number, opts?: CommandOptions) {
+    return this.command('blockresize', { domain, path, bytes }, opts);
+  }
+
+  /** virsh screenshot: the host takes the picture; `screenshotBytes` reads it from that host once the task is done. */
+  screenshot(domain: string, screen = 0, opts?: CommandOptions) {
+    return this.command('screenshot', { domain, screen }, opts);
+  }
+
+  /** The picture a finished screenshot task left on its host, read in pieces. */
+  async screenshotBytes(hostId: string, taskId: string): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    for (let offset = 0; ; ) {
+      const r = await this.askHost<{ size: number; data: string }>(hostId, 'screenshot', { taskId, offset });
+      const part = Buffer.from(r.data, 'base64');
+      parts.push(part);
+      offset += part.length;
+      if (offset >= r.size || part.length === 0) return Buffer.concat(parts);
+    }
+  }
+
+  /** virsh inject-nmi: a non-maskable interrupt to the running guest, recorded with who asked. */
+  injectNmi(domain: string, opts?: CommandOptions) {
+    return this.command('inject-nmi', { domain }, opts);
+  }
+
   /** virsh managedsave: save the guest's state on its host and stop it; the next start resumes it. */
   managedSave(domain: string, opts?: CommandOptions) {
     return this.command('managedsave', { domain }, opts);

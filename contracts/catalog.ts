@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { AttachInterfaceRequest, AutostartDomainRequest, UndefineDomainRequest, CommandAccepted, CreateDomainRequest, DefineDomainRequest, DetachInterfaceRequest, DomainOpRequest, RenameDomainRequest, SetMetadataRequest, StartDomainRequest } from './domain/commands.ts';
 import { DomainEventBody } from './domain/events.ts';
 import { SetResourcesRequest } from './domain/resources.ts';
+import { BlockResizeRequest, InjectNmiRequest, ScreenshotReadRequest, ScreenshotRequest, SendKeyRequest } from './domain/guest-actions.ts';
 import { AttachDiskRequest, ChangeMediaRequest, DetachDiskRequest, DeviceXmlRequest } from './domain/devices.ts';
 import { SnapshotCreateRequest, SnapshotCurrentRequest, SnapshotDeleteRequest, SnapshotRevertRequest } from './domain/snapshots.ts';
 import { DomainStats, DomainStatsRequest, NodeStats, NodeStatsRequest } from './domain/stats.ts';
@@ -128,6 +129,10 @@ export const CATALOG: ChannelSpec[] = [
   command('domain', 'undefine', 'UndefineDomainRequest', UndefineDomainRequest, commandReplies.domain, 'Undefine a domain, with its managed save image and snapshot metadata when asked (virsh undefine [--managed-save] [--snapshots-metadata]).'),
   command('domain', 'autostart', 'AutostartDomainRequest', AutostartDomainRequest, commandReplies.domain, "Start a domain when its host's agent starts, or no longer (virsh autostart [--disable])."),
   command('domain', 'reset', 'DomainOpRequest', DomainOpRequest, commandReplies.domain, 'Reset a running domain (virsh reset).'),
+  command('domain', 'send-key', 'SendKeyRequest', SendKeyRequest, commandReplies.domain, 'Press keys on a running guest, recorded with who asked (virsh send-key [--codeset] [--holdtime]).'),
+  command('domain', 'blockresize', 'BlockResizeRequest', BlockResizeRequest, commandReplies.domain, "Grow (or shrink) a running guest's disk image, its definition unchanged (virsh blockresize)."),
+  command('domain', 'screenshot', 'ScreenshotRequest', ScreenshotRequest, commandReplies.domain, "Take a picture of a running guest's screen on its host, recorded with who asked; read it with hostread.<host>.screenshot (virsh screenshot)."),
+  command('domain', 'inject-nmi', 'InjectNmiRequest', InjectNmiRequest, commandReplies.domain, 'Inject an NMI into a running guest, recorded with who asked (virsh inject-nmi).'),
   command('domain', 'managedsave', 'DomainOpRequest', DomainOpRequest, commandReplies.domain, "Save a running domain's state on its host and stop it; the next start resumes it (virsh managedsave)."),
   command('domain', 'save', 'SaveDomainRequest', SaveDomainRequest, commandReplies.domain, "Save a running domain's state to a file on its host and stop it (virsh save); the host writes only inside its image directories."),
   command('domain', 'restore', 'RestoreDomainRequest', RestoreDomainRequest, commandReplies.domain, 'Start a domain from a saved image on a host, recreating it from the definition the image records (virsh restore [--paused|--running]).'),
@@ -358,6 +363,16 @@ export const CATALOG: ChannelSpec[] = [
     description: 'The definition a saved image on the host records, and whether its guest ran (virsh save-image-dumpxml; restore asks it too). Only inside the host\'s image directories.',
     message: msg('SaveImageRequest', SaveImageRequest, 'The absolute path of the image on the host.'),
     reply: orError('SaveImageReply', ok(SaveImageReply.shape), 'The domain XML, whether the guest ran, and the image layout (test or qemu).'),
+    from: 'client',
+    to: 'host-agent',
+  },
+  {
+    id: 'hostread-screenshot',
+    address: 'hostread.{hostId}.screenshot',
+    kind: 'query',
+    description: "A piece of the picture a finished screenshot task left on the host (virsh screenshot reads it whole, piece by piece). Only principals allowed the host's live readings (operators, who may use guests' consoles) may ask; pictures are kept ten minutes.",
+    message: msg('ScreenshotReadRequest', ScreenshotReadRequest, 'The screenshot task, and the offset to read from.'),
+    reply: orError('ScreenshotReadReply', ok({ size: z.number().int().nonnegative(), data: z.string() }), 'The whole picture\'s size and up to 256 KiB of it from the offset, in base64.'),
     from: 'client',
     to: 'host-agent',
   },

@@ -47,7 +47,8 @@ export type HostReadKind =
   | 'max-vcpus'
   | 'node-cpu-stats'
   | 'node-cpu-map'
-  | 'sysinfo';
+  | 'sysinfo'
+  | 'screenshot';
 
 export const subjects = {
   aggregate: (type: AggregateType, id: string) => `ev.${type}.${aggregateToken(id)}`,

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { DiskModel, DomainDefinition, InterfaceModel } from './domain/definition.ts';
 import { DomainOp } from './domain/events.ts';
 import { SnapshotTask } from './domain/snapshots.ts';
+import { KeyPress } from './domain/keycodes.ts';
 import { ObservedState, RuntimeDevices, RuntimeInterface } from './domain/state.ts';
 import { VirtErrorBody } from './errors.ts';
 import { DomainId, TaskId } from './ids.ts';
@@ -37,6 +38,12 @@ export const DomainTask = z.object({
   target: z.string().optional(),
   /** Snapshot operations: the snapshot to take, revert to or delete. */
   snapshot: SnapshotTask.optional(),
+  /** send-key: the keys to press. */
+  keys: KeyPress.optional(),
+  /** block-resize: the disk's new size in bytes (its disk is `target`). */
+  bytes: z.number().int().nonnegative().optional(),
+  /** screenshot: which screen. */
+  screen: z.number().int().nonnegative().optional(),
   definition: DomainDefinition,
   correlationId: z.string(),
   traceparent: z.string().optional(),

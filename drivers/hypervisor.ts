@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { ObservedState, RuntimeDevices, RuntimeInterface } from '../contracts/domain/state.ts';
 import type { DomainStats } from '../contracts/domain/stats.ts';
 import type { SnapshotTask } from '../contracts/domain/snapshots.ts';
+import type { KeyPress } from '../contracts/domain/keycodes.ts';
 import type { DomainCapsRequest } from '../contracts/host/domain-caps.ts';
 import type { NodeCpuMap, NodeCpuStats, VcpuInfo } from '../contracts/host/host-reads.ts';
 
@@ -119,6 +120,14 @@ export interface HypervisorDriver {
   nodeCpuMap?(): Promise<NodeCpuMap>;
   /** virsh sysinfo: the host's SMBIOS as libvirt's sysinfo XML. */
   sysinfo?(): Promise<string>;
+  /** virsh send-key: presses the keys together, holds them `holdtimeMs` (qemu's default when absent), releases them. */
+  sendKey?(uuid: string, keys: KeyPress, opts?: OperationOptions): Promise<void>;
+  /** virsh inject-nmi: a non-maskable interrupt to the running guest. */
+  injectNmi?(uuid: string, opts?: OperationOptions): Promise<void>;
+  /** virsh blockresize: the disk of `target` grows (or shrinks) to `bytes` under the running guest. */
+  blockResize?(def: DomainDefinition, target: string, bytes: number, opts?: OperationOptions): Promise<void>;
+  /** virsh screenshot: the picture on `screen` of the guest written to `file` (PPM from qemu, PNG from the test driver). */
+  screenshot?(def: DomainDefinition, screen: number, file: string, opts?: OperationOptions): Promise<void>;
   /** virsh reset: a hard reset of the running guest, as a reset button; it stays in the state it was in. */
   reset?(uuid: string, opts?: OperationOptions): Promise<ObservedState>;
   /**

@@ -198,9 +198,16 @@ describe('real messages of a running stack', () => {
     // The test driver answers libvirt's "not supported": the error reply is the documented one.
     await expect(c.domainCapabilities(stack.hostId)).rejects.toMatchObject({ code: 'operation-unsupported' });
     await c.rename('doc-1', 'doc-1b');
-    step('autostart, reset, managedsave');
+    step('autostart, reset, send-key, inject-nmi, screenshot, blockresize, managedsave');
     await c.autostart('doc-1b');
     await c.outcome(await c.reset('doc-3'), 20_000);
+    await c.outcome(await c.sendKey('doc-3', { keycodes: [30] }), 20_000);
+    await c.outcome(await c.injectNmi('doc-3'), 20_000);
+    const shot = await c.screenshot('doc-3');
+    const shotView = await c.outcome(shot, 20_000);
+    expect((await c.screenshotBytes(shotView.hostId, shot.taskId!)).subarray(1, 4).toString()).toBe('PNG');
+    // The test driver has no virDomainBlockResize: the request is the documented one all the same.
+    await expect(c.blockResize('doc-3', 'vda', 1 << 20)).rejects.toMatchObject({ code: 'operation-unsupported' });
     await c.outcome(await c.start('doc-1b'), 20_000);
     await c.outcome(await c.managedSave('doc-1b'), 20_000);
     await c.managedSaveRemove('doc-1b');

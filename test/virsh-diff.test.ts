@@ -291,6 +291,35 @@ describe('virtplane against virsh -c test:///default', () => {
     ]);
   });
 
+  it('send-key, inject-nmi and blockresize say and refuse what virsh says', { timeout: 120_000 }, async () => {
+    const name = 'keys-dom';
+    await sameAsVirsh([
+      `define ${await xmlFile(name)}`,
+      `send-key ${name} KEY_A`,
+      `inject-nmi ${name}`,
+      `blockresize ${name} vda 10M`,
+      `start ${name}`,
+      `send-key ${name} KEY_LEFTCTRL KEY_LEFTALT KEY_DELETE`,
+      `send-key ${name} --codeset qnum --holdtime 50 0x1e 0xc8`,
+      `send-key ${name} --codeset xt 0xe048`,
+      `send-key ${name} --codeset linux 1000`,
+      `send-key ${name} --codeset xt_kbd 0xe05b`,
+      `send-key ${name} KEY_FOO`,
+      `send-key ${name} --codeset xt KEY_A`,
+      `send-key ${name} --codeset foo 30`,
+      `send-key ${name} KEY_A KEY_B KEY_C KEY_D KEY_E KEY_F KEY_G KEY_H KEY_I KEY_J KEY_K KEY_L KEY_M KEY_N KEY_O KEY_P KEY_Q`,
+      `inject-nmi ${name}`,
+      `blockresize ${name} vda 10M`,
+      `suspend ${name}`,
+      `send-key ${name} KEY_A`,
+      `inject-nmi ${name}`,
+      `domstate ${name} --reason`,
+      `send-key nosuch KEY_A`,
+      `inject-nmi nosuch`,
+      `destroy ${name}`,
+    ]);
+  });
+
   it('save, restore and their refusals say what virsh says; a saved transient domain comes back transient', { timeout: 120_000 }, async () => {
     const name = 'sr-dom';
     const img = join(dir, 'sr-dom.sav');

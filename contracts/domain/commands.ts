@@ -10,6 +10,7 @@ import type { DiskCommand } from './devices.ts';
 import { SavePath } from './save-restore.ts';
 import { MetadataFields } from './metadata.ts';
 import type { SnapshotCommand } from './snapshots.ts';
+import type { GuestActionCommand } from './guest-actions.ts';
 
 /** Fields every command request may carry; the client fills them, people need not. */
 export const CommandHeader = z.object({
@@ -159,6 +160,8 @@ export type DomainCommand =
   | { type: 'detach-interface'; mac: string; live: boolean; config: boolean; timeoutMs: number }
   /** virsh attach-disk, detach-disk, attach/detach/update-device, change-media (devices.ts). */
   | DiskCommand
+  /** virsh send-key, inject-nmi, blockresize: acts on the running guest (guest-actions.ts). */
+  | GuestActionCommand
   | { type: 'complete'; taskId: string; observed: ObservedState; interfaces?: RuntimeInterface[]; devices?: RuntimeDevices }
   | { type: 'fail'; taskId: string; error: VirtErrorBody; observed?: ObservedState }
   | { type: 'observe'; state: DomainStateName; reason: StateReason; cause?: string }
@@ -195,6 +198,10 @@ export const DEFAULT_TIMEOUT_MS: Record<DomainOp, number> = {
   'snapshot-create': 300_000,
   'snapshot-revert': 300_000,
   'snapshot-delete': 120_000,
+  'send-key': 60_000,
+  'inject-nmi': 60_000,
+  'block-resize': 60_000,
+  screenshot: 60_000,
 };
 
 const InterfaceScope = {

@@ -15,6 +15,8 @@ import { withAppMetadata } from './metadata.ts';
 import { decideSnapshot, evolveSnapshots, undefineSnapshotEvents, type SnapshotRecord, type SnapshotTask } from './snapshots.ts';
 import { rememberCommand, versionOfCommand } from '../recent-commands.ts';
 import { defineToStart } from './define-to-start.ts';
+import { checkGuestAction, resolveBlockResize } from './guest-actions.ts';
+import type { KeyPress } from './keycodes.ts';
 
 /**
  * The domain decider: pure functions, no I/O. `decide` answers a command with events or throws a
@@ -43,6 +45,10 @@ export interface PendingOperation {
   file?: string;
   /** Snapshot operations (snapshots.ts). */
   snapshot?: SnapshotTask;
+  /** send-key: the keys pressed. */
+  keys?: KeyPress;
+  /** block-resize: the new size in bytes. */
+  bytes?: number;
 }
 
 export interface DomainAggregate extends ClaimFence {
@@ -137,6 +143,10 @@ const desiredAfter = (op: DomainOp, paused: boolean, current: DomainStateName): 
       // Plugging a device, resizing the balloon or a reset changes no power state.
     case 'snapshot-create':
     case 'snapshot-delete':
+    case 'send-key':
+    case 'inject-nmi':
+    case 'block-resize':
+    case 'screenshot':
       // Plugging a device, resizing the balloon, a reset or a snapshot changes no power state.
       return current;
     case 'snapshot-revert':
@@ -174,6 +184,9 @@ interface RequestArgs {
   target?: string;
   file?: string;
   snapshot?: SnapshotTask;
+  keys?: KeyPress;
+  bytes?: number;
+  screen?: number;
 }
 
 const requestedEvent = (s: DomainAggregate, op: DomainOp, now: Date, timeoutMs: number, args: RequestArgs = {}): DomainEventBody => ({
@@ -192,6 +205,9 @@ const requestedEvent = (s: DomainAggregate, op: DomainOp, now: Date, timeoutMs: 
     ...(args.target ? { target: args.target } : {}),
     ...(args.file !== undefined ? { file: args.file } : {}),
     ...(args.snapshot ? { snapshot: args.snapshot } : {}),
+    ...(args.keys ? { keys: args.keys } : {}),
+    ...(args.bytes !== undefined ? { bytes: args.bytes } : {}),
+    ...(args.screen !== undefined ? { screen: args.screen } : {}),
   },
 });
 
@@ -237,7 +253,14 @@ const checkTransition = (op: DomainOp, s: DomainAggregate): void => {
     case 'attach-disk':
     case 'detach-disk':
     case 'update-disk':
+    case 'send-key':
+    case 'inject-nmi':
+    case 'block-resize':
       if (!isActive(state)) throw notRunning(s);
+      return;
+    case 'screenshot':
+      // libvirt's test driver draws its picture whatever the domain's state.
+      if (!test && !isActive(state)) throw notRunning(s);
       return;
     case 'managedsave':
       return checkManagedSave(s, test);
@@ -392,6 +415,22 @@ export const decide = (cmd: DomainCommand, s: DomainAggregate, now: Date): Domai
     case 'managedsave':
       requireDomain(s);
       return decideOperation(cmd.type, s, now, cmd.timeoutMs);
+    case 'send-key':
+    case 'inject-nmi':
+      requireDomain(s);
+      requireHostKnown(s);
+      checkGuestAction(cmd, s, onTestDriver(s));
+      return decideOperation(cmd.type, s, now, cmd.timeoutMs, cmd.type === 'send-key' ? { keys: cmd.keys } : {});
+    case 'block-resize':
+      requireDomain(s);
+      requireHostKnown(s);
+      checkGuestAction(cmd, s, onTestDriver(s));
+      return decideOperation('block-resize', s, now, cmd.timeoutMs, resolveBlockResize(s, cmd.path, cmd.bytes));
+    case 'screenshot':
+      requireDomain(s);
+      requireHostKnown(s);
+      checkGuestAction(cmd, s, onTestDriver(s));
+      return decideOperation('screenshot', s, now, cmd.timeoutMs, { screen: cmd.screen });
     case 'save':
       requireDomain(s);
       return decideOperation('save', s, now, cmd.timeoutMs, { file: cmd.file });
@@ -736,7 +775,11 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
     case 'DomainSaveRequested':
     case 'DomainSnapshotRequested':
     case 'DomainSnapshotRevertRequested':
-    case 'DomainSnapshotDeleteRequested': {
+    case 'DomainSnapshotDeleteRequested':
+    case 'DomainSendKeyRequested':
+    case 'DomainNmiInjectRequested':
+    case 'DomainBlockResizeRequested':
+    case 'DomainScreenshotRequested': {
       const op = OP_OF[e.type];
       // destroy superseding the start of a transient domain shares a commit with the failure it
       // records, and that failure settled the domain away; the start may still be booting the guest,
@@ -764,6 +807,8 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
           ...(e.data.target ? { target: e.data.target } : {}),
           ...(e.data.file !== undefined ? { file: e.data.file } : {}),
           ...(e.data.snapshot ? { snapshot: e.data.snapshot } : {}),
+          ...(e.data.keys ? { keys: e.data.keys } : {}),
+          ...(e.data.bytes !== undefined ? { bytes: e.data.bytes } : {}),
         },
         desired: op === 'snapshot-revert' && e.data.snapshot?.target ? e.data.snapshot.target : desiredAfter(op, e.data.paused ?? false, s.desired),
         lastError: null,
@@ -879,6 +924,10 @@ export const OP_OF = {
   DomainSnapshotRequested: 'snapshot-create',
   DomainSnapshotRevertRequested: 'snapshot-revert',
   DomainSnapshotDeleteRequested: 'snapshot-delete',
+  DomainSendKeyRequested: 'send-key',
+  DomainNmiInjectRequested: 'inject-nmi',
+  DomainBlockResizeRequested: 'block-resize',
+  DomainScreenshotRequested: 'screenshot',
 } as const satisfies Record<string, DomainOp>;
 
 /**

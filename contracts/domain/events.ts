@@ -5,13 +5,14 @@ import { VirtErrorBody } from '../errors.ts';
 import { NameClaimRevoked } from '../name-claim.ts';
 import { DomainResourcesSet } from './resources.ts';
 import { SnapshotName, SnapshotTask } from './snapshots.ts';
+import { KeyPress } from './keycodes.ts';
 
 /** Operations a host carries out. Each has an intent event `Domain<Op>Requested`. */
 /** The power-state operations, each a virsh verb of its own. */
 export const LifecycleOp = z.enum(['start', 'shutdown', 'destroy', 'suspend', 'resume', 'reboot']);
 export type LifecycleOp = z.infer<typeof LifecycleOp>;
 /** reset and managedsave are host operations too, though neither is asked for by a plain power verb. */
-export const DomainOp = z.enum([...LifecycleOp.options, 'attach-interface', 'detach-interface', 'set-memory', 'set-vcpus', 'reset', 'managedsave', 'attach-disk', 'detach-disk', 'update-disk', 'save', 'snapshot-create', 'snapshot-revert', 'snapshot-delete']);
+export const DomainOp = z.enum([...LifecycleOp.options, 'attach-interface', 'detach-interface', 'set-memory', 'set-vcpus', 'reset', 'managedsave', 'attach-disk', 'detach-disk', 'update-disk', 'save', 'snapshot-create', 'snapshot-revert', 'snapshot-delete', 'send-key', 'inject-nmi', 'block-resize', 'screenshot']);
 export type DomainOp = z.infer<typeof DomainOp>;
 
 export const REQUESTED_EVENT = {
@@ -34,6 +35,10 @@ export const REQUESTED_EVENT = {
   'snapshot-create': 'DomainSnapshotRequested',
   'snapshot-revert': 'DomainSnapshotRevertRequested',
   'snapshot-delete': 'DomainSnapshotDeleteRequested',
+  'send-key': 'DomainSendKeyRequested',
+  'inject-nmi': 'DomainNmiInjectRequested',
+  'block-resize': 'DomainBlockResizeRequested',
+  screenshot: 'DomainScreenshotRequested',
 } as const satisfies Record<DomainOp, string>;
 
 const Requested = z.object({
@@ -60,6 +65,12 @@ const Requested = z.object({
   file: z.string().optional(),
   /** Snapshot operations: which snapshot, and what the log records once the host is done (snapshots.ts). */
   snapshot: SnapshotTask.optional(),
+  /** send-key: the keys to press, as asked (guest-actions.ts). */
+  keys: KeyPress.optional(),
+  /** block-resize: the disk's new size in bytes (its disk is `target`). */
+  bytes: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
+  /** screenshot: which of the guest's screens (video devices). */
+  screen: z.number().int().nonnegative().max(64).optional(),
 });
 
 const requested = <T extends string>(type: T) => z.object({ type: z.literal(type), data: Requested });
@@ -101,6 +112,10 @@ export const DomainEventBody = z.discriminatedUnion('type', [
   requested('DomainSnapshotRequested'),
   requested('DomainSnapshotRevertRequested'),
   requested('DomainSnapshotDeleteRequested'),
+  requested('DomainSendKeyRequested'),
+  requested('DomainNmiInjectRequested'),
+  requested('DomainBlockResizeRequested'),
+  requested('DomainScreenshotRequested'),
   z.object({
     /** virsh snapshot-current <name>: which snapshot is current, and so the parent of the next. */
     type: z.literal('DomainSnapshotCurrentSet'),

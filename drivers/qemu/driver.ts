@@ -44,6 +44,7 @@ import type { SnapshotTask } from '../../contracts/domain/snapshots.ts';
 import { withOverlays, withSources, type ExternalDisk } from '../../contracts/domain/external-snapshots.ts';
 import { abandonOverlays, createOverlays, liveCommit, liveSnapshot, offlineCommit } from './external-snapshots.ts';
 import { isMarked, unmark, type TaskMarker } from './task-markers.ts';
+import { toQnum, type KeyPress } from '../../contracts/domain/keycodes.ts';
 import { QmpClient, QmpClosedError, QmpError, QmpTimeoutError, connectWhenReady, type QmpEvent } from './qmp.ts';
 
 /** A tap device prepared for one interface by the host's network side. */
@@ -708,6 +709,66 @@ export class QemuDriver implements HypervisorDriver {
         d.quietResetsUntil = Date.now() + FIRMWARE_RESET_WINDOW_MS;
         await (await this.monitor(d)).execute('system_reset');
         return this.record(d, mapRunState(await this.status(d), d.rec.state));
+      });
+    });
+  }
+
+  /** qemuDomainSendKey: QMP send-key with every key as qemu's number, held `holdtime` ms (qemu's 100 by default). */
+  async sendKey(uuid: string, keys: KeyPress, _opts: OperationOptions = {}): Promise<void> {
+    const qnums = toQnum(keys);
+    await this.ready;
+    return this.withLock(uuid, async () => {
+      const d = await this.find(uuid);
+      if (!d) throw notRunning();
+      await this.during(d, 'send-key', async () => {
+        const args = { keys: qnums.map((data) => ({ type: 'number', data })), ...(keys.holdtimeMs ? { 'hold-time': keys.holdtimeMs } : {}) };
+        await (await this.monitor(d)).execute('send-key', args);
+      });
+    });
+  }
+
+  /**
+   * qemuDomainBlockResize: QMP block_resize on the node that reads the disk's image, found by its file
+   * (a disk given at boot and one plugged later are named differently); the definition stays as it is.
+   */
+  async blockResize(def: DomainDefinition, target: string, bytes: number, _opts: OperationOptions = {}): Promise<void> {
+    await this.ready;
+    return this.withLock(def.uuid, async () => {
+      const d = await this.find(def.uuid);
+      if (!d) throw notRunning();
+      const disk = def.devices.disks.find((x) => x.target.dev === target);
+      const file = disk?.source?.file ?? disk?.source?.dev;
+      if (!disk || !file) throw new VirtError('invalid-arg', `disk '${target}' was not found in the domain config`);
+      await this.during(d, 'block-resize', async () => {
+        const qmp = await this.monitor(d);
+        const blocks = await qmp.execute<Array<{ inserted?: { file?: string; 'node-name'?: string; image?: { filename?: string } } }>>('query-block');
+        const node = blocks.find((b) => b.inserted?.file === file || b.inserted?.image?.filename === file)?.inserted?.['node-name'];
+        if (!node) throw new VirtError('invalid-arg', `disk '${target}' was not found in the domain config`);
+        await qmp.execute('block_resize', { 'node-name': node, size: bytes });
+      });
+    });
+  }
+
+  /** qemuDomainScreenshot: QMP screendump (PPM); a screen after the first is named by its video device. */
+  async screenshot(def: DomainDefinition, screen: number, file: string, _opts: OperationOptions = {}): Promise<void> {
+    await this.ready;
+    return this.withLock(def.uuid, async () => {
+      const d = await this.find(def.uuid);
+      if (!d) throw notRunning();
+      await this.during(d, 'screenshot', async () => {
+        await (await this.monitor(d)).execute('screendump', { filename: file, ...(screen > 0 ? { device: `video${screen}`, head: 0 } : {}) });
+      });
+    });
+  }
+
+  /** qemuDomainInjectNMI: QMP inject-nmi, to every vCPU of an x86 guest. */
+  async injectNmi(uuid: string, _opts: OperationOptions = {}): Promise<void> {
+    await this.ready;
+    return this.withLock(uuid, async () => {
+      const d = await this.find(uuid);
+      if (!d) throw notRunning();
+      await this.during(d, 'inject-nmi', async () => {
+        await (await this.monitor(d)).execute('inject-nmi');
       });
     });
   }

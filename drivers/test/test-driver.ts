@@ -7,6 +7,7 @@ import { CrashAction, DiskModel, LifecycleAction, type DomainDefinition } from '
 import { DomainStateName, StateReason, isActive, type ObservedState } from '../../contracts/domain/state.ts';
 import { isVirtError, virtError, type VirtError } from '../../contracts/errors.ts';
 import type { SnapshotTask } from '../../contracts/domain/snapshots.ts';
+import { checkKeycodes, type KeyPress } from '../../contracts/domain/keycodes.ts';
 import type { DomainStats } from '../../contracts/domain/stats.ts';
 import { testDriverStats } from './stats.ts';
 import { TEST_DOMAIN_TIME, TEST_MAX_VCPUS, TEST_NODE_CPU_MAP, TEST_NODE_CPU_STATS, TEST_SMBIOS, testVcpuInfo } from './host-reads.ts';
@@ -49,7 +50,7 @@ import type {
  * guest ("is not paused"), reboot of a shut off guest unless on_reboot=destroy ("is not running").
  */
 
-export type DriverOp = 'start' | 'shutdown' | 'destroy' | 'suspend' | 'resume' | 'reboot' | 'reset' | 'managedsave' | 'attach-disk' | 'detach-disk' | 'update-disk' | 'save' | 'snapshot-create' | 'snapshot-revert' | 'snapshot-delete';
+export type DriverOp = 'start' | 'shutdown' | 'destroy' | 'suspend' | 'resume' | 'reboot' | 'reset' | 'managedsave' | 'attach-disk' | 'detach-disk' | 'update-disk' | 'save' | 'snapshot-create' | 'snapshot-revert' | 'snapshot-delete' | 'send-key' | 'inject-nmi';
 
 export interface TestDriverOptions {
   /** Time each operation takes: fixed, or drawn uniformly from [min, max]. 0 (the default) adds no timer. */
@@ -83,8 +84,14 @@ const Guest = z.object({
   disks: z.record(z.string(), DiskModel).optional(),
   /** The snapshots this host holds for the guest (libvirt's test driver keeps them in memory). */
   snapshots: z.array(z.string()).default([]),
+  /** Keys pressed and NMIs received while running, so a test can count what reached the guest. */
+  keysPressed: z.number().int().nonnegative().default(0),
+  nmis: z.number().int().nonnegative().default(0),
 });
 type Guest = z.infer<typeof Guest>;
+
+/** A 1x1 grey PNG, the test driver's screen. */
+const TEST_SCREEN_PNG = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg==';
 
 const StateFile = z.object({ version: z.literal(1), guests: z.array(Guest) });
 
@@ -287,6 +294,35 @@ export class TestDriver implements HypervisorDriver {
     });
   }
 
+  /** testDomainSendKey: checks each key of its codeset (the decider did) and does nothing else; here the guest counts them. */
+  sendKey(uuid: string, keys: KeyPress, opts: OperationOptions = {}): Promise<void> {
+    return this.run('send-key', uuid, undefined, opts, (g) => {
+      if (!g || !isActive(g.state)) throw virtError('operation-invalid', 'domain is not running');
+      checkKeycodes(keys);
+      return { ...g, keysPressed: g.keysPressed + keys.keycodes.length };
+    }).then(() => undefined);
+  }
+
+  /** testDomainInjectNMI: accepted for a running guest; here the guest counts them. */
+  injectNmi(uuid: string, opts: OperationOptions = {}): Promise<void> {
+    return this.run('inject-nmi', uuid, undefined, opts, (g) => {
+      if (!g || !isActive(g.state)) throw virtError('operation-invalid', 'domain is not running');
+      return { ...g, nmis: g.nmis + 1 };
+    }).then(() => undefined);
+  }
+
+  /** testDomainScreenshot: a picture whatever the domain's state (libvirt's is its logo; this one is a single grey pixel). */
+  async screenshot(_def: DomainDefinition, _screen: number, file: string): Promise<void> {
+    await writeFile(file, Buffer.from(TEST_SCREEN_PNG, 'base64'), { mode: 0o600 });
+  }
+
+  /** Keys pressed and NMIs the guest received. */
+  guestInput(uuid: string): { keysPressed: number; nmis: number } {
+    this.refresh();
+    const g = this.guests.get(uuid);
+    return { keysPressed: g?.keysPressed ?? 0, nmis: g?.nmis ?? 0 };
+  }
+
   /** testDomainManagedSave: shut off with reason saved; the next start boots it as a new start does. */
   managedSave(def: DomainDefinition, opts: OperationOptions = {}): Promise<ObservedState> {
     return this.run('managedsave', def.uuid, def.name, opts, (g) => {
@@ -450,6 +486,8 @@ export class TestDriver implements HypervisorDriver {
       // A guest boots with the disks of its definition; one running keeps those it has.
       disks: g && isActive(g.state) && g.disks ? g.disks : Object.fromEntries(def.devices.disks.map((d) => [d.target.dev, d])),
       snapshots: g?.snapshots ?? [],
+      keysPressed: g?.keysPressed ?? 0,
+      nmis: g?.nmis ?? 0,
     };
   }
 

@@ -16,6 +16,7 @@ import {
 import { checkRestoreFlags, type SaveImageReply } from '../../contracts/domain/save-restore.ts';
 import { decide, type DomainAggregate } from '../../contracts/domain/decider.ts';
 import type { SetResourcesRequest } from '../../contracts/domain/resources.ts';
+import type { BlockResizeRequest, InjectNmiRequest, ScreenshotRequest, SendKeyRequest } from '../../contracts/domain/guest-actions.ts';
 import { DomainDefinition, InterfaceModel } from '../../contracts/domain/definition.ts';
 import type { DomainEventBody, LifecycleOp } from '../../contracts/domain/events.ts';
 import type { CommandMeta } from '../../contracts/envelope.ts';
@@ -110,6 +111,27 @@ export class DomainCommands {
   /** virsh reset and managedsave: host operations that no power verb asks for. */
   async hostOperation(op: 'reset' | 'managedsave', req: DomainOpRequest, meta: CommandMeta): Promise<Accepted> {
     return this.run(req.domain, meta, { type: op, timeoutMs: req.timeoutSeconds !== undefined ? req.timeoutSeconds * 1000 : DEFAULT_TIMEOUT_MS[op] });
+  }
+
+  /** virsh send-key: recorded with the keys asked for, then pressed by the domain's host (guest-actions.ts). */
+  async sendKey(req: SendKeyRequest, meta: CommandMeta): Promise<Accepted> {
+    const keys = { codeset: req.codeset, keycodes: req.keycodes, ...(req.holdtimeMs ? { holdtimeMs: req.holdtimeMs } : {}) };
+    return this.run(req.domain, meta, { type: 'send-key', keys, timeoutMs: req.timeoutSeconds !== undefined ? req.timeoutSeconds * 1000 : DEFAULT_TIMEOUT_MS['send-key'] });
+  }
+
+  /** virsh inject-nmi: recorded, then sent by the domain's host. */
+  async injectNmi(req: InjectNmiRequest, meta: CommandMeta): Promise<Accepted> {
+    return this.run(req.domain, meta, { type: 'inject-nmi', timeoutMs: req.timeoutSeconds !== undefined ? req.timeoutSeconds * 1000 : DEFAULT_TIMEOUT_MS['inject-nmi'] });
+  }
+
+  /** virsh blockresize: recorded with the disk and its new size, then resized under the guest by its host. */
+  async blockResize(req: BlockResizeRequest, meta: CommandMeta): Promise<Accepted> {
+    return this.run(req.domain, meta, { type: 'block-resize', path: req.path, bytes: req.bytes, timeoutMs: req.timeoutSeconds !== undefined ? req.timeoutSeconds * 1000 : DEFAULT_TIMEOUT_MS['block-resize'] });
+  }
+
+  /** virsh screenshot: recorded (who looked at which guest's screen), then taken by its host. */
+  async screenshot(req: ScreenshotRequest, meta: CommandMeta): Promise<Accepted> {
+    return this.run(req.domain, meta, { type: 'screenshot', screen: req.screen, timeoutMs: req.timeoutSeconds !== undefined ? req.timeoutSeconds * 1000 : DEFAULT_TIMEOUT_MS.screenshot });
   }
 
   /** virsh save: to a file on the domain's host, which checks the path against its image directories. */

@@ -1,5 +1,6 @@
 import type { Subscription } from '@nats-io/transport-node';
 import { SetResourcesRequest } from '../../contracts/domain/resources.ts';
+import { BlockResizeRequest, InjectNmiRequest, ScreenshotRequest, SendKeyRequest } from '../../contracts/domain/guest-actions.ts';
 import {
   AttachInterfaceRequest,
   AutostartDomainRequest,
@@ -100,6 +101,10 @@ export class CommandService {
     this.subs.push(...api.serve('domain', 'undefine', UndefineDomainRequest, (r, meta) => commands.undefine(r, meta)));
     this.subs.push(...api.serve('domain', 'autostart', AutostartDomainRequest, (r, meta) => commands.setAutostart(r, meta)));
     this.subs.push(...api.serve('domain', 'reset', DomainOpRequest, (r, meta) => commands.hostOperation('reset', r, meta)));
+    this.subs.push(...api.serve('domain', 'send-key', SendKeyRequest, (r, meta) => commands.sendKey(r, meta)));
+    this.subs.push(...api.serve('domain', 'inject-nmi', InjectNmiRequest, (r, meta) => commands.injectNmi(r, meta)));
+    this.subs.push(...api.serve('domain', 'screenshot', ScreenshotRequest, (r, meta) => commands.screenshot(r, meta)));
+    this.subs.push(...api.serve('domain', 'blockresize', BlockResizeRequest, (r, meta) => commands.blockResize(r, meta)));
     this.subs.push(...api.serve('domain', 'managedsave', DomainOpRequest, (r, meta) => commands.hostOperation('managedsave', r, meta)));
     this.subs.push(...api.serve('domain', 'save', SaveDomainRequest, (r, meta) => commands.save(r, meta)));
     this.subs.push(...api.serve('domain', 'restore', RestoreDomainRequest, (r, meta) => commands.restore(r, meta)));

@@ -26,6 +26,7 @@ import { resync, type ResyncHost } from './resync.ts';
 import { FenceGuard } from './fence-guard.ts';
 import { TaskWorker } from './task-worker.ts';
 import { serveLiveReads } from './live-reads.ts';
+import { screenshotFile, serveScreenshots } from './screenshots.ts';
 import { contextFromTraceparent, inSpan } from '../../platform/telemetry.ts';
 
 export interface HostAgentOptions {
@@ -50,6 +51,9 @@ export interface HostAgentOptions {
   /** Absolute directories under which save and restore may write and read images; `<stateDir>/save` by default. */
   saveDirs?: string[];
 }
+
+/** Operations that must not happen twice for one request: a task found started after a crash is not run again. */
+const ONCE_ONLY = new Set<DomainTask['op']>(['reboot', 'reset', 'send-key', 'inject-nmi']);
 
 export const agentConsumerName = (hostId: string) => `agent-${hostId}`;
 
@@ -163,6 +167,7 @@ export class HostAgent {
     const grant = await this.lease.acquire();
     for (const d of this.opts.drivers) this.unsubscribe.push(d.onObservation((o) => void this.observed(o)));
     this.unsubscribe.push(serveLiveReads(this.n, this.hostId, (type) => this.byType.get(type), this.log, this.saveDirs));
+    this.unsubscribe.push(serveScreenshots(this.n, this.hostId, this.opts.stateDir, this.log));
     await this.reconcile();
     await this.autostart();
     // A host declared lost while its agent was away: what moved elsewhere must not run here too.
@@ -359,8 +364,9 @@ export class HostAgent {
       return { kind: 'failed', reportId, domainId: task.domainId, taskId: task.taskId, error: errorBody(e, this.log) };
     }
     const uuid = task.definition.uuid;
-    if ((task.op === 'reboot' || task.op === 'reset') && this.journal.wasStarted(task.taskId)) {
-      // It may have rebooted already before a crash: never reboot (or reset) a guest twice for one request.
+    if (ONCE_ONLY.has(task.op) && this.journal.wasStarted(task.taskId)) {
+      // It may have happened already before a crash: never reboot or reset a guest, press its keys or
+      // send it an NMI twice for one request.
       return { kind: 'completed', reportId, domainId: task.domainId, taskId: task.taskId, observed: await driver.state(uuid) };
     }
     await this.journal.markStarted(task.taskId);
@@ -444,6 +450,20 @@ export class HostAgent {
       case 'snapshot-revert':
       case 'snapshot-delete':
         return runSnapshotTask(d, t, opts);
+      case 'send-key':
+        if (!d.sendKey || !t.keys) throw virtError('operation-unsupported', `the ${d.name} driver cannot send keys to a guest`);
+        return d.sendKey(uuid, t.keys, opts).then(() => d.state(uuid));
+      case 'inject-nmi':
+        if (!d.injectNmi) throw virtError('operation-unsupported', `the ${d.name} driver cannot inject an NMI into a guest`);
+        return d.injectNmi(uuid, opts).then(() => d.state(uuid));
+      case 'screenshot': {
+        if (!d.screenshot) throw virtError('operation-unsupported', `the ${d.name} driver cannot take screenshots`);
+        await d.screenshot(t.definition, t.screen ?? 0, await screenshotFile(this.opts.stateDir, t.taskId), opts);
+        return d.state(uuid);
+      }
+      case 'block-resize':
+        if (!d.blockResize || !t.target || t.bytes === undefined) throw virtError('operation-unsupported', `the ${d.name} driver cannot resize a running guest's disks`);
+        return d.blockResize(t.definition, t.target, t.bytes, opts).then(() => d.state(uuid));
     }
   }
 

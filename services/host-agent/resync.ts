@@ -86,7 +86,7 @@ const disksDiffer = async (host: ResyncHost, driver: HypervisorDriver, v: Domain
   return true;
 };
 
-const CARRIED_BY_TASK = new Set<DomainOp>(['attach-interface', 'detach-interface', 'set-memory', 'set-vcpus', 'attach-disk', 'detach-disk', 'update-disk']);
+const CARRIED_BY_TASK = new Set<DomainOp>(['attach-interface', 'detach-interface', 'set-memory', 'set-vcpus', 'attach-disk', 'detach-disk', 'update-disk', 'send-key', 'block-resize', 'screenshot']);
 
 const runIfMissed = async (host: ResyncHost, v: DomainView, graceMs: number, now: number): Promise<boolean> => {
   const p = v.pending!;
