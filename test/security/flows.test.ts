@@ -1,32 +1,17 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { VirtplaneClient } from '../../client/index.ts';
 import type { LifecycleEvent } from '../../contracts/lifecycle.ts';
-import { startSecuredNats, startSecuredServices, type SecuredNats } from '../fixtures/secured.ts';
+import { startSecuredServices, useSecuredStack } from '../fixtures/secured.ts';
 
 /**
  * The legitimate flows on a server running the generated permissions: every service, agent and
  * operator does its whole job, and the server refuses nothing any of them asks.
  */
 describe('legitimate flows under least privilege', () => {
-  let s: SecuredNats;
-  let services: Awaited<ReturnType<typeof startSecuredServices>>;
-  let dataDir: string;
-  beforeAll(async () => {
-    s = await startSecuredNats({ hosts: ['host-a'], principals: [['alice', 'operator'], ['audrey', 'auditor']] });
-    dataDir = await mkdtemp(join(tmpdir(), 'virtplane-secured-'));
-    services = await startSecuredServices(s, { hostId: 'host-a', dataDir });
-  }, 60_000);
-  afterAll(async () => {
-    await services?.stop();
-    await s?.stop();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
-  });
+  const stack = useSecuredStack({ hosts: ['host-a'], principals: [['alice', 'operator'], ['audrey', 'auditor']], hostId: 'host-a' });
 
   it('an operator defines, starts and destroys a domain and follows it on the lifecycle feed', async () => {
-    const alice = VirtplaneClient.over(await s.as('alice'), { actor: 'alice-laptop' });
+    const alice = VirtplaneClient.over(await stack.s.as('alice'), { actor: 'alice-laptop' });
     const def = await alice.define({ definition: { name: 'sec-1', memoryKiB: 131072, vcpus: 1 } });
     const events: LifecycleEvent[] = [];
     const ac = new AbortController();
@@ -50,7 +35,7 @@ describe('legitimate flows under least privilege', () => {
   }, 60_000);
 
   it('an auditor reads views and the feed', async () => {
-    const audrey = VirtplaneClient.over(await s.as('audrey'));
+    const audrey = VirtplaneClient.over(await stack.s.as('audrey'));
     const list = await audrey.list({ all: true });
     expect(list.map((d) => d.name)).toContain('sec-1');
     const ac = new AbortController();
@@ -66,7 +51,7 @@ describe('legitimate flows under least privilege', () => {
   }, 30_000);
 
   it("an operator marks a domain autostart, resets and saves it, and the returning agent starts it, each within its permissions", async () => {
-    const alice = VirtplaneClient.over(await s.as('alice'), { actor: 'alice-laptop' });
+    const alice = VirtplaneClient.over(await stack.s.as('alice'), { actor: 'alice-laptop' });
     await alice.define({ definition: { name: 'sec-2', memoryKiB: 65536, vcpus: 1 } });
     await alice.autostart('sec-2');
     await alice.outcome(await alice.start('sec-2'), 20_000);
@@ -76,10 +61,10 @@ describe('legitimate flows under least privilege', () => {
     await alice.managedSaveRemove('sec-2');
     expect((await alice.get('sec-2')).managedSave).toBeUndefined();
     // The agent goes and comes back: its report asking for the autostart is its own to send.
-    const agent = services.procs.length - 1;
-    await services.procs[agent]!.stop('SIGTERM');
-    const again = await startSecuredServices(s, { hostId: 'host-a', dataDir, names: ['host-agent'] });
-    services.procs.splice(agent, 1, ...again.procs);
+    const agent = stack.services.procs.length - 1;
+    await stack.services.procs[agent]!.stop('SIGTERM');
+    const again = await startSecuredServices(stack.s, { hostId: 'host-a', dataDir: stack.dataDir, names: ['host-agent'] });
+    stack.services.procs.splice(agent, 1, ...again.procs);
     const end = Date.now() + 20_000;
     let v = await alice.get('sec-2');
     while (v.observed.state !== 'running' && Date.now() < end) {
@@ -90,19 +75,19 @@ describe('legitimate flows under least privilege', () => {
   }, 60_000);
 
   it('an operator takes, reverts to and deletes a snapshot, and the host reports each within its permissions', async () => {
-    const alice = VirtplaneClient.over(await s.as('alice'), { actor: 'alice-laptop' });
+    const alice = VirtplaneClient.over(await stack.s.as('alice'), { actor: 'alice-laptop' });
     await alice.define({ definition: { name: 'sec-4', memoryKiB: 65536, vcpus: 1 } });
     await alice.outcome(await alice.start('sec-4'), 20_000);
     expect((await alice.outcome(await alice.snapshotCreate('sec-4', { name: 'before' }), 20_000)).currentSnapshot).toBe('before');
     expect((await alice.outcome(await alice.snapshotRevert('sec-4', { name: 'before', paused: true }), 20_000)).observed).toEqual({ state: 'paused', reason: 'from-snapshot' });
     expect((await alice.outcome(await alice.snapshotDelete('sec-4', { name: 'before' }), 20_000)).snapshots).toBeUndefined();
     // The auditor reads the tree but takes no snapshot.
-    const audrey = VirtplaneClient.over(await s.as('audrey'));
+    const audrey = VirtplaneClient.over(await stack.s.as('audrey'));
     expect((await audrey.get('sec-4')).name).toBe('sec-4');
   }, 30_000);
 
   it("an operator asks a guest's host for its console and gets the host's answer", async () => {
-    const alice = VirtplaneClient.over(await s.as('alice'));
+    const alice = VirtplaneClient.over(await stack.s.as('alice'));
     await alice.define({ definition: { name: 'sec-3', memoryKiB: 131072, vcpus: 1 } });
     const v = await alice.outcome(await alice.start('sec-3'), 20_000);
     // A test-driver guest has no console: the refusal travelled host to operator under the permissions.
@@ -111,6 +96,6 @@ describe('legitimate flows under least privilege', () => {
   }, 30_000);
 
   it('the server refused nothing along the way', () => {
-    expect(s.violations()).toEqual([]);
+    expect(stack.s.violations()).toEqual([]);
   });
 });

@@ -1,33 +1,18 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { VirtplaneClient } from '../../client/index.ts';
 import { subjects } from '../../contracts/subjects.ts';
 import { EventStore } from '../../platform/event-store.ts';
-import { startSecuredNats, startSecuredServices, type SecuredNats } from '../fixtures/secured.ts';
+import { useSecuredStack } from '../fixtures/secured.ts';
 
 /**
  * send-key, inject-nmi and screenshot under the generated permissions: an operator does them and
  * gets the picture; an auditor sees in the log who did what, but can neither act nor see the screen.
  */
 describe("acting on a guest, and its screen, under least privilege", () => {
-  let s: SecuredNats;
-  let services: Awaited<ReturnType<typeof startSecuredServices>>;
-  let dataDir: string;
-  beforeAll(async () => {
-    s = await startSecuredNats({ hosts: ['host-a'], principals: [['alice', 'operator'], ['audrey', 'auditor']] });
-    dataDir = await mkdtemp(join(tmpdir(), 'virtplane-secured-'));
-    services = await startSecuredServices(s, { hostId: 'host-a', dataDir });
-  }, 60_000);
-  afterAll(async () => {
-    await services?.stop();
-    await s?.stop();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
-  });
+  const stack = useSecuredStack({ hosts: ['host-a'], principals: [['alice', 'operator'], ['audrey', 'auditor']], hostId: 'host-a' });
 
   it('an operator presses keys, sends an NMI and reads the screenshot; an auditor reads who did, and nothing else', async () => {
-    const alice = VirtplaneClient.over(await s.as('alice'), { actor: 'alice-laptop' });
+    const alice = VirtplaneClient.over(await stack.s.as('alice'), { actor: 'alice-laptop' });
     const def = await alice.define({ definition: { name: 'sec-keys', memoryKiB: 65536, vcpus: 1 } });
     await alice.outcome(await alice.start('sec-keys'), 20_000);
     await alice.outcome(await alice.sendKey('sec-keys', { keycodes: [29, 56, 111] }), 20_000);
@@ -39,10 +24,10 @@ describe("acting on a guest, and its screen, under least privilege", () => {
     for (const taskId of ['../../../etc/passwd', 'a/../../tasks.jsonl', '*', 'nosuchtask-0000']) {
       await expect(alice.screenshotBytes('host-a', taskId)).rejects.toMatchObject({ code: taskId === 'nosuchtask-0000' ? 'operation-invalid' : 'invalid-arg' });
     }
-    expect(s.violations()).toEqual([]);
+    expect(stack.s.violations()).toEqual([]);
 
-    const audrey = VirtplaneClient.over(await s.as('audrey'));
-    const commits = await new EventStore(await s.as('audrey')).read(subjects.aggregate('domain', def.domainId));
+    const audrey = VirtplaneClient.over(await stack.s.as('audrey'));
+    const commits = await new EventStore(await stack.s.as('audrey')).read(subjects.aggregate('domain', def.domainId));
     const acts = commits.flatMap((c) => c.events).filter((e) => /SendKey|NmiInject|Screenshot/.test(e.type));
     expect(acts.map((e) => [e.type, e.actor])).toEqual([
       ['DomainSendKeyRequested', 'alice'],
@@ -53,7 +38,7 @@ describe("acting on a guest, and its screen, under least privilege", () => {
     await expect(audrey.screenshotBytes('host-a', shot.taskId!)).rejects.toThrow();
     await expect(audrey.sendKey('sec-keys', { keycodes: [30] })).rejects.toThrow();
     // Refused by the server itself, not by the agent's goodwill.
-    const refused = s.violations().map((l) => /test-(\w+).*Publish Violation.*Subject "([^"]+)"/.exec(l)?.slice(1));
+    const refused = stack.s.violations().map((l) => /test-(\w+).*Publish Violation.*Subject "([^"]+)"/.exec(l)?.slice(1));
     expect(refused).toEqual([
       ['audrey', 'hostread.host-a.screenshot'],
       ['audrey', 'cmd.audrey.domain.send-key'],
