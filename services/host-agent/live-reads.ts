@@ -51,8 +51,8 @@ export const serveLiveReads = (n: Nats, hostId: string, driverFor: (type: string
       undefined,
       DomainCapsRequest,
       async (req) => {
-        const d = req.virttype ? driverFor(req.virttype) : (driverFor('kvm') ?? driverFor('qemu') ?? driverFor('test'));
-        if (!d?.domainCapabilities) throw virtError('operation-unsupported', 'this function is not supported by the connection driver: virConnectGetDomainCapabilities', { raw: true });
+        const d = req.virttype ? driverFor(req.virttype) : hostDriver();
+        if (!d?.domainCapabilities) throw unsupported('virConnectGetDomainCapabilities');
         return { xml: await d.domainCapabilities(req) };
       },
       log,
