@@ -28,7 +28,7 @@ import {
 } from './argv.ts';
 import { chardevPtys, openPty, pickConsole, vncDisplays, type QmpChardev, type QmpVnc } from './console.ts';
 import { graphicsListenOf, memballoonOf } from './extras.ts';
-import { setOnlineVcpus, VCPU_SLOTS_EMPTIED } from './vcpus.ts';
+import { setOnlineVcpus, VCPU_UNPLUGGED } from './vcpus.ts';
 import { qemuDomainCaps } from './domain-caps.ts';
 import type { DomainCapsRequest } from '../../contracts/host/domain-caps.ts';
 import { qemuStats } from './stats.ts';
@@ -716,14 +716,9 @@ export class QemuDriver implements HypervisorDriver {
   /** qemuDomainSendKey: QMP send-key with every key as qemu's number, held `holdtime` ms (qemu's 100 by default). */
   async sendKey(uuid: string, keys: KeyPress, _opts: OperationOptions = {}): Promise<void> {
     const qnums = toQnum(keys);
-    await this.ready;
-    return this.withLock(uuid, async () => {
-      const d = await this.find(uuid);
-      if (!d) throw notRunning();
-      await this.during(d, 'send-key', async () => {
-        const args = { keys: qnums.map((data) => ({ type: 'number', data })), ...(keys.holdtimeMs ? { 'hold-time': keys.holdtimeMs } : {}) };
-        await (await this.monitor(d)).execute('send-key', args);
-      });
+    await this.onRunning(uuid, 'send-key', async (d) => {
+      const args = { keys: qnums.map((data) => ({ type: 'number', data })), ...(keys.holdtimeMs ? { 'hold-time': keys.holdtimeMs } : {}) };
+      await (await this.monitor(d)).execute('send-key', args);
     });
   }
 
@@ -732,44 +727,29 @@ export class QemuDriver implements HypervisorDriver {
    * (a disk given at boot and one plugged later are named differently); the definition stays as it is.
    */
   async blockResize(def: DomainDefinition, target: string, bytes: number, _opts: OperationOptions = {}): Promise<void> {
-    await this.ready;
-    return this.withLock(def.uuid, async () => {
-      const d = await this.find(def.uuid);
-      if (!d) throw notRunning();
+    await this.onRunning(def.uuid, 'block-resize', async (d) => {
       const disk = def.devices.disks.find((x) => x.target.dev === target);
       const file = disk?.source?.file ?? disk?.source?.dev;
       if (!disk || !file) throw new VirtError('invalid-arg', `disk '${target}' was not found in the domain config`);
-      await this.during(d, 'block-resize', async () => {
-        const qmp = await this.monitor(d);
-        const blocks = await qmp.execute<Array<{ inserted?: { file?: string; 'node-name'?: string; image?: { filename?: string } } }>>('query-block');
-        const node = blocks.find((b) => b.inserted?.file === file || b.inserted?.image?.filename === file)?.inserted?.['node-name'];
-        if (!node) throw new VirtError('invalid-arg', `disk '${target}' was not found in the domain config`);
-        await qmp.execute('block_resize', { 'node-name': node, size: bytes });
-      });
+      const qmp = await this.monitor(d);
+      const blocks = await qmp.execute<Array<{ inserted?: { file?: string; 'node-name'?: string; image?: { filename?: string } } }>>('query-block');
+      const node = blocks.find((b) => b.inserted?.file === file || b.inserted?.image?.filename === file)?.inserted?.['node-name'];
+      if (!node) throw new VirtError('invalid-arg', `disk '${target}' was not found in the domain config`);
+      await qmp.execute('block_resize', { 'node-name': node, size: bytes });
     });
   }
 
   /** qemuDomainScreenshot: QMP screendump (PPM); a screen after the first is named by its video device. */
   async screenshot(def: DomainDefinition, screen: number, file: string, _opts: OperationOptions = {}): Promise<void> {
-    await this.ready;
-    return this.withLock(def.uuid, async () => {
-      const d = await this.find(def.uuid);
-      if (!d) throw notRunning();
-      await this.during(d, 'screenshot', async () => {
-        await (await this.monitor(d)).execute('screendump', { filename: file, ...(screen > 0 ? { device: `video${screen}`, head: 0 } : {}) });
-      });
+    await this.onRunning(def.uuid, 'screenshot', async (d) => {
+      await (await this.monitor(d)).execute('screendump', { filename: file, ...(screen > 0 ? { device: `video${screen}`, head: 0 } : {}) });
     });
   }
 
   /** qemuDomainInjectNMI: QMP inject-nmi, to every vCPU of an x86 guest. */
   async injectNmi(uuid: string, _opts: OperationOptions = {}): Promise<void> {
-    await this.ready;
-    return this.withLock(uuid, async () => {
-      const d = await this.find(uuid);
-      if (!d) throw notRunning();
-      await this.during(d, 'inject-nmi', async () => {
-        await (await this.monitor(d)).execute('inject-nmi');
-      });
+    await this.onRunning(uuid, 'inject-nmi', async (d) => {
+      await (await this.monitor(d)).execute('inject-nmi');
     });
   }
 
@@ -934,12 +914,9 @@ export class QemuDriver implements HypervisorDriver {
 
   /** virsh setvcpus --live: vCPU hot-plug and unplug through QMP (vcpus.ts). */
   async setVcpus(uuid: string, count: number, opts: OperationOptions = {}): Promise<void> {
-    await this.ready;
-    return this.withLock(uuid, async () => {
-      const d = await this.find(uuid);
-      if (!d) throw notRunning();
-      const emptied = (await this.accelFor(d.rec.def)) === 'tcg' ? { file: join(this.domainDir(uuid), VCPU_SLOTS_EMPTIED) } : undefined;
-      await this.during(d, 'setvcpus', async () => setOnlineVcpus(await this.monitor(d), count, opts.signal, emptied));
+    await this.onRunning(uuid, 'setvcpus', async (d) => {
+      const unplugged = (await this.accelFor(d.rec.def)) === 'tcg' ? join(this.domainDir(uuid), VCPU_UNPLUGGED) : undefined;
+      await setOnlineVcpus(await this.monitor(d), count, opts.signal, unplugged);
     });
   }
 
@@ -1141,7 +1118,7 @@ export class QemuDriver implements HypervisorDriver {
     // Keep the previous boot's console for post-mortems; this boot starts a fresh log.
     await rename(files.consoleLog, `${files.consoleLog}.1`).catch(() => undefined);
     await writeFile(files.masterKey, randomBytes(32), { mode: 0o600 });
-    for (const f of [files.qmpSocket, files.pidfile, join(dir, VCPU_SLOTS_EMPTIED)]) await unlink(f).catch(() => undefined);
+    for (const f of [files.qmpSocket, files.pidfile, join(dir, VCPU_UNPLUGGED)]) await unlink(f).catch(() => undefined);
 
     // The log said whether the saved state is still wanted (managedsave-remove takes it away there).
     const managed = opts.restoreFile === undefined && opts.restore === true && existsSync(managedSavePath(dir));
@@ -1744,6 +1721,16 @@ export class QemuDriver implements HypervisorDriver {
   }
 
   /** Marks an operation in flight and maps monitor failures to libvirt-style errors. */
+  /** An operation only a running guest takes: under the guest's lock, refused when it does not run, marked under way (`during`). */
+  private async onRunning<T>(uuid: string, op: string, fn: (d: Domain) => Promise<T>): Promise<T> {
+    await this.ready;
+    return this.withLock(uuid, async () => {
+      const d = await this.find(uuid);
+      if (!d) throw notRunning();
+      return this.during(d, op, () => fn(d));
+    });
+  }
+
   private async during<T>(d: Domain, op: string, fn: () => Promise<T>): Promise<T> {
     const prev = d.op;
     d.op = op;

@@ -1,4 +1,5 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { VirtError } from '../../contracts/errors.ts';
 import type { QmpClient } from './qmp.ts';
 
@@ -23,29 +24,11 @@ const byTopology = (a: CpuSlot, b: CpuSlot): number => {
 
 /**
  * qemu 7.2 under TCG dies (SIGSEGV) on the first vCPU plugged after one was unplugged, into any slot;
- * a bare qemu does it too (device_add, device_del, device_add). So, under TCG, the slots emptied are
- * written down in the guest's directory before each unplug (a file that goes when the guest stops),
- * and once there is one no vCPU is plugged until the guest restarts: refused, not crashed.
+ * a bare qemu does it too (device_add, device_del, device_add). So, under TCG, a file in the guest's
+ * directory is written before the first unplug (it goes when the guest stops), and while it is there
+ * no vCPU is plugged: refused, not crashed.
  */
-export const VCPU_SLOTS_EMPTIED = 'vcpu-slots-emptied.json';
-
-export interface EmptiedSlots {
-  file: string;
-}
-
-const readEmptied = async (e: EmptiedSlots | undefined): Promise<Set<number>> => {
-  if (!e) return new Set();
-  try {
-    return new Set((JSON.parse(await readFile(e.file, 'utf8')) as number[]).filter((n) => Number.isInteger(n)));
-  } catch {
-    return new Set();
-  }
-};
-
-const recordEmptied = async (e: EmptiedSlots, slots: Set<number>): Promise<void> => {
-  await writeFile(`${e.file}.tmp`, JSON.stringify([...slots].sort((a, b) => a - b)));
-  await rename(`${e.file}.tmp`, e.file);
-};
+export const VCPU_UNPLUGGED = 'vcpu-unplugged';
 
 /**
  * virsh setvcpus --live on a qemu guest: plugs vCPUs into the lowest free slots, or unplugs the
@@ -53,9 +36,9 @@ const recordEmptied = async (e: EmptiedSlots, slots: Set<number>): Promise<void>
  * is asked each time, so a run cut short (an agent killed half-way) is finished by the next one and
  * never plugs a vCPU twice. As in libvirt, the vCPUs the guest booted with cannot be unplugged.
  * An unplug completes when the guest's OS lets go of the CPU (DEVICE_DELETED), which `signal` bounds.
- * `emptied` (TCG only) records the unplugs that forbid a plug, above.
+ * `unplugged` (TCG only) is that file's path.
  */
-export async function setOnlineVcpus(qmp: QmpClient, count: number, signal?: AbortSignal, emptied?: EmptiedSlots): Promise<number> {
+export async function setOnlineVcpus(qmp: QmpClient, count: number, signal?: AbortSignal, unplugged?: string): Promise<number> {
   const slots = (await qmp.execute<CpuSlot[]>('query-hotpluggable-cpus')).sort(byTopology);
   const present = slots.filter((s) => s['qom-path']);
   const online = present.reduce((n, s) => n + s['vcpus-count'], 0);
@@ -63,10 +46,8 @@ export async function setOnlineVcpus(qmp: QmpClient, count: number, signal?: Abo
   if (count > max) {
     throw new VirtError('invalid-arg', `requested vcpus is greater than max allowable vcpus for the live domain: ${count} > ${max}`);
   }
-  const gone = await readEmptied(emptied);
   if (count > online) {
-    const free = [...slots.entries()].filter(([, s]) => !s['qom-path']);
-    if (gone.size > 0) {
+    if (unplugged !== undefined && existsSync(unplugged)) {
       // Refused before anything is plugged.
       throw new VirtError(
         'config-unsupported',
@@ -74,19 +55,20 @@ export async function setOnlineVcpus(qmp: QmpClient, count: number, signal?: Abo
       );
     }
     let have = online;
-    for (const [i, s] of free) {
+    for (const [i, s] of slots.entries()) {
       if (have >= count) break;
+      if (s['qom-path']) continue;
       await qmp.execute('device_add', { driver: s.type, id: `vcpu${i}`, ...s.props });
       have += s['vcpus-count'];
     }
     return have;
   }
   let have = online;
-  const removable = [...slots.entries()].filter(([, s]) => s['qom-path']?.startsWith(PLUGGED)).reverse();
-  for (const [i, s] of removable) {
+  const removable = present.filter((s) => s['qom-path']!.startsWith(PLUGGED)).reverse();
+  for (const s of removable) {
     if (have <= count) break;
     const path = s['qom-path']!;
-    if (emptied) await recordEmptied(emptied, gone.add(i));
+    if (unplugged !== undefined) await writeFile(unplugged, '');
     await qmp.execute('device_del', { id: path.slice('/machine/peripheral/'.length) });
     await released(qmp, path, signal);
     have -= s['vcpus-count'];
