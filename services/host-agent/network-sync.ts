@@ -6,6 +6,7 @@ import { STREAMS, subjects } from '../../contracts/subjects.ts';
 import type { NetworkHost } from '../../drivers/network/index.ts';
 import type { Logger } from '../../platform/log.ts';
 import { decodeJson, type Nats } from '../../platform/nats.ts';
+import { KeyedQueue } from '../../platform/keyed-queue.ts';
 import { call } from '../../platform/rpc.ts';
 
 /**
@@ -25,7 +26,7 @@ export class NetworkSync {
   /** The view version each network's DHCP was last converged to: an older read never undoes a newer one. */
   private readonly applied = new Map<string, number>();
   private resyncing: Promise<void> = Promise.resolve();
-  private applying: Promise<void> = Promise.resolve();
+  private readonly applying = new KeyedQueue();
 
   constructor(
     private readonly n: Nats,
@@ -90,11 +91,9 @@ export class NetworkSync {
     }
   }
 
-  /** One at a time, in the order asked: the version check then sees every application before it. */
+  /** One at a time per network, in the order asked: the version check then sees every application before it. */
   private apply(view: NetworkView): Promise<void> {
-    const next = this.applying.then(() => this.applyNow(view));
-    this.applying = next;
-    return next;
+    return this.applying.run(view.id, () => this.applyNow(view));
   }
 
   private async applyNow(view: NetworkView) {
