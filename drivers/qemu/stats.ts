@@ -36,12 +36,17 @@ interface QueryBlockStats {
   };
 }
 
-/** utime and stime (fields 14 and 15) of a /proc stat line, whose command field may hold spaces. */
-const procTimes = async (path: string): Promise<{ userNs: number; systemNs: number }> => {
+/**
+ * A /proc stat line (a process's or one of its threads'): its state, the CPU it last ran on (field
+ * 39, `processor`) and its utime and stime (fields 14 and 15), as libvirt's virProcessGetStatInfo
+ * reads them. The command field may hold spaces and parentheses, so fields are counted from its
+ * closing one.
+ */
+export const procStat = async (path: string): Promise<{ state: string; cpu: number; userNs: number; systemNs: number }> => {
   const text = await readFile(path, 'utf8');
   const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  // f[0] is field 3 (state), so utime (14) is f[11] and stime (15) f[12].
-  return { userNs: Number(f[11]) * tickNs, systemNs: Number(f[12]) * tickNs };
+  // f[0] is field 3 (state), so utime (14) is f[11], stime (15) f[12] and processor (39) f[36].
+  return { state: f[0]!, cpu: Number(f[36]), userNs: Number(f[11]) * tickNs, systemNs: Number(f[12]) * tickNs };
 };
 
 /** RSS of the process in KiB (what libvirt's dommemstat reports as rss). */
@@ -91,13 +96,13 @@ export const qemuStats = async (qmp: QmpClient, g: QemuGuest): Promise<DomainSta
     qmp.execute<QueryBlockStats[]>('query-blockstats'),
     qmp.execute<Array<{ 'cpu-index': number; 'thread-id': number }>>('query-cpus-fast'),
     g.balloon ? qmp.execute<{ actual: number }>('query-balloon').catch(() => undefined) : Promise.resolve(undefined),
-    procTimes(`/proc/${g.pid}/stat`),
+    procStat(`/proc/${g.pid}/stat`),
   ]);
   const vcpus = await Promise.all(
     cpus
       .sort((a, b) => a['cpu-index'] - b['cpu-index'])
       .map(async (c) => {
-        const t = await procTimes(`/proc/${g.pid}/task/${c['thread-id']}/stat`).catch(() => ({ userNs: 0, systemNs: 0 }));
+        const t = await procStat(`/proc/${g.pid}/task/${c['thread-id']}/stat`).catch(() => ({ userNs: 0, systemNs: 0 }));
         return { state: 1, timeNs: t.userNs + t.systemNs };
       }),
   );

@@ -2,20 +2,12 @@ import { readFile } from 'node:fs/promises';
 import type { VcpuInfo } from '../../contracts/host/host-reads.ts';
 import { parseBitmap } from '../../contracts/xml/units.ts';
 import type { QmpClient } from './qmp.ts';
+import { procStat } from './stats.ts';
 
-/** Clock ticks per second of /proc's utime and stime (USER_HZ). */
-const TICK_NS = 1e9 / 100;
-
-/**
- * A thread's state, the CPU it last ran on (field 39, `processor`) and its time (utime + stime,
- * fields 14 and 15), as libvirt's virProcessGetStatInfo reads /proc/<pid>/task/<tid>/stat. The
- * command field may hold spaces and parentheses, so fields are counted from its closing one.
- */
+/** A thread's state, the CPU it last ran on and its time (utime + stime), from its /proc stat line. */
 export const threadStat = async (pid: number, tid: number): Promise<{ state: string; cpu: number; timeNs: number }> => {
-  const text = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  // f[0] is field 3.
-  return { state: f[0]!, cpu: Number(f[36]), timeNs: (Number(f[11]) + Number(f[12])) * TICK_NS };
+  const st = await procStat(`/proc/${pid}/task/${tid}/stat`);
+  return { state: st.state, cpu: st.cpu, timeNs: st.userNs + st.systemNs };
 };
 
 /** The CPUs a thread may run on (sched_getaffinity), from its status file's Cpus_allowed_list. */
