@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { failing } from './errors.ts';
 import type { CliHelpers } from './network-commands.ts';
+import { hostOp } from './host-op.ts';
 
 /** virsh's verbs for a domain's kept state: autostart, reset, managedsave and managedsave-remove. */
 export const registerDomainStateCommands = (program: Command, h: CliHelpers): void => {
@@ -22,12 +23,7 @@ export const registerDomainStateCommands = (program: Command, h: CliHelpers): vo
     .option('--timeout <seconds>', 'deadline for the host to reset it', '60')
     .action(async (domain: string, o: { timeout: string }) => {
       const timeoutSeconds = Number(o.timeout);
-      const r = await failing(`Failed to reset domain '${domain}'`, domain, () =>
-        h.withClient(async (c) => {
-          const accepted = await c.reset(domain, { timeoutSeconds });
-          return { accepted, view: await c.outcome(accepted, timeoutSeconds * 1000) };
-        }),
-      );
+      const r = await hostOp(h, domain, `Failed to reset domain '${domain}'`, timeoutSeconds, (c, t) => c.reset(domain, { timeoutSeconds: t }));
       h.out().result(`Domain '${r.accepted.name}' was reset`, r);
     });
 

@@ -3,6 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { MAX_KEYS, parseCodeset, parseKeycode } from '../contracts/domain/keycodes.ts';
 import { failing, UsageError } from './errors.ts';
 import type { CliHelpers } from './network-commands.ts';
+import { hostOp } from './host-op.ts';
 import { parseBytes } from './resource-commands.ts';
 
 /** virsh's own checks, before anything is asked: one error line, no "Failed to" over it. */
@@ -43,12 +44,7 @@ export const registerGuestCommands = (program: Command, h: CliHelpers): void => 
           throw vshError((e as Error).message);
         }
       }
-      const r = await failing(null, domain, () =>
-        h.withClient(async (c) => {
-          const accepted = await c.sendKey(domain, { codeset, keycodes, ...(holdtimeMs ? { holdtimeMs } : {}) }, { timeoutSeconds });
-          return { accepted, view: await c.outcome(accepted, timeoutSeconds * 1000) };
-        }),
-      );
+      const r = await hostOp(h, domain, null, timeoutSeconds, (c, t) => c.sendKey(domain, { codeset, keycodes, ...(holdtimeMs ? { holdtimeMs } : {}) }, { timeoutSeconds: t }));
       h.out().result('', r);
     });
 
@@ -59,12 +55,7 @@ export const registerGuestCommands = (program: Command, h: CliHelpers): void => 
     .option('--timeout <seconds>', 'deadline for the host to send it', '60')
     .action(async (domain: string, o: { timeout: string }) => {
       const timeoutSeconds = Number(o.timeout);
-      const r = await failing(null, domain, () =>
-        h.withClient(async (c) => {
-          const accepted = await c.injectNmi(domain, { timeoutSeconds });
-          return { accepted, view: await c.outcome(accepted, timeoutSeconds * 1000) };
-        }),
-      );
+      const r = await hostOp(h, domain, null, timeoutSeconds, (c, t) => c.injectNmi(domain, { timeoutSeconds: t }));
       h.out().result('', r);
     });
 
@@ -79,12 +70,7 @@ export const registerGuestCommands = (program: Command, h: CliHelpers): void => 
       const timeoutSeconds = Number(o.timeout);
       const bytes = parseBytes(size);
       if (bytes === undefined) throw h.usageError(`Scaled numeric value '${size}' for <size> option is malformed or out of range`);
-      const r = await failing(`Failed to resize block device '${path}'`, domain, () =>
-        h.withClient(async (c) => {
-          const accepted = await c.blockResize(domain, path, bytes, { timeoutSeconds });
-          return { accepted, view: await c.outcome(accepted, timeoutSeconds * 1000) };
-        }),
-      );
+      const r = await hostOp(h, domain, `Failed to resize block device '${path}'`, timeoutSeconds, (c, t) => c.blockResize(domain, path, bytes, { timeoutSeconds: t }));
       h.out().result(`Block device '${path}' is resized`, r);
     });
 

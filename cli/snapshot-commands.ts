@@ -1,12 +1,11 @@
 import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import type { DomainView } from '../contracts/views.ts';
-import type { VirtplaneClient } from '../client/index.ts';
-import type { CommandAccepted } from '../contracts/domain/commands.ts';
 import { snapshotsOf, type SnapshotRecord } from '../contracts/domain/snapshots.ts';
 import { virtError } from '../contracts/errors.ts';
 import { failing, VerbFailed } from './errors.ts';
 import type { CliHelpers } from './network-commands.ts';
+import { hostOp } from './host-op.ts';
 import { filterSnapshots, snapshotInfo, snapshotTable, snapshotTree } from './snapshot-format.ts';
 
 /**
@@ -48,17 +47,6 @@ const pick = (v: DomainView, name: string | undefined, current: boolean, orCurre
 };
 
 export const registerSnapshotCommands = (program: Command, h: CliHelpers): void => {
-  /** Runs a snapshot operation and waits for its host to finish it. */
-  const hostOp = async (domain: string, headline: string | null, timeout: string, send: (c: VirtplaneClient, timeoutSeconds: number) => Promise<CommandAccepted>) => {
-    const timeoutSeconds = Number(timeout);
-    return failing(headline, domain, () =>
-      h.withClient(async (c) => {
-        const accepted = await send(c, timeoutSeconds);
-        return { accepted, view: await c.outcome(accepted, timeoutSeconds * 1000) };
-      }),
-    );
-  };
-
   program
     .command('snapshot-create-as')
     .description('take a snapshot of a domain: its disks, and its memory when it runs')
@@ -74,7 +62,7 @@ export const registerSnapshotCommands = (program: Command, h: CliHelpers): void 
       const name = o.name ?? pName;
       const description = o.description ?? pDesc;
       const disks = o.diskspec.map(parseDiskspec);
-      const r = await hostOp(domain, null, o.timeout, (c, timeoutSeconds) =>
+      const r = await hostOp(h, domain, null, Number(o.timeout), (c, timeoutSeconds) =>
         c.snapshotCreate(
           domain,
           { ...(name !== undefined ? { name } : {}), ...(description !== undefined ? { description } : {}), ...(o.diskOnly ? { diskOnly: true } : {}), ...(disks.length ? { disks } : {}) },
@@ -94,7 +82,7 @@ export const registerSnapshotCommands = (program: Command, h: CliHelpers): void 
     .option('--timeout <seconds>', 'deadline for the host to take it', '300')
     .action(async (domain: string, file: string | undefined, o: { diskOnly?: boolean; timeout: string }) => {
       const xml = file !== undefined ? await readFile(file, 'utf8') : undefined;
-      const r = await hostOp(domain, null, o.timeout, (c, timeoutSeconds) =>
+      const r = await hostOp(h, domain, null, Number(o.timeout), (c, timeoutSeconds) =>
         c.snapshotCreate(domain, { ...(xml !== undefined ? { xml } : {}), ...(o.diskOnly ? { diskOnly: true } : {}) }, { timeoutSeconds }),
       );
       const taken = r.view.currentSnapshot;
@@ -191,7 +179,7 @@ export const registerSnapshotCommands = (program: Command, h: CliHelpers): void 
     .action(async (domain: string, name: string | undefined, o: { current?: boolean; running?: boolean; paused?: boolean; timeout: string }) => {
       if (name === undefined && !o.current) throw new VerbFailed(null, virtError('invalid-arg', '--snapshotname or --current is required'), '--snapshotname or --current is required');
       const shown = name ?? 'current';
-      const r = await hostOp(domain, `Failed to revert snapshot ${shown}`, o.timeout, (c, timeoutSeconds) =>
+      const r = await hostOp(h, domain, `Failed to revert snapshot ${shown}`, Number(o.timeout), (c, timeoutSeconds) =>
         c.snapshotRevert(domain, { ...(name !== undefined && !o.current ? { name } : {}), ...(o.running ? { running: true } : {}), ...(o.paused ? { paused: true } : {}) }, { timeoutSeconds }),
       );
       h.out().result(`Domain snapshot ${name ?? r.view.currentSnapshot} reverted`, r);
