@@ -1,9 +1,8 @@
 import { chmod, readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { isIPv4, isIPv6 } from 'node:net';
 import type { NetworkDefinition } from '../../contracts/network/definition.ts';
 import { VirtError } from '../../contracts/errors.ts';
-import { runningPid, type DnsmasqFiles } from './dnsmasq.ts';
+import { checkAddr, runningPid, type DnsmasqFiles } from './dnsmasq.ts';
 import { writeFileAtomic } from './persist.ts';
 
 /**
@@ -14,14 +13,7 @@ import { writeFileAtomic } from './persist.ts';
  * directory it is in must be searchable by that user (NetworkHost.open sees to its own part).
  */
 
-export const HOSTNAME_RE = /^[A-Za-z0-9]([A-Za-z0-9-]{0,62})?$/;
-
-export function checkAddr(family: 'ipv4' | 'ipv6', a: string, what: string): string {
-  if (family === 'ipv4' ? !isIPv4(a) : !isIPv6(a)) {
-    throw new VirtError('invalid-arg', `invalid ${family === 'ipv4' ? 'IPv4' : 'IPv6'} ${what} '${a}'`);
-  }
-  return a;
-}
+const HOSTNAME_RE = /^[A-Za-z0-9]([A-Za-z0-9-]{0,62})?$/;
 
 const MAC_RE = /^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$/;
 

@@ -1,9 +1,9 @@
 import { readFile, rm } from 'node:fs/promises';
+import { isIPv4, isIPv6 } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NetworkDefinition } from '../../contracts/network/definition.ts';
 import { VirtError } from '../../contracts/errors.ts';
 import type { HostCommands } from './exec.ts';
-import { checkAddr } from './dhcp-hosts.ts';
 
 /**
  * DHCP for a network through dnsmasq, one daemon per network with its own configuration, pid and
@@ -23,6 +23,14 @@ export const hasDhcp = (def: NetworkDefinition): boolean =>
   def.ips.some((ip) => (ip.dhcp?.ranges.length ?? 0) > 0);
 
 const DOMAIN_RE = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})?$/;
+
+/** An address of the family, or the error naming what it was for: nothing else reaches dnsmasq's files. */
+export function checkAddr(family: 'ipv4' | 'ipv6', a: string, what: string): string {
+  if (family === 'ipv4' ? !isIPv4(a) : !isIPv6(a)) {
+    throw new VirtError('invalid-arg', `invalid ${family === 'ipv4' ? 'IPv4' : 'IPv6'} ${what} '${a}'`);
+  }
+  return a;
+}
 
 function netmask(prefix: number): string {
   const m = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
