@@ -1,12 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STREAMS } from '../contracts/subjects.ts';
-import { DISPATCHER_CONSUMER } from '../services/command/dispatcher.ts';
 import { startStack, testDriverState, type Stack } from './fixtures/stack.ts';
 
 /**
- * The command service reads each domain commit twice, not three times: the dispatcher's durable
- * consumer (shared by replicas, each commit to one of them) and one reader of its own that every
- * replica needs whole (the deadline keeper, which hands each commit on to the host monitor).
+ * The command service reads each domain commit once: one reader of its own that every replica needs
+ * whole (the deadline keeper, which hands each commit on to the host monitor). Tasks go out with the
+ * commands that record them, not through a relay reading the log.
  */
 describe('readers of domain commits in the command service', () => {
   let stack: Stack;
@@ -24,9 +23,9 @@ describe('readers of domain commits in the command service', () => {
     return out;
   };
 
-  it('one durable consumer for dispatching and one reader for deadlines and host loss', async () => {
+  it('one reader for deadlines and host loss, and no relay: tasks are published by their commands', async () => {
     const readers = await domainReaders();
-    expect(readers.filter((r) => r.durable).map((r) => r.name)).toEqual([DISPATCHER_CONSUMER]);
+    expect(readers.filter((r) => r.durable).map((r) => r.name)).toEqual([]);
     expect(readers.filter((r) => !r.durable)).toHaveLength(1);
   });
 

@@ -23,6 +23,7 @@ export interface Permissions {
 
 /** Durable consumer names, shared with the services that bind to them. */
 export const CONSUMERS = {
+  /** Retired: the relay of domain tasks, removed where an older version left it. */
   dispatcher: 'dispatcher',
   storageDispatcher: STORAGE_DISPATCHER_CONSUMER,
   projector: 'projector',
@@ -119,7 +120,8 @@ export const permissionsFor = (role: Role, principal: string): Permissions => {
             // restore reads the definition a saved image records on the host that holds it; no other reading.
             subjects.hostRead('*', 'save-image'),
             ...readStream(STREAMS.events),
-            ...ownDurable(STREAMS.events, CONSUMERS.dispatcher, { manage: true }),
+            // Tasks are published by the command that records them; the consumer that once relayed them is only removed.
+            `${API}.CONSUMER.DELETE.${STREAMS.events}.${CONSUMERS.dispatcher}`,
             ...ownDurable(STREAMS.events, CONSUMERS.storageDispatcher, { manage: true }),
             ...kv(BUCKETS.hostLiveness, { write: true }),
             ...kv(DEADLINE_CHECKPOINTS, { write: true }),

@@ -9,13 +9,20 @@ import type { Logger } from '../../platform/log.ts';
 import { encodeJson, type Nats } from '../../platform/nats.ts';
 import { DEADLINE_CHECKPOINTS } from '../../platform/provision.ts';
 
-const Pending = z.object({ aggregateId: z.string(), taskId: z.string(), deadline: z.number(), correlationId: z.string() });
+/** An operation in flight; `seq` is where its intent is in the log (absent in checkpoints of older versions). */
+const Pending = z.object({ aggregateId: z.string(), taskId: z.string(), deadline: z.number(), correlationId: z.string(), seq: z.number().int().positive().optional() });
 type Pending = z.infer<typeof Pending>;
 /** What the keeper folded from the log up to `seq`. */
 const Checkpoint = z.object({ seq: z.number().int().nonnegative(), pending: z.array(Pending) });
 
 /** Records the missed deadline of one task as the command `expire:<taskId>` on its aggregate. */
 export type Expire = (aggregateId: string, taskId: string, meta: CommandMeta) => Promise<unknown>;
+
+/** What is done for an operation still in flight `afterMs` after this keeper read its intent (or found it in flight when it read the log at start). */
+export interface Backstop {
+  afterMs: number;
+  run(p: Pending): Promise<void>;
+}
 
 /** How long after a deadline the keeper records it: the deciders treat `deadline <= now` as missed. */
 const AFTER_DEADLINE_MS = 100;
@@ -43,6 +50,7 @@ export const expireMeta = (taskId: string, correlationId: string, now = new Date
 export class DeadlineKeeper {
   private readonly pending = new Map<string, Pending>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly backstops = new Map<string, NodeJS.Timeout>();
   private messages: ConsumerMessages | null = null;
   private reading: Promise<void> = Promise.resolve();
   /** Timers wait until the log is read up to where it was at start, so nothing settled later fires. */
@@ -61,6 +69,7 @@ export class DeadlineKeeper {
     private readonly filterSubject: string,
     private readonly expire: Expire,
     private readonly log: Logger,
+    private readonly backstop?: Backstop,
   ) {}
 
   private get checkpointKey(): string {
@@ -187,9 +196,12 @@ export class DeadlineKeeper {
       const data = (e.data ?? {}) as { deadline?: unknown; taskId?: unknown };
       if (typeof data.taskId === 'string') this.settle(data.taskId);
       if (typeof data.deadline === 'string') {
-        const p = { aggregateId, taskId: e.id, deadline: Date.parse(data.deadline), correlationId: e.correlationId };
+        const p = { aggregateId, taskId: e.id, deadline: Date.parse(data.deadline), correlationId: e.correlationId, seq: commit.seq };
         this.pending.set(p.taskId, p);
-        if (this.caughtUp) this.arm(p, p.deadline + AFTER_DEADLINE_MS);
+        if (this.caughtUp) {
+          this.arm(p, p.deadline + AFTER_DEADLINE_MS);
+          this.armBackstop(p, Date.now() + (this.backstop?.afterMs ?? 0));
+        }
       }
     }
   }
@@ -198,11 +210,33 @@ export class DeadlineKeeper {
     this.pending.delete(taskId);
     clearTimeout(this.timers.get(taskId));
     this.timers.delete(taskId);
+    clearTimeout(this.backstops.get(taskId));
+    this.backstops.delete(taskId);
   }
 
   private catchUp(): void {
     this.caughtUp = true;
-    for (const p of this.pending.values()) this.arm(p, p.deadline + AFTER_DEADLINE_MS);
+    for (const p of this.pending.values()) {
+      this.arm(p, p.deadline + AFTER_DEADLINE_MS);
+      // Whoever recorded it may have stopped before doing its part: nothing says it did.
+      this.armBackstop(p, Date.now());
+    }
+  }
+
+  private armBackstop(p: Pending, at: number): void {
+    if (!this.backstop || this.stopped || at >= p.deadline) return;
+    const backstop = this.backstop;
+    clearTimeout(this.backstops.get(p.taskId));
+    const timer = setTimeout(() => {
+      this.backstops.delete(p.taskId);
+      if (!this.pending.has(p.taskId) || this.stopped) return;
+      backstop.run(p).catch((e) => {
+        this.log.warn('could not act on an operation still in flight; trying again', { taskId: p.taskId, error: String(e) });
+        if (this.pending.has(p.taskId)) this.armBackstop(p, Date.now() + Math.max(RETRY_MS, backstop.afterMs));
+      });
+    }, Math.max(0, at - Date.now()));
+    timer.unref();
+    this.backstops.set(p.taskId, timer);
   }
 
   private arm(p: Pending, at: number): void {
@@ -236,8 +270,9 @@ export class DeadlineKeeper {
     this.stopped = true;
     if (this.saving) clearInterval(this.saving);
     await this.checkpoint();
-    for (const t of this.timers.values()) clearTimeout(t);
+    for (const t of [...this.timers.values(), ...this.backstops.values()]) clearTimeout(t);
     this.timers.clear();
+    this.backstops.clear();
     await this.messages?.close();
     await this.reading;
   }

@@ -1,33 +1,78 @@
-import { durableConsumer, processByKey } from '../../platform/durable-consumer.ts';
 import { headers as natsHeaders } from '@nats-io/transport-node';
-import { evolve, initialDomainState, OP_OF, type DomainAggregate } from '../../contracts/domain/decider.ts';
+import { evolve, OP_OF, type DomainAggregate } from '../../contracts/domain/decider.ts';
 import type { DomainEventBody, DomainOp } from '../../contracts/domain/events.ts';
 import type { Envelope } from '../../contracts/envelope.ts';
-import { STREAMS, subjects } from '../../contracts/subjects.ts';
+import { subjects } from '../../contracts/subjects.ts';
 import type { DomainTask } from '../../contracts/tasks.ts';
-import { toRecordedCommit, type EventStore } from '../../platform/event-store.ts';
+import type { EventStore, RecordedEvent } from '../../platform/event-store.ts';
 import type { Logger } from '../../platform/log.ts';
 import { encodeJson, type Nats } from '../../platform/nats.ts';
+import type { Repository } from './repository.ts';
+
+/**
+ * How long an operation may stay in flight before the replicas publish its task again: longer than
+ * most operations take, so a copy is rarely sent, and short next to the redelivery wait of a relay.
+ */
+export const BACKSTOP_MS = 5_000;
+
+const PUBLISHED_LIMIT = 100_000;
 
 const INTENT_OPS: Partial<Record<DomainEventBody['type'], DomainOp>> = OP_OF;
 
-export const DISPATCHER_CONSUMER = 'dispatcher';
+/** The host an intent event asks and its task, or null for an event that asks nothing. `state` is the domain with `e` folded in. */
+export const taskOf = (state: DomainAggregate, e: Envelope<DomainEventBody>): { hostId: string; task: DomainTask } | null => {
+  const op = INTENT_OPS[e.type];
+  if (!op || !('deadline' in e.data) || !state.definition) return null;
+  const task: DomainTask = {
+    kind: 'domain',
+    taskId: e.id,
+    op,
+    domainId: state.id,
+    name: state.name,
+    version: e.version,
+    placementEpoch: e.data.placementEpoch,
+    deadline: e.data.deadline,
+    ...(e.data.paused ? { paused: true } : {}),
+    // Whether to resume from a saved state is the log's to say: managedsave-remove leaves it false.
+    ...(op === 'start' && state.managedSave && e.data.file === undefined ? { restore: true } : {}),
+    ...(e.data.iface ? { iface: e.data.iface } : {}),
+    ...(e.data.mac ? { mac: e.data.mac } : {}),
+    ...(e.data.memoryKiB !== undefined ? { memoryKiB: e.data.memoryKiB } : {}),
+    ...(e.data.vcpus !== undefined ? { vcpus: e.data.vcpus } : {}),
+    ...(e.data.disk ? { disk: e.data.disk } : {}),
+    ...(e.data.target ? { target: e.data.target } : {}),
+    ...(e.data.file !== undefined ? { file: e.data.file } : {}),
+    ...(e.data.snapshot ? { snapshot: e.data.snapshot } : {}),
+    ...(e.data.keys ? { keys: e.data.keys } : {}),
+    ...(e.data.bytes !== undefined ? { bytes: e.data.bytes } : {}),
+    ...(e.data.screen !== undefined ? { screen: e.data.screen } : {}),
+    definition: state.definition,
+    correlationId: e.correlationId,
+    ...(e.traceContext.traceparent ? { traceparent: e.traceContext.traceparent } : {}),
+  };
+  return { hostId: e.data.hostId, task };
+};
 
 /**
- * Turns intent events into tasks on `task.<hostId>`. It folds every domain commit it consumes, so it
- * knows the exact definition each intent refers to.
+ * Puts each host's work on `task.<hostId>`, straight from the command that recorded it: no relay
+ * reads the log to find it, so a task costs its publish and nothing else, and dispatching scales with
+ * the replicas that take commands.
  *
- * Any number of replicas share one durable consumer; within a replica, one domain's commits are
- * handled in log order and different domains side by side. No task is published twice: its message
- * id is the intent event id, TASKS remembers ids longer than any operation's timeout, and a task is
- * never published past its deadline, so a commit redelivered (to this replica or another) after the
- * first publish either meets the duplicate check or is too late to publish. Two replicas handling
- * two intents of one domain at once cannot run them out of order on the host: a domain has one
- * operation pending at a time, and the host runs a task only while it is the pending one (its claim).
+ * No task is lost: a process that dies between recording an intent and publishing its task leaves
+ * the intent pending in the log, and every replica's deadline keeper, which knows every operation in
+ * flight from the log, hands one still pending after `BACKSTOP_MS` (or found pending when it reads
+ * the log at start) to `backstop`, which publishes it again unless this very process published it. No task is given twice: its message id
+ * is the intent's event id, TASKS remembers ids longer than any operation's timeout, and nothing is
+ * published past its deadline, so every later copy meets the duplicate check. Two intents of one
+ * domain cannot run out of order on the host: a domain has one operation pending at a time, and the
+ * host runs a task only while it is the pending one (its claim).
  */
 export class Dispatcher {
-  private readonly states = new Map<string, DomainAggregate>();
-  private running: { stop(): Promise<void> } | null = null;
+  /**
+   * Tasks this process has published and the server stored: its own backstop leaves them alone, so
+   * with one replica a task is published again only after a crash. Bounded; the oldest go first.
+   */
+  private readonly published = new Set<string>();
 
   constructor(
     private readonly n: Nats,
@@ -35,85 +80,47 @@ export class Dispatcher {
     private readonly log: Logger,
   ) {}
 
-  async start(): Promise<void> {
-    const consumer = await durableConsumer(this.n, {
-      stream: STREAMS.events,
-      name: DISPATCHER_CONSUMER,
-      filterSubject: 'ev.domain.>',
-      ackWaitMs: 30_000,
-      maxAckPending: 1024,
-    });
-    this.running = await processByKey(
-      consumer,
-      (m) => m.subject,
-      (m) => this.handle(toRecordedCommit({ seq: m.seq, subject: m.subject, data: m.data })),
-      (m, e) => this.log.error('dispatch failed; will be redelivered', { seq: m.seq, error: String(e) }),
-    );
-  }
-
-  async stop(): Promise<void> {
-    await this.running?.stop();
+  /** After an append: the tasks of its intents, each with the domain as that intent left it. */
+  async committed(before: DomainAggregate, events: RecordedEvent[]): Promise<void> {
+    let state = before;
+    for (const raw of events) {
+      const e = raw as unknown as Envelope<DomainEventBody>;
+      state = evolve(state, e);
+      const t = taskOf(state, e);
+      if (t) await this.publish(t.hostId, t.task);
+    }
   }
 
   /**
-   * The domain as it was just before this commit. What this process folded is topped up from the log,
-   * because another replica (or a run before a restart) may have consumed commits in between.
+   * An operation still pending a while after it was recorded: its task again, in case the process
+   * that recorded it died before publishing it. The domain as it stands now stands in for the domain
+   * as the intent left it, which it is while the operation is pending: the claim refuses anything else.
    */
-  private async stateBefore(id: string, seq: number, previousVersion?: number): Promise<DomainAggregate> {
-    const known = this.states.get(id);
-    if (previousVersion !== undefined && (known?.version ?? 0) === previousVersion) return known ?? initialDomainState(id);
-    const base = known && known.version < seq ? known : initialDomainState(id);
-    const commits = await this.store.read(subjects.aggregate('domain', id), base.version, seq);
-    return commits
-      .flatMap((c) => c.events)
-      .reduce((s, e) => evolve(s, e as unknown as Envelope<DomainEventBody>), base);
+  async backstop(domains: Repository<DomainAggregate, DomainEventBody>, p: { aggregateId: string; taskId: string; seq?: number }): Promise<void> {
+    if (this.published.delete(p.taskId)) return;
+    const state = await domains.load(p.aggregateId);
+    if (state.pending?.taskId !== p.taskId) return;
+    const subject = subjects.aggregate('domain', p.aggregateId);
+    const commits = p.seq !== undefined ? await this.store.read(subject, p.seq - 1, p.seq + 1) : await this.store.read(subject);
+    const intent = commits.flatMap((c) => c.events).find((e) => e.id === p.taskId);
+    if (!intent) return;
+    const t = taskOf(state, intent as unknown as Envelope<DomainEventBody>);
+    if (t) await this.publish(t.hostId, t.task, 'backstop');
   }
 
-  private async handle(commit: ReturnType<typeof toRecordedCommit>): Promise<void> {
-    const id = commit.subject.slice('ev.domain.'.length);
-    let state = await this.stateBefore(id, commit.seq, commit.previousVersion);
-    for (const raw of commit.events) {
-      const e = raw as unknown as Envelope<DomainEventBody>;
-      const op = INTENT_OPS[e.type];
-      state = evolve(state, e);
-      if (!op || !('deadline' in e.data) || !state.definition) continue;
-      const task: DomainTask = {
-        kind: 'domain',
-        taskId: e.id,
-        op,
-        domainId: id,
-        name: state.name,
-        version: e.version,
-        placementEpoch: e.data.placementEpoch,
-        deadline: e.data.deadline,
-        ...(e.data.paused ? { paused: true } : {}),
-        // Whether to resume from a saved state is the log's to say: managedsave-remove leaves it false.
-        ...(op === 'start' && state.managedSave && e.data.file === undefined ? { restore: true } : {}),
-        ...(e.data.iface ? { iface: e.data.iface } : {}),
-        ...(e.data.mac ? { mac: e.data.mac } : {}),
-        ...(e.data.memoryKiB !== undefined ? { memoryKiB: e.data.memoryKiB } : {}),
-        ...(e.data.vcpus !== undefined ? { vcpus: e.data.vcpus } : {}),
-        ...(e.data.disk ? { disk: e.data.disk } : {}),
-        ...(e.data.target ? { target: e.data.target } : {}),
-        ...(e.data.file !== undefined ? { file: e.data.file } : {}),
-        ...(e.data.snapshot ? { snapshot: e.data.snapshot } : {}),
-        ...(e.data.keys ? { keys: e.data.keys } : {}),
-        ...(e.data.bytes !== undefined ? { bytes: e.data.bytes } : {}),
-        ...(e.data.screen !== undefined ? { screen: e.data.screen } : {}),
-        definition: state.definition,
-        correlationId: e.correlationId,
-        ...(e.traceContext.traceparent ? { traceparent: e.traceContext.traceparent } : {}),
-      };
-      if (Date.parse(task.deadline) <= Date.now()) {
-        // The host would refuse it; the deadline keeper records the timeout.
-        this.log.info('not dispatching a task past its deadline', { taskId: task.taskId, op });
-        continue;
-      }
-      const h = natsHeaders();
-      if (task.traceparent) h.set('traceparent', task.traceparent);
-      await this.n.js.publish(subjects.task(e.data.hostId), encodeJson(task), { msgID: task.taskId, headers: h });
+  private async publish(hostId: string, task: DomainTask, why?: 'backstop'): Promise<void> {
+    if (Date.parse(task.deadline) <= Date.now()) {
+      // The host would refuse it; the deadline keeper records the timeout.
+      this.log.info('not dispatching a task past its deadline', { taskId: task.taskId, op: task.op });
+      return;
     }
-    if (state.exists) this.states.set(id, state);
-    else this.states.delete(id);
+    const h = natsHeaders();
+    if (task.traceparent) h.set('traceparent', task.traceparent);
+    const ack = await this.n.js.publish(subjects.task(hostId), encodeJson(task), { msgID: task.taskId, headers: h });
+    if (!why) {
+      this.published.add(task.taskId);
+      if (this.published.size > PUBLISHED_LIMIT) this.published.delete(this.published.values().next().value!);
+    }
+    if (why && !ack.duplicate) this.log.warn('published a task its command had not: the process that recorded it stopped first', { taskId: task.taskId, op: task.op, domainId: task.domainId });
   }
 }

@@ -34,6 +34,11 @@ export class Repository<S extends { version: number }, E extends { type: string;
   constructor(
     private readonly store: EventStore,
     private readonly kind: AggregateKind<S, E>,
+    /**
+     * What follows every append before its command is answered (the domain's tasks are published
+     * here). It must not throw: the events are recorded whatever it does.
+     */
+    private readonly committed?: (before: S, events: RecordedEvent[]) => Promise<void>,
   ) {}
 
   async load(id: string): Promise<S> {
@@ -88,6 +93,7 @@ export class Repository<S extends { version: number }, E extends { type: string;
         const recorded = stored.map((e) => ({ ...e, version: res.version }));
         const next = recorded.reduce((s, e) => this.kind.evolve(s, e as unknown as Envelope<E>), state);
         this.remember(id, next);
+        await this.committed?.(state, recorded);
         return { state: next, version: res.version, duplicate: false, events: recorded };
       } catch (e) {
         if (!(e instanceof ConcurrencyError) || attempt >= MAX_ATTEMPTS) throw e;

@@ -20,7 +20,7 @@ import type { DomainOp } from '../../contracts/domain/events.ts';
 import { SnapshotCreateRequest, SnapshotCurrentRequest, SnapshotDeleteRequest, SnapshotRevertRequest } from '../../contracts/domain/snapshots.ts';
 import { SnapshotCommands } from './snapshot-commands.ts';
 import { RegisterHostRequest } from '../../contracts/host/events.ts';
-import { BUCKETS, QUEUES, subjects } from '../../contracts/subjects.ts';
+import { BUCKETS, QUEUES, STREAMS, subjects } from '../../contracts/subjects.ts';
 import { ClaimRequest, ReportRequest } from '../../contracts/tasks.ts';
 import { EventStore } from '../../platform/event-store.ts';
 import type { Logger } from '../../platform/log.ts';
@@ -28,7 +28,8 @@ import type { Nats } from '../../platform/nats.ts';
 import { call, serve } from '../../platform/rpc.ts';
 import { AgentReports } from './agent-reports.ts';
 import { DeadlineKeeper } from './deadlines.ts';
-import { Dispatcher } from './dispatcher.ts';
+import { BACKSTOP_MS, Dispatcher } from './dispatcher.ts';
+import { CONSUMERS } from '../../platform/security/roles.ts';
 import { DomainCommands } from './domain-commands.ts';
 import { DeviceCommands } from './device-commands.ts';
 import { AttachDiskRequest, ChangeMediaRequest, DetachDiskRequest, DeviceXmlRequest } from '../../contracts/domain/devices.ts';
@@ -49,7 +50,7 @@ import { commandApi, metaFrom } from './command-api.ts';
 import { serveSecretCommands } from './secret-api.ts';
 
 export interface CommandServiceOptions {
-  /** Run the dispatcher in this process (one per deployment is enough; more are safe). */
+  /** Run the storage dispatcher in this process (one per deployment is enough; more are safe). */
   dispatcher?: boolean;
   /** Lease timings, validated by the caller; the defaults otherwise. */
   timings?: LeaseTimings;
@@ -62,7 +63,6 @@ const hostOf = (subject: string) => subject.split('.')[1] ?? '';
 /** The command side: request handlers in a queue group, the dispatcher, and deadline keeping. */
 export class CommandService {
   private subs: Subscription[] = [];
-  private dispatcher: Dispatcher | null = null;
   private liveness: KvMirror<HostLiveness> | null = null;
   private storage: StorageService | null = null;
   private deadlines: DeadlineKeeper | null = null;
@@ -76,7 +76,11 @@ export class CommandService {
 
   async start(): Promise<void> {
     const store = new EventStore(this.n);
-    const domains = new Repository(store, domainKind);
+    const dispatcher = new Dispatcher(this.n, store, this.log.child('dispatcher'));
+    // A task not published is published by the backstop below: the command is answered either way.
+    const domains = new Repository(store, domainKind, (before, events) =>
+      dispatcher.committed(before, events).catch((e) => this.log.warn('could not publish a task; the backstop will', { error: String(e) })),
+    );
     const hosts = new Repository(store, hostKind);
     const liveness = await this.n.kvm.open(BUCKETS.hostLiveness);
     this.liveness = new KvMirror<HostLiveness>(liveness, this.n.nc, HEARTBEAT_INTERVAL_MS);
@@ -144,7 +148,10 @@ export class CommandService {
       serve(nc, subjects.agent('*', 'report'), q, ReportRequest, (r, m, tp) => reports.report(hostOf(m.subject), r, metaFrom({ commandId: r.reportId, actor: `host:${hostOf(m.subject)}` }, tp)), log),
     );
 
-    this.deadlines = new DeadlineKeeper(this.n, 'ev.domain.>', (id, taskId, meta) => commands.run(id, meta, { type: 'expire', taskId }), log.child('deadlines'));
+    this.deadlines = new DeadlineKeeper(this.n, 'ev.domain.>', (id, taskId, meta) => commands.run(id, meta, { type: 'expire', taskId }), log.child('deadlines'), {
+      afterMs: BACKSTOP_MS,
+      run: (p) => dispatcher.backstop(domains, p),
+    });
     this.monitor = new HostMonitor(store, hosts, commands, scheduler, this.liveness, liveness, timings, log.child('hosts'), this.n.nc);
     const monitor = this.monitor;
     // One reader of domain commits for both: each commit is delivered to this process once, not twice.
@@ -155,10 +162,8 @@ export class CommandService {
     scheduler.excluded = (hostId) => monitor.inMaintenance(hostId);
     scheduler.leaseClock = () => monitor.leaseClock;
     this.subs.push(...new HostCommands(hosts, commands, monitor, liveness, log.child('hosts')).serve(api));
-    if (this.opts.dispatcher !== false) {
-      this.dispatcher = new Dispatcher(this.n, store, log.child('dispatcher'));
-      await this.dispatcher.start();
-    }
+    // The durable consumer that relayed intents to hosts before tasks were published by their command.
+    await this.n.jsm.consumers.delete(STREAMS.events, CONSUMERS.dispatcher).catch(() => undefined);
     this.storage = await StorageService.start(this.n, store, scheduler, log.child('storage'), api, { dispatcher: this.opts.dispatcher !== false });
     await nc.flush();
   }
@@ -168,7 +173,6 @@ export class CommandService {
     for (const s of this.subs) await s.drain().catch(() => undefined);
     this.subs = [];
     await this.monitor?.stop();
-    await this.dispatcher?.stop();
     await this.storage?.stop();
     this.liveness?.stop();
     await this.deadlines?.stop();

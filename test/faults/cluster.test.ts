@@ -7,7 +7,7 @@ import { VirtplaneClient, type CommandAccepted } from '../../client/index.ts';
 import { isVirtError } from '../../contracts/errors.ts';
 import { stamp } from '../../contracts/envelope.ts';
 import { BUCKETS, STREAMS, subjects } from '../../contracts/subjects.ts';
-import { DISPATCHER_CONSUMER } from '../../services/command/dispatcher.ts';
+import { STORAGE_DISPATCHER_CONSUMER } from '../../contracts/storage/tasks.ts';
 import { agentConsumerName } from '../../services/host-agent/agent.ts';
 import { EventStore, toRecordedCommit, type StoredEvent } from '../../platform/event-store.ts';
 import { withJsRetry } from '../../platform/js-retry.ts';
@@ -94,7 +94,7 @@ describe('a three-node cluster losing a node under load', () => {
     for (const s of [STREAMS.events, STREAMS.tasks, STREAMS.lifecycle]) expect(await replicasOf(s), s).toBe(2);
     for (const b of Object.values(BUCKETS)) expect(await replicasOf(`KV_${b}`), b).toBe(2);
     for (const [stream, consumer] of [
-      [STREAMS.events, DISPATCHER_CONSUMER],
+      [STREAMS.events, STORAGE_DISPATCHER_CONSUMER],
       [STREAMS.tasks, agentConsumerName(HOST)],
     ] as const) {
       const info = await cluster.nats.jsm.consumers.info(stream, consumer);
