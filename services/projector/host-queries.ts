@@ -6,25 +6,18 @@ import { QUEUES, subjects } from '../../contracts/subjects.ts';
 import type { Logger } from '../../platform/log.ts';
 import type { Nats } from '../../platform/nats.ts';
 import { call, serve } from '../../platform/rpc.ts';
+import { DomainListRequest } from '../../contracts/views.ts';
+import type { Projector } from './projector.ts';
+import { listDomains } from './queries.ts';
 
 /**
  * What a host agent may ask about its own host: the full query with the host taken from the subject,
  * which the server lets each host publish only for itself. A host never reaches `query.domain.list`
  * and so never sees another host's guests.
  */
-export const serveHostQueries = (n: Nats, log: Logger): Subscription[] => [
-  serve(
-    n.nc,
-    subjects.hostQuery('*', 'domain', 'list'),
-    QUEUES.query,
-    z.looseObject({}),
-    async (req, m) => {
-      const host = m.subject.split('.')[1] ?? '';
-      const { ok: _ok, ...reply } = await call(n.nc, subjects.query('domain', 'list'), { ...req, host }, 30_000);
-      return reply;
-    },
-    log,
-  ),
+export const serveHostQueries = (n: Nats, p: Projector, log: Logger): Subscription[] => [
+  // Answered here, from the same memory as query.domain.list: an agent asks after every task.
+  serve(n.nc, subjects.hostQuery('*', 'domain', 'list'), QUEUES.query, DomainListRequest, (req, m) => listDomains(n, p, { ...req, host: m.subject.split('.')[1] ?? '' }), log),
   // The host's own pools, for its agent's autostart at start: query.pool.list with the host filled in.
   serve(
     n.nc,

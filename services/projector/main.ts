@@ -32,7 +32,7 @@ const subs = serveQueries(n, projector, new LeaseReader(n, log.child('leases')),
 subs.push(...serveNetworkQueries(n, projector, log));
 subs.push(...serveSecretQueries(n, projector, log));
 subs.push(...serveStorageQueries(n, projector, log));
-subs.push(...serveHostQueries(n, log));
+subs.push(...serveHostQueries(n, projector, log));
 // The subscriptions reach the server before anyone is told the queries are served.
 await n.nc.flush();
 await announceReady(log, 'projector ready', { seq: projector.lastSeq });

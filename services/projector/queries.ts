@@ -24,6 +24,29 @@ export const reachSeq = async (p: Projector, minSeq: number | undefined, waitMs 
   }
 };
 
+/** query.domain.list, answered from this replica's memory: also what a host's own list is (host-queries.ts). */
+export const listDomains = async (n: Nats, p: Projector, req: DomainListRequest) => {
+  await reachSeq(p, req.minSeq, req.waitMs);
+  const now = new Date().toISOString();
+  const seq = p.lastSeq;
+  // A host's domains are few and come from its index; the whole fleet comes in list order, so
+  // a page reads only as far as it goes.
+  const matching = function* (after: string[] | null) {
+    for (const s of req.host ? p.domains.valuesOf(req.host) : p.domains.inOrder(after)) {
+      // A domain of a lost host may still run there: listed like an active one.
+      if (!req.all && !isActive(s.observed.state) && s.hostLost !== true) continue;
+      if (req.host && s.hostId !== req.host) continue;
+      if (req.state && s.observed.state !== req.state) continue;
+      if (req.name && !s.name.includes(req.name)) continue;
+      yield s;
+    }
+  };
+        const page = req.host
+          ? pageOf(matching(null), (s) => [s.name, s.id], (s): DomainView => toDomainView(s, now), req, replyBudget(n))
+          : pageOf(matching, (s) => [s.name, s.id], (s): DomainView => toDomainView(s, now), req, replyBudget(n));
+        return { domains: page.items, seq, replica: p.replica, ...(page.next ? { next: page.next } : {}) };
+};
+
 /** The read side: answered from the projector's memory, with read-your-writes waits. */
 export const serveQueries = (n: Nats, p: Projector, leases: LeaseReader, log: Logger): Subscription[] => {
   const findId = (ref: string): string | undefined => (DomainId.safeParse(ref).success && p.domains.get(ref) ? ref : p.domains.idByName(ref));
@@ -69,27 +92,7 @@ export const serveQueries = (n: Nats, p: Projector, leases: LeaseReader, log: Lo
       subjects.query('domain', 'list'),
       q,
       DomainListRequest,
-      async (req) => {
-        await reachSeq(p, req.minSeq, req.waitMs);
-        const now = new Date().toISOString();
-        const seq = p.lastSeq;
-        // A host's domains are few and come from its index; the whole fleet comes in list order, so
-        // a page reads only as far as it goes.
-        const matching = function* (after: string[] | null) {
-          for (const s of req.host ? p.domains.valuesOf(req.host) : p.domains.inOrder(after)) {
-            // A domain of a lost host may still run there: listed like an active one.
-            if (!req.all && !isActive(s.observed.state) && s.hostLost !== true) continue;
-            if (req.host && s.hostId !== req.host) continue;
-            if (req.state && s.observed.state !== req.state) continue;
-            if (req.name && !s.name.includes(req.name)) continue;
-            yield s;
-          }
-        };
-        const page = req.host
-          ? pageOf(matching(null), (s) => [s.name, s.id], (s): DomainView => toDomainView(s, now), req, replyBudget(n))
-          : pageOf(matching, (s) => [s.name, s.id], (s): DomainView => toDomainView(s, now), req, replyBudget(n));
-        return { domains: page.items, seq, replica: p.replica, ...(page.next ? { next: page.next } : {}) };
-      },
+      (req) => listDomains(n, p, req),
       log,
     ),
     serve(

@@ -20,9 +20,9 @@ const meta = () => ({ commandId: randomUUID(), actor: 'test', correlationId: ran
 /** What a command service does up to its crash: the start recorded, its task never published. */
 const recordStartOnly = async (stack: Stack, domainId: string) => {
   const repo = new Repository(new EventStore(stack.nats.nats), domainKind);
-  const out = await repo.execute(domainId, meta(), (s) => decide({ type: 'start', paused: false, timeoutMs: 60_000 }, s, new Date()));
-  const taskId = out.events[0]!.id;
-  return { domainId, name: out.state.name, version: out.version, taskId };
+  const m = meta();
+  const out = await repo.execute(domainId, m, (s) => decide({ type: 'start', paused: false, timeoutMs: 60_000 }, s, new Date()));
+  return { ok: true as const, commandId: m.commandId, domainId, name: out.state.name, version: out.version, taskId: out.events[0]!.id };
 };
 
 const boots = async (stack: Stack, domainId: string) => (await testDriverState(stack)).find((g) => g.uuid === domainId)?.boots ?? 0;
