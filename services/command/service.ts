@@ -60,7 +60,7 @@ export interface CommandServiceOptions {
 
 const hostOf = (subject: string) => subject.split('.')[1] ?? '';
 
-/** The command side: request handlers in a queue group, the dispatcher, and deadline keeping. */
+/** The command side: request handlers in a queue group (publishing the tasks they record), and deadline keeping. */
 export class CommandService {
   private subs: Subscription[] = [];
   private liveness: KvMirror<HostLiveness> | null = null;
