@@ -44,7 +44,7 @@ export interface HostAgentOptions {
   ackWaitMs?: number;
   /** The host devices a guest's interfaces got (and the addresses it took), reported as they change. */
   runtimeInterfaces?: (uuid: string) => Promise<RuntimeInterface[]>;
-  /** How often the full resync compares the hypervisor with the log (it also follows every task). */
+  /** How often the full resync compares the hypervisor with the log (one also follows the tasks, see `resyncSoon`). */
   resyncMs?: number;
   /** Run a fence guard beside the agent, which kills the host's qemu guests of HA domains if the agent dies (see fence-guard.ts). */
   fenceGuard?: boolean;
@@ -84,6 +84,7 @@ export class HostAgent {
   /** Tasks being run now, from the queue or by the resync: one never runs twice at once. */
   private readonly inFlight = new Set<string>();
   private resyncTimer: NodeJS.Timeout | null = null;
+  private resyncSoonTimer: NodeJS.Timeout | null = null;
   private syncing: Promise<void> | null = null;
   private syncAgain = false;
   private guard: FenceGuard | null = null;
@@ -198,6 +199,21 @@ export class HostAgent {
     return this.syncing;
   }
 
+  /**
+   * After a task: one full resync once the grace a task on its way is given has passed, however many
+   * tasks finish meanwhile. A resync lists every domain of the host; one after each task, as before,
+   * kept a busy host listing its domains back to back, and could not run a missed operation any
+   * sooner, since one younger than the grace is left alone.
+   */
+  private resyncSoon(): void {
+    if (this.resyncSoonTimer) return;
+    this.resyncSoonTimer = setTimeout(() => {
+      this.resyncSoonTimer = null;
+      void this.requestResync();
+    }, 2 * this.ackWaitMs);
+    this.resyncSoonTimer.unref();
+  }
+
   private resyncHost(): ResyncHost {
     return {
     hostId: this.opts.hostId,
@@ -296,7 +312,7 @@ export class HostAgent {
     const outcome = await this.claimAndRun(task, () => m.working());
     if (outcome === 'lease') m.nak(1000);
     else m.ack();
-    void this.requestResync();
+    this.resyncSoon();
   }
 
   /** Claims a task and runs it; 'lease' when the lease was lost before it could start. */
@@ -614,6 +630,7 @@ export class HostAgent {
     if (this.heartbeat) clearInterval(this.heartbeat);
     if (this.watchdog) clearInterval(this.watchdog);
     if (this.resyncTimer) clearInterval(this.resyncTimer);
+    if (this.resyncSoonTimer) clearTimeout(this.resyncSoonTimer);
     this.guard?.stop();
     await this.worker.stop(graceMs);
     await this.syncing;
