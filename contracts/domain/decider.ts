@@ -24,6 +24,22 @@ import type { KeyPress } from './keycodes.ts';
  * and the projector share `evolve`, so the view can never disagree with what the decider saw.
  */
 
+type Carried = Pick<PendingOperation, 'iface' | 'mac' | 'memoryKiB' | 'vcpus' | 'disk' | 'target' | 'file' | 'snapshot' | 'keys' | 'bytes'>;
+
+/** What an intent carries for its host besides the definition: kept with the pending operation, and put in its task. */
+export const carriedByIntent = (d: Carried): Carried => ({
+  ...(d.iface ? { iface: d.iface } : {}),
+  ...(d.mac ? { mac: d.mac } : {}),
+  ...(d.memoryKiB !== undefined ? { memoryKiB: d.memoryKiB } : {}),
+  ...(d.vcpus !== undefined ? { vcpus: d.vcpus } : {}),
+  ...(d.disk ? { disk: d.disk } : {}),
+  ...(d.target ? { target: d.target } : {}),
+  ...(d.file !== undefined ? { file: d.file } : {}),
+  ...(d.snapshot ? { snapshot: d.snapshot } : {}),
+  ...(d.keys ? { keys: d.keys } : {}),
+  ...(d.bytes !== undefined ? { bytes: d.bytes } : {}),
+});
+
 export interface PendingOperation {
   op: DomainOp;
   /** The intent event's id, which is also the task id. */
@@ -798,17 +814,8 @@ const evolveState = (s: DomainAggregate, e: Envelope<DomainEventBody>): DomainAg
           taskId: e.id,
           requestedAt: e.time,
           deadline: e.data.deadline,
-          ...(e.data.iface ? { iface: e.data.iface } : {}),
-          ...(e.data.mac ? { mac: e.data.mac } : {}),
+          ...carriedByIntent(e.data),
           ...(e.data.persistent !== undefined ? { persistent: e.data.persistent } : {}),
-          ...(e.data.memoryKiB !== undefined ? { memoryKiB: e.data.memoryKiB } : {}),
-          ...(e.data.vcpus !== undefined ? { vcpus: e.data.vcpus } : {}),
-          ...(e.data.disk ? { disk: e.data.disk } : {}),
-          ...(e.data.target ? { target: e.data.target } : {}),
-          ...(e.data.file !== undefined ? { file: e.data.file } : {}),
-          ...(e.data.snapshot ? { snapshot: e.data.snapshot } : {}),
-          ...(e.data.keys ? { keys: e.data.keys } : {}),
-          ...(e.data.bytes !== undefined ? { bytes: e.data.bytes } : {}),
         },
         desired: op === 'snapshot-revert' && e.data.snapshot?.target ? e.data.snapshot.target : desiredAfter(op, e.data.paused ?? false, s.desired),
         lastError: null,

@@ -1,5 +1,5 @@
 import { headers as natsHeaders } from '@nats-io/transport-node';
-import { evolve, OP_OF, type DomainAggregate } from '../../contracts/domain/decider.ts';
+import { carriedByIntent, evolve, OP_OF, type DomainAggregate } from '../../contracts/domain/decider.ts';
 import type { DomainEventBody, DomainOp } from '../../contracts/domain/events.ts';
 import type { Envelope } from '../../contracts/envelope.ts';
 import { subjects } from '../../contracts/subjects.ts';
@@ -35,16 +35,7 @@ export const taskOf = (state: DomainAggregate, e: Envelope<DomainEventBody>): { 
     ...(e.data.paused ? { paused: true } : {}),
     // Whether to resume from a saved state is the log's to say: managedsave-remove leaves it false.
     ...(op === 'start' && state.managedSave && e.data.file === undefined ? { restore: true } : {}),
-    ...(e.data.iface ? { iface: e.data.iface } : {}),
-    ...(e.data.mac ? { mac: e.data.mac } : {}),
-    ...(e.data.memoryKiB !== undefined ? { memoryKiB: e.data.memoryKiB } : {}),
-    ...(e.data.vcpus !== undefined ? { vcpus: e.data.vcpus } : {}),
-    ...(e.data.disk ? { disk: e.data.disk } : {}),
-    ...(e.data.target ? { target: e.data.target } : {}),
-    ...(e.data.file !== undefined ? { file: e.data.file } : {}),
-    ...(e.data.snapshot ? { snapshot: e.data.snapshot } : {}),
-    ...(e.data.keys ? { keys: e.data.keys } : {}),
-    ...(e.data.bytes !== undefined ? { bytes: e.data.bytes } : {}),
+    ...carriedByIntent(e.data),
     ...(e.data.screen !== undefined ? { screen: e.data.screen } : {}),
     definition: state.definition,
     correlationId: e.correlationId,
