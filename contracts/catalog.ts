@@ -24,7 +24,7 @@ import { StorageEventBody } from './storage/events.ts';
 import { StorageClaimRequest, StorageReportRequest, StorageTask } from './storage/tasks.ts';
 import { VolStreamAbort, VolStreamChunk, VolStreamData, VolStreamDataAck, VolStreamFinish, VolStreamFinished, VolStreamOpened, VolStreamOpenRequest, VolStreamRead } from './storage/stream.ts';
 import { PoolGetRequest, PoolListRequest, PoolView, VolGetRequest, VolListRequest, VolumeView } from './storage/views.ts';
-import { ClaimRequest, DomainTask, ReportRequest } from './tasks.ts';
+import { ClaimRequests, DomainTask, ReportRequests } from './tasks.ts';
 import { DefineSecretRequest, SecretCommandAccepted, SecretOpRequest, SecretValueReply, SetSecretValueRequest } from './secret/commands.ts';
 import { SecretEventBody } from './secret/events.ts';
 import { SecretGetRequest, SecretListRequest, SecretView } from './secret/views.ts';
@@ -418,8 +418,8 @@ export const CATALOG: ChannelSpec[] = [
   ),
 
   report('register', 'RegisterHostRequest', RegisterHostRequest, 'A host agent registers its host and capabilities (and takes its lease).'),
-  report('claim', 'ClaimRequest', ClaimRequest, 'A host agent claims a domain task before acting on it.'),
-  report('report', 'ReportRequest', ReportRequest, 'What a host did or saw: a task outcome, an observed state, runtime interfaces.'),
+  report('claim', 'ClaimRequests', ClaimRequests, 'A host agent claims a domain task before acting on it, or several at once (`claims`, answered `results` in order).'),
+  report('report', 'ReportRequests', ReportRequests, 'What a host did or saw: a task outcome, an observed state, runtime interfaces; or several at once (`reports`, answered `results` in order, each entry as a reply of its own).'),
   report('storage-claim', 'StorageClaimRequest', StorageClaimRequest, 'A host agent claims a storage task.'),
   report('storage-report', 'StorageReportRequest', StorageReportRequest, "The outcome of a storage task, or (kind `autostart`) a starting agent's ask for the start of one of its autostart pools."),
 

@@ -52,6 +52,11 @@ export type DomainTask = z.infer<typeof DomainTask>;
 
 export const ClaimRequest = z.object({ taskId: TaskId, domainId: DomainId, placementEpoch: z.number().int() });
 export type ClaimRequest = z.infer<typeof ClaimRequest>;
+/** Several claims in one request (answered `{ results }`, in order): what a host asks at once when handed several tasks. */
+export const ClaimRequests = z.union([ClaimRequest, z.object({ claims: z.array(ClaimRequest).min(1).max(256) })]);
+export type ClaimRequests = z.infer<typeof ClaimRequests>;
+export const ClaimReply = z.object({ proceed: z.boolean(), reason: z.string().optional() });
+export type ClaimReply = z.infer<typeof ClaimReply>;
 /** What an agent says about a domain: an outcome of a task, or a change it saw on its own. */
 const Report = z.object({
   /** Chosen by the agent and kept across retries: the report is recorded once. */
@@ -82,3 +87,6 @@ export const ReportRequest = z.discriminatedUnion('kind', [
   Report.extend({ kind: z.literal('autostart'), domainId: DomainId }),
 ]);
 export type ReportRequest = z.infer<typeof ReportRequest>;
+/** Several reports in one request (answered `{ results }`, each entry as a reply of its own): what a host sends at once when several tasks finish together. */
+export const ReportRequests = z.union([ReportRequest, z.object({ reports: z.array(ReportRequest).min(1).max(256) })]);
+export type ReportRequests = z.infer<typeof ReportRequests>;

@@ -35,6 +35,21 @@ export const errorBody = (e: unknown, log?: Logger): VirtErrorBody => {
   return { code: 'internal-error', message: `internal error: ${(e as Error)?.message ?? String(e)}` };
 };
 
+/**
+ * The answers to a request that carries several (e.g. `{ reports: [...] }`): each one as a reply of
+ * its own would be, `{ ok: true, ... }` or `{ ok: false, error }`, so one refused entry refuses only itself.
+ */
+export const answerEach = <T, R extends Record<string, unknown>>(items: T[], handle: (item: T) => Promise<R>, log?: Logger) =>
+  Promise.all(items.map((item) => handle(item).then((r) => ({ ok: true as const, ...r }), (e: unknown) => ({ ok: false as const, error: errorBody(e, log) }))));
+
+/** One entry of `answerEach` on the asking side: its result, or its error thrown as `call` throws a reply's. */
+export const entryResult = <T = Record<string, unknown>>(entry: unknown): T => {
+  if ((entry as { ok?: unknown })?.ok === true) return entry as T;
+  const err = ErrorReply.safeParse(entry);
+  if (!err.success) throw new VirtError('internal-error', 'unexpected entry in a reply');
+  throw new VirtError(err.data.error.code, err.data.error.message, err.data.error.details);
+};
+
 export const serve = <S extends z.ZodType>(
   nc: NatsConnection,
   subject: string,

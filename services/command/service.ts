@@ -21,11 +21,11 @@ import { SnapshotCreateRequest, SnapshotCurrentRequest, SnapshotDeleteRequest, S
 import { SnapshotCommands } from './snapshot-commands.ts';
 import { RegisterHostRequest } from '../../contracts/host/events.ts';
 import { BUCKETS, QUEUES, STREAMS, subjects } from '../../contracts/subjects.ts';
-import { ClaimRequest, ReportRequest } from '../../contracts/tasks.ts';
+import { ClaimRequests, ReportRequests, type ReportRequest } from '../../contracts/tasks.ts';
 import { EventStore } from '../../platform/event-store.ts';
 import type { Logger } from '../../platform/log.ts';
 import type { Nats } from '../../platform/nats.ts';
-import { call, serve } from '../../platform/rpc.ts';
+import { answerEach, call, serve } from '../../platform/rpc.ts';
 import { AgentReports } from './agent-reports.ts';
 import { DeadlineKeeper } from './deadlines.ts';
 import { BACKSTOP_MS, Dispatcher } from './dispatcher.ts';
@@ -143,9 +143,19 @@ export class CommandService {
     if (this.opts.secretKey) this.subs.push(...(await serveSecretCommands(this.n, store, this.opts.secretKey, api)));
 
     this.subs.push(serve(nc, subjects.agent('*', 'register'), q, RegisterHostRequest, (r, m, tp) => reports.register(hostOf(m.subject), r, metaFrom({}, tp)), log));
-    this.subs.push(serve(nc, subjects.agent('*', 'claim'), q, ClaimRequest, (r, m) => reports.claim(hostOf(m.subject), r, new Date()), log));
     this.subs.push(
-      serve(nc, subjects.agent('*', 'report'), q, ReportRequest, (r, m, tp) => reports.report(hostOf(m.subject), r, metaFrom({ commandId: r.reportId, actor: `host:${hostOf(m.subject)}` }, tp)), log),
+      serve(nc, subjects.agent('*', 'claim'), q, ClaimRequests, async (r, m) => {
+        const host = hostOf(m.subject);
+        const now = new Date();
+        return 'claims' in r ? { results: await Promise.all(r.claims.map((c) => reports.claim(host, c, now))) } : reports.claim(host, r, now);
+      }, log),
+    );
+    this.subs.push(
+      serve(nc, subjects.agent('*', 'report'), q, ReportRequests, async (r, m, tp) => {
+        const host = hostOf(m.subject);
+        const record = (one: ReportRequest) => reports.report(host, one, metaFrom({ commandId: one.reportId, actor: `host:${host}` }, tp));
+        return 'reports' in r ? { results: await answerEach(r.reports, record, log) } : record(r);
+      }, log),
     );
 
     this.deadlines = new DeadlineKeeper(this.n, 'ev.domain.>', (id, taskId, meta) => commands.run(id, meta, { type: 'expire', taskId }), log.child('deadlines'), {

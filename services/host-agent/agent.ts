@@ -12,12 +12,13 @@ import { isVirtError, virtError } from '../../contracts/errors.ts';
 import { DEFAULT_LEASE_TIMINGS, type HostLiveness, type LeaseTimings, type RegisterReply } from '../../contracts/host/liveness.ts';
 import type { HostCapabilities } from '../../contracts/host/events.ts';
 import { STREAMS, subjects } from '../../contracts/subjects.ts';
-import { DomainTask, type ReportRequest } from '../../contracts/tasks.ts';
+import { ClaimReply, DomainTask, type ClaimRequest, type ReportRequest } from '../../contracts/tasks.ts';
 import type { DomainView } from '../../contracts/views.ts';
 import type { DomainObservation, HypervisorDriver, OperationOptions } from '../../drivers/hypervisor.ts';
 import type { Logger } from '../../platform/log.ts';
 import type { Nats } from '../../platform/nats.ts';
-import { call, errorBody } from '../../platform/rpc.ts';
+import { call, entryResult, errorBody } from '../../platform/rpc.ts';
+import { RequestBatch } from '../../platform/request-batch.ts';
 import { dropMovedGuests, GuestFence } from './fence.ts';
 import { HostLease } from './lease.ts';
 import { TaskJournal } from './task-journal.ts';
@@ -90,6 +91,21 @@ export class HostAgent {
   private guard: FenceGuard | null = null;
   /** Guests whose domain is restarted elsewhere when this host is lost: the only ones the guard fences. */
   private readonly haGuests = new Set<string>();
+  /** Claims asked at once (a pull batch of tasks) share one request; the log is read for each. */
+  private readonly claims = new RequestBatch<ClaimRequest, ClaimReply>(async (claims) => {
+    const subject = subjects.agent(this.hostId, 'claim');
+    if (claims.length === 1) return [ClaimReply.parse(await call(this.n.nc, subject, claims[0]))];
+    const { results } = await call<{ results: unknown[] }>(this.n.nc, subject, { claims });
+    return results.map((r) => ClaimReply.parse(r));
+  });
+  /** Reports sent at once (tasks finishing together) share one request; each is recorded, or refused, on its own. */
+  private readonly reports = new RequestBatch<{ report: ReportRequest; timeoutMs: number }, unknown>(async (batch) => {
+    const subject = subjects.agent(this.hostId, 'report');
+    const timeoutMs = Math.min(...batch.map((b) => b.timeoutMs));
+    if (batch.length === 1) return [await call(this.n.nc, subject, batch[0]!.report, timeoutMs)];
+    const { results } = await call<{ results: unknown[] }>(this.n.nc, subject, { reports: batch.map((b) => b.report) }, timeoutMs);
+    return results;
+  });
   /** When the agent last finished a task on each domain (only the recent ones are kept). */
   private readonly touched = new Map<string, number>();
 
@@ -329,11 +345,7 @@ export class HostAgent {
   }
 
   private async claimAndRunOnce(task: DomainTask, working: () => void): Promise<'done' | 'skipped' | 'lease'> {
-    const claim = await call<{ proceed: boolean; reason?: string }>(this.n.nc, subjects.agent(this.hostId, 'claim'), {
-      taskId: task.taskId,
-      domainId: task.domainId,
-      placementEpoch: task.placementEpoch,
-    });
+    const claim = await this.claims.ask({ taskId: task.taskId, domainId: task.domainId, placementEpoch: task.placementEpoch });
     if (!claim.proceed) {
       this.log.info('skipping a task that is no longer current', { taskId: task.taskId, op: task.op, reason: claim.reason });
       if (this.journal.wasStarted(task.taskId)) await this.abandon(task);
@@ -517,7 +529,7 @@ export class HostAgent {
 
   /** Retries until the command service has it: a report is the only record of what the host did. */
   private report(r: ReportRequest): Promise<void> {
-    return this.worker.report(subjects.agent(this.hostId, 'report'), r);
+    return this.worker.report(subjects.agent(this.hostId, 'report'), r, (x, timeoutMs) => this.reports.ask({ report: x, timeoutMs }).then(entryResult));
   }
 
   private async observed(o: DomainObservation): Promise<void> {

@@ -123,12 +123,12 @@ export class TaskWorker<T> {
    * did. Only a refusal of the report itself is final; a failure to record it (no reply, no one
    * answering, the log unavailable while the cluster elects a leader) is sent again under the same
    * report id, which records it once. While stopping it gives up after a few tries, and the
-   * unacknowledged task brings the report back after a restart.
+   * unacknowledged task brings the report back after a restart. `send` is how one attempt goes out.
    */
-  async report(subject: string, r: { reportId: string }): Promise<void> {
+  async report<R extends { reportId: string }>(subject: string, r: R, send: (r: R, timeoutMs: number) => Promise<unknown> = (x, t) => call(this.n.nc, subject, x, t)): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await call(this.n.nc, subject, r, this.stopping ? 5_000 : REPORT_TIMEOUT_MS);
+        await send(r, this.stopping ? 5_000 : REPORT_TIMEOUT_MS);
         return;
       } catch (e) {
         if (isVirtError(e) && !NOT_RECORDED.has(e.code)) {

@@ -161,9 +161,20 @@ describe('one principal, one job: what a stolen credential cannot do', () => {
       expect(done.definition.devices.disks.map((d) => d.target.dev)).toEqual(['vdb']);
       const forged = { kind: 'failed', reportId: 'forged-detach-1', domainId: onB.domainId, taskId: accepted.taskId, error: { code: 'operation-failed', message: 'forged' } };
       await expect(call(hostA.nc, subjects.agent('host-a', 'report'), forged)).rejects.toMatchObject({ code: 'unauthorized' });
+      // Inside a request of several, the forged one is refused on its own, and nothing of it recorded.
+      const batch = await call<{ results: Array<{ ok: boolean; error?: { code: string } }> }>(hostA.nc, subjects.agent('host-a', 'report'), {
+        reports: [forged, { ...forged, reportId: 'forged-detach-2' }],
+      });
+      expect(batch.results.map((r) => r.error?.code)).toEqual(['unauthorized', 'unauthorized']);
       await refused(call(hostA.nc, subjects.agent('host-b', 'report'), forged), /agent\.host-b/);
       const claim = await call<{ proceed: boolean }>(hostA.nc, subjects.agent('host-a', 'claim'), { taskId: accepted.taskId, domainId: onB.domainId, placementEpoch: done.placementEpoch });
       expect(claim.proceed).toBe(false);
+      // Several claims at once are each decided for the host the subject names.
+      const claims = await call<{ results: Array<{ proceed: boolean; reason?: string }> }>(hostA.nc, subjects.agent('host-a', 'claim'), {
+        claims: [0, 1].map(() => ({ taskId: accepted.taskId, domainId: onB.domainId, placementEpoch: done.placementEpoch })),
+      });
+      expect(claims.results.map((r) => r.proceed)).toEqual([false, false]);
+      expect(claims.results[0]?.reason).toMatch(/host-b/);
       const after = await alice.get('secret-b');
       expect(after.version).toBe(done.version);
       expect(after.lastError).toBeNull();
