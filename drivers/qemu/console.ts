@@ -2,8 +2,9 @@ import { constants, open } from 'node:fs';
 import { ReadStream } from 'node:tty';
 import type { Duplex } from 'node:stream';
 import type { DomainDefinition } from '../../contracts/domain/definition.ts';
-import type { RuntimeChardev, RuntimeGraphics } from '../../contracts/domain/state.ts';
+import type { RuntimeChardev, RuntimeDevices, RuntimeGraphics } from '../../contracts/domain/state.ts';
 import { VirtError } from '../../contracts/errors.ts';
+import type { QmpClient } from './qmp.ts';
 
 /** One entry of QMP `query-chardev`. */
 export interface QmpChardev {
@@ -60,4 +61,11 @@ export const openPty = async (path: string): Promise<Duplex> => {
   const stream = new ReadStream(fd);
   stream.setRawMode(true);
   return stream;
+};
+
+/** What libvirt's live XML adds for a running guest: its VNC display's port and its ptys (QMP). */
+export const runtimeDevices = async (qmp: QmpClient, def: DomainDefinition): Promise<RuntimeDevices> => {
+  const chardevs = chardevPtys(await qmp.execute<QmpChardev[]>('query-chardev'));
+  const graphics = def.devices.graphics.some((g) => g.type === 'vnc') ? vncDisplays(def, await qmp.execute<QmpVnc>('query-vnc')) : [];
+  return { graphics, chardevs };
 };

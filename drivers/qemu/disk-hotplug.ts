@@ -1,7 +1,10 @@
-import type { DiskModel } from '../../contracts/domain/definition.ts';
+import type { DiskModel, DomainDefinition } from '../../contracts/domain/definition.ts';
 import { VirtError } from '../../contracts/errors.ts';
 import type { OperationOptions } from '../hypervisor.ts';
 import { diskNameIndex } from './argv.ts';
+import type { QemuContext } from './context.ts';
+import type { Domain } from './guest.ts';
+import { monitor, persist } from './monitor.ts';
 import { QmpError, type QmpClient } from './qmp.ts';
 
 /**
@@ -173,3 +176,48 @@ export const changeMedia = async (qmp: QmpClient, disk: DiskModel): Promise<void
   }
   await qmp.execute('blockdev-change-medium', { id, filename: path, format: disk.driver?.type ?? 'raw', 'read-only-mode': 'retain' });
 };
+
+/** plugDisk on a running guest, with the disk in its record for as long as qemu may have it. */
+export async function attachDisk(ctx: QemuContext, d: Domain, disk: DiskModel, opts: OperationOptions): Promise<void> {
+  const dev = disk.target.dev;
+  // Recorded first: a driver that dies before qemu answers still knows what it may have plugged.
+  d.rec.disks = [...(d.rec.disks ?? []).filter((x) => x.target.dev !== dev), disk];
+  await persist(ctx, d);
+  try {
+    await plugDisk(await monitor(ctx, d), disk, opts);
+  } catch (e) {
+    d.rec.disks = d.rec.disks.filter((x) => x !== disk);
+    await persist(ctx, d);
+    throw e;
+  }
+}
+
+export async function detachDisk(ctx: QemuContext, d: Domain, disk: DiskModel, timing: UnplugTiming, opts: OperationOptions): Promise<void> {
+  await unplugDisk(await monitor(ctx, d), disk, timing, d.rec.name, opts);
+  d.rec.disks = (d.rec.disks ?? []).filter((x) => x.target.dev !== disk.target.dev);
+  await persist(ctx, d);
+}
+
+/** The boot-time disks and the hot-plugged ones, each as long as qemu still has its device. */
+export async function runtimeDisks(ctx: QemuContext, d: Domain): Promise<DiskModel[]> {
+  const have = await presentDevices(await monitor(ctx, d));
+  const plugged = (disk: DiskModel) => (disk.target.bus ?? 'virtio') !== 'virtio' || have.has(diskIds(disk).device);
+  const hot = (d.rec.disks ?? []).filter(plugged);
+  const cold = d.rec.def.devices.disks.filter((x) => plugged(x) && !hot.some((h) => h.target.dev === x.target.dev));
+  return [...cold, ...hot];
+}
+
+/**
+ * qemuDomainBlockResize: QMP block_resize on the node that reads the disk's image, found by its file
+ * (a disk given at boot and one plugged later are named differently); the definition stays as it is.
+ */
+export async function resizeDisk(ctx: QemuContext, d: Domain, def: DomainDefinition, target: string, bytes: number): Promise<void> {
+  const disk = def.devices.disks.find((x) => x.target.dev === target);
+  const file = disk?.source?.file ?? disk?.source?.dev;
+  if (!disk || !file) throw new VirtError('invalid-arg', `disk '${target}' was not found in the domain config`);
+  const qmp = await monitor(ctx, d);
+  const blocks = await qmp.execute<Array<{ inserted?: { file?: string; 'node-name'?: string; image?: { filename?: string } } }>>('query-block');
+  const node = blocks.find((b) => b.inserted?.file === file || b.inserted?.image?.filename === file)?.inserted?.['node-name'];
+  if (!node) throw new VirtError('invalid-arg', `disk '${target}' was not found in the domain config`);
+  await qmp.execute('block_resize', { 'node-name': node, size: bytes });
+}
