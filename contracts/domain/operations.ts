@@ -1,11 +1,8 @@
-import type { DiskModel, InterfaceModel } from './definition.ts';
 import { REQUESTED_EVENT, type DomainEventBody, type DomainOp } from './events.ts';
 import { isActive } from './state.ts';
 import { virtError } from '../errors.ts';
 import { checkManagedSave } from './autostart-save.ts';
 import { checkSave } from './save-restore.ts';
-import type { SnapshotTask } from './snapshots.ts';
-import type { KeyPress } from './keycodes.ts';
 import type { DomainAggregate, PendingOperation } from './aggregate.ts';
 
 /**
@@ -25,21 +22,8 @@ export const timeoutFailure = (p: PendingOperation): DomainEventBody => ({
   },
 });
 
-export interface RequestArgs {
-  paused?: boolean;
-  iface?: InterfaceModel;
-  mac?: string;
-  persistent?: boolean;
-  memoryKiB?: number;
-  vcpus?: number;
-  disk?: DiskModel;
-  target?: string;
-  file?: string;
-  snapshot?: SnapshotTask;
-  keys?: KeyPress;
-  bytes?: number;
-  screen?: number;
-}
+/** What an intent may carry: what its pending operation keeps, and what only its task needs. */
+export type RequestArgs = Partial<Omit<PendingOperation, 'op' | 'taskId' | 'requestedAt' | 'deadline'>> & { paused?: boolean; screen?: number };
 
 export const requestedEvent = (s: DomainAggregate, op: DomainOp, now: Date, timeoutMs: number, args: RequestArgs = {}): DomainEventBody => ({
   type: REQUESTED_EVENT[op],
