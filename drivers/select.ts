@@ -42,16 +42,22 @@ export const selectDrivers = async (
     ...qemuOptions,
     prepareInterfaces: async (def) => {
       const plugged = [];
-      for (const iface of def.devices.interfaces) {
-        if (iface.type === 'user') {
-          plugged.push(undefined);
-          continue;
+      try {
+        for (const iface of def.devices.interfaces) {
+          if (iface.type === 'user') {
+            plugged.push(undefined);
+            continue;
+          }
+          if (iface.type === 'direct' || iface.type === 'vhostuser') {
+            throw virtError('operation-unsupported', `interface type '${iface.type}' is not supported by the qemu driver yet`);
+          }
+          const p = await network.plugInterface(def.uuid, iface, lookupNetwork);
+          plugged.push({ ifname: p.ifname, ...(p.bridge ? { bridge: p.bridge } : {}), ...(p.network ? { network: p.network } : {}) });
         }
-        if (iface.type === 'direct' || iface.type === 'vhostuser') {
-          throw virtError('operation-unsupported', `interface type '${iface.type}' is not supported by the qemu driver yet`);
-        }
-        const p = await network.plugInterface(def.uuid, iface, lookupNetwork);
-        plugged.push({ ifname: p.ifname, ...(p.bridge ? { bridge: p.bridge } : {}), ...(p.network ? { network: p.network } : {}) });
+      } catch (e) {
+        // One interface refused: those plugged before it would outlive a start that never happens.
+        for (const p of plugged) if (p) await network.unplugInterface(def.uuid, p.ifname).catch(() => undefined);
+        throw e;
       }
       return plugged;
     },

@@ -151,10 +151,22 @@ export async function launch(ctx: QemuContext, def: DomainDefinition, opts: Qemu
   const restore = managed || opts.restoreFile !== undefined;
   const accel = await accelFor(ctx, def);
   const binary = binaryFor(ctx, def);
-  const netdevs = await resolveTaps(ctx, def, opts);
-  const vncPorts = await allocateVnc(ctx, def);
+  // Until qemu runs, what this start took is its own to give back if a step fails; from then on the
+  // guest's exit gives it back (guest-events.ts onExit).
+  const revert = new Revert();
+  let netdevs: Awaited<ReturnType<typeof resolveTaps>>;
+  let vncPorts: number[];
   let cmd: QemuCommand;
+  let child: ChildProcess;
+  let pid: number | undefined;
   try {
+    netdevs = await resolveTaps(ctx, def, opts);
+    const ifnames = netdevs.flatMap((n) => (n && 'tap' in n ? [n.tap] : []));
+    const release = ctx.opts.releaseInterfaces;
+    if (ifnames.length && release) revert.add(() => release(uuid, ifnames));
+    vncPorts = await allocateVnc(ctx, def);
+    const ports = vncPorts;
+    revert.add(() => ports.forEach((p) => ctx.reservedPorts.delete(p)));
     cmd = buildQemuCommand(def, {
       domainDir: dir,
       monitor: { path: files.qmpSocket },
@@ -167,34 +179,29 @@ export async function launch(ctx: QemuContext, def: DomainDefinition, opts: Qemu
       vncPorts,
       ...(ctx.opts.vncListen ? { vncListen: ctx.opts.vncListen } : {}),
     });
+    if (restore) cmd = { ...cmd, args: [...cmd.args, '-incoming', 'defer'] };
+    await appendFile(files.qemuLog, `${new Date().toISOString()}: starting up\n${formatCommand(cmd)}\n`);
+    const log = await open(files.qemuLog, 'a');
+    try {
+      opts.progress?.(`launching qemu (${accel})`);
+      child = spawn(cmd.binary, cmd.args, {
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...cmd.env },
+        cwd: dir,
+        // Its own process group: the guest outlives the driver and ignores signals sent to the driver's group.
+        detached: true,
+        stdio: ['ignore', log.fd, log.fd],
+      });
+    } finally {
+      await log.close();
+    }
+    const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
+    child.unref();
+    pid = child.pid;
+    if (pid === undefined) throw new VirtError('operation-failed', `failed to launch ${cmd.binary}: ${(await spawnError).message}`);
+    revert.success();
   } catch (e) {
-    for (const p of vncPorts) ctx.reservedPorts.delete(p);
+    await revert.fail();
     throw e;
-  }
-
-  if (restore) cmd = { ...cmd, args: [...cmd.args, '-incoming', 'defer'] };
-  await appendFile(files.qemuLog, `${new Date().toISOString()}: starting up\n${formatCommand(cmd)}\n`);
-  const log = await open(files.qemuLog, 'a');
-  let child: ChildProcess;
-  try {
-    opts.progress?.(`launching qemu (${accel})`);
-    child = spawn(cmd.binary, cmd.args, {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...cmd.env },
-      cwd: dir,
-      // Its own process group: the guest outlives the driver and ignores signals sent to the driver's group.
-      detached: true,
-      stdio: ['ignore', log.fd, log.fd],
-    });
-  } finally {
-    await log.close();
-  }
-  const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
-  child.unref();
-  const pid = child.pid;
-  if (pid === undefined) {
-    for (const p of vncPorts) ctx.reservedPorts.delete(p);
-    const err = await spawnError;
-    throw new VirtError('operation-failed', `failed to launch ${cmd.binary}: ${err.message}`);
   }
 
   const rec: DomainRecord = {
@@ -290,3 +297,21 @@ async function findPty(qmp: QmpClient): Promise<string | undefined> {
   return c?.filename.startsWith('pty:') ? c.filename.slice(4) : undefined;
 }
 
+
+/** Steps to undo if what follows fails, undone last first (Incus's `revert`); nothing once it succeeded. */
+class Revert {
+  private steps: Array<() => unknown> = [];
+
+  add(step: () => unknown): void {
+    this.steps.push(step);
+  }
+
+  success(): void {
+    this.steps = [];
+  }
+
+  async fail(): Promise<void> {
+    for (const step of this.steps.reverse()) await Promise.resolve().then(step).catch(() => undefined);
+    this.steps = [];
+  }
+}
