@@ -3,7 +3,7 @@ import { isActive } from './state.ts';
 import { virtError } from '../errors.ts';
 import { checkManagedSave } from './autostart-save.ts';
 import { checkSave } from './save-restore.ts';
-import type { DomainAggregate, PendingOperation } from './aggregate.ts';
+import { carriedByIntent, type DomainAggregate, type PendingOperation } from './aggregate.ts';
 
 /**
  * The domain decider's section for operations on a domain's host: one in flight at a time, each with
@@ -32,17 +32,8 @@ export const requestedEvent = (s: DomainAggregate, op: DomainOp, now: Date, time
     placementEpoch: s.placementEpoch,
     deadline: new Date(now.getTime() + timeoutMs).toISOString(),
     ...(args.paused ? { paused: true } : {}),
-    ...(args.iface ? { iface: args.iface } : {}),
-    ...(args.mac ? { mac: args.mac } : {}),
+    ...carriedByIntent(args),
     ...(args.persistent !== undefined ? { persistent: args.persistent } : {}),
-    ...(args.memoryKiB !== undefined ? { memoryKiB: args.memoryKiB } : {}),
-    ...(args.vcpus !== undefined ? { vcpus: args.vcpus } : {}),
-    ...(args.disk ? { disk: args.disk } : {}),
-    ...(args.target ? { target: args.target } : {}),
-    ...(args.file !== undefined ? { file: args.file } : {}),
-    ...(args.snapshot ? { snapshot: args.snapshot } : {}),
-    ...(args.keys ? { keys: args.keys } : {}),
-    ...(args.bytes !== undefined ? { bytes: args.bytes } : {}),
     ...(args.screen !== undefined ? { screen: args.screen } : {}),
   },
 });

@@ -41,10 +41,10 @@ export const listDomains = async (n: Nats, p: Projector, req: DomainListRequest)
       yield s;
     }
   };
-        const page = req.host
-          ? pageOf(matching(null), (s) => [s.name, s.id], (s): DomainView => toDomainView(s, now), req, replyBudget(n))
-          : pageOf(matching, (s) => [s.name, s.id], (s): DomainView => toDomainView(s, now), req, replyBudget(n));
-        return { domains: page.items, seq, replica: p.replica, ...(page.next ? { next: page.next } : {}) };
+  const page = req.host
+    ? pageOf(matching(null), (s) => [s.name, s.id], (s): DomainView => toDomainView(s, now), req, replyBudget(n))
+    : pageOf(matching, (s) => [s.name, s.id], (s): DomainView => toDomainView(s, now), req, replyBudget(n));
+  return { domains: page.items, seq, replica: p.replica, ...(page.next ? { next: page.next } : {}) };
 };
 
 /** The read side: answered from the projector's memory, with read-your-writes waits. */
