@@ -418,7 +418,7 @@ export const CATALOG: ChannelSpec[] = [
   ),
 
   report('register', 'RegisterHostRequest', RegisterHostRequest, 'A host agent registers its host and capabilities (and takes its lease).'),
-  report('claim', 'ClaimRequests', ClaimRequests, 'A host agent claims a domain task before acting on it, or several at once (`claims`, answered `results` in order).'),
+  report('claim', 'ClaimRequests', ClaimRequests, 'A host agent claims a domain task before acting on it, or several at once (`claims`, answered `results` in order, each entry as a reply of its own).'),
   report('report', 'ReportRequests', ReportRequests, 'What a host did or saw: a task outcome, an observed state, runtime interfaces; or several at once (`reports`, answered `results` in order, each entry as a reply of its own).'),
   report('storage-claim', 'StorageClaimRequest', StorageClaimRequest, 'A host agent claims a storage task.'),
   report('storage-report', 'StorageReportRequest', StorageReportRequest, "The outcome of a storage task, or (kind `autostart`) a starting agent's ask for the start of one of its autostart pools."),

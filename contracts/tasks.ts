@@ -52,7 +52,7 @@ export type DomainTask = z.infer<typeof DomainTask>;
 
 export const ClaimRequest = z.object({ taskId: TaskId, domainId: DomainId, placementEpoch: z.number().int() });
 export type ClaimRequest = z.infer<typeof ClaimRequest>;
-/** Several claims in one request (answered `{ results }`, in order): what a host asks at once when handed several tasks. */
+/** Several claims in one request (answered `{ results }`, in order, each entry as a reply of its own): what a host asks at once when handed several tasks. */
 export const ClaimRequests = z.union([ClaimRequest, z.object({ claims: z.array(ClaimRequest).min(1).max(256) })]);
 export type ClaimRequests = z.infer<typeof ClaimRequests>;
 export const ClaimReply = z.object({ proceed: z.boolean(), reason: z.string().optional() });

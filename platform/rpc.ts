@@ -42,6 +42,13 @@ export const errorBody = (e: unknown, log?: Logger): VirtErrorBody => {
 export const answerEach = <T, R extends Record<string, unknown>>(items: T[], handle: (item: T) => Promise<R>, log?: Logger) =>
   Promise.all(items.map((item) => handle(item).then((r) => ({ ok: true as const, ...r }), (e: unknown) => ({ ok: false as const, error: errorBody(e, log) }))));
 
+/**
+ * The asking side of `answerEach`: one item goes in its own form (its reply, or its error thrown, as
+ * `call`), several as `{ [field]: items }`. Each answer, in order, is for `entryResult`.
+ */
+export const callEach = async (nc: NatsConnection, subject: string, field: string, items: unknown[], timeoutMs?: number): Promise<unknown[]> =>
+  items.length === 1 ? [await call(nc, subject, items[0], timeoutMs)] : (await call<{ results: unknown[] }>(nc, subject, { [field]: items }, timeoutMs)).results;
+
 /** One entry of `answerEach` on the asking side: its result, or its error thrown as `call` throws a reply's. */
 export const entryResult = <T = Record<string, unknown>>(entry: unknown): T => {
   if ((entry as { ok?: unknown })?.ok === true) return entry as T;

@@ -147,7 +147,7 @@ export class CommandService {
       serve(nc, subjects.agent('*', 'claim'), q, ClaimRequests, async (r, m) => {
         const host = hostOf(m.subject);
         const now = new Date();
-        return 'claims' in r ? { results: await Promise.all(r.claims.map((c) => reports.claim(host, c, now))) } : reports.claim(host, r, now);
+        return 'claims' in r ? { results: await answerEach(r.claims, (c) => reports.claim(host, c, now), log) } : reports.claim(host, r, now);
       }, log),
     );
     this.subs.push(

@@ -17,7 +17,7 @@ import type { DomainView } from '../../contracts/views.ts';
 import type { DomainObservation, HypervisorDriver, OperationOptions } from '../../drivers/hypervisor.ts';
 import type { Logger } from '../../platform/log.ts';
 import type { Nats } from '../../platform/nats.ts';
-import { call, entryResult, errorBody } from '../../platform/rpc.ts';
+import { call, callEach, entryResult, errorBody } from '../../platform/rpc.ts';
 import { RequestBatch } from '../../platform/request-batch.ts';
 import { dropMovedGuests, GuestFence } from './fence.ts';
 import { HostLease } from './lease.ts';
@@ -91,21 +91,12 @@ export class HostAgent {
   private guard: FenceGuard | null = null;
   /** Guests whose domain is restarted elsewhere when this host is lost: the only ones the guard fences. */
   private readonly haGuests = new Set<string>();
-  /** Claims asked at once (a pull batch of tasks) share one request; the log is read for each. */
-  private readonly claims = new RequestBatch<ClaimRequest, ClaimReply>(async (claims) => {
-    const subject = subjects.agent(this.hostId, 'claim');
-    if (claims.length === 1) return [ClaimReply.parse(await call(this.n.nc, subject, claims[0]))];
-    const { results } = await call<{ results: unknown[] }>(this.n.nc, subject, { claims });
-    return results.map((r) => ClaimReply.parse(r));
-  });
+  /** Claims asked at once (a pull batch of tasks) share one request; each is decided against the log on its own. */
+  private readonly claims = new RequestBatch<ClaimRequest, unknown>((claims) => callEach(this.n.nc, subjects.agent(this.hostId, 'claim'), 'claims', claims));
   /** Reports sent at once (tasks finishing together) share one request; each is recorded, or refused, on its own. */
-  private readonly reports = new RequestBatch<{ report: ReportRequest; timeoutMs: number }, unknown>(async (batch) => {
-    const subject = subjects.agent(this.hostId, 'report');
-    const timeoutMs = Math.min(...batch.map((b) => b.timeoutMs));
-    if (batch.length === 1) return [await call(this.n.nc, subject, batch[0]!.report, timeoutMs)];
-    const { results } = await call<{ results: unknown[] }>(this.n.nc, subject, { reports: batch.map((b) => b.report) }, timeoutMs);
-    return results;
-  });
+  private readonly reports = new RequestBatch<{ report: ReportRequest; timeoutMs: number }, unknown>((batch) =>
+    callEach(this.n.nc, subjects.agent(this.hostId, 'report'), 'reports', batch.map((b) => b.report), Math.min(...batch.map((b) => b.timeoutMs))),
+  );
   /** When the agent last finished a task on each domain (only the recent ones are kept). */
   private readonly touched = new Map<string, number>();
 
@@ -345,7 +336,7 @@ export class HostAgent {
   }
 
   private async claimAndRunOnce(task: DomainTask, working: () => void): Promise<'done' | 'skipped' | 'lease'> {
-    const claim = await this.claims.ask({ taskId: task.taskId, domainId: task.domainId, placementEpoch: task.placementEpoch });
+    const claim = ClaimReply.parse(entryResult(await this.claims.ask({ taskId: task.taskId, domainId: task.domainId, placementEpoch: task.placementEpoch })));
     if (!claim.proceed) {
       this.log.info('skipping a task that is no longer current', { taskId: task.taskId, op: task.op, reason: claim.reason });
       if (this.journal.wasStarted(task.taskId)) await this.abandon(task);
