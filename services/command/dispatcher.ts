@@ -52,9 +52,10 @@ export const taskOf = (state: DomainAggregate, e: Envelope<DomainEventBody>): { 
  * No task is lost: a process that dies between recording an intent and publishing its task leaves
  * the intent pending in the log, and every replica's deadline keeper, which knows every operation in
  * flight from the log, hands one still pending after `BACKSTOP_MS` (or found pending when it reads
- * the log at start) to `backstop`, which publishes it again unless this very process published it. No task is given twice: its message id
- * is the intent's event id, TASKS remembers ids longer than any operation's timeout, and nothing is
- * published past its deadline, so every later copy meets the duplicate check. Two intents of one
+ * the log at start) to `backstop`, which publishes it again unless this very process published it.
+ * No task is given twice: its message id is the intent's event id, TASKS remembers ids longer than any
+ * operation's timeout, and nothing is published past its deadline, so every later copy meets the
+ * duplicate check. Two intents of one
  * domain cannot run out of order on the host: a domain has one operation pending at a time, and the
  * host runs a task only while it is the pending one (its claim).
  */
@@ -73,6 +74,8 @@ export class Dispatcher {
 
   /** After an append: the tasks of its intents, each with the domain as that intent left it. */
   async committed(before: DomainAggregate, events: RecordedEvent[]): Promise<void> {
+    // Most commits ask nothing of a host (definitions, reports): no fold for them.
+    if (!events.some((e) => INTENT_OPS[e.type as DomainEventBody['type']])) return;
     let state = before;
     for (const raw of events) {
       const e = raw as unknown as Envelope<DomainEventBody>;
@@ -96,10 +99,10 @@ export class Dispatcher {
     const intent = commits.flatMap((c) => c.events).find((e) => e.id === p.taskId);
     if (!intent) return;
     const t = taskOf(state, intent as unknown as Envelope<DomainEventBody>);
-    if (t) await this.publish(t.hostId, t.task, 'backstop');
+    if (t) await this.publish(t.hostId, t.task, true);
   }
 
-  private async publish(hostId: string, task: DomainTask, why?: 'backstop'): Promise<void> {
+  private async publish(hostId: string, task: DomainTask, fromBackstop = false): Promise<void> {
     if (Date.parse(task.deadline) <= Date.now()) {
       // The host would refuse it; the deadline keeper records the timeout.
       this.log.info('not dispatching a task past its deadline', { taskId: task.taskId, op: task.op });
@@ -108,10 +111,9 @@ export class Dispatcher {
     const h = natsHeaders();
     if (task.traceparent) h.set('traceparent', task.traceparent);
     const ack = await this.n.js.publish(subjects.task(hostId), encodeJson(task), { msgID: task.taskId, headers: h });
-    if (!why) {
+    if (!fromBackstop) {
       this.published.add(task.taskId);
       if (this.published.size > PUBLISHED_LIMIT) this.published.delete(this.published.values().next().value!);
-    }
-    if (why && !ack.duplicate) this.log.warn('published a task its command had not: the process that recorded it stopped first', { taskId: task.taskId, op: task.op, domainId: task.domainId });
+    } else if (!ack.duplicate) this.log.warn('published a task its command had not: the process that recorded it stopped first', { taskId: task.taskId, op: task.op, domainId: task.domainId });
   }
 }
