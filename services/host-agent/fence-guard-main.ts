@@ -1,7 +1,7 @@
 import { appendFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { processCmdline, processState } from '../../drivers/qemu/host.ts';
-import { guardDir, guardPidFile, readHeartbeat } from './fence-guard.ts';
+import { guardDir, guardPidFile, isFenceGuard, readHeartbeat } from './fence-guard.ts';
 
 /**
  * The fence guard (see fence-guard.ts): `node fence-guard-main.ts <stateDir>`. Kills this host's qemu
@@ -18,7 +18,7 @@ const alive = async (pid: number) => (await processState(pid)) === 'alive';
 
 /** Another guard already runs for this host: it is the one. */
 const other = Number(existsSync(guardPidFile(stateDir)) ? readFileSync(guardPidFile(stateDir), 'utf8') : 0);
-if (other > 0 && other !== process.pid && (await alive(other)) && (await processCmdline(other))?.some((a) => a.endsWith('fence-guard-main.ts') || a.endsWith('fence-guard.mjs'))) process.exit(0);
+if (other > 0 && other !== process.pid && (await alive(other)) && isFenceGuard(await processCmdline(other))) process.exit(0);
 writeFileSync(guardPidFile(stateDir), String(process.pid));
 
 /** The qemu guests this host's driver started, each checked against its recorded command line. */

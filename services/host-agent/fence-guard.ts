@@ -29,6 +29,9 @@ export const guardDir = (stateDir: string) => join(stateDir, 'fence-guard');
 export const heartbeatFile = (stateDir: string) => join(guardDir(stateDir), 'heartbeat.json');
 export const guardPidFile = (stateDir: string) => join(guardDir(stateDir), 'guard.pid');
 
+/** Whether a process's command line is a fence guard's (from sources or built). */
+export const isFenceGuard = (cmdline: string[] | undefined): boolean => cmdline?.some((a) => a.endsWith('fence-guard-main.ts') || a.endsWith('fence-guard.mjs')) ?? false;
+
 export const readHeartbeat = (stateDir: string): Heartbeat | undefined => {
   try {
     return JSON.parse(readFileSync(heartbeatFile(stateDir), 'utf8')) as Heartbeat;
