@@ -131,6 +131,11 @@ export class EventStore {
     }
   }
 
+  /** Sequence of the newest commit on subjects matching `filter` (wildcards allowed), 0 when there is none. */
+  async lastSeqOn(filter: string): Promise<number> {
+    return (await this.getMessage({ last_by_subj: filter }))?.seq ?? 0;
+  }
+
   /** Sequence of the newest message in the log (0 when empty). */
   async lastSeq(): Promise<number> {
     const api = await this.api;

@@ -61,7 +61,7 @@ export class AgentReports {
 
   /** May the agent run this task now? Only if it is still the domain's pending operation on this host. */
   async claim(subjectHost: string, req: ClaimRequest, now: Date) {
-    // Read through to the log: a cached state could let a superseded task run.
+    // As fresh as a read of the log (Repository.load): a state missing a commit could let a superseded task run.
     const s = await this.domains.load(req.domainId);
     const refuse = (reason: string) => ({ proceed: false, reason });
     if (!s.exists) return refuse('domain no longer exists');

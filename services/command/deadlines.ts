@@ -29,6 +29,9 @@ const AFTER_DEADLINE_MS = 100;
 const RETRY_MS = 1000;
 const CHECKPOINT_EVERY_MS = 30_000;
 
+/** `ev.<type>.<id>` -> `<id>`. */
+const aggregateOf = (subject: string) => subject.slice(subject.indexOf('.', 3) + 1);
+
 export const expireMeta = (taskId: string, correlationId: string, now = new Date()): CommandMeta => ({
   commandId: `expire:${taskId}`,
   actor: 'virtplane:deadline',
@@ -62,6 +65,10 @@ export class DeadlineKeeper {
   private saved = 0;
   private checkpoints: KV | null = null;
   private saving: NodeJS.Timeout | null = null;
+  /** Each aggregate's newest commit folded; only whole when the keeper read the log from its start. */
+  private readonly lastCommits = new Map<string, number>();
+  private fromStart = false;
+  private readonly waiters: Array<{ seq: number; resolve: (reached: boolean) => void }> = [];
 
   constructor(
     private readonly n: Nats,
@@ -90,6 +97,7 @@ export class DeadlineKeeper {
   async start(): Promise<void> {
     if (this.followers.length === 0) await this.resume();
     else await this.openCheckpoints().catch((e) => this.log.warn('no bucket for deadline checkpoints; none will be saved', { error: String(e) }));
+    this.fromStart = this.position === 0;
     this.messages = await this.open();
     this.reading = this.read(this.messages);
     this.saving = setInterval(() => void this.checkpoint(), CHECKPOINT_EVERY_MS);
@@ -114,6 +122,7 @@ export class DeadlineKeeper {
         for await (const m of messages) {
           this.take(m.seq, m.subject, m.data);
           this.position = m.seq;
+          if (this.waiters.length > 0) this.wakeWaiters();
           if (!this.caughtUp && m.info.pending === 0) this.catchUp();
         }
       } catch (e) {
@@ -137,6 +146,7 @@ export class DeadlineKeeper {
 
   private take(seq: number, subject: string, data: Uint8Array): void {
     let commit: RecordedCommit;
+    this.lastCommits.set(aggregateOf(subject), seq);
     try {
       commit = toRecordedCommit({ seq, subject, data });
       this.apply(commit);
@@ -190,8 +200,40 @@ export class DeadlineKeeper {
     return this.pending;
   }
 
+  /**
+   * The sequence of the aggregate's newest commit folded so far (0: none), or undefined when this
+   * keeper did not read the log from its start and so cannot say.
+   */
+  lastCommitOf(aggregateId: string): number | undefined {
+    return this.fromStart ? (this.lastCommits.get(aggregateId) ?? 0) : undefined;
+  }
+
+  /** Resolves true once everything up to `seq` is folded, false if that takes longer than `timeoutMs`. */
+  reach(seq: number, timeoutMs: number): Promise<boolean> {
+    if (this.position >= seq) return Promise.resolve(true);
+    if (this.stopped) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const waiter = { seq, resolve };
+      this.waiters.push(waiter);
+      setTimeout(() => {
+        const i = this.waiters.indexOf(waiter);
+        if (i >= 0) this.waiters.splice(i, 1);
+        resolve(false);
+      }, timeoutMs).unref();
+    });
+  }
+
+  private wakeWaiters(): void {
+    for (let i = this.waiters.length - 1; i >= 0; i--) {
+      const w = this.waiters[i]!;
+      if (w.seq > this.position) continue;
+      this.waiters.splice(i, 1);
+      w.resolve(true);
+    }
+  }
+
   private apply(commit: RecordedCommit): void {
-    const aggregateId = commit.subject.slice(commit.subject.indexOf('.', 3) + 1);
+    const aggregateId = aggregateOf(commit.subject);
     for (const e of commit.events) {
       const data = (e.data ?? {}) as { deadline?: unknown; taskId?: unknown };
       if (typeof data.taskId === 'string') this.settle(data.taskId);
@@ -271,6 +313,7 @@ export class DeadlineKeeper {
     if (this.saving) clearInterval(this.saving);
     await this.checkpoint();
     for (const t of [...this.timers.values(), ...this.backstops.values()]) clearTimeout(t);
+    for (const w of this.waiters.splice(0)) w.resolve(false);
     this.timers.clear();
     this.backstops.clear();
     await this.messages?.close();

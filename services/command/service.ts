@@ -28,6 +28,7 @@ import type { Nats } from '../../platform/nats.ts';
 import { answerEach, call, serve } from '../../platform/rpc.ts';
 import { AgentReports } from './agent-reports.ts';
 import { DeadlineKeeper } from './deadlines.ts';
+import { FreshReads } from './fresh-reads.ts';
 import { BACKSTOP_MS, Dispatcher } from './dispatcher.ts';
 import { CONSUMERS } from '../../platform/security/roles.ts';
 import { DomainCommands } from './domain-commands.ts';
@@ -90,6 +91,13 @@ export class CommandService {
     const commands = new DomainCommands(domains, new NameClaims(store, 'domain'), scheduler, (hostId, file) =>
       call<SaveImageReply>(this.n.nc, subjects.hostRead(hostId, 'save-image'), { file }, 10_000).then((r) => SaveImageReply.parse(r)),
     );
+    const deadlines = new DeadlineKeeper(this.n, 'ev.domain.>', (id, taskId, meta) => commands.run(id, meta, { type: 'expire', taskId }), this.log.child('deadlines'), {
+      afterMs: BACKSTOP_MS,
+      run: (p) => dispatcher.backstop(domains, p),
+    });
+    this.deadlines = deadlines;
+    // The keeper folds every domain commit anyway: loads (a host's claim, a define's look) use that fold.
+    domains.vouchedBy(new FreshReads(store, 'ev.domain.>', deadlines));
     const reports = new AgentReports(domains, hosts, liveness, () => provisionLiveness(this.n).then(() => true, () => false));
     const networks = new NetworkCommands(store);
     const nc = this.n.nc;
@@ -158,10 +166,6 @@ export class CommandService {
       }, log),
     );
 
-    this.deadlines = new DeadlineKeeper(this.n, 'ev.domain.>', (id, taskId, meta) => commands.run(id, meta, { type: 'expire', taskId }), log.child('deadlines'), {
-      afterMs: BACKSTOP_MS,
-      run: (p) => dispatcher.backstop(domains, p),
-    });
     this.monitor = new HostMonitor(store, hosts, commands, scheduler, this.liveness, liveness, timings, log.child('hosts'), this.n.nc);
     const monitor = this.monitor;
     // One reader of domain commits for both: each commit is delivered to this process once, not twice.
