@@ -3,7 +3,8 @@ import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
 import { userInfo, hostname } from 'node:os';
 import { DeliverPolicy, type OrderedConsumerOptions } from '@nats-io/jetstream';
-import type { CommandAccepted } from '../contracts/domain/commands.ts';
+import type { CommandAccepted as Recorded } from '../contracts/domain/commands.ts';
+import type { CommandOutcome } from '../contracts/views.ts';
 import type { DomainDefinitionInput } from '../contracts/domain/definition.ts';
 import type { LifecycleOp } from '../contracts/domain/events.ts';
 import type { DomainStats, NodeStats } from '../contracts/domain/stats.ts';
@@ -39,7 +40,9 @@ import { parseBitmap } from '../contracts/xml/units.ts';
  */
 const COMMAND_RESEND = { resendAfterMs: 10_000 };
 
-export type { CommandAccepted, DomainView, HostView, LifecycleEvent };
+/** A domain command's reply: what was recorded and, when it waited for it (`waitMs`), the host's outcome. */
+export type CommandAccepted = Recorded & { outcome?: CommandOutcome };
+export type { DomainView, HostView, LifecycleEvent };
 export type { NetworkCommandAccepted, NetworkLifecycleEvent, NetworkView };
 export type { PoolView, StorageAccepted, VolumeView };
 export type { SecretCommandAccepted, SecretView };
@@ -50,6 +53,12 @@ export interface CommandOptions {
   commandId?: string;
   correlationId?: string;
   timeoutSeconds?: number;
+  /**
+   * For an operation a host carries out (start, shutdown, destroy, ...): the reply waits up to this
+   * long (at most 5000 ms) for the host's outcome to be recorded and carries it, so `outcome` need
+   * not ask the views.
+   */
+  waitMs?: number;
 }
 
 /** How to log in, as flags would give it; `VIRTPLANE_*` variables and a config file fill the rest. */
@@ -154,6 +163,7 @@ export class VirtplaneClient {
         actor: this.actor,
         ...(opts.correlationId ? { correlationId: opts.correlationId } : {}),
         ...(opts.timeoutSeconds ? { timeoutSeconds: opts.timeoutSeconds } : {}),
+        ...(opts.waitMs ? { waitMs: opts.waitMs } : {}),
       },
       this.timeoutMs,
       COMMAND_RESEND,
@@ -550,11 +560,15 @@ export class VirtplaneClient {
    */
   async outcomeOrGone(accepted: CommandAccepted, timeoutMs = 120_000): Promise<DomainView | null> {
     const deadline = Date.now() + timeoutMs;
+    // The reply waited for the outcome (`waitMs`) and got it: nothing to ask.
+    let answered: DomainView | null | undefined = accepted.outcome?.domain;
     for (;;) {
       const waitMs = Math.max(0, Math.min(25_000, deadline - Date.now()));
       // `timeout` while the views have not reached the command (a projector restarting): wait on.
       // Only `no-domain` from views at or past the command's version means the domain is gone.
-      const v = await this.get(accepted.domainId, { minVersion: accepted.version, settled: true, waitMs }).catch((e) => {
+      const asked = answered;
+      answered = undefined;
+      const v = asked !== undefined ? asked : await this.get(accepted.domainId, { minVersion: accepted.version, settled: true, waitMs }).catch((e) => {
         if (e?.code === 'no-domain') return null;
         // No projector answering (one restarting) is a wait too, not an outcome.
         const waiting = e?.code === 'timeout' || noResponders(e);

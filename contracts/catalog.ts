@@ -29,7 +29,7 @@ import { DefineSecretRequest, SecretCommandAccepted, SecretOpRequest, SecretValu
 import { SecretEventBody } from './secret/events.ts';
 import { SecretGetRequest, SecretListRequest, SecretView } from './secret/views.ts';
 import { ConsoleOpened, ConsoleOpenRequest } from './console.ts';
-import { DomainGetQuery, DomainListRequest, DomainView, HostListRequest, HostView } from './views.ts';
+import { CommandOutcome, DomainGetQuery, DomainListRequest, DomainView, HostListRequest, HostView } from './views.ts';
 import { DomainCapsReply, DomainCapsRequest } from './host/domain-caps.ts';
 import { DomainTimeReply, DomainTimeRequest, MaxVcpusReply, MaxVcpusRequest, NodeCpuMapReply, NodeCpuMapRequest, NodeCpuStatsReply, NodeCpuStatsRequest, SysinfoReply, SysinfoRequest, VcpuInfoReply, VcpuInfoRequest } from './host/host-reads.ts';
 
@@ -71,7 +71,7 @@ const orError = (name: string, schema: z.ZodType, description: string): Message 
   msg(name, z.union([schema, ErrorReply]), `${description} Or \`{ok: false, error: {code, message}}\` with libvirt's error vocabulary.`);
 
 const commandReplies = {
-  domain: orError('CommandAccepted', CommandAccepted, 'The command was recorded; `version` is the domain version to wait for.'),
+  domain: orError('CommandAccepted', CommandAccepted.extend({ outcome: CommandOutcome.optional() }), 'The command was recorded; `version` is the domain version to wait for; `outcome` when the command waited for it (`waitMs`).'),
   network: orError('NetworkCommandAccepted', NetworkCommandAccepted, 'The command was recorded.'),
   storage: orError('StorageAccepted', StorageAccepted, 'The command was recorded.'),
   secret: orError('SecretCommandAccepted', SecretCommandAccepted, 'The command was recorded.'),

@@ -81,6 +81,13 @@ export const DomainView = z.object({
 });
 export type DomainView = z.infer<typeof DomainView>;
 
+/**
+ * What a domain command's reply adds when it asked to wait (`waitMs`) and the host's outcome was
+ * recorded in time: the domain then, as the views will show it (null: gone, a transient domain stopped).
+ */
+export const CommandOutcome = z.object({ domain: DomainView.nullable() });
+export type CommandOutcome = z.infer<typeof CommandOutcome>;
+
 export const HostView = z.object({
   hostId: z.string(),
   hostname: z.string(),

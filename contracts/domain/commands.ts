@@ -60,12 +60,24 @@ export const CreateDomainRequest = CommandHeader.extend({
 });
 export type CreateDomainRequest = z.infer<typeof CreateDomainRequest>;
 
+/**
+ * The longest a command reply may be held for its operation's outcome: well inside the time after
+ * which a client sends an unanswered command again (10 s).
+ */
+export const MAX_OUTCOME_WAIT_MS = 5_000;
+
 export const DomainOpRequest = CommandHeader.extend({
   domain: DomainRef,
   /** How long the host may take before the operation is recorded as failed. */
   timeoutSeconds: z.number().positive().max(3600).optional(),
   /** destroy: the operator says the domain's lost host is off, so the domain is recorded shut off. */
   force: z.boolean().optional(),
+  /**
+   * Hold the reply until the host's outcome is recorded, up to this long: the reply then carries it
+   * (`outcome`, contracts/views.ts CommandOutcome), and nobody need ask the views. Not settled by
+   * then: the reply comes without it.
+   */
+  waitMs: z.number().int().min(0).max(MAX_OUTCOME_WAIT_MS).optional(),
 });
 export type DomainOpRequest = z.infer<typeof DomainOpRequest>;
 

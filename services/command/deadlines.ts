@@ -69,6 +69,7 @@ export class DeadlineKeeper {
   private readonly lastCommits = new Map<string, number>();
   private fromStart = false;
   private readonly waiters: Array<{ seq: number; resolve: (reached: boolean) => void }> = [];
+  private readonly settleWaiters = new Map<string, Array<(settled: boolean) => void>>();
 
   constructor(
     private readonly n: Nats,
@@ -223,6 +224,26 @@ export class DeadlineKeeper {
     });
   }
 
+  /**
+   * Resolves true once the operation whose intent is the commit `intentSeq` has settled (an event
+   * naming its task is folded), false if that takes longer than `timeoutMs`.
+   */
+  settled(taskId: string, intentSeq: number, timeoutMs: number): Promise<boolean> {
+    if (this.position >= intentSeq && !this.pending.has(taskId)) return Promise.resolve(true);
+    if (this.stopped) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const list = this.settleWaiters.get(taskId) ?? [];
+      list.push(resolve);
+      this.settleWaiters.set(taskId, list);
+      setTimeout(() => {
+        const left = this.settleWaiters.get(taskId)?.filter((r) => r !== resolve) ?? [];
+        if (left.length > 0) this.settleWaiters.set(taskId, left);
+        else this.settleWaiters.delete(taskId);
+        resolve(false);
+      }, timeoutMs).unref();
+    });
+  }
+
   private wakeWaiters(): void {
     for (let i = this.waiters.length - 1; i >= 0; i--) {
       const w = this.waiters[i]!;
@@ -248,7 +269,18 @@ export class DeadlineKeeper {
     }
   }
 
+  /** An event naming the task is folded: the operation is over. */
   private settle(taskId: string): void {
+    const waiting = this.settleWaiters.get(taskId);
+    if (waiting) {
+      this.settleWaiters.delete(taskId);
+      for (const resolve of waiting) resolve(true);
+    }
+    this.forget(taskId);
+  }
+
+  /** Nothing more to do for the task here: its settling event, if any, is still to be folded. */
+  private forget(taskId: string): void {
     this.pending.delete(taskId);
     clearTimeout(this.timers.get(taskId));
     this.timers.delete(taskId);
@@ -295,12 +327,12 @@ export class DeadlineKeeper {
     try {
       await this.expire(p.aggregateId, p.taskId, expireMeta(p.taskId, p.correlationId));
       // Recorded now, or found no longer pending by the decider: either way nothing is left to do.
-      this.settle(p.taskId);
+      this.forget(p.taskId);
     } catch (e) {
       if (isVirtError(e) && e.code !== 'timeout' && e.code !== 'operation-failed') {
         // The aggregate is gone or cannot take the command: nothing is in flight to record.
         this.log.info('a missed deadline needs no record', { taskId: p.taskId, reason: e.message });
-        this.settle(p.taskId);
+        this.forget(p.taskId);
         return;
       }
       this.log.warn('could not record a missed deadline; trying again', { taskId: p.taskId, error: String(e) });
@@ -314,6 +346,8 @@ export class DeadlineKeeper {
     await this.checkpoint();
     for (const t of [...this.timers.values(), ...this.backstops.values()]) clearTimeout(t);
     for (const w of this.waiters.splice(0)) w.resolve(false);
+    for (const list of this.settleWaiters.values()) for (const resolve of list) resolve(false);
+    this.settleWaiters.clear();
     this.timers.clear();
     this.backstops.clear();
     await this.messages?.close();

@@ -54,10 +54,17 @@ export class Repository<S extends { version: number }, E extends { type: string;
    */
   async load(id: string): Promise<S> {
     const last = this.fold ? await this.fold.lastCommit(id) : undefined;
-    if (last === undefined) return this.read(id);
+    return last === undefined ? this.read(id) : this.loadAsOf(id, last);
+  }
+
+  /**
+   * The state at least as of `lastCommit`, a commit on the aggregate (0: none) that something reading
+   * every commit has seen: from the cache when the cache has got that far, read otherwise.
+   */
+  async loadAsOf(id: string, lastCommit: number): Promise<S> {
     const cached = this.cache.get(id);
-    if (cached && cached.version >= last) return cached;
-    if (!cached && last === 0) return this.kind.initial(id);
+    if (cached && cached.version >= lastCommit) return cached;
+    if (!cached && lastCommit === 0) return this.kind.initial(id);
     return this.read(id);
   }
 

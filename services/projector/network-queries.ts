@@ -10,7 +10,7 @@ import { serve } from '../../platform/rpc.ts';
 import { pageOf, replyBudget } from './paging.ts';
 import type { Projector } from './projector.ts';
 import { DEFAULT_WAIT_MS, reachSeq } from './queries.ts';
-import { toNetworkView } from './views.ts';
+import { toNetworkView } from '../../contracts/view-of.ts';
 
 const Guid = z.guid();
 

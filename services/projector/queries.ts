@@ -12,7 +12,7 @@ import { LIVENESS_WINDOW_MS } from '../../contracts/host/liveness.ts';
 import type { LeaseReader } from './leases.ts';
 import { pageOf, replyBudget } from './paging.ts';
 import type { Projector } from './projector.ts';
-import { toDomainView, toHostView } from './views.ts';
+import { toDomainView, toHostView } from '../../contracts/view-of.ts';
 
 export const DEFAULT_WAIT_MS = 5_000;
 

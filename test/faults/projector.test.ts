@@ -9,7 +9,7 @@ import { startNatsServer, type RunningNatsServer } from '../../platform/nats-ser
 import { decodeJson } from '../../platform/nats.ts';
 import { call } from '../../platform/rpc.ts';
 import { POSITION_KEY } from '../../services/projector/projector.ts';
-import { toDomainView } from '../../services/projector/views.ts';
+import { toDomainView } from '../../contracts/view-of.ts';
 import type { DomainAggregate } from '../../contracts/domain/decider.ts';
 import { startStack, type Stack } from '../fixtures/stack.ts';
 import { divergingViews, foldLog, lifecycleFigures, publishedLifecycleIds, storedViews } from './log-fold.ts';

@@ -1,9 +1,10 @@
-import type { DomainAggregate } from '../../contracts/domain/decider.ts';
-import type { HostAggregate } from '../../contracts/host/decider.ts';
-import type { DomainView, HostView } from '../../contracts/views.ts';
-import type { NetworkAggregate } from '../../contracts/network/decider.ts';
-import { bridgeNameOf, type NetworkView } from '../../contracts/network/views.ts';
+import type { DomainAggregate } from './domain/decider.ts';
+import type { HostAggregate } from './host/decider.ts';
+import type { DomainView, HostView } from './views.ts';
+import type { NetworkAggregate } from './network/decider.ts';
+import { bridgeNameOf, type NetworkView } from './network/views.ts';
 
+/** A domain as the read side shows it: in the projector's views, and in a command reply that waited for its outcome. */
 export const toDomainView = (s: DomainAggregate, updatedAt: string): DomainView => ({
   id: s.id,
   name: s.name,
