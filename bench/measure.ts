@@ -8,6 +8,9 @@ import { spawnSync } from 'node:child_process';
 
 const TICKS = Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().trim()) || 100;
 
+/** Quarter-second windows with no more than idle traffic that make the system quiet: 1.5 s. */
+const CALM_WINDOWS = 6;
+
 /** User + system CPU of a process in ms (0 when it is gone). */
 export const cpuMs = (pid: number): number => {
   if (pid === process.pid) {
@@ -43,7 +46,9 @@ export class Meter {
     return v.in_msgs + v.out_msgs;
   }
 
+  /** What the system sends with nothing asked of it, once what was asked before has settled. */
   async measureIdle(ms = 2000): Promise<void> {
+    await this.quiet();
     const a = await this.messages();
     const t = performance.now();
     await new Promise((r) => setTimeout(r, ms));
@@ -52,13 +57,14 @@ export class Meter {
 
   /**
    * Waits until the system has no work left from what was asked (views written, reports recorded):
-   * three quarter-second windows in a row with no more messages than idling sends.
+   * quarter-second windows in a row with no more messages than idling sends, for longer than the
+   * projector holds a view before storing it (1 s), so no phase's stores land in the next one.
    */
   async quiet(maxMs = 60_000): Promise<void> {
     const end = Date.now() + maxMs;
     let calm = 0;
     let last = await this.messages();
-    while (calm < 3 && Date.now() < end) {
+    while (calm < CALM_WINDOWS && Date.now() < end) {
       await new Promise((r) => setTimeout(r, 250));
       const now = await this.messages();
       calm = now - last <= this.idlePerMs * 250 + 2 ? calm + 1 : 0;
@@ -78,7 +84,7 @@ export class Meter {
     await work();
     const workMs = performance.now() - t0;
     await this.quiet();
-    const elapsed = performance.now() - t0 - 750;
+    const elapsed = performance.now() - t0 - CALM_WINDOWS * 250;
     const msgs = (await this.messages()) - m0 - this.idlePerMs * Math.max(0, elapsed);
     const cpu = this.procs.map((p, i) => ({ name: p.name, ms: (cpuMs(p.pid) - c0[i]!) / ops }));
     return { perOp: msgs / ops, cpu, workMs, opsPerSec: ops / (workMs / 1000) };

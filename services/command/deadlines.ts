@@ -214,13 +214,19 @@ export class DeadlineKeeper {
     if (this.position >= seq) return Promise.resolve(true);
     if (this.stopped) return Promise.resolve(false);
     return new Promise((resolve) => {
-      const waiter = { seq, resolve };
-      this.waiters.push(waiter);
-      setTimeout(() => {
+      const timer = setTimeout(() => {
         const i = this.waiters.indexOf(waiter);
         if (i >= 0) this.waiters.splice(i, 1);
         resolve(false);
       }, timeoutMs).unref();
+      const waiter = {
+        seq,
+        resolve: (reached: boolean) => {
+          clearTimeout(timer);
+          resolve(reached);
+        },
+      };
+      this.waiters.push(waiter);
     });
   }
 
@@ -232,15 +238,17 @@ export class DeadlineKeeper {
     if (this.position >= intentSeq && !this.pending.has(taskId)) return Promise.resolve(true);
     if (this.stopped) return Promise.resolve(false);
     return new Promise((resolve) => {
-      const list = this.settleWaiters.get(taskId) ?? [];
-      list.push(resolve);
-      this.settleWaiters.set(taskId, list);
-      setTimeout(() => {
-        const left = this.settleWaiters.get(taskId)?.filter((r) => r !== resolve) ?? [];
+      const timer = setTimeout(() => {
+        const left = this.settleWaiters.get(taskId)?.filter((r) => r !== done) ?? [];
         if (left.length > 0) this.settleWaiters.set(taskId, left);
         else this.settleWaiters.delete(taskId);
         resolve(false);
       }, timeoutMs).unref();
+      const done = (settled: boolean) => {
+        clearTimeout(timer);
+        resolve(settled);
+      };
+      this.settleWaiters.set(taskId, [...(this.settleWaiters.get(taskId) ?? []), done]);
     });
   }
 

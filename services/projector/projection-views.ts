@@ -6,7 +6,13 @@ import { VersionedKvWriter } from '../../platform/ordered-kv-writer.ts';
 import { applyCommit, type Applied, type Projection } from './projection.ts';
 import { SortedIndex } from './sorted-index.ts';
 
-const VIEW_LINGER_MS = 250;
+/**
+ * How long a view's first change waits for later ones before it is stored: restarts alone read the
+ * stored views, and resume from the stored position, so a store later by this much costs a restart
+ * that much more of the log to fold again and nothing else, while a domain changed several times
+ * within it (defined, started, stopped) is stored once.
+ */
+const VIEW_LINGER_MS = 1000;
 
 /**
  * The running side of one projection: every aggregate's folded state in memory (queries read it),
