@@ -560,21 +560,18 @@ export class VirtplaneClient {
    */
   async outcomeOrGone(accepted: CommandAccepted, timeoutMs = 120_000): Promise<DomainView | null> {
     const deadline = Date.now() + timeoutMs;
-    // The reply waited for the outcome (`waitMs`) and got it: nothing to ask.
-    let answered: DomainView | null | undefined = accepted.outcome?.domain;
-    for (;;) {
-      const waitMs = Math.max(0, Math.min(25_000, deadline - Date.now()));
-      // `timeout` while the views have not reached the command (a projector restarting): wait on.
-      // Only `no-domain` from views at or past the command's version means the domain is gone.
-      const asked = answered;
-      answered = undefined;
-      const v = asked !== undefined ? asked : await this.get(accepted.domainId, { minVersion: accepted.version, settled: true, waitMs }).catch((e) => {
+    // `timeout` while the views have not reached the command (a projector restarting): wait on.
+    // Only `no-domain` from views at or past the command's version means the domain is gone.
+    const ask = () =>
+      this.get(accepted.domainId, { minVersion: accepted.version, settled: true, waitMs: Math.max(0, Math.min(25_000, deadline - Date.now())) }).catch((e) => {
         if (e?.code === 'no-domain') return null;
         // No projector answering (one restarting) is a wait too, not an outcome.
         const waiting = e?.code === 'timeout' || noResponders(e);
         if (waiting && Date.now() < deadline) return undefined;
         throw e;
       });
+    // The reply waited for the outcome (`waitMs`) and got it: nothing to ask first.
+    for (let v = accepted.outcome ? accepted.outcome.domain : await ask(); ; v = await ask()) {
       if (v === undefined) {
         await new Promise((r) => setTimeout(r, 250));
         continue;

@@ -21,6 +21,11 @@ export class Outcomes {
     private readonly domains: Repository<DomainAggregate, DomainEventBody>,
   ) {}
 
+  /** A command handler whose reply waits for the outcome when its request asks to (`waitMs`). */
+  waiting<R extends { waitMs?: number | undefined }, M>(handle: (req: R, meta: M) => Promise<Accepted>) {
+    return async (req: R, meta: M) => this.of(await handle(req, meta), req.waitMs);
+  }
+
   async of(accepted: Accepted, waitMs: number | undefined): Promise<Accepted & { outcome?: CommandOutcome }> {
     if (!waitMs || !accepted.taskId) return accepted;
     if (!(await this.keeper.settled(accepted.taskId, accepted.version, waitMs))) return accepted;

@@ -115,13 +115,13 @@ export class CommandService {
     this.subs.push(...api.serve('domain', 'set-resources', SetResourcesRequest, (r, meta) => commands.setResources(r, meta)));
     this.subs.push(...api.serve('domain', 'undefine', UndefineDomainRequest, (r, meta) => commands.undefine(r, meta)));
     this.subs.push(...api.serve('domain', 'autostart', AutostartDomainRequest, (r, meta) => commands.setAutostart(r, meta)));
-    this.subs.push(...api.serve('domain', 'reset', DomainOpRequest, (r, meta) => commands.hostOperation('reset', r, meta).then((a) => outcomes.of(a, r.waitMs))));
+    this.subs.push(...api.serve('domain', 'reset', DomainOpRequest, outcomes.waiting((r, meta) => commands.hostOperation('reset', r, meta))));
     this.subs.push(...api.serve('domain', 'send-key', SendKeyRequest, (r, meta) => commands.sendKey(r, meta)));
     this.subs.push(...api.serve('domain', 'inject-nmi', InjectNmiRequest, (r, meta) => commands.injectNmi(r, meta)));
     this.subs.push(...api.serve('domain', 'screenshot', ScreenshotRequest, (r, meta) => commands.screenshot(r, meta)));
     this.subs.push(...api.serve('domain', 'blockresize', BlockResizeRequest, (r, meta) => commands.blockResize(r, meta)));
-    this.subs.push(...api.serve('domain', 'managedsave', DomainOpRequest, (r, meta) => commands.hostOperation('managedsave', r, meta).then((a) => outcomes.of(a, r.waitMs))));
-    this.subs.push(...api.serve('domain', 'save', SaveDomainRequest, (r, meta) => commands.save(r, meta).then((a) => outcomes.of(a, r.waitMs))));
+    this.subs.push(...api.serve('domain', 'managedsave', DomainOpRequest, outcomes.waiting((r, meta) => commands.hostOperation('managedsave', r, meta))));
+    this.subs.push(...api.serve('domain', 'save', SaveDomainRequest, outcomes.waiting((r, meta) => commands.save(r, meta))));
     this.subs.push(...api.serve('domain', 'restore', RestoreDomainRequest, (r, meta) => commands.restore(r, meta)));
     this.subs.push(...api.serve('domain', 'managedsave-remove', DomainOpRequest, (r, meta) => commands.removeManagedSave(r, meta)));
     const snapshots = new SnapshotCommands(commands);
@@ -129,9 +129,9 @@ export class CommandService {
     this.subs.push(...api.serve('domain', 'snapshot-revert', SnapshotRevertRequest, (r, meta) => snapshots.revert(r, meta)));
     this.subs.push(...api.serve('domain', 'snapshot-delete', SnapshotDeleteRequest, (r, meta) => snapshots.delete(r, meta)));
     this.subs.push(...api.serve('domain', 'snapshot-current', SnapshotCurrentRequest, (r, meta) => snapshots.setCurrent(r, meta)));
-    this.subs.push(...api.serve('domain', 'start', StartDomainRequest, (r, meta) => commands.operation('start', r, meta).then((a) => outcomes.of(a, r.waitMs))));
-    this.subs.push(...api.serve('domain', 'attach-interface', AttachInterfaceRequest, (r, meta) => commands.attachInterface(r, meta).then((a) => outcomes.of(a, r.waitMs))));
-    this.subs.push(...api.serve('domain', 'detach-interface', DetachInterfaceRequest, (r, meta) => commands.detachInterface(r, meta).then((a) => outcomes.of(a, r.waitMs))));
+    this.subs.push(...api.serve('domain', 'start', StartDomainRequest, outcomes.waiting((r, meta) => commands.operation('start', r, meta))));
+    this.subs.push(...api.serve('domain', 'attach-interface', AttachInterfaceRequest, outcomes.waiting((r, meta) => commands.attachInterface(r, meta))));
+    this.subs.push(...api.serve('domain', 'detach-interface', DetachInterfaceRequest, outcomes.waiting((r, meta) => commands.detachInterface(r, meta))));
     const devices = new DeviceCommands(commands);
     this.subs.push(...api.serve('domain', 'attach-disk', AttachDiskRequest, (r, meta) => devices.attachDisk(r, meta)));
     this.subs.push(...api.serve('domain', 'detach-disk', DetachDiskRequest, (r, meta) => devices.detachDisk(r, meta)));
@@ -140,7 +140,7 @@ export class CommandService {
     this.subs.push(...api.serve('domain', 'update-device', DeviceXmlRequest, (r, meta) => devices.updateDevice(r, meta)));
     this.subs.push(...api.serve('domain', 'change-media', ChangeMediaRequest, (r, meta) => devices.changeMedia(r, meta)));
     for (const op of ['shutdown', 'destroy', 'suspend', 'resume', 'reboot'] as const satisfies DomainOp[]) {
-      this.subs.push(...api.serve('domain', op, DomainOpRequest, (r, meta) => commands.operation(op, r, meta).then((a) => outcomes.of(a, r.waitMs))));
+      this.subs.push(...api.serve('domain', op, DomainOpRequest, outcomes.waiting((r, meta) => commands.operation(op, r, meta))));
     }
 
     this.subs.push(...api.serve('network', 'define', DefineNetworkRequest, (r, meta) => networks.define(r, meta)));
