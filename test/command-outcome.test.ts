@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EventStore } from '../platform/event-store.ts';
 import { startStack, testDriverState, type Stack } from './fixtures/stack.ts';
 
 /**
@@ -97,4 +98,21 @@ describe('commands answered with their outcome', () => {
     const guest = (await testDriverState(stack)).find((g) => g.uuid === d.domainId);
     expect(guest?.boots).toBe(1);
   }, 60_000);
+
+  it('the nats-server killed while a reply is held: the command is answered once the server is back, and the guest boots once', async () => {
+    const c = stack.client;
+    const d = await c.define({ definition: { name: 'held-7', memoryKiB: 65536, vcpus: 1 } });
+    await stack.kill('host-agent');
+    const reply = c.start('held-7', { waitMs: 5000, commandId: `held-7-${Date.now()}` });
+    await new Promise((r) => setTimeout(r, 500));
+    await stack.nats.restart('SIGKILL', 500);
+    await stack.start('host-agent');
+    const started = await reply;
+    expect((await c.outcome(started, 30_000)).observed.state).toBe('running');
+    // The command sent again across the restart is recorded once, and the guest boots once.
+    const commits = await new EventStore(stack.nats.nats).read(`ev.domain.${d.domainId}`);
+    expect(commits.flatMap((cm) => cm.events).filter((e) => e.type === 'DomainStartRequested')).toHaveLength(1);
+    const guest = (await testDriverState(stack)).find((g) => g.uuid === d.domainId);
+    expect(guest?.boots).toBe(1);
+  }, 90_000);
 });
